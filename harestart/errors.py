@@ -1,0 +1,115 @@
+"""One exception root, a few subsystem subclasses, and the documented exit codes.
+
+Adapters translate library exceptions (paramiko, pymysql, socket) into these at the boundary,
+with the host and the action that failed. Only ``harestart.cli`` maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; the README's table is generated from the same meanings."""
+
+    OK = 0
+    RUN_FAILED = 1  # failed during the run (a gate failed, a node did not come back)
+    USAGE = 2  # usage or inventory error
+    PREFLIGHT_REFUSED = 3  # preflight refused; nothing was changed
+    LOCKED = 4  # another run holds the group
+    INTERRUPTED = 130  # SIGINT / SIGTERM
+
+
+class HarestartError(Exception):
+    """Root of every error harestart raises on purpose. ``str()`` is one readable sentence."""
+
+    exit_code: ExitCode = ExitCode.RUN_FAILED
+
+
+class UsageError(HarestartError):
+    exit_code = ExitCode.USAGE
+
+
+class InventoryError(HarestartError):
+    """The inventory file cannot be used. ``problems`` holds every finding, one per line."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"{path}: {n} problem{'s' if n != 1 else ''} in the inventory"
+        super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class RemoteError(HarestartError):
+    """Something on a host failed: names the host and the action."""
+
+    def __init__(self, host: str, action: str, reason: str) -> None:
+        self.host = host
+        self.action = action
+        self.reason = reason
+        super().__init__(f"{host}: {action}: {reason}")
+
+
+class SshError(RemoteError):
+    """SSH connection, authentication, host key or command transport failed."""
+
+
+class HostKeyError(SshError):
+    """The host key is unknown or changed; never accepted silently."""
+
+
+class CommandFailed(SshError):
+    """A remote command ran and exited non-zero."""
+
+    def __init__(self, host: str, action: str, exit_status: int, stderr: str) -> None:
+        self.exit_status = exit_status
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-3:] if stderr.strip() else []
+        reason = f"exit status {exit_status}" + (": " + " | ".join(tail) if tail else "")
+        super().__init__(host, action, reason)
+
+
+class MysqlError(RemoteError):
+    """Connecting to or querying mysqld failed (carries the server's own error text)."""
+
+
+class MhaError(RemoteError):
+    """The MHA manager could not be queried, stopped or started."""
+
+
+class PreflightRefused(HarestartError):
+    """Reality contradicts the inventory or the group is unsafe to touch; nothing changed."""
+
+    exit_code = ExitCode.PREFLIGHT_REFUSED
+
+    def __init__(self, group: str, reasons: list[str]) -> None:
+        self.group = group
+        self.reasons = list(reasons)
+        super().__init__(
+            f"group {group}: preflight refused, nothing was changed:\n"
+            + "\n".join(f"  - {r}" for r in self.reasons)
+        )
+
+
+class GateFailed(HarestartError):
+    """A step's gate did not hold within its deadline."""
+
+    def __init__(self, step: str, host: str | None, reason: str) -> None:
+        self.step = step
+        self.host = host
+        self.reason = reason
+        where = f"{host}: " if host else ""
+        super().__init__(f"{where}{step}: {reason}")
+
+
+class WaitTimeout(HarestartError):
+    """poll_until gave up; ``last`` describes the last observed value."""
+
+    def __init__(self, what: str, timeout: float, last: str) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.last = last
+        super().__init__(f"{what}: not reached within {timeout:g} s (last seen: {last})")

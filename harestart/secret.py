@@ -1,0 +1,40 @@
+"""A value that never renders: ``str``, ``repr``, f-strings, JSON and logs all show ``***``."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+MASK: Final = "***"
+
+
+class Secret:
+    """Wraps a password or key material. Only ``reveal()`` returns the value, at the adapter."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> Any:  # pickling would copy the value somewhere we don't control
+        raise TypeError("Secret values cannot be pickled")
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
