@@ -1,0 +1,355 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harestart.topology import (
+    Flavor,
+    MhaState,
+    ReplicaStatus,
+    flavor_from_version,
+    gtid_covers,
+    mariadb_gtid_covers,
+    mysql_gtid_covers,
+    parse_mariadb_gtid,
+    parse_mha_status,
+    parse_mysql_gtid_set,
+    parse_replica_status,
+    parse_server_info,
+    version_tuple,
+)
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "status"
+
+
+def row(name: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((DATA / f"{name}.json").read_text())
+    return loaded
+
+
+def mha_text(name: str) -> str:
+    return (DATA / f"mha-{name}.txt").read_text()
+
+
+# -- server info -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "flavor", "numbers"),
+    [
+        ("10.11.6-MariaDB-0+deb12u1", Flavor.MARIADB, (10, 11, 6)),
+        ("10.11.19-MariaDB-0+deb12u1-log", Flavor.MARIADB, (10, 11, 19)),
+        ("5.5.5-10.6.12-MariaDB", Flavor.MARIADB, (10, 6, 12)),
+        ("8.0.36", Flavor.MYSQL, (8, 0, 36)),
+        ("8.4.0-log", Flavor.MYSQL, (8, 4, 0)),
+        ("8.0.36-28-Percona XtraDB Cluster", Flavor.MYSQL, (8, 0, 36)),
+    ],
+)
+def test_flavor_and_version(version: str, flavor: Flavor, numbers: tuple[int, ...]) -> None:
+    assert flavor_from_version(version) is flavor
+    assert version_tuple(version) == numbers
+
+
+def test_version_tuple_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="unrecognised server version"):
+        version_tuple("banana")
+
+
+def test_parse_mariadb_server_info() -> None:
+    info = parse_server_info(
+        {
+            "version": "10.11.6-MariaDB-0+deb12u1-log",
+            "server_id": 2,
+            "read_only": 1,
+            "hostname": "db2",
+            "uptime": b"3605",
+            "gtid_current_pos": "0-1-42",
+            "gtid_binlog_pos": "0-1-42",
+            "gtid_slave_pos": "0-1-42",
+        }
+    )
+    assert info.flavor is Flavor.MARIADB
+    assert info.version_tuple == (10, 11, 6)
+    assert info.server_id == 2
+    assert info.read_only is True
+    assert info.uptime == 3605
+    assert info.hostname == "db2"
+    assert info.gtid_position == "0-1-42"
+    assert info.gtid_executed == ""
+    assert info.describe() == (
+        "db2 server 2, 10.11.6-MariaDB-0+deb12u1-log, read-only, up 3605 s, GTID 0-1-42"
+    )
+
+
+def test_parse_mysql_server_info_with_at_keys_and_multiline_gtid_set() -> None:
+    info = parse_server_info(
+        {
+            "@@version": "8.4.0",
+            "@@server_id": "101",
+            "@@global.read_only": "0",
+            "@@hostname": "db1",
+            "Uptime": "12",
+            "@@gtid_executed": "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-27,\n"
+            "4f22ab58-82db-11e1-9e33-c80aa9429563:1-3",
+        }
+    )
+    assert info.flavor is Flavor.MYSQL
+    assert info.read_only is False
+    assert info.server_id == 101
+    assert info.uptime == 12
+    assert info.gtid_position == (
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-27,4f22ab58-82db-11e1-9e33-c80aa9429563:1-3"
+    )
+
+
+def test_server_info_requires_version_and_server_id() -> None:
+    with pytest.raises(ValueError, match="no version"):
+        parse_server_info({"server_id": 1})
+    with pytest.raises(ValueError, match="server_id"):
+        parse_server_info({"version": "8.0.36", "server_id": None})
+
+
+# -- replica status --------------------------------------------------------------------------
+
+
+def test_mariadb_healthy_replica() -> None:
+    status = parse_replica_status(row("mariadb-10.11-replica"))
+    assert status.io_running == "Yes"
+    assert status.sql_running == "Yes"
+    assert status.lag_seconds == 0
+    assert (status.source_host, status.source_port, status.source_server_id) == ("db1", 3306, 1)
+    assert status.gtid_io_pos == "0-1-42"
+    assert status.using_gtid is True
+    assert status.gtid_mode == "Slave_Pos"
+    assert status.sql_state == "Slave has read all relay log; waiting for more updates"
+    assert status.source_log_file == "mysql-bin.000003"
+    assert status.read_source_log_pos == status.exec_source_log_pos == 1847
+    assert status.connect_retry == 60
+    assert status.threads_running()
+    assert not status.io_connecting()
+    assert not status.broken()
+    assert not status.stopped()
+    assert status.lag_within(0)
+    assert status.error_text() == ""
+    assert status.describe() == "IO Yes, SQL Yes, lag 0 s, from server 1 (db1:3306)"
+    assert status.raw["Parallel_Mode"] == "optimistic"
+
+
+def test_mariadb_broken_sql_thread_keeps_server_text() -> None:
+    status = parse_replica_status(row("mariadb-10.11-sql-broken"))
+    assert status.sql_running == "No"
+    assert status.last_sql_errno == 1062
+    assert status.broken()
+    assert status.sql_broken()
+    assert not status.io_broken()
+    assert not status.threads_running()
+    assert status.lag_seconds is None
+    assert not status.lag_within(10_000)
+    assert status.error_text().startswith("SQL thread: Error 'Duplicate entry '7' for key")
+    assert "lag unknown" in status.describe()
+    assert "Duplicate entry" in status.describe()
+
+
+def test_mariadb_io_connecting_after_source_restart() -> None:
+    status = parse_replica_status(row("mariadb-10.11-io-connecting"))
+    assert status.io_connecting()
+    assert not status.broken()  # retrying, not stopped
+    assert not status.threads_running()
+    assert status.last_io_errno == 2003
+    assert "retry-time: 60" in status.error_text()
+    assert status.error_text().startswith("IO thread: error reconnecting to master")
+    assert status.io_state == "Reconnecting after a failed master event read"
+
+
+@pytest.mark.parametrize("name", ["mysql-8.0-replica", "mysql-8.4-replica"])
+def test_mysql_column_names_are_normalised(name: str) -> None:
+    status = parse_replica_status(row(name))
+    assert status.threads_running()
+    assert status.using_gtid is True
+    assert status.gtid_mode == "Auto_Position"
+    assert status.gtid_io_pos.startswith("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-")
+    assert status.executed_gtid_set
+    assert "\n" not in status.executed_gtid_set
+    assert status.source_port == 3306
+    assert status.sql_state
+
+
+def test_mysql_84_lagging_replica() -> None:
+    status = parse_replica_status(row("mysql-8.4-replica"))
+    assert status.lag_seconds == 3
+    assert status.lag_within(3)
+    assert not status.lag_within(2)
+    assert status.describe() == "IO Yes, SQL Yes, lag 3 s, from server 101 (db1:3306)"
+    assert not mysql_gtid_covers(status.executed_gtid_set, status.gtid_io_pos)
+
+
+def test_old_mysql_slave_columns_and_bytes_cells() -> None:
+    status = parse_replica_status(
+        {
+            "Slave_IO_Running": b"No",
+            "Slave_SQL_Running": b"No",
+            "Seconds_Behind_Master": None,
+            "Master_Host": b"db1",
+            "Master_Port": b"3306",
+            "Master_Server_Id": None,
+            "Auto_Position": b"0",
+            "Last_IO_Errno": b"0",
+            "Last_IO_Error": None,
+            "Last_SQL_Errno": 0,
+            "Last_SQL_Error": b"",
+        }
+    )
+    assert status.stopped()
+    assert not status.broken()  # stopped by hand, no error
+    assert status.using_gtid is False
+    assert status.source_port == 3306
+    assert status.source_server_id is None
+    assert status.describe() == "IO No, SQL No, lag unknown, from db1:3306"
+
+
+def test_replica_status_rejects_other_rows() -> None:
+    with pytest.raises(ValueError, match="not a replica status row"):
+        parse_replica_status({"Variable_name": "Uptime", "Value": "3"})
+
+
+def test_replica_status_is_hashable_and_compares_without_raw() -> None:
+    a = parse_replica_status(row("mariadb-10.11-replica"))
+    b = parse_replica_status({**row("mariadb-10.11-replica"), "Relay_Log_Space": 1})
+    assert a == b
+    assert hash(a) == hash(b)
+    assert isinstance(a, ReplicaStatus)
+
+
+# -- GTIDs -----------------------------------------------------------------------------------
+
+
+def test_parse_mariadb_gtid() -> None:
+    assert parse_mariadb_gtid("0-1-42,1-2-7") == {0: (1, 42), 1: (2, 7)}
+    assert parse_mariadb_gtid("") == {}
+    assert parse_mariadb_gtid(" 0-1-42,\n1-2-7 ") == {0: (1, 42), 1: (2, 7)}
+    with pytest.raises(ValueError, match="not a MariaDB GTID"):
+        parse_mariadb_gtid("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5")
+
+
+@pytest.mark.parametrize(
+    ("have", "want", "covered"),
+    [
+        ("0-1-42", "0-1-42", True),
+        ("0-1-43", "0-1-42", True),
+        ("0-1-41", "0-1-42", False),
+        ("0-2-50", "0-1-42", True),  # seq grows per domain whichever server wrote it
+        ("0-1-42", "0-1-42,1-2-7", False),  # a domain the replica has never seen
+        ("0-1-42,1-2-9", "0-1-42,1-2-7", True),
+        ("0-1-42", "", True),
+        ("", "0-1-1", False),
+    ],
+)
+def test_mariadb_gtid_covers(have: str, want: str, covered: bool) -> None:
+    assert mariadb_gtid_covers(have, want) is covered
+    assert gtid_covers(Flavor.MARIADB, have, want) is covered
+
+
+U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+U2 = "4f22ab58-82db-11e1-9e33-c80aa9429563"
+
+
+def test_parse_mysql_gtid_set_with_tags() -> None:
+    parsed = parse_mysql_gtid_set(f"{U1}:1-5:7,\n{U2}:1-3:maint:1-2")
+    assert parsed == {(U1, ""): [(1, 5), (7, 7)], (U2, ""): [(1, 3)], (U2, "maint"): [(1, 2)]}
+    with pytest.raises(ValueError, match="not a MySQL GTID set"):
+        parse_mysql_gtid_set("0-1-42")
+
+
+@pytest.mark.parametrize(
+    ("have", "want", "covered"),
+    [
+        (f"{U1}:1-27", f"{U1}:1-27", True),
+        (f"{U1}:1-27", f"{U1}:1-28", False),
+        (f"{U1}:1-10:11-27", f"{U1}:5-20", True),
+        (f"{U1}:1-10:12-27", f"{U1}:5-20", False),
+        (f"{U1}:1-27,{U2}:1-3", f"{U2}:2", True),
+        (f"{U1}:1-27", f"{U2}:1", False),
+        (f"{U1}:1-27", "", True),
+        (f"{U1.upper()}:1-27", f"{U1}:3", True),
+    ],
+)
+def test_mysql_gtid_covers(have: str, want: str, covered: bool) -> None:
+    assert mysql_gtid_covers(have, want) is covered
+    assert gtid_covers(Flavor.MYSQL, have, want) is covered
+
+
+# -- MHA -------------------------------------------------------------------------------------
+
+
+def test_mha_ping_ok() -> None:
+    status = parse_mha_status(0, mha_text("ping-ok"))
+    assert status.state is MhaState.PING_OK
+    assert status.pid == 1234
+    assert status.master == "db1"
+    assert status.running()
+    assert status.healthy()
+    assert not status.stopped()
+    assert not status.error()
+    assert status.describe() == "MHA PING_OK (exit 0), pid 1234, master db1"
+
+
+def test_mha_stopped() -> None:
+    status = parse_mha_status(2, mha_text("stopped"))
+    assert status.state is MhaState.NOT_RUNNING
+    assert status.stopped()
+    assert not status.running()
+    assert status.pid is None
+    assert status.master is None
+
+
+def test_mha_initializing() -> None:
+    status = parse_mha_status(10, mha_text("initializing"))
+    assert status.state is MhaState.INITIALIZING_MONITOR
+    assert status.running()
+    assert not status.healthy()
+
+
+def test_mha_ping_failing_and_failover() -> None:
+    failing = parse_mha_status(20, mha_text("ping-failing"))
+    assert failing.state is MhaState.PING_FAILING
+    assert failing.master_unreachable()
+    assert failing.master == "db1"
+    failover = parse_mha_status(50, mha_text("failover-running"))
+    assert failover.failover_in_progress()
+    assert failover.running()
+    assert failover.master == "db1"
+
+
+def test_mha_partially_running_is_an_error() -> None:
+    status = parse_mha_status(3, mha_text("partially-running"))
+    assert status.state is MhaState.PARTIALLY_RUNNING
+    assert status.error()
+    assert status.pid is None  # "child pid" is not the manager's pid
+
+
+def test_mha_text_wins_over_exit_code() -> None:
+    # masterha_check_status run through a wrapper that loses the exit code
+    assert parse_mha_status(0, mha_text("stopped")).state is MhaState.NOT_RUNNING
+
+
+@pytest.mark.parametrize(
+    ("code", "state"),
+    [(0, MhaState.PING_OK), (2, MhaState.NOT_RUNNING), (31, MhaState.CONFIG_ERROR)],
+)
+def test_mha_falls_back_to_exit_code(code: int, state: MhaState) -> None:
+    assert parse_mha_status(code, "").state is state
+
+
+def test_mha_unknown_output_keeps_text() -> None:
+    status = parse_mha_status(
+        1, "Got error on conf /etc/mha/app1.cnf: /etc/mha/app1.cnf not found!\n"
+    )
+    assert status.state is MhaState.UNKNOWN
+    assert status.error()
+    assert "not found" in status.describe()
+
+
+def test_mha_unknown_code_with_known_name() -> None:
+    assert parse_mha_status(99, "x (99:CONFIG_ERROR)").state is MhaState.CONFIG_ERROR
