@@ -6,6 +6,18 @@ from typing import Any, Final
 
 MASK: Final = "***"
 
+# Every secret value ever wrapped, so log and output scrubbing can catch a value that escaped
+# its wrapper (e.g. echoed back inside a server's error message).
+_KNOWN: set[str] = set()
+
+
+def scrub(text: str) -> str:
+    """Replace every known secret value inside ``text`` with ``***``."""
+    for value in _KNOWN:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
 
 class Secret:
     """Wraps a password or key material. Only ``reveal()`` returns the value, at the adapter."""
@@ -14,6 +26,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if len(value) >= 4:  # very short values would mangle ordinary text
+            _KNOWN.add(value)
 
     def reveal(self) -> str:
         return self._value

