@@ -1,0 +1,296 @@
+#!/bin/bash
+# harestart lab container entrypoint (runs under tini, see lab/Dockerfile).
+#
+# Role-driven setup, then `exec sshd -D -e` as the long-lived main process. mysqld is a
+# sysvinit service (`service mariadb start|restart`) and masterha_manager runs detached, so
+# restarting the database or stopping MHA - exactly what harestart does - never ends the
+# container.
+#
+# Environment contract (docker-compose.yml and tests/integration/lab.py use these names):
+#   LAB_ROLE            source | replica | manager
+#   LAB_SERVER_ID       unique integer (source/replica)
+#   LAB_SOURCE          hostname of the source on the lab network (replica, manager)
+#   LAB_REPLICAS        space-separated replica hostnames (manager)
+#   LAB_ADMIN_USER      admin account harestart uses (default: harestart)
+#   LAB_ADMIN_PASSWORD, LAB_REPL_PASSWORD, LAB_MHA_PASSWORD   (required)
+#   LAB_CONNECT_RETRY   optional MASTER_CONNECT_RETRY for replicas (MariaDB default 60 s)
+#   LAB_WAIT_TIMEOUT    optional deadline in seconds for waiting on other nodes (default 300)
+# Keys, mounted read-only at /lab/keys/: id_ed25519(.pub) = client key for root/ops logins
+# and the manager's SSH to nodes; ssh_host_ed25519_key(.pub) = host key every node presents.
+#
+# Passwords never reach the container log: no `set -x`, and SQL/credentials travel through
+# stdin and 0600 option files, not command lines.
+set -euo pipefail
+
+KEYS=/lab/keys
+READY=/run/lab-ready
+SETUP_FAILED=/run/lab-setup-failed
+MARKER=/var/lib/mysql/.lab-initialised
+WAIT_TIMEOUT=${LAB_WAIT_TIMEOUT:-300}
+LAB_ADMIN_USER=${LAB_ADMIN_USER:-harestart}
+
+log() { printf '%s lab[%s]: %s\n' "$(date -u +%H:%M:%S)" "${LAB_ROLE:-?}" "$*"; }
+die() { log "FATAL: $*" >&2; touch "$SETUP_FAILED"; exit 1; }
+
+require() {
+  local name
+  for name in "$@"; do
+    [[ -n "${!name:-}" ]] || die "environment variable $name is required for role ${LAB_ROLE:-?}"
+  done
+}
+
+# Quote a value as an SQL string literal.
+sql_str() {
+  local v=${1//\\/\\\\}
+  v=${v//\'/\'\'}
+  printf "'%s'" "$v"
+}
+
+# wait_until DESCRIPTION CMD...: poll CMD every second until it succeeds or the deadline passes.
+wait_until() {
+  local what=$1; shift
+  local deadline=$((SECONDS + WAIT_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out after ${WAIT_TIMEOUT}s waiting for: $what"
+    sleep 1
+  done
+  log "ok: $what"
+}
+
+setup_ssh() {
+  [[ -r $KEYS/id_ed25519.pub && -r $KEYS/ssh_host_ed25519_key ]] \
+    || die "keys missing: mount a directory with id_ed25519(.pub) and ssh_host_ed25519_key(.pub) at $KEYS"
+
+  # Exactly one host key, the shared lab one, so clients can check it strictly.
+  rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+  install -m 0600 -o root -g root "$KEYS/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
+  install -m 0644 -o root -g root "$KEYS/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
+  cat > /etc/ssh/sshd_config.d/60-lab.conf <<'CONF'
+HostKey /etc/ssh/ssh_host_ed25519_key
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UseDNS no
+MaxStartups 50:30:200
+MaxSessions 50
+CONF
+
+  # ops: the operator account harestart logs in with (passwordless sudo).
+  if ! id ops >/dev/null 2>&1; then
+    useradd -m -s /bin/bash ops
+    usermod -p '*' ops   # no password, but not "locked" (sshd refuses locked accounts)
+  fi
+  echo 'ops ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/ops
+  chmod 0440 /etc/sudoers.d/ops
+
+  local home
+  for home in /root /home/ops; do
+    install -d -m 0700 "$home/.ssh"
+    install -m 0600 "$KEYS/id_ed25519.pub" "$home/.ssh/authorized_keys"
+  done
+  chown -R ops:ops /home/ops/.ssh
+
+  # root's SSH client identity: the manager needs it to reach every node (MHA runs ssh/scp as
+  # root); db nodes get it too so MHA's node-to-node checks (masterha_check_ssh) pass.
+  # known_hosts trusts exactly the shared lab host key for any lab hostname.
+  if [[ -r $KEYS/id_ed25519 ]]; then
+    install -m 0600 "$KEYS/id_ed25519" /root/.ssh/id_ed25519
+    install -m 0644 "$KEYS/id_ed25519.pub" /root/.ssh/id_ed25519.pub
+  fi
+  printf '* %s\n' "$(cut -d' ' -f1,2 "$KEYS/ssh_host_ed25519_key.pub")" > /root/.ssh/known_hosts
+  cat > /root/.ssh/config <<'CONF'
+Host *
+  StrictHostKeyChecking yes
+  UserKnownHostsFile /root/.ssh/known_hosts
+  BatchMode yes
+  ConnectTimeout 5
+CONF
+  chmod 0600 /root/.ssh/config /root/.ssh/known_hosts
+  mkdir -p /run/sshd
+}
+
+write_mysql_config() {
+  local read_only=$1
+  cat > /etc/mysql/mariadb.conf.d/60-lab.cnf <<CONF
+# Written by the harestart lab entrypoint (role ${LAB_ROLE}).
+[mysqld]
+server_id                = ${LAB_SERVER_ID}
+bind_address             = 0.0.0.0
+skip_name_resolve        = 1
+log_bin                  = /var/lib/mysql/mysql-bin
+log_slave_updates        = 1
+binlog_format            = ROW
+relay_log                = /var/lib/mysql/relay-bin
+relay_log_purge          = 0
+log_error                = /var/log/mysql/error.log
+# In the file, not SET GLOBAL, so the role survives 'service mariadb restart'.
+read_only                = ${read_only}
+# Small footprint: many lab clusters share two cores.
+innodb_buffer_pool_size  = 64M
+innodb_log_buffer_size   = 8M
+performance_schema       = 0
+max_connections          = 100
+CONF
+  install -d -o mysql -g adm -m 2750 /var/log/mysql
+}
+
+start_mariadb() {
+  log "starting mariadb (server_id ${LAB_SERVER_ID})"
+  service mariadb start >/dev/null 2>&1 || { tail -n 30 /var/log/mysql/error.log >&2 || true; die "service mariadb start failed"; }
+  wait_until "local mysqld answers" mysqladmin --protocol=socket -uroot ping
+}
+
+setup_source() {
+  require LAB_SERVER_ID LAB_ADMIN_PASSWORD LAB_REPL_PASSWORD LAB_MHA_PASSWORD
+  write_mysql_config 0
+  start_mariadb
+  if [[ -f $MARKER ]]; then
+    log "datadir already initialised; skipping user setup"
+    return
+  fi
+  local admin
+  admin=$(sql_str "$LAB_ADMIN_USER")
+  # Users exist only on the source; replicas receive them through replication.
+  mariadb --protocol=socket -uroot <<SQL
+CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY $(sql_str "$LAB_REPL_PASSWORD");
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%';
+CREATE USER IF NOT EXISTS ${admin}@'%' IDENTIFIED BY $(sql_str "$LAB_ADMIN_PASSWORD");
+GRANT ALL PRIVILEGES ON *.* TO ${admin}@'%';
+CREATE USER IF NOT EXISTS 'mha'@'%' IDENTIFIED BY $(sql_str "$LAB_MHA_PASSWORD");
+GRANT ALL PRIVILEGES ON *.* TO 'mha'@'%' WITH GRANT OPTION;
+CREATE DATABASE IF NOT EXISTS labdb;
+SQL
+  touch "$MARKER"
+  log "source initialised: users repl, ${LAB_ADMIN_USER}, mha; database labdb"
+}
+
+# Option file holding a password, so it never appears in argv or the log.
+client_cnf() {
+  local file=$1 user=$2 password=$3
+  (umask 077 && printf '[client]\nuser=%s\npassword=%s\nconnect_timeout=3\n' "$user" "$password" > "$file")
+}
+
+setup_replica() {
+  require LAB_SERVER_ID LAB_SOURCE LAB_REPL_PASSWORD
+  write_mysql_config 1
+  start_mariadb
+  if [[ -f $MARKER ]]; then
+    log "datadir already initialised; replication resumes from its saved position"
+    return
+  fi
+  client_cnf /root/.lab-repl.cnf repl "$LAB_REPL_PASSWORD"
+  # The repl user answering also proves the source finished creating its users.
+  wait_until "source ${LAB_SOURCE} accepts the replication user" \
+    mariadb --defaults-extra-file=/root/.lab-repl.cnf -h "$LAB_SOURCE" -e 'SELECT 1'
+  local retry=""
+  if [[ -n ${LAB_CONNECT_RETRY:-} ]]; then
+    [[ $LAB_CONNECT_RETRY =~ ^[0-9]+$ ]] || die "LAB_CONNECT_RETRY must be an integer"
+    retry=", MASTER_CONNECT_RETRY=${LAB_CONNECT_RETRY}"
+  fi
+  mariadb --protocol=socket -uroot <<SQL
+CHANGE MASTER TO MASTER_HOST=$(sql_str "$LAB_SOURCE"), MASTER_USER='repl',
+  MASTER_PASSWORD=$(sql_str "$LAB_REPL_PASSWORD"), MASTER_USE_GTID=slave_pos${retry};
+START SLAVE;
+SQL
+  touch "$MARKER"
+  log "replica of ${LAB_SOURCE} configured (GTID slave_pos${LAB_CONNECT_RETRY:+, connect retry ${LAB_CONNECT_RETRY}s})"
+}
+
+write_mha_config() {
+  install -d -m 0700 /etc/mha
+  install -d /var/log/mha/app1
+  touch /etc/mha/app1.cnf && chmod 0600 /etc/mha/app1.cnf
+  {
+    cat <<CONF
+# Written by the harestart lab entrypoint.
+[server default]
+user=mha
+password=${LAB_MHA_PASSWORD}
+repl_user=repl
+repl_password=${LAB_REPL_PASSWORD}
+ssh_user=root
+manager_workdir=/var/log/mha/app1
+manager_log=/var/log/mha/app1/manager.log
+remote_workdir=/var/tmp/mha
+master_binlog_dir=/var/lib/mysql
+ping_interval=1
+
+[server1]
+hostname=${LAB_SOURCE}
+candidate_master=1
+CONF
+    local n=2 host
+    for host in $LAB_REPLICAS; do
+      printf '\n[server%d]\nhostname=%s\n' "$n" "$host"
+      n=$((n + 1))
+    done
+  } > /etc/mha/app1.cnf
+
+  # The one command that starts MHA, here and in harestart (over SSH): detached, so it
+  # outlives the shell/SSH session that starts it.
+  cat > /usr/local/bin/lab-mha-start <<'SCRIPT'
+#!/bin/sh
+# Start the MHA manager for app1, detached from the calling shell / SSH session.
+setsid nohup masterha_manager --conf=/etc/mha/app1.cnf --ignore_last_failover < /dev/null > /var/log/mha/app1/manager.log 2>&1 &
+SCRIPT
+  chmod 0755 /usr/local/bin/lab-mha-start
+}
+
+replica_running() {
+  local status
+  status=$(mariadb --defaults-extra-file=/root/.lab-mha.cnf -h "$1" -e 'SHOW SLAVE STATUS\G') || return 1
+  grep -q 'Slave_IO_Running: Yes' <<<"$status" && grep -q 'Slave_SQL_Running: Yes' <<<"$status"
+}
+
+mha_ping_ok() {
+  masterha_check_status --conf=/etc/mha/app1.cnf | grep -q 'PING_OK'
+}
+
+# Runs in the background after sshd is up: wait for the whole group, then start MHA.
+manager_bootstrap() {
+  local host
+  for host in $LAB_SOURCE $LAB_REPLICAS; do
+    wait_until "ssh root@${host}" ssh "root@${host}" true
+    wait_until "mysql on ${host}" mariadb --defaults-extra-file=/root/.lab-mha.cnf -h "$host" -e 'SELECT 1'
+  done
+  for host in $LAB_REPLICAS; do
+    wait_until "replication threads running on ${host}" replica_running "$host"
+  done
+  if masterha_check_status --conf=/etc/mha/app1.cnf >/dev/null 2>&1; then
+    log "MHA already running"
+  else
+    log "starting MHA: lab-mha-start"
+    /usr/local/bin/lab-mha-start
+  fi
+  wait_until "masterha_check_status reports PING_OK" mha_ping_ok
+  touch "$READY"
+  log "manager ready: $(masterha_check_status --conf=/etc/mha/app1.cnf 2>&1 || true)"
+}
+
+setup_manager() {
+  require LAB_SOURCE LAB_REPLICAS LAB_REPL_PASSWORD LAB_MHA_PASSWORD
+  [[ -r $KEYS/id_ed25519 ]] || die "the manager needs the private client key at $KEYS/id_ed25519"
+  client_cnf /root/.lab-mha.cnf mha "$LAB_MHA_PASSWORD"
+  write_mha_config
+  # Background: the container (sshd) is up and debuggable while the group comes up.
+  ( manager_bootstrap ) &
+}
+
+main() {
+  rm -f "$READY" "$SETUP_FAILED"
+  case "${LAB_ROLE:-}" in
+    source | replica | manager) ;;
+    *) die "LAB_ROLE must be source, replica or manager (got '${LAB_ROLE:-}')" ;;
+  esac
+  setup_ssh
+  case "$LAB_ROLE" in
+    source) setup_source; touch "$READY" ;;
+    replica) setup_replica; touch "$READY" ;;
+    manager) setup_manager ;;
+  esac
+  log "starting sshd"
+  exec /usr/sbin/sshd -D -e
+}
+
+main "$@"

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Container healthcheck (Dockerfile HEALTHCHECK and docker-compose.yml).
+#  db nodes: setup finished and mysqld answers on the local socket.
+#  manager:  masterha_check_status exits 0 (PING_OK).
+case "${LAB_ROLE:-}" in
+  source | replica)
+    test -f /run/lab-ready && exec mysqladmin --protocol=socket -uroot ping >/dev/null 2>&1 ;;
+  manager)
+    exec masterha_check_status --conf=/etc/mha/app1.cnf >/dev/null 2>&1 ;;
+  *) exit 1 ;;
+esac
