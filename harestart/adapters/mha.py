@@ -1,0 +1,102 @@
+"""MHA 0.58 driven with its own ``masterha_*`` commands over a ``RemoteShell``.
+
+``masterha_stop``'s exit status is not trusted (it can report failure while the manager exits
+a moment later): callers poll ``status()``. ``masterha_manager`` is started detached (setsid,
+nohup, stdin from /dev/null) or it would die with the SSH session that started it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+
+from harestart.adapters.protocols import CommandResult, RemoteShell
+from harestart.errors import MhaError
+from harestart.topology import MhaStatus, parse_mha_status
+
+_NOT_FOUND = frozenset({126, 127})  # shell: not executable / command not found
+
+
+def app_name(config_path: str) -> str:
+    """MHA names the application after the config file: ``/etc/mha/app1.cnf`` -> ``app1``."""
+    base = posixpath.basename(config_path)
+    return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def default_log_path(config_path: str) -> str:
+    return f"/var/log/mha/{app_name(config_path)}/manager.log"
+
+
+class MhaManager:
+    """``FailoverManager`` for one MHA application on its manager host."""
+
+    def __init__(
+        self,
+        shell: RemoteShell,
+        config_path: str,
+        *,
+        stop_command: str | None = None,
+        start_command: str | None = None,
+        status_command: str | None = None,
+        log_path: str | None = None,
+        check_repl_command: str | None = None,
+    ) -> None:
+        self.shell = shell
+        self.config_path = config_path
+        self.log_path = log_path or default_log_path(config_path)
+        conf = shlex.quote(f"--conf={config_path}")
+        log = shlex.quote(self.log_path)
+        self.stop_command = stop_command or f"masterha_stop {conf}"
+        self.start_command = start_command or (
+            f"mkdir -p {shlex.quote(posixpath.dirname(self.log_path) or '.')}; "
+            f"setsid nohup masterha_manager {conf} --ignore_last_failover "
+            f"< /dev/null > {log} 2>&1 &"
+        )
+        self.status_command = status_command or f"masterha_check_status {conf}"
+        self.check_repl_command = check_repl_command or f"masterha_check_repl {conf}"
+
+    def __repr__(self) -> str:
+        return f"MhaManager({self.shell.host!r}, {self.config_path!r})"
+
+    def status(self) -> MhaStatus:
+        result = self.shell.run(self.status_command, check=False)
+        self._require_command(result, "check MHA status")
+        return parse_mha_status(result.exit_status, "\n".join((result.stdout, result.stderr)))
+
+    def stop(self) -> CommandResult:
+        result = self.shell.run(self.stop_command, check=False)
+        self._require_command(result, "stop MHA manager")
+        return result
+
+    def start(self) -> CommandResult:
+        result = self.shell.run(self.start_command, check=False)
+        self._require_command(result, "start MHA manager")
+        if result.exit_status != 0:
+            raise MhaError(self.shell.host, "start MHA manager", _reason(result))
+        return result
+
+    def check_repl(self) -> CommandResult:
+        result = self.shell.run(self.check_repl_command, check=False)
+        self._require_command(result, "check MHA replication")
+        return result
+
+    def log_tail(self, lines: int = 20) -> str:
+        result = self.shell.run(f"tail -n {int(lines)} {shlex.quote(self.log_path)}", check=False)
+        if result.exit_status != 0:
+            return f"(cannot read {self.log_path}: {_reason(result)})"
+        return result.stdout
+
+    def _require_command(self, result: CommandResult, action: str) -> None:
+        if result.exit_status in _NOT_FOUND:
+            raise MhaError(
+                self.shell.host, action, f"cannot run `{result.command}`: {_reason(result)}"
+            )
+
+
+def _reason(result: CommandResult) -> str:
+    text = (result.stderr or result.stdout).strip()
+    tail = " | ".join(text.splitlines()[-3:])
+    return f"exit status {result.exit_status}" + (f": {tail}" if tail else "")
+
+
+__all__ = ["MhaManager", "app_name", "default_log_path"]

@@ -1,0 +1,135 @@
+"""The small interfaces the executor talks to. Real adapters and test fakes both fit them.
+
+No paramiko or pymysql here: importing this module is cheap and safe in planning code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from harestart.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.topology import MhaStatus, ReplicaStatus, ServerInfo
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One finished remote command. ``command`` is as displayed (before sudo wrapping)."""
+
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def describe(self) -> str:
+        return f"`{self.command}` exited {self.exit_status} after {self.duration_s:.1f} s"
+
+
+class RemoteShell(Protocol):
+    """Runs commands on one host."""
+
+    @property
+    def host(self) -> str:
+        """Display name of the host (the inventory name, not necessarily its address)."""
+        ...
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run ``command`` through the remote shell.
+
+        ``sudo=None`` follows the endpoint's setting; ``timeout=None`` its command timeout.
+        Raises ``CommandFailed`` when ``check`` and the exit status is not 0, ``SshError``
+        when the command could not be run or did not finish in time.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class MysqlProbe(Protocol):
+    """Questions and the few replication commands for one mysqld.
+
+    Reconnects transparently when the connection dropped (mysqld restarted); a failed
+    (re)connect raises ``MysqlError``.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def server_info(self) -> ServerInfo: ...
+
+    def replica_status(self) -> ReplicaStatus | None:
+        """``None`` when the server is not a replica (no status row)."""
+        ...
+
+    def uptime(self) -> int: ...
+
+    def read_only(self) -> bool: ...
+
+    def set_read_only(self, value: bool) -> None: ...
+
+    def gtid_position(self) -> str:
+        """The position replicas need to reach to have all this server wrote.
+
+        MariaDB: ``@@gtid_binlog_pos``; MySQL: ``@@gtid_executed``. Read it on the source,
+        then ``wait_for_gtid`` on each replica.
+        """
+        ...
+
+    def wait_for_gtid(self, position: str, timeout: float) -> bool:
+        """Block until this server applied ``position`` (True) or ``timeout`` passed (False).
+
+        MariaDB ``MASTER_GTID_WAIT``; MySQL ``WAIT_FOR_EXECUTED_GTID_SET``.
+        """
+        ...
+
+    def restart_io_thread(self) -> None:
+        """Stop and start the IO thread: reconnect now instead of after ``Connect_Retry``."""
+        ...
+
+    def start_replica(self) -> None: ...
+
+    def ping(self) -> bool:
+        """True when the server answers (reconnecting if needed); never raises."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FailoverManager(Protocol):
+    """The failover manager (MHA) of one group."""
+
+    def status(self) -> MhaStatus: ...
+
+    def stop(self) -> CommandResult:
+        """Ask the manager to stop. Its exit status is not trusted: poll ``status()``."""
+        ...
+
+    def start(self) -> CommandResult:
+        """Start the manager detached; poll ``status()`` until it is healthy."""
+        ...
+
+    def check_repl(self) -> CommandResult: ...
+
+    def log_tail(self, lines: int = 20) -> str: ...
+
+
+class Connector(Protocol):
+    """Builds adapters, so the executor (and tests) can swap real ones for fakes."""
+
+    def shell(self, name: str, endpoint: SshEndpoint) -> RemoteShell: ...
+
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> MysqlProbe: ...
+
+    def close_all(self) -> None: ...
