@@ -6,14 +6,16 @@ that can touch a host is created before the plan has been built.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
 
 from harestart import __version__
-from harestart.errors import ExitCode, HarestartError
-from harestart.inventory import Inventory, load_inventory
+from harestart.errors import ExitCode, HarestartError, UsageError
+from harestart.inventory import Group, Inventory, load_inventory
 from harestart.plan import build_plan, render_json, render_text
 from harestart.secret import scrub
 
@@ -55,13 +57,125 @@ def plan(inventory: str, group_id: str | None, fmt: str, probe: bool) -> None:
     groups = inv.select(group_id)
     plans = [build_plan(g) for g in groups]
     if probe:
-        from harestart.probe import probe_plans  # imports the adapters only when needed
+        from harestart.runner import probe_plans  # imports the adapters only when needed
 
+        _configure_logging(None, verbose=False)
         plans = probe_plans(groups, plans)
     if fmt == "json":
         click.echo(render_json(plans))
     else:
         click.echo("\n\n".join(render_text(p) for p in plans))
+
+
+def _select(inv: Inventory, group_id: str | None, all_groups: bool) -> tuple[Group, ...]:
+    if group_id and all_groups:
+        raise UsageError("give either --group ID or --all, not both")
+    if group_id or all_groups:
+        return inv.select(group_id)
+    if len(inv.groups) == 1:
+        return inv.groups
+    ids = ", ".join(g.id for g in inv.groups)
+    raise UsageError(f"{inv.path} has {len(inv.groups)} groups ({ids}): choose --group ID or --all")
+
+
+def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
+    from harestart import log
+
+    log.configure(log_file=log_file, verbose=verbose)
+
+
+@cli.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--group", "group_id", metavar="ID", help="The group to restart.")
+@click.option("--all", "all_groups", is_flag=True, help="Restart every group, one after another.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--format",
+    "fmt",
+    type=FORMAT,
+    default="text",
+    show_default=True,
+    help="json: one JSON result on stdout, progress on stderr.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON log of every command, query and gate "
+    "(default: a new file under $HARESTART_STATE_DIR/logs).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Also print debug events on stderr.")
+def run(
+    inventory: str,
+    group_id: str | None,
+    all_groups: bool,
+    yes: bool,
+    fmt: str,
+    log_file: Path | None,
+    verbose: bool,
+) -> int:
+    """Restart the group(s) in INVENTORY: MHA off, replicas, source, MHA on.
+
+    Preflight first (exit 3, nothing changed, if reality contradicts the inventory); then a
+    confirmation unless --yes; then each step with its gates. Exit 0 when every group is
+    ACTIVE again, 1 when a step failed.
+    """
+    from harestart.progress import TextReporter
+    from harestart.result import render_results_json, render_summary
+    from harestart.runner import default_log_file, probe_plans, restart_group
+
+    inv = _load(inventory)
+    groups = _select(inv, group_id, all_groups)
+    for g in groups:  # every password must be available before anything starts
+        for n in g.db_nodes:
+            n.mysql_endpoint()
+    log_path = log_file or default_log_file([g.id for g in groups])
+    _configure_logging(log_path, verbose=verbose)
+    out = sys.stdout if fmt == "text" else sys.stderr
+    click.echo(f"log file: {log_path}", file=out)
+
+    plans = probe_plans(groups, [build_plan(g) for g in groups])
+    click.echo("\n\n".join(render_text(p) for p in plans), file=out)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not on a terminal: pass --yes to restart without confirmation")
+        names = ", ".join(g.id for g in groups)
+        if not click.confirm(f"Restart group(s) {names} now?", default=False, err=fmt != "text"):
+            click.echo("nothing was changed", file=out)
+            return int(ExitCode.OK)
+
+    reporter = TextReporter(out, prefix_group=len(groups) > 1)
+    results = []
+    for g in groups:
+        result = restart_group(g, reporter)
+        results.append(result.with_log_file(str(log_path)))
+        if fmt == "text":
+            click.echo("\n" + render_summary(results[-1]))
+    if fmt == "json":
+        click.echo(render_results_json(results))
+    return int(ExitCode.OK if all(r.ok for r in results) else ExitCode.RUN_FAILED)
+
+
+@cli.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--group", "group_id", metavar="ID", help="Only this group (default: all).")
+@click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
+def status(inventory: str, group_id: str | None, fmt: str) -> int:
+    """Read-only view: every node's role, version, uptime, read_only, replication, and MHA."""
+    from harestart.observe import preflight_problems
+    from harestart.runner import observe_groups
+    from harestart.status import render_status_text, status_document
+
+    inv = _load(inventory)
+    groups = inv.select(group_id)
+    _configure_logging(None, verbose=False)
+    observed = observe_groups(groups)
+    docs = [status_document(g, st, preflight_problems(g, st)) for g, st in observed]
+    if fmt == "json":
+        click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
+    else:
+        click.echo("\n\n".join(render_status_text(d) for d in docs))
+    healthy = all(d["healthy"] for d in docs)
+    return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
 
 
 def _fail(message: str, code: int) -> NoReturn:

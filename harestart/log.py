@@ -16,7 +16,6 @@ import structlog
 
 from harestart.secret import MASK, Secret, scrub
 
-
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 

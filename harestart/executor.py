@@ -1,0 +1,618 @@
+"""Runs a plan through the adapters, proving every gate; stops at the first failed gate.
+
+The executor never decides *what* to do (the plan did) and never imports paramiko or pymysql:
+it talks to ``Connector``/``RemoteShell``/``MysqlProbe``/``FailoverManager`` Protocols, so the
+unit tests drive it with scripted fakes and the integration tests with real clusters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import structlog
+
+from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe, RemoteShell
+from harestart.errors import GateFailed, HarestartError, PreflightRefused, WaitTimeout
+from harestart.inventory import Group, Node
+from harestart.observe import GroupState, observe_group, preflight_problems, replication_problems
+from harestart.plan import (
+    Action,
+    CaughtUp,
+    Gate,
+    LagWithin,
+    MhaRunning,
+    MhaStopped,
+    Plan,
+    ReplicasCaughtUp,
+    ReplicasReconnected,
+    Restarted,
+    Step,
+    ThreadsRunning,
+    WritableAsBefore,
+)
+from harestart.result import (
+    Failure,
+    GroupStatus,
+    RunResult,
+    StepRecord,
+    StepStatus,
+    utc_now,
+)
+from harestart.topology import MhaState, ReplicaStatus
+from harestart.waiting import SYSTEM_CLOCK, Clock, poll_until
+
+T = TypeVar("T")
+log = structlog.get_logger("harestart.executor")
+
+# Uptime has one-second resolution; below this many seconds a restart cannot be told apart
+# from the old process, so the executor first lets a very fresh mysqld age a little.
+MIN_PROVABLE_UPTIME = 3
+
+
+class Reporter(Protocol):
+    """Where progress goes (a terminal, stderr, nowhere). Never decides anything."""
+
+    def step_started(self, group: str, step: Step) -> None: ...
+
+    def step_finished(self, group: str, record: StepRecord) -> None: ...
+
+    def progress(self, group: str, host: str | None, text: str) -> None: ...
+
+
+class SilentReporter:
+    def step_started(self, group: str, step: Step) -> None:
+        pass
+
+    def step_finished(self, group: str, record: StepRecord) -> None:
+        pass
+
+    def progress(self, group: str, host: str | None, text: str) -> None:
+        pass
+
+
+@dataclass
+class _RunContext:
+    """What a run learned along the way (not part of the plan)."""
+
+    mha_was_running: bool = False
+    mha_before: str | None = None
+    state: GroupStatus = GroupStatus.ACTIVE
+    failover_enabled: bool | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(
+        self,
+        group: Group,
+        plan: Plan,
+        connector: Connector,
+        mha: FailoverManager,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        reporter: Reporter | None = None,
+        on_state: Callable[[GroupStatus], None] | None = None,
+    ) -> None:
+        self.group = group
+        self.plan = plan
+        self.connector = connector
+        self.mha = mha
+        self.clock = clock
+        self.reporter = reporter or SilentReporter()
+        self.on_state = on_state
+        self.ctx = _RunContext()
+        self.records: list[StepRecord] = [
+            StepRecord(number=s.number, action=s.action, host=s.host) for s in plan.steps
+        ]
+        self.log = log.bind(group=group.id)
+
+    # --- adapters ------------------------------------------------------------------------
+
+    def _node(self, name: str) -> Node:
+        return self.group.node(name)
+
+    def _shell(self, name: str) -> RemoteShell:
+        node = self._node(name)
+        return self.connector.shell(node.name, node.ssh)
+
+    def _sql(self, name: str) -> MysqlProbe:
+        node = self._node(name)
+        return self.connector.mysql(node.name, node.mysql_endpoint())
+
+    # --- the run -------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started_at, t0 = utc_now(), self.clock.now()
+        failure: Failure | None = None
+        for index, step in enumerate(self.plan.steps):
+            try:
+                self._run_step(index, step)
+            except PreflightRefused:
+                raise
+            except (GateFailed, WaitTimeout, HarestartError) as exc:
+                failure = self._fail(index, step, exc)
+                break
+            except KeyboardInterrupt:
+                self._finish_record(index, StepStatus.INTERRUPTED, "interrupted by the operator")
+                self._set_state(GroupStatus.ERROR)
+                raise
+        if failure is None:
+            self._set_state(GroupStatus.ACTIVE)
+        mha_after = self._mha_text()
+        nodes: tuple[dict[str, object], ...] = ()
+        if failure is not None:
+            nodes = self._node_summaries()
+        if self.ctx.failover_enabled is None:
+            self.ctx.failover_enabled = self._mha_running()
+        return RunResult(
+            group=self.group.id,
+            account=self.group.account,
+            state=self.ctx.state,
+            started_at=started_at,
+            finished_at=utc_now(),
+            duration_s=self.clock.now() - t0,
+            steps=tuple(self.records),
+            mha_before=self.ctx.mha_before,
+            mha_after=mha_after,
+            failure=failure,
+            nodes=nodes,
+            failover_enabled=self.ctx.failover_enabled,
+        )
+
+    def _set_state(self, state: GroupStatus) -> None:
+        if state is not self.ctx.state:
+            self.log.info("group.state", state=state.value)
+            self.ctx.state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    def _run_step(self, index: int, step: Step) -> None:
+        self.reporter.step_started(self.group.id, step)
+        self.records[index] = self.records[index].evolve(
+            status=StepStatus.RUNNING, started_at=utc_now()
+        )
+        t0 = self.clock.now()
+        # Adapters log through their own loggers; contextvars give their events group/step too.
+        structlog.contextvars.bind_contextvars(group=self.group.id, step=step.key)
+        slog = self.log.bind(step=step.key, host=step.host)
+        slog.info("step.started", summary=step.summary)
+        handler = {
+            Action.PREFLIGHT: self._preflight,
+            Action.STOP_FAILOVER: self._stop_failover,
+            Action.RESTART_REPLICA: self._restart_node,
+            Action.RESTART_SOURCE: self._restart_node,
+            Action.START_FAILOVER: self._start_failover,
+            Action.VERIFY: self._verify,
+        }[step.action]
+        status, detail = handler(step)
+        record = self.records[index].evolve(
+            status=status, duration_s=self.clock.now() - t0, detail=detail
+        )
+        self.records[index] = record
+        slog.info("step.finished", status=status.value, detail=detail, duration_s=record.duration_s)
+        self.reporter.step_finished(self.group.id, record)
+
+    def _finish_record(self, index: int, status: StepStatus, detail: str) -> None:
+        rec = self.records[index]
+        self.records[index] = rec.evolve(status=status, detail=detail)
+        self.reporter.step_finished(self.group.id, self.records[index])
+
+    def _fail(self, index: int, step: Step, exc: HarestartError) -> Failure:
+        reason = str(exc)
+        if isinstance(exc, GateFailed):
+            reason = exc.reason
+        self.log.error("step.failed", step=step.key, host=step.host, reason=reason)
+        rec = self.records[index]
+        self.records[index] = rec.evolve(status=StepStatus.FAILED, detail=reason)
+        self.reporter.step_finished(self.group.id, self.records[index])
+        self._set_state(GroupStatus.ERROR)
+        return Failure(
+            step=step.key,
+            host=step.host,
+            reason=reason,
+            next_steps=self._next_steps(step),
+        )
+
+    def _next_steps(self, step: Step) -> tuple[str, ...]:
+        hints: list[str] = []
+        if step.host and step.action in (Action.RESTART_REPLICA, Action.RESTART_SOURCE):
+            hints.append(
+                f"look at mysqld on {step.host} (its error log, `{step.command}` by hand) "
+                "and its replication status"
+            )
+        if step.action in (Action.RESTART_REPLICA, Action.RESTART_SOURCE, Action.VERIFY):
+            hints.append("nodes after the failed step were not touched")
+        if self.ctx.mha_was_running and step.action is not Action.START_FAILOVER:
+            hints.append(
+                f"MHA was stopped by this run: once the group is healthy, start it on "
+                f"{self.group.mha.manager.name} (`{self.group.mha.start_command}`) or re-run "
+                "harestart"
+            )
+        if step.action is Action.START_FAILOVER:
+            hints.append(f"read the MHA log {self.group.mha.log} on {self.group.mha.manager.name}")
+        hints.append(f"`harestart status` shows the state of every node of group {self.group.id}")
+        return tuple(hints)
+
+    def _progress(self, host: str | None, text: str) -> None:
+        self.reporter.progress(self.group.id, host, text)
+
+    def _wait(
+        self,
+        check: Callable[[], T | None],
+        *,
+        what: str,
+        host: str | None,
+        timeout: float,
+        describe: Callable[[], str] | None = None,
+    ) -> T:
+        """poll_until with progress reporting; a timeout becomes a failed gate."""
+        last_report = [self.clock.now()]
+
+        def on_wait(_pause: float) -> None:
+            now = self.clock.now()
+            if describe is not None and now - last_report[0] >= 2.0:
+                last_report[0] = now
+                self._progress(host, f"waiting: {what}: {describe()}")
+
+        try:
+            return poll_until(
+                check,
+                what=what,
+                timeout=timeout,
+                clock=self.clock,
+                describe=describe,
+                on_wait=on_wait,
+                interval=0.05,
+                max_interval=0.5,
+            )
+        except WaitTimeout as exc:
+            raise GateFailed(
+                what, host, f"{what}: not reached within {timeout:g} s (last seen: {exc.last})"
+            ) from None
+
+    # --- MHA -----------------------------------------------------------------------------
+
+    def _mha_text(self) -> str | None:
+        try:
+            return self.mha.status().describe()
+        except HarestartError as exc:
+            return f"unknown ({exc})"
+
+    def _mha_running(self) -> bool | None:
+        try:
+            return self.mha.status().running()
+        except HarestartError:
+            return None
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def _observe(self) -> GroupState:
+        return observe_group(self.group, self.connector, self.mha)
+
+    def _preflight(self, step: Step) -> tuple[StepStatus, str]:
+        state = self._observe()
+        problems = preflight_problems(self.group, state)
+        if problems:
+            raise PreflightRefused(self.group.id, problems)
+        assert state.mha is not None  # preflight_problems refuses an unknown MHA state
+        self.ctx.mha_before = state.mha.describe()
+        self.ctx.mha_was_running = state.mha.running()
+        return StepStatus.DONE, "; ".join(state.notes())
+
+    def _stop_failover(self, step: Step) -> tuple[StepStatus, str]:
+        self._set_state(GroupStatus.REBOOT)
+        status = self.mha.status()
+        if status.failover_in_progress():
+            raise GateFailed(step.key, step.host, f"MHA is failing over: {status.describe()}")
+        if status.stopped():
+            self.ctx.failover_enabled = False
+            return StepStatus.DONE, "MHA was not running; nothing to stop (it stays stopped)"
+        t0 = self.clock.now()
+        result = self.mha.stop()
+        self._gate(step, MhaStopped())
+        self.ctx.failover_enabled = False
+        return (
+            StepStatus.DONE,
+            f"MHA stopped in {self.clock.now() - t0:.1f} s (masterha_stop exited "
+            f"{result.exit_status}; confirmed by masterha_check_status NOT_RUNNING)",
+        )
+
+    def _start_failover(self, step: Step) -> tuple[StepStatus, str]:
+        if not self.ctx.mha_was_running:
+            return StepStatus.SKIPPED, "MHA was not running before the restart; left stopped"
+        t0 = self.clock.now()
+        self.mha.start()
+        self._gate(step, MhaRunning())
+        self.ctx.failover_enabled = True
+        return (
+            StepStatus.DONE,
+            f"MHA monitoring again (PING_OK) after {self.clock.now() - t0:.1f} s",
+        )
+
+    def _restart_node(self, step: Step) -> tuple[StepStatus, str]:
+        assert step.host is not None
+        assert step.command is not None
+        host = step.host
+        node = self._node(host)
+        probe = self._sql(host)
+        source = self._sql(self.group.source.name)
+        for gate in step.gates:
+            if isinstance(gate, ReplicasCaughtUp):
+                self._gate(step, gate)
+        # Note what must change and what must be kept.
+        self._ensure_provable_uptime(host, probe)
+        before_uptime, before_at = probe.uptime(), self.clock.now()
+        read_only_before = probe.read_only()
+        catch_up_to = source.gtid_position() if node.role == "replica" else ""
+        self.ctx.notes[f"catch_up:{host}"] = catch_up_to
+        self.ctx.notes[f"read_only:{host}"] = "1" if read_only_before else "0"
+        self.log.info(
+            "restart.before",
+            host=host,
+            uptime=before_uptime,
+            read_only=read_only_before,
+            source_position=catch_up_to,
+        )
+        t_cmd = self.clock.now()
+        result = self._shell(host).run(step.command, timeout=self.group.health.restart_timeout)
+        self.log.info(
+            "restart.command",
+            host=host,
+            exit_status=result.exit_status,
+            duration_s=result.duration_s,
+        )
+        self._gate(step, Restarted(host), before=(before_uptime, before_at))
+        down = self.clock.now() - t_cmd
+        for gate in step.gates:
+            if not isinstance(gate, (Restarted, ReplicasCaughtUp)):
+                self._gate(step, gate)
+        return StepStatus.DONE, f"mysqld restarted and back in {down:.1f} s; all gates held"
+
+    def _ensure_provable_uptime(self, host: str, probe: MysqlProbe) -> None:
+        if probe.uptime() >= MIN_PROVABLE_UPTIME:
+            return
+        self._wait(
+            lambda: True if probe.uptime() >= MIN_PROVABLE_UPTIME else None,
+            what=f"{host}: mysqld up for {MIN_PROVABLE_UPTIME} s (so its restart can be proven)",
+            host=host,
+            timeout=MIN_PROVABLE_UPTIME + 10,
+        )
+
+    def _verify(self, step: Step) -> tuple[StepStatus, str]:
+        state = self._observe()
+        problems = [n.describe() for n in state.nodes if not n.reachable]
+        problems += replication_problems(self.group, state)
+        for r in self.group.replicas:
+            rs = state.node(r.name).replica
+            if rs is not None and not rs.lag_within(self.group.health.max_lag):
+                problems.append(f"{r.name}: lag {rs.lag_seconds} s")
+        if self.ctx.mha_was_running and (state.mha is None or not state.mha.healthy()):
+            problems.append(f"MHA is not monitoring: {state.mha_text()}")
+        if problems:
+            raise GateFailed(step.key, None, "; ".join(problems))
+        return StepStatus.DONE, "; ".join(state.notes())
+
+    # --- gates ---------------------------------------------------------------------------
+
+    def _gate(self, step: Step, gate: Gate, *, before: tuple[int, float] | None = None) -> None:
+        """Evaluate one typed gate, waiting up to its deadline. Raises GateFailed."""
+        h = self.group.health
+        self.log.info("gate.start", step=step.key, gate=gate.describe())
+        if isinstance(gate, MhaStopped):
+            self._wait_mha_stopped(h.failover_timeout)
+        elif isinstance(gate, MhaRunning):
+            self._wait_mha_running(h.failover_timeout)
+        elif isinstance(gate, Restarted):
+            assert before is not None
+            self._wait_restarted(gate.host, *before, timeout=h.restart_timeout)
+        elif isinstance(gate, ThreadsRunning):
+            self._wait_threads(gate.host, h.catchup_timeout)
+        elif isinstance(gate, CaughtUp):
+            self._wait_caught_up(
+                gate.host, self.ctx.notes[f"catch_up:{gate.host}"], h.catchup_timeout
+            )
+        elif isinstance(gate, LagWithin):
+            self._wait_lag(gate.host, gate.max_lag, h.catchup_timeout)
+        elif isinstance(gate, ReplicasCaughtUp):
+            position = self._sql(self.group.source.name).gtid_position()
+            for r in self.group.replicas:
+                self._wait_threads(r.name, h.catchup_timeout)
+                self._wait_caught_up(r.name, position, h.catchup_timeout)
+        elif isinstance(gate, WritableAsBefore):
+            self._restore_read_only(gate.host)
+        elif isinstance(gate, ReplicasReconnected):
+            self._reconnect_replicas(h.catchup_timeout)
+        else:  # pragma: no cover - a new gate type without an evaluator is a programming error
+            raise TypeError(f"no evaluator for gate {gate!r}")
+        self.log.info("gate.held", step=step.key, gate=gate.describe())
+
+    def _wait_mha_stopped(self, timeout: float) -> None:
+        def check() -> bool | None:
+            st = self.mha.status()
+            if st.failover_in_progress():
+                raise _Fatal(f"MHA started a failover while stopping: {st.describe()}")
+            return True if st.stopped() else None
+
+        self._wait_fatal(
+            check,
+            what="MHA stopped (NOT_RUNNING)",
+            host=self.group.mha.manager.name,
+            timeout=timeout,
+            describe=lambda: self.mha.status().describe(),
+        )
+
+    def _wait_mha_running(self, timeout: float) -> None:
+        started = self.clock.now()
+        seen_alive = [False]
+
+        def check() -> bool | None:
+            st = self.mha.status()
+            if st.healthy():
+                return True
+            if st.running():
+                seen_alive[0] = True
+            if st.failover_in_progress() or st.state is MhaState.FAILOVER_ERROR:
+                raise _Fatal(f"MHA is failing over: {st.describe()}")
+            if st.stopped() and (seen_alive[0] or self.clock.now() - started > 10):
+                raise _Fatal(
+                    f"MHA died after starting ({st.describe()}); log tail:\n"
+                    + self.mha.log_tail(20)
+                )
+            if st.state is MhaState.CONFIG_ERROR:
+                raise _Fatal(
+                    "MHA reports a configuration error; log tail:\n" + self.mha.log_tail(20)
+                )
+            return None
+
+        self._wait_fatal(
+            check,
+            what="MHA monitoring (PING_OK)",
+            host=self.group.mha.manager.name,
+            timeout=timeout,
+            describe=lambda: self.mha.status().describe(),
+        )
+
+    def _wait_fatal(
+        self,
+        check: Callable[[], bool | None],
+        *,
+        what: str,
+        host: str | None,
+        timeout: float,
+        describe: Callable[[], str],
+    ) -> None:
+        """Like _wait, but a ``_Fatal`` raised by check fails the gate at once."""
+        fatal: list[str] = []
+
+        def guarded() -> bool | None:
+            try:
+                return check()
+            except _Fatal as exc:
+                fatal.append(str(exc))
+                return True
+
+        self._wait(guarded, what=what, host=host, timeout=timeout, describe=describe)
+        if fatal:
+            raise GateFailed(what, host, fatal[0])
+
+    def _wait_restarted(self, host: str, before: int, before_at: float, timeout: float) -> None:
+        probe = self._sql(host)
+
+        def check() -> int | None:
+            now_uptime = probe.uptime()
+            old_process_would_be = before + (self.clock.now() - before_at)
+            return now_uptime if now_uptime + 1.5 < old_process_would_be else None
+
+        def describe() -> str:
+            return (
+                "mysqld answers, uptime " + str(probe.uptime()) + " s"
+                if probe.ping()
+                else ("mysqld not answering yet")
+            )
+
+        self._wait(
+            check,
+            what=f"{host}: mysqld restarted (Uptime reset)",
+            host=host,
+            timeout=timeout,
+            describe=describe,
+        )
+
+    def _replica_status(self, host: str) -> ReplicaStatus:
+        rs = self._sql(host).replica_status()
+        if rs is None:
+            raise _Fatal(f"{host} is no longer a replica (no replica status)")
+        return rs
+
+    def _wait_threads(self, host: str, timeout: float) -> None:
+        def check() -> bool | None:
+            rs = self._replica_status(host)
+            if rs.sql_broken():
+                raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
+            return True if rs.threads_running() else None
+
+        self._wait_fatal(
+            check,
+            what=f"{host}: replication IO and SQL threads running",
+            host=host,
+            timeout=timeout,
+            describe=lambda: self._replica_status(host).describe(),
+        )
+
+    def _wait_caught_up(self, host: str, position: str, timeout: float) -> None:
+        if not position:
+            return
+        probe = self._sql(host)
+
+        def check() -> bool | None:
+            rs = self._replica_status(host)
+            if rs.sql_broken():
+                raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
+            return True if probe.wait_for_gtid(position, 1.0) else None
+
+        self._wait_fatal(
+            check,
+            what=f"{host}: applied GTID {position}",
+            host=host,
+            timeout=timeout,
+            describe=lambda: "applying, " + self._replica_status(host).describe(),
+        )
+
+    def _wait_lag(self, host: str, max_lag: float, timeout: float) -> None:
+        def check() -> bool | None:
+            rs = self._replica_status(host)
+            if rs.sql_broken():
+                raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
+            return True if rs.threads_running() and rs.lag_within(max_lag) else None
+
+        self._wait_fatal(
+            check,
+            what=f"{host}: lag <= {max_lag:g} s",
+            host=host,
+            timeout=timeout,
+            describe=lambda: self._replica_status(host).describe(),
+        )
+
+    def _restore_read_only(self, host: str) -> None:
+        probe = self._sql(host)
+        wanted = self.ctx.notes.get(f"read_only:{host}") == "1"
+        now = probe.read_only()
+        if now != wanted:
+            self.log.warning("read_only.restore", host=host, was=wanted, now=now)
+            self._progress(host, f"read_only came back {int(now)}; restoring {int(wanted)}")
+            probe.set_read_only(wanted)
+        if probe.read_only() != wanted:
+            raise GateFailed("writable", host, f"read_only is {int(not wanted)}, was {int(wanted)}")
+
+    def _reconnect_replicas(self, timeout: float) -> None:
+        source = self._sql(self.group.source.name)
+        position = source.gtid_position()
+        for r in self.group.replicas:
+            rs = self._replica_status(r.name)
+            if not rs.threads_running():
+                # Reconnect now instead of after Connect_Retry (60 s by default).
+                self.log.info("replica.reconnect", host=r.name, io=rs.io_running)
+                self._sql(r.name).restart_io_thread()
+        for r in self.group.replicas:
+            self._wait_threads(r.name, timeout)
+            self._wait_caught_up(r.name, position, timeout)
+
+    # --- reporting -----------------------------------------------------------------------
+
+    def _node_summaries(self) -> tuple[dict[str, object], ...]:
+        try:
+            state = observe_group(self.group, self.connector, self.mha, check_ssh=False)
+        except HarestartError as exc:  # pragma: no cover - observe_group records errors itself
+            return ({"name": "?", "summary": f"could not observe the group: {exc}"},)
+        out = []
+        for n in state.nodes:
+            d = n.to_dict()
+            d["summary"] = n.describe()
+            out.append(d)
+        return tuple(out)
+
+
+class _Fatal(HarestartError):
+    """Raised inside a wait's check: the gate can no longer hold, stop waiting."""

@@ -1,0 +1,172 @@
+"""What a run produced: per-step records and the group's result, as text and JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harestart.plan import Action
+
+
+class GroupStatus(enum.StrEnum):
+    """The seed API's HA instance states."""
+
+    ACTIVE = "ACTIVE"
+    REBOOT = "REBOOT"
+    ERROR = "ERROR"
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    number: int
+    action: Action
+    host: str | None
+    status: StepStatus = StepStatus.PENDING
+    started_at: str | None = None
+    duration_s: float | None = None
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.action.value}:{self.host}" if self.host else self.action.value
+
+    def evolve(self, **changes: Any) -> StepRecord:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "action": self.action.value,
+            "host": self.host,
+            "status": self.status.value,
+            "started_at": self.started_at,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    step: str
+    host: str | None
+    reason: str
+    next_steps: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "host": self.host,
+            "reason": self.reason,
+            "next_steps": list(self.next_steps),
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    group: str
+    account: str
+    state: GroupStatus
+    started_at: str
+    finished_at: str
+    duration_s: float
+    steps: tuple[StepRecord, ...]
+    mha_before: str | None
+    mha_after: str | None
+    failure: Failure | None = None
+    nodes: tuple[dict[str, Any], ...] = field(default=())
+    log_file: str | None = None
+    failover_enabled: bool | None = None  # is MHA running at the end?
+
+    @property
+    def ok(self) -> bool:
+        return self.state is GroupStatus.ACTIVE and self.failure is None
+
+    def with_log_file(self, path: str) -> RunResult:
+        return replace(self, log_file=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "account": self.account,
+            "state": self.state.value,
+            "ok": self.ok,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": round(self.duration_s, 3),
+            "mha_before": self.mha_before,
+            "mha_after": self.mha_after,
+            "failover_enabled": self.failover_enabled,
+            "steps": [s.to_dict() for s in self.steps],
+            "failure": self.failure.to_dict() if self.failure else None,
+            "nodes": list(self.nodes),
+            "log_file": self.log_file,
+        }
+
+
+def render_results_json(results: list[RunResult]) -> str:
+    doc: Any = results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results]
+    return json.dumps(doc, indent=2)
+
+
+def render_summary(result: RunResult) -> str:
+    """A summary table for people, ending in one sentence."""
+    rows = [("#", "action", "host", "status", "time", "detail")]
+    for s in result.steps:
+        rows.append(
+            (
+                str(s.number),
+                s.action.value,
+                s.host or "-",
+                s.status.value,
+                "-" if s.duration_s is None else f"{s.duration_s:.1f}s",
+                _clip(s.detail, 70),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    lines.insert(1, "-" * min(120, sum(widths) + 2 * len(widths) + 6))
+    head = f"group {result.group} (account {result.account}): {result.state.value}"
+    lines.insert(0, head)
+    lines.append(f"MHA before: {result.mha_before or 'unknown'}")
+    lines.append(f"MHA after:  {result.mha_after or 'unknown'}")
+    if result.failure:
+        f = result.failure
+        lines.append(f"FAILED at {f.step}{' on ' + f.host if f.host else ''}: {f.reason}")
+        if result.failover_enabled is False:
+            lines.append("automatic failover is OFF (MHA is not running)")
+        for n in result.nodes:
+            lines.append(f"  node {n.get('summary', n.get('name'))}")
+        for hint in f.next_steps:
+            lines.append(f"  next: {hint}")
+    else:
+        lines.append(
+            f"Restarted {sum(1 for s in result.steps if s.action.value.startswith('restart_'))}"
+            f" nodes in {result.duration_s:.1f} s; group is {result.state.value}."
+        )
+    if result.log_file:
+        lines.append(f"log: {result.log_file}")
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,111 @@
+"""Wiring: real adapters for a group, then probe, status or restart through them.
+
+This is the only module besides the adapters that knows which concrete adapters exist; the
+executor and the observers see Protocols only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from harestart.adapters.mha import MhaManager
+from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.adapters.ssh import ParamikoConnector
+from harestart.errors import PreflightRefused
+from harestart.executor import Executor, Reporter
+from harestart.inventory import Group
+from harestart.observe import GroupState, observe_group, preflight_problems
+from harestart.plan import Plan, build_plan
+from harestart.result import RunResult
+
+log = structlog.get_logger("harestart.runner")
+
+
+def state_dir() -> Path:
+    """Where run logs (and journals) live: $HARESTART_STATE_DIR or ~/.local/state/harestart."""
+    env = os.environ.get("HARESTART_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "harestart"
+
+
+def default_log_file(group_ids: list[str]) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = group_ids[0] if len(group_ids) == 1 else "all"
+    return state_dir() / "logs" / f"run-{label}-{stamp}-{os.getpid()}.jsonl"
+
+
+def failover_manager(group: Group, connector: Connector) -> FailoverManager:
+    m = group.mha
+    shell = connector.shell(m.manager.name, m.manager.ssh)
+    return MhaManager(
+        shell,
+        m.config,
+        stop_command=m.stop_command,
+        start_command=None,  # TODO detach wrapper for custom start commands
+        status_command=m.status_command,
+        log_path=m.log,
+    )
+
+
+@dataclass
+class Session:
+    """Real adapters for one group; close() releases every connection."""
+
+    group: Group
+    connector: Connector
+    mha: FailoverManager
+
+    @classmethod
+    def open(cls, group: Group) -> Session:
+        connector = ParamikoConnector()
+        return cls(group, connector, failover_manager(group, connector))
+
+    def close(self) -> None:
+        self.connector.close_all()
+
+    def observe(self) -> GroupState:
+        return observe_group(self.group, self.connector, self.mha)
+
+
+def probe_plans(groups: tuple[Group, ...], plans: list[Plan]) -> list[Plan]:
+    """Annotate plans with what is really there; refuse (exit 3) on any contradiction."""
+    out: list[Plan] = []
+    refusals: list[str] = []
+    for group, plan in zip(groups, plans, strict=True):
+        session = Session.open(group)
+        try:
+            state = session.observe()
+        finally:
+            session.close()
+        out.append(plan.with_notes(state.notes()))
+        refusals += [f"{group.id}: {p}" for p in preflight_problems(group, state)]
+    if refusals:
+        raise PreflightRefused(",".join(g.id for g in groups), refusals)
+    return out
+
+
+def observe_groups(groups: tuple[Group, ...]) -> list[tuple[Group, GroupState]]:
+    out = []
+    for group in groups:
+        session = Session.open(group)
+        try:
+            out.append((group, session.observe()))
+        finally:
+            session.close()
+    return out
+
+
+def restart_group(group: Group, reporter: Reporter) -> RunResult:
+    plan = build_plan(group)
+    session = Session.open(group)
+    try:
+        return Executor(group, plan, session.connector, session.mha, reporter=reporter).run()
+    finally:
+        session.close()

@@ -1,0 +1,56 @@
+"""``harestart status``: a read-only document per group, and its table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harestart.inventory import Group
+from harestart.observe import GroupState
+
+
+def status_document(group: Group, state: GroupState, problems: list[str]) -> dict[str, Any]:
+    return {
+        "group": group.id,
+        "account": group.account,
+        "name": group.name,
+        "healthy": not problems,
+        "problems": problems,
+        **state.to_dict(),
+    }
+
+
+def render_status_text(doc: dict[str, Any]) -> str:
+    head = ("node", "role", "version", "uptime", "ro", "IO", "SQL", "lag", "from", "GTID")
+    rows: list[tuple[str, ...]] = [head]
+    for n in doc["nodes"]:
+        if not n["reachable"]:
+            err = n.get("ssh_error") or n.get("mysql_error") or "unreachable"
+            rows.append((n["name"], n["role"], f"UNREACHABLE: {err}", "", "", "", "", "", "", ""))
+            continue
+        r = n.get("replication") or {}
+        rows.append(
+            (
+                n["name"],
+                n["role"],
+                n["version"],
+                f"{n['uptime_s']}s",
+                "1" if n["read_only"] else "0",
+                r.get("io_running", "-"),
+                r.get("sql_running", "-"),
+                "-" if r.get("lag_s") is None else f"{r['lag_s']}s",
+                "-" if r.get("source_server_id") is None else f"id {r['source_server_id']}",
+                n.get("gtid_position") or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        f"group {doc['group']} (account {doc['account']}): "
+        f"{'healthy' if doc['healthy'] else 'NOT healthy'}"
+    ]
+    lines += [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.append(f"  MHA: {doc['mha']['text']}")
+    lines += [f"  problem: {p}" for p in doc["problems"]]
+    return "\n".join(lines)
