@@ -1,0 +1,1 @@
+"""Integration tests against real lab clusters (MariaDB + MHA containers)."""

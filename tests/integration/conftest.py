@@ -1,0 +1,94 @@
+"""Fixtures for integration tests: the lab image, cluster factories, log keeping.
+
+Importing .lab first sets the TESTCONTAINERS_* variables before testcontainers loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from . import lab
+from .lab import LabCluster
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # Remember each phase's report on the item so fixtures know at teardown whether the test
+    # failed (and keep the cluster logs then).
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+    if report.when == "call" and report.failed:
+        shared = getattr(item, "funcargs", {}).get("cluster")
+        if isinstance(shared, LabCluster):
+            shared.save_logs(_artifacts(item) / shared.name)
+
+
+def _artifacts(item: pytest.Item) -> Path:
+    return lab.ARTIFACTS_DIR / lab._safe_name(item.name)
+
+
+def _failed(item: pytest.Item) -> bool:
+    return any(
+        getattr(item, f"rep_{when}", None) is not None and getattr(item, f"rep_{when}").failed
+        for when in ("setup", "call")
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Leftovers of pytest runs that died without cleaning up (their process is gone).
+    lab.sweep(dead_only=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    lab.sweep(session=lab.SESSION_ID)
+
+
+@pytest.fixture(scope="session")
+def lab_image() -> str:
+    """The lab image, built if needed; fails the run (never skips) when Docker is missing."""
+    return lab.ensure_lab_image()
+
+
+class ClusterFactory(Protocol):
+    def __call__(
+        self, replicas: int = 2, *, connect_retry: int | None = None, name: str | None = None
+    ) -> LabCluster: ...
+
+
+@pytest.fixture
+def cluster_factory(lab_image: str, request: pytest.FixtureRequest) -> Iterator[ClusterFactory]:
+    """Start clusters for one test; they are always removed afterwards, logs kept on failure."""
+    started: list[LabCluster] = []
+    artifacts = _artifacts(request.node)
+
+    def factory(
+        replicas: int = 2, *, connect_retry: int | None = None, name: str | None = None, **kw: Any
+    ) -> LabCluster:
+        c = lab.start_cluster(
+            replicas, connect_retry=connect_retry, name=name, artifacts=artifacts, **kw
+        )
+        started.append(c)
+        return c
+
+    yield factory
+    failed = _failed(request.node)
+    for c in started:
+        if failed:
+            c.save_logs(artifacts / c.name)
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_image: str, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    """A 1 source + 2 replicas + MHA cluster shared by the tests of a module (read-mostly:
+    tests that change it must put it back as they found it)."""
+    c = lab.start_cluster(2, artifacts=lab.ARTIFACTS_DIR / lab._safe_name(request.node.name))
+    try:
+        yield c
+    finally:
+        c.stop()

@@ -1,0 +1,712 @@
+"""Real lab clusters for integration tests: 1 MariaDB source + N replicas + an MHA manager.
+
+Every cluster runs on its own Docker network (aliases db1, db2, ..., mha) from the image that
+``lab/setup.sh image`` builds (``harestart-lab:latest``; see lab/Dockerfile and
+lab/entrypoint.sh for the environment contract). Host-side code reaches the containers only
+through 127.0.0.1 and published ports.
+
+Containers and networks carry the labels ``harestart.lab=test``, ``harestart.lab.session``
+and ``harestart.lab.pid`` so a sweep can remove what a session (or a dead one) left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+# Before testcontainers is imported (it reads these at import time):
+# - the reaper image cannot be pulled here; we clean up ourselves (labels + sweep);
+# - this machine has /.dockerenv, so testcontainers would hand out the bridge gateway address;
+#   host-side traffic must use 127.0.0.1 and the published ports.
+os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+os.environ["TESTCONTAINERS_CONNECTION_MODE"] = "docker_host"
+os.environ["TESTCONTAINERS_HOST_OVERRIDE"] = "127.0.0.1"
+
+import contextlib
+import re
+import secrets
+import shutil
+import socket
+import string
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker  # type: ignore[import-untyped]
+import pymysql
+import pymysql.cursors
+import pytest
+import yaml
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUP_SH = REPO_ROOT / "lab" / "setup.sh"
+ARTIFACTS_DIR = REPO_ROOT / "tests" / ".artifacts"
+
+LAB_IMAGE = os.environ.get("LAB_IMAGE", "harestart-lab:latest")
+HOST = "127.0.0.1"
+MHA_CONF = "/etc/mha/app1.cnf"
+MHA_START = "/usr/local/bin/lab-mha-start"
+RESTART_COMMAND = "service mariadb restart"
+ADMIN_USER = "harestart"
+
+LABEL = "harestart.lab"
+LABEL_SESSION = "harestart.lab.session"
+LABEL_PID = "harestart.lab.pid"
+SESSION_ID = uuid.uuid4().hex[:12]
+
+# Generous deadlines: several clusters may share two cores.
+START_TIMEOUT = float(os.environ.get("LAB_START_TIMEOUT", "240"))
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wait_for(
+    description: str,
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 120.0,
+    interval: float = 0.5,
+) -> T:
+    """Poll ``probe`` until it returns a truthy value (returned) or ``timeout`` expires.
+
+    Exceptions from the probe count as "not yet"; the last one is reported on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = probe()
+        except Exception as exc:
+            last = exc
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {description} (last: {last!r})"
+            )
+        time.sleep(interval)
+
+
+def _random_password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+def _write_private(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:150]
+
+
+# --------------------------------------------------------------------------- image + keys
+
+_image_ready = False
+
+
+def ensure_lab_image() -> str:
+    """Make sure Docker answers and ``harestart-lab:latest`` is built (once per session).
+
+    Without Docker the test run fails with lab/setup.sh's one-line reason: integration tests
+    are never skipped.
+    """
+    global _image_ready  # noqa: PLW0603 - once-per-process memo
+    if _image_ready:
+        return LAB_IMAGE
+    for step in ("docker", "image"):
+        proc = subprocess.run(
+            ["bash", str(SETUP_SH), step],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"lab/setup.sh {step} exited {proc.returncode}"
+            pytest.fail(f"lab unavailable: {reason}", pytrace=False)
+    _image_ready = True
+    return LAB_IMAGE
+
+
+_session_dir: Path | None = None
+
+
+def session_dir() -> Path:
+    """A private temp dir for this process (keys, known_hosts, inventories); removed at exit."""
+    global _session_dir  # noqa: PLW0603 - once-per-process memo
+    if _session_dir is None:
+        _session_dir = Path(tempfile.mkdtemp(prefix="harestart-lab-"))
+        atexit.register(shutil.rmtree, _session_dir, True)
+    return _session_dir
+
+
+@dataclass(frozen=True)
+class LabKeys:
+    """SSH material shared by the clusters of one session (mounted at /lab/keys)."""
+
+    dir: Path
+    client_key: Path
+    host_public_key: str  # "ssh-ed25519 AAAA..."
+
+
+_keys: LabKeys | None = None
+
+
+def session_keys() -> LabKeys:
+    global _keys  # noqa: PLW0603 - once-per-process memo
+    if _keys is None:
+        keys_dir = session_dir() / "keys"
+        keys_dir.mkdir(mode=0o700)
+        for name, comment in (
+            ("id_ed25519", "harestart-lab-client"),
+            ("ssh_host_ed25519_key", "harestart-lab-host"),
+        ):
+            subprocess.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    comment,
+                    "-f",
+                    str(keys_dir / name),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        host_pub = (keys_dir / "ssh_host_ed25519_key.pub").read_text().split()
+        _keys = LabKeys(
+            dir=keys_dir,
+            client_key=keys_dir / "id_ed25519",
+            host_public_key=f"{host_pub[0]} {host_pub[1]}",
+        )
+    return _keys
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@dataclass(frozen=True, eq=False)
+class LabNode:
+    name: str  # hostname / network alias: db1, db2, ..., mha
+    role: str  # source | replica | manager
+    server_id: int | None  # None for the manager
+    ssh_port: int  # on 127.0.0.1
+    mysql_port: int | None  # on 127.0.0.1; None for the manager
+    container: DockerContainer = field(repr=False)
+    address: str = HOST
+
+    @property
+    def container_id(self) -> str:
+        return str(self.container.get_container_id())
+
+
+@dataclass(frozen=True, eq=False)
+class LabCluster:
+    name: str
+    source: LabNode
+    replicas: tuple[LabNode, ...]
+    manager: LabNode
+    network: Network = field(repr=False)
+    admin_user: str
+    admin_password: str = field(repr=False)
+    repl_password: str = field(repr=False)
+    mha_password: str = field(repr=False)
+    key_file: Path
+    known_hosts: Path
+    password_file: Path  # the admin password alone, no newline
+    workdir: Path
+    connect_retry: int | None = None
+    mha_config: str = MHA_CONF
+    restart_command: str = RESTART_COMMAND
+
+    # ---- lookup
+
+    @property
+    def db_nodes(self) -> tuple[LabNode, ...]:
+        return (self.source, *self.replicas)
+
+    @property
+    def nodes(self) -> tuple[LabNode, ...]:
+        return (*self.db_nodes, self.manager)
+
+    @property
+    def manager_ssh_port(self) -> int:
+        return self.manager.ssh_port
+
+    def node(self, node: str | LabNode) -> LabNode:
+        if isinstance(node, LabNode):
+            return node
+        for candidate in self.nodes:
+            if candidate.name == node:
+                return candidate
+        raise KeyError(f"no node {node!r} in cluster {self.name} ({[n.name for n in self.nodes]})")
+
+    # ---- access
+
+    def exec(self, node: str | LabNode, cmd: str | Sequence[str]) -> tuple[int, str]:
+        """Run a command in the node's container (docker exec, as root); (exit code, output)."""
+        argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        result = self.node(node).container.get_wrapped_container().exec_run(argv)
+        output = result.output.decode(errors="replace") if result.output else ""
+        return int(result.exit_code), output
+
+    def connect(self, node: str | LabNode, **kwargs: Any) -> pymysql.connections.Connection[Any]:
+        """A pymysql connection as the admin user through 127.0.0.1 and the published port."""
+        n = self.node(node)
+        if n.mysql_port is None:
+            raise ValueError(f"{n.name} runs no MySQL")
+        params: dict[str, Any] = {
+            "host": HOST,
+            "port": n.mysql_port,
+            "user": self.admin_user,
+            "password": self.admin_password,
+            "connect_timeout": 5,
+            "read_timeout": 30,
+            "write_timeout": 30,
+            "autocommit": True,
+            "cursorclass": pymysql.cursors.DictCursor,
+        }
+        params.update(kwargs)
+        return pymysql.connect(**params)
+
+    def sql(self, node: str | LabNode, query: str, args: Any = None) -> list[dict[str, Any]]:
+        """Run one statement as the admin user; rows as dicts (empty for statements)."""
+        conn = self.connect(node)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, args)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    def slave_status(self, node: str | LabNode) -> dict[str, Any]:
+        rows = self.sql(node, "SHOW SLAVE STATUS")
+        return rows[0] if rows else {}
+
+    def replicating(self, node: str | LabNode) -> bool:
+        st = self.slave_status(node)
+        return st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes"
+
+    def mha_status(self) -> tuple[int, str]:
+        """``masterha_check_status`` in the manager: (exit code, output)."""
+        return self.exec(self.manager, ["masterha_check_status", f"--conf={self.mha_config}"])
+
+    def wait_mha(self, state: str = "PING_OK", *, timeout: float = 120.0) -> str:
+        """Poll masterha_check_status until its output contains ``state``; returns the output."""
+
+        def probe() -> str | None:
+            _, out = self.mha_status()
+            return out if state in out else None
+
+        return wait_for(f"MHA {state} in {self.name}", probe, timeout=timeout, interval=1.0)
+
+    def start_mha(self) -> None:
+        """Start the MHA manager detached (the lab's one start command)."""
+        code, out = self.exec(self.manager, [MHA_START])
+        if code != 0:
+            raise RuntimeError(f"{MHA_START} failed ({code}): {out}")
+
+    def wait_replicated(self, *, timeout: float = 120.0) -> str:
+        """Wait until every replica runs both threads and has applied the source's GTID position."""
+        target = self.sql(self.source, "SELECT @@gtid_binlog_pos AS pos")[0]["pos"]
+
+        def probe() -> bool:
+            for replica in self.replicas:
+                if not self.replicating(replica):
+                    return False
+                pos = self.sql(replica, "SELECT @@gtid_slave_pos AS pos")[0]["pos"]
+                if pos != target:
+                    return False
+            return True
+
+        wait_for(f"replicas at GTID {target}", probe, timeout=timeout)
+        return str(target)
+
+    # ---- files for harestart
+
+    def write_inventory(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        group_id: str = "lab",
+        account: str = "100001",
+        restart_command: str | None = None,
+        **health: Any,
+    ) -> Path:
+        """Write an inventory YAML (harestart's draft format) for this cluster; returns its path.
+
+        Extra keyword arguments override or add ``defaults.health`` values (e.g. max_lag=2).
+        """
+        health_values: dict[str, Any] = {
+            "max_lag": 5,
+            "restart_timeout": 120,
+            "catchup_timeout": 120,
+            "failover_timeout": 60,
+        }
+        health_values.update(health)
+
+        def db(node: LabNode) -> dict[str, Any]:
+            return {
+                "name": node.name,
+                "address": node.address,
+                "ssh": {"port": node.ssh_port},
+                "mysql": {"port": node.mysql_port},
+            }
+
+        doc = {
+            "defaults": {
+                "ssh": {
+                    "user": "ops",
+                    "key_file": str(self.key_file.resolve()),
+                    "known_hosts": str(self.known_hosts.resolve()),
+                    "agent": False,
+                    "sudo": True,
+                },
+                "mysql": {
+                    "user": self.admin_user,
+                    "password_file": str(self.password_file.resolve()),
+                },
+                "restart_command": restart_command or self.restart_command,
+                "health": health_values,
+            },
+            "groups": [
+                {
+                    "id": group_id,
+                    "account": str(account),
+                    "source": db(self.source),
+                    "replicas": [db(r) for r in self.replicas],
+                    "mha": {
+                        "manager": {
+                            "name": self.manager.name,
+                            "address": self.manager.address,
+                            "ssh": {"port": self.manager.ssh_port},
+                        },
+                        "config": self.mha_config,
+                    },
+                }
+            ],
+        }
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+        return out
+
+    # ---- diagnostics + teardown
+
+    def save_logs(self, dest: str | os.PathLike[str]) -> Path:
+        """Keep container logs, the MHA manager log and the MariaDB error logs under ``dest``."""
+        out = Path(dest)
+        out.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes:
+            try:
+                logs = node.container.get_wrapped_container().logs(timestamps=True)
+                (out / f"{node.name}.container.log").write_bytes(logs)
+            except Exception as exc:
+                (out / f"{node.name}.container.log").write_text(f"could not read logs: {exc}\n")
+            files = (
+                ["/var/log/mha/app1/manager.log"]
+                if node.role == "manager"
+                else ["/var/log/mysql/error.log"]
+            )
+            for remote in files:
+                with contextlib.suppress(Exception):
+                    _, text = self.exec(node, ["cat", remote])
+                    (out / f"{node.name}.{Path(remote).name}").write_text(text)
+            if node.role == "replica":
+                with contextlib.suppress(Exception):
+                    _, text = self.exec(node, ["mariadb", "-e", "SHOW SLAVE STATUS\\G"])
+                    (out / f"{node.name}.slave-status.txt").write_text(text)
+        return out
+
+    def stop(self) -> None:
+        """Remove the containers and the network (best effort, idempotent)."""
+        for node in reversed(self.nodes):
+            with contextlib.suppress(Exception):
+                node.container.stop(force=True, delete_volume=True)
+        with contextlib.suppress(Exception):
+            self.network.remove()
+
+
+def _labels() -> dict[str, str]:
+    return {LABEL: "test", LABEL_SESSION: SESSION_ID, LABEL_PID: str(os.getpid())}
+
+
+def _published(container: DockerContainer, port: int) -> int:
+    api = container.get_docker_client().client.api
+    mappings = api.port(container.get_container_id(), port) or []
+    for m in mappings:
+        if m.get("HostIp") in (HOST, "", "0.0.0.0"):  # noqa: S104 - reading docker's answer
+            return int(m["HostPort"])
+    raise RuntimeError(
+        f"port {port} of {container.get_container_id()[:12]} is not published: {mappings}"
+    )
+
+
+def _ssh_banner(port: int) -> bool:
+    with socket.create_connection((HOST, port), timeout=3) as s:
+        s.settimeout(5)
+        return s.recv(64).startswith(b"SSH-")
+
+
+def start_cluster(
+    replicas: int = 2,
+    *,
+    connect_retry: int | None = None,
+    name: str | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> LabCluster:
+    """Start 1 source + ``replicas`` replicas + the MHA manager on a new network and wait until
+    the group is really up: MySQL answers on every published port, every replica runs both
+    replication threads, and masterha_check_status reports PING_OK.
+
+    On a start-up failure the logs go to ``artifacts`` (if given) and everything is removed.
+    """
+    if replicas < 1:
+        raise ValueError("a lab cluster needs at least one replica (MHA refuses to run without)")
+    image = ensure_lab_image()
+    keys = session_keys()
+    name = name or f"lab-{uuid.uuid4().hex[:6]}"
+    workdir = session_dir() / name
+    workdir.mkdir(parents=True, exist_ok=False)
+
+    admin_password = _random_password()
+    repl_password = _random_password()
+    mha_password = _random_password()
+    secrets_env = {
+        "LAB_ADMIN_USER": ADMIN_USER,
+        "LAB_ADMIN_PASSWORD": admin_password,
+        "LAB_REPL_PASSWORD": repl_password,
+        "LAB_MHA_PASSWORD": mha_password,
+    }
+    replica_names = [f"db{i}" for i in range(2, replicas + 2)]
+
+    network = Network(docker_network_kw={"labels": _labels(), "driver": "bridge"})
+    network.name = f"harestart-{name}-{SESSION_ID}"
+    network.create()
+
+    containers: dict[str, DockerContainer] = {}
+
+    def make(alias: str, env: dict[str, str], db: bool) -> DockerContainer:
+        c = DockerContainer(image)
+        for key, value in {**secrets_env, **env}.items():
+            c.with_env(key, value)
+        c.with_volume_mapping(str(keys.dir), "/lab/keys", "ro")
+        c.with_network(network).with_network_aliases(alias)
+        # Published on 127.0.0.1 only, on ports docker picks.
+        c.ports["22/tcp"] = (HOST, None)  # type: ignore[assignment]
+        if db:
+            c.ports["3306/tcp"] = (HOST, None)  # type: ignore[assignment]
+        c.with_name(f"harestart-{name}-{SESSION_ID}-{alias}")
+        c.with_kwargs(hostname=alias, labels={**_labels(), "harestart.lab.cluster": name})
+        containers[alias] = c
+        c.start()
+        return c
+
+    def cleanup() -> None:
+        for c in containers.values():
+            with contextlib.suppress(Exception):
+                c.stop(force=True, delete_volume=True)
+        with contextlib.suppress(Exception):
+            network.remove()
+
+    cluster: LabCluster | None = None
+    try:
+        retry_env = {} if connect_retry is None else {"LAB_CONNECT_RETRY": str(connect_retry)}
+        make("db1", {"LAB_ROLE": "source", "LAB_SERVER_ID": "1"}, db=True)
+        for i, alias in enumerate(replica_names, start=2):
+            make(
+                alias,
+                {"LAB_ROLE": "replica", "LAB_SERVER_ID": str(i), "LAB_SOURCE": "db1", **retry_env},
+                db=True,
+            )
+        make(
+            "mha",
+            {"LAB_ROLE": "manager", "LAB_SOURCE": "db1", "LAB_REPLICAS": " ".join(replica_names)},
+            db=False,
+        )
+
+        def node(alias: str, role: str, server_id: int | None) -> LabNode:
+            c = containers[alias]
+            return LabNode(
+                name=alias,
+                role=role,
+                server_id=server_id,
+                ssh_port=_published(c, 22),
+                mysql_port=_published(c, 3306) if role != "manager" else None,
+                container=c,
+            )
+
+        source = node("db1", "source", 1)
+        replica_nodes = tuple(node(a, "replica", i) for i, a in enumerate(replica_names, start=2))
+        manager = node("mha", "manager", None)
+
+        known_hosts = workdir / "known_hosts"
+        _write_private(
+            known_hosts,
+            "".join(
+                f"[{HOST}]:{n.ssh_port} {keys.host_public_key}\n"
+                for n in (source, *replica_nodes, manager)
+            ),
+        )
+        password_file = _write_private(workdir / "mysql_password", admin_password)
+
+        cluster = LabCluster(
+            name=name,
+            source=source,
+            replicas=replica_nodes,
+            manager=manager,
+            network=network,
+            admin_user=ADMIN_USER,
+            admin_password=admin_password,
+            repl_password=repl_password,
+            mha_password=mha_password,
+            key_file=keys.client_key,
+            known_hosts=known_hosts,
+            password_file=password_file,
+            workdir=workdir,
+            connect_retry=connect_retry,
+        )
+        _wait_ready(cluster, timeout)
+        return cluster
+    except BaseException:
+        if artifacts is not None and cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.save_logs(Path(artifacts) / f"{name}-startup")
+        elif artifacts is not None:
+            with contextlib.suppress(Exception):
+                _save_raw_logs(containers, Path(artifacts) / f"{name}-startup")
+        cleanup()
+        raise
+
+
+def _save_raw_logs(containers: dict[str, DockerContainer], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for alias, c in containers.items():
+        with contextlib.suppress(Exception):
+            (dest / f"{alias}.container.log").write_bytes(
+                c.get_wrapped_container().logs(timestamps=True)
+            )
+
+
+def _wait_ready(cluster: LabCluster, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(1.0, deadline - time.monotonic())
+
+    def alive() -> None:
+        for n in cluster.nodes:
+            c = n.container.get_wrapped_container()
+            c.reload()
+            if c.status not in ("created", "running"):
+                tail = c.logs(tail=20).decode(errors="replace")
+                raise RuntimeError(f"{cluster.name}/{n.name} exited during start-up:\n{tail}")
+
+    def probe_sql(n: LabNode) -> Callable[[], bool]:
+        def probe() -> bool:
+            alive()
+            # Replicas know the admin user only once replication has applied it.
+            return bool(cluster.sql(n, "SELECT 1 AS ok"))
+
+        return probe
+
+    for n in cluster.db_nodes:
+        wait_for(
+            f"MySQL on {cluster.name}/{n.name} (127.0.0.1:{n.mysql_port})",
+            probe_sql(n),
+            timeout=left(),
+        )
+    for r in cluster.replicas:
+        wait_for(
+            f"replication threads on {cluster.name}/{r.name}",
+            lambda r=r: cluster.replicating(r),
+            timeout=left(),
+        )
+    for n in cluster.nodes:
+        wait_for(
+            f"sshd of {cluster.name}/{n.name} (127.0.0.1:{n.ssh_port})",
+            lambda n=n: _ssh_banner(n.ssh_port),
+            timeout=left(),
+        )
+
+    def mha_ok() -> bool:
+        alive()
+        _, out = cluster.mha_status()
+        return "PING_OK" in out
+
+    wait_for(f"MHA PING_OK in {cluster.name}", mha_ok, timeout=left(), interval=1.0)
+
+
+# --------------------------------------------------------------------------- sweeping
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(*, session: str | None = None, dead_only: bool = False) -> int:
+    """Remove labelled test containers and networks: this session's (``session``), or those
+    whose creating pytest process is gone (``dead_only``). Returns how many containers went."""
+    try:
+        client = docker.from_env()
+    except Exception:
+        return 0
+    removed = 0
+    filters = {"label": [f"{LABEL}=test"]}
+    if session:
+        filters["label"].append(f"{LABEL_SESSION}={session}")
+
+    def doomed(labels: dict[str, str]) -> bool:
+        if not dead_only:
+            return True
+        try:
+            return not _pid_alive(int(labels.get(LABEL_PID, "0")))
+        except ValueError:
+            return True
+
+    try:
+        for c in client.containers.list(all=True, filters=filters):
+            if doomed(c.labels):
+                with contextlib.suppress(Exception):
+                    c.remove(force=True, v=True)
+                    removed += 1
+        for net in client.networks.list(filters=filters):
+            if doomed(net.attrs.get("Labels") or {}):
+                with contextlib.suppress(Exception):
+                    net.remove()
+    finally:
+        client.close()
+    return removed
+
+
+def artifacts_dir_for(nodeid: str) -> Path:
+    return ARTIFACTS_DIR / _safe_name(nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid)
