@@ -126,9 +126,11 @@ class Executor:
     def run(self) -> RunResult:
         started_at, t0 = utc_now(), self.clock.now()
         failure: Failure | None = None
+        # Adapters log through their own loggers; contextvars give their events group/step too.
         for index, step in enumerate(self.plan.steps):
             try:
-                self._run_step(index, step)
+                with structlog.contextvars.bound_contextvars(group=self.group.id, step=step.key):
+                    self._run_step(index, step)
             except PreflightRefused:
                 raise
             except (GateFailed, WaitTimeout, HarestartError) as exc:
@@ -174,8 +176,6 @@ class Executor:
             status=StepStatus.RUNNING, started_at=utc_now()
         )
         t0 = self.clock.now()
-        # Adapters log through their own loggers; contextvars give their events group/step too.
-        structlog.contextvars.bind_contextvars(group=self.group.id, step=step.key)
         slog = self.log.bind(step=step.key, host=step.host)
         slog.info("step.started", summary=step.summary)
         handler = {

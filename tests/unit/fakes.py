@@ -1,0 +1,257 @@
+"""Scriptable fakes of the adapter Protocols: one simulated group on a manual clock.
+
+They model just enough of mysqld, replication and MHA for the executor's decisions: a restart
+takes the node down for ``restart_downtime`` seconds and resets its Uptime; replicas'
+IO threads sit in Connecting after the source restarts until their IO thread is restarted;
+failures are injected by setting fields on ``FakeWorld``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harestart.adapters.protocols import CommandResult
+from harestart.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.errors import CommandFailed, MysqlError, SshError
+from harestart.topology import (
+    Flavor,
+    MhaState,
+    MhaStatus,
+    ReplicaStatus,
+    ServerInfo,
+)
+from harestart.waiting import ManualClock
+
+
+@dataclass
+class FakeNode:
+    name: str
+    server_id: int
+    role: str
+    started_at: float = -100.0
+    read_only: bool = False
+    down_until: float | None = None
+    applied: int = 10  # GTID sequence number applied (domain 0, server 1)
+    io: str = "Yes"
+    sql: str = "Yes"
+    sql_error: str = ""
+    lag: int | None = 0
+    source_id: int = 1
+    restarts: int = 0
+    # failure injection
+    restart_fails: bool = False
+    never_comes_back: bool = False
+    break_sql_after_restart: str = ""
+    ssh_unreachable: bool = False
+
+
+@dataclass
+class FakeWorld:
+    clock: ManualClock
+    nodes: dict[str, FakeNode]
+    mha_state: MhaState = MhaState.PING_OK
+    mha_stop_ignored: bool = False
+    mha_dies_on_start: bool = False
+    restart_downtime: float = 2.0
+    events: list[tuple[str, str, float]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, replicas: int = 2) -> FakeWorld:
+        clock = ManualClock(1000.0)
+        nodes = {"db1": FakeNode("db1", 1, "source")}
+        for i in range(2, replicas + 2):
+            nodes[f"db{i}"] = FakeNode(f"db{i}", i, "replica", read_only=True)
+        return cls(clock=clock, nodes=nodes)
+
+    @property
+    def source(self) -> FakeNode:
+        return next(n for n in self.nodes.values() if n.role == "source")
+
+    def up(self, n: FakeNode) -> bool:
+        if n.down_until is None:
+            return True
+        if n.never_comes_back or self.clock.now() < n.down_until:
+            return False
+        n.down_until = None
+        n.started_at = self.clock.now()
+        if n.role == "replica":
+            n.io, n.sql = "Yes", "Yes"
+            if n.break_sql_after_restart:
+                n.sql, n.sql_error = "No", n.break_sql_after_restart
+        else:  # replicas lose their source and sit in Connecting until retried
+            for r in self.nodes.values():
+                if r.role == "replica":
+                    r.io = "Connecting"
+        return True
+
+    def restart(self, name: str) -> None:
+        n = self.nodes[name]
+        self.events.append(("restart", name, self.clock.now()))
+        n.restarts += 1
+        n.down_until = self.clock.now() + self.restart_downtime
+
+
+class FakeShell:
+    def __init__(self, world: FakeWorld, name: str) -> None:
+        self.world = world
+        self.host = name
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        w = self.world
+        node = w.nodes.get(self.host)
+        if node is not None and node.ssh_unreachable:
+            raise SshError(self.host, "connect", "connection refused")
+        status, out, err = 0, "", ""
+        if command == "true":
+            pass
+        elif "restart" in command and node is not None:
+            if node.restart_fails:
+                status, err = 1, "Job for mariadb.service failed"
+            else:
+                w.restart(self.host)
+        elif command.startswith("masterha_stop"):
+            w.events.append(("mha_stop", self.host, w.clock.now()))
+            if not w.mha_stop_ignored:
+                w.mha_state = MhaState.NOT_RUNNING
+        elif "masterha_manager" in command:
+            w.events.append(("mha_start", self.host, w.clock.now()))
+            w.mha_state = MhaState.NOT_RUNNING if w.mha_dies_on_start else MhaState.PING_OK
+        elif command.startswith("masterha_check_status"):
+            status = w.mha_state.value
+            out = f"app1 is ({status}:{w.mha_state.name})"
+        elif command.startswith("tail"):
+            out = "Fri Nov 27 [error] Fake MHA log: died"
+        result = CommandResult(command, status, out, err, 0.01)
+        if check and status != 0:
+            raise CommandFailed(self.host, command, status, err)
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+class FakeProbe:
+    def __init__(self, world: FakeWorld, name: str) -> None:
+        self.world = world
+        self.name = name
+
+    def _node(self) -> FakeNode:
+        n = self.world.nodes[self.name]
+        if not self.world.up(n):
+            raise MysqlError(self.name, "connect", "(2003) Can't connect to MySQL server")
+        return n
+
+    def server_info(self) -> ServerInfo:
+        n = self._node()
+        return ServerInfo(
+            version="10.11.6-MariaDB",
+            flavor=Flavor.MARIADB,
+            version_tuple=(10, 11, 6),
+            server_id=n.server_id,
+            read_only=n.read_only,
+            uptime=self.uptime(),
+            hostname=n.name,
+            gtid_binlog_pos=f"0-1-{n.applied}",
+        )
+
+    def replica_status(self) -> ReplicaStatus | None:
+        n = self._node()
+        if n.role != "replica":
+            return None
+        if self.world.up(self.world.source) and n.io == "Yes":
+            n.applied = self.world.source.applied
+        return ReplicaStatus(
+            io_running=n.io,
+            sql_running=n.sql,
+            lag_seconds=n.lag if n.sql == "Yes" else None,
+            source_host="db1",
+            source_port=3306,
+            source_server_id=n.source_id,
+            last_sql_errno=1062 if n.sql_error else 0,
+            last_sql_error=n.sql_error,
+        )
+
+    def uptime(self) -> int:
+        n = self._node()
+        return int(self.world.clock.now() - n.started_at)
+
+    def read_only(self) -> bool:
+        return self._node().read_only
+
+    def set_read_only(self, value: bool) -> None:
+        self._node().read_only = value
+
+    def gtid_position(self) -> str:
+        return f"0-1-{self._node().applied}"
+
+    def wait_for_gtid(self, position: str, timeout: float) -> bool:
+        self.replica_status()
+        want = int(position.rsplit("-", 1)[1])
+        n = self._node()
+        if n.sql != "Yes" or n.applied < want:
+            self.world.clock.advance(timeout)
+            return False
+        return True
+
+    def restart_io_thread(self) -> None:
+        n = self._node()
+        self.world.events.append(("io_restart", self.name, self.world.clock.now()))
+        if self.world.up(self.world.source):
+            n.io = "Yes"
+
+    def start_replica(self) -> None:
+        self._node().io = "Yes"
+
+    def ping(self) -> bool:
+        try:
+            self._node()
+        except MysqlError:
+            return False
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class FakeMha:
+    def __init__(self, world: FakeWorld, shell: FakeShell) -> None:
+        self.world = world
+        self.shell = shell
+
+    def status(self) -> MhaStatus:
+        return MhaStatus(
+            state=self.world.mha_state, exit_status=self.world.mha_state.value, master="db1"
+        )
+
+    def stop(self) -> CommandResult:
+        return self.shell.run("masterha_stop --conf=/etc/mha/app1.cnf", check=False)
+
+    def start(self) -> CommandResult:
+        return self.shell.run("masterha_manager --conf=/etc/mha/app1.cnf")
+
+    def check_repl(self) -> CommandResult:
+        return CommandResult("masterha_check_repl", 0, "MySQL Replication Health is OK.", "", 0.1)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.shell.run("tail -n 20 /var/log/mha/app1/manager.log").stdout
+
+
+class FakeConnector:
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+
+    def shell(self, name: str, endpoint: SshEndpoint) -> FakeShell:
+        return FakeShell(self.world, name)
+
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> FakeProbe:
+        return FakeProbe(self.world, name)
+
+    def close_all(self) -> None:
+        pass

@@ -1,0 +1,185 @@
+"""The executor against scripted fakes: order, proofs, and stopping at the first failed gate."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from harestart.errors import PreflightRefused
+from harestart.executor import Executor
+from harestart.inventory import Group, parse_inventory
+from harestart.plan import build_plan
+from harestart.result import GroupStatus, StepStatus
+from harestart.topology import MhaState
+from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
+
+
+def lab_group(replicas: int = 2) -> Group:
+    reps = "".join(
+        f"      - {{name: db{i}, address: 10.0.0.{i}}}\n" for i in range(2, replicas + 2)
+    )
+    text = (
+        "defaults: {mysql: {user: harestart, password: pw-for-tests}, "
+        "health: {restart_timeout: 30, catchup_timeout: 30, failover_timeout: 20}}\n"
+        "groups:\n  - id: lab\n    account: '1'\n"
+        "    source: {name: db1, address: 10.0.0.1}\n"
+        f"    replicas:\n{reps}"
+        "    mha: {manager: {name: mha, address: 10.0.0.9}, config: /etc/mha/app1.cnf}\n"
+    )
+    return parse_inventory(text, "inv.yml").groups[0]
+
+
+def execute(world: FakeWorld, replicas: int = 2) -> tuple[Executor, object]:
+    group = lab_group(replicas)
+    ex = Executor(
+        group,
+        build_plan(group),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+    )
+    return ex, ex.run()
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 5])
+def test_happy_path_order_and_every_node_once(replicas: int) -> None:
+    world = FakeWorld.create(replicas)
+    _, result = execute(world, replicas)
+    assert result.ok and result.state is GroupStatus.ACTIVE
+    kinds = [(k, h) for k, h, _ in world.events if k != "io_restart"]
+    assert kinds[0] == ("mha_stop", "mha")
+    assert kinds[-1] == ("mha_start", "mha")
+    restarts = [h for k, h in kinds if k == "restart"]
+    assert restarts == [f"db{i}" for i in range(2, replicas + 2)] + ["db1"]
+    assert all(n.restarts == 1 for n in world.nodes.values())
+    assert all(s.status is StepStatus.DONE for s in result.steps)
+    assert world.mha_state is MhaState.PING_OK
+
+
+def test_replicas_reconnect_without_waiting_for_connect_retry() -> None:
+    world = FakeWorld.create(2)
+    _, result = execute(world)
+    assert result.ok
+    io = [(h, t) for k, h, t in world.events if k == "io_restart"]
+    src_restart = next(t for k, h, t in world.events if k == "restart" and h == "db1")
+    assert {h for h, _ in io} == {"db2", "db3"}
+    assert all(t > src_restart for _, t in io)
+
+
+def test_failed_restart_command_stops_the_run_and_leaves_the_source_alone() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db2"].restart_fails = True
+    _, result = execute(world)
+    assert not result.ok and result.state is GroupStatus.ERROR
+    assert (
+        result.failure.host == "db2" and "Job for mariadb.service failed" in result.failure.reason
+    )
+    assert world.nodes["db1"].restarts == 0 and world.nodes["db3"].restarts == 0
+    statuses = {s.key: s.status for s in result.steps}
+    assert statuses["restart_replica:db2"] is StepStatus.FAILED
+    assert statuses["restart_source:db1"] is StepStatus.PENDING
+    assert result.failover_enabled is False
+    assert any("MHA was stopped by this run" in h for h in result.failure.next_steps)
+    assert {n["name"] for n in result.nodes} == {"db1", "db2", "db3"}
+
+
+def test_node_that_never_comes_back_fails_its_gate_after_the_deadline() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db2"].never_comes_back = True
+    _, result = execute(world)
+    assert not result.ok
+    assert "db2: mysqld restarted (Uptime reset): not reached within 30 s" in result.failure.reason
+    assert world.nodes["db1"].restarts == 0
+
+
+def test_broken_sql_thread_fails_at_once_with_the_server_error_text() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db2"].break_sql_after_restart = "Duplicate entry '7' for key 'PRIMARY'"
+    t_before = world.clock.now()
+    _, result = execute(world)
+    assert not result.ok
+    assert "Duplicate entry '7' for key 'PRIMARY'" in result.failure.reason
+    assert world.clock.now() - t_before < 25  # failed on sight, not at the 30 s deadline
+    assert world.nodes["db3"].restarts == 0 and world.nodes["db1"].restarts == 0
+
+
+def test_preflight_refuses_and_changes_nothing() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db3"].source_id = 7  # replicates from somewhere else
+    with pytest.raises(PreflightRefused, match="db3 replicates from server_id 7"):
+        execute(world)
+    assert world.events == []
+
+
+def test_mha_failover_in_progress_is_refused_before_any_restart() -> None:
+    world = FakeWorld.create(1)
+    world.mha_state = MhaState.FAILOVER_RUNNING
+    with pytest.raises(PreflightRefused, match="failing over"):
+        execute(world, 1)
+    assert not any(k == "restart" for k, _, _ in world.events)
+
+
+def test_mha_that_does_not_stop_fails_before_any_restart() -> None:
+    world = FakeWorld.create(1)
+    world.mha_stop_ignored = True
+    _, result = execute(world, 1)
+    assert not result.ok and result.failure.step == "stop_failover:mha"
+    assert not any(k == "restart" for k, _, _ in world.events)
+
+
+def test_mha_dying_on_start_fails_with_its_log_tail() -> None:
+    world = FakeWorld.create(1)
+    world.mha_dies_on_start = True
+    _, result = execute(world, 1)
+    assert not result.ok and result.failure.step == "start_failover:mha"
+    assert "Fake MHA log: died" in result.failure.reason
+
+
+def test_mha_not_running_before_is_left_stopped() -> None:
+    world = FakeWorld.create(1)
+    world.mha_state = MhaState.NOT_RUNNING
+    _, result = execute(world, 1)
+    assert result.ok
+    start = next(s for s in result.steps if s.action.value == "start_failover")
+    assert start.status is StepStatus.SKIPPED and "left stopped" in start.detail
+    assert not any(k == "mha_start" for k, _, _ in world.events)
+
+
+def test_read_only_is_restored_to_what_it_was() -> None:
+    world = FakeWorld.create(1)
+    src = world.nodes["db1"]
+    orig_up = world.up
+
+    def up_and_read_only(n):  # the config brings the source back read-only
+        was_down = n.down_until is not None
+        ok = orig_up(n)
+        if ok and was_down and n is src:
+            n.read_only = True
+        return ok
+
+    world.up = up_and_read_only  # type: ignore[method-assign]
+    _, result = execute(world, 1)
+    assert result.ok and src.read_only is False
+
+
+def test_fresh_mysqld_is_let_age_so_its_restart_can_be_proven() -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db2"].started_at = world.clock.now()  # up for 0 s
+    _, result = execute(world, 1)
+    assert result.ok and world.nodes["db2"].restarts == 1
+
+
+def test_every_step_ends_in_one_logged_sentence_with_group_and_step() -> None:
+    world = FakeWorld.create(1)
+    with capture_logs() as logs:
+        execute(world, 1)
+    finished = [e for e in logs if e["event"] == "step.finished"]
+    assert [e["step"] for e in finished] == [
+        "preflight",
+        "stop_failover:mha",
+        "restart_replica:db2",
+        "restart_source:db1",
+        "start_failover:mha",
+        "verify",
+    ]
+    assert all(e["group"] == "lab" and e["detail"] for e in finished)
