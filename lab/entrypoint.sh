@@ -131,6 +131,13 @@ innodb_buffer_pool_size  = 64M
 innodb_log_buffer_size   = 8M
 performance_schema       = 0
 max_connections          = 100
+
+# Debian's 50-mysqld_safe.cnf sends mysqld's log to syslog (skip_log_error + syslog), and
+# containers have no syslog: keep the error log in a file so operators (and tests) can read
+# every startup and shutdown.
+[mysqld_safe]
+skip_syslog
+log_error                = /var/log/mysql/error.log
 CONF
   install -d -o mysql -g adm -m 2750 /var/log/mysql
 }
