@@ -48,7 +48,9 @@ cmd_docker() {
   fi
   if ! can_apt; then
     if command -v docker >/dev/null 2>&1; then
-      fail "Docker is installed but its engine does not answer ('docker info' fails) and this is not a root apt machine to start it on: start the Docker daemon and retry."
+      local why
+      why=$(docker info 2>&1 | grep -iE 'error|denied|cannot' | head -n 1 | tr -s ' ' || true)
+      fail "Docker is not available: 'docker info' fails${why:+ ($why)}; start the Docker daemon (or get access to it) and retry."
     fi
     fail "Docker is not available: install Docker (or run as root on Debian/Ubuntu so lab/setup.sh can install docker.io) and retry."
   fi
@@ -99,7 +101,7 @@ cmd_base() {
     return 0
   fi
   say "trying 'docker pull $UPSTREAM_BASE'"
-  if timeout 60 docker pull -q "$UPSTREAM_BASE" >&2 2>/dev/null; then
+  if timeout 30 docker pull -q "$UPSTREAM_BASE" >&2 2>/dev/null; then
     printf '%s\n' "$UPSTREAM_BASE"
     return 0
   fi
