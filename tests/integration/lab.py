@@ -694,12 +694,18 @@ def sweep(*, session: str | None = None, dead_only: bool = False) -> int:
             return True
 
     try:
-        for c in client.containers.list(all=True, filters=filters):
+        containers = client.containers.list(all=True, filters=filters)
+        networks = client.networks.list(filters=filters)
+    except Exception:
+        client.close()
+        return 0  # no engine to sweep (ensure_lab_image reports why)
+    try:
+        for c in containers:
             if doomed(c.labels):
                 with contextlib.suppress(Exception):
                     c.remove(force=True, v=True)
                     removed += 1
-        for net in client.networks.list(filters=filters):
+        for net in networks:
             if doomed(net.attrs.get("Labels") or {}):
                 with contextlib.suppress(Exception):
                     net.remove()
