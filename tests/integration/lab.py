@@ -224,6 +224,9 @@ class LabNode:
 
 @dataclass(frozen=True, eq=False)
 class LabCluster:
+    """A running lab group. Ports are docker-assigned: restart mysqld (``restart_command``
+    over SSH), never the containers themselves, or the published ports change."""
+
     name: str
     source: LabNode
     replicas: tuple[LabNode, ...]
