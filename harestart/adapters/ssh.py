@@ -139,6 +139,11 @@ def translate(
     if isinstance(exc, ConnectionRefusedError):
         return SshError(name, action, f"connection refused ({where})")
     if isinstance(exc, paramiko.SSHException):
+        if "No authentication methods available" in str(exc):
+            user = endpoint.user if endpoint else "?"
+            return SshError(
+                name, action, f"authentication failed for user {user} (no key file and no agent)"
+            )
         return SshError(name, action, f"SSH error: {exc}")
     if isinstance(exc, OSError):
         target = f" {exc.filename}" if exc.filename else f" ({where})"
@@ -146,10 +151,29 @@ def translate(
     return SshError(name, action, f"{type(exc).__name__}: {exc}")
 
 
+def _load_key(name: str, endpoint: SshEndpoint) -> paramiko.PKey | None:
+    """Load the key file ourselves: paramiko's own loop over key types reports the last
+    type it tried ("expected OPENSSH key") instead of the real authentication failure."""
+    if not endpoint.key_file:
+        return None
+    path = Path(endpoint.key_file).expanduser()
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException as exc:
+        raise SshError(
+            name, "load key", f"key file {path} is encrypted; load it into an ssh agent instead"
+        ) from exc
+    except OSError as exc:
+        raise SshError(name, "load key", f"cannot read key file {path}: {exc.strerror}") from exc
+    except (paramiko.SSHException, ValueError) as exc:
+        raise SshError(name, "load key", f"cannot use key file {path}: {exc}") from exc
+
+
 def _open_client(
     name: str, endpoint: SshEndpoint, sock: paramiko.Channel | None = None
 ) -> paramiko.SSHClient:
     """Connect and authenticate one SSH client with host key verification on."""
+    pkey = _load_key(name, endpoint)
     client = paramiko.SSHClient()
     path = known_hosts_path(endpoint)
     try:
@@ -162,7 +186,7 @@ def _open_client(
             endpoint.host,
             port=endpoint.port,
             username=endpoint.user,
-            key_filename=endpoint.key_file,
+            pkey=pkey,
             allow_agent=endpoint.use_agent,
             look_for_keys=False,
             timeout=endpoint.connect_timeout,
@@ -177,6 +201,10 @@ def _open_client(
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(_KEEPALIVE_S)
+        if isinstance(transport.sock, socket.socket):
+            # small request messages (exec, EOF) must not wait for delayed ACKs (Nagle)
+            with contextlib.suppress(OSError):
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return client
 
 
@@ -416,12 +444,17 @@ class SshTunnel:
             return
         try:
             _shovel(conn, channel, self._closed)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            log.debug("ssh.tunnel_closed", host=self.name, reason=str(exc) or type(exc).__name__)
         finally:
-            channel.close()
+            with contextlib.suppress(Exception):
+                channel.close()
             conn.close()
 
     def close(self) -> None:
         self._closed.set()
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
         with contextlib.suppress(OSError):
             self._server.close()
         self._thread.join(timeout=2)
