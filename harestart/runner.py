@@ -48,7 +48,7 @@ def failover_manager(group: Group, connector: Connector) -> FailoverManager:
         shell,
         m.config,
         stop_command=m.stop_command,
-        start_command=None,  # TODO detach wrapper for custom start commands
+        start_command=m.start_command,  # detached by MhaManager
         status_command=m.status_command,
         log_path=m.log,
     )
@@ -79,11 +79,7 @@ def probe_plans(groups: tuple[Group, ...], plans: list[Plan]) -> list[Plan]:
     out: list[Plan] = []
     refusals: list[str] = []
     for group, plan in zip(groups, plans, strict=True):
-        session = Session.open(group)
-        try:
-            state = session.observe()
-        finally:
-            session.close()
+        state = _observe_one(group)
         out.append(plan.with_notes(state.notes()))
         refusals += [f"{group.id}: {p}" for p in preflight_problems(group, state)]
     if refusals:
@@ -92,20 +88,23 @@ def probe_plans(groups: tuple[Group, ...], plans: list[Plan]) -> list[Plan]:
 
 
 def observe_groups(groups: tuple[Group, ...]) -> list[tuple[Group, GroupState]]:
-    out = []
-    for group in groups:
+    return [(group, _observe_one(group)) for group in groups]
+
+
+def _observe_one(group: Group) -> GroupState:
+    with structlog.contextvars.bound_contextvars(group=group.id, step="observe"):
         session = Session.open(group)
         try:
-            out.append((group, session.observe()))
+            return session.observe()
         finally:
             session.close()
-    return out
 
 
 def restart_group(group: Group, reporter: Reporter) -> RunResult:
     plan = build_plan(group)
     session = Session.open(group)
     try:
-        return Executor(group, plan, session.connector, session.mha, reporter=reporter).run()
+        with structlog.contextvars.bound_contextvars(group=group.id):
+            return Executor(group, plan, session.connector, session.mha, reporter=reporter).run()
     finally:
         session.close()

@@ -47,10 +47,12 @@ class MhaManager:
         conf = shlex.quote(f"--conf={config_path}")
         log = shlex.quote(self.log_path)
         self.stop_command = stop_command or f"masterha_stop {conf}"
-        self.start_command = start_command or (
+        # The manager command itself (plain words, from the inventory or the default) is always
+        # detached here: without setsid/nohup/stdin from /dev/null it dies with the SSH session.
+        manager = start_command or f"masterha_manager {conf} --ignore_last_failover"
+        self.start_command = (
             f"mkdir -p {shlex.quote(posixpath.dirname(self.log_path) or '.')}; "
-            f"setsid nohup masterha_manager {conf} --ignore_last_failover "
-            f"< /dev/null > {log} 2>&1 &"
+            f"setsid nohup {manager} < /dev/null > {log} 2>&1 &"
         )
         self.status_command = status_command or f"masterha_check_status {conf}"
         self.check_repl_command = check_repl_command or f"masterha_check_repl {conf}"
