@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -84,47 +85,105 @@ def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     log.configure(log_file=log_file, verbose=verbose)
 
 
+def _run_options(f: Callable[..., int]) -> Callable[..., int]:
+    """Options shared by ``run`` and ``resume``."""
+    options = [
+        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+        click.option(
+            "--format",
+            "fmt",
+            type=FORMAT,
+            default="text",
+            show_default=True,
+            help="json: one JSON result on stdout, progress on stderr.",
+        ),
+        click.option(
+            "--log-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="JSON log of every command, query and gate "
+            "(default: a new file under $HARESTART_STATE_DIR/logs).",
+        ),
+        click.option(
+            "--on-failure",
+            "on_failure",
+            default="restore-mha-if-healthy",
+            show_default=True,
+            type=click.Choice(["restore-mha-if-healthy", "leave-mha-stopped"]),
+            help="After a failed step, start MHA again only if every replica replicates from "
+            "the source, or always leave it stopped.",
+        ),
+        click.option(
+            "--break-lock",
+            is_flag=True,
+            help="Take over the group's lock if the run holding it has died (stale lock).",
+        ),
+        click.option("--verbose", "-v", is_flag=True, help="Also print debug events on stderr."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="The group to restart.")
 @click.option("--all", "all_groups", is_flag=True, help="Restart every group, one after another.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
-    "--format",
-    "fmt",
-    type=FORMAT,
-    default="text",
-    show_default=True,
-    help="json: one JSON result on stdout, progress on stderr.",
+    "--discard-unfinished",
+    is_flag=True,
+    help="Start from scratch even if an earlier run of the group did not finish.",
 )
-@click.option(
-    "--log-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON log of every command, query and gate "
-    "(default: a new file under $HARESTART_STATE_DIR/logs).",
-)
-@click.option("--verbose", "-v", is_flag=True, help="Also print debug events on stderr.")
+@_run_options
 def run(
-    inventory: str,
-    group_id: str | None,
-    all_groups: bool,
-    yes: bool,
-    fmt: str,
-    log_file: Path | None,
-    verbose: bool,
+    inventory: str, group_id: str | None, all_groups: bool, discard_unfinished: bool, **kw: Any
 ) -> int:
     """Restart the group(s) in INVENTORY: MHA off, replicas, source, MHA on.
 
     Preflight first (exit 3, nothing changed, if reality contradicts the inventory); then a
     confirmation unless --yes; then each step with its gates. Exit 0 when every group is
-    ACTIVE again, 1 when a step failed.
+    ACTIVE again, 1 when a step failed, 4 when another run holds the group, 130 when
+    interrupted (resume with `harestart resume`).
     """
-    from harestart.progress import TextReporter
-    from harestart.result import render_results_json, render_summary
-    from harestart.runner import default_log_file, probe_plans, restart_group
-
     inv = _load(inventory)
     groups = _select(inv, group_id, all_groups)
+    return _execute(inv, groups, resume=False, discard_unfinished=discard_unfinished, **kw)
+
+
+@cli.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--group", "group_id", metavar="ID", help="The group whose run to continue.")
+@_run_options
+def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
+    """Continue the unfinished run of a group from its first unfinished step.
+
+    Re-checks reality first: the source, the replicas and their server ids must be those the
+    run began with (else exit 3); a node the earlier attempt already restarted is not
+    restarted again.
+    """
+    inv = _load(inventory)
+    groups = _select(inv, group_id, False)
+    return _execute(inv, groups, resume=True, discard_unfinished=False, **kw)
+
+
+def _execute(
+    inv: Inventory,
+    groups: tuple[Group, ...],
+    *,
+    resume: bool,
+    discard_unfinished: bool,
+    yes: bool,
+    fmt: str,
+    log_file: Path | None,
+    on_failure: str,
+    break_lock: bool,
+    verbose: bool,
+) -> int:
+    from harestart.executor import FailurePolicy
+    from harestart.interrupts import InterruptFlag, graceful_signals
+    from harestart.progress import TextReporter
+    from harestart.result import render_results_json, render_summary
+    from harestart.runner import RunOptions, default_log_file, probe_plans, restart_group
+
     for g in groups:  # every password must be available before anything starts
         for n in g.db_nodes:
             n.mysql_endpoint()
@@ -132,26 +191,48 @@ def run(
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
+    options = RunOptions(
+        inventory=inv.path,
+        failure_policy=FailurePolicy(on_failure),
+        break_lock=break_lock,
+        discard_unfinished=discard_unfinished,
+        command="harestart resume" if resume else "harestart run",
+    )
 
-    plans = probe_plans(groups, [build_plan(g) for g in groups])
-    click.echo("\n\n".join(render_text(p) for p in plans), file=out)
+    if not resume:
+        plans = probe_plans(groups, [build_plan(g) for g in groups])
+        click.echo("\n\n".join(render_text(p) for p in plans), file=out)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("not on a terminal: pass --yes to restart without confirmation")
         names = ", ".join(g.id for g in groups)
-        if not click.confirm(f"Restart group(s) {names} now?", default=False, err=fmt != "text"):
+        verb = "Resume the run of" if resume else "Restart"
+        if not click.confirm(f"{verb} group(s) {names} now?", default=False, err=fmt != "text"):
             click.echo("nothing was changed", file=out)
             return int(ExitCode.OK)
 
     reporter = TextReporter(out, prefix_group=len(groups) > 1)
+    flag = InterruptFlag()
     results = []
-    for g in groups:
-        result = restart_group(g, reporter)
-        results.append(result.with_log_file(str(log_path)))
-        if fmt == "text":
-            click.echo("\n" + render_summary(results[-1]))
+    with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
+        for g in groups:
+            if flag.requested:
+                break
+            result = restart_group(g, reporter, options, resume=resume, interrupts=flag)
+            results.append(result.with_log_file(str(log_path)))
+            if fmt == "text":
+                click.echo("\n" + render_summary(results[-1]))
     if fmt == "json":
         click.echo(render_results_json(results))
+    if any(r.interrupted for r in results):
+        for r in results:
+            if r.interrupted:
+                click.echo(
+                    f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
+                    f"`harestart resume {inv.path} --group {r.group}`",
+                    err=True,
+                )
+        return int(ExitCode.INTERRUPTED)
     return int(ExitCode.OK if all(r.ok for r in results) else ExitCode.RUN_FAILED)
 
 
@@ -161,15 +242,26 @@ def run(
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
 def status(inventory: str, group_id: str | None, fmt: str) -> int:
     """Read-only view: every node's role, version, uptime, read_only, replication, and MHA."""
+    from harestart.lock import read_holder
     from harestart.observe import preflight_problems
-    from harestart.runner import observe_groups
+    from harestart.runner import observe_groups, state_dir, unfinished_run
     from harestart.status import render_status_text, status_document
 
     inv = _load(inventory)
     groups = inv.select(group_id)
     _configure_logging(None, verbose=False)
     observed = observe_groups(groups)
-    docs = [status_document(g, st, preflight_problems(g, st)) for g, st in observed]
+    docs = [
+        status_document(
+            g,
+            st,
+            preflight_problems(g, st),
+            unfinished=unfinished_run(g),
+            lock=read_holder(state_dir(), g.account, g.id),
+            inventory=inv.path,
+        )
+        for g, st in observed
+    ]
     if fmt == "json":
         click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
     else:

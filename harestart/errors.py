@@ -113,3 +113,29 @@ class WaitTimeout(HarestartError):
         self.timeout = timeout
         self.last = last
         super().__init__(f"{what}: not reached within {timeout:g} s (last seen: {last})")
+
+
+class LockHeld(HarestartError):
+    """Another run holds the group (or left a stale lock)."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, group: str, message: str) -> None:
+        self.group = group
+        super().__init__(message)
+
+
+class Interrupted(HarestartError):
+    """SIGINT/SIGTERM asked the run to stop at the next safe point."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(f"interrupted by {signal_name}")
+
+
+class JournalError(HarestartError):
+    """A journal cannot be read, or does not match the group any more (resume refuses)."""
+
+    exit_code = ExitCode.USAGE

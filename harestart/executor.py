@@ -7,6 +7,8 @@ unit tests drive it with scripted fakes and the integration tests with real clus
 
 from __future__ import annotations
 
+import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -14,9 +16,23 @@ from typing import Protocol, TypeVar
 import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe, RemoteShell
-from harestart.errors import GateFailed, HarestartError, PreflightRefused, WaitTimeout
+from harestart.errors import (
+    GateFailed,
+    HarestartError,
+    Interrupted,
+    PreflightRefused,
+    WaitTimeout,
+)
+from harestart.interrupts import InterruptFlag
 from harestart.inventory import Group, Node
-from harestart.observe import GroupState, observe_group, preflight_problems, replication_problems
+from harestart.journal import Journal
+from harestart.observe import (
+    GroupState,
+    observe_group,
+    preflight_problems,
+    replication_problems,
+    resume_problems,
+)
 from harestart.plan import (
     Action,
     CaughtUp,
@@ -49,6 +65,19 @@ log = structlog.get_logger("harestart.executor")
 # Uptime has one-second resolution; below this many seconds a restart cannot be told apart
 # from the old process, so the executor first lets a very fresh mysqld age a little.
 MIN_PROVABLE_UPTIME = 3
+
+
+class FailurePolicy(enum.StrEnum):
+    """What happens to MHA when a run fails after stopping it."""
+
+    # Start MHA again only when every replica replicates from the source (MHA is safe then).
+    RESTORE_IF_HEALTHY = "restore-mha-if-healthy"
+    # Always leave MHA stopped for a human to decide.
+    LEAVE_STOPPED = "leave-mha-stopped"
+
+
+# Uptime is whole seconds; this margin covers its rounding when comparing with elapsed time.
+UPTIME_SLACK = 1.5
 
 
 class Reporter(Protocol):
@@ -94,6 +123,11 @@ class Executor:
         clock: Clock = SYSTEM_CLOCK,
         reporter: Reporter | None = None,
         on_state: Callable[[GroupStatus], None] | None = None,
+        journal: Journal | None = None,
+        resume: bool = False,
+        interrupts: InterruptFlag | None = None,
+        failure_policy: FailurePolicy = FailurePolicy.RESTORE_IF_HEALTHY,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.group = group
         self.plan = plan
@@ -107,6 +141,13 @@ class Executor:
             StepRecord(number=s.number, action=s.action, host=s.host) for s in plan.steps
         ]
         self.log = log.bind(group=group.id)
+        self.journal = journal
+        self.resume = resume
+        self.interrupts = interrupts or InterruptFlag()
+        self.failure_policy = failure_policy
+        self.wall = wall
+        if resume and journal is None:
+            raise ValueError("resume needs the journal of the earlier attempt")
 
     # --- adapters ------------------------------------------------------------------------
 
@@ -126,28 +167,42 @@ class Executor:
     def run(self) -> RunResult:
         started_at, t0 = utc_now(), self.clock.now()
         failure: Failure | None = None
+        interrupted: str | None = None
+        self._journal_begin(started_at)
         # Adapters log through their own loggers; contextvars give their events group/step too.
         for index, step in enumerate(self.plan.steps):
+            if self._done_earlier(index, step):
+                continue
             try:
                 with structlog.contextvars.bound_contextvars(group=self.group.id, step=step.key):
+                    self.interrupts.check()
                     self._run_step(index, step)
             except PreflightRefused:
+                if not self.resume and self.journal is not None:
+                    self.journal.remove()  # nothing was changed: nothing to resume
                 raise
-            except (GateFailed, WaitTimeout, HarestartError) as exc:
-                failure = self._fail(index, step, exc)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                interrupted = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+                failure = self._fail(index, step, Interrupted(interrupted), StepStatus.INTERRUPTED)
                 break
-            except KeyboardInterrupt:
-                self._finish_record(index, StepStatus.INTERRUPTED, "interrupted by the operator")
-                self._set_state(GroupStatus.ERROR)
-                raise
+            except HarestartError as exc:
+                failure = self._fail(index, step, exc, StepStatus.FAILED)
+                break
         if failure is None:
             self._set_state(GroupStatus.ACTIVE)
+        elif interrupted is None:
+            failure = self._apply_failure_policy(failure)
+        else:
+            failure = failure.with_note(
+                "interrupted: MHA was not started again; `harestart resume` continues the run"
+            )
         mha_after = self._mha_text()
         nodes: tuple[dict[str, object], ...] = ()
         if failure is not None:
             nodes = self._node_summaries()
-        if self.ctx.failover_enabled is None:
+        if failure is not None or self.ctx.failover_enabled is None:
             self.ctx.failover_enabled = self._mha_running()
+        self._journal_end(failure, interrupted)
         return RunResult(
             group=self.group.id,
             account=self.group.account,
@@ -161,7 +216,71 @@ class Executor:
             failure=failure,
             nodes=nodes,
             failover_enabled=self.ctx.failover_enabled,
+            interrupted=interrupted,
+            resumed=self.resume,
         )
+
+    # --- journal -------------------------------------------------------------------------
+
+    def _journal_begin(self, started_at: str) -> None:
+        j = self.journal
+        if j is None:
+            return
+        if self.resume:
+            j.attempts += 1
+            self.ctx.mha_was_running = bool(j.mha_was_running)
+            self.ctx.mha_before = j.mha_before
+            self.ctx.notes.update(j.notes)
+        else:
+            j.started_at = started_at
+            for s in self.plan.steps:
+                j.step(s.key)
+        j.finished = False
+        j.outcome = ""
+        j.state = GroupStatus.REBOOT.value
+        # Not saved yet: a first preflight that refuses leaves no journal behind.
+        if self.resume:
+            j.save()
+
+    def _persist(self) -> None:
+        j = self.journal
+        if j is None:
+            return
+        for rec in self.records:
+            js = j.step(rec.key)
+            if rec.status is StepStatus.PENDING and js.status in ("done", "skipped"):
+                continue  # done in an earlier attempt
+            js.status = rec.status.value
+            js.started_at = rec.started_at
+            js.duration_s = rec.duration_s
+            js.detail = rec.detail
+        j.state = self.ctx.state.value
+        j.notes = dict(self.ctx.notes)
+        j.save()
+
+    def _journal_end(self, failure: Failure | None, interrupted: str | None) -> None:
+        j = self.journal
+        if j is None:
+            return
+        j.outcome = "done" if failure is None else ("interrupted" if interrupted else "failed")
+        j.finished = failure is None
+        self._persist()
+
+    def _done_earlier(self, index: int, step: Step) -> bool:
+        """On resume: a step the earlier attempt finished is not run again (preflight is)."""
+        if not self.resume or self.journal is None or step.action is Action.PREFLIGHT:
+            return False
+        js = self.journal.step(step.key)
+        if js.status not in ("done", "skipped"):
+            return False
+        self.records[index] = self.records[index].evolve(
+            status=StepStatus(js.status),
+            started_at=js.started_at,
+            duration_s=js.duration_s,
+            detail=f"(earlier attempt) {js.detail}",
+        )
+        self.reporter.step_finished(self.group.id, self.records[index])
+        return True
 
     def _set_state(self, state: GroupStatus) -> None:
         if state is not self.ctx.state:
@@ -178,6 +297,8 @@ class Executor:
         t0 = self.clock.now()
         slog = self.log.bind(step=step.key, host=step.host)
         slog.info("step.started", summary=step.summary)
+        if step.action is not Action.PREFLIGHT:
+            self._persist()  # durable "running" before the step acts
         handler = {
             Action.PREFLIGHT: self._preflight,
             Action.STOP_FAILOVER: self._stop_failover,
@@ -191,28 +312,56 @@ class Executor:
             status=status, duration_s=self.clock.now() - t0, detail=detail
         )
         self.records[index] = record
+        if step.action is not Action.PREFLIGHT or self.resume:
+            self._persist()  # durable "done" before the next step acts
         slog.info("step.finished", status=status.value, detail=detail, duration_s=record.duration_s)
         self.reporter.step_finished(self.group.id, record)
 
-    def _finish_record(self, index: int, status: StepStatus, detail: str) -> None:
-        rec = self.records[index]
-        self.records[index] = rec.evolve(status=status, detail=detail)
-        self.reporter.step_finished(self.group.id, self.records[index])
-
-    def _fail(self, index: int, step: Step, exc: HarestartError) -> Failure:
-        reason = str(exc)
-        if isinstance(exc, GateFailed):
-            reason = exc.reason
+    def _fail(self, index: int, step: Step, exc: HarestartError, status: StepStatus) -> Failure:
+        reason = exc.reason if isinstance(exc, GateFailed) else str(exc)
         self.log.error("step.failed", step=step.key, host=step.host, reason=reason)
         rec = self.records[index]
-        self.records[index] = rec.evolve(status=StepStatus.FAILED, detail=reason)
+        self.records[index] = rec.evolve(status=status, detail=reason)
         self.reporter.step_finished(self.group.id, self.records[index])
         self._set_state(GroupStatus.ERROR)
+        self._persist()
         return Failure(
             step=step.key,
             host=step.host,
             reason=reason,
             next_steps=self._next_steps(step),
+        )
+
+    def _apply_failure_policy(self, failure: Failure) -> Failure:
+        """Start MHA again after a failure only when that is safe (and wanted)."""
+        off = "automatic failover is OFF"
+        if not self.ctx.mha_was_running:
+            return failure.with_note("MHA was not running before the run; it stays stopped")
+        if self._mha_running():
+            return failure.with_note("MHA is running; automatic failover is ON")
+        if failure.step.startswith(Action.START_FAILOVER.value):
+            return failure.with_note(f"MHA did not start again: {off}")
+        if self.failure_policy is FailurePolicy.LEAVE_STOPPED:
+            return failure.with_note(
+                f"MHA left stopped (--on-failure {self.failure_policy}): {off}"
+            )
+        state = observe_group(self.group, self.connector, self.mha, check_ssh=False)
+        problems = [n.describe() for n in state.nodes if not n.reachable]
+        problems += replication_problems(self.group, state)
+        if problems:
+            return failure.with_note(
+                "MHA left stopped because the topology is not healthy enough for it to be safe ("
+                + "; ".join(problems)
+                + f"): {off}"
+            )
+        try:
+            self.mha.start()
+            self._wait_mha_running(self.group.health.failover_timeout)
+        except HarestartError as exc:
+            return failure.with_note(f"starting MHA again failed ({exc}): {off}")
+        return failure.with_note(
+            f"every replica replicates from {self.group.source.name}, so MHA was started "
+            "again: automatic failover is ON"
         )
 
     def _next_steps(self, step: Step) -> tuple[str, ...]:
@@ -251,6 +400,7 @@ class Executor:
         last_report = [self.clock.now()]
 
         def on_wait(_pause: float) -> None:
+            self.interrupts.check()  # a safe point: between two polls
             now = self.clock.now()
             if describe is not None and now - last_report[0] >= 2.0:
                 last_report[0] = now
@@ -293,13 +443,32 @@ class Executor:
 
     def _preflight(self, step: Step) -> tuple[StepStatus, str]:
         state = self._observe()
-        problems = preflight_problems(self.group, state)
+        if self.resume:
+            assert self.journal is not None
+            problems = resume_problems(
+                self.group, state, self.journal.topology, self._resumable_host()
+            )
+        else:
+            problems = preflight_problems(self.group, state)
         if problems:
             raise PreflightRefused(self.group.id, problems)
-        assert state.mha is not None  # preflight_problems refuses an unknown MHA state
-        self.ctx.mha_before = state.mha.describe()
-        self.ctx.mha_was_running = state.mha.running()
+        assert state.mha is not None  # both checks refuse an unknown MHA state
+        if not self.resume:
+            self.ctx.mha_before = state.mha.describe()
+            self.ctx.mha_was_running = state.mha.running()
+            if self.journal is not None:
+                self.journal.mha_before = self.ctx.mha_before
+                self.journal.mha_was_running = self.ctx.mha_was_running
+                self.journal.topology = _topology(self.group, state)
         return StepStatus.DONE, "; ".join(state.notes())
+
+    def _resumable_host(self) -> str | None:
+        """The node whose restart the earlier attempt left unfinished (it may be down)."""
+        assert self.journal is not None
+        js = self.journal.first_unfinished()
+        if js is None or ":" not in js.key or not js.key.startswith("restart_"):
+            return None
+        return js.key.split(":", 1)[1]
 
     def _stop_failover(self, step: Step) -> tuple[StepStatus, str]:
         self._set_state(GroupStatus.REBOOT)
@@ -337,38 +506,63 @@ class Executor:
         host = step.host
         node = self._node(host)
         probe = self._sql(host)
-        source = self._sql(self.group.source.name)
         for gate in step.gates:
             if isinstance(gate, ReplicasCaughtUp):
                 self._gate(step, gate)
-        # Note what must change and what must be kept.
-        self._ensure_provable_uptime(host, probe)
-        before_uptime, before_at = probe.uptime(), self.clock.now()
-        read_only_before = probe.read_only()
-        catch_up_to = source.gtid_position() if node.role == "replica" else ""
-        self.ctx.notes[f"catch_up:{host}"] = catch_up_to
-        self.ctx.notes[f"read_only:{host}"] = "1" if read_only_before else "0"
-        self.log.info(
-            "restart.before",
-            host=host,
-            uptime=before_uptime,
-            read_only=read_only_before,
-            source_position=catch_up_to,
-        )
-        t_cmd = self.clock.now()
-        result = self._shell(host).run(step.command, timeout=self.group.health.restart_timeout)
-        self.log.info(
-            "restart.command",
-            host=host,
-            exit_status=result.exit_status,
-            duration_s=result.duration_s,
-        )
-        self._gate(step, Restarted(host), before=(before_uptime, before_at))
-        down = self.clock.now() - t_cmd
+        issued = self._earlier_restart(step)
+        if issued is not None and self._restarted_since(probe, issued):
+            how = "already restarted by the earlier attempt; not restarted again"
+            down = 0.0
+        else:
+            self._note_before_restart(step, node, probe)
+            if self.journal is not None:  # durable before the command is sent
+                self.journal.step(step.key).restart_issued_at = self.wall()
+                self._persist()
+            t_cmd = self.clock.now()
+            result = self._shell(host).run(step.command, timeout=self.group.health.restart_timeout)
+            self.log.info(
+                "restart.command",
+                host=host,
+                exit_status=result.exit_status,
+                duration_s=result.duration_s,
+            )
+            self._gate(step, Restarted(host), issued_at=t_cmd)
+            down = self.clock.now() - t_cmd
+            how = f"mysqld restarted and back in {down:.1f} s"
         for gate in step.gates:
             if not isinstance(gate, (Restarted, ReplicasCaughtUp)):
                 self._gate(step, gate)
-        return StepStatus.DONE, f"mysqld restarted and back in {down:.1f} s; all gates held"
+        return StepStatus.DONE, f"{how}; all gates held"
+
+    def _earlier_restart(self, step: Step) -> float | None:
+        """On resume: when the interrupted attempt sent this step's restart command, if it did."""
+        if not self.resume or self.journal is None:
+            return None
+        return self.journal.step(step.key).restart_issued_at
+
+    def _restarted_since(self, probe: MysqlProbe, issued_wall: float) -> bool:
+        try:
+            uptime = probe.uptime()
+        except HarestartError:
+            return False  # down: it has to be (re)started
+        return uptime < (self.wall() - issued_wall) + UPTIME_SLACK
+
+    def _note_before_restart(self, step: Step, node: Node, probe: MysqlProbe) -> None:
+        """What must change (Uptime) and what must be kept (read_only, the catch-up target)."""
+        host = node.name
+        source = self._sql(self.group.source.name)
+        if node.role == "replica":
+            self.ctx.notes[f"catch_up:{host}"] = source.gtid_position()
+        if probe.ping():
+            self._ensure_provable_uptime(host, probe)
+            # On resume keep the value noted before the first attempt touched the node.
+            self.ctx.notes.setdefault(f"read_only:{host}", "1" if probe.read_only() else "0")
+        self.log.info(
+            "restart.before",
+            host=host,
+            read_only=self.ctx.notes.get(f"read_only:{host}"),
+            source_position=self.ctx.notes.get(f"catch_up:{host}"),
+        )
 
     def _ensure_provable_uptime(self, host: str, probe: MysqlProbe) -> None:
         if probe.uptime() >= MIN_PROVABLE_UPTIME:
@@ -396,7 +590,7 @@ class Executor:
 
     # --- gates ---------------------------------------------------------------------------
 
-    def _gate(self, step: Step, gate: Gate, *, before: tuple[int, float] | None = None) -> None:
+    def _gate(self, step: Step, gate: Gate, *, issued_at: float | None = None) -> None:
         """Evaluate one typed gate, waiting up to its deadline. Raises GateFailed."""
         h = self.group.health
         self.log.info("gate.start", step=step.key, gate=gate.describe())
@@ -405,8 +599,8 @@ class Executor:
         elif isinstance(gate, MhaRunning):
             self._wait_mha_running(h.failover_timeout)
         elif isinstance(gate, Restarted):
-            assert before is not None
-            self._wait_restarted(gate.host, *before, timeout=h.restart_timeout)
+            assert issued_at is not None
+            self._wait_restarted(gate.host, issued_at, timeout=h.restart_timeout)
         elif isinstance(gate, ThreadsRunning):
             self._wait_threads(gate.host, h.catchup_timeout)
         elif isinstance(gate, CaughtUp):
@@ -497,20 +691,22 @@ class Executor:
         if fatal:
             raise GateFailed(what, host, fatal[0])
 
-    def _wait_restarted(self, host: str, before: int, before_at: float, timeout: float) -> None:
+    def _wait_restarted(self, host: str, issued_at: float, timeout: float) -> None:
+        """mysqld answers and its Uptime is younger than the restart command.
+
+        The old process is at least MIN_PROVABLE_UPTIME seconds older than the command (see
+        _ensure_provable_uptime), so it can never pass this test.
+        """
         probe = self._sql(host)
 
         def check() -> int | None:
-            now_uptime = probe.uptime()
-            old_process_would_be = before + (self.clock.now() - before_at)
-            return now_uptime if now_uptime + 1.5 < old_process_would_be else None
+            uptime = probe.uptime()
+            return uptime if uptime < (self.clock.now() - issued_at) + UPTIME_SLACK else None
 
         def describe() -> str:
-            return (
-                "mysqld answers, uptime " + str(probe.uptime()) + " s"
-                if probe.ping()
-                else ("mysqld not answering yet")
-            )
+            if not probe.ping():
+                return "mysqld not answering yet"
+            return f"mysqld answers, uptime {probe.uptime()} s (not restarted yet)"
 
         self._wait(
             check,
@@ -577,7 +773,10 @@ class Executor:
 
     def _restore_read_only(self, host: str) -> None:
         probe = self._sql(host)
-        wanted = self.ctx.notes.get(f"read_only:{host}") == "1"
+        noted = self.ctx.notes.get(f"read_only:{host}")
+        if noted is None:
+            raise GateFailed("writable", host, "read_only before the restart is unknown")
+        wanted = noted == "1"
         now = probe.read_only()
         if now != wanted:
             self.log.warning("read_only.restore", host=host, was=wanted, now=now)
@@ -612,6 +811,16 @@ class Executor:
             d["summary"] = n.describe()
             out.append(d)
         return tuple(out)
+
+
+def _topology(group: Group, state: GroupState) -> dict[str, object]:
+    """What resume must find again: the source, its server_id, the replicas' server_ids."""
+    ids = {n.name: (n.info.server_id if n.info else None) for n in state.nodes}
+    return {
+        "source": group.source.name,
+        "source_server_id": ids.get(group.source.name),
+        "replicas": {r.name: ids.get(r.name) for r in group.replicas},
+    }
 
 
 class _Fatal(HarestartError):

@@ -209,3 +209,41 @@ def preflight_problems(
     elif state.mha.error():
         problems.append(f"MHA is in an error state: {state.mha.describe()}")
     return problems
+
+
+def resume_problems(
+    group: Group, state: GroupState, topology: dict[str, Any], resumable_host: str | None
+) -> list[str]:
+    """Reasons ``resume`` must refuse: the group is not the one the run began on, or unsafe.
+
+    ``resumable_host`` (the node whose restart was cut short) may be down: resume starts it.
+    """
+    problems: list[str] = []
+    if topology.get("source") != group.source.name:
+        problems.append(
+            f"the run began with source {topology.get('source')}, the inventory now says "
+            f"{group.source.name}"
+        )
+    replicas = topology.get("replicas") or {}
+    if sorted(replicas) != sorted(r.name for r in group.replicas):
+        problems.append(
+            f"the run began with replicas {', '.join(sorted(replicas))}, the inventory now lists "
+            f"{', '.join(sorted(r.name for r in group.replicas))}"
+        )
+    for n in state.nodes:
+        if n.info is None:
+            if n.name == resumable_host and n.ssh_error is None:
+                continue
+            problems.append(n.describe())
+            continue
+        was = topology.get("source_server_id") if n.role == "source" else replicas.get(n.name)
+        if was is not None and n.info.server_id != was:
+            problems.append(
+                f"{n.name} now has server_id {n.info.server_id}, it had {was} when the run began"
+            )
+    problems += replication_problems(group, state)
+    if state.mha is None:
+        problems.append(f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}")
+    elif state.mha.failover_in_progress() or state.mha.error():
+        problems.append(f"MHA is not in a safe state: {state.mha.describe()}")
+    return problems

@@ -67,12 +67,17 @@ class Failure:
     host: str | None
     reason: str
     next_steps: tuple[str, ...] = ()
+    failover_note: str = ""  # what the failure policy did with MHA, in one sentence
+
+    def with_note(self, note: str) -> Failure:
+        return replace(self, failover_note=note)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "host": self.host,
             "reason": self.reason,
+            "failover": self.failover_note,
             "next_steps": list(self.next_steps),
         }
 
@@ -92,6 +97,8 @@ class RunResult:
     nodes: tuple[dict[str, Any], ...] = field(default=())
     log_file: str | None = None
     failover_enabled: bool | None = None  # is MHA running at the end?
+    interrupted: str | None = None  # the signal that stopped the run
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -112,6 +119,8 @@ class RunResult:
             "mha_before": self.mha_before,
             "mha_after": self.mha_after,
             "failover_enabled": self.failover_enabled,
+            "interrupted": self.interrupted,
+            "resumed": self.resumed,
             "steps": [s.to_dict() for s in self.steps],
             "failure": self.failure.to_dict() if self.failure else None,
             "nodes": list(self.nodes),
@@ -151,8 +160,10 @@ def render_summary(result: RunResult) -> str:
     if result.failure:
         f = result.failure
         lines.append(f"FAILED at {f.step}{' on ' + f.host if f.host else ''}: {f.reason}")
+        if f.failover_note:
+            lines.append(f"MHA: {f.failover_note}")
         if result.failover_enabled is False:
-            lines.append("automatic failover is OFF (MHA is not running)")
+            lines.append("*** automatic failover is OFF (MHA is not running) ***")
         for n in result.nodes:
             lines.append(f"  node {n.get('summary', n.get('name'))}")
         for hint in f.next_steps:

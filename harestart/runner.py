@@ -16,9 +16,12 @@ import structlog
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.adapters.ssh import ParamikoConnector
-from harestart.errors import PreflightRefused
-from harestart.executor import Executor, Reporter
+from harestart.errors import PreflightRefused, UsageError
+from harestart.executor import Executor, FailurePolicy, Reporter
+from harestart.interrupts import InterruptFlag
 from harestart.inventory import Group
+from harestart.journal import Journal, journal_path
+from harestart.lock import GroupLock
 from harestart.observe import GroupState, observe_group, preflight_problems
 from harestart.plan import Plan, build_plan
 from harestart.result import RunResult
@@ -100,11 +103,69 @@ def _observe_one(group: Group) -> GroupState:
             session.close()
 
 
-def restart_group(group: Group, reporter: Reporter) -> RunResult:
-    plan = build_plan(group)
-    session = Session.open(group)
-    try:
-        with structlog.contextvars.bound_contextvars(group=group.id):
-            return Executor(group, plan, session.connector, session.mha, reporter=reporter).run()
-    finally:
-        session.close()
+@dataclass(frozen=True)
+class RunOptions:
+    inventory: str
+    failure_policy: FailurePolicy = FailurePolicy.RESTORE_IF_HEALTHY
+    break_lock: bool = False
+    discard_unfinished: bool = False
+    command: str = "harestart run"
+
+
+def restart_group(
+    group: Group,
+    reporter: Reporter,
+    options: RunOptions,
+    *,
+    resume: bool = False,
+    interrupts: InterruptFlag | None = None,
+) -> RunResult:
+    """Run (or resume) the restart of one group under its lock, journalled."""
+    state = state_dir()
+    with (
+        structlog.contextvars.bound_contextvars(group=group.id),
+        GroupLock(
+            state, group.account, group.id, command=options.command, break_stale=options.break_lock
+        ),
+    ):
+        journal = _journal_for(group, options, resume=resume)
+        plan = build_plan(group)
+        session = Session.open(group)
+        try:
+            return Executor(
+                group,
+                plan,
+                session.connector,
+                session.mha,
+                reporter=reporter,
+                journal=journal,
+                resume=resume,
+                interrupts=interrupts,
+                failure_policy=options.failure_policy,
+            ).run()
+        finally:
+            session.close()
+
+
+def _journal_for(group: Group, options: RunOptions, *, resume: bool) -> Journal:
+    path = journal_path(state_dir(), group.account, group.id)
+    existing = Journal.load(path)
+    unfinished = existing is not None and not existing.finished
+    if resume:
+        if existing is None or not unfinished:
+            raise UsageError(f"group {group.id}: there is no unfinished run to resume ({path})")
+        return existing
+    if unfinished and not options.discard_unfinished:
+        assert existing is not None
+        raise UsageError(
+            f"group {group.id} has an unfinished run: {existing.describe()}. Continue it with "
+            f"`harestart resume {options.inventory} --group {group.id}`, or start over with "
+            "`harestart run ... --discard-unfinished`"
+        )
+    return Journal(path=path, group=group.id, account=group.account, inventory=options.inventory)
+
+
+def unfinished_run(group: Group) -> Journal | None:
+    """The group's unfinished journal, for ``status``."""
+    j = Journal.load(journal_path(state_dir(), group.account, group.id))
+    return j if j is not None and not j.finished else None

@@ -5,16 +5,46 @@ from __future__ import annotations
 from typing import Any
 
 from harestart.inventory import Group
+from harestart.journal import Journal
+from harestart.lock import Holder
 from harestart.observe import GroupState
 
 
-def status_document(group: Group, state: GroupState, problems: list[str]) -> dict[str, Any]:
+def status_document(
+    group: Group,
+    state: GroupState,
+    problems: list[str],
+    *,
+    unfinished: Journal | None = None,
+    lock: tuple[Holder | None, bool] = (None, False),
+    inventory: str = "INVENTORY",
+) -> dict[str, Any]:
+    holder, alive = lock
+    if alive:
+        run_state = "REBOOT"
+    elif unfinished is not None:
+        run_state = "ERROR"
+    else:
+        run_state = "ACTIVE" if not problems else "ERROR"
     return {
         "group": group.id,
         "account": group.account,
         "name": group.name,
+        "state": run_state,
         "healthy": not problems,
         "problems": problems,
+        "unfinished_run": None
+        if unfinished is None
+        else {
+            "run_id": unfinished.run_id,
+            "started_at": unfinished.started_at,
+            "outcome": unfinished.outcome or "unfinished",
+            "summary": unfinished.describe(),
+            "resume": f"harestart resume {inventory} --group {group.id}",
+        },
+        "lock": None
+        if holder is None
+        else {"holder": holder.describe(), "alive": alive, "stale": not alive},
         **state.to_dict(),
     }
 
@@ -53,4 +83,11 @@ def render_status_text(doc: dict[str, Any]) -> str:
     ]
     lines.append(f"  MHA: {doc['mha']['text']}")
     lines += [f"  problem: {p}" for p in doc["problems"]]
+    if doc["unfinished_run"]:
+        u = doc["unfinished_run"]
+        lines.append(f"  UNFINISHED RUN: {u['summary']}")
+        lines.append(f"  continue it with: {u['resume']}")
+    if doc["lock"]:
+        kind = "held by a running" if doc["lock"]["alive"] else "STALE lock of a dead"
+        lines.append(f"  lock: {kind} run: {doc['lock']['holder']}")
     return "\n".join(lines)

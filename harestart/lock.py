@@ -1,0 +1,146 @@
+"""One run per group: a lock file per HA group, visible (who, where, since when).
+
+The lock is an ``flock`` on ``<state>/locks/<account>-<group>.lock`` held for the whole run,
+plus the holder's details written inside. The kernel drops an ``flock`` when its process dies
+(even on SIGKILL), so a lock file whose ``flock`` can be taken belongs to a dead process: that
+is a *stale* lock, reported and broken only when the operator asks (``--break-lock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import getpass
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harestart.errors import LockHeld
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    user: str
+    host: str
+    since: str
+    command: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} of {self.user}@{self.host} since {self.since} ({self.command})"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder | None:
+        try:
+            d: dict[str, Any] = json.loads(text)
+            return cls(
+                pid=int(d["pid"]),
+                user=str(d["user"]),
+                host=str(d["host"]),
+                since=str(d["since"]),
+                command=str(d["command"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def lock_path(state_dir: Path, account: str, group: str) -> Path:
+    return state_dir / "locks" / f"{_safe(account)}-{_safe(group)}.lock"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
+class GroupLock:
+    """``with GroupLock(...)``: hold the group's lock or raise LockHeld (exit 4)."""
+
+    def __init__(
+        self, state_dir: Path, account: str, group: str, *, command: str, break_stale: bool = False
+    ) -> None:
+        self.path = lock_path(state_dir, account, group)
+        self.group = group
+        self.command = command
+        self.break_stale = break_stale
+        self._fd: int | None = None
+
+    def acquire(self) -> GroupLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            os.close(fd)
+            who = holder.describe() if holder else "an unknown process"
+            raise LockHeld(
+                self.group,
+                f"another harestart run holds group {self.group}: {who}; lock file {self.path}",
+            ) from None
+        previous = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        if previous is not None and not self.break_stale:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise LockHeld(
+                self.group,
+                f"group {self.group} has a stale lock of a run that died: {previous.describe()}; "
+                f"check nothing is running, then re-run with --break-lock (lock file {self.path})",
+            )
+        me = Holder(
+            pid=os.getpid(),
+            user=_user(),
+            host=socket.gethostname(),
+            since=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            command=self.command,
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me.__dict__).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        # Empty the file before unlocking: an empty lock file is a released one, not a stale one.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> GroupLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_holder(state_dir: Path, account: str, group: str) -> tuple[Holder | None, bool]:
+    """(holder, alive) of a group's lock, for ``status``; (None, False) when free."""
+    path = lock_path(state_dir, account, group)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None, False
+    try:
+        holder = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder, True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return holder, False
+    finally:
+        os.close(fd)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
