@@ -1,0 +1,221 @@
+"""Lock, journal, resume, failure policy and interrupts, against the scripted fakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harestart.errors import Interrupted, LockHeld, PreflightRefused
+from harestart.executor import Executor, FailurePolicy
+from harestart.interrupts import InterruptFlag
+from harestart.journal import Journal, journal_path
+from harestart.lock import GroupLock, read_holder
+from harestart.plan import build_plan
+from harestart.result import GroupStatus, StepStatus
+from harestart.topology import MhaState
+from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
+from tests.unit.test_executor import lab_group
+
+
+def make(world: FakeWorld, journal: Journal | None = None, **kw: object) -> Executor:
+    group = lab_group(len(world.nodes) - 1)
+    return Executor(
+        group,
+        build_plan(group),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+        wall=world.clock.now,
+        journal=journal,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def new_journal(tmp_path: Path) -> Journal:
+    return Journal(
+        path=journal_path(tmp_path, "1", "lab"), group="lab", account="1", inventory="inv.yml"
+    )
+
+
+# --- lock ------------------------------------------------------------------------------------
+
+
+def test_second_holder_gets_the_first_ones_details(tmp_path: Path) -> None:
+    with GroupLock(tmp_path, "1", "lab", command="harestart run"):
+        with pytest.raises(LockHeld) as info:
+            GroupLock(tmp_path, "1", "lab", command="harestart resume").acquire()
+        assert f"pid {os.getpid()}" in str(info.value) and "harestart run" in str(info.value)
+        holder, alive = read_holder(tmp_path, "1", "lab")
+        assert alive and holder is not None and holder.pid == os.getpid()
+    # released: free again, and not mistaken for a stale lock
+    with GroupLock(tmp_path, "1", "lab", command="harestart run"):
+        pass
+    assert read_holder(tmp_path, "1", "lab") == (None, False)
+
+
+def test_lock_of_a_killed_process_is_stale_and_broken_only_on_request(tmp_path: Path) -> None:
+    code = (
+        "import os, sys; from pathlib import Path; from harestart.lock import GroupLock;"
+        f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
+        "os.kill(os.getpid(), 9)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    holder, alive = read_holder(tmp_path, "1", "lab")
+    assert holder is not None and not alive
+    with pytest.raises(LockHeld, match="stale lock of a run that died.*--break-lock"):
+        GroupLock(tmp_path, "1", "lab", command="harestart resume").acquire()
+    with GroupLock(tmp_path, "1", "lab", command="harestart resume", break_stale=True):
+        assert read_holder(tmp_path, "1", "lab")[1] is True
+
+
+def test_lock_and_journal_files_are_owner_only(tmp_path: Path) -> None:
+    with GroupLock(tmp_path, "1", "lab", command="x") as lock:
+        assert stat.S_IMODE(lock.path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(lock.path.parent.stat().st_mode) == 0o700
+    j = new_journal(tmp_path)
+    j.save()
+    assert stat.S_IMODE(j.path.stat().st_mode) == 0o600
+
+
+# --- journal and resume ----------------------------------------------------------------------
+
+
+def test_journal_records_every_step_and_is_finished_after_success(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    result = make(world, new_journal(tmp_path)).run()
+    assert result.ok
+    j = Journal.load(journal_path(tmp_path, "1", "lab"))
+    assert j is not None and j.finished and j.outcome == "done"
+    assert [s.status for s in j.steps] == ["done"] * 7
+    assert j.topology == {"source": "db1", "source_server_id": 1, "replicas": {"db2": 2, "db3": 3}}
+    assert j.mha_was_running is True
+    restart_steps = [s for s in j.steps if s.key.startswith("restart_")]
+    assert all(s.restart_issued_at is not None for s in restart_steps)
+
+
+def test_refused_preflight_leaves_no_journal(tmp_path: Path) -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db2"].sql, world.nodes["db2"].sql_error = "No", "boom"
+    with pytest.raises(PreflightRefused):
+        make(world, new_journal(tmp_path)).run()
+    assert Journal.load(journal_path(tmp_path, "1", "lab")) is None
+
+
+def test_interrupt_during_a_wait_stops_at_a_safe_point_and_resume_completes(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    flag = InterruptFlag()
+    real_restart = world.restart
+
+    def restart_then_interrupt(name: str) -> None:
+        real_restart(name)
+        if name == "db3":
+            flag.request("SIGINT")  # arrives while harestart waits for db3 to come back
+
+    world.restart = restart_then_interrupt  # type: ignore[method-assign]
+    result = make(world, new_journal(tmp_path), interrupts=flag).run()
+    assert result.interrupted == "SIGINT" and result.state is GroupStatus.ERROR
+    steps = {s.key: s.status for s in result.steps}
+    assert steps["restart_replica:db3"] is StepStatus.INTERRUPTED
+    assert steps["restart_source:db1"] is StepStatus.PENDING
+    assert world.nodes["db1"].restarts == 0
+    assert world.mha_state is MhaState.NOT_RUNNING  # not started again after an interrupt
+    j = Journal.load(journal_path(tmp_path, "1", "lab"))
+    assert j is not None and not j.finished and j.outcome == "interrupted"
+    assert j.first_unfinished().key == "restart_replica:db3"
+
+    world.restart = real_restart  # type: ignore[method-assign]
+    world.clock.advance(30)
+    resumed = make(world, j, resume=True).run()
+    assert resumed.ok and resumed.resumed
+    # db3 came back while we were away: it is not restarted a second time.
+    assert [world.nodes[n].restarts for n in ("db1", "db2", "db3")] == [1, 1, 1]
+    by_key = {s.key: s for s in resumed.steps}
+    assert "earlier attempt" in by_key["restart_replica:db2"].detail
+    assert "not restarted again" in by_key["restart_replica:db3"].detail
+    assert world.mha_state is MhaState.PING_OK
+    assert Journal.load(j.path).finished
+
+
+def test_resume_restarts_a_node_whose_restart_never_happened(tmp_path: Path) -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db2"].restart_fails = True
+    first = make(world, new_journal(tmp_path)).run()
+    assert not first.ok
+    world.nodes["db2"].restart_fails = False  # the operator fixed it
+    j = Journal.load(journal_path(tmp_path, "1", "lab"))
+    assert j is not None
+    second = make(world, j, resume=True).run()
+    assert second.ok and world.nodes["db2"].restarts == 1 and world.nodes["db1"].restarts == 1
+
+
+def test_resume_starts_a_node_left_down_by_the_failed_attempt(tmp_path: Path) -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db2"].never_comes_back = True  # e.g. a broken option in its config
+    first = make(world, new_journal(tmp_path)).run()
+    assert not first.ok and first.failover_enabled is False
+    assert world.nodes["db1"].restarts == 0
+    world.nodes["db2"].never_comes_back = False  # config fixed, mysqld still down
+    world.nodes["db2"].down_until = float("inf")
+    j = Journal.load(journal_path(tmp_path, "1", "lab"))
+    assert j is not None
+    # the fake starts db2 on the next restart command
+    second = make(world, j, resume=True).run()
+    assert second.ok, second.failure
+    assert world.nodes["db2"].restarts == 2 and world.nodes["db1"].restarts == 1
+
+
+def test_resume_refuses_when_the_topology_changed(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db3"].restart_fails = True
+    make(world, new_journal(tmp_path)).run()
+    world.nodes["db3"].source_id = 2  # repointed at db2 meanwhile
+    j = Journal.load(journal_path(tmp_path, "1", "lab"))
+    assert j is not None
+    with pytest.raises(PreflightRefused, match="db3 replicates from server_id 2"):
+        make(world, j, resume=True).run()
+    world.nodes["db3"].source_id = 1
+    world.nodes["db1"].server_id = 9  # a different source server
+    with pytest.raises(PreflightRefused, match="db1 now has server_id 9, it had 1"):
+        make(world, j, resume=True).run()
+
+
+def test_journal_never_contains_the_password(tmp_path: Path) -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db2"].restart_fails = True
+    make(world, new_journal(tmp_path)).run()
+    text = journal_path(tmp_path, "1", "lab").read_text()
+    assert "pw-for-tests" not in text
+    json.loads(text)
+
+
+# --- failure policy --------------------------------------------------------------------------
+
+
+def test_leave_stopped_policy_keeps_mha_off_even_when_healthy() -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db2"].restart_fails = True
+    result = make(world, failure_policy=FailurePolicy.LEAVE_STOPPED).run()
+    assert not result.ok and result.failover_enabled is False
+    assert "leave-mha-stopped" in result.failure.failover_note
+    assert world.mha_state is MhaState.NOT_RUNNING
+
+
+def test_source_that_does_not_come_back_leaves_mha_off() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db1"].never_comes_back = True
+    result = make(world).run()
+    assert result.failure.step == "restart_source:db1"
+    assert result.failover_enabled is False and world.mha_state is MhaState.NOT_RUNNING
+    assert "not healthy enough" in result.failure.failover_note
+    nodes = {n["name"]: n for n in result.nodes}
+    assert nodes["db1"]["reachable"] is False
+
+
+def test_interrupted_exception_carries_exit_code_130() -> None:
+    assert int(Interrupted("SIGTERM").exit_code) == 130
