@@ -68,7 +68,7 @@ def test_lock_of_a_killed_process_is_stale_and_broken_only_on_request(tmp_path: 
     subprocess.run([sys.executable, "-c", code], check=False)
     holder, alive = read_holder(tmp_path, "1", "lab")
     assert holder is not None and not alive
-    with pytest.raises(LockHeld, match="stale lock of a run that died.*--break-lock"):
+    with pytest.raises(LockHeld, match=r"stale lock of a run that died.*--break-lock"):
         GroupLock(tmp_path, "1", "lab", command="harestart resume").acquire()
     with GroupLock(tmp_path, "1", "lab", command="harestart resume", break_stale=True):
         assert read_holder(tmp_path, "1", "lab")[1] is True
