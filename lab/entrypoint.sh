@@ -7,7 +7,8 @@
 # container.
 #
 # Environment contract (docker-compose.yml and tests/integration/lab.py use these names):
-#   LAB_ROLE            source | replica | manager
+#   LAB_ROLE            source | replica | manager | bastion
+#                       (bastion: sshd only, no MariaDB; the SSH jump host in front of a group)
 #   LAB_SERVER_ID       unique integer (source/replica)
 #   LAB_SOURCE          hostname of the source on the lab network (replica, manager)
 #   LAB_REPLICAS        space-separated replica hostnames (manager)
@@ -17,6 +18,8 @@
 #   LAB_WAIT_TIMEOUT    optional deadline in seconds for waiting on other nodes (default 300)
 # Keys, mounted read-only at /lab/keys/: id_ed25519(.pub) = client key for root/ops logins
 # and the manager's SSH to nodes; ssh_host_ed25519_key(.pub) = host key every node presents.
+# The bastion needs only id_ed25519.pub and the host key (clients hop through it with
+# direct-tcpip channels; it never logs in anywhere itself).
 #
 # Passwords never reach the container log: no `set -x`, and SQL/credentials travel through
 # stdin and 0600 option files, not command lines.
@@ -90,6 +93,12 @@ CONF
     install -m 0600 "$KEYS/id_ed25519.pub" "$home/.ssh/authorized_keys"
   done
   chown -R ops:ops /home/ops/.ssh
+
+  if [[ $LAB_ROLE == bastion ]]; then
+    # The jump host: clients open direct-tcpip channels through it to dbN:22 / dbN:3306.
+    # (OpenSSH's default is already "yes"; say so, since the whole role depends on it.)
+    printf 'AllowTcpForwarding yes\nPermitOpen any\n' > /etc/ssh/sshd_config.d/61-lab-bastion.conf
+  fi
 
   # root's SSH client identity: the manager needs it to reach every node (MHA runs ssh/scp as
   # root); db nodes get it too so MHA's node-to-node checks (masterha_check_ssh) pass.
@@ -287,14 +296,15 @@ setup_manager() {
 main() {
   rm -f "$READY" "$SETUP_FAILED"
   case "${LAB_ROLE:-}" in
-    source | replica | manager) ;;
-    *) die "LAB_ROLE must be source, replica or manager (got '${LAB_ROLE:-}')" ;;
+    source | replica | manager | bastion) ;;
+    *) die "LAB_ROLE must be source, replica, manager or bastion (got '${LAB_ROLE:-}')" ;;
   esac
   setup_ssh
   case "$LAB_ROLE" in
     source) setup_source; touch "$READY" ;;
     replica) setup_replica; touch "$READY" ;;
     manager) setup_manager ;;
+    bastion) log "bastion: sshd only (TCP forwarding on), no MariaDB"; touch "$READY" ;;
   esac
   log "starting sshd"
   exec /usr/sbin/sshd -D -e
