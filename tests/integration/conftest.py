@@ -56,7 +56,12 @@ def lab_image() -> str:
 
 class ClusterFactory(Protocol):
     def __call__(
-        self, replicas: int = 2, *, connect_retry: int | None = None, name: str | None = None
+        self,
+        replicas: int = 2,
+        *,
+        connect_retry: int | None = None,
+        name: str | None = None,
+        bastion: bool = False,
     ) -> LabCluster: ...
 
 
@@ -67,10 +72,20 @@ def cluster_factory(lab_image: str, request: pytest.FixtureRequest) -> Iterator[
     artifacts = _artifacts(request.node)
 
     def factory(
-        replicas: int = 2, *, connect_retry: int | None = None, name: str | None = None, **kw: Any
+        replicas: int = 2,
+        *,
+        connect_retry: int | None = None,
+        name: str | None = None,
+        bastion: bool = False,
+        **kw: Any,
     ) -> LabCluster:
         c = lab.start_cluster(
-            replicas, connect_retry=connect_retry, name=name, artifacts=artifacts, **kw
+            replicas,
+            connect_retry=connect_retry,
+            name=name,
+            artifacts=artifacts,
+            bastion=bastion,
+            **kw,
         )
         started.append(c)
         return c

@@ -5,6 +5,15 @@ Every cluster runs on its own Docker network (aliases db1, db2, ..., mha) from t
 lab/entrypoint.sh for the environment contract). Host-side code reaches the containers only
 through 127.0.0.1 and published ports.
 
+Bastion mode (``start_cluster(bastion=True)``): a fourth kind of container, ``bastion``
+(sshd only, TCP forwarding on), is the only one that publishes a port (its SSH port, on
+127.0.0.1). The group's nodes publish nothing; harestart reaches them as db1:22 / db1:3306
+through the bastion (``write_inventory`` writes ``ssh.jump`` and ``mysql.tunnel``). The
+fixture's own checks then go through ``docker exec`` instead of the network: ``sql()`` runs
+the ``mariadb`` client as root on the node's local socket, and readiness checks each node's
+sshd from inside the bastion (which proves the hop's network path too). The fixture never
+uses harestart's own SSH code to look at a cluster it is testing.
+
 Containers and networks carry the labels ``harestart.lab=test``, ``harestart.lab.session``
 and ``harestart.lab.pid`` so a sweep can remove what a session (or a dead one) left behind.
 """
@@ -39,6 +48,7 @@ from typing import Any, TypeVar
 
 import docker  # type: ignore[import-untyped]
 import pymysql
+import pymysql.converters
 import pymysql.cursors
 import pytest
 import yaml
@@ -165,6 +175,9 @@ class LabKeys:
     dir: Path
     client_key: Path
     host_public_key: str  # "ssh-ed25519 AAAA..."
+    # The bastion's /lab/keys: the client's public key and the host key, no private client key
+    # (a jump host only forwards; it never logs in anywhere itself).
+    bastion_dir: Path
 
 
 _keys: LabKeys | None = None
@@ -196,10 +209,15 @@ def session_keys() -> LabKeys:
                 capture_output=True,
             )
         host_pub = (keys_dir / "ssh_host_ed25519_key.pub").read_text().split()
+        bastion_dir = session_dir() / "bastion-keys"
+        bastion_dir.mkdir(mode=0o700)
+        for name in ("id_ed25519.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"):
+            shutil.copy2(keys_dir / name, bastion_dir / name)
         _keys = LabKeys(
             dir=keys_dir,
             client_key=keys_dir / "id_ed25519",
             host_public_key=f"{host_pub[0]} {host_pub[1]}",
+            bastion_dir=bastion_dir,
         )
     return _keys
 
@@ -209,13 +227,18 @@ def session_keys() -> LabKeys:
 
 @dataclass(frozen=True, eq=False)
 class LabNode:
-    name: str  # hostname / network alias: db1, db2, ..., mha
-    role: str  # source | replica | manager
-    server_id: int | None  # None for the manager
-    ssh_port: int  # on 127.0.0.1
-    mysql_port: int | None  # on 127.0.0.1; None for the manager
+    """One container. ``address``/``ports`` are where harestart reaches it: 127.0.0.1 and the
+    published ports, or (``published`` False, bastion mode) its network name and 22/3306 as
+    seen from the bastion."""
+
+    name: str  # hostname / network alias: db1, db2, ..., mha, bastion
+    role: str  # source | replica | manager | bastion
+    server_id: int | None  # None for the manager and the bastion
+    ssh_port: int  # on 127.0.0.1, or 22 when not published
+    mysql_port: int | None  # on 127.0.0.1, or 3306 when not published; None without MySQL
     container: DockerContainer = field(repr=False)
     address: str = HOST
+    published: bool = True
 
     @property
     def container_id(self) -> str:
@@ -243,6 +266,7 @@ class LabCluster:
     connect_retry: int | None = None
     mha_config: str = MHA_CONF
     restart_command: str = RESTART_COMMAND
+    bastion: LabNode | None = None  # the jump host; then the group's nodes publish nothing
 
     # ---- lookup
 
@@ -255,13 +279,18 @@ class LabCluster:
         return (*self.db_nodes, self.manager)
 
     @property
+    def containers(self) -> tuple[LabNode, ...]:
+        """Every container of the cluster: the group's nodes and the bastion, if any."""
+        return self.nodes if self.bastion is None else (*self.nodes, self.bastion)
+
+    @property
     def manager_ssh_port(self) -> int:
         return self.manager.ssh_port
 
     def node(self, node: str | LabNode) -> LabNode:
         if isinstance(node, LabNode):
             return node
-        for candidate in self.nodes:
+        for candidate in self.containers:
             if candidate.name == node:
                 return candidate
         raise KeyError(f"no node {node!r} in cluster {self.name} ({[n.name for n in self.nodes]})")
@@ -280,6 +309,8 @@ class LabCluster:
         n = self.node(node)
         if n.mysql_port is None:
             raise ValueError(f"{n.name} runs no MySQL")
+        if not n.published:
+            raise ValueError(f"{n.name} publishes no port (bastion mode): use sql()")
         params: dict[str, Any] = {
             "host": HOST,
             "port": n.mysql_port,
@@ -295,14 +326,41 @@ class LabCluster:
         return pymysql.connect(**params)
 
     def sql(self, node: str | LabNode, query: str, args: Any = None) -> list[dict[str, Any]]:
-        """Run one statement as the admin user; rows as dicts (empty for statements)."""
-        conn = self.connect(node)
+        """Run one statement as the admin user; rows as dicts (empty for statements).
+
+        In bastion mode (nothing published) the statement runs through ``docker exec`` as root
+        on the local socket instead, and every value comes back as text (None for NULL).
+        """
+        n = self.node(node)
+        if not n.published:
+            return self._sql_exec(n, query, args)
+        conn = self.connect(n)
         try:
             with conn.cursor() as cur:
                 cur.execute(query, args)
                 return list(cur.fetchall())
         finally:
             conn.close()
+
+    def _sql_exec(self, n: LabNode, query: str, args: Any) -> list[dict[str, Any]]:
+        if n.mysql_port is None:
+            raise ValueError(f"{n.name} runs no MySQL")
+        if args is not None:
+            escape = pymysql.converters.escape_item
+            if isinstance(args, dict):
+                query = query % {k: escape(v, "utf8mb4") for k, v in args.items()}
+            else:
+                query = query % tuple(escape(v, "utf8mb4") for v in args)
+        argv = ["mariadb", "--protocol=socket", "-uroot", "--batch", "-e", query]
+        result = n.container.get_wrapped_container().exec_run(argv, demux=True)
+        out, err = (b.decode(errors="replace") if b else "" for b in result.output)
+        if result.exit_code != 0:
+            raise RuntimeError(f"{n.name}: mariadb exited {result.exit_code}: {err or out}")
+        lines = out.splitlines()
+        if not lines:
+            return []
+        header = lines[0].split("\t")
+        return [dict(zip(header, map(_unbatch, ln.split("\t")), strict=True)) for ln in lines[1:]]
 
     def slave_status(self, node: str | LabNode) -> dict[str, Any]:
         rows = self.sql(node, "SHOW SLAVE STATUS")
@@ -356,12 +414,22 @@ class LabCluster:
         group_id: str = "lab",
         account: str = "100001",
         restart_command: str | None = None,
+        via_bastion: bool | None = None,
         **health: Any,
     ) -> Path:
         """Write an inventory YAML (harestart's draft format) for this cluster; returns its path.
 
+        ``via_bastion`` (default: whether the cluster has a bastion) addresses the nodes by
+        their network names on 22/3306 with ``defaults.ssh.jump`` = the bastion's published
+        SSH port and ``defaults.mysql.tunnel: true``.
         Extra keyword arguments override or add ``defaults.health`` values (e.g. max_lag=2).
         """
+        if via_bastion is None:
+            via_bastion = self.bastion is not None
+        if via_bastion and self.bastion is None:
+            raise ValueError(f"cluster {self.name} was started without a bastion")
+        if not via_bastion and self.bastion is not None:
+            raise ValueError(f"cluster {self.name} publishes no node ports: use via_bastion")
         health_values: dict[str, Any] = {
             "max_lag": 5,
             "restart_timeout": 120,
@@ -378,19 +446,26 @@ class LabCluster:
                 "mysql": {"port": node.mysql_port},
             }
 
+        ssh: dict[str, Any] = {
+            "user": "ops",
+            "key_file": str(self.key_file.resolve()),
+            "known_hosts": str(self.known_hosts.resolve()),
+            "agent": False,
+            "sudo": True,
+        }
+        mysql: dict[str, Any] = {
+            "user": self.admin_user,
+            "password_file": str(self.password_file.resolve()),
+        }
+        if via_bastion:
+            assert self.bastion is not None
+            ssh["jump"] = {"host": HOST, "port": self.bastion.ssh_port, "user": "ops"}
+            mysql["tunnel"] = True
+
         doc = {
             "defaults": {
-                "ssh": {
-                    "user": "ops",
-                    "key_file": str(self.key_file.resolve()),
-                    "known_hosts": str(self.known_hosts.resolve()),
-                    "agent": False,
-                    "sudo": True,
-                },
-                "mysql": {
-                    "user": self.admin_user,
-                    "password_file": str(self.password_file.resolve()),
-                },
+                "ssh": ssh,
+                "mysql": mysql,
                 "restart_command": restart_command or self.restart_command,
                 "health": health_values,
             },
@@ -422,17 +497,16 @@ class LabCluster:
         """Keep container logs, the MHA manager log and the MariaDB error logs under ``dest``."""
         out = Path(dest)
         out.mkdir(parents=True, exist_ok=True)
-        for node in self.nodes:
+        for node in self.containers:
             try:
                 logs = node.container.get_wrapped_container().logs(timestamps=True)
                 (out / f"{node.name}.container.log").write_bytes(logs)
             except Exception as exc:
                 (out / f"{node.name}.container.log").write_text(f"could not read logs: {exc}\n")
-            files = (
-                ["/var/log/mha/app1/manager.log"]
-                if node.role == "manager"
-                else ["/var/log/mysql/error.log"]
-            )
+            files = {
+                "manager": ["/var/log/mha/app1/manager.log"],
+                "bastion": [],
+            }.get(node.role, ["/var/log/mysql/error.log"])
             for remote in files:
                 with contextlib.suppress(Exception):
                     _, text = self.exec(node, ["cat", remote])
@@ -445,11 +519,21 @@ class LabCluster:
 
     def stop(self) -> None:
         """Remove the containers and the network (best effort, idempotent)."""
-        for node in reversed(self.nodes):
+        for node in reversed(self.containers):
             with contextlib.suppress(Exception):
                 node.container.stop(force=True, delete_volume=True)
         with contextlib.suppress(Exception):
             self.network.remove()
+
+
+_BATCH_ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\", "\\0": "\0"}
+
+
+def _unbatch(value: str) -> str | None:
+    """A value as ``mariadb --batch`` prints it: NULL, or text with \\n \\t \\\\ \\0 escaped."""
+    if value == "NULL":
+        return None
+    return re.sub(r"\\[nt0\\]", lambda m: _BATCH_ESCAPES[m.group(0)], value)
 
 
 def _labels() -> dict[str, str]:
@@ -473,6 +557,15 @@ def _ssh_banner(port: int) -> bool:
         return s.recv(64).startswith(b"SSH-")
 
 
+def _ssh_banner_via(bastion: LabNode, host: str, port: int = 22) -> bool:
+    """Whether ``host:port`` answers with an SSH banner as seen from inside the bastion."""
+    probe = f"exec 3<>/dev/tcp/{host}/{port} && head -c 4 <&3"
+    result = bastion.container.get_wrapped_container().exec_run(
+        ["timeout", "5", "bash", "-c", probe]
+    )
+    return result.exit_code == 0 and bytes(result.output or b"").startswith(b"SSH-")
+
+
 def start_cluster(
     replicas: int = 2,
     *,
@@ -480,10 +573,14 @@ def start_cluster(
     name: str | None = None,
     artifacts: str | os.PathLike[str] | None = None,
     timeout: float = START_TIMEOUT,
+    bastion: bool = False,
 ) -> LabCluster:
     """Start 1 source + ``replicas`` replicas + the MHA manager on a new network and wait until
     the group is really up: MySQL answers on every published port, every replica runs both
     replication threads, and masterha_check_status reports PING_OK.
+
+    ``bastion``: also start a ``bastion`` container (the SSH jump host), the only one that
+    publishes a port; the group's nodes publish nothing (see the module docstring).
 
     On a start-up failure the logs go to ``artifacts`` (if given) and everything is removed.
     """
@@ -513,14 +610,16 @@ def start_cluster(
     containers: dict[str, DockerContainer] = {}
 
     def make(alias: str, env: dict[str, str], db: bool) -> DockerContainer:
+        jump_host = alias == "bastion"
         c = DockerContainer(image)
-        for key, value in {**secrets_env, **env}.items():
+        for key, value in {**(env if jump_host else {**secrets_env, **env})}.items():
             c.with_env(key, value)
-        c.with_volume_mapping(str(keys.dir), "/lab/keys", "ro")
+        c.with_volume_mapping(str(keys.bastion_dir if jump_host else keys.dir), "/lab/keys", "ro")
         c.with_network(network).with_network_aliases(alias)
-        # Published on 127.0.0.1 only, on ports docker picks.
-        c.ports["22/tcp"] = (HOST, None)  # type: ignore[assignment]
-        if db:
+        # Published on 127.0.0.1 only, on ports docker picks; with a bastion, only its SSH port.
+        if jump_host or not bastion:
+            c.ports["22/tcp"] = (HOST, None)  # type: ignore[assignment]
+        if db and not bastion:
             c.ports["3306/tcp"] = (HOST, None)  # type: ignore[assignment]
         c.with_name(f"harestart-{name}-{SESSION_ID}-{alias}")
         c.with_kwargs(hostname=alias, labels={**_labels(), "harestart.lab.cluster": name})
@@ -550,28 +649,46 @@ def start_cluster(
             {"LAB_ROLE": "manager", "LAB_SOURCE": "db1", "LAB_REPLICAS": " ".join(replica_names)},
             db=False,
         )
+        if bastion:
+            make("bastion", {"LAB_ROLE": "bastion"}, db=False)
 
         def node(alias: str, role: str, server_id: int | None) -> LabNode:
             c = containers[alias]
+            has_mysql = role in ("source", "replica")
+            if bastion and role != "bastion":
+                # Addressed as seen from the bastion: network name and the real ports.
+                return LabNode(
+                    name=alias,
+                    role=role,
+                    server_id=server_id,
+                    ssh_port=22,
+                    mysql_port=3306 if has_mysql else None,
+                    container=c,
+                    address=alias,
+                    published=False,
+                )
             return LabNode(
                 name=alias,
                 role=role,
                 server_id=server_id,
                 ssh_port=_published(c, 22),
-                mysql_port=_published(c, 3306) if role != "manager" else None,
+                mysql_port=_published(c, 3306) if has_mysql else None,
                 container=c,
             )
 
         source = node("db1", "source", 1)
         replica_nodes = tuple(node(a, "replica", i) for i, a in enumerate(replica_names, start=2))
         manager = node("mha", "manager", None)
+        jump = node("bastion", "bastion", None) if bastion else None
 
+        # known_hosts names as OpenSSH writes them: [host]:port, or the plain host for port 22.
         known_hosts = workdir / "known_hosts"
         _write_private(
             known_hosts,
             "".join(
-                f"[{HOST}]:{n.ssh_port} {keys.host_public_key}\n"
-                for n in (source, *replica_nodes, manager)
+                f"{n.address if n.ssh_port == 22 else f'[{n.address}]:{n.ssh_port}'} "
+                f"{keys.host_public_key}\n"
+                for n in (source, *replica_nodes, manager, *([jump] if jump else []))
             ),
         )
         password_file = _write_private(workdir / "mysql_password", admin_password)
@@ -591,6 +708,7 @@ def start_cluster(
             password_file=password_file,
             workdir=workdir,
             connect_retry=connect_retry,
+            bastion=jump,
         )
         _wait_ready(cluster, timeout)
         return cluster
@@ -621,7 +739,7 @@ def _wait_ready(cluster: LabCluster, timeout: float) -> None:
         return max(1.0, deadline - time.monotonic())
 
     def alive() -> None:
-        for n in cluster.nodes:
+        for n in cluster.containers:
             c = n.container.get_wrapped_container()
             c.reload()
             if c.status not in ("created", "running"):
@@ -631,14 +749,16 @@ def _wait_ready(cluster: LabCluster, timeout: float) -> None:
     def probe_sql(n: LabNode) -> Callable[[], bool]:
         def probe() -> bool:
             alive()
-            # Replicas know the admin user only once replication has applied it.
+            # Replicas know the admin user only once replication has applied it. (Bastion mode
+            # asks as root on the socket; the manager's own start-up check, with the mha user
+            # created after the admin user, covers that before PING_OK.)
             return bool(cluster.sql(n, "SELECT 1 AS ok"))
 
         return probe
 
     for n in cluster.db_nodes:
         wait_for(
-            f"MySQL on {cluster.name}/{n.name} (127.0.0.1:{n.mysql_port})",
+            f"MySQL on {cluster.name}/{n.name} ({n.address}:{n.mysql_port})",
             probe_sql(n),
             timeout=left(),
         )
@@ -648,12 +768,21 @@ def _wait_ready(cluster: LabCluster, timeout: float) -> None:
             lambda r=r: cluster.replicating(r),
             timeout=left(),
         )
-    for n in cluster.nodes:
-        wait_for(
-            f"sshd of {cluster.name}/{n.name} (127.0.0.1:{n.ssh_port})",
-            lambda n=n: _ssh_banner(n.ssh_port),
-            timeout=left(),
-        )
+    bastion = cluster.bastion
+    for n in cluster.containers:
+        if n.published:
+            wait_for(
+                f"sshd of {cluster.name}/{n.name} (127.0.0.1:{n.ssh_port})",
+                lambda n=n: _ssh_banner(n.ssh_port),
+                timeout=left(),
+            )
+        else:
+            assert bastion is not None
+            wait_for(
+                f"sshd of {cluster.name}/{n.name} ({n.address}:22 from the bastion)",
+                lambda n=n: _ssh_banner_via(bastion, n.address, n.ssh_port),
+                timeout=left(),
+            )
 
     def mha_ok() -> bool:
         alive()
