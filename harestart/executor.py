@@ -492,7 +492,11 @@ class Executor:
         if not self.ctx.mha_was_running:
             return StepStatus.SKIPPED, "MHA was not running before the restart; left stopped"
         t0 = self.clock.now()
-        self.mha.start()
+        status = self.mha.status()
+        if status.running():  # e.g. started by an earlier, interrupted attempt: never twice
+            self.log.info("mha.already_running", status=status.describe())
+        else:
+            self.mha.start()
         self._gate(step, MhaRunning())
         self.ctx.failover_enabled = True
         return (

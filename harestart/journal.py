@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harestart.errors import JournalError
+from harestart.private import private_dir
 
 VERSION = 1
 
@@ -76,7 +77,7 @@ class Journal:
 
     def save(self) -> None:
         """Atomically replace the journal file (0600 in a 0700 directory) and fsync it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         data = json.dumps(self.to_dict(), indent=2).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

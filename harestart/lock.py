@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harestart.errors import LockHeld
+from harestart.private import private_dir
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class GroupLock:
         self._fd: int | None = None
 
     def acquire(self) -> GroupLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

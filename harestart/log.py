@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from harestart.private import private_dir
 from harestart.secret import MASK, Secret, scrub
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -41,7 +42,7 @@ def _mask(value: Any) -> Any:
 
 def open_private(path: Path) -> TextIO:
     """Open ``path`` for appending, created owner-only (0600) in an owner-only directory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 

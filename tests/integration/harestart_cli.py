@@ -41,3 +41,55 @@ def harestart(
 
 def log_events(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def start_harestart(*args: str, state_dir: Path) -> subprocess.Popen[str]:
+    """Start the CLI in the background (for interrupts, kills and concurrent runs)."""
+    env = {**os.environ, "HARESTART_STATE_DIR": str(state_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harestart", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 600) -> Outcome:
+    out, err = proc.communicate(timeout=timeout)
+    return Outcome(proc.returncode, out, err)
+
+
+def wait_for_event(
+    log_path: Path,
+    predicate: Any,
+    *,
+    timeout: float = 120,
+    proc: subprocess.Popen[str] | None = None,
+) -> dict[str, Any]:
+    """Poll a run's JSON log until an event matches ``predicate`` (fails if the run exits)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_path.exists():
+            for e in log_events_tolerant(log_path):
+                if predicate(e):
+                    return e
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"harestart exited {proc.returncode} first:\n{out}\n{err}")
+        time.sleep(0.05)
+    raise AssertionError(f"no matching event in {log_path} within {timeout} s")
+
+
+def log_events_tolerant(path: Path) -> list[dict[str, Any]]:
+    """Like log_events, but skips a last line still being written."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

@@ -130,11 +130,6 @@ def test_nothing_harestart_writes_contains_a_secret(
     assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
 
     # Owner-only: files 0600, directories 0700 (the state dir itself included).
-    # KNOWN FAILURE (harestart bug, found 2026-11 by this test): the state dir that harestart
-    # creates for HARESTART_STATE_DIR is drwxr-xr-x (umask 022). Its logs/ journals/ locks/
-    # are 0700 and the files 0600, but the root is created as an intermediate directory by
-    # `path.parent.mkdir(parents=True, mode=0o700)` (log.py / journal.py / lock.py), and
-    # Path.mkdir applies `mode` only to the last component. Do not relax this assertion.
     bad_modes = [
         f"{p} {stat.filemode(os.stat(p).st_mode)}"
         for p in state_files

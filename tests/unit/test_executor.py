@@ -78,8 +78,9 @@ def test_failed_restart_command_stops_the_run_and_leaves_the_source_alone() -> N
     statuses = {s.key: s.status for s in result.steps}
     assert statuses["restart_replica:db2"] is StepStatus.FAILED
     assert statuses["restart_source:db1"] is StepStatus.PENDING
-    assert result.failover_enabled is False
-    assert any("MHA was stopped by this run" in h for h in result.failure.next_steps)
+    # db2 still runs and replicates (its restart never happened): MHA is safe, so it is back.
+    assert result.failover_enabled is True and world.mha_state is MhaState.PING_OK
+    assert "MHA was started again: automatic failover is ON" in result.failure.failover_note
     assert {n["name"] for n in result.nodes} == {"db1", "db2", "db3"}
 
 
@@ -90,6 +91,10 @@ def test_node_that_never_comes_back_fails_its_gate_after_the_deadline() -> None:
     assert not result.ok
     assert "db2: mysqld restarted (Uptime reset): not reached within 30 s" in result.failure.reason
     assert world.nodes["db1"].restarts == 0
+    # db2 is down: MHA would not be safe, so it stays stopped, loudly.
+    assert result.failover_enabled is False and world.mha_state is MhaState.NOT_RUNNING
+    assert "automatic failover is OFF" in result.failure.failover_note
+    assert any("MHA was stopped by this run" in h for h in result.failure.next_steps)
 
 
 def test_broken_sql_thread_fails_at_once_with_the_server_error_text() -> None:
