@@ -27,12 +27,20 @@ def _load(path: str) -> Inventory:
     inv = load_inventory(path)
     for w in inv.warnings:
         click.echo(w, err=True)
+    if click.get_current_context().find_root().params.get("accept_new_host_keys"):
+        inv = inv.accepting_new_host_keys()
     return inv
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harestart")
-def cli() -> None:
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Accept SSH host keys not yet in known_hosts and add them there (changed keys are "
+    "always refused). Default: unknown keys are refused.",
+)
+def cli(accept_new_host_keys: bool) -> None:
     """Restart a MySQL/MariaDB HA group (source + replicas watched by MHA) safely.
 
     Stops MHA, restarts mysqld on each replica then on the source, proving each node came back

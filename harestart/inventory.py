@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -130,6 +130,7 @@ class SshSpec(_Model):
     sudo: bool | None = None
     connect_timeout: Seconds | None = None
     command_timeout: Seconds | None = None
+    accept_new_host_keys: bool | None = None  # explicit opt-in: add unknown keys to known_hosts
     jump: JumpSpec | None = None
 
 
@@ -318,6 +319,22 @@ class Inventory:
     path: str
     groups: tuple[Group, ...]
     warnings: tuple[str, ...] = ()
+
+    def accepting_new_host_keys(self) -> Inventory:
+        """The same inventory with unknown SSH host keys accepted (and saved) everywhere."""
+
+        def ssh(e: SshEndpoint) -> SshEndpoint:
+            jump = ssh(e.jump) if e.jump else None
+            return replace(e, accept_new_host_keys=True, jump=jump)
+
+        def node(n: Node) -> Node:
+            return replace(n, ssh=ssh(n.ssh))
+
+        def group(g: Group) -> Group:
+            mha = replace(g.mha, manager=node(g.mha.manager))
+            return replace(g, source=node(g.source), replicas=tuple(map(node, g.replicas)), mha=mha)
+
+        return replace(self, groups=tuple(map(group, self.groups)))
 
     def select(self, group_id: str | None) -> tuple[Group, ...]:
         if group_id is None:
@@ -607,6 +624,7 @@ def _ssh_endpoint(layers: dict[str, Any], address: str, base: Path) -> SshEndpoi
             key_file=_path(jump.get("key_file") or layers.get("key_file"), base),
             use_agent=bool(layers.get("agent", False)),
             known_hosts=_path(layers.get("known_hosts"), base),
+            accept_new_host_keys=bool(layers.get("accept_new_host_keys", False)),
             connect_timeout=float(layers.get("connect_timeout", 10.0)),
         )
     return SshEndpoint(
@@ -616,6 +634,7 @@ def _ssh_endpoint(layers: dict[str, Any], address: str, base: Path) -> SshEndpoi
         key_file=_path(layers.get("key_file"), base),
         use_agent=bool(layers.get("agent", False)),
         known_hosts=_path(layers.get("known_hosts"), base),
+        accept_new_host_keys=bool(layers.get("accept_new_host_keys", False)),
         sudo=bool(layers.get("sudo", False)),
         connect_timeout=float(layers.get("connect_timeout", 10.0)),
         command_timeout=float(layers.get("command_timeout", 300.0)),

@@ -390,3 +390,16 @@ def test_wrong_password_and_changed_host_key_are_refused_at_preflight(
     assert out.returncode == 3, out.stderr
     assert "db2 (replica): SSH unreachable" in out.stderr and "host key" in out.stderr
     assert snapshot(cluster) == before
+
+    # Unknown hosts are refused too, unless the operator explicitly accepts new keys.
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    inv3 = cluster.write_inventory(tmp_path / "inv3.yml")
+    edit_inventory(inv3, lambda d: d["defaults"]["ssh"].update(known_hosts=str(empty)))
+    out = harestart("plan", str(inv3), "--probe", state_dir=tmp_path)
+    assert out.returncode == 3 and "not in known_hosts" in out.stderr
+    out = harestart("--accept-new-host-keys", "plan", str(inv3), "--probe", state_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    learned = empty.read_text()
+    assert all(f"[127.0.0.1]:{n.ssh_port}" in learned for n in cluster.nodes)
+    assert harestart("plan", str(inv3), "--probe", state_dir=tmp_path).returncode == 0

@@ -291,3 +291,14 @@ def test_example_uses_bastion_sudo_systemctl_two_groups() -> None:
     assert g.source.ssh.jump is not None and g.source.ssh.sudo
     assert g.source.restart_command == "systemctl restart mysql"
     assert inv.groups[1].source.restart_command == "systemctl restart mariadb"
+
+
+def test_accepting_new_host_keys_reaches_every_endpoint_and_jump() -> None:
+    text = VALID.replace("ssh: {user: ops, sudo: true}", "ssh: {user: ops, jump: {host: bastion}}")
+    inv = parse_inventory(text, "inv.yml")
+    assert not inv.groups[0].source.ssh.accept_new_host_keys
+    accepted = inv.accepting_new_host_keys()
+    g = accepted.groups[0]
+    for node in (*g.db_nodes, g.mha.manager):
+        assert node.ssh.accept_new_host_keys
+        assert node.ssh.jump is not None and node.ssh.jump.accept_new_host_keys
