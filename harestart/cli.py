@@ -6,21 +6,26 @@ that can touch a host is created before the plan has been built.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from harestart import __version__
 from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.inventory import Group, Inventory, load_inventory
-from harestart.plan import build_plan, render_json, render_text
+from harestart.plan import PlanOptions, build_plan, render_json, render_text
+from harestart.result import RunResult
 from harestart.secret import scrub
 
 FORMAT = click.Choice(["text", "json"])
+T = TypeVar("T")
 
 
 def _load(path: str) -> Inventory:
@@ -50,6 +55,25 @@ def cli(accept_new_host_keys: bool) -> None:
     """
 
 
+def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
+    """Options that change the plan (shared by plan, run and resume)."""
+    f = click.option(
+        "--preflush",
+        is_flag=True,
+        help="Before restarting the source, set innodb_max_dirty_pages_pct=0 and wait until "
+        "dirty pages are flushed (or the catch-up timeout), so its shutdown is short.",
+    )(f)
+    return click.option(
+        "--replica-parallelism",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="K",
+        help="Restart up to K replicas at once, never leaving fewer than the group's "
+        "health.min_healthy_replicas (default 1) running; the plan shows the batches.",
+    )(f)
+
+
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="Only this group (default: all groups).")
@@ -60,11 +84,20 @@ def cli(accept_new_host_keys: bool) -> None:
     help="Also connect read-only (SSH, MySQL, MHA status), annotate the plan with what was "
     "found, and refuse (exit 3) when reality contradicts the inventory.",
 )
-def plan(inventory: str, group_id: str | None, fmt: str, probe: bool) -> None:
+@_plan_options
+def plan(
+    inventory: str,
+    group_id: str | None,
+    fmt: str,
+    probe: bool,
+    replica_parallelism: int,
+    preflush: bool,
+) -> None:
     """Print the restart plan for INVENTORY without touching any host (dry run)."""
     inv = _load(inventory)
     groups = inv.select(group_id)
-    plans = [build_plan(g) for g in groups]
+    options = PlanOptions(replica_parallelism=replica_parallelism, preflush=preflush)
+    plans = [build_plan(g, options) for g in groups]
     if probe:
         from harestart.runner import probe_plans  # imports the adapters only when needed
 
@@ -129,21 +162,35 @@ def _run_options(f: Callable[..., int]) -> Callable[..., int]:
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return _plan_options(f)
 
 
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="The group to restart.")
-@click.option("--all", "all_groups", is_flag=True, help="Restart every group, one after another.")
+@click.option("--all", "all_groups", is_flag=True, help="Restart every group of the inventory.")
 @click.option(
     "--discard-unfinished",
     is_flag=True,
     help="Start from scratch even if an earlier run of the group did not finish.",
 )
+@click.option(
+    "--parallel-groups",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With --all: restart up to N independent groups at the same time; one group's "
+    "failure does not stop the others.",
+)
 @_run_options
 def run(
-    inventory: str, group_id: str | None, all_groups: bool, discard_unfinished: bool, **kw: Any
+    inventory: str,
+    group_id: str | None,
+    all_groups: bool,
+    discard_unfinished: bool,
+    parallel_groups: int,
+    **kw: Any,
 ) -> int:
     """Restart the group(s) in INVENTORY: MHA off, replicas, source, MHA on.
 
@@ -154,7 +201,14 @@ def run(
     """
     inv = _load(inventory)
     groups = _select(inv, group_id, all_groups)
-    return _execute(inv, groups, resume=False, discard_unfinished=discard_unfinished, **kw)
+    return _execute(
+        inv,
+        groups,
+        resume=False,
+        discard_unfinished=discard_unfinished,
+        parallel_groups=parallel_groups,
+        **kw,
+    )
 
 
 @cli.command()
@@ -170,7 +224,7 @@ def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
     """
     inv = _load(inventory)
     groups = _select(inv, group_id, False)
-    return _execute(inv, groups, resume=True, discard_unfinished=False, **kw)
+    return _execute(inv, groups, resume=True, discard_unfinished=False, parallel_groups=1, **kw)
 
 
 def _execute(
@@ -185,6 +239,9 @@ def _execute(
     on_failure: str,
     break_lock: bool,
     verbose: bool,
+    replica_parallelism: int,
+    preflush: bool,
+    parallel_groups: int,
 ) -> int:
     from harestart.executor import FailurePolicy
     from harestart.interrupts import InterruptFlag, graceful_signals
@@ -205,10 +262,11 @@ def _execute(
         break_lock=break_lock,
         discard_unfinished=discard_unfinished,
         command="harestart resume" if resume else "harestart run",
+        plan=PlanOptions(replica_parallelism=replica_parallelism, preflush=preflush),
     )
 
     if not resume:
-        plans = probe_plans(groups, [build_plan(g) for g in groups])
+        plans = probe_plans(groups, [build_plan(g, options.plan) for g in groups])
         click.echo("\n\n".join(render_text(p) for p in plans), file=out)
     if not yes:
         if not sys.stdin.isatty():
@@ -221,27 +279,65 @@ def _execute(
 
     reporter = TextReporter(out, prefix_group=len(groups) > 1)
     flag = InterruptFlag()
-    results = []
-    with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
-        for g in groups:
-            if flag.requested:
-                break
+    lock = threading.Lock()
+    results: list[RunResult] = []
+    refused: list[tuple[Group, HarestartError]] = []
+
+    def one(g: Group) -> None:
+        if flag.requested:
+            return
+        try:
             result = restart_group(g, reporter, options, resume=resume, interrupts=flag)
+        except HarestartError as exc:  # one group's refusal does not stop the others
+            if len(groups) == 1:
+                raise
+            click.echo(f"harestart: group {g.id}: {exc}", err=True)
+            with lock:
+                refused.append((g, exc))
+            return
+        with lock:
             results.append(result.with_log_file(str(log_path)))
             if fmt == "text":
-                click.echo("\n" + render_summary(results[-1]))
+                click.echo("\n" + render_summary(results[-1]), file=out)
+
+    with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
+        if parallel_groups > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(max_workers=parallel_groups) as pool:
+                for f in [pool.submit(contextvars.copy_context().run, one, g) for g in groups]:
+                    f.result()
+        else:
+            for g in groups:
+                one(g)
+    order = {g.id: i for i, g in enumerate(groups)}
+    results.sort(key=lambda r: order[r.group])
     if fmt == "json":
-        click.echo(render_results_json(results))
-    if any(r.interrupted for r in results):
-        for r in results:
-            if r.interrupted:
-                click.echo(
-                    f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
-                    f"`harestart resume {inv.path} --group {r.group}`",
-                    err=True,
-                )
+        click.echo(render_results_json(results, force_list=len(groups) > 1))
+    for r in results:
+        if r.interrupted:
+            click.echo(
+                f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
+                f"`harestart resume {inv.path} --group {r.group}`",
+                err=True,
+            )
+    codes = [_result_code(r) for r in results] + [int(e.exit_code) for _, e in refused]
+    return max(codes, key=_SEVERITY.index) if codes else int(ExitCode.OK)
+
+
+# With several groups the exit code is the worst one, in this order.
+_SEVERITY = [
+    int(ExitCode.OK),
+    int(ExitCode.PREFLIGHT_REFUSED),
+    int(ExitCode.LOCKED),
+    int(ExitCode.USAGE),
+    int(ExitCode.RUN_FAILED),
+    int(ExitCode.INTERRUPTED),
+]
+
+
+def _result_code(r: RunResult) -> int:
+    if r.interrupted:
         return int(ExitCode.INTERRUPTED)
-    return int(ExitCode.OK if all(r.ok for r in results) else ExitCode.RUN_FAILED)
+    return int(ExitCode.OK if r.ok else ExitCode.RUN_FAILED)
 
 
 @cli.command()

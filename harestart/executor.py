@@ -7,9 +7,12 @@ unit tests drive it with scripted fakes and the integration tests with real clus
 
 from __future__ import annotations
 
+import contextvars
 import enum
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -36,6 +39,7 @@ from harestart.observe import (
 from harestart.plan import (
     Action,
     CaughtUp,
+    DirtyPagesFlushed,
     Gate,
     LagWithin,
     MhaRunning,
@@ -75,6 +79,9 @@ class FailurePolicy(enum.StrEnum):
     # Always leave MHA stopped for a human to decide.
     LEAVE_STOPPED = "leave-mha-stopped"
 
+
+# Gates checked before a restart command is sent; the others prove what happened after it.
+BEFORE_RESTART = (ReplicasCaughtUp, DirtyPagesFlushed)
 
 # Uptime is whole seconds; this margin covers its rounding when comparing with elapsed time.
 UPTIME_SLACK = 1.5
@@ -146,6 +153,8 @@ class Executor:
         self.interrupts = interrupts or InterruptFlag()
         self.failure_policy = failure_policy
         self.wall = wall
+        self._persist_lock = threading.RLock()
+        self._source_lock = threading.Lock()  # the source's probe is shared by parallel steps
         if resume and journal is None:
             raise ValueError("resume needs the journal of the earlier attempt")
 
@@ -170,23 +179,30 @@ class Executor:
         interrupted: str | None = None
         self._journal_begin(started_at)
         # Adapters log through their own loggers; contextvars give their events group/step too.
-        for index, step in enumerate(self.plan.steps):
-            if self._done_earlier(index, step):
+        for batch in self._batches():
+            todo = [(i, st) for i, st in batch if not self._done_earlier(i, st)]
+            if not todo:
                 continue
             try:
-                with structlog.contextvars.bound_contextvars(group=self.group.id, step=step.key):
-                    self.interrupts.check()
-                    self._run_step(index, step)
-            except PreflightRefused:
-                if not self.resume and self.journal is not None:
-                    self.journal.remove()  # nothing was changed: nothing to resume
-                raise
-            except (Interrupted, KeyboardInterrupt) as exc:
-                interrupted = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
-                failure = self._fail(index, step, Interrupted(interrupted), StepStatus.INTERRUPTED)
+                self.interrupts.check()
+            except Interrupted as stop:
+                interrupted = stop.signal_name
+                failure = self._fail(*todo[0], stop, StepStatus.INTERRUPTED)
                 break
-            except HarestartError as exc:
-                failure = self._fail(index, step, exc, StepStatus.FAILED)
+            for (index, step), error in self._run_batch(todo):
+                if isinstance(error, PreflightRefused):
+                    if not self.resume and self.journal is not None:
+                        self.journal.remove()  # nothing was changed: nothing to resume
+                    raise error
+                if isinstance(error, (Interrupted, KeyboardInterrupt)):
+                    sig = error.signal_name if isinstance(error, Interrupted) else "SIGINT"
+                    interrupted = interrupted or sig
+                    f = self._fail(index, step, Interrupted(sig), StepStatus.INTERRUPTED)
+                else:
+                    assert isinstance(error, HarestartError)
+                    f = self._fail(index, step, error, StepStatus.FAILED)
+                failure = failure or f
+            if failure is not None:
                 break
         if failure is None:
             self._set_state(GroupStatus.ACTIVE)
@@ -220,6 +236,43 @@ class Executor:
             resumed=self.resume,
         )
 
+    def _batches(self) -> list[list[tuple[int, Step]]]:
+        """Steps in order; consecutive replica restarts of one batch form one group."""
+        out: list[list[tuple[int, Step]]] = []
+        for index, step in enumerate(self.plan.steps):
+            prev = out[-1][-1][1] if out else None
+            if step.batch is not None and prev is not None and prev.batch == step.batch:
+                out[-1].append((index, step))
+            else:
+                out.append([(index, step)])
+        return out
+
+    def _run_batch(
+        self, batch: list[tuple[int, Step]]
+    ) -> list[tuple[tuple[int, Step], BaseException]]:
+        """Run one step, or a batch of replica restarts in parallel; return what failed.
+
+        A batch always runs to its end: a restart that was sent is never abandoned halfway.
+        """
+
+        def one(index: int, step: Step) -> BaseException | None:
+            try:
+                with structlog.contextvars.bound_contextvars(group=self.group.id, step=step.key):
+                    self._run_step(index, step)
+            except (HarestartError, KeyboardInterrupt) as exc:
+                return exc
+            return None
+
+        if len(batch) == 1:
+            results = [one(*batch[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, one, i, st) for i, st in batch
+                ]
+                results = [f.result() for f in futures]
+        return [(b, r) for b, r in zip(batch, results, strict=True) if r is not None]
+
     # --- journal -------------------------------------------------------------------------
 
     def _journal_begin(self, started_at: str) -> None:
@@ -243,6 +296,10 @@ class Executor:
             j.save()
 
     def _persist(self) -> None:
+        with self._persist_lock:
+            self._persist_locked()
+
+    def _persist_locked(self) -> None:
         j = self.journal
         if j is None:
             return
@@ -511,8 +568,18 @@ class Executor:
         node = self._node(host)
         probe = self._sql(host)
         for gate in step.gates:
-            if isinstance(gate, ReplicasCaughtUp):
+            if isinstance(gate, BEFORE_RESTART):
                 self._gate(step, gate)
+        try:
+            return self._restart_and_prove(step, node, probe)
+        finally:
+            self._restore_preflush(host)
+
+    def _restart_and_prove(
+        self, step: Step, node: Node, probe: MysqlProbe
+    ) -> tuple[StepStatus, str]:
+        assert step.command is not None
+        host = node.name
         issued = self._earlier_restart(step)
         if issued is not None and self._restarted_since(probe, issued):
             how = "already restarted by the earlier attempt; not restarted again"
@@ -534,9 +601,51 @@ class Executor:
             down = self.clock.now() - t_cmd
             how = f"mysqld restarted and back in {down:.1f} s"
         for gate in step.gates:
-            if not isinstance(gate, (Restarted, ReplicasCaughtUp)):
+            if not isinstance(gate, (Restarted, *BEFORE_RESTART)):
                 self._gate(step, gate)
         return StepStatus.DONE, f"{how}; all gates held"
+
+    def _preflush(self, host: str, max_dirty_pct: float, timeout: float) -> None:
+        """Let InnoDB flush dirty pages before the restart, so the shutdown is short."""
+        probe = self._sql(host)
+        original = probe.global_variable("innodb_max_dirty_pages_pct")
+        self.ctx.notes[f"dirty_pct:{host}"] = original
+        probe.set_global("innodb_max_dirty_pages_pct", "0")
+        self.log.info("preflush.start", host=host, was=original)
+
+        def dirty() -> tuple[int, int]:
+            d = int(probe.global_status("Innodb_buffer_pool_pages_dirty") or 0)
+            t = int(probe.global_status("Innodb_buffer_pool_pages_total") or 1)
+            return d, t
+
+        def check() -> bool | None:
+            d, t = dirty()
+            return True if d * 100 <= max_dirty_pct * t else None
+
+        try:
+            self._wait(
+                check,
+                what=f"{host}: dirty pages <= {max_dirty_pct:g}%",
+                host=host,
+                timeout=timeout,
+                describe=lambda: "{} of {} pages dirty".format(*dirty()),
+            )
+        except GateFailed as exc:  # a pre-flush that cannot finish only costs time
+            self.log.warning("preflush.timeout", host=host, reason=exc.reason)
+            self._progress(host, f"pre-flush incomplete, restarting anyway: {exc.reason}")
+
+    def _restore_preflush(self, host: str) -> None:
+        """If mysqld was not restarted after a pre-flush, put its setting back (best effort)."""
+        original = self.ctx.notes.pop(f"dirty_pct:{host}", None)
+        if original is None:
+            return
+        try:
+            probe = self._sql(host)
+            if probe.global_variable("innodb_max_dirty_pages_pct") != original:
+                probe.set_global("innodb_max_dirty_pages_pct", original)
+                self.log.info("preflush.restored", host=host, value=original)
+        except HarestartError as exc:
+            self.log.warning("preflush.restore_failed", host=host, reason=str(exc))
 
     def _earlier_restart(self, step: Step) -> float | None:
         """On resume: when the interrupted attempt sent this step's restart command, if it did."""
@@ -554,9 +663,10 @@ class Executor:
     def _note_before_restart(self, step: Step, node: Node, probe: MysqlProbe) -> None:
         """What must change (Uptime) and what must be kept (read_only, the catch-up target)."""
         host = node.name
-        source = self._sql(self.group.source.name)
         if node.role == "replica":
-            self.ctx.notes[f"catch_up:{host}"] = source.gtid_position()
+            with self._source_lock:
+                position = self._sql(self.group.source.name).gtid_position()
+            self.ctx.notes[f"catch_up:{host}"] = position
         if probe.ping():
             self._ensure_provable_uptime(host, probe)
             # On resume keep the value noted before the first attempt touched the node.
@@ -618,6 +728,8 @@ class Executor:
             for r in self.group.replicas:
                 self._wait_threads(r.name, h.catchup_timeout)
                 self._wait_caught_up(r.name, position, h.catchup_timeout)
+        elif isinstance(gate, DirtyPagesFlushed):
+            self._preflush(gate.host, gate.max_dirty_pct, h.catchup_timeout)
         elif isinstance(gate, WritableAsBefore):
             self._restore_read_only(gate.host)
         elif isinstance(gate, ReplicasReconnected):

@@ -150,6 +150,7 @@ class HealthSpec(_Model):
     restart_timeout: Seconds | None = None
     catchup_timeout: Seconds | None = None
     failover_timeout: Seconds | None = None
+    min_healthy_replicas: Annotated[int, Field(ge=0)] | None = None
 
 
 class NodeSpec(_Model):
@@ -245,6 +246,8 @@ class Health:
     restart_timeout: float = 180.0
     catchup_timeout: float = 300.0
     failover_timeout: float = 60.0
+    # With --replica-parallelism: replicas that must stay up while a batch restarts.
+    min_healthy_replicas: int = 1
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,20 @@ class LagWithin(Gate):
 
 
 @dataclass(frozen=True)
+class DirtyPagesFlushed(Gate):
+    """--preflush: a clean buffer pool makes the source's shutdown (its downtime) short."""
+
+    host: str
+    max_dirty_pct: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.host}: pre-flush: innodb_max_dirty_pages_pct=0 until dirty pages <= "
+            f"{self.max_dirty_pct:g}% of the buffer pool (or the catch-up timeout); restored after"
+        )
+
+
+@dataclass(frozen=True)
 class ReplicasCaughtUp(Gate):
     def describe(self) -> str:
         return "every replica applied the source's current GTID position (before the restart)"
@@ -140,6 +154,7 @@ class Step:
     host: str | None = None
     command: str | None = None
     gates: tuple[Gate, ...] = ()
+    batch: int | None = None  # replica restarts with the same batch run in parallel
 
     @property
     def key(self) -> str:
@@ -153,13 +168,33 @@ class Step:
         d["summary"] = self.summary
         if self.command is not None:
             d["command"] = self.command
+        if self.batch is not None:
+            d["batch"] = self.batch
         d["gates"] = [g.describe() for g in self.gates]
         return d
 
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Choices that change the plan (more arrive with later features)."""
+    """Choices that change the plan."""
+
+    # How many replicas may restart at once; the group's health.min_healthy_replicas caps it.
+    replica_parallelism: int = 1
+    # Flush the source's dirty pages before restarting it (shorter shutdown, less downtime).
+    preflush: bool = False
+    preflush_max_dirty_pct: float = 1.0
+
+
+def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list[int]:
+    """Sizes of the replica batches: at most ``parallelism`` at once, and never fewer than
+    ``min_healthy`` replicas left running during a batch (one at a time is always allowed)."""
+    size = max(1, min(parallelism, n_replicas - min_healthy))
+    sizes = []
+    left = n_replicas
+    while left > 0:
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -187,7 +222,7 @@ class Plan:
 
 def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
     """The ordered restart plan for one group. Pure: no I/O, same input -> same plan."""
-    _ = options or PlanOptions()
+    opts = options or PlanOptions()
     h = group.health
     source = group.source.name
     manager = group.mha.manager.name
@@ -207,11 +242,20 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
             (MhaStopped(),),
         ),
     ]
+    sizes = replica_batches(len(group.replicas), opts.replica_parallelism, h.min_healthy_replicas)
+    batch_of: dict[str, int | None] = {}
+    i = 0
+    for number, size in enumerate(sizes, start=1):
+        for r in group.replicas[i : i + size]:
+            batch_of[r.name] = number if max(sizes) > 1 else None
+        i += size
     for r in group.replicas:
+        b = batch_of[r.name]
+        together = f" (batch {b}, in parallel)" if b is not None else ""
         raw.append(
             (
                 Action.RESTART_REPLICA,
-                f"restart mysqld on replica {r.name}",
+                f"restart mysqld on replica {r.name}{together}",
                 r.name,
                 r.restart_command,
                 (
@@ -222,6 +266,9 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
                 ),
             )
         )
+    preflush: tuple[Gate, ...] = (
+        (DirtyPagesFlushed(source, opts.preflush_max_dirty_pct),) if opts.preflush else ()
+    )
     raw.append(
         (
             Action.RESTART_SOURCE,
@@ -230,6 +277,7 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
             group.source.restart_command,
             (
                 ReplicasCaughtUp(),
+                *preflush,
                 Restarted(source),
                 WritableAsBefore(source),
                 ReplicasReconnected(),
@@ -259,7 +307,15 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
         )
     )
     steps = tuple(
-        Step(number=i, action=a, summary=s, host=host, command=cmd, gates=gates)
+        Step(
+            number=i,
+            action=a,
+            summary=s,
+            host=host,
+            command=cmd,
+            gates=gates,
+            batch=batch_of.get(host or "") if a is Action.RESTART_REPLICA else None,
+        )
         for i, (a, s, host, cmd, gates) in enumerate(raw, start=1)
     )
     return Plan(group=group.id, account=group.account, name=group.name, steps=steps)

@@ -128,8 +128,12 @@ class RunResult:
         }
 
 
-def render_results_json(results: list[RunResult]) -> str:
-    doc: Any = results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results]
+def render_results_json(results: list[RunResult], *, force_list: bool = False) -> str:
+    """One object for one group; a list (one entry per group) with --all."""
+    if len(results) == 1 and not force_list:
+        doc: Any = results[0].to_dict()
+    else:
+        doc = [r.to_dict() for r in results]
     return json.dumps(doc, indent=2)
 
 

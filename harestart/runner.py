@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -23,7 +23,7 @@ from harestart.inventory import Group
 from harestart.journal import Journal, journal_path
 from harestart.lock import GroupLock
 from harestart.observe import GroupState, observe_group, preflight_problems
-from harestart.plan import Plan, build_plan
+from harestart.plan import Plan, PlanOptions, build_plan
 from harestart.result import RunResult
 
 log = structlog.get_logger("harestart.runner")
@@ -110,6 +110,7 @@ class RunOptions:
     break_lock: bool = False
     discard_unfinished: bool = False
     command: str = "harestart run"
+    plan: PlanOptions = field(default_factory=PlanOptions)
 
 
 def restart_group(
@@ -129,7 +130,7 @@ def restart_group(
         ),
     ):
         journal = _journal_for(group, options, resume=resume)
-        plan = build_plan(group)
+        plan = build_plan(group, options.plan)
         session = Session.open(group)
         try:
             return Executor(

@@ -241,6 +241,19 @@ class PyMysqlProbe:
     def set_read_only(self, value: bool) -> None:
         self._query("set read_only", f"SET GLOBAL read_only = {'ON' if value else 'OFF'}")
 
+    def global_variable(self, name: str) -> str:
+        _require_identifier(name)
+        row = self._one(f"read {name}", f"SELECT @@global.{name} AS value")
+        return _cell_text(row["value"])
+
+    def set_global(self, name: str, value: str) -> None:
+        _require_identifier(name)
+        self._query(f"set {name}", f"SET GLOBAL {name} = %s", (value,))
+
+    def global_status(self, name: str) -> str:
+        row = self._one(f"read status {name}", "SHOW GLOBAL STATUS LIKE %s", (name,))
+        return _cell_text(row["Value"])
+
     def gtid_position(self) -> str:
         """MariaDB ``@@gtid_binlog_pos`` (what this source wrote, what replicas receive);
         MySQL ``@@gtid_executed``. Newlines inside MySQL sets are removed."""
@@ -328,3 +341,9 @@ def _default_channel(rows: list[Row]) -> Mapping[str, object]:
 
 
 __all__ = ["PyMysqlProbe", "TunnelFactory"]
+
+
+def _require_identifier(name: str) -> None:
+    """Variable names are interpolated into SQL: only plain identifiers are accepted."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain variable name: {name!r}")

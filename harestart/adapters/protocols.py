@@ -79,6 +79,18 @@ class MysqlProbe(Protocol):
 
     def set_read_only(self, value: bool) -> None: ...
 
+    def global_variable(self, name: str) -> str:
+        """``@@global.<name>`` as text."""
+        ...
+
+    def set_global(self, name: str, value: str) -> None:
+        """``SET GLOBAL <name> = value`` (not persistent: a restart resets it)."""
+        ...
+
+    def global_status(self, name: str) -> str:
+        """One ``SHOW GLOBAL STATUS`` value as text."""
+        ...
+
     def gtid_position(self) -> str:
         """The position replicas need to reach to have all this server wrote.
 

@@ -8,6 +8,7 @@ failures are injected by setting fields on ``FakeWorld``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from harestart.adapters.protocols import CommandResult
@@ -43,6 +44,10 @@ class FakeNode:
     never_comes_back: bool = False
     break_sql_after_restart: str = ""
     ssh_unreachable: bool = False
+    variables: dict[str, str] = field(
+        default_factory=lambda: {"innodb_max_dirty_pages_pct": "90.000000"}
+    )
+    dirty_pages: int = 500
 
 
 @dataclass
@@ -54,6 +59,9 @@ class FakeWorld:
     mha_dies_on_start: bool = False
     restart_downtime: float = 2.0
     events: list[tuple[str, str, float]] = field(default_factory=list)
+    # hosts whose restart commands must meet here (proves they run at the same time)
+    restart_barrier: threading.Barrier | None = None
+    barrier_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def create(cls, replicas: int = 2) -> FakeWorld:
@@ -73,7 +81,9 @@ class FakeWorld:
         if n.never_comes_back or self.clock.now() < n.down_until:
             return False
         n.down_until = None
+        self.events.append(("back", n.name, self.clock.now()))
         n.started_at = self.clock.now()
+        n.variables = {"innodb_max_dirty_pages_pct": "90.000000"}
         if n.role == "replica":
             n.io, n.sql = "Yes", "Yes"
             if n.break_sql_after_restart:
@@ -112,6 +122,8 @@ class FakeShell:
         if command == "true":
             pass
         elif "restart" in command and node is not None:
+            if w.restart_barrier is not None and self.host in w.barrier_hosts:
+                w.restart_barrier.wait()
             if node.restart_fails:
                 status, err = 1, "Job for mariadb.service failed"
             else:
@@ -190,6 +202,26 @@ class FakeProbe:
 
     def gtid_position(self) -> str:
         return f"0-1-{self._node().applied}"
+
+    def global_variable(self, name: str) -> str:
+        return self._node().variables[name]
+
+    def set_global(self, name: str, value: str) -> None:
+        n = self._node()
+        self.world.events.append(
+            ("set_global", f"{self.name}:{name}={value}", self.world.clock.now())
+        )
+        n.variables[name] = value
+
+    def global_status(self, name: str) -> str:
+        n = self._node()
+        if name == "Innodb_buffer_pool_pages_total":
+            return "4096"
+        if name == "Innodb_buffer_pool_pages_dirty":
+            if float(n.variables["innodb_max_dirty_pages_pct"]) == 0:
+                n.dirty_pages = max(0, n.dirty_pages - 100)  # flushing
+            return str(n.dirty_pages)
+        raise KeyError(name)
 
     def wait_for_gtid(self, position: str, timeout: float) -> bool:
         self.replica_status()

@@ -188,3 +188,65 @@ def test_every_step_ends_in_one_logged_sentence_with_group_and_step() -> None:
         "verify",
     ]
     assert all(e["group"] == "lab" and e["detail"] for e in finished)
+
+
+def run_with(world: FakeWorld, replicas: int, **options: object) -> object:
+    from harestart.plan import PlanOptions
+
+    group = lab_group(replicas)
+    plan = build_plan(group, PlanOptions(**options))  # type: ignore[arg-type]
+    ex = Executor(
+        group,
+        plan,
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+    )
+    return ex.run()
+
+
+def test_parallel_batch_restarts_two_replicas_together_keeping_one_healthy() -> None:
+    import threading
+
+    world = FakeWorld.create(3)
+    # db2's and db3's restart commands must be in flight at the same moment, or this times out.
+    world.restart_barrier = threading.Barrier(2, timeout=10)
+    world.barrier_hosts = frozenset({"db2", "db3"})
+    result = run_with(world, 3, replica_parallelism=2)
+    assert result.ok
+    order = [(k, h) for k, h, _ in world.events if k in ("restart", "back")]
+    restarted = [h for k, h in order if k == "restart"]
+    assert sorted(restarted[:2]) == ["db2", "db3"] and restarted[2:] == ["db4", "db1"]
+    # db4 (the replica kept healthy) restarts only after both batch mates are back.
+    db4 = order.index(("restart", "db4"))
+    assert ("back", "db2") in order[:db4] and ("back", "db3") in order[:db4]
+
+
+def test_failure_in_a_parallel_batch_stops_before_the_next_batch() -> None:
+    world = FakeWorld.create(3)
+    world.nodes["db3"].restart_fails = True
+    result = run_with(world, 3, replica_parallelism=2)
+    assert not result.ok and result.failure.host == "db3"
+    assert world.nodes["db2"].restarts == 1  # its batch mate finished its restart
+    assert world.nodes["db4"].restarts == 0 and world.nodes["db1"].restarts == 0
+
+
+def test_preflush_flushes_then_the_restart_resets_the_setting() -> None:
+    world = FakeWorld.create(1)
+    result = run_with(world, 1, preflush=True)
+    assert result.ok
+    sets = [h for k, h, _ in world.events if k == "set_global"]
+    assert sets == ["db1:innodb_max_dirty_pages_pct=0"]
+    src_restart = next(t for k, h, t in world.events if k == "restart" and h == "db1")
+    assert world.nodes["db1"].dirty_pages == 0
+    assert src_restart > 0
+    assert world.nodes["db1"].variables["innodb_max_dirty_pages_pct"] == "90.000000"
+
+
+def test_preflush_setting_is_restored_when_the_source_restart_fails() -> None:
+    world = FakeWorld.create(1)
+    world.nodes["db1"].restart_fails = True
+    result = run_with(world, 1, preflush=True)
+    assert not result.ok
+    sets = [h for k, h, _ in world.events if k == "set_global"]
+    assert sets == ["db1:innodb_max_dirty_pages_pct=0", "db1:innodb_max_dirty_pages_pct=90.000000"]

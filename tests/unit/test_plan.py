@@ -101,3 +101,33 @@ def test_golden_plans(name: str) -> None:
         golden.write_text(actual)
     assert golden.exists(), f"{golden} missing: run with HARESTART_UPDATE_GOLDEN=1 once"
     assert actual == golden.read_text()
+
+
+@given(
+    st.integers(min_value=1, max_value=30),
+    st.integers(min_value=1, max_value=10),
+    st.integers(min_value=0, max_value=30),
+)
+def test_replica_batches_respect_parallelism_and_minimum_healthy(
+    n: int, k: int, min_healthy: int
+) -> None:
+    from harestart.plan import replica_batches
+
+    sizes = replica_batches(n, k, min_healthy)
+    assert sum(sizes) == n and all(s >= 1 for s in sizes)
+    for size in sizes:
+        assert size <= k
+        assert size == 1 or n - size >= min_healthy
+
+
+def test_plan_shows_parallel_batches_and_keeps_the_order() -> None:
+    from harestart.plan import PlanOptions
+
+    group = parse_inventory(inventory_text(3), "inv.yml").groups[0]
+    plan = build_plan(group, PlanOptions(replica_parallelism=2))
+    batches = [(s.host, s.batch) for s in plan.steps if s.action is Action.RESTART_REPLICA]
+    assert batches == [("r1", 1), ("r2", 1), ("r3", 2)]
+    (doc,) = json.loads(render_json([plan]))
+    assert [s.get("batch") for s in doc["steps"] if s["action"] == "restart_replica"] == [1, 1, 2]
+    assert "(batch 1, in parallel)" in render_text(plan)
+    assert build_plan(group).steps[2].batch is None  # sequential plans have no batches
