@@ -36,6 +36,9 @@ class Located:
         return None
 
 
+# libyaml's parser when PyYAML has it (10x faster on big inventories); same nodes and marks.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
@@ -59,7 +62,7 @@ def load_located(text: str) -> Located:
     """Parse ``text``; raise YamlProblem for documents that cannot be used at all."""
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise YamlProblem(None, f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -124,6 +127,8 @@ def _convert(
             _convert(item, (*path, i), out, budget, constructor)
             for i, item in enumerate(node.value)
         ]
+    if node.tag == "tag:yaml.org,2002:str":  # the common case, without the generic machinery
+        return node.value
     try:
         return constructor.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:

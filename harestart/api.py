@@ -1,0 +1,473 @@
+"""The seed's HTTP API, without HTTP: routing, authentication, handlers and faults.
+
+``harestart serve`` answers the Cloud Databases calls for HA instances that harestart can
+perform, with the same paths, headers, bodies and status codes:
+
+- ``POST /v1.0/{accountId}/ha/{haId}/action`` ``{"restart": {}}`` -> ``202``, empty body;
+- ``GET  /v1.0/{accountId}/ha/{haId}`` -> ``{"ha_instance": {...}}``;
+- ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``.
+
+Everything here works on a plain :class:`Request` and returns a :class:`Response`; the HTTP
+server (``harestart.server``) only translates bytes. Side effects come in through small
+Protocols (:class:`Restarter`, :class:`Observer`, :class:`InventorySource`), so the unit tests
+drive this module with fakes. Faults use the seed's shape, one root key named after the fault:
+``{"itemNotFound": {"code": 404, "name": "itemNotFound", "message": "...", "request_id": "..."}}``
+(python-troveclient reads ``message`` under the first key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qs, quote, unquote
+
+import structlog
+import yaml
+
+from harestart.errors import HarestartError, UsageError
+from harestart.inventory import Group, Inventory
+from harestart.observe import GroupState, NodeState, preflight_problems
+from harestart.result import GroupStatus
+from harestart.secret import Secret
+
+log = structlog.get_logger("harestart.api")
+
+VERSION = "v1.0"
+MAX_BODY = 8 * 1024  # bytes; {"restart": {}} is 15
+DEFAULT_LIMIT = 20  # page size of GET /ha without ?limit (the seed's paging limit)
+MAX_LIMIT = 100  # a larger ?limit is refused with 413 overLimit
+
+# HA actions of the seed API that harestart knows but does not perform (501 notImplemented).
+KNOWN_ACTIONS = frozenset(
+    {"resize", "resize_volumes", "resize_flavor", "add_replica", "remove_replica", "upgrade"}
+)
+
+# The seed's fault names (Cloud Databases "Faults" table).
+FAULTS = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    413: "overLimit",
+    422: "unprocessableEntity",
+    500: "instanceFault",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+# --- requests, responses, faults -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # without the query string, still percent-encoded
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-case
+    body: bytes | None = b""  # None: not read because it was over MAX_BODY
+    body_length: int = 0  # the declared Content-Length
+    request_id: str = ""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    account: str | None = None  # the authenticated account, for the access log
+
+    @classmethod
+    def json(cls, status: int, doc: Any, **kw: Any) -> Response:
+        return cls(status, json.dumps(doc, indent=2).encode() + b"\n", **kw)
+
+
+class ApiError(Exception):
+    """A fault: answered as ``{"<name>": {"code", "name", "message"}}`` with that status."""
+
+    def __init__(self, code: int, message: str, *, headers: tuple[tuple[str, str], ...] = ()):
+        super().__init__(message)
+        self.code = code
+        self.name = FAULTS[code]
+        self.message = message
+        self.headers = headers
+
+
+def fault_response(
+    code: int, message: str, request_id: str, headers: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    name = FAULTS[code]
+    doc = {name: {"code": code, "name": name, "message": message, "request_id": request_id}}
+    return Response.json(code, doc, headers=headers)
+
+
+def request_id_for(given: str | None) -> str:
+    """The client's X-Request-Id when it is a plain token, else a new one."""
+    if given and _REQUEST_ID.match(given):
+        return given
+    return "req-" + uuid.uuid4().hex
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+class TokenMap:
+    """X-Auth-Token -> account. Tokens are kept as ``Secret`` (never rendered) and compared
+    by their SHA-256 digests with ``hmac.compare_digest`` against every entry, so the time
+    taken does not depend on which token matched or how much of it."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._entries = [
+            (hashlib.sha256(t.encode()).digest(), Secret(t), str(a)) for t, a in tokens.items()
+        ]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def account(self, token: str) -> str | None:
+        given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        found: str | None = None
+        for digest, _secret, account in self._entries:
+            if hmac.compare_digest(digest, given):
+                found = account
+        return found
+
+
+def parse_tokens(text: str, where: str) -> TokenMap:
+    """A YAML or JSON mapping ``token: account`` (JSON is YAML). Errors never show a token."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UsageError(f"{where}: not YAML or JSON (expected a mapping token: account)") from None
+    if not isinstance(doc, dict) or not doc:
+        raise UsageError(f"{where}: expected a non-empty mapping token: account")
+    tokens: dict[str, str] = {}
+    for i, (token, account) in enumerate(doc.items(), start=1):
+        if not isinstance(token, str) or len(token) < 16 or not token.isprintable():
+            raise UsageError(
+                f"{where}: entry {i}: a token must be a printable string of at least 16 characters"
+            )
+        if not isinstance(account, (str, int)) or isinstance(account, bool) or account == "":
+            raise UsageError(f"{where}: entry {i}: the account must be a string or a number")
+        tokens[token] = str(account)
+    return TokenMap(tokens)
+
+
+# --- what the handlers need from the rest of harestart --------------------------------------
+
+
+class Unprocessable(HarestartError):
+    """The group cannot be restarted now (not ACTIVE, locked, unfinished run): 422."""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What is known about a group's runs without touching a host."""
+
+    state: GroupStatus
+    reason: str | None = None  # why REBOOT or ERROR, in one sentence
+    current_step: str | None = None  # the running step of a restart this server started
+    last_restart: dict[str, Any] | None = None
+    unfinished_run: dict[str, Any] | None = None
+    lock: dict[str, Any] | None = None
+
+
+class Restarter(Protocol):
+    def view(self, group: Group) -> RunView: ...
+
+    def start(self, group: Group, request_id: str) -> None:
+        """Start the restart in the background once it holds the group's lock.
+
+        Raises Unprocessable when it cannot start (another run holds the group, an unfinished
+        run, a stale lock)."""
+
+
+@dataclass(frozen=True)
+class Observed:
+    state: GroupState
+    observed_at: str
+
+
+class Observer(Protocol):
+    def observe(self, group: Group) -> Observed: ...
+
+
+class InventoryUnavailable(HarestartError):
+    """The inventory file cannot be loaded right now: 503."""
+
+
+class InventorySource(Protocol):
+    def current(self) -> Inventory:
+        """The inventory as the file now says; raises InventoryUnavailable."""
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+_ROUTE = re.compile(
+    r"^/(?P<version>[^/]+)/(?P<account>[^/]+)/ha(?:/(?P<ha>[^/]+)(?P<action>/action)?)?$"
+)
+
+
+@dataclass(frozen=True)
+class _Route:
+    version: str
+    account: str
+    ha_id: str | None
+    action: bool
+
+    @property
+    def allow(self) -> str:
+        return "POST" if self.action else "GET"
+
+
+class Api:
+    def __init__(
+        self,
+        *,
+        tokens: TokenMap,
+        inventory: InventorySource,
+        restarter: Restarter,
+        observer: Observer,
+        shutting_down: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.tokens = tokens
+        self.inventory = inventory
+        self.restarter = restarter
+        self.observer = observer
+        self.shutting_down = shutting_down
+
+    def handle(self, req: Request) -> Response:
+        """Answer one request; never raises. Unexpected errors become 500 with an error id."""
+        account: str | None = None
+        try:
+            account, resp = self._handle(req)
+        except ApiError as exc:
+            resp = fault_response(exc.code, exc.message, req.request_id, exc.headers)
+        except Exception:
+            error_id = "err-" + uuid.uuid4().hex[:12]
+            log.exception("api.error", error_id=error_id, request_id=req.request_id)
+            resp = fault_response(
+                500,
+                f"the server could not complete the request; the error is logged as {error_id}",
+                req.request_id,
+                (("X-Error-Id", error_id),),
+            )
+        if account is not None:
+            resp = Response(resp.status, resp.body, resp.headers, account)
+        return resp
+
+    def _handle(self, req: Request) -> tuple[str | None, Response]:
+        if self.shutting_down():
+            raise ApiError(503, "the server is shutting down", headers=(("Retry-After", "30"),))
+        route = self._route(req)
+        if req.method != route.allow:
+            raise ApiError(
+                405,
+                f"{req.method} is not allowed on {req.path}; allowed: {route.allow}",
+                headers=(("Allow", route.allow),),
+            )
+        account = self._authenticate(req, route)
+        try:
+            if req.body is None or req.body_length > MAX_BODY:
+                raise ApiError(413, f"the request body is over the limit of {MAX_BODY} bytes")
+            try:
+                inv = self.inventory.current()
+            except InventoryUnavailable as exc:
+                raise ApiError(503, str(exc)) from None
+            groups = [g for g in inv.groups if g.account == account]
+            if not groups:
+                raise ApiError(404, f"account {account} has no HA instances here")
+            if route.ha_id is None:
+                return account, self._list(req, route, groups)
+            group = next((g for g in groups if g.id == route.ha_id), None)
+            if group is None:
+                raise ApiError(404, f"HA instance {route.ha_id} of account {account} not found")
+            if route.action:
+                return account, self._action(req, group)
+            return account, self._show(route, group)
+        except ApiError as exc:
+            resp = fault_response(exc.code, exc.message, req.request_id, exc.headers)
+            return account, resp
+
+    # --- steps of every request ------------------------------------------------------------
+
+    @staticmethod
+    def _route(req: Request) -> _Route:
+        m = _ROUTE.match(req.path)
+        if m is None:
+            raise ApiError(404, f"no such resource: {req.path}")
+        route = _Route(
+            version=unquote(m["version"]),
+            account=unquote(m["account"]),
+            ha_id=unquote(m["ha"]) if m["ha"] else None,
+            action=bool(m["action"]),
+        )
+        if route.version != VERSION:
+            raise ApiError(404, f"unknown API version {route.version!r}; this server speaks v1.0")
+        return route
+
+    def _authenticate(self, req: Request, route: _Route) -> str:
+        token = req.header("X-Auth-Token")
+        if not token:
+            raise ApiError(401, "this request needs an X-Auth-Token header")
+        account = self.tokens.account(token)
+        if account is None:
+            raise ApiError(401, "the X-Auth-Token is not valid")
+        if account != route.account:
+            raise ApiError(403, f"this token is not allowed to act for account {route.account}")
+        return account
+
+    # --- handlers --------------------------------------------------------------------------
+
+    def _list(self, req: Request, route: _Route, groups: list[Group]) -> Response:
+        query = parse_qs(req.query, keep_blank_values=True)
+        limit = DEFAULT_LIMIT
+        if "limit" in query:
+            raw = query["limit"][-1]
+            if not raw.isdigit() or int(raw) < 1:
+                raise ApiError(400, f"limit must be a positive integer, not {raw!r}")
+            limit = int(raw)
+            if limit > MAX_LIMIT:
+                raise ApiError(413, f"limit {limit} is above the maximum page size {MAX_LIMIT}")
+        marker = query.get("marker", [None])[-1]
+        ordered = sorted(groups, key=lambda g: g.id)
+        if marker:
+            ordered = [g for g in ordered if g.id > marker]  # items after the previous page
+        page = ordered[:limit]
+        base = f"/{VERSION}/{quote(route.account, safe='')}/ha"
+        doc: dict[str, Any] = {
+            "ha_instances": [
+                {
+                    "id": g.id,
+                    "name": g.name,
+                    "state": self.restarter.view(g).state.value,
+                    "links": [{"href": f"{base}/{quote(g.id, safe='')}", "rel": "self"}],
+                }
+                for g in page
+            ]
+        }
+        if len(ordered) > limit:
+            nxt = f"{base}?limit={limit}&marker={quote(page[-1].id, safe='')}"
+            doc["links"] = [{"href": nxt, "rel": "next"}]
+        return Response.json(200, doc)
+
+    def _show(self, route: _Route, group: Group) -> Response:
+        view = self.restarter.view(group)
+        observed = self.observer.observe(group)
+        base = f"/{VERSION}/{quote(route.account, safe='')}/ha/{quote(group.id, safe='')}"
+        return Response.json(200, {"ha_instance": ha_instance(group, view, observed, base)})
+
+    def _action(self, req: Request, group: Group) -> Response:
+        name = parse_action(req.body or b"")
+        if name != "restart":
+            if name in KNOWN_ACTIONS:
+                raise ApiError(501, f"harestart does not implement the {name!r} action")
+            raise ApiError(501, f"unknown action {name!r}; harestart implements 'restart' only")
+        try:
+            for node in group.db_nodes:  # every password must be available before anything
+                node.mysql_endpoint()
+        except UsageError as exc:
+            raise ApiError(503, f"HA instance {group.id} cannot be used: {exc}") from None
+        try:
+            self.restarter.start(group, req.request_id)
+        except Unprocessable as exc:
+            raise ApiError(422, str(exc)) from None
+        # The seed's response: 202 Accepted, Content-Type: application/json, Content-Length: 0.
+        return Response(202, b"", (("Content-Type", "application/json"),))
+
+
+def parse_action(body: bytes) -> str:
+    """The action named by a POST .../action body; 400 unless it is ``{"<name>": {...}}``."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, 'the body is not valid JSON; send {"restart": {}}') from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, 'the body must be a JSON object such as {"restart": {}}')
+    if len(doc) != 1:
+        raise ApiError(400, 'the body must name exactly one action, such as {"restart": {}}')
+    ((name, value),) = doc.items()
+    if name == "restart" and value != {}:
+        raise ApiError(400, '"restart" takes no arguments: send {"restart": {}}')
+    return str(name)
+
+
+# --- the HA instance document ----------------------------------------------------------------
+
+
+def node_status(node: NodeState, current_step: str | None) -> str:
+    """A seed instance status for one database node."""
+    if current_step is not None and current_step.endswith(f":{node.name}"):
+        return "REBOOT"
+    if not node.reachable:
+        return "SHUTDOWN"
+    if node.role == "replica" and (node.replica is None or not node.replica.threads_running()):
+        return "ERROR"
+    return "ACTIVE"
+
+
+def ha_instance(group: Group, view: RunView, observed: Observed, base: str) -> dict[str, Any]:
+    """The seed's ``ha_instance`` (id, name, tenant_id, state, datastore, replica_source,
+    replicas) plus what harestart knows: MHA, health, the run lock and the last restart."""
+    state = observed.state
+    source = state.node(group.source.name)
+    datastore = None
+    if source.info is not None:
+        datastore = {"type": source.info.flavor.value, "version": source.info.version}
+
+    def node_doc(ns: NodeState) -> dict[str, Any]:
+        inv_node = group.node(ns.name)
+        observed_fields = {k: v for k, v in ns.to_dict().items() if k not in ("name", "role")}
+        return {
+            "id": ns.name,
+            "name": ns.name,
+            "role": ns.role,
+            "status": node_status(ns, view.current_step),
+            "hostname": inv_node.ssh.host,
+            "ha_id": group.id,
+            **observed_fields,
+        }
+
+    src_doc = node_doc(source)
+    src_doc["replicas"] = [{"id": r.name, "name": r.name} for r in group.replicas]
+    replicas = []
+    for r in group.replicas:
+        doc = node_doc(state.node(r.name))
+        doc["replica_of"] = {"id": group.source.name, "name": group.source.name}
+        replicas.append(doc)
+    problems = preflight_problems(group, state)
+    return {
+        "id": group.id,
+        "name": group.name,
+        "tenant_id": group.account,
+        "state": view.state.value,
+        "state_reason": view.reason,
+        "datastore": datastore,
+        "replica_source": [src_doc],
+        "replicas": replicas,
+        "mha": {
+            "manager": group.mha.manager.name,
+            "state": state.mha.state.name if state.mha else None,
+            "text": state.mha_text(),
+        },
+        "healthy": not problems,
+        "problems": problems,
+        "observed_at": observed.observed_at,
+        "current_step": view.current_step,
+        "unfinished_run": view.unfinished_run,
+        "lock": view.lock,
+        "last_restart": view.last_restart,
+        "links": [{"href": base, "rel": "self"}],
+    }
