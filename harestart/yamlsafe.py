@@ -21,19 +21,36 @@ Path_ = tuple[str | int, ...]
 
 @dataclass
 class Located:
-    """The plain Python data of a YAML document plus the line of every path in it."""
+    """The plain Python data of a YAML document, and its nodes to find any value's line."""
 
     data: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
+    root: yaml.Node | None = None
     problems: list[tuple[int | None, str]] = field(default_factory=list)
 
     def line_of(self, path: Path_) -> int | None:
-        """The line of ``path`` or of its nearest ancestor that has one."""
-        for cut in range(len(path), -1, -1):
-            line = self.lines.get(tuple(path[:cut]))
-            if line is not None:
-                return line
-        return None
+        """The line of ``path`` or of its nearest ancestor (looked up only for messages).
+
+        A mapping key's own line is used for a key path, so "unknown key" points at the key.
+        """
+        node = self.root
+        if node is None:
+            return None
+        line = node.start_mark.line + 1
+        for part in path:
+            if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+                found = next(((k, v) for k, v in node.value if k.value == part), None)
+                if found is None:
+                    break
+                line = found[0].start_mark.line + 1
+                node = found[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if not 0 <= part < len(node.value):
+                    break
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
 
 
 # libyaml's parser when PyYAML has it (10x faster on big inventories); same nodes and marks.
@@ -75,7 +92,7 @@ def load_located(text: str) -> Located:
         loader.dispose()
     if node is None:
         raise YamlProblem(None, "the file is empty")
-    located = Located(data=None)
+    located = Located(data=None, root=node)
     budget = _Budget(MAX_NODES)
     located.data = _convert(node, (), located, budget, yaml.SafeLoader(""))
     if budget.left < 0:
@@ -92,7 +109,6 @@ def _convert(
 ) -> Any:
     if not budget.spend():
         return None
-    out.lines.setdefault(path, node.start_mark.line + 1)
     if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
         out.problems.append(
             (node.start_mark.line + 1, f"{_dotted(path)}: unsupported YAML value (tag {node.tag})")
@@ -119,7 +135,6 @@ def _convert(
                         f"{_dotted((*path, key))}: duplicate key {key!r}",
                     )
                 )
-            out.lines[(*path, key)] = key_node.start_mark.line + 1
             result[key] = _convert(value_node, (*path, key), out, budget, constructor)
         return result
     if isinstance(node, yaml.SequenceNode):
