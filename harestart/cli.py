@@ -374,6 +374,48 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
 
 
+@cli.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8779, show_default=True, help="0: any."
+)
+@click.option(
+    "--tokens",
+    "tokens_file",
+    metavar="FILE",
+    help="YAML or JSON mapping X-Auth-Token -> account (keep it mode 0600).",
+)
+@click.option(
+    "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
+)
+@click.option("--verbose", "-v", is_flag=True, help="Also log debug events (every SQL statement).")
+def serve(
+    inventory: str,
+    host: str,
+    port: int,
+    tokens_file: str | None,
+    tokens_env: str | None,
+    verbose: bool,
+) -> int:
+    """Serve the Cloud Databases HA API for INVENTORY over HTTP (loopback by default).
+
+    POST /v1.0/{accountId}/ha/{haId}/action {"restart": {}} restarts a group in the
+    background (202); GET /v1.0/{accountId}/ha[/{haId}] shows groups, states and the last
+    restart. Logs are JSON lines on stderr. SIGTERM: stop accepting work, let running
+    restarts stop at their next safe point, exit 0.
+    """
+    from harestart import log
+    from harestart.server import load_tokens
+    from harestart.server import serve as serve_api
+
+    log.configure_json_stream(sys.stderr, verbose=verbose)
+    tokens = load_tokens(tokens_file, tokens_env)
+    inv = _load(inventory)
+    accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
+    return serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"harestart: {scrub(message)}", err=True)
     sys.exit(code)

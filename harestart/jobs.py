@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from harestart.api import Observed, RunView, Unprocessable
-from harestart.errors import HarestartError, LockHeld, UsageError
+from harestart.errors import HarestartError
 from harestart.interrupts import InterruptFlag
 from harestart.inventory import Group
 from harestart.lock import read_holder
@@ -102,7 +102,8 @@ class BackgroundRestarter:
         self.inventory_path = inventory_path
         self._restart = restart
         self._lock = threading.Lock()
-        self._jobs: dict[tuple[str, str], Job] = {}  # the latest job per (account, group)
+        self._jobs: dict[tuple[str, str], Job] = {}  # the latest accepted job per group
+        self._threads: list[Job] = []  # every job started, accepted or not (for shutdown)
         self._closed = False
 
     # --- Restarter -------------------------------------------------------------------------
@@ -122,18 +123,18 @@ class BackgroundRestarter:
             job.thread = threading.Thread(
                 target=self._run, args=(job,), name=f"restart-{group.id}", daemon=True
             )
+            self._threads = [j for j in self._threads if not j.done.is_set()] + [job]
             job.thread.start()
         # Wait until the run holds the lock and began, or was refused before that.
         deadline = time.monotonic() + START_TIMEOUT
         while not (job.began.is_set() or job.done.is_set()) and time.monotonic() < deadline:
             job.began.wait(0.05)
         if job.done.is_set() and not job.began.is_set():
-            if isinstance(job.error, (LockHeld, UsageError)):
+            # Refused before its first step: the lock is held (LockHeld), an unfinished or
+            # unreadable journal (UsageError, JournalError).
+            if job.error is not None:
                 raise Unprocessable(str(job.error))
-            if job.error is not None:  # e.g. a journal that cannot be read
-                raise Unprocessable(str(job.error))
-            if job.error_id is not None:
-                raise RuntimeError(f"the restart failed to start: {job.error_id}")
+            raise RuntimeError(f"the restart failed to start: {job.error_id}")
         with self._lock:
             self._jobs[key] = job
 
@@ -178,7 +179,7 @@ class BackgroundRestarter:
         """Ask every running restart to stop at its next safe point; refuse new ones."""
         with self._lock:
             self._closed = True
-            running = [j for j in self._jobs.values() if not j.done.is_set()]
+            running = [j for j in self._threads if not j.done.is_set()]
         for job in running:
             job.flag.request(signal_name)
             log.warning("api.restart.stopping", group=job.group.id, request_id=job.request_id)
@@ -188,7 +189,7 @@ class BackgroundRestarter:
         """Wait for every running restart to end; True when none is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            jobs = list(self._jobs.values())
+            jobs = list(self._threads)
         for job in jobs:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.done.wait(left):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -74,3 +75,33 @@ def configure(*, log_file: Path | None = None, verbose: bool = False) -> TextIO 
         cache_logger_on_first_use=False,
     )
     return handle
+
+
+def configure_json_stream(stream: TextIO, *, verbose: bool = False) -> None:
+    """Every event as one JSON line on ``stream`` (``harestart serve``: access log and runs).
+
+    Info and above (debug too when verbose), with the same secret masking as ``configure``."""
+    json_renderer = structlog.processors.JSONRenderer(default=str)
+    minimum = 10 if verbose else 20
+    lock = threading.Lock()  # handler threads and restart threads log concurrently
+
+    def emit(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        if _LEVELS.get(str(event.get("level", "info")), 20) >= minimum:
+            line = str(json_renderer(logger, name, dict(event)))
+            with lock:
+                stream.write(line + "\n")
+                stream.flush()
+        return ""
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_secrets,
+            emit,
+        ],
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
