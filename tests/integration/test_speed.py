@@ -1,0 +1,177 @@
+"""Speed features on real clusters: no Connect_Retry wait, parallel replicas, parallel groups.
+
+These assert behaviour against generous deadlines; the numbers themselves are `make bench`'s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+import yaml
+
+from .conftest import ClusterFactory
+from .harestart_cli import harestart
+from .lab import LabCluster
+from .test_run import ready_count
+
+pytestmark = pytest.mark.integration
+
+
+def test_replicas_reconnect_without_waiting_for_connect_retry(
+    cluster_factory: ClusterFactory, tmp_path: Path
+) -> None:
+    cluster = cluster_factory(2, connect_retry=3600)
+    for r in cluster.replicas:
+        assert int(cluster.slave_status(r.name)["Connect_Retry"]) == 3600
+    # Waiting for a reconnect by itself would take an hour; the catch-up deadline is 90 s.
+    inv = cluster.write_inventory(tmp_path / "inv.yml", catchup_timeout=90)
+    out = harestart("run", str(inv), "--yes", "--format", "json", state_dir=tmp_path, timeout=400)
+    assert out.returncode == 0, out.stderr
+    res = out.json()
+    source_step = next(s for s in res["steps"] if s["action"] == "restart_source")
+    assert source_step["status"] == "done" and source_step["duration_s"] < 90
+    for r in cluster.replicas:
+        st = cluster.slave_status(r.name)
+        assert st["Slave_IO_Running"] == "Yes" and st["Slave_SQL_Running"] == "Yes"
+
+
+class HealthSampler:
+    """Samples every replica's replication health from the host while a run goes on."""
+
+    def __init__(self, cluster: LabCluster) -> None:
+        self.cluster = cluster
+        self.samples: list[tuple[float, dict[str, bool]]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _healthy(self, port: int) -> bool:
+        try:
+            conn = pymysql.connect(
+                host="127.0.0.1",
+                port=port,
+                user=self.cluster.admin_user,
+                password=self.cluster.admin_password,
+                connect_timeout=1,
+                read_timeout=2,
+                cursorclass=pymysql.cursors.DictCursor,
+            )
+        except pymysql.MySQLError:
+            return False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW SLAVE STATUS")
+                row: dict[str, Any] | None = cur.fetchone()
+            return (
+                bool(row) and row["Slave_IO_Running"] == "Yes" and row["Slave_SQL_Running"] == "Yes"
+            )
+        except pymysql.MySQLError:
+            return False
+        finally:
+            conn.close()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            at = time.time()
+            health = {r.name: self._healthy(r.mysql_port or 0) for r in self.cluster.replicas}
+            self.samples.append((at, health))
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> HealthSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def test_parallel_replica_restarts_keep_the_minimum_healthy(
+    cluster_factory: ClusterFactory, tmp_path: Path
+) -> None:
+    cluster = cluster_factory(3)
+    inv = cluster.write_inventory(tmp_path / "inv.yml")  # health.min_healthy_replicas: 1
+    plan = harestart(
+        "plan", str(inv), "--replica-parallelism", "2", "--format", "json", state_dir=tmp_path
+    )
+    (doc,) = plan.json()
+    batches = [
+        (s["host"], s.get("batch")) for s in doc["steps"] if s["action"] == "restart_replica"
+    ]
+    assert batches == [("db2", 1), ("db3", 1), ("db4", 2)]
+
+    before = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    with HealthSampler(cluster) as sampler:
+        out = harestart(
+            "run",
+            str(inv),
+            "--yes",
+            "--replica-parallelism",
+            "2",
+            "--format",
+            "json",
+            state_dir=tmp_path,
+        )
+    assert out.returncode == 0, out.stderr
+    steps = out.json()["steps"]
+    # The replica phase: from the first replica restart until the source's step begins (the
+    # source restart itself disconnects every replica for a moment, by design).
+    begin = min(_epoch(s["started_at"]) for s in steps if s["action"] == "restart_replica")
+    end = next(_epoch(s["started_at"]) for s in steps if s["action"] == "restart_source")
+    phase = [h for at, h in sampler.samples if begin <= at <= end]
+    assert len(phase) > 20
+    assert min(sum(h.values()) for h in phase) >= 1  # never fewer than min_healthy_replicas
+    # Two replicas were down at the same time at some point: the batch really ran in parallel.
+    assert any(not h["db2"] and not h["db3"] for h in phase)
+    assert {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes} == {
+        k: v + 1 for k, v in before.items()
+    }
+
+
+def _epoch(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_all_groups_restart_in_parallel(cluster_factory: ClusterFactory, tmp_path: Path) -> None:
+    a = cluster_factory(1, name="groupa")
+    b = cluster_factory(1, name="groupb")
+    doc_a = yaml.safe_load(a.write_inventory(tmp_path / "a.yml", group_id="alpha").read_text())
+    doc_b = yaml.safe_load(
+        b.write_inventory(tmp_path / "b.yml", group_id="beta", account="100002").read_text()
+    )
+    # One inventory, two groups; each group carries its own connection settings.
+    groups = []
+    for doc in (doc_a, doc_b):
+        g = doc["groups"][0]
+        g["ssh"] = doc["defaults"]["ssh"]
+        g["mysql"] = doc["defaults"]["mysql"]
+        g["health"] = doc["defaults"]["health"]
+        g["restart_command"] = doc["defaults"]["restart_command"]
+        groups.append(g)
+    inv = tmp_path / "both.yml"
+    inv.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    before = {(c.name, n.name): ready_count(c, n.name) for c in (a, b) for n in c.db_nodes}
+
+    out = harestart(
+        "run",
+        str(inv),
+        "--all",
+        "--parallel-groups",
+        "2",
+        "--yes",
+        "--format",
+        "json",
+        state_dir=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    results = out.json()
+    assert [r["group"] for r in results] == ["alpha", "beta"]
+    assert all(r["state"] == "ACTIVE" and r["ok"] for r in results)
+    after = {(c.name, n.name): ready_count(c, n.name) for c in (a, b) for n in c.db_nodes}
+    assert after == {k: v + 1 for k, v in before.items()}
+    assert a.mha_status()[0] == 0 and b.mha_status()[0] == 0
