@@ -31,8 +31,8 @@ lab-image:
 	bash lab/setup.sh image
 
 lint: venv
-	$(BIN)/ruff check harestart tests
-	$(BIN)/ruff format --check harestart tests
+	$(BIN)/ruff check harestart tests bench
+	$(BIN)/ruff format --check harestart tests bench
 	$(BIN)/mypy
 
 unit: venv
@@ -49,7 +49,7 @@ demo: venv lab
 	bash lab/demo.sh
 
 bench: venv lab-image
-	$(PY) -m harestart.bench $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	-docker ps -aq --filter label=harestart.lab | xargs -r docker rm -f

@@ -1,0 +1,460 @@
+"""`make bench`: what a restart costs beyond the mysqld restarts themselves, measured on a lab.
+
+    python -m bench [--replicas N] [--repeat N] [--dirty] [--json PATH]
+
+For each repetition, on one lab cluster (1 source + N replicas + MHA):
+- floor: each node's raw restart (the inventory's restart command over SSH, timed until mysqld
+  answers a query again), MHA's raw stop (until NOT_RUNNING) and start (until PING_OK);
+- harestart: `harestart run --format json` total and per-step times;
+- overhead = total - floor, overall and per node (step time - raw restart);
+- replica recovery: from the source answering again to every replica running both threads and
+  caught up (from the run's JSON log: the gates' timestamps);
+- source write downtime: a writer inserts a row every 50 ms during the run; the longest gap
+  between acknowledged writes.
+--dirty also dirties the buffer pool with a bulk update before each run and measures the run
+twice, without and with --preflush. Finally `harestart plan` of a generated 1,000-group
+inventory is timed (wall clock, a fresh process).
+
+Results: a table with the targets beside them on stdout, and JSON (default build/bench.json).
+The benchmark asserts nothing; tests never assert timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import yaml
+
+from harestart.inventory import load_inventory
+from harestart.log import configure as configure_logging
+from harestart.runner import Session
+from tests.integration import lab
+
+REPO = Path(__file__).resolve().parents[1]
+
+TARGETS = {
+    "total_vs_floor": 1.15,
+    "replica_recovery_s": 1.0,
+    "downtime_over_source_restart_s": 0.5,
+    "overhead_per_node_s": 0.3,
+    "plan_1000_groups_s": 1.0,
+}
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+def poll(check: Callable[[], bool], timeout: float, interval: float = 0.01) -> float:
+    """Seconds until ``check`` is true (polling); raise on timeout."""
+    t0 = now()
+    while True:
+        try:
+            if check():
+                return now() - t0
+        except Exception:  # noqa: S110 - a node restarting refuses connections: not yet
+            pass
+        if now() - t0 > timeout:
+            raise TimeoutError("benchmark wait timed out")
+        time.sleep(interval)
+
+
+def answers(cluster: lab.LabCluster, node: str) -> bool:
+    n = cluster.node(node)
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=n.mysql_port or 0,
+        user=cluster.admin_user,
+        password=cluster.admin_password,
+        connect_timeout=1,
+        read_timeout=2,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return True
+    finally:
+        conn.close()
+
+
+class Writer:
+    """Inserts a row every 50 ms on the source; records the time of each acknowledged insert."""
+
+    def __init__(self, cluster: lab.LabCluster) -> None:
+        self.cluster = cluster
+        self.acks: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.seq = 0
+
+    def _connect(self) -> pymysql.connections.Connection[Any]:
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.cluster.source.mysql_port or 0,
+            user=self.cluster.admin_user,
+            password=self.cluster.admin_password,
+            database="labdb",
+            connect_timeout=1,
+            read_timeout=2,
+            write_timeout=2,
+            autocommit=True,
+        )
+
+    def _loop(self) -> None:
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = self._connect()
+                self.seq += 1
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO bench_writes (id) VALUES (%s)", (self.seq,))
+                self.acks.append(now())
+            except pymysql.MySQLError:
+                if conn is not None:
+                    with contextlib.suppress(Exception):  # the connection is gone anyway
+                        conn.close()
+                conn = None
+            self.stop.wait(0.05)
+
+    def longest_gap(self, start: float, end: float) -> float:
+        acks = [a for a in self.acks if start <= a <= end]
+        points = [start, *acks, end]
+        return max(b - a for a, b in itertools.pairwise(points))
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
+    """Raw costs: each restart command alone, MHA stop and start alone."""
+    group = load_inventory(inventory).groups[0]
+    session = Session.open(group)
+    out: dict[str, float] = {}
+    try:
+        t0 = now()
+        session.mha.stop()
+        poll(lambda: session.mha.status().stopped(), 120, 0.05)
+        out["mha_stop"] = now() - t0
+        for node in (*group.replicas, group.source):
+            shell = session.connector.shell(node.name, node.ssh)
+            assert node.restart_command is not None
+            t0 = now()
+            shell.run(node.restart_command, timeout=300)
+            poll(lambda n=node.name: answers(cluster, n), 120)
+            out[f"restart:{node.name}"] = now() - t0
+        # Repair what a raw source restart leaves behind (replicas waiting for Connect_Retry):
+        # not part of the floor, only to hand MHA a healthy group.
+        for r in group.replicas:
+            session.connector.mysql(r.name, r.mysql_endpoint()).restart_io_thread()
+        poll(lambda: all(cluster.replicating(r.name) for r in group.replicas), 120, 0.05)
+        t0 = now()
+        session.mha.start()
+        poll(lambda: session.mha.status().healthy(), 180, 0.05)
+        out["mha_start"] = now() - t0
+    finally:
+        session.close()
+    return out
+
+
+def harestart_run(
+    cluster: lab.LabCluster, inventory: Path, state: Path, *extra: str
+) -> dict[str, Any]:
+    log_file = state / f"run-{time.time_ns()}.jsonl"
+    env = {**os.environ, "HARESTART_STATE_DIR": str(state)}
+    with Writer(cluster) as writer:
+        t0 = now()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harestart",
+                "run",
+                str(inventory),
+                "--yes",
+                "--format",
+                "json",
+                "--log-file",
+                str(log_file),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            check=False,
+            timeout=900,
+        )
+        t1 = now()
+    if proc.returncode != 0:
+        raise RuntimeError(f"harestart run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout)
+    events = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+
+    def at(pred: Callable[[dict[str, Any]], bool]) -> float:
+        e = next(e for e in events if pred(e))
+        return dt.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+
+    source = cluster.source.name
+    back = at(
+        lambda e: (
+            e["event"] == "gate.held"
+            and e.get("gate", "").startswith(f"{source}: mysqld answers again")
+        )
+    )
+    recovered = at(
+        lambda e: (
+            e["event"] == "gate.held" and e.get("gate", "").startswith("every replica reconnected")
+        )
+    )
+    steps = {
+        (f"{s['action']}:{s['host']}" if s["host"] else s["action"]): s["duration_s"]
+        for s in result["steps"]
+    }
+    return {
+        "total": result["duration_s"],
+        "wall": t1 - t0,
+        "steps": steps,
+        "replica_recovery": recovered - back,
+        "write_downtime": writer.longest_gap(t0, t1),
+        "acked_writes": len(writer.acks),
+    }
+
+
+def dirty_buffer_pool(cluster: lab.LabCluster) -> None:
+    cluster.sql(
+        "db1", "UPDATE labdb.bench_bulk SET payload = REPEAT(CHAR(65 + FLOOR(RAND() * 26)), 200)"
+    )
+
+
+def prepare(cluster: lab.LabCluster, dirty: bool) -> None:
+    cluster.sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS labdb.bench_writes (id BIGINT PRIMARY KEY, "
+        "at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+    )
+    if dirty:
+        cluster.sql(
+            "db1",
+            "CREATE TABLE IF NOT EXISTS labdb.bench_bulk (id INT PRIMARY KEY "
+            "AUTO_INCREMENT, payload VARCHAR(255))",
+        )
+        cluster.sql(
+            "db1",
+            "INSERT INTO labdb.bench_bulk (payload) SELECT REPEAT('x', 200) FROM seq_1_to_100000",
+        )
+
+
+def plan_at_scale(tmp: Path, groups: int = 1000) -> list[float]:
+    doc: dict[str, Any] = {
+        "defaults": {
+            "ssh": {"user": "ops", "sudo": True},
+            "mysql": {"user": "harestart", "password_env": "HARESTART_MYSQL_PASSWORD"},
+        },
+        "groups": [
+            {
+                "id": f"g{i:04d}",
+                "account": str(100000 + i % 50),
+                "source": {"name": f"g{i}-db1", "address": f"10.{i // 250}.{i % 250}.1"},
+                "replicas": [
+                    {"name": f"g{i}-db{j}", "address": f"10.{i // 250}.{i % 250}.{j}"}
+                    for j in (2, 3)
+                ],
+                "mha": {
+                    "manager": {"name": f"g{i}-mha", "address": f"10.{i // 250}.{i % 250}.9"},
+                    "config": "/etc/mha/app.cnf",
+                },
+            }
+            for i in range(groups)
+        ],
+    }
+    path = tmp / "fleet.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    times = []
+    for _ in range(3):
+        t0 = now()
+        subprocess.run(
+            [sys.executable, "-m", "harestart", "plan", str(path), "--format", "json"],
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
+        times.append(now() - t0)
+    return times
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def fmt(s: dict[str, float]) -> str:
+    return f"{s['median']:7.2f} s  ({s['min']:.2f}-{s['max']:.2f})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dirty", action="store_true", help="also compare --preflush on a dirty pool")
+    ap.add_argument("--json", type=Path, default=REPO / "build" / "bench.json")
+    args = ap.parse_args()
+
+    configure_logging(log_file=None, verbose=False)  # adapters' events: warnings only
+    lab.ensure_lab_image()
+    tmp = Path(tempfile.mkdtemp(prefix="harestart-bench-"))
+    print(f"starting a lab cluster: 1 source + {args.replicas} replicas + MHA ...", flush=True)
+    cluster = lab.start_cluster(args.replicas, name="bench")
+    try:
+        inventory = cluster.write_inventory(tmp / "inv.yml")
+        prepare(cluster, args.dirty)
+        rows: list[dict[str, Any]] = []
+        for i in range(args.repeat):
+            print(f"repetition {i + 1}/{args.repeat}: floor ...", flush=True)
+            f = floor(cluster, inventory)
+            print(f"repetition {i + 1}/{args.repeat}: harestart run ...", flush=True)
+            if args.dirty:
+                dirty_buffer_pool(cluster)
+            r = harestart_run(cluster, inventory, tmp)
+            row: dict[str, Any] = {"floor": f, "run": r}
+            if args.dirty:
+                dirty_buffer_pool(cluster)
+                print(f"repetition {i + 1}/{args.repeat}: harestart run --preflush ...", flush=True)
+                row["run_preflush"] = harestart_run(cluster, inventory, tmp, "--preflush")
+            rows.append(row)
+        plan_times = plan_at_scale(tmp)
+    finally:
+        cluster.stop()
+
+    nodes = [n.name for n in cluster.db_nodes]
+    floor_total = [sum(r["floor"].values()) for r in rows]
+    totals = [r["run"]["total"] for r in rows]
+    per_node_overhead = {
+        n: summary(
+            [
+                r["run"]["steps"][
+                    f"restart_source:{n}" if n == cluster.source.name else f"restart_replica:{n}"
+                ]
+                - r["floor"][f"restart:{n}"]
+                for r in rows
+            ]
+        )
+        for n in nodes
+    }
+    src = cluster.source.name
+    report: dict[str, Any] = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.platform()})",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "replicas": args.replicas,
+        "repeat": args.repeat,
+        "targets": TARGETS,
+        "floor": {
+            **{f"restart {n}": summary([r["floor"][f"restart:{n}"] for r in rows]) for n in nodes},
+            "MHA stop": summary([r["floor"]["mha_stop"] for r in rows]),
+            "MHA start": summary([r["floor"]["mha_start"] for r in rows]),
+            "total": summary(floor_total),
+        },
+        "harestart": {
+            "total": summary(totals),
+            **{k: summary([r["run"]["steps"][k] for r in rows]) for k in rows[0]["run"]["steps"]},
+        },
+        "overhead": {
+            "total": summary([t - f for t, f in zip(totals, floor_total, strict=True)]),
+            "ratio": summary([t / f for t, f in zip(totals, floor_total, strict=True)]),
+            "per node": per_node_overhead,
+        },
+        "replica_recovery": summary([r["run"]["replica_recovery"] for r in rows]),
+        "source_write_downtime": summary([r["run"]["write_downtime"] for r in rows]),
+        "raw_source_restart": summary([r["floor"][f"restart:{src}"] for r in rows]),
+        "plan_1000_groups": summary(plan_times),
+    }
+    if args.dirty:
+        report["preflush"] = {
+            "without: source step": summary(
+                [r["run"]["steps"][f"restart_source:{src}"] for r in rows]
+            ),
+            "with: source step": summary(
+                [r["run_preflush"]["steps"][f"restart_source:{src}"] for r in rows]
+            ),
+            "without: write downtime": summary([r["run"]["write_downtime"] for r in rows]),
+            "with: write downtime": summary([r["run_preflush"]["write_downtime"] for r in rows]),
+        }
+    print_report(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    t = rep["targets"]
+    print(f"\nharestart bench — {rep['date']} — {rep['machine']}")
+    print(
+        f"lab: 1 source + {rep['replicas']} replicas + MHA; {rep['repeat']} repetitions; "
+        "median (min-max)\n"
+    )
+    print("floor (raw costs)")
+    for k, v in rep["floor"].items():
+        print(f"  {k:<28} {fmt(v)}")
+    print("harestart run")
+    for k, v in rep["harestart"].items():
+        print(f"  {k:<28} {fmt(v)}")
+    o = rep["overhead"]
+    ratio = o["ratio"]["median"]
+    print("against the targets")
+    print(f"  {'overhead (total - floor)':<28} {fmt(o['total'])}")
+    print(
+        f"  {'total / floor':<28} {ratio:7.2f} x     target <= {t['total_vs_floor']} x  "
+        f"{'ok' if ratio <= t['total_vs_floor'] else 'MISSED'}"
+    )
+    for n, v in o["per node"].items():
+        ok = v["median"] <= t["overhead_per_node_s"]
+        print(
+            f"  {'overhead ' + n:<28} {fmt(v)}  target <= {t['overhead_per_node_s']} s  "
+            f"{'ok' if ok else 'MISSED'}"
+        )
+    rr = rep["replica_recovery"]
+    print(
+        f"  {'replica recovery':<28} {fmt(rr)}  target <= {t['replica_recovery_s']} s  "
+        f"{'ok' if rr['median'] <= t['replica_recovery_s'] else 'MISSED'}"
+    )
+    wd, raw = rep["source_write_downtime"], rep["raw_source_restart"]
+    limit = raw["median"] + t["downtime_over_source_restart_s"]
+    print(
+        f"  {'source write downtime':<28} {fmt(wd)}  target <= raw source restart "
+        f"{raw['median']:.2f} + {t['downtime_over_source_restart_s']} = {limit:.2f} s  "
+        f"{'ok' if wd['median'] <= limit else 'MISSED'}"
+    )
+    p = rep["plan_1000_groups"]
+    print(
+        f"  {'plan of 1,000 groups (wall)':<28} {fmt(p)}  target < {t['plan_1000_groups_s']} s  "
+        f"{'ok' if p['median'] < t['plan_1000_groups_s'] else 'MISSED'}"
+    )
+    if "preflush" in rep:
+        print("dirty buffer pool: without / with --preflush")
+        for k, v in rep["preflush"].items():
+            print(f"  {k:<28} {fmt(v)}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
