@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe, RemoteShell
+from harestart.endpoints import MysqlEndpoint
 from harestart.errors import (
     GateFailed,
     HarestartError,
@@ -154,6 +155,7 @@ class Executor:
         self.failure_policy = failure_policy
         self.wall = wall
         self._persist_lock = threading.RLock()
+        self._endpoints: dict[str, MysqlEndpoint] = {}
         self._source_lock = threading.Lock()  # the source's probe is shared by parallel steps
         if resume and journal is None:
             raise ValueError("resume needs the journal of the earlier attempt")
@@ -168,8 +170,10 @@ class Executor:
         return self.connector.shell(node.name, node.ssh)
 
     def _sql(self, name: str) -> MysqlProbe:
-        node = self._node(name)
-        return self.connector.mysql(node.name, node.mysql_endpoint())
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:  # resolve the password once per run, not on every poll
+            endpoint = self._endpoints[name] = self._node(name).mysql_endpoint()
+        return self.connector.mysql(name, endpoint)
 
     # --- the run -------------------------------------------------------------------------
 

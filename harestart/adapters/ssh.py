@@ -481,18 +481,26 @@ class ParamikoConnector:
 
     def __init__(self) -> None:
         self._shells: dict[tuple[str, SshEndpoint], ParamikoShell] = {}
-        self._probes: list[PyMysqlProbe] = []
+        self._probes: dict[tuple[str, MysqlEndpoint], PyMysqlProbe] = {}
+        self._lock = threading.Lock()  # parallel steps ask for adapters at the same time
 
     def shell(self, name: str, endpoint: SshEndpoint) -> ParamikoShell:
         key = (name, endpoint)
-        if key not in self._shells:
-            self._shells[key] = ParamikoShell(name, endpoint)
-        return self._shells[key]
+        with self._lock:
+            if key not in self._shells:
+                self._shells[key] = ParamikoShell(name, endpoint)
+            return self._shells[key]
 
     def mysql(self, name: str, endpoint: MysqlEndpoint) -> PyMysqlProbe:
-        probe = PyMysqlProbe(name, endpoint, tunnel_factory=self._forwarder(name))
-        self._probes.append(probe)
-        return probe
+        """One probe (one connection, reconnecting when needed) per server, reused: a new
+        connection per question costs tens of milliseconds on every poll."""
+        key = (name, endpoint)
+        with self._lock:
+            if key not in self._probes:
+                self._probes[key] = PyMysqlProbe(
+                    name, endpoint, tunnel_factory=self._forwarder(name)
+                )
+            return self._probes[key]
 
     def _forwarder(self, name: str) -> Callable[[SshEndpoint, str, int], tuple[str, int]]:
         def forward(via: SshEndpoint, host: str, port: int) -> tuple[str, int]:
@@ -501,7 +509,7 @@ class ParamikoConnector:
         return forward
 
     def close_all(self) -> None:
-        for probe in self._probes:
+        for probe in self._probes.values():
             with contextlib.suppress(Exception):
                 probe.close()
         self._probes.clear()
