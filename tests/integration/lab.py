@@ -848,3 +848,14 @@ def sweep(*, session: str | None = None, dead_only: bool = False) -> int:
 
 def artifacts_dir_for(nodeid: str) -> Path:
     return ARTIFACTS_DIR / _safe_name(nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid)
+
+
+def uptime(cluster: LabCluster, node: str) -> int:
+    """mysqld's own Uptime on ``node`` (seconds)."""
+    return int(cluster.sql(node, "SHOW GLOBAL STATUS LIKE 'Uptime'")[0]["Value"])
+
+
+def ready_count(cluster: LabCluster, node: str) -> int:
+    """How many times mysqld started on ``node``: 'ready for connections' lines in its log."""
+    _, out = cluster.exec(node, ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"])
+    return int(out.strip() or 0)

@@ -24,7 +24,7 @@ import requests
 
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, log_events_tolerant
-from .lab import REPO_ROOT, LabCluster, wait_for
+from .lab import REPO_ROOT, ready_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,12 +112,6 @@ def send_seed_request(port: int) -> tuple[str, dict[str, str], bytes]:
     status, *lines = head.decode().split("\r\n")
     headers = {k.lower(): v.strip() for k, v in (x.split(":", 1) for x in lines)}
     return status, headers, rest
-
-
-def ready_count(cluster: LabCluster, node: str) -> int:
-    """How many times mysqld started on ``node``: 'ready for connections' lines in its log."""
-    _, out = cluster.exec(node, ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"])
-    return int(out.strip() or 0)
 
 
 def ha_instance(http: requests.Session, served: Served) -> dict[str, Any]:

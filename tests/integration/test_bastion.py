@@ -16,19 +16,9 @@ import pytest
 
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, log_events
-from .lab import HOST, LabCluster
+from .lab import HOST, LabCluster, ready_count, uptime
 
 pytestmark = pytest.mark.integration
-
-
-def uptime(cluster: LabCluster, node: str) -> int:
-    return int(cluster.sql(node, "SHOW GLOBAL STATUS LIKE 'Uptime'")[0]["Value"])
-
-
-def ready_count(cluster: LabCluster, node: str) -> int:
-    """How many times mysqld started on ``node``: 'ready for connections' lines in its log."""
-    _, out = cluster.exec(node, ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"])
-    return int(out.strip() or 0)
 
 
 def published_ports(cluster: LabCluster) -> dict[str, dict[str, list[dict[str, Any]]]]:

@@ -17,8 +17,7 @@ import yaml
 
 from .conftest import ClusterFactory
 from .harestart_cli import finish, harestart, start_harestart, wait_for_event
-from .lab import LabCluster, wait_for
-from .test_run import ready_count, uptime
+from .lab import LabCluster, ready_count, uptime, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,19 +9,9 @@ import pytest
 
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, log_events
-from .lab import LabCluster, wait_for
+from .lab import LabCluster, ready_count, uptime, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def uptime(cluster: LabCluster, node: str) -> int:
-    return int(cluster.sql(node, "SHOW GLOBAL STATUS LIKE 'Uptime'")[0]["Value"])
-
-
-def ready_count(cluster: LabCluster, node: str) -> int:
-    """How many times mysqld started on ``node``: 'ready for connections' lines in its log."""
-    _, out = cluster.exec(node, ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"])
-    return int(out.strip() or 0)
 
 
 def write_rows(cluster: LabCluster, n: int) -> list[str]:

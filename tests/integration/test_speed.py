@@ -17,8 +17,7 @@ import yaml
 
 from .conftest import ClusterFactory
 from .harestart_cli import harestart
-from .lab import LabCluster
-from .test_run import ready_count
+from .lab import LabCluster, ready_count
 
 pytestmark = pytest.mark.integration
 
