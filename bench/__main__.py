@@ -262,7 +262,7 @@ def prepare(cluster: lab.LabCluster, dirty: bool) -> None:
         )
         cluster.sql(
             "db1",
-            "INSERT INTO labdb.bench_bulk (payload) SELECT REPEAT('x', 200) FROM seq_1_to_100000",
+            "INSERT INTO labdb.bench_bulk (payload) SELECT REPEAT('x', 200) FROM labdb.seq_1_to_100000",
         )
 
 
