@@ -130,7 +130,6 @@ class Executor:
         *,
         clock: Clock = SYSTEM_CLOCK,
         reporter: Reporter | None = None,
-        on_state: Callable[[GroupStatus], None] | None = None,
         journal: Journal | None = None,
         resume: bool = False,
         interrupts: InterruptFlag | None = None,
@@ -143,7 +142,6 @@ class Executor:
         self.mha = mha
         self.clock = clock
         self.reporter = reporter or SilentReporter()
-        self.on_state = on_state
         self.ctx = _RunContext()
         self.records: list[StepRecord] = [
             StepRecord(number=s.number, action=s.action, host=s.host) for s in plan.steps
@@ -347,8 +345,6 @@ class Executor:
         if state is not self.ctx.state:
             self.log.info("group.state", state=state.value)
             self.ctx.state = state
-            if self.on_state is not None:
-                self.on_state(state)
 
     def _run_step(self, index: int, step: Step) -> None:
         self.reporter.step_started(self.group.id, step)
@@ -589,7 +585,7 @@ class Executor:
             how = "already restarted by the earlier attempt; not restarted again"
             down = 0.0
         else:
-            self._note_before_restart(step, node, probe)
+            self._note_before_restart(node, probe)
             if self.journal is not None:  # durable before the command is sent
                 self.journal.step(step.key).restart_issued_at = self.wall()
                 self._persist()
@@ -664,7 +660,7 @@ class Executor:
             return False  # down: it has to be (re)started
         return uptime < (self.wall() - issued_wall) + UPTIME_SLACK
 
-    def _note_before_restart(self, step: Step, node: Node, probe: MysqlProbe) -> None:
+    def _note_before_restart(self, node: Node, probe: MysqlProbe) -> None:
         """What must change (Uptime) and what must be kept (read_only, the catch-up target)."""
         host = node.name
         if node.role == "replica":
