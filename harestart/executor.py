@@ -610,7 +610,7 @@ class Executor:
         probe = self._sql(host)
         original = probe.global_variable("innodb_max_dirty_pages_pct")
         self.ctx.notes[f"dirty_pct:{host}"] = original
-        probe.set_global("innodb_max_dirty_pages_pct", "0")
+        probe.set_global("innodb_max_dirty_pages_pct", 0)
         self.log.info("preflush.start", host=host, was=original)
 
         def dirty() -> tuple[int, int]:
@@ -641,8 +641,8 @@ class Executor:
             return
         try:
             probe = self._sql(host)
-            if probe.global_variable("innodb_max_dirty_pages_pct") != original:
-                probe.set_global("innodb_max_dirty_pages_pct", original)
+            if float(probe.global_variable("innodb_max_dirty_pages_pct")) != float(original):
+                probe.set_global("innodb_max_dirty_pages_pct", float(original))
                 self.log.info("preflush.restored", host=host, value=original)
         except HarestartError as exc:
             self.log.warning("preflush.restore_failed", host=host, reason=str(exc))

@@ -246,9 +246,10 @@ class PyMysqlProbe:
         row = self._one(f"read {name}", f"SELECT @@global.{name} AS value")
         return _cell_text(row["value"])
 
-    def set_global(self, name: str, value: str) -> None:
+    def set_global(self, name: str, value: float) -> None:
         _require_identifier(name)
-        self._query(f"set {name}", f"SET GLOBAL {name} = %s", (value,))
+        # A number, sent unquoted: numeric variables refuse strings ("Incorrect argument type").
+        self._query(f"set {name}", f"SET GLOBAL {name} = %s", (float(value),))
 
     def global_status(self, name: str) -> str:
         row = self._one(f"read status {name}", "SHOW GLOBAL STATUS LIKE %s", (name,))

@@ -83,8 +83,8 @@ class MysqlProbe(Protocol):
         """``@@global.<name>`` as text."""
         ...
 
-    def set_global(self, name: str, value: str) -> None:
-        """``SET GLOBAL <name> = value`` (not persistent: a restart resets it)."""
+    def set_global(self, name: str, value: float) -> None:
+        """``SET GLOBAL <name> = value`` for a numeric variable (a restart resets it)."""
         ...
 
     def global_status(self, name: str) -> str:

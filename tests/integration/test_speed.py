@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from .conftest import ClusterFactory
-from .harestart_cli import harestart
+from .harestart_cli import harestart, log_events
 from .lab import LabCluster, ready_count
 
 pytestmark = pytest.mark.integration
@@ -174,3 +174,38 @@ def test_all_groups_restart_in_parallel(cluster_factory: ClusterFactory, tmp_pat
     after = {(c.name, n.name): ready_count(c, n.name) for c in (a, b) for n in c.db_nodes}
     assert after == {k: v + 1 for k, v in before.items()}
     assert a.mha_status()[0] == 0 and b.mha_status()[0] == 0
+
+
+def test_preflush_flushes_the_source_and_the_setting_comes_back(
+    cluster_factory: ClusterFactory, tmp_path: Path
+) -> None:
+    cluster = cluster_factory(1)
+    original = float(cluster.sql("db1", "SELECT @@innodb_max_dirty_pages_pct AS v")[0]["v"])
+    # Leave dirty pages behind: a bulk write the source has not flushed yet.
+    cluster.sql("db1", "CREATE TABLE labdb.bulk (id INT PRIMARY KEY, p VARCHAR(200))")
+    cluster.sql(
+        "db1", "INSERT INTO labdb.bulk SELECT seq, REPEAT('x', 200) FROM labdb.seq_1_to_20000"
+    )
+    inv = cluster.write_inventory(tmp_path / "inv.yml")
+    log = tmp_path / "run.jsonl"
+    out = harestart(
+        "run",
+        str(inv),
+        "--yes",
+        "--preflush",
+        "--format",
+        "json",
+        "--log-file",
+        str(log),
+        state_dir=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    events = log_events(log)
+    start = next(e for e in events if e["event"] == "preflush.start")
+    assert start["host"] == "db1" and float(start["was"]) == original
+    flushed = [e for e in events if e["event"] == "gate.held" and "pre-flush" in e.get("gate", "")]
+    assert flushed, "the pre-flush gate never held"
+    # The restart reset the setting to the server's configured value.
+    now = float(cluster.sql("db1", "SELECT @@innodb_max_dirty_pages_pct AS v")[0]["v"])
+    assert now == original
+    assert cluster.sql("db2", "SELECT COUNT(*) AS n FROM labdb.bulk")[0]["n"] == 20000

@@ -206,12 +206,14 @@ class FakeProbe:
     def global_variable(self, name: str) -> str:
         return self._node().variables[name]
 
-    def set_global(self, name: str, value: str) -> None:
+    def set_global(self, name: str, value: float) -> None:
+        assert isinstance(value, (int, float)), "numeric variables take numbers, not strings"
         n = self._node()
+        text = f"{float(value):.6f}"  # how MariaDB shows it back
         self.world.events.append(
-            ("set_global", f"{self.name}:{name}={value}", self.world.clock.now())
+            ("set_global", f"{self.name}:{name}={text}", self.world.clock.now())
         )
-        n.variables[name] = value
+        n.variables[name] = text
 
     def global_status(self, name: str) -> str:
         n = self._node()

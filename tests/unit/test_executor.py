@@ -236,7 +236,7 @@ def test_preflush_flushes_then_the_restart_resets_the_setting() -> None:
     result = run_with(world, 1, preflush=True)
     assert result.ok
     sets = [h for k, h, _ in world.events if k == "set_global"]
-    assert sets == ["db1:innodb_max_dirty_pages_pct=0"]
+    assert sets == ["db1:innodb_max_dirty_pages_pct=0.000000"]
     src_restart = next(t for k, h, t in world.events if k == "restart" and h == "db1")
     assert world.nodes["db1"].dirty_pages == 0
     assert src_restart > 0
@@ -249,4 +249,7 @@ def test_preflush_setting_is_restored_when_the_source_restart_fails() -> None:
     result = run_with(world, 1, preflush=True)
     assert not result.ok
     sets = [h for k, h, _ in world.events if k == "set_global"]
-    assert sets == ["db1:innodb_max_dirty_pages_pct=0", "db1:innodb_max_dirty_pages_pct=90.000000"]
+    assert sets == [
+        "db1:innodb_max_dirty_pages_pct=0.000000",
+        "db1:innodb_max_dirty_pages_pct=90.000000",
+    ]
