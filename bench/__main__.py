@@ -123,8 +123,8 @@ class Writer:
                 if conn is None:
                     conn = self._connect()
                 self.seq += 1
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO bench_writes (id) VALUES (%s)", (self.seq,))
+                with conn.cursor() as cur:  # ids unique across writers and repetitions
+                    cur.execute("INSERT INTO bench_writes (id) VALUES (%s)", (time.time_ns(),))
                 self.acks.append(now())
             except pymysql.MySQLError:
                 if conn is not None:
