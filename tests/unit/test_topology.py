@@ -120,12 +120,12 @@ def test_mariadb_healthy_replica() -> None:
     assert status.sql_running == "Yes"
     assert status.lag_seconds == 0
     assert (status.source_host, status.source_port, status.source_server_id) == ("db1", 3306, 1)
-    assert status.gtid_io_pos == "0-1-42"
+    assert status.gtid_io_pos == "0-1-7"
     assert status.using_gtid is True
     assert status.gtid_mode == "Slave_Pos"
     assert status.sql_state == "Slave has read all relay log; waiting for more updates"
-    assert status.source_log_file == "mysql-bin.000003"
-    assert status.read_source_log_pos == status.exec_source_log_pos == 1847
+    assert status.source_log_file == "mysql-bin.000001"
+    assert status.read_source_log_pos == status.exec_source_log_pos == 1554
     assert status.connect_retry == 60
     assert status.threads_running()
     assert not status.io_connecting()
@@ -147,7 +147,11 @@ def test_mariadb_broken_sql_thread_keeps_server_text() -> None:
     assert not status.threads_running()
     assert status.lag_seconds is None
     assert not status.lag_within(10_000)
-    assert status.error_text().startswith("SQL thread: Error 'Duplicate entry '7' for key")
+    # The server's own words, as captured from MariaDB 10.11 in the lab.
+    assert status.error_text().startswith(
+        "SQL thread: Could not execute Write_rows_v1 event on table labdb.conflict; "
+        "Duplicate entry '7' for key 'PRIMARY', Error_code: 1062"
+    )
     assert "lag unknown" in status.describe()
     assert "Duplicate entry" in status.describe()
 
@@ -286,13 +290,13 @@ def test_mysql_gtid_covers(have: str, want: str, covered: bool) -> None:
 def test_mha_ping_ok() -> None:
     status = parse_mha_status(0, mha_text("ping-ok"))
     assert status.state is MhaState.PING_OK
-    assert status.pid == 1234
+    assert status.pid == 75
     assert status.master == "db1"
     assert status.running()
     assert status.healthy()
     assert not status.stopped()
     assert not status.error()
-    assert status.describe() == "MHA PING_OK (exit 0), pid 1234, master db1"
+    assert status.describe() == "MHA PING_OK (exit 0), pid 75, master db1"
 
 
 def test_mha_stopped() -> None:
