@@ -357,3 +357,10 @@ def test_mha_unknown_output_keeps_text() -> None:
 
 def test_mha_unknown_code_with_known_name() -> None:
     assert parse_mha_status(99, "x (99:CONFIG_ERROR)").state is MhaState.CONFIG_ERROR
+
+
+def test_server_info_from_a_captured_mariadb_row() -> None:
+    info = parse_server_info(row("mariadb-10.11-server") | {"uptime": 12})
+    assert info.flavor is Flavor.MARIADB and info.version_tuple[:2] == (10, 11)
+    assert info.server_id == 2 and info.read_only is True and info.hostname == "db2"
+    assert info.gtid_position == info.gtid_binlog_pos
