@@ -201,7 +201,9 @@ class Observed:
 
 
 class Observer(Protocol):
-    def observe(self, group: Group) -> Observed: ...
+    def observe(self, group: Group, *, context: object = None) -> Observed:
+        """An observation of ``group``; a cached one only if taken in the same ``context``."""
+        ...
 
 
 class InventoryUnavailable(HarestartError):
@@ -365,7 +367,9 @@ class Api:
 
     def _show(self, route: _Route, group: Group) -> Response:
         view = self.restarter.view(group)
-        observed = self.observer.observe(group)
+        # A cached observation from another step or state (e.g. MHA still initializing when
+        # the run had not finished) would contradict the state shown next to it.
+        observed = self.observer.observe(group, context=(view.state, view.current_step))
         base = f"/{VERSION}/{quote(route.account, safe='')}/ha/{quote(group.id, safe='')}"
         return Response.json(200, {"ha_instance": ha_instance(group, view, observed, base)})
 

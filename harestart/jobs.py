@@ -240,16 +240,18 @@ class CachedObserver:
         self._clock = clock
         self._lock = threading.Lock()
         self._group_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._cache: dict[tuple[str, str], tuple[float, Observed]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, object, Observed]] = {}
 
-    def observe(self, group: Group) -> Observed:
+    def observe(self, group: Group, *, context: object = None) -> Observed:
+        """Reuse an observation younger than ``ttl`` taken in the same ``context`` (the group's
+        state and current step): a step or state change always observes afresh."""
         key = (group.account, group.id)
         with self._lock:
             group_lock = self._group_locks.setdefault(key, threading.Lock())
         with group_lock:  # one observation per group at a time; others wait for its answer
             hit = self._cache.get(key)
-            if hit is not None and self._clock() - hit[0] < self.ttl:
-                return hit[1]
+            if hit is not None and self._clock() - hit[0] < self.ttl and hit[1] == context:
+                return hit[2]
             observed = Observed(self._observe(group), utc_now())
-            self._cache[key] = (self._clock(), observed)
+            self._cache[key] = (self._clock(), context, observed)
             return observed

@@ -749,3 +749,19 @@ def test_observed_document_builder_is_pure(tmp_path: Path) -> None:
     doc = api_mod.ha_instance(group, RunView(GroupStatus.ACTIVE), Observed(state, "t"), "/x")
     assert doc["replica_source"][0]["status"] == "SHUTDOWN" and doc["healthy"] is False
     assert any("db1" in p for p in doc["problems"])
+
+
+def test_cached_observation_is_not_reused_across_a_state_or_step_change() -> None:
+    calls: list[str] = []
+
+    def observe(g: Group) -> GroupState:
+        calls.append(g.id)
+        return GroupState(group=g.id, nodes=(), mha=None, mha_error="not asked")
+
+    group = load_inventory(REPO / "inventories" / "lab.yml").groups[0]
+    cache = CachedObserver(3600, observe=observe)
+    cache.observe(group, context=("REBOOT", "start_failover:mha"))
+    cache.observe(group, context=("REBOOT", "start_failover:mha"))
+    assert len(calls) == 1  # same step: cached
+    cache.observe(group, context=("ACTIVE", None))
+    assert len(calls) == 2  # the run finished: observed again
