@@ -53,6 +53,7 @@ from harestart.plan import (
     ThreadsRunning,
     WritableAsBefore,
 )
+from harestart.remote import surviving_disconnect
 from harestart.result import (
     Failure,
     GroupStatus,
@@ -590,7 +591,9 @@ class Executor:
                 self.journal.step(step.key).restart_issued_at = self.wall()
                 self._persist()
             t_cmd = self.clock.now()
-            result = self._shell(host).run(step.command, timeout=self.group.health.restart_timeout)
+            result = self._shell(host).run(
+                surviving_disconnect(step.command), timeout=self.group.health.restart_timeout
+            )
             self.log.info(
                 "restart.command",
                 host=host,

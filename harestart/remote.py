@@ -1,0 +1,19 @@
+"""Shapes of remote commands that must behave well when harestart's SSH session dies."""
+
+from __future__ import annotations
+
+
+def surviving_disconnect(command: str) -> str:
+    """Run ``command`` so that it finishes even if the SSH session that started it dies.
+
+    Without a terminal, sshd sends no SIGHUP when a session drops, but a restart script still
+    dies of SIGPIPE at its next write to the closed channel (Debian's init scripts print
+    progress dots), leaving mysqld stopped and not started again. Here the command writes to a
+    temporary file with stdin from /dev/null; the file is copied to stderr once it finished,
+    and the exit status is kept. ``command`` is inventory-validated plain words.
+    """
+    return (
+        "out=$(mktemp) || exit 125; "
+        f'{{ {command} ; }} >"$out" 2>&1 </dev/null; rc=$?; '
+        'cat "$out" >&2; rm -f "$out"; exit $rc'
+    )
