@@ -247,7 +247,13 @@ def _execute(
     from harestart.interrupts import InterruptFlag, graceful_signals
     from harestart.progress import TextReporter
     from harestart.result import render_results_json, render_summary
-    from harestart.runner import RunOptions, default_log_file, probe_plans, restart_group
+    from harestart.runner import (
+        RunOptions,
+        default_log_file,
+        ensure_unlocked,
+        probe_plans,
+        restart_group,
+    )
 
     for g in groups:  # every password must be available before anything starts
         for n in g.db_nodes:
@@ -265,6 +271,8 @@ def _execute(
         plan=PlanOptions(replica_parallelism=replica_parallelism, preflush=preflush),
     )
 
+    for g in groups:  # a group another run is restarting is "locked" (4), not "unreachable" (3)
+        ensure_unlocked(g, break_lock=break_lock)
     if not resume:
         plans = probe_plans(groups, [build_plan(g, options.plan) for g in groups])
         click.echo("\n\n".join(render_text(p) for p in plans), file=out)

@@ -253,7 +253,14 @@ def test_sigkill_during_a_replica_restart_then_resume_does_not_restart_it_twice(
             return False
         return any(s["key"] == "restart_replica:db2" and s["restart_issued_at"] for s in steps)
 
-    wait_for("db2's restart command sent", issued, timeout=120, interval=0.02)
+    wait_for("db2's restart noted in the journal", issued, timeout=120, interval=0.02)
+    # ... and really running on db2 (the journal is written just before the command is sent).
+    wait_for(
+        "db2's restart running on the host",
+        lambda: cluster.exec("db2", ["pgrep", "-f", "mariadb restart"])[0] == 0,
+        timeout=60,
+        interval=0.02,
+    )
     proc.send_signal(signal.SIGKILL)  # while db2's restart is in flight
     proc.wait(timeout=30)
     assert journal(tmp_path)["finished"] is False
