@@ -77,20 +77,12 @@ class GroupLock:
         except BlockingIOError:
             holder = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
             os.close(fd)
-            who = holder.describe() if holder else "an unknown process"
-            raise LockHeld(
-                self.group,
-                f"another harestart run holds group {self.group}: {who}; lock file {self.path}",
-            ) from None
+            raise held(self.group, holder, self.path) from None
         previous = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
         if previous is not None and not self.break_stale:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-            raise LockHeld(
-                self.group,
-                f"group {self.group} has a stale lock of a run that died: {previous.describe()}; "
-                f"check nothing is running, then re-run with --break-lock (lock file {self.path})",
-            )
+            raise stale(self.group, previous, self.path)
         me = Holder(
             pid=os.getpid(),
             user=_user(),
@@ -119,6 +111,27 @@ class GroupLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def held(group: str, holder: Holder | None, path: Path) -> LockHeld:
+    who = holder.describe() if holder else "an unknown process"
+    return LockHeld(group, f"another harestart run holds group {group}: {who}; lock file {path}")
+
+
+def stale(group: str, holder: Holder, path: Path) -> LockHeld:
+    return LockHeld(
+        group,
+        f"group {group} has a stale lock of a run that died: {holder.describe()}; check nothing "
+        f"is running, then re-run with --break-lock (lock file {path})",
+    )
+
+
+def check_free(state_dir: Path, account: str, group: str, *, break_stale: bool) -> None:
+    """Raise what ``GroupLock.acquire`` would, without taking the lock (for a check up front)."""
+    holder, alive = read_holder(state_dir, account, group)
+    if holder is not None and (alive or not break_stale):
+        path = lock_path(state_dir, account, group)
+        raise held(group, holder, path) if alive else stale(group, holder, path)
 
 
 def read_holder(state_dir: Path, account: str, group: str) -> tuple[Holder | None, bool]:

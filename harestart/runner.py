@@ -16,12 +16,12 @@ import structlog
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.adapters.ssh import ParamikoConnector
-from harestart.errors import LockHeld, PreflightRefused, UsageError
+from harestart.errors import PreflightRefused, UsageError
 from harestart.executor import Executor, FailurePolicy, Reporter
 from harestart.interrupts import InterruptFlag
 from harestart.inventory import Group
 from harestart.journal import Journal, journal_path
-from harestart.lock import GroupLock, read_holder
+from harestart.lock import GroupLock, check_free
 from harestart.observe import GroupState, observe_group, preflight_problems
 from harestart.plan import Plan, PlanOptions, build_plan
 from harestart.result import RunResult
@@ -172,19 +172,7 @@ def ensure_unlocked(group: Group, *, break_lock: bool) -> None:
     The lock taken by restart_group stays the authority; this only keeps a second run from
     probing nodes mid-restart and reporting them unreachable (exit 3) instead of "locked".
     """
-    holder, alive = read_holder(state_dir(), group.account, group.id)
-    if holder is None:
-        return
-    if alive:
-        raise LockHeld(
-            group.id, f"another harestart run holds group {group.id}: {holder.describe()}"
-        )
-    if not break_lock:
-        raise LockHeld(
-            group.id,
-            f"group {group.id} has a stale lock of a run that died: {holder.describe()}; check "
-            "nothing is running, then re-run with --break-lock",
-        )
+    check_free(state_dir(), group.account, group.id, break_stale=break_lock)
 
 
 def unfinished_run(group: Group) -> Journal | None:

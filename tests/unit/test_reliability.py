@@ -219,3 +219,21 @@ def test_source_that_does_not_come_back_leaves_mha_off() -> None:
 
 def test_interrupted_exception_carries_exit_code_130() -> None:
     assert int(Interrupted("SIGTERM").exit_code) == 130
+
+
+def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Path) -> None:
+    from harestart.lock import check_free
+
+    check_free(tmp_path, "1", "lab", break_stale=False)  # no lock file: free
+    with GroupLock(tmp_path, "1", "lab", command="harestart run"):
+        with pytest.raises(LockHeld, match="another harestart run holds group lab"):
+            check_free(tmp_path, "1", "lab", break_stale=True)
+    code = (
+        "import os; from pathlib import Path; from harestart.lock import GroupLock;"
+        f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
+        "os.kill(os.getpid(), 9)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    with pytest.raises(LockHeld, match="stale lock"):
+        check_free(tmp_path, "1", "lab", break_stale=False)
+    check_free(tmp_path, "1", "lab", break_stale=True)  # the run may take it over
