@@ -225,9 +225,11 @@ def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Pa
     from harestart.lock import check_free
 
     check_free(tmp_path, "1", "lab", break_stale=False)  # no lock file: free
-    with GroupLock(tmp_path, "1", "lab", command="harestart run"):
-        with pytest.raises(LockHeld, match="another harestart run holds group lab"):
-            check_free(tmp_path, "1", "lab", break_stale=True)
+    with (
+        GroupLock(tmp_path, "1", "lab", command="harestart run"),
+        pytest.raises(LockHeld, match="another harestart run holds group lab"),
+    ):
+        check_free(tmp_path, "1", "lab", break_stale=True)
     code = (
         "import os; from pathlib import Path; from harestart.lock import GroupLock;"
         f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
