@@ -74,7 +74,7 @@ def render_status_text(doc: dict[str, Any]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [
-        f"group {doc['group']} (account {doc['account']}): "
+        f"group {doc['group']} (account {doc['account']}): {doc['state']}, "
         f"{'healthy' if doc['healthy'] else 'NOT healthy'}"
     ]
     lines += [

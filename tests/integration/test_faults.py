@@ -84,6 +84,7 @@ def test_replica_that_fails_to_start_stops_the_run_and_resume_completes_after_th
 
     status = harestart("status", str(inv), state_dir=tmp_path)
     assert "UNFINISHED RUN" in status.stdout and "harestart resume" in status.stdout
+    assert "group lab (account 100001): ERROR, NOT healthy" in status.stdout
 
     fix_mysqld(cluster, "db2")  # mysqld on db2 is still down: resume starts it
     out = harestart("resume", str(inv), "--yes", "--format", "json", state_dir=tmp_path)
@@ -333,6 +334,7 @@ def test_second_run_on_the_same_group_exits_4_with_the_holder(
     assert f"pid {first.pid}" in second.stderr and "harestart run" in second.stderr
     status = harestart("status", str(inv), state_dir=tmp_path)
     assert "lock: held by a running run" in status.stdout
+    assert "group lab (account 100001): REBOOT" in status.stdout
     assert finish(first).returncode == 0
 
 
