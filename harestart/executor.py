@@ -62,7 +62,7 @@ from harestart.result import (
     StepStatus,
     utc_now,
 )
-from harestart.topology import MhaState, ReplicaStatus
+from harestart.topology import MhaState, MhaStatus, ReplicaStatus
 from harestart.waiting import SYSTEM_CLOCK, Clock, poll_until
 
 T = TypeVar("T")
@@ -742,8 +742,10 @@ class Executor:
         self.log.info("gate.held", step=step.key, gate=gate.describe())
 
     def _wait_mha_stopped(self, timeout: float) -> None:
+        seen: dict[str, MhaStatus] = {}
+
         def check() -> bool | None:
-            st = self.mha.status()
+            st = seen["last"] = self.mha.status()
             if st.failover_in_progress():
                 raise _Fatal(f"MHA started a failover while stopping: {st.describe()}")
             return True if st.stopped() else None
@@ -753,15 +755,17 @@ class Executor:
             what="MHA stopped (NOT_RUNNING)",
             host=self.group.mha.manager.name,
             timeout=timeout,
-            describe=lambda: self.mha.status().describe(),
+            describe=lambda: _last(seen),
         )
 
     def _wait_mha_running(self, timeout: float) -> None:
         started = self.clock.now()
         seen_alive = [False]
 
+        seen: dict[str, MhaStatus] = {}
+
         def check() -> bool | None:
-            st = self.mha.status()
+            st = seen["last"] = self.mha.status()
             if st.healthy():
                 return True
             if st.running():
@@ -784,7 +788,7 @@ class Executor:
             what="MHA monitoring (PING_OK)",
             host=self.group.mha.manager.name,
             timeout=timeout,
-            describe=lambda: self.mha.status().describe(),
+            describe=lambda: _last(seen),
         )
 
     def _wait_fatal(
@@ -841,30 +845,36 @@ class Executor:
             raise _Fatal(f"{host} is no longer a replica (no replica status)")
         return rs
 
+    def _unbroken_replica_status(self, host: str, seen: dict[str, ReplicaStatus]) -> ReplicaStatus:
+        """The replica's status, remembered in ``seen`` for the wait's progress text; a failed
+        SQL thread ends the wait at once with the server's error."""
+        rs = seen["last"] = self._replica_status(host)
+        if rs.sql_broken():
+            raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
+        return rs
+
     def _wait_threads(self, host: str, timeout: float) -> None:
+        seen: dict[str, ReplicaStatus] = {}
+
         def check() -> bool | None:
-            rs = self._replica_status(host)
-            if rs.sql_broken():
-                raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
-            return True if rs.threads_running() else None
+            return True if self._unbroken_replica_status(host, seen).threads_running() else None
 
         self._wait_fatal(
             check,
             what=f"{host}: replication IO and SQL threads running",
             host=host,
             timeout=timeout,
-            describe=lambda: self._replica_status(host).describe(),
+            describe=lambda: _last(seen),
         )
 
     def _wait_caught_up(self, host: str, position: str, timeout: float) -> None:
         if not position:
             return
         probe = self._sql(host)
+        seen: dict[str, ReplicaStatus] = {}
 
         def check() -> bool | None:
-            rs = self._replica_status(host)
-            if rs.sql_broken():
-                raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
+            self._unbroken_replica_status(host, seen)
             return True if probe.wait_for_gtid(position, 1.0) else None
 
         self._wait_fatal(
@@ -872,14 +882,14 @@ class Executor:
             what=f"{host}: applied GTID {position}",
             host=host,
             timeout=timeout,
-            describe=lambda: "applying, " + self._replica_status(host).describe(),
+            describe=lambda: "applying, " + _last(seen),
         )
 
     def _wait_lag(self, host: str, max_lag: float, timeout: float) -> None:
+        seen: dict[str, ReplicaStatus] = {}
+
         def check() -> bool | None:
-            rs = self._replica_status(host)
-            if rs.sql_broken():
-                raise _Fatal(f"replication SQL thread failed: {rs.error_text()}")
+            rs = self._unbroken_replica_status(host, seen)
             return True if rs.threads_running() and rs.lag_within(max_lag) else None
 
         self._wait_fatal(
@@ -887,7 +897,7 @@ class Executor:
             what=f"{host}: lag <= {max_lag:g} s",
             host=host,
             timeout=timeout,
-            describe=lambda: self._replica_status(host).describe(),
+            describe=lambda: _last(seen),
         )
 
     def _restore_read_only(self, host: str) -> None:
@@ -930,6 +940,12 @@ class Executor:
             d["summary"] = n.describe()
             out.append(d)
         return tuple(out)
+
+
+def _last(seen: dict[str, ReplicaStatus] | dict[str, MhaStatus]) -> str:
+    """What a wait's check saw last, without asking the host again just to describe it."""
+    last = seen.get("last")
+    return last.describe() if last is not None else "no answer yet"
 
 
 def _topology(group: Group, state: GroupState) -> dict[str, object]:

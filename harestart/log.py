@@ -63,17 +63,7 @@ def configure(*, log_file: Path | None = None, verbose: bool = False) -> TextIO 
             sys.stderr.write(str(console_renderer(logger, name, dict(event))) + "\n")
         return ""
 
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            mask_secrets,
-            emit,
-        ],
-        logger_factory=structlog.ReturnLoggerFactory(),
-        cache_logger_on_first_use=False,
-    )
+    _install(emit)
     return handle
 
 
@@ -93,6 +83,11 @@ def configure_json_stream(stream: TextIO, *, verbose: bool = False) -> None:
                 stream.flush()
         return ""
 
+    _install(emit)
+
+
+def _install(emit: Any) -> None:
+    """The one processor chain: context, level, time, tracebacks, masking last, then ``emit``."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -55,6 +55,21 @@ def step_status(doc: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def run_past_preflight(inv: Path, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start `harestart run` in the background; return once preflight passed and MHA is being
+    stopped, i.e. the moment a fault can be injected without preflight refusing it."""
+    log = tmp_path / "run.jsonl"
+    proc = start_harestart(
+        "run", str(inv), "--yes", *extra, "--log-file", str(log), state_dir=tmp_path
+    )
+    wait_for_event(
+        log,
+        lambda e: e.get("event") == "step.started" and e.get("step") == "stop_failover:mha",
+        proc=proc,
+    )
+    return proc
+
+
 def snapshot(cluster: LabCluster) -> dict[str, int]:
     return {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
 
@@ -110,15 +125,7 @@ def test_replica_sql_thread_failing_after_restart_fails_the_gate_with_the_server
     )
     assert code == 0, text
     before = snapshot(cluster)
-    log = tmp_path / "run.jsonl"
-    proc = start_harestart(
-        "run", str(inv), "--yes", "--format", "json", "--log-file", str(log), state_dir=tmp_path
-    )
-    wait_for_event(
-        log,
-        lambda e: e.get("event") == "step.started" and e.get("step") == "stop_failover:mha",
-        proc=proc,
-    )
+    proc = run_past_preflight(inv, tmp_path, "--format", "json")
     cluster.sql("db1", "INSERT INTO labdb.conflict VALUES (7)")
     out = finish(proc)
     assert out.returncode == 1, out.stderr
@@ -138,15 +145,7 @@ def test_replica_lagging_beyond_the_timeout_fails_and_nothing_more_restarts(
     for q in ("STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY=120", "START SLAVE"):
         cluster.sql("db2", q)
     before = snapshot(cluster)
-    log = tmp_path / "run.jsonl"
-    proc = start_harestart(
-        "run", str(inv), "--yes", "--format", "json", "--log-file", str(log), state_dir=tmp_path
-    )
-    wait_for_event(
-        log,
-        lambda e: e.get("event") == "step.started" and e.get("step") == "stop_failover:mha",
-        proc=proc,
-    )
+    proc = run_past_preflight(inv, tmp_path, "--format", "json")
     cluster.sql("db1", "CREATE TABLE labdb.lagging (id INT PRIMARY KEY)")
     out = finish(proc)
     assert out.returncode == 1, out.stderr
@@ -322,13 +321,7 @@ def test_second_run_on_the_same_group_exits_4_with_the_holder(
 ) -> None:
     cluster = cluster_factory(1)
     inv = cluster.write_inventory(tmp_path / "inv.yml")
-    log = tmp_path / "run.jsonl"
-    first = start_harestart("run", str(inv), "--yes", "--log-file", str(log), state_dir=tmp_path)
-    wait_for_event(
-        log,
-        lambda e: e.get("event") == "step.started" and e.get("step") == "stop_failover:mha",
-        proc=first,
-    )
+    first = run_past_preflight(inv, tmp_path)
     second = harestart("run", str(inv), "--yes", "--discard-unfinished", state_dir=tmp_path)
     assert second.returncode == 4, second.stderr
     assert f"pid {first.pid}" in second.stderr and "harestart run" in second.stderr
