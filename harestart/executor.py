@@ -47,6 +47,7 @@ from harestart.plan import (
     MhaStopped,
     Plan,
     ReplicasCaughtUp,
+    ReplicasDetached,
     ReplicasReconnected,
     Restarted,
     Step,
@@ -62,7 +63,7 @@ from harestart.result import (
     StepStatus,
     utc_now,
 )
-from harestart.topology import MhaState, MhaStatus, ReplicaStatus
+from harestart.topology import MhaState, MhaStatus, ReadOnlyState, ReplicaStatus
 from harestart.waiting import SYSTEM_CLOCK, Clock, poll_until
 
 T = TypeVar("T")
@@ -83,7 +84,10 @@ class FailurePolicy(enum.StrEnum):
 
 
 # Gates checked before a restart command is sent; the others prove what happened after it.
-BEFORE_RESTART = (ReplicasCaughtUp, DirtyPagesFlushed)
+BEFORE_RESTART = (ReplicasCaughtUp, DirtyPagesFlushed, ReplicasDetached)
+# ctx.notes key: replicas whose IO threads this run stopped and has not started again yet
+# (journalled, so a resume after kill -9 starts them again before judging the topology).
+DETACHED = "detached"
 
 # Uptime is whole seconds; this margin covers its rounding when comparing with elapsed time.
 UPTIME_SLACK = 1.5
@@ -500,6 +504,15 @@ class Executor:
         return observe_group(self.group, self.connector, self.mha)
 
     def _preflight(self, step: Step) -> tuple[StepStatus, str]:
+        if self.resume and DETACHED in self.ctx.notes:
+            # The earlier attempt stopped these IO threads before the source's restart and
+            # died before starting them again: undo that before judging the topology.
+            self._progress(
+                None,
+                f"starting the IO threads the earlier attempt stopped on: "
+                f"{self.ctx.notes[DETACHED]}",
+            )
+            self._reattach_replicas()
         state = self._observe()
         if self.resume:
             assert self.journal is not None
@@ -568,11 +581,16 @@ class Executor:
         host = step.host
         node = self._node(host)
         probe = self._sql(host)
-        for gate in step.gates:
-            if isinstance(gate, BEFORE_RESTART):
-                self._gate(step, gate)
         try:
+            for gate in step.gates:
+                if isinstance(gate, BEFORE_RESTART):
+                    self._gate(step, gate)
             return self._restart_and_prove(step, node, probe)
+        except BaseException:
+            # Never leave replicas detached from a source because its step failed or was
+            # interrupted: they reconnect (or retry) as they would have without harestart.
+            self._reattach_replicas()
+            raise
         finally:
             self._restore_preflush(host)
 
@@ -673,7 +691,7 @@ class Executor:
         if probe.ping():
             self._ensure_provable_uptime(host, probe)
             # On resume keep the value noted before the first attempt touched the node.
-            self.ctx.notes.setdefault(f"read_only:{host}", "1" if probe.read_only() else "0")
+            self.ctx.notes.setdefault(f"read_only:{host}", probe.read_only().token())
         self.log.info(
             "restart.before",
             host=host,
@@ -733,6 +751,8 @@ class Executor:
                 self._wait_caught_up(r.name, position, h.catchup_timeout)
         elif isinstance(gate, DirtyPagesFlushed):
             self._preflush(gate.host, gate.max_dirty_pct, h.catchup_timeout)
+        elif isinstance(gate, ReplicasDetached):
+            self._detach_replicas(gate.source, gate.timeout)
         elif isinstance(gate, WritableAsBefore):
             self._restore_read_only(gate.host)
         elif isinstance(gate, ReplicasReconnected):
@@ -905,24 +925,69 @@ class Executor:
         noted = self.ctx.notes.get(f"read_only:{host}")
         if noted is None:
             raise GateFailed("writable", host, "read_only before the restart is unknown")
-        wanted = noted == "1"
+        wanted = ReadOnlyState.from_token(noted)
         now = probe.read_only()
         if now != wanted:
-            self.log.warning("read_only.restore", host=host, was=wanted, now=now)
-            self._progress(host, f"read_only came back {int(now)}; restoring {int(wanted)}")
+            self.log.warning("read_only.restore", host=host, was=wanted.token(), now=now.token())
+            self._progress(host, f"came back {now.describe()}; restoring {wanted.describe()}")
             probe.set_read_only(wanted)
-        if probe.read_only() != wanted:
-            raise GateFailed("writable", host, f"read_only is {int(not wanted)}, was {int(wanted)}")
+            now = probe.read_only()
+        if now != wanted:
+            raise GateFailed(
+                "writable", host, f"{now.describe()}, was {wanted.describe()} before the restart"
+            )
+
+    def _detach_replicas(self, source_name: str, timeout: float) -> None:
+        """Stop every replica's IO thread, then let the source's replication senders go, so
+        its shutdown does not wait for them. Journalled first: a resume starts them again."""
+        names = [r.name for r in self.group.replicas]
+        self.ctx.notes[DETACHED] = ",".join(names)
+        self._persist()
+        for name in names:
+            self._sql(name).stop_io_thread()
+            self.log.info("replica.detached", host=name)
+        source = self._sql(source_name)
+        try:
+            self._wait(
+                lambda: True if source.binlog_dump_threads() == 0 else None,
+                what=f"{source_name}: no Binlog Dump thread listed",
+                host=source_name,
+                timeout=timeout,
+                describe=lambda: f"{source.binlog_dump_threads()} Binlog Dump thread(s)",
+            )
+        except GateFailed as exc:  # a sender that lingers only makes the shutdown slower
+            self.log.warning("replica.senders_linger", host=source_name, reason=exc.reason)
+            self._progress(source_name, f"restarting anyway: {exc.reason}")
+
+    def _reattach_replicas(self) -> None:
+        """Best effort: start the IO threads this run stopped (after a failure or on resume)."""
+        detached = self.ctx.notes.pop(DETACHED, "")
+        for name in filter(None, detached.split(",")):
+            try:
+                self._sql(name).start_io_thread()
+                self.log.info("replica.reattached", host=name)
+            except HarestartError as exc:
+                self.log.warning("replica.reattach_failed", host=name, reason=str(exc))
+                self._progress(name, f"could not start its IO thread again: {exc}")
+        if detached:
+            self._persist()
 
     def _reconnect_replicas(self, timeout: float) -> None:
         source = self._sql(self.group.source.name)
         position = source.gtid_position()
+        detached = set(filter(None, self.ctx.notes.get(DETACHED, "").split(",")))
         for r in self.group.replicas:
+            if r.name in detached:  # the source answers: receive again at once
+                self._sql(r.name).start_io_thread()
+                self.log.info("replica.reattached", host=r.name)
+                continue
             rs = self._replica_status(r.name)
             if not rs.threads_running():
                 # Reconnect now instead of after Connect_Retry (60 s by default).
                 self.log.info("replica.reconnect", host=r.name, io=rs.io_running)
                 self._sql(r.name).restart_io_thread()
+        if self.ctx.notes.pop(DETACHED, None) is not None:
+            self._persist()
         for r in self.group.replicas:
             self._wait_threads(r.name, timeout)
             self._wait_caught_up(r.name, position, timeout)

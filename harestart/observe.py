@@ -42,7 +42,7 @@ class NodeState:
         i = self.info
         text = (
             f"{self.name} ({self.role}): {i.flavor.value} {i.version}, server_id {i.server_id}, "
-            f"{'read-only' if i.read_only else 'writable'}, up {i.uptime} s"
+            f"{i.read_only_state.describe()}, up {i.uptime} s"
         )
         if self.replica is not None:
             text += f"; replication: {self.replica.describe()}"
@@ -65,6 +65,7 @@ class NodeState:
                 flavor=i.flavor.value,
                 server_id=i.server_id,
                 read_only=i.read_only,
+                **({} if i.super_read_only is None else {"super_read_only": i.super_read_only}),
                 uptime_s=i.uptime,
                 gtid_position=i.gtid_position,
             )

@@ -122,15 +122,49 @@ class WritableAsBefore(Gate):
     host: str
 
     def describe(self) -> str:
-        return f"{self.host}: read_only is exactly what it was before the restart"
+        return (
+            f"{self.host}: read_only (and super_read_only, where the server has it) exactly "
+            "as before the restart; `SET GLOBAL` restores it if the config brought it back "
+            "different"
+        )
+
+
+@dataclass(frozen=True)
+class ReplicasDetached(Gate):
+    """Idle replication senders hold a MySQL source's shutdown for ~10 s (write downtime):
+    stop the replicas' IO threads first and let the senders go. Nothing is lost: writes the
+    source acknowledges meanwhile are in its binary log, fetched by GTID auto-position."""
+
+    source: str
+    timeout: float
+
+    def describe(self) -> str:
+        return (
+            "on every replica `STOP REPLICA IO_THREAD` (MariaDB: `STOP SLAVE IO_THREAD`), then "
+            f"wait up to {self.timeout:g} s until {self.source} lists no `Binlog Dump` thread "
+            "(restarting anyway after that, with a warning)"
+        )
 
 
 @dataclass(frozen=True)
 class ReplicasReconnected(Gate):
+    detached: bool = True  # the replicas' IO threads were stopped before the restart
+
     def describe(self) -> str:
+        if self.detached:
+            how = (
+                "the moment the source answers, on every replica `START REPLICA IO_THREAD` "
+                "(MariaDB: `START SLAVE IO_THREAD`)"
+            )
+        else:
+            how = (
+                "the moment the source answers, every replica whose IO thread waits in "
+                "Connecting gets `STOP`+`START REPLICA IO_THREAD` (MariaDB: `SLAVE`) instead "
+                "of waiting for Connect_Retry"
+            )
         return (
-            "every replica reconnected (IO and SQL threads running) and caught up with the "
-            "source's position after its restart"
+            f"{how}; then IO and SQL threads running and caught up with the source's position "
+            "after its restart"
         )
 
 
@@ -183,6 +217,9 @@ class PlanOptions:
     # Flush the source's dirty pages before restarting it (shorter shutdown, less downtime).
     preflush: bool = False
     preflush_max_dirty_pct: float = 1.0
+    # Stop the replicas' IO threads before the source's restart (see ReplicasDetached).
+    detach_replicas: bool = True
+    detach_timeout: float = 10.0
 
 
 def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list[int]:
@@ -269,6 +306,9 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
     preflush: tuple[Gate, ...] = (
         (DirtyPagesFlushed(source, opts.preflush_max_dirty_pct),) if opts.preflush else ()
     )
+    detach: tuple[Gate, ...] = (
+        (ReplicasDetached(source, opts.detach_timeout),) if opts.detach_replicas else ()
+    )
     raw.append(
         (
             Action.RESTART_SOURCE,
@@ -278,9 +318,10 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
             (
                 ReplicasCaughtUp(),
                 *preflush,
+                *detach,
                 Restarted(source),
                 WritableAsBefore(source),
-                ReplicasReconnected(),
+                ReplicasReconnected(detached=opts.detach_replicas),
             ),
         )
     )

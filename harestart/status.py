@@ -64,7 +64,7 @@ def render_status_text(doc: dict[str, Any]) -> str:
                 n["role"],
                 n["version"],
                 f"{n['uptime_s']}s",
-                "1" if n["read_only"] else "0",
+                ("1s" if n.get("super_read_only") else "1") if n["read_only"] else "0",
                 r.get("io_running", "-"),
                 r.get("sql_running", "-"),
                 "-" if r.get("lag_s") is None else f"{r['lag_s']}s",

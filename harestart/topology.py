@@ -91,6 +91,39 @@ def version_tuple(version: str) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
+class ReadOnlyState:
+    """``read_only`` and, where the server has it (MySQL), ``super_read_only``.
+
+    A restart must leave both exactly as they were: a replica that comes back writable takes
+    writes that never reach the source; a source that comes back read-only stops the
+    application. ``super_read_only`` None means "no such variable" (MariaDB).
+    """
+
+    read_only: bool
+    super_read_only: bool | None = None
+
+    def describe(self) -> str:
+        """``writable``, ``read-only`` or ``super-read-only``."""
+        if self.super_read_only:
+            return "super-read-only"
+        return "read-only" if self.read_only else "writable"
+
+    def token(self) -> str:
+        """Compact text for the journal: ``0``, ``1``, ``1s`` (super) or ``1-`` (not super)."""
+        if self.super_read_only is None:
+            return "1" if self.read_only else "0"
+        return ("1" if self.read_only else "0") + ("s" if self.super_read_only else "-")
+
+    @classmethod
+    def from_token(cls, token: str) -> ReadOnlyState:
+        text = token.strip()
+        if text not in {"0", "1", "0-", "1-", "1s"}:
+            raise ValueError(f"not a read_only token: {token!r}")
+        sro = None if len(text) == 1 else text[1] == "s"
+        return cls(text[0] == "1", sro)
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """What one ``SELECT @@...`` tells about a server.
 
@@ -109,6 +142,11 @@ class ServerInfo:
     gtid_binlog_pos: str = ""
     gtid_slave_pos: str = ""
     gtid_executed: str = ""
+    super_read_only: bool | None = None  # None where the server has no such variable (MariaDB)
+
+    @property
+    def read_only_state(self) -> ReadOnlyState:
+        return ReadOnlyState(self.read_only, self.super_read_only)
 
     @property
     def gtid_position(self) -> str:
@@ -123,7 +161,7 @@ class ServerInfo:
         return self.gtid_executed
 
     def describe(self) -> str:
-        ro = "read-only" if self.read_only else "writable"
+        ro = self.read_only_state.describe()
         return (
             f"{self.hostname or '?'} server {self.server_id}, {self.version}, {ro}, "
             f"up {self.uptime} s, GTID {self.gtid_position or 'none'}"
@@ -154,6 +192,9 @@ def parse_server_info(variables_row: Mapping[str, object]) -> ServerInfo:
         gtid_binlog_pos=_gtid_text(row.get("gtid_binlog_pos")),
         gtid_slave_pos=_gtid_text(row.get("gtid_slave_pos")),
         gtid_executed=_gtid_text(row.get("gtid_executed")),
+        super_read_only=(
+            None if row.get("super_read_only") is None else _bool(row.get("super_read_only"))
+        ),
     )
 
 

@@ -15,16 +15,16 @@ import pymysql
 import pymysql.cursors
 import structlog
 
+from harestart.dialect import BINLOG_DUMP_PREFIX, SHOW_PROCESSLIST, Dialect, dialect_for
 from harestart.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.errors import HarestartError, MysqlError
 from harestart.topology import (
     Flavor,
+    ReadOnlyState,
     ReplicaStatus,
     ServerInfo,
-    flavor_from_version,
     parse_replica_status,
     parse_server_info,
-    version_tuple,
 )
 
 log = structlog.get_logger("harestart.mysql")
@@ -33,7 +33,6 @@ log = structlog.get_logger("harestart.mysql")
 TunnelFactory = Callable[[SshEndpoint, str, int], tuple[str, int]]
 
 _CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055})  # can't connect, gone away, lost
-_SYNTAX_ERROR = 1064
 
 Row = dict[str, Any]
 
@@ -53,8 +52,7 @@ class PyMysqlProbe:
         self._tunnel_factory = tunnel_factory
         self._local: tuple[str, int] | None = None  # tunnel entrance, opened once
         self._conn: pymysql.connections.Connection[pymysql.cursors.DictCursor] | None = None
-        self._version: str | None = None
-        self._show_replica = "SHOW REPLICA STATUS"
+        self._dialect: Dialect | None = None  # from the version, once per connection
 
     @property
     def name(self) -> str:
@@ -128,6 +126,7 @@ class PyMysqlProbe:
             with contextlib.suppress(Exception):
                 self._conn.close()
         self._conn = None
+        self._dialect = None  # the server may come back as another version (an upgrade)
 
     def close(self) -> None:
         self._drop()
@@ -167,30 +166,24 @@ class PyMysqlProbe:
             raise MysqlError(self._name, action, f"no row returned by {sql}")
         return rows[0]
 
-    # -- flavor -------------------------------------------------------------------------------
+    # -- dialect ------------------------------------------------------------------------------
 
-    def _server_version(self) -> str:
-        if self._version is None:
+    def dialect(self) -> Dialect:
+        """The server's own SQL, chosen from its version (see ``harestart.dialect``)."""
+        if self._dialect is None:
             row = self._one("read version", "SELECT @@version AS version")
-            self._version = _cell_text(row["version"])
-        return self._version
-
-    def _flavor(self) -> Flavor:
-        return flavor_from_version(self._server_version())
-
-    def _replica_keyword(self) -> str:
-        """REPLICA where MySQL requires it (8.0.22+; 8.4 removed SLAVE); SLAVE on MariaDB,
-        which accepts it in every version."""
-        version = self._server_version()
-        if flavor_from_version(version) is Flavor.MYSQL and version_tuple(version) >= (8, 0, 22):
-            return "REPLICA"
-        return "SLAVE"
+            try:
+                self._dialect = dialect_for(_cell_text(row["version"]))
+            except ValueError as exc:
+                raise MysqlError(self._name, "read version", str(exc)) from exc
+        return self._dialect
 
     # -- MysqlProbe ---------------------------------------------------------------------------
 
     def server_info(self) -> ServerInfo:
         action = "read server info"
-        if self._flavor() is Flavor.MARIADB:
+        dialect = self.dialect()
+        if dialect.flavor is Flavor.MARIADB:
             gtid = (
                 "@@global.gtid_current_pos AS gtid_current_pos, "
                 "@@global.gtid_binlog_pos AS gtid_binlog_pos, "
@@ -198,13 +191,14 @@ class PyMysqlProbe:
             )
         else:
             gtid = "@@global.gtid_executed AS gtid_executed"
+        if dialect.has_super_read_only:
+            gtid += ", @@global.super_read_only AS super_read_only"
         row = self._one(
             action,
             "SELECT @@version AS version, @@server_id AS server_id, "
             f"@@global.read_only AS read_only, @@hostname AS hostname, {gtid}",
         )
         row["uptime"] = self.uptime()
-        self._version = _cell_text(row["version"])
         try:
             return parse_server_info(row)
         except ValueError as exc:
@@ -212,13 +206,7 @@ class PyMysqlProbe:
 
     def replica_status(self) -> ReplicaStatus | None:
         action = "read replica status"
-        try:
-            rows = self._query(action, self._show_replica)
-        except MysqlError as exc:
-            if not exc.reason.startswith(f"({_SYNTAX_ERROR})") or "SLAVE" in self._show_replica:
-                raise
-            self._show_replica = "SHOW SLAVE STATUS"  # before MySQL 8.0.22 / MariaDB 10.5.1
-            rows = self._query(action, self._show_replica)
+        rows = self._query(action, self.dialect().show_replica_status)
         if not rows:
             return None
         row = _default_channel(rows)
@@ -234,12 +222,15 @@ class PyMysqlProbe:
         except ValueError as exc:
             raise MysqlError(self._name, "read uptime", f"not a number: {row!r}") from exc
 
-    def read_only(self) -> bool:
-        row = self._one("read read_only", "SELECT @@global.read_only AS read_only")
-        return _cell_text(row["read_only"]).strip().upper() in {"1", "ON"}
+    def read_only(self) -> ReadOnlyState:
+        row = self._one("read read_only", self.dialect().read_only_query)
+        sro = row.get("super_read_only")
+        return ReadOnlyState(_on(row["read_only"]), None if sro is None else _on(sro))
 
-    def set_read_only(self, value: bool) -> None:
-        self._query("set read_only", f"SET GLOBAL read_only = {'ON' if value else 'OFF'}")
+    def set_read_only(self, state: ReadOnlyState) -> None:
+        dialect = self.dialect()
+        for statement in dialect.set_read_only_statements(state.read_only, state.super_read_only):
+            self._query("set read_only", statement)
 
     def global_variable(self, name: str) -> str:
         _require_identifier(name)
@@ -258,46 +249,43 @@ class PyMysqlProbe:
     def gtid_position(self) -> str:
         """MariaDB ``@@gtid_binlog_pos`` (what this source wrote, what replicas receive);
         MySQL ``@@gtid_executed``. Newlines inside MySQL sets are removed."""
-        if self._flavor() is Flavor.MARIADB:
-            sql = "SELECT @@global.gtid_binlog_pos AS pos"
-        else:
-            sql = "SELECT @@global.gtid_executed AS pos"
+        sql = self.dialect().gtid_position_query
         text = _cell_text(self._one("read GTID position", sql)["pos"])
         return ",".join(p.strip() for p in text.split(",") if p.strip())
 
     def wait_for_gtid(self, position: str, timeout: float) -> bool:
         """Wait on the server, in slices shorter than the read timeout so a long wait never
         looks like a dead connection. True when applied, False when ``timeout`` passed."""
-        mariadb = self._flavor() is Flavor.MARIADB
+        dialect = self.dialect()
         deadline = time.monotonic() + timeout
         slice_s = max(1.0, self.endpoint.read_timeout * 0.8)
         while True:
             remaining = deadline - time.monotonic()
             wait = max(0.0, min(slice_s, remaining))
-            if mariadb:  # 0: reached, -1: timed out
-                row = self._one(
-                    "wait for GTID", "SELECT MASTER_GTID_WAIT(%s, %s) AS r", (position, wait)
-                )
-                done = _cell_text(row["r"]).strip() == "0"
-            else:  # 0: reached, 1: timed out
-                row = self._one(
-                    "wait for GTID",
-                    "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r",
-                    (position, round(wait, 3)),
-                )
-                done = _cell_text(row["r"]).strip() == "0"
-            if done:
+            row = self._one(
+                "wait for GTID", dialect.wait_for_gtid_query, (position, round(wait, 3))
+            )
+            if _cell_text(row["r"]).strip() == "0":
                 return True
             if remaining <= wait:
                 return False
 
+    def stop_io_thread(self) -> None:
+        self._query("stop IO thread", self.dialect().stop_io_thread)
+
+    def start_io_thread(self) -> None:
+        self._query("start IO thread", self.dialect().start_io_thread)
+
     def restart_io_thread(self) -> None:
-        word = self._replica_keyword()
-        self._query("stop IO thread", f"STOP {word} IO_THREAD")
-        self._query("start IO thread", f"START {word} IO_THREAD")
+        self.stop_io_thread()
+        self.start_io_thread()
 
     def start_replica(self) -> None:
-        self._query("start replication", f"START {self._replica_keyword()}")
+        self._query("start replication", self.dialect().start_replica)
+
+    def binlog_dump_threads(self) -> int:
+        rows = self._query("list replication senders", SHOW_PROCESSLIST)
+        return sum(1 for r in rows if _cell_text(r.get("Command")).startswith(BINLOG_DUMP_PREFIX))
 
     def ping(self) -> bool:
         """True when the server answers, reconnecting once if needed; never raises."""
@@ -325,6 +313,10 @@ def _errno_message(exc: BaseException) -> tuple[int, str]:
             message = "connection is closed"
         return args[0], message
     return 0, str(exc) or type(exc).__name__
+
+
+def _on(value: object) -> bool:
+    return _cell_text(value).strip().upper() in {"1", "ON"}
 
 
 def _cell_text(value: object) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harestart.endpoints import MysqlEndpoint, SshEndpoint
-from harestart.topology import MhaStatus, ReplicaStatus, ServerInfo
+from harestart.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,13 @@ class MysqlProbe(Protocol):
 
     def uptime(self) -> int: ...
 
-    def read_only(self) -> bool: ...
+    def read_only(self) -> ReadOnlyState:
+        """``read_only`` and, where the server has it, ``super_read_only``."""
+        ...
 
-    def set_read_only(self, value: bool) -> None: ...
+    def set_read_only(self, state: ReadOnlyState) -> None:
+        """Leave exactly ``state`` (``super_read_only`` None: left as the server decides)."""
+        ...
 
     def global_variable(self, name: str) -> str:
         """``@@global.<name>`` as text."""
@@ -106,8 +110,20 @@ class MysqlProbe(Protocol):
         """
         ...
 
+    def stop_io_thread(self) -> None:
+        """Stop receiving from the source (what was received is still applied)."""
+        ...
+
+    def start_io_thread(self) -> None:
+        """Start receiving again; with GTID auto-position it fetches what it lacks."""
+        ...
+
     def restart_io_thread(self) -> None:
         """Stop and start the IO thread: reconnect now instead of after ``Connect_Retry``."""
+        ...
+
+    def binlog_dump_threads(self) -> int:
+        """How many replication senders (``Binlog Dump`` threads) this server lists."""
         ...
 
     def start_replica(self) -> None: ...

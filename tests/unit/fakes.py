@@ -18,6 +18,7 @@ from harestart.topology import (
     Flavor,
     MhaState,
     MhaStatus,
+    ReadOnlyState,
     ReplicaStatus,
     ServerInfo,
 )
@@ -31,6 +32,7 @@ class FakeNode:
     role: str
     started_at: float = -100.0
     read_only: bool = False
+    super_read_only: bool | None = None  # None: MariaDB (no such variable)
     down_until: float | None = None
     applied: int = 10  # GTID sequence number applied (domain 0, server 1)
     io: str = "Yes"
@@ -58,6 +60,8 @@ class FakeWorld:
     mha_stop_ignored: bool = False
     mha_dies_on_start: bool = False
     restart_downtime: float = 2.0
+    # the source keeps listing Binlog Dump threads after its replicas stopped their IO threads
+    dump_threads_linger: bool = False
     events: list[tuple[str, str, float]] = field(default_factory=list)
     # hosts whose restart commands must meet here (proves they run at the same time)
     restart_barrier: threading.Barrier | None = None
@@ -88,9 +92,9 @@ class FakeWorld:
             n.io, n.sql = "Yes", "Yes"
             if n.break_sql_after_restart:
                 n.sql, n.sql_error = "No", n.break_sql_after_restart
-        else:  # replicas lose their source and sit in Connecting until retried
+        else:  # connected replicas lose their source and sit in Connecting until retried
             for r in self.nodes.values():
-                if r.role == "replica":
+                if r.role == "replica" and r.io != "No":
                     r.io = "Connecting"
         return True
 
@@ -194,11 +198,16 @@ class FakeProbe:
         n = self._node()
         return int(self.world.clock.now() - n.started_at)
 
-    def read_only(self) -> bool:
-        return self._node().read_only
+    def read_only(self) -> ReadOnlyState:
+        n = self._node()
+        return ReadOnlyState(n.read_only, n.super_read_only)
 
-    def set_read_only(self, value: bool) -> None:
-        self._node().read_only = value
+    def set_read_only(self, state: ReadOnlyState) -> None:
+        n = self._node()
+        self.world.events.append(("set_read_only", f"{self.name}:{state.token()}", 0.0))
+        n.read_only = state.read_only
+        if n.super_read_only is not None and state.super_read_only is not None:
+            n.super_read_only = state.super_read_only and state.read_only
 
     def gtid_position(self) -> str:
         return f"0-1-{self._node().applied}"
@@ -234,11 +243,27 @@ class FakeProbe:
             return False
         return True
 
+    def stop_io_thread(self) -> None:
+        self._node().io = "No"
+        self.world.events.append(("io_stop", self.name, self.world.clock.now()))
+
+    def start_io_thread(self) -> None:
+        n = self._node()
+        self.world.events.append(("io_start", self.name, self.world.clock.now()))
+        n.io = "Yes" if self.world.up(self.world.source) else "Connecting"
+
     def restart_io_thread(self) -> None:
         n = self._node()
         self.world.events.append(("io_restart", self.name, self.world.clock.now()))
         if self.world.up(self.world.source):
             n.io = "Yes"
+
+    def binlog_dump_threads(self) -> int:
+        self._node()
+        connected = [n for n in self.world.nodes.values() if n.role == "replica" and n.io == "Yes"]
+        if self.world.dump_threads_linger:
+            return len(self.world.nodes) - 1
+        return len(connected)
 
     def start_replica(self) -> None:
         self._node().io = "Yes"

@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 from harestart.errors import PreflightRefused
 from harestart.executor import Executor
 from harestart.inventory import Group, parse_inventory
-from harestart.plan import build_plan
+from harestart.plan import PlanOptions, build_plan
 from harestart.result import GroupStatus, StepStatus
 from harestart.topology import MhaState
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
@@ -29,11 +29,13 @@ def lab_group(replicas: int = 2) -> Group:
     return parse_inventory(text, "inv.yml").groups[0]
 
 
-def execute(world: FakeWorld, replicas: int = 2) -> tuple[Executor, object]:
+def execute(
+    world: FakeWorld, replicas: int = 2, options: PlanOptions | None = None
+) -> tuple[Executor, object]:
     group = lab_group(replicas)
     ex = Executor(
         group,
-        build_plan(group),
+        build_plan(group, options),
         FakeConnector(world),
         FakeMha(world, FakeShell(world, "mha")),
         clock=world.clock,
@@ -46,7 +48,7 @@ def test_happy_path_order_and_every_node_once(replicas: int) -> None:
     world = FakeWorld.create(replicas)
     _, result = execute(world, replicas)
     assert result.ok and result.state is GroupStatus.ACTIVE
-    kinds = [(k, h) for k, h, _ in world.events if k != "io_restart"]
+    kinds = [(k, h) for k, h, _ in world.events if not k.startswith(("io_", "set_"))]
     assert kinds[0] == ("mha_stop", "mha")
     assert kinds[-1] == ("mha_start", "mha")
     restarts = [h for k, h in kinds if k == "restart"]
@@ -58,12 +60,86 @@ def test_happy_path_order_and_every_node_once(replicas: int) -> None:
 
 def test_replicas_reconnect_without_waiting_for_connect_retry() -> None:
     world = FakeWorld.create(2)
-    _, result = execute(world)
+    _, result = execute(world, options=PlanOptions(detach_replicas=False))
     assert result.ok
     io = [(h, t) for k, h, t in world.events if k == "io_restart"]
     src_restart = next(t for k, h, t in world.events if k == "restart" and h == "db1")
     assert {h for h, _ in io} == {"db2", "db3"}
     assert all(t > src_restart for _, t in io)
+    assert not [e for e in world.events if e[0] in ("io_stop", "io_start")]
+
+
+def _source_events(world: FakeWorld) -> list[tuple[str, str]]:
+    """Events from the first IO stop on: what happened around the source's restart."""
+    events = [(k, h) for k, h, _ in world.events]
+    first = next(i for i, (k, _) in enumerate(events) if k == "io_stop")
+    return [e for e in events[first:] if e[0] in ("io_stop", "io_start", "restart", "back")]
+
+
+def test_replicas_are_detached_before_the_source_restart_and_reattached_when_it_answers() -> None:
+    world = FakeWorld.create(2)
+    _, result = execute(world)
+    assert result.ok
+    assert _source_events(world) == [
+        ("io_stop", "db2"),
+        ("io_stop", "db3"),
+        ("restart", "db1"),
+        ("back", "db1"),
+        ("io_start", "db2"),
+        ("io_start", "db3"),
+    ]
+    assert all(n.io == "Yes" for n in world.nodes.values() if n.role == "replica")
+
+
+def test_lingering_binlog_dump_threads_delay_the_source_restart_only_up_to_the_bound() -> None:
+    world = FakeWorld.create(2)
+    world.dump_threads_linger = True
+    with capture_logs() as logs:
+        _, result = execute(world, options=PlanOptions(detach_timeout=3))
+    assert result.ok
+    stops = [t for k, _, t in world.events if k == "io_stop"]
+    restart = next(t for k, h, t in world.events if k == "restart" and h == "db1")
+    assert 3 <= restart - stops[-1] < 5
+    assert any(e["event"] == "replica.senders_linger" for e in logs)
+
+
+def test_a_failed_source_restart_starts_the_detached_io_threads_again() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db1"].restart_fails = True
+    _, result = execute(world)
+    assert not result.ok and result.failure.host == "db1"
+    assert _source_events(world) == [
+        ("io_stop", "db2"),
+        ("io_stop", "db3"),
+        ("io_start", "db2"),
+        ("io_start", "db3"),
+    ]
+    assert all(n.io == "Yes" for n in world.nodes.values() if n.role == "replica")
+    # ...so the replicas replicate again and MHA may be, and is, started again.
+    assert result.failover_enabled is True
+
+
+def test_super_read_only_is_noted_and_restored_exactly() -> None:
+    world = FakeWorld.create(2)
+    src = world.nodes["db1"]
+    src.super_read_only = False  # a MySQL source: writable, super_read_only OFF
+    for r in ("db2", "db3"):
+        world.nodes[r].super_read_only = True  # replicas run super_read_only
+    orig_up = world.up
+
+    def up_and_wrong(n):  # the config brings the source back super-read-only
+        was_down = n.down_until is not None
+        ok = orig_up(n)
+        if ok and was_down and n.name == "db1":
+            n.read_only, n.super_read_only = True, True
+        return ok
+
+    world.up = up_and_wrong  # type: ignore[method-assign]
+    _, result = execute(world)
+    assert result.ok
+    assert (src.read_only, src.super_read_only) == (False, False)
+    assert ("set_read_only", "db1:0-", 0.0) in world.events
+    assert all(world.nodes[r].super_read_only for r in ("db2", "db3"))
 
 
 def test_failed_restart_command_stops_the_run_and_leaves_the_source_alone() -> None:

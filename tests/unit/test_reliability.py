@@ -239,3 +239,37 @@ def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Pa
     with pytest.raises(LockHeld, match="stale lock"):
         check_free(tmp_path, "1", "lab", break_stale=False)
     check_free(tmp_path, "1", "lab", break_stale=True)  # the run may take it over
+
+
+def test_resume_after_a_kill_between_detach_and_reattach_starts_the_io_threads_first(
+    tmp_path: Path,
+) -> None:
+    world = FakeWorld.create(2)
+    journal = new_journal(tmp_path)
+    at_kill: dict[str, object] = {}
+    real_restart = world.restart
+
+    def restart_and_snapshot(name: str) -> None:
+        real_restart(name)
+        if name == "db1":  # what a kill -9 right after the source's restart command leaves
+            at_kill["journal"] = journal.path.read_bytes()
+            at_kill["io"] = {r: world.nodes[r].io for r in ("db2", "db3")}
+
+    world.restart = restart_and_snapshot  # type: ignore[method-assign]
+    assert make(world, journal).run().ok
+    # Rewind to the moment of the kill: the journal on disk, the replicas' IO threads stopped.
+    journal.path.write_bytes(at_kill["journal"])  # type: ignore[arg-type]
+    assert at_kill["io"] == {"db2": "No", "db3": "No"}
+    for name, io in at_kill["io"].items():  # type: ignore[attr-defined]
+        world.nodes[name].io = io
+    world.restart = real_restart  # type: ignore[method-assign]
+    world.clock.advance(30)
+    world.events.clear()
+    j = Journal.load(journal.path)
+    assert j is not None and j.notes["detached"] == "db2,db3"
+
+    resumed = make(world, j, resume=True).run()
+    assert resumed.ok, resumed.failure
+    assert [k for k, _, _ in world.events][:2] == ["io_start", "io_start"]  # before judging
+    assert world.nodes["db1"].restarts == 1  # not restarted twice
+    assert "detached" not in Journal.load(j.path).notes  # type: ignore[union-attr]

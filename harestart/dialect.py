@@ -1,0 +1,108 @@
+"""Each server's own SQL, chosen from its version string: pure data, no I/O.
+
+harestart never finds a server's dialect by trying statements until one works (a failed
+statement costs a round trip, fills the server's log and can hide a real error). The version
+decides, once per connection:
+
+- **MariaDB** (any supported version): ``SHOW SLAVE STATUS``, ``START/STOP SLAVE``,
+  ``MASTER_GTID_WAIT`` and ``@@gtid_binlog_pos``; it has no ``super_read_only``.
+- **MySQL 8.4 and 9.x**: the new words only (8.4 removed ``SHOW SLAVE STATUS``,
+  ``START SLAVE``...): ``SHOW REPLICA STATUS``, ``START/STOP REPLICA``,
+  ``WAIT_FOR_EXECUTED_GTID_SET`` and ``@@gtid_executed`` GTID sets; ``super_read_only``.
+- **MySQL 8.0.22 - 8.3** understand both; harestart speaks the new words.
+- **MySQL before 8.0.22** (5.7, early 8.0): the old words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harestart.topology import Flavor, flavor_from_version, version_tuple
+
+# MySQL 8.0.22 introduced SHOW REPLICA STATUS / START REPLICA (8.4 removed the old words).
+_MYSQL_REPLICA_WORDS = (8, 0, 22)
+# MySQL 5.7.8 introduced super_read_only.
+_MYSQL_SUPER_READ_ONLY = (5, 7, 8)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The statements harestart sends to one server."""
+
+    flavor: Flavor
+    version: tuple[int, int, int]
+    replica_word: str  # "REPLICA" or "SLAVE"
+    has_super_read_only: bool
+
+    @property
+    def show_replica_status(self) -> str:
+        return f"SHOW {self.replica_word} STATUS"
+
+    @property
+    def stop_io_thread(self) -> str:
+        return f"STOP {self.replica_word} IO_THREAD"
+
+    @property
+    def start_io_thread(self) -> str:
+        return f"START {self.replica_word} IO_THREAD"
+
+    @property
+    def start_replica(self) -> str:
+        return f"START {self.replica_word}"
+
+    @property
+    def gtid_position_query(self) -> str:
+        """What a replica must have applied to hold everything this server wrote."""
+        if self.flavor is Flavor.MARIADB:
+            return "SELECT @@global.gtid_binlog_pos AS pos"
+        return "SELECT @@global.gtid_executed AS pos"
+
+    @property
+    def wait_for_gtid_query(self) -> str:
+        """Blocks on the server for up to %s seconds; the result is 0 once applied."""
+        if self.flavor is Flavor.MARIADB:  # 0: reached, -1: timed out
+            return "SELECT MASTER_GTID_WAIT(%s, %s) AS r"
+        return "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r"  # 0: reached, 1: timed out
+
+    @property
+    def read_only_query(self) -> str:
+        if self.has_super_read_only:
+            return (
+                "SELECT @@global.read_only AS read_only, "
+                "@@global.super_read_only AS super_read_only"
+            )
+        return "SELECT @@global.read_only AS read_only"
+
+    def set_read_only_statements(
+        self, read_only: bool, super_read_only: bool | None
+    ) -> tuple[str, ...]:
+        """Statements that leave exactly this state (``super_read_only`` None: not managed).
+
+        The server links the two: ``super_read_only=ON`` implies ``read_only=ON``, and
+        ``read_only=OFF`` implies ``super_read_only=OFF``; so the order matters.
+        """
+        if not read_only:
+            return ("SET GLOBAL read_only = OFF",)
+        statements = ["SET GLOBAL read_only = ON"]
+        if self.has_super_read_only and super_read_only is not None:
+            statements.append(f"SET GLOBAL super_read_only = {'ON' if super_read_only else 'OFF'}")
+        return tuple(statements)
+
+
+def dialect_for(version: str) -> Dialect:
+    """The dialect of a server from its ``@@version`` (e.g. ``9.7.4-2``, ``10.11.19-MariaDB``)."""
+    flavor = flavor_from_version(version)
+    numbers = version_tuple(version)
+    if flavor is Flavor.MARIADB:
+        return Dialect(flavor, numbers, "SLAVE", has_super_read_only=False)
+    word = "REPLICA" if numbers >= _MYSQL_REPLICA_WORDS else "SLAVE"
+    return Dialect(flavor, numbers, word, has_super_read_only=numbers >= _MYSQL_SUPER_READ_ONLY)
+
+
+# Every flavour lists a source's replication senders in SHOW PROCESSLIST with a Command of
+# "Binlog Dump" (file/position) or "Binlog Dump GTID" (MySQL auto-position).
+SHOW_PROCESSLIST = "SHOW PROCESSLIST"
+BINLOG_DUMP_PREFIX = "Binlog Dump"
+
+
+__all__ = ["BINLOG_DUMP_PREFIX", "SHOW_PROCESSLIST", "Dialect", "dialect_for"]
