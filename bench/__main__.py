@@ -1,8 +1,9 @@
 """`make bench`: what a restart costs beyond the mysqld restarts themselves, measured on a lab.
 
-    python -m bench [--replicas N] [--repeat N] [--dirty] [--json PATH]
+    python -m bench [--flavor mariadb|mysql] [--replicas N] [--repeat N] [--dirty] [--json PATH]
 
-For each repetition, on one lab cluster (1 source + N replicas + MHA):
+For each repetition, on one lab cluster (1 source + N replicas + MHA) of the chosen flavour
+(MariaDB 10.11 or Oracle MySQL 9.7):
 - floor: each node's raw restart (the inventory's restart command over SSH, timed until mysqld
   answers a query again), MHA's raw stop (until NOT_RUNNING) and start (until PING_OK);
 - harestart: `harestart run --format json` total and per-step times;
@@ -10,13 +11,16 @@ For each repetition, on one lab cluster (1 source + N replicas + MHA):
 - replica recovery: from the source answering again to every replica running both threads and
   caught up (from the run's JSON log: the gates' timestamps);
 - source write downtime: a writer inserts a row every 50 ms during the run; the longest gap
-  between acknowledged writes.
+  between acknowledged writes;
+- the same run with --no-detach-replicas: the source step and the write gap when the
+  replicas stay connected (idle Binlog Dump threads hold a MySQL source's shutdown).
 --dirty also dirties the buffer pool with a bulk update before each run and measures the run
 twice, without and with --preflush. Finally `harestart plan` of a generated 1,000-group
 inventory is timed (wall clock, a fresh process).
 
-Results: a table with the targets beside them on stdout, and JSON (default build/bench.json).
-The benchmark asserts nothing; tests never assert timings.
+Results: a table with the targets beside them on stdout, and JSON (default
+build/bench-FLAVOR.json); when the other flavour's JSON is there too, the headline figures of
+both are printed side by side. The benchmark asserts nothing; tests never assert timings.
 """
 
 from __future__ import annotations
@@ -225,11 +229,7 @@ def harestart_run(
             and e.get("gate", "").startswith(f"{source}: mysqld answers again")
         )
     )
-    recovered = at(
-        lambda e: (
-            e["event"] == "gate.held" and e.get("gate", "").startswith("every replica reconnected")
-        )
-    )
+    recovered = at(lambda e: e["event"] == "gate.held" and e.get("kind") == "ReplicasReconnected")
     steps = {
         (f"{s['action']}:{s['host']}" if s["host"] else s["action"]): s["duration_s"]
         for s in result["steps"]
@@ -264,11 +264,12 @@ def prepare(cluster: lab.LabCluster, dirty: bool) -> None:
             "CREATE TABLE IF NOT EXISTS labdb.bench_bulk (id INT PRIMARY KEY "
             "AUTO_INCREMENT, payload VARCHAR(255))",
         )
-        cluster.sql(
-            "db1",
-            "INSERT INTO labdb.bench_bulk (payload) SELECT REPEAT('x', 200) "
-            "FROM labdb.seq_1_to_25000",
-        )
+        # 32,768 rows by doubling: the same SQL on MariaDB and MySQL (no sequence tables).
+        cluster.sql("db1", "INSERT INTO labdb.bench_bulk (payload) VALUES (REPEAT('x', 200))")
+        for _ in range(15):
+            cluster.sql(
+                "db1", "INSERT INTO labdb.bench_bulk (payload) SELECT payload FROM labdb.bench_bulk"
+            )
 
 
 def plan_at_scale(tmp: Path, groups: int = 1000) -> list[float]:
@@ -322,17 +323,23 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dirty", action="store_true", help="also compare --preflush on a dirty pool")
-    ap.add_argument("--json", type=Path, default=REPO / "build" / "bench.json")
+    ap.add_argument("--flavor", choices=("mariadb", "mysql"), default="mariadb")
+    ap.add_argument("--json", type=Path, help="default: build/bench-FLAVOR.json")
     args = ap.parse_args()
+    json_path: Path = args.json or REPO / "build" / f"bench-{args.flavor}.json"
 
     configure_logging(log_file=None, verbose=False)  # adapters' events: warnings only
-    lab.ensure_lab_image()
+    lab.ensure_lab_image(args.flavor)
     tmp = Path(tempfile.mkdtemp(prefix="harestart-bench-"))
-    print(f"starting a lab cluster: 1 source + {args.replicas} replicas + MHA ...", flush=True)
-    cluster = lab.start_cluster(args.replicas, name="bench")
+    print(
+        f"starting a {args.flavor} lab cluster: 1 source + {args.replicas} replicas + MHA ...",
+        flush=True,
+    )
+    cluster = lab.start_cluster(args.replicas, name="bench", flavor=args.flavor)
     try:
         inventory = cluster.write_inventory(tmp / "inv.yml")
         prepare(cluster, args.dirty)
+        server_version = str(cluster.sql(cluster.source, "SELECT @@version AS v")[0]["v"])
         rows: list[dict[str, Any]] = []
         for i in range(args.repeat):
             print(f"repetition {i + 1}/{args.repeat}: floor ...", flush=True)
@@ -342,6 +349,11 @@ def main() -> int:
                 dirty_buffer_pool(cluster)
             r = harestart_run(cluster, inventory, tmp)
             row: dict[str, Any] = {"floor": f, "run": r}
+            print(
+                f"repetition {i + 1}/{args.repeat}: harestart run --no-detach-replicas ...",
+                flush=True,
+            )
+            row["run_attached"] = harestart_run(cluster, inventory, tmp, "--no-detach-replicas")
             if args.dirty:
                 dirty_buffer_pool(cluster)
                 print(f"repetition {i + 1}/{args.repeat}: harestart run --preflush ...", flush=True)
@@ -368,6 +380,8 @@ def main() -> int:
     }
     src = cluster.source.name
     report: dict[str, Any] = {
+        "flavor": args.flavor,
+        "server": server_version,
         "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.platform()})",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "replicas": args.replicas,
@@ -392,6 +406,18 @@ def main() -> int:
         "source_write_downtime": summary([r["run"]["write_downtime"] for r in rows]),
         "raw_source_restart": summary([r["floor"][f"restart:{src}"] for r in rows]),
         "plan_1000_groups": summary(plan_times),
+        "detach": {
+            "detached: source step": summary(
+                [r["run"]["steps"][f"restart_source:{src}"] for r in rows]
+            ),
+            "attached: source step": summary(
+                [r["run_attached"]["steps"][f"restart_source:{src}"] for r in rows]
+            ),
+            "detached: write downtime": summary([r["run"]["write_downtime"] for r in rows]),
+            "attached: write downtime": summary(
+                [r["run_attached"]["write_downtime"] for r in rows]
+            ),
+        },
     }
     if args.dirty:
         report["preflush"] = {
@@ -405,9 +431,12 @@ def main() -> int:
             "with: write downtime": summary([r["run_preflush"]["write_downtime"] for r in rows]),
         }
     print_report(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"\nJSON: {args.json}")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2))
+    other = json_path.with_name(f"bench-{'mysql' if args.flavor == 'mariadb' else 'mariadb'}.json")
+    if other.exists():
+        print_side_by_side([json.loads(other.read_text()), report])
+    print(f"\nJSON: {json_path}")
     return 0
 
 
@@ -455,10 +484,42 @@ def print_report(rep: dict[str, Any]) -> None:
         f"  {'plan of 1,000 groups (wall)':<28} {fmt(p)}  target < {t['plan_1000_groups_s']} s  "
         f"{'ok' if p['median'] < t['plan_1000_groups_s'] else 'MISSED'}"
     )
+    print("source restart: replicas detached first (default) / left attached")
+    for k, v in rep["detach"].items():
+        print(f"  {k:<28} {fmt(v)}")
     if "preflush" in rep:
         print("dirty buffer pool: without / with --preflush")
         for k, v in rep["preflush"].items():
             print(f"  {k:<28} {fmt(v)}")
+
+
+HEADLINES: tuple[tuple[str, Callable[[dict[str, Any]], dict[str, float]]], ...] = (
+    ("floor total", lambda r: r["floor"]["total"]),
+    ("harestart run total", lambda r: r["harestart"]["total"]),
+    ("overhead (total - floor)", lambda r: r["overhead"]["total"]),
+    ("raw source restart", lambda r: r["raw_source_restart"]),
+    ("source step, detached", lambda r: r["detach"]["detached: source step"]),
+    ("source step, attached", lambda r: r["detach"]["attached: source step"]),
+    ("write downtime, detached", lambda r: r["detach"]["detached: write downtime"]),
+    ("write downtime, attached", lambda r: r["detach"]["attached: write downtime"]),
+    ("replica recovery", lambda r: r["replica_recovery"]),
+)
+
+
+def print_side_by_side(reports: list[dict[str, Any]]) -> None:
+    """Headline medians of the MariaDB and the MySQL bench, from their JSON files."""
+    reports = sorted(reports, key=lambda r: str(r.get("flavor", "mariadb")))
+    names = [f"{r.get('flavor', 'mariadb')} {r.get('server', '')}".strip() for r in reports]
+    print("\nboth flavours (medians; each from its own latest `make bench FLAVOR=...`)")
+    print(f"  {'':<28} " + "".join(f"{n[:26]:>28}" for n in names))
+    for label, pick in HEADLINES:
+        cells = []
+        for r in reports:
+            try:
+                cells.append(f"{pick(r)['median']:>26.2f} s")
+            except KeyError:
+                cells.append(f"{'-':>28}")
+        print(f"  {label:<28} " + "".join(cells))
 
 
 if __name__ == "__main__":

@@ -728,7 +728,8 @@ class Executor:
     def _gate(self, step: Step, gate: Gate, *, issued_at: float | None = None) -> None:
         """Evaluate one typed gate, waiting up to its deadline. Raises GateFailed."""
         h = self.group.health
-        self.log.info("gate.start", step=step.key, gate=gate.describe())
+        kind = type(gate).__name__  # stable for tools reading the log (the bench does)
+        self.log.info("gate.start", step=step.key, gate=gate.describe(), kind=kind)
         if isinstance(gate, MhaStopped):
             self._wait_mha_stopped(h.failover_timeout)
         elif isinstance(gate, MhaRunning):
@@ -759,7 +760,7 @@ class Executor:
             self._reconnect_replicas(h.catchup_timeout)
         else:  # pragma: no cover - a new gate type without an evaluator is a programming error
             raise TypeError(f"no evaluator for gate {gate!r}")
-        self.log.info("gate.held", step=step.key, gate=gate.describe())
+        self.log.info("gate.held", step=step.key, gate=gate.describe(), kind=kind)
 
     def _wait_mha_stopped(self, timeout: float) -> None:
         seen: dict[str, MhaStatus] = {}

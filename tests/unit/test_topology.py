@@ -167,7 +167,7 @@ def test_mariadb_io_connecting_after_source_restart() -> None:
     assert status.io_state == "Reconnecting after a failed master event read"
 
 
-@pytest.mark.parametrize("name", ["mysql-8.0-replica", "mysql-8.4-replica"])
+@pytest.mark.parametrize("name", ["mysql-8.0-replica.from-manual", "mysql-8.4-replica.from-manual"])
 def test_mysql_column_names_are_normalised(name: str) -> None:
     status = parse_replica_status(row(name))
     assert status.threads_running()
@@ -181,7 +181,7 @@ def test_mysql_column_names_are_normalised(name: str) -> None:
 
 
 def test_mysql_84_lagging_replica() -> None:
-    status = parse_replica_status(row("mysql-8.4-replica"))
+    status = parse_replica_status(row("mysql-8.4-replica.from-manual"))
     assert status.lag_seconds == 3
     assert status.lag_within(3)
     assert not status.lag_within(2)

@@ -1,23 +1,28 @@
 """Capture real status rows from a lab cluster into this folder (run by hand, from the repo root):
 
-    .venv/bin/python -m tests.data.status.capture
+    .venv/bin/python -m tests.data.status.capture [--flavor mariadb|mysql]
 
-Starts a 1+1 lab cluster, then records, exactly as pymysql's DictCursor returns them:
-- mariadb-10.11-replica.json: SHOW SLAVE STATUS of a healthy replica;
-- mariadb-10.11-sql-broken.json: the same after a duplicate-key conflict stopped the SQL thread;
-- mariadb-10.11-io-connecting.json: the same while the source is down (IO thread retrying);
-- mariadb-10.11-server.json: the variables row harestart's server_info() reads;
-- mha-ping-ok.txt, mha-stopped.txt: masterha_check_status output (exit codes 0 and 2).
+Starts a 1+1 lab cluster of the flavour (MariaDB 10.11 or Oracle MySQL 9.7), then records,
+exactly as pymysql's DictCursor returns them (PREFIX is ``mariadb-10.11`` or ``mysql-9.7``):
+- PREFIX-replica.json: the replica status row of a healthy replica (the statement harestart's
+  dialect picks: SHOW SLAVE STATUS on MariaDB, SHOW REPLICA STATUS on MySQL);
+- PREFIX-io-stopped.json: the same after STOP ... IO_THREAD (what a detached replica shows);
+- PREFIX-sql-broken.json: the same after a duplicate-key conflict stopped the SQL thread;
+- PREFIX-io-connecting.json: the same while the source is down (IO thread retrying);
+- PREFIX-server.json: the variables row harestart's server_info() reads;
+- mha-ping-ok.txt, mha-stopped.txt (MariaDB only): masterha_check_status output (exit 0, 2).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import decimal
 import json
 from pathlib import Path
 from typing import Any
 
+from harestart.dialect import dialect_for
 from tests.integration import lab
 
 HERE = Path(__file__).resolve().parent
@@ -41,56 +46,91 @@ def save(name: str, row: dict[str, Any]) -> None:
     print(f"wrote {name}")
 
 
-def main() -> None:
-    lab.ensure_lab_image()
-    cluster = lab.start_cluster(1, name="capture")
+def capture(flavor: str) -> None:
+    lab.ensure_lab_image(flavor)
+    cluster = lab.start_cluster(1, name=f"capture-{flavor}", flavor=flavor)
     try:
-        code, text = cluster.mha_status()
-        assert code == 0
-        (HERE / "mha-ping-ok.txt").write_text(text.strip() + "\n")
-        save("mariadb-10.11-replica.json", cluster.slave_status("db2"))
+        version = str(cluster.sql("db2", "SELECT @@version AS v")[0]["v"])
+        dialect = dialect_for(version)
+        major_minor = ".".join(str(n) for n in dialect.version[:2])
+        prefix = f"{flavor}-{major_minor}"
+        mysql = flavor == "mysql"
+        io_col, sql_col = (
+            ("Replica_IO_Running", "Replica_SQL_Running")
+            if mysql
+            else ("Slave_IO_Running", "Slave_SQL_Running")
+        )
+
+        def status() -> dict[str, Any]:
+            return cluster.sql("db2", dialect.show_replica_status)[0]
+
+        def local(sql: str) -> None:
+            """As root on db2's socket, without binary logging (and super_read_only off)."""
+            client = "mysql" if mysql else "mariadb"
+            unlock = "SET GLOBAL super_read_only=OFF; " if mysql else ""
+            relock = "; SET GLOBAL super_read_only=ON" if mysql else ""
+            code, out = cluster.exec(
+                "db2", [client, "-uroot", "-e", f"{unlock}SET sql_log_bin=0; {sql}{relock}"]
+            )
+            assert code == 0, out
+
+        if not mysql:
+            code, text = cluster.mha_status()
+            assert code == 0
+            (HERE / "mha-ping-ok.txt").write_text(text.strip() + "\n")
+        save(f"{prefix}-replica.json", status())
+        gtid = (
+            "@@gtid_executed AS gtid_executed, @@super_read_only AS super_read_only"
+            if mysql
+            else "@@gtid_current_pos AS gtid_current_pos, @@gtid_binlog_pos AS gtid_binlog_pos,"
+            " @@gtid_slave_pos AS gtid_slave_pos"
+        )
         save(
-            "mariadb-10.11-server.json",
+            f"{prefix}-server.json",
             cluster.sql(
                 "db2",
                 "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only,"
-                " @@hostname AS hostname, @@gtid_current_pos AS gtid_current_pos,"
-                " @@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_slave_pos AS gtid_slave_pos",
+                f" @@hostname AS hostname, {gtid}",
             )[0],
         )
+        # Detached: what harestart leaves before restarting the source.
+        cluster.sql("db2", dialect.stop_io_thread)
+        lab.wait_for("IO thread stopped", lambda: status().get(io_col) == "No")
+        save(f"{prefix}-io-stopped.json", status())
+        cluster.sql("db2", dialect.start_io_thread)
+        lab.wait_for("IO thread running", lambda: status().get(io_col) == "Yes")
         # A conflicting row on the replica, then the same key on the source.
         cluster.sql("db1", "CREATE TABLE labdb.conflict (id INT PRIMARY KEY)")
         lab.wait_for("table on db2", lambda: cluster.sql("db2", "SHOW TABLES FROM labdb"))
-        cluster.exec(
-            "db2", ["mariadb", "-e", "SET sql_log_bin=0; INSERT INTO labdb.conflict VALUES (7)"]
-        )
+        local("INSERT INTO labdb.conflict VALUES (7)")
         cluster.sql("db1", "INSERT INTO labdb.conflict VALUES (7)")
-        lab.wait_for(
-            "SQL thread stopped",
-            lambda: cluster.slave_status("db2").get("Slave_SQL_Running") == "No",
-        )
-        save("mariadb-10.11-sql-broken.json", cluster.slave_status("db2"))
+        lab.wait_for("SQL thread stopped", lambda: status().get(sql_col) == "No")
+        save(f"{prefix}-sql-broken.json", status())
         # Repair, then take the source away: the IO thread retries.
-        cluster.exec("db2", ["mariadb", "-e", "SET sql_log_bin=0; DELETE FROM labdb.conflict"])
-        cluster.sql("db2", "START SLAVE SQL_THREAD")
-        lab.wait_for("replicating", lambda: cluster.replicating("db2"))
+        local("DELETE FROM labdb.conflict")
+        cluster.sql("db2", f"START {dialect.replica_word} SQL_THREAD")
+        lab.wait_for("replicating", lambda: status().get(sql_col) == "Yes")
         cluster.exec("mha", ["masterha_stop", f"--conf={cluster.mha_config}"])
         lab.wait_for("MHA stopped", lambda: cluster.mha_status()[0] == 2)
-        code, text = cluster.mha_status()
-        assert code == 2
-        (HERE / "mha-stopped.txt").write_text(text.strip() + "\n")
-        cluster.exec("db1", ["service", "mariadb", "stop"])
+        if not mysql:
+            code, text = cluster.mha_status()
+            assert code == 2
+            (HERE / "mha-stopped.txt").write_text(text.strip() + "\n")
+        cluster.exec("db1", ["service", "mysql" if mysql else "mariadb", "stop"])
         lab.wait_for(
             "IO thread connecting with an error",
-            lambda: (
-                (st := cluster.slave_status("db2")).get("Slave_IO_Running") == "Connecting"
-                and bool(st.get("Last_IO_Error"))
-            ),
+            lambda: (st := status()).get(io_col) == "Connecting" and bool(st.get("Last_IO_Error")),
             timeout=120,
         )
-        save("mariadb-10.11-io-connecting.json", cluster.slave_status("db2"))
+        save(f"{prefix}-io-connecting.json", status())
     finally:
         cluster.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--flavor", choices=("mariadb", "mysql"), default="mariadb")
+    capture(ap.parse_args().flavor)
 
 
 if __name__ == "__main__":
