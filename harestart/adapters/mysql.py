@@ -7,6 +7,7 @@ host, the action and the server's own ``(errno) message``; the password never ap
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +36,14 @@ TunnelFactory = Callable[[SshEndpoint, str, int], tuple[str, int]]
 _CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055})  # can't connect, gone away, lost
 
 Row = dict[str, Any]
+
+# MySQL's multi-threaded applier: the coordinator's error points at this table.
+WORKER_TABLE = "replication_applier_status_by_worker"
+WORKER_ERROR_QUERY = (
+    "SELECT LAST_ERROR_NUMBER AS n, LAST_ERROR_MESSAGE AS message "
+    "FROM performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0 "
+    "ORDER BY LAST_ERROR_TIMESTAMP DESC LIMIT 1"
+)
 
 
 class PyMysqlProbe:
@@ -211,9 +220,29 @@ class PyMysqlProbe:
             return None
         row = _default_channel(rows)
         try:
-            return parse_replica_status(row)
+            status = parse_replica_status(row)
         except ValueError as exc:
             raise MysqlError(self._name, action, str(exc)) from exc
+        if WORKER_TABLE in status.last_sql_error:
+            status = self._with_worker_error(status)
+        return status
+
+    def _with_worker_error(self, status: ReplicaStatus) -> ReplicaStatus:
+        """MySQL's multi-threaded applier reports only "Coordinator stopped ... see
+        performance_schema.replication_applier_status_by_worker": the worker's own error (the
+        duplicate key, the missing row) is what a person needs, so read it from there."""
+        try:
+            rows = self._query("read applier worker errors", WORKER_ERROR_QUERY)
+        except MysqlError as exc:  # e.g. performance_schema off: keep the coordinator's text
+            log.debug("mysql.worker_error_unavailable", host=self._name, reason=str(exc))
+            return status
+        if not rows:
+            return status
+        number = _cell_text(rows[0].get("n"))
+        message = _cell_text(rows[0].get("message")).strip()
+        return dataclasses.replace(
+            status, last_sql_error=f"{message} (applier worker error {number})"
+        )
 
     def uptime(self) -> int:
         row = self._one("read uptime", "SHOW GLOBAL STATUS LIKE 'Uptime'")
