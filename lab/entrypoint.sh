@@ -2,19 +2,26 @@
 # harestart lab container entrypoint (runs under tini, see lab/Dockerfile).
 #
 # Role-driven setup, then `exec sshd -D -e` as the long-lived main process. mysqld is a
-# sysvinit service (`service mariadb start|restart`) and masterha_manager runs detached, so
-# restarting the database or stopping MHA - exactly what harestart does - never ends the
+# sysvinit service (`service mariadb|mysql start|restart`) and masterha_manager runs detached,
+# so restarting the database or stopping MHA - exactly what harestart does - never ends the
 # container.
 #
+# One script for both lab flavours; the image sets LAB_FLAVOR and the few differences live in
+# flavor_settings() and the small functions that take its values:
+#   mariadb  MariaDB 10.11 (lab/Dockerfile): GTID slave_pos, `service mariadb`
+#   mysql    Oracle MySQL 9.7 (lab/Dockerfile.mysql): gtid_mode=ON + auto-position,
+#            super_read_only on replicas, `service mysql` (lab/mysql.init)
+#
 # Environment contract (docker-compose.yml and tests/integration/lab.py use these names):
+#   LAB_FLAVOR          mariadb | mysql (set by the image; default mariadb)
 #   LAB_ROLE            source | replica | manager | bastion
-#                       (bastion: sshd only, no MariaDB; the SSH jump host in front of a group)
+#                       (bastion: sshd only, no database; the SSH jump host in front of a group)
 #   LAB_SERVER_ID       unique integer (source/replica)
 #   LAB_SOURCE          hostname of the source on the lab network (replica, manager)
 #   LAB_REPLICAS        space-separated replica hostnames (manager)
 #   LAB_ADMIN_USER      admin account harestart uses (default: harestart)
 #   LAB_ADMIN_PASSWORD, LAB_REPL_PASSWORD, LAB_MHA_PASSWORD   (required)
-#   LAB_CONNECT_RETRY   optional MASTER_CONNECT_RETRY for replicas (MariaDB default 60 s)
+#   LAB_CONNECT_RETRY   optional MASTER_/SOURCE_CONNECT_RETRY for replicas (default 60 s)
 #   LAB_WAIT_TIMEOUT    optional deadline in seconds for waiting on other nodes (default 300)
 # Keys, mounted read-only at /lab/keys/: id_ed25519(.pub) = client key for root/ops logins
 # and the manager's SSH to nodes; ssh_host_ed25519_key(.pub) = host key every node presents.
@@ -31,6 +38,7 @@ SETUP_FAILED=/run/lab-setup-failed
 MARKER=/var/lib/mysql/.lab-initialised
 WAIT_TIMEOUT=${LAB_WAIT_TIMEOUT:-300}
 LAB_ADMIN_USER=${LAB_ADMIN_USER:-harestart}
+LAB_FLAVOR=${LAB_FLAVOR:-mariadb}
 
 log() { printf '%s lab[%s]: %s\n' "$(date -u +%H:%M:%S)" "${LAB_ROLE:-?}" "$*"; }
 die() { log "FATAL: $*" >&2; touch "$SETUP_FAILED"; exit 1; }
@@ -41,6 +49,41 @@ require() {
     [[ -n "${!name:-}" ]] || die "environment variable $name is required for role ${LAB_ROLE:-?}"
   done
 }
+
+# What differs between the flavours, as values the functions below take: the client and
+# service names, where the server config goes, and the replication statements' vocabulary
+# (MySQL 8.4 removed CHANGE MASTER / START SLAVE / SHOW SLAVE STATUS; MariaDB 10.11 reports
+# Slave_* columns even for SHOW REPLICA STATUS).
+flavor_settings() {
+  case "$LAB_FLAVOR" in
+    mariadb)
+      DB_CLIENT=mariadb
+      DB_SERVICE=mariadb
+      DB_CONF=/etc/mysql/mariadb.conf.d/60-lab.cnf
+      CHANGE_SOURCE='CHANGE MASTER TO'
+      SOURCE_WORD=MASTER
+      REPLICA_WORD=SLAVE
+      THREAD_COLUMN_PREFIX=Slave
+      GTID_CLAUSE='MASTER_USE_GTID=slave_pos'
+      ;;
+    mysql)
+      DB_CLIENT=mysql
+      DB_SERVICE=mysql
+      DB_CONF=/etc/mysql/conf.d/60-lab.cnf
+      CHANGE_SOURCE='CHANGE REPLICATION SOURCE TO'
+      SOURCE_WORD=SOURCE
+      REPLICA_WORD=REPLICA
+      THREAD_COLUMN_PREFIX=Replica
+      # caching_sha2_password is MySQL 9's only password plugin: without TLS the replica needs
+      # the source's RSA key to send the password.
+      GTID_CLAUSE='SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1'
+      ;;
+    *) die "LAB_FLAVOR must be mariadb or mysql (got '${LAB_FLAVOR}')" ;;
+  esac
+}
+
+# The local server as root, through its socket (root has no password and no network login).
+sql_root() { "$DB_CLIENT" --protocol=socket -uroot "$@"; }
 
 # Quote a value as an SQL string literal.
 sql_str() {
@@ -121,25 +164,35 @@ CONF
 
 write_mysql_config() {
   local read_only=$1
-  cat > /etc/mysql/mariadb.conf.d/60-lab.cnf <<CONF
-# Written by the harestart lab entrypoint (role ${LAB_ROLE}).
+  {
+    cat <<CONF
+# Written by the harestart lab entrypoint (role ${LAB_ROLE}, flavour ${LAB_FLAVOR}).
 [mysqld]
 server_id                = ${LAB_SERVER_ID}
 bind_address             = 0.0.0.0
 skip_name_resolve        = 1
 log_bin                  = /var/lib/mysql/mysql-bin
-log_slave_updates        = 1
-binlog_format            = ROW
 relay_log                = /var/lib/mysql/relay-bin
 relay_log_purge          = 0
 log_error                = /var/log/mysql/error.log
-# In the file, not SET GLOBAL, so the role survives 'service mariadb restart'.
+# In the file, not SET GLOBAL, so the role survives 'service ${DB_SERVICE} restart'.
 read_only                = ${read_only}
 # Small footprint: many lab clusters share two cores.
 innodb_buffer_pool_size  = 64M
 innodb_log_buffer_size   = 8M
-performance_schema       = 0
 max_connections          = 100
+CONF
+    "mysql_config_${LAB_FLAVOR}" "$read_only"
+  } > "$DB_CONF"
+  install -d -o mysql -g adm -m 2750 /var/log/mysql
+}
+
+mysql_config_mariadb() {
+  # MySQL logs ROW by default (and deprecates the setting); MariaDB 10.11 defaults to MIXED.
+  cat <<'CONF'
+binlog_format            = ROW
+log_slave_updates        = 1
+performance_schema       = 0
 
 # Debian's 50-mysqld_safe.cnf sends mysqld's log to syslog (skip_log_error + syslog), and
 # containers have no syslog: keep the error log in a file so operators (and tests) can read
@@ -148,19 +201,45 @@ max_connections          = 100
 skip_syslog
 log_error                = /var/log/mysql/error.log
 CONF
-  install -d -o mysql -g adm -m 2750 /var/log/mysql
 }
 
-start_mariadb() {
-  log "starting mariadb (server_id ${LAB_SERVER_ID})"
-  service mariadb start >/dev/null 2>&1 || { tail -n 30 /var/log/mysql/error.log >&2 || true; die "service mariadb start failed"; }
+mysql_config_mysql() {
+  local read_only=$1
+  # /etc/mysql/my.cnf in this image is mariadb-common's (pulled in by MHA's DBD::mysql): it
+  # includes conf.d/ but sets MariaDB's socket path, so both sides get theirs spelt out here.
+  cat <<CONF
+# Real MySQL shops run replicas with super_read_only too (read_only alone lets accounts with
+# CONNECTION_ADMIN, like the admin user, write); harestart notes and restores both.
+super_read_only          = ${read_only}
+report_host              = $(hostname)
+gtid_mode                = ON
+enforce_gtid_consistency = ON
+log_replica_updates      = ON
+user                     = mysql
+datadir                  = /var/lib/mysql
+socket                   = /run/mysqld/mysqld.sock
+pid_file                 = /run/mysqld/mysqld.pid
+secure_file_priv         = /var/lib/mysql-files
+mysqlx                   = OFF
+innodb_redo_log_capacity = 32M
+# mbind() is not permitted in a container: NUMA interleaving only fills the log with warnings.
+innodb_numa_interleave   = OFF
+
+[client]
+socket                   = /run/mysqld/mysqld.sock
+CONF
+}
+
+start_mysqld() {
+  log "starting ${DB_SERVICE} (server_id ${LAB_SERVER_ID})"
+  service "$DB_SERVICE" start >/dev/null 2>&1 || { tail -n 30 /var/log/mysql/error.log >&2 || true; die "service ${DB_SERVICE} start failed"; }
   wait_until "local mysqld answers" mysqladmin --protocol=socket -uroot ping
 }
 
 setup_source() {
   require LAB_SERVER_ID LAB_ADMIN_PASSWORD LAB_REPL_PASSWORD LAB_MHA_PASSWORD
   write_mysql_config 0
-  start_mariadb
+  start_mysqld
   if [[ -f $MARKER ]]; then
     log "datadir already initialised; skipping user setup"
     return
@@ -168,7 +247,7 @@ setup_source() {
   local admin
   admin=$(sql_str "$LAB_ADMIN_USER")
   # Users exist only on the source; replicas receive them through replication.
-  mariadb --protocol=socket -uroot <<SQL
+  sql_root <<SQL
 CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY $(sql_str "$LAB_REPL_PASSWORD");
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%';
 CREATE USER IF NOT EXISTS ${admin}@'%' IDENTIFIED BY $(sql_str "$LAB_ADMIN_PASSWORD");
@@ -190,7 +269,7 @@ client_cnf() {
 setup_replica() {
   require LAB_SERVER_ID LAB_SOURCE LAB_REPL_PASSWORD
   write_mysql_config 1
-  start_mariadb
+  start_mysqld
   if [[ -f $MARKER ]]; then
     log "datadir already initialised; replication resumes from its saved position"
     return
@@ -198,19 +277,19 @@ setup_replica() {
   client_cnf /root/.lab-repl.cnf repl "$LAB_REPL_PASSWORD"
   # The repl user answering also proves the source finished creating its users.
   wait_until "source ${LAB_SOURCE} accepts the replication user" \
-    mariadb --defaults-extra-file=/root/.lab-repl.cnf -h "$LAB_SOURCE" -e 'SELECT 1'
+    "$DB_CLIENT" --defaults-extra-file=/root/.lab-repl.cnf -h "$LAB_SOURCE" -e 'SELECT 1'
   local retry=""
   if [[ -n ${LAB_CONNECT_RETRY:-} ]]; then
     [[ $LAB_CONNECT_RETRY =~ ^[0-9]+$ ]] || die "LAB_CONNECT_RETRY must be an integer"
-    retry=", MASTER_CONNECT_RETRY=${LAB_CONNECT_RETRY}"
+    retry=", ${SOURCE_WORD}_CONNECT_RETRY=${LAB_CONNECT_RETRY}"
   fi
-  mariadb --protocol=socket -uroot <<SQL
-CHANGE MASTER TO MASTER_HOST=$(sql_str "$LAB_SOURCE"), MASTER_USER='repl',
-  MASTER_PASSWORD=$(sql_str "$LAB_REPL_PASSWORD"), MASTER_USE_GTID=slave_pos${retry};
-START SLAVE;
+  sql_root <<SQL
+${CHANGE_SOURCE} ${SOURCE_WORD}_HOST=$(sql_str "$LAB_SOURCE"), ${SOURCE_WORD}_USER='repl',
+  ${SOURCE_WORD}_PASSWORD=$(sql_str "$LAB_REPL_PASSWORD"), ${GTID_CLAUSE}${retry};
+START ${REPLICA_WORD};
 SQL
   touch "$MARKER"
-  log "replica of ${LAB_SOURCE} configured (GTID slave_pos${LAB_CONNECT_RETRY:+, connect retry ${LAB_CONNECT_RETRY}s})"
+  log "replica of ${LAB_SOURCE} configured (${GTID_CLAUSE}${LAB_CONNECT_RETRY:+, connect retry ${LAB_CONNECT_RETRY}s})"
 }
 
 write_mha_config() {
@@ -255,8 +334,9 @@ SCRIPT
 
 replica_running() {
   local status
-  status=$(mariadb --defaults-extra-file=/root/.lab-mha.cnf -h "$1" -e 'SHOW SLAVE STATUS\G') || return 1
-  grep -q 'Slave_IO_Running: Yes' <<<"$status" && grep -q 'Slave_SQL_Running: Yes' <<<"$status"
+  status=$("$DB_CLIENT" --defaults-extra-file=/root/.lab-mha.cnf -h "$1" -E -e "SHOW ${REPLICA_WORD} STATUS") || return 1
+  grep -q "${THREAD_COLUMN_PREFIX}_IO_Running: Yes" <<<"$status" \
+    && grep -q "${THREAD_COLUMN_PREFIX}_SQL_Running: Yes" <<<"$status"
 }
 
 mha_ping_ok() {
@@ -268,7 +348,7 @@ manager_bootstrap() {
   local host
   for host in $LAB_SOURCE $LAB_REPLICAS; do
     wait_until "ssh root@${host}" ssh "root@${host}" true
-    wait_until "mysql on ${host}" mariadb --defaults-extra-file=/root/.lab-mha.cnf -h "$host" -e 'SELECT 1'
+    wait_until "mysql on ${host}" "$DB_CLIENT" --defaults-extra-file=/root/.lab-mha.cnf -h "$host" -e 'SELECT 1'
   done
   for host in $LAB_REPLICAS; do
     wait_until "replication threads running on ${host}" replica_running "$host"
@@ -299,12 +379,13 @@ main() {
     source | replica | manager | bastion) ;;
     *) die "LAB_ROLE must be source, replica, manager or bastion (got '${LAB_ROLE:-}')" ;;
   esac
+  flavor_settings
   setup_ssh
   case "$LAB_ROLE" in
     source) setup_source; touch "$READY" ;;
     replica) setup_replica; touch "$READY" ;;
     manager) setup_manager ;;
-    bastion) log "bastion: sshd only (TCP forwarding on), no MariaDB"; touch "$READY" ;;
+    bastion) log "bastion: sshd only (TCP forwarding on), no database"; touch "$READY" ;;
   esac
   log "starting sshd"
   exec /usr/sbin/sshd -D -e
