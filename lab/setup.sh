@@ -2,24 +2,36 @@
 # Prepare what the harestart lab needs, on a fresh Debian 12 machine (root, no Docker engine
 # running, no container registry) as well as on a laptop where Docker already runs.
 #
-#   lab/setup.sh docker    make sure a Docker engine answers (install + start dockerd if needed)
-#   lab/setup.sh base      print the base image to build FROM (pull or build with mmdebstrap)
-#   lab/setup.sh image     build harestart-lab:latest from lab/
-#   lab/setup.sh secrets   generate lab/.secrets/ (SSH keys, known_hosts, passwords) if absent
-#   lab/setup.sh all       docker + image + secrets
+#   lab/setup.sh docker          make sure a Docker engine answers (install + start dockerd if needed)
+#   lab/setup.sh base [FLAVOR]   print the base image FLAVOR builds FROM (pull, or build with mmdebstrap)
+#   lab/setup.sh image [FLAVOR]  build harestart-lab:FLAVOR from lab/ (default: every flavour)
+#   lab/setup.sh secrets         generate lab/.secrets/ (SSH keys, known_hosts, passwords) if absent
+#   lab/setup.sh all             docker + every image + secrets
 #
+# FLAVOR: mariadb (Debian 12 bookworm: MariaDB 10.11, lab/Dockerfile; the default for `base`)
+#         mysql   (Debian sid: Oracle MySQL 9.7, lab/Dockerfile.mysql)
+#         all     (image only: both)
 # Chatter goes to stderr; `base` prints only the image name on stdout.
 set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SECRETS_DIR=${LAB_SECRETS_DIR:-$LAB_DIR/.secrets}
-LAB_IMAGE=${LAB_IMAGE:-harestart-lab:latest}
-UPSTREAM_BASE=debian:bookworm
-LOCAL_BASE=harestart/debian:bookworm
+FLAVORS=(mariadb mysql)
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/harestart-dockerd.log}
 
 say() { printf 'lab/setup.sh: %s\n' "$*" >&2; }
 fail() { printf 'lab/setup.sh: %s\n' "$*" >&2; exit 1; }
+
+# Per flavour: the Debian suite its image is built from, and its Dockerfile.
+check_flavor() {
+  case "$1" in
+    mariadb | mysql) ;;
+    *) fail "unknown flavour '$1' (expected: ${FLAVORS[*]})" ;;
+  esac
+}
+flavor_suite() { if [[ $1 == mysql ]]; then echo sid; else echo bookworm; fi; }
+flavor_dockerfile() { if [[ $1 == mysql ]]; then echo "$LAB_DIR/Dockerfile.mysql"; else echo "$LAB_DIR/Dockerfile"; fi; }
+flavor_image() { echo "harestart-lab:$1"; }
 
 docker_answers() { docker info >/dev/null 2>&1; }
 
@@ -91,39 +103,74 @@ apt_sources_file() {
   return 1
 }
 
+# The machine's Debian mirror (its first non-security URI), for suites its sources do not list
+# (sid on a bookworm machine): mmdebstrap would otherwise install whatever suites the file names.
+apt_mirror() {
+  local f
+  f=$(apt_sources_file) || return 1
+  awk '
+    /^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }
+    /^deb[ \t]/ { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i ~ /:\/\//) { if ($i !~ /security/) { print $i; exit } break } }
+  ' "$f" | grep . || return 1
+}
+
 cmd_base() {
-  if image_present "$UPSTREAM_BASE"; then
-    printf '%s\n' "$UPSTREAM_BASE"
+  local flavor=${1:-mariadb} suite upstream local_base
+  check_flavor "$flavor"
+  suite=$(flavor_suite "$flavor")
+  upstream=debian:$suite
+  local_base=harestart/debian:$suite
+  if image_present "$upstream"; then
+    printf '%s\n' "$upstream"
     return 0
   fi
-  if image_present "$LOCAL_BASE"; then
-    printf '%s\n' "$LOCAL_BASE"
+  if image_present "$local_base"; then
+    printf '%s\n' "$local_base"
     return 0
   fi
-  say "trying 'docker pull $UPSTREAM_BASE'"
-  if timeout 30 docker pull -q "$UPSTREAM_BASE" >&2 2>/dev/null; then
-    printf '%s\n' "$UPSTREAM_BASE"
+  say "trying 'docker pull $upstream'"
+  if timeout 30 docker pull -q "$upstream" >&2 2>/dev/null; then
+    printf '%s\n' "$upstream"
     return 0
   fi
-  say "no registry; building $LOCAL_BASE with mmdebstrap from this machine's apt sources"
-  local sources
-  sources=$(apt_sources_file) || fail "cannot build a base image: no apt sources found in /etc/apt and no registry to pull $UPSTREAM_BASE from."
+  say "no registry; building $local_base with mmdebstrap from this machine's apt sources"
   if ! command -v mmdebstrap >/dev/null 2>&1; then
     can_apt || fail "cannot build a base image: mmdebstrap is missing and no registry answers."
     apt_install mmdebstrap
   fi
-  mmdebstrap --quiet --variant=minbase bookworm - "$sources" | docker import - "$LOCAL_BASE" >&2 \
+  local source opts=()
+  if [[ $suite == bookworm ]]; then
+    source=$(apt_sources_file) || fail "cannot build a base image: no apt sources found in /etc/apt and no registry to pull $upstream from."
+  else
+    source=$(apt_mirror) || fail "cannot build a base image: no Debian mirror found in /etc/apt and no registry to pull $upstream from."
+    # A mirror that is a frozen snapshot serves a sid Release file past its Valid-Until date;
+    # mmdebstrap also writes this option into the image, so apt-get in the Dockerfile works too.
+    opts+=(--aptopt='Acquire::Check-Valid-Until "false"')
+  fi
+  mmdebstrap --quiet --variant=minbase "${opts[@]}" "$suite" - "$source" | docker import - "$local_base" >&2 \
     || fail "cannot build a base image: mmdebstrap | docker import failed."
-  printf '%s\n' "$LOCAL_BASE"
+  printf '%s\n' "$local_base"
+}
+
+build_image() {
+  local flavor=$1 base image dockerfile
+  image=$(flavor_image "$flavor")
+  dockerfile=$(flavor_dockerfile "$flavor")
+  base=$(cmd_base "$flavor")
+  say "building $image FROM $base"
+  docker build -q --build-arg "BASE_IMAGE=$base" -f "$dockerfile" -t "$image" "$LAB_DIR" >&2 \
+    || fail "building $image failed (run 'docker build --build-arg BASE_IMAGE=$base -f $dockerfile $LAB_DIR' to see why)."
+  say "image $image ready"
 }
 
 cmd_image() {
-  local base
-  base=$(cmd_base)
-  say "building $LAB_IMAGE FROM $base"
-  docker build -q --build-arg "BASE_IMAGE=$base" -t "$LAB_IMAGE" "$LAB_DIR" >&2 \
-    || fail "building $LAB_IMAGE failed (run 'docker build --build-arg BASE_IMAGE=$base $LAB_DIR' to see why)."
-  say "image $LAB_IMAGE ready"
+  local flavor=${1:-all}
+  if [[ $flavor == all ]]; then
+    for flavor in "${FLAVORS[@]}"; do build_image "$flavor"; done
+  else
+    check_flavor "$flavor"
+    build_image "$flavor"
+  fi
 }
 
 random_password() {
@@ -175,14 +222,14 @@ cmd_secrets() {
 }
 
 usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 case "${1:-}" in
   docker) cmd_docker ;;
-  base) cmd_base ;;
-  image) cmd_image ;;
+  base) cmd_base "${2:-mariadb}" ;;
+  image) cmd_image "${2:-all}" ;;
   secrets) cmd_secrets ;;
   all) cmd_docker; cmd_image; cmd_secrets ;;
   *) usage ;;
