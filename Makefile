@@ -4,14 +4,16 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
+# The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
+FLAVOR ?= mariadb
 
 .PHONY: help venv lab lab-image lint unit integration test demo bench clean
 
 help:
-	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down"
-	@echo "make test   lint + unit + integration tests (real MariaDB/MHA containers)"
-	@echo "make lab    prepare the compose lab (Docker engine, image, keys); then docker-compose up -d"
-	@echo "make bench  measure restart timings on a lab cluster"
+	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
+	@echo "make test   lint + unit + integration tests (real MariaDB/MySQL + MHA containers)"
+	@echo "make lab    prepare the compose lab (Docker engine, both images, keys); then docker-compose up -d"
+	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql)"
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -22,7 +24,8 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Docker engine (installed and started only when none answers), lab image, keys and passwords.
+# Docker engine (installed and started only when none answers), both lab images
+# (harestart-lab:mariadb and harestart-lab:mysql), keys and passwords.
 lab:
 	bash lab/setup.sh all
 
@@ -46,10 +49,10 @@ test: venv lint lab-image
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 demo: venv lab
-	bash lab/demo.sh
+	LAB_FLAVOR=$(FLAVOR) bash lab/demo.sh
 
 bench: venv lab-image
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench --flavor $(FLAVOR) $(BENCH_ARGS)
 
 clean:
 	-docker ps -aq --filter label=harestart.lab | xargs -r docker rm -f
