@@ -1,4 +1,9 @@
-"""Fixtures for integration tests: the lab image, cluster factories, log keeping.
+"""Fixtures for integration tests: the lab flavours, cluster factories, log keeping.
+
+Flavours: ``cluster_factory(..., flavor="mysql")`` starts an Oracle MySQL cluster (default
+``"mariadb"``); a test that requests the ``flavor`` fixture runs once per flavour (ids
+``mariadb``/``mysql``) and passes it on. The module-scoped ``cluster`` takes its flavour from
+that fixture, so every test using ``cluster`` runs on both.
 
 Importing .lab first sets the TESTCONTAINERS_* variables before testcontainers loads.
 """
@@ -49,9 +54,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def lab_image() -> str:
-    """The lab image, built if needed; fails the run (never skips) when Docker is missing."""
-    return lab.ensure_lab_image()
+def lab_docker() -> None:
+    """A Docker engine that answers; fails the run (never skips) when there is none. Images are
+    built per flavour when a cluster of that flavour first starts (lab.ensure_lab_image)."""
+    lab.ensure_docker()
+
+
+@pytest.fixture(scope="module", params=lab.FLAVORS, ids=lab.FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> str:
+    """Each lab flavour in turn: a test (or fixture) requesting this runs once per flavour.
+
+    Module scope, so the module-scoped ``cluster`` can use it and pytest runs a module's tests
+    flavour by flavour (one shared cluster alive at a time)."""
+    return str(request.param)
 
 
 class ClusterFactory(Protocol):
@@ -62,11 +77,12 @@ class ClusterFactory(Protocol):
         connect_retry: int | None = None,
         name: str | None = None,
         bastion: bool = False,
+        flavor: str = lab.DEFAULT_FLAVOR,
     ) -> LabCluster: ...
 
 
 @pytest.fixture
-def cluster_factory(lab_image: str, request: pytest.FixtureRequest) -> Iterator[ClusterFactory]:
+def cluster_factory(lab_docker: None, request: pytest.FixtureRequest) -> Iterator[ClusterFactory]:
     """Start clusters for one test; they are always removed afterwards, logs kept on failure."""
     started: list[LabCluster] = []
     artifacts = _artifacts(request.node)
@@ -77,6 +93,7 @@ def cluster_factory(lab_image: str, request: pytest.FixtureRequest) -> Iterator[
         connect_retry: int | None = None,
         name: str | None = None,
         bastion: bool = False,
+        flavor: str = lab.DEFAULT_FLAVOR,
         **kw: Any,
     ) -> LabCluster:
         c = lab.start_cluster(
@@ -85,6 +102,7 @@ def cluster_factory(lab_image: str, request: pytest.FixtureRequest) -> Iterator[
             name=name,
             artifacts=artifacts,
             bastion=bastion,
+            flavor=flavor,
             **kw,
         )
         started.append(c)
@@ -99,10 +117,11 @@ def cluster_factory(lab_image: str, request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def cluster(lab_image: str, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
-    """A 1 source + 2 replicas + MHA cluster shared by the tests of a module (read-mostly:
-    tests that change it must put it back as they found it)."""
-    c = lab.start_cluster(2, artifacts=lab.ARTIFACTS_DIR / lab._safe_name(request.node.name))
+def cluster(lab_docker: None, flavor: str, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    """A 1 source + 2 replicas + MHA cluster of each flavour in turn, shared by the tests of a
+    module (read-mostly: tests that change it must put it back as they found it)."""
+    artifacts = lab.ARTIFACTS_DIR / lab._safe_name(f"{request.node.name}-{flavor}")
+    c = lab.start_cluster(2, artifacts=artifacts, flavor=flavor)
     try:
         yield c
     finally:

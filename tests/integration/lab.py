@@ -1,16 +1,21 @@
-"""Real lab clusters for integration tests: 1 MariaDB source + N replicas + an MHA manager.
+"""Real lab clusters for integration tests: 1 source + N replicas + an MHA manager.
 
-Every cluster runs on its own Docker network (aliases db1, db2, ..., mha) from the image that
-``lab/setup.sh image`` builds (``harestart-lab:latest``; see lab/Dockerfile and
-lab/entrypoint.sh for the environment contract). Host-side code reaches the containers only
-through 127.0.0.1 and published ports.
+Two flavours (``start_cluster(flavor=...)``, ``LabCluster.flavor``): ``mariadb`` (MariaDB 10.11,
+image ``harestart-lab:mariadb`` from lab/Dockerfile) and ``mysql`` (Oracle MySQL 9.7, image
+``harestart-lab:mysql`` from lab/Dockerfile.mysql); ``lab/setup.sh image FLAVOR`` builds them and
+lab/entrypoint.sh holds the environment contract. The helpers here hide the differences (client
+name, replica status columns, GTID positions): ``replica_status()``, ``replicating()``,
+``source_gtid()``/``applied()``/``wait_replicated()``, ``restart_command``.
+
+Every cluster runs on its own Docker network (aliases db1, db2, ..., mha). Host-side code
+reaches the containers only through 127.0.0.1 and published ports.
 
 Bastion mode (``start_cluster(bastion=True)``): a fourth kind of container, ``bastion``
 (sshd only, TCP forwarding on), is the only one that publishes a port (its SSH port, on
 127.0.0.1). The group's nodes publish nothing; harestart reaches them as db1:22 / db1:3306
 through the bastion (``write_inventory`` writes ``ssh.jump`` and ``mysql.tunnel``). The
 fixture's own checks then go through ``docker exec`` instead of the network: ``sql()`` runs
-the ``mariadb`` client as root on the node's local socket, and readiness checks each node's
+the flavour's client (``mariadb`` or ``mysql``) as root on the node's local socket, and readiness checks each node's
 sshd from inside the bastion (which proves the hop's network path too). The fixture never
 uses harestart's own SSH code to look at a cluster it is testing.
 
@@ -44,7 +49,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, cast
 
 import docker  # type: ignore[import-untyped]
 import pymysql
@@ -59,11 +64,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SH = REPO_ROOT / "lab" / "setup.sh"
 ARTIFACTS_DIR = REPO_ROOT / "tests" / ".artifacts"
 
-LAB_IMAGE = os.environ.get("LAB_IMAGE", "harestart-lab:latest")
+Flavor = Literal["mariadb", "mysql"]
+FLAVORS: tuple[Flavor, ...] = ("mariadb", "mysql")
+DEFAULT_FLAVOR: Flavor = "mariadb"
+# How an operator restarts mysqld on a lab host (a sysvinit script in both images).
+RESTART_COMMANDS: dict[Flavor, str] = {
+    "mariadb": "service mariadb restart",
+    "mysql": "service mysql restart",
+}
+# The command-line client in each image (`mysql` in the MariaDB image is only a compat link).
+CLIENTS: dict[Flavor, str] = {"mariadb": "mariadb", "mysql": "mysql"}
 HOST = "127.0.0.1"
 MHA_CONF = "/etc/mha/app1.cnf"
 MHA_START = "/usr/local/bin/lab-mha-start"
-RESTART_COMMAND = "service mariadb restart"
 ADMIN_USER = "harestart"
 
 LABEL = "harestart.lab"
@@ -128,32 +141,57 @@ def _safe_name(text: str) -> str:
 
 # --------------------------------------------------------------------------- image + keys
 
-_image_ready = False
+
+def check_flavor(flavor: str) -> Flavor:
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown lab flavour {flavor!r} (expected one of {FLAVORS})")
+    return cast(Flavor, flavor)
 
 
-def ensure_lab_image() -> str:
-    """Make sure Docker answers and ``harestart-lab:latest`` is built (once per session).
+def lab_image(flavor: str = DEFAULT_FLAVOR) -> str:
+    """The image tag of a flavour: ``harestart-lab:mariadb`` or ``harestart-lab:mysql``."""
+    return f"harestart-lab:{check_flavor(flavor)}"
+
+
+# lab/setup.sh steps done by this process: "docker", "image mariadb", "image mysql".
+_setup_done: set[str] = set()
+
+
+def _setup(*args: str) -> None:
+    """Run ``lab/setup.sh ARGS`` once per process; fail the test (never skip) if it fails."""
+    step = " ".join(args)
+    if step in _setup_done:
+        return
+    proc = subprocess.run(
+        ["bash", str(SETUP_SH), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"lab/setup.sh {step} exited {proc.returncode}"
+        pytest.fail(f"lab unavailable: {reason}", pytrace=False)
+    _setup_done.add(step)
+
+
+def ensure_docker() -> None:
+    """Make sure a Docker engine answers (once per session)."""
+    _setup("docker")
+
+
+def ensure_lab_image(flavor: str = DEFAULT_FLAVOR) -> str:
+    """Make sure Docker answers and the flavour's image is built (once per flavour per session);
+    returns its tag. Only the flavour asked for is built.
 
     Without Docker the test run fails with lab/setup.sh's one-line reason: integration tests
     are never skipped.
     """
-    global _image_ready  # noqa: PLW0603 - once-per-process memo
-    if _image_ready:
-        return LAB_IMAGE
-    for step in ("docker", "image"):
-        proc = subprocess.run(
-            ["bash", str(SETUP_SH), step],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-            reason = lines[-1] if lines else f"lab/setup.sh {step} exited {proc.returncode}"
-            pytest.fail(f"lab unavailable: {reason}", pytrace=False)
-    _image_ready = True
-    return LAB_IMAGE
+    image = lab_image(flavor)
+    ensure_docker()
+    _setup("image", flavor)
+    return image
 
 
 _session_dir: Path | None = None
@@ -265,8 +303,39 @@ class LabCluster:
     workdir: Path
     connect_retry: int | None = None
     mha_config: str = MHA_CONF
-    restart_command: str = RESTART_COMMAND
+    restart_command: str = ""  # "": the flavour's (RESTART_COMMANDS)
     bastion: LabNode | None = None  # the jump host; then the group's nodes publish nothing
+    flavor: Flavor = DEFAULT_FLAVOR
+
+    def __post_init__(self) -> None:
+        check_flavor(self.flavor)
+        if not self.restart_command:
+            object.__setattr__(self, "restart_command", RESTART_COMMANDS[self.flavor])
+
+    @property
+    def client(self) -> str:
+        """The command-line client in this cluster's containers: ``mariadb`` or ``mysql``."""
+        return CLIENTS[self.flavor]
+
+    @property
+    def service(self) -> str:
+        """The sysvinit service that runs mysqld: ``mariadb`` or ``mysql`` (lab/mysql.init)."""
+        return "mysql" if self.flavor == "mysql" else "mariadb"
+
+    @property
+    def config_dir(self) -> str:
+        """Where the server reads its config snippets (the lab's own is 60-lab.cnf there)."""
+        return "/etc/mysql/conf.d" if self.flavor == "mysql" else "/etc/mysql/mariadb.conf.d"
+
+    @property
+    def replica_status_statement(self) -> str:
+        """``SHOW SLAVE STATUS`` (MariaDB) or ``SHOW REPLICA STATUS`` (MySQL 8.4+ has no other)."""
+        return "SHOW REPLICA STATUS" if self.flavor == "mysql" else "SHOW SLAVE STATUS"
+
+    @property
+    def _replica_word(self) -> str:
+        # MySQL 8.4 removed START/STOP SLAVE; MariaDB 10.11 knows both, its docs say SLAVE.
+        return "REPLICA" if self.flavor == "mysql" else "SLAVE"
 
     # ---- lookup
 
@@ -351,24 +420,52 @@ class LabCluster:
                 query = query % {k: escape(v, "utf8mb4") for k, v in args.items()}
             else:
                 query = query % tuple(escape(v, "utf8mb4") for v in args)
-        argv = ["mariadb", "--protocol=socket", "-uroot", "--batch", "-e", query]
+        argv = [self.client, "--protocol=socket", "-uroot", "--batch", "-e", query]
         result = n.container.get_wrapped_container().exec_run(argv, demux=True)
         out, err = (b.decode(errors="replace") if b else "" for b in result.output)
         if result.exit_code != 0:
-            raise RuntimeError(f"{n.name}: mariadb exited {result.exit_code}: {err or out}")
+            raise RuntimeError(f"{n.name}: {self.client} exited {result.exit_code}: {err or out}")
         lines = out.splitlines()
         if not lines:
             return []
         header = lines[0].split("\t")
         return [dict(zip(header, map(_unbatch, ln.split("\t")), strict=True)) for ln in lines[1:]]
 
+    def replica_status(self, node: str | LabNode) -> ReplicaStatus:
+        """The node's replica status in flavour-neutral names (values None when the node is not
+        a replica); ``raw`` is the row as the server returned it."""
+        rows = self.sql(node, self.replica_status_statement)
+        raw = rows[0] if rows else {}
+        # MariaDB keeps the Master_/Slave_ column names; MySQL 8.0.22+ says Source_/Replica_.
+        old = self.flavor == "mariadb"
+        retry = raw.get("Connect_Retry")
+        return {
+            "io_running": raw.get("Slave_IO_Running" if old else "Replica_IO_Running"),
+            "sql_running": raw.get("Slave_SQL_Running" if old else "Replica_SQL_Running"),
+            "source_host": raw.get("Master_Host" if old else "Source_Host"),
+            "seconds_behind": raw.get("Seconds_Behind_Master" if old else "Seconds_Behind_Source"),
+            "connect_retry": None if retry is None else int(retry),
+            # MariaDB: Using_Gtid No/Slave_Pos/Current_Pos; MySQL: Auto_Position 0/1.
+            "auto_position": (
+                raw.get("Using_Gtid") not in (None, "No")
+                if old
+                else str(raw.get("Auto_Position")) == "1"
+            ),
+            "last_io_error": raw.get("Last_IO_Error"),
+            "last_sql_error": raw.get("Last_SQL_Error"),
+            "raw": raw,
+        }
+
     def slave_status(self, node: str | LabNode) -> dict[str, Any]:
-        rows = self.sql(node, "SHOW SLAVE STATUS")
-        return rows[0] if rows else {}
+        """The raw replica status row (MariaDB's Slave_* / MySQL's Replica_* columns); {} if none.
+
+        Kept for existing MariaDB tests; new code reads ``replica_status()``."""
+        return self.replica_status(node)["raw"]
 
     def replicating(self, node: str | LabNode) -> bool:
-        st = self.slave_status(node)
-        return st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes"
+        """Whether both replication threads of ``node`` run."""
+        st = self.replica_status(node)
+        return st["io_running"] == "Yes" and st["sql_running"] == "Yes"
 
     def mha_status(self) -> tuple[int, str]:
         """``masterha_check_status`` in the manager: (exit code, output)."""
@@ -389,21 +486,104 @@ class LabCluster:
         if code != 0:
             raise RuntimeError(f"{MHA_START} failed ({code}): {out}")
 
+    def source_gtid(self, node: str | LabNode | None = None) -> str:
+        """What the source (or ``node`` as a source) has written: MariaDB ``@@gtid_binlog_pos``,
+        MySQL ``@@global.gtid_executed`` (newlines of multi-UUID sets removed)."""
+        var = "@@global.gtid_executed" if self.flavor == "mysql" else "@@global.gtid_binlog_pos"
+        pos = self.sql(self.source if node is None else node, f"SELECT {var} AS pos")[0]["pos"]
+        return str(pos or "").replace("\n", "")
+
+    def applied(self, node: str | LabNode, target: str) -> bool:
+        """Whether ``node`` has applied ``target`` (a ``source_gtid()`` value): MariaDB
+        ``@@gtid_slave_pos`` equals it; MySQL ``GTID_SUBSET(target, @@gtid_executed)``."""
+        if self.flavor == "mysql":
+            rows = self.sql(node, "SELECT GTID_SUBSET(%s, @@global.gtid_executed) AS ok", (target,))
+            return str(rows[0]["ok"]) == "1"
+        return str(self.sql(node, "SELECT @@global.gtid_slave_pos AS pos")[0]["pos"]) == target
+
     def wait_replicated(self, *, timeout: float = 120.0) -> str:
         """Wait until every replica runs both threads and has applied the source's GTID position."""
-        target = self.sql(self.source, "SELECT @@gtid_binlog_pos AS pos")[0]["pos"]
+        target = self.source_gtid()
 
         def probe() -> bool:
-            for replica in self.replicas:
-                if not self.replicating(replica):
-                    return False
-                pos = self.sql(replica, "SELECT @@gtid_slave_pos AS pos")[0]["pos"]
-                if pos != target:
-                    return False
-            return True
+            return all(self.replicating(r) and self.applied(r, target) for r in self.replicas)
 
         wait_for(f"replicas at GTID {target}", probe, timeout=timeout)
-        return str(target)
+        return target
+
+    # ---- changing a node (tests that break things on purpose)
+
+    def stop_replication(self, node: str | LabNode) -> None:
+        """``STOP SLAVE`` / ``STOP REPLICA`` on ``node`` (both threads)."""
+        self.sql(node, f"STOP {self._replica_word}")
+
+    def start_replication(self, node: str | LabNode) -> None:
+        """``START SLAVE`` / ``START REPLICA`` on ``node``."""
+        self.sql(node, f"START {self._replica_word}")
+
+    def set_delay(self, node: str | LabNode, seconds: int) -> None:
+        """Delayed replication on ``node``: it applies events ``seconds`` after they were written
+        (``MASTER_DELAY`` / ``SOURCE_DELAY``); replication is stopped and started around it."""
+        word = "SOURCE" if self.flavor == "mysql" else "MASTER"
+        change = "CHANGE REPLICATION SOURCE TO" if self.flavor == "mysql" else "CHANGE MASTER TO"
+        self.stop_replication(node)
+        self.sql(node, f"{change} {word}_DELAY = {int(seconds)}")
+        self.start_replication(node)
+
+    def repoint(self, node: str | LabNode, source: str | LabNode) -> None:
+        """Make ``node`` replicate from ``source`` (GTID positioning, the lab's repl user)."""
+        host = self.node(source).name
+        self.stop_replication(node)
+        if self.flavor == "mysql":
+            change = (
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_USER='repl', "
+                "SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1"
+            )
+        else:
+            change = (
+                "CHANGE MASTER TO MASTER_HOST=%s, MASTER_USER='repl', MASTER_PASSWORD=%s, "
+                "MASTER_USE_GTID=slave_pos"
+            )
+        self.sql(node, change, (host, self.repl_password))
+        self.start_replication(node)
+
+    def read_only_state(self, node: str | LabNode) -> tuple[bool, bool | None]:
+        """(read_only, super_read_only); super_read_only is None on MariaDB, which has none."""
+        if self.flavor == "mysql":
+            row = self.sql(node, "SELECT @@global.read_only AS ro, @@global.super_read_only AS sro")
+            return (str(row[0]["ro"]) == "1", str(row[0]["sro"]) == "1")
+        row = self.sql(node, "SELECT @@global.read_only AS ro")
+        return (str(row[0]["ro"]) == "1", None)
+
+    def local_sql(self, node: str | LabNode, query: str, args: Any = None) -> list[dict[str, Any]]:
+        """Run a statement on ``node`` alone: as root on its socket, not binlogged
+        (``sql_log_bin = 0``), so it never replicates - e.g. a row only a replica has.
+
+        A MySQL replica runs with super_read_only, which stops even root: it is switched off
+        for the statement and back on afterwards (MariaDB's read_only does not stop root)."""
+        n = self.node(node)
+        super_read_only = self.read_only_state(n)[1]
+        if super_read_only:
+            self._sql_exec(n, "SET GLOBAL super_read_only = OFF", None)
+        try:
+            return self._sql_exec(n, f"SET SESSION sql_log_bin = 0; {query}", args)
+        finally:
+            if super_read_only:
+                self._sql_exec(n, "SET GLOBAL super_read_only = ON", None)
+
+    def break_config(self, node: str | LabNode) -> None:
+        """mysqld on ``node`` will refuse to start (an unknown option in its config) until
+        ``fix_config``; the running server is not touched."""
+        path = f"{self.config_dir}/99-broken.cnf"
+        code, out = self.exec(
+            node, ["sh", "-c", f"printf '[mysqld]\\nno_such_option=1\\n' > {path}"]
+        )
+        if code != 0:
+            raise RuntimeError(f"{self.node(node).name}: could not write {path}: {out}")
+
+    def fix_config(self, node: str | LabNode) -> None:
+        """Undo ``break_config``."""
+        self.exec(node, ["rm", "-f", f"{self.config_dir}/99-broken.cnf"])
 
     # ---- files for harestart
 
@@ -494,7 +674,7 @@ class LabCluster:
     # ---- diagnostics + teardown
 
     def save_logs(self, dest: str | os.PathLike[str]) -> Path:
-        """Keep container logs, the MHA manager log and the MariaDB error logs under ``dest``."""
+        """Keep container logs, the MHA manager log and the mysqld error logs under ``dest``."""
         out = Path(dest)
         out.mkdir(parents=True, exist_ok=True)
         for node in self.containers:
@@ -513,8 +693,10 @@ class LabCluster:
                     (out / f"{node.name}.{Path(remote).name}").write_text(text)
             if node.role == "replica":
                 with contextlib.suppress(Exception):
-                    _, text = self.exec(node, ["mariadb", "-e", "SHOW SLAVE STATUS\\G"])
-                    (out / f"{node.name}.slave-status.txt").write_text(text)
+                    # -E, not \\G: MySQL 9's client refuses backslash commands in batch mode.
+                    argv = [self.client, "-E", "-e", self.replica_status_statement]
+                    _, text = self.exec(node, argv)
+                    (out / f"{node.name}.replica-status.txt").write_text(text)
         return out
 
     def stop(self) -> None:
@@ -526,11 +708,25 @@ class LabCluster:
             self.network.remove()
 
 
+class ReplicaStatus(TypedDict):
+    """``LabCluster.replica_status()``: the same names on both flavours."""
+
+    io_running: str | None  # "Yes" | "No" | "Connecting" | None (not a replica)
+    sql_running: str | None
+    source_host: str | None
+    seconds_behind: Any  # int, or None while a thread is stopped (text in bastion mode)
+    connect_retry: int | None
+    auto_position: bool  # GTID auto-positioning (MariaDB: Using_Gtid != No)
+    last_io_error: str | None
+    last_sql_error: str | None
+    raw: dict[str, Any]  # the server's own row: Slave_*/Master_* or Replica_*/Source_* columns
+
+
 _BATCH_ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\", "\\0": "\0"}
 
 
 def _unbatch(value: str) -> str | None:
-    """A value as ``mariadb --batch`` prints it: NULL, or text with \\n \\t \\\\ \\0 escaped."""
+    """A value as ``mariadb --batch`` / ``mysql --batch`` prints it: NULL, or text with \\n \\t \\\\ \\0 escaped."""
     if value == "NULL":
         return None
     return re.sub(r"\\[nt0\\]", lambda m: _BATCH_ESCAPES[m.group(0)], value)
@@ -574,10 +770,13 @@ def start_cluster(
     artifacts: str | os.PathLike[str] | None = None,
     timeout: float = START_TIMEOUT,
     bastion: bool = False,
+    flavor: str = DEFAULT_FLAVOR,
 ) -> LabCluster:
     """Start 1 source + ``replicas`` replicas + the MHA manager on a new network and wait until
     the group is really up: MySQL answers on every published port, every replica runs both
     replication threads, and masterha_check_status reports PING_OK.
+
+    ``flavor``: ``mariadb`` or ``mysql`` (see the module docstring); only its image is built.
 
     ``bastion``: also start a ``bastion`` container (the SSH jump host), the only one that
     publishes a port; the group's nodes publish nothing (see the module docstring).
@@ -586,9 +785,10 @@ def start_cluster(
     """
     if replicas < 1:
         raise ValueError("a lab cluster needs at least one replica (MHA refuses to run without)")
-    image = ensure_lab_image()
+    flavor = check_flavor(flavor)
+    image = ensure_lab_image(flavor)
     keys = session_keys()
-    name = name or f"lab-{uuid.uuid4().hex[:6]}"
+    name = name or f"lab-{flavor}-{uuid.uuid4().hex[:6]}"
     workdir = session_dir() / name
     workdir.mkdir(parents=True, exist_ok=False)
 
@@ -622,7 +822,10 @@ def start_cluster(
         if db and not bastion:
             c.ports["3306/tcp"] = (HOST, None)  # type: ignore[assignment]
         c.with_name(f"harestart-{name}-{SESSION_ID}-{alias}")
-        c.with_kwargs(hostname=alias, labels={**_labels(), "harestart.lab.cluster": name})
+        c.with_kwargs(
+            hostname=alias,
+            labels={**_labels(), "harestart.lab.cluster": name, "harestart.lab.flavor": flavor},
+        )
         containers[alias] = c
         c.start()
         return c
@@ -709,6 +912,7 @@ def start_cluster(
             workdir=workdir,
             connect_retry=connect_retry,
             bastion=jump,
+            flavor=flavor,
         )
         _wait_ready(cluster, timeout)
         return cluster

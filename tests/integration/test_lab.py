@@ -1,6 +1,8 @@
 """The lab is real: replication flows, MHA watches the group, mysqld restarts over SSH.
 
 These tests check the lab itself (not harestart), so they use pymysql and paramiko directly.
+They run on both lab flavours (MariaDB and Oracle MySQL): the ``cluster`` fixture and the
+``flavor`` fixture are parametrized over them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 import yaml
 
 from .conftest import ClusterFactory
-from .lab import LabCluster, wait_for
+from .lab import LabCluster, ready_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +35,13 @@ def _insert_and_wait(cluster: LabCluster, value: str, timeout: float = 120) -> N
     """Insert a row on the source; wait until every replica has it and the source's GTID."""
     cluster.sql("db1", CREATE_ROWS)
     cluster.sql("db1", "INSERT INTO labdb.rows (v) VALUES (%s)", (value,))
-    target = cluster.sql("db1", "SELECT @@gtid_binlog_pos AS pos")[0]["pos"]
+    target = cluster.source_gtid()
     for replica in cluster.replicas:
         wait_for(
             f"row {value!r} and GTID {target} on {replica.name}",
             lambda r=replica: (
                 cluster.sql(r, "SELECT v FROM labdb.rows WHERE v = %s", (value,))
-                and cluster.sql(r, "SELECT @@gtid_slave_pos AS pos")[0]["pos"] == target
+                and cluster.applied(r, target)
             ),
             timeout=timeout,
         )
@@ -62,16 +64,30 @@ def _ssh(cluster: LabCluster, node: str) -> paramiko.SSHClient:
     return client
 
 
+def _role_flags(cluster: LabCluster, read_only: bool) -> tuple[bool, bool | None]:
+    """The lab's (read_only, super_read_only) for a role: MySQL replicas run super_read_only
+    too; MariaDB has no such variable (None)."""
+    return (read_only, read_only if cluster.flavor == "mysql" else None)
+
+
 def test_topology_and_roles(cluster: LabCluster) -> None:
     assert [n.name for n in cluster.nodes] == ["db1", "db2", "db3", "mha"]
+    version = str(cluster.sql("db1", "SELECT @@version AS v")[0]["v"])
+    assert ("MariaDB" in version) == (cluster.flavor == "mariadb"), version
     ids = {n.name: cluster.sql(n, "SELECT @@server_id AS id")[0]["id"] for n in cluster.db_nodes}
     assert ids == {"db1": 1, "db2": 2, "db3": 3}
-    assert cluster.sql("db1", "SELECT @@read_only AS ro")[0]["ro"] == 0
+    roles = {n.name: cluster.read_only_state(n) for n in cluster.db_nodes}
+    assert roles == {
+        "db1": _role_flags(cluster, False),
+        "db2": _role_flags(cluster, True),
+        "db3": _role_flags(cluster, True),
+    }
     for replica in cluster.replicas:
-        assert cluster.sql(replica, "SELECT @@read_only AS ro")[0]["ro"] == 1
-        status = cluster.slave_status(replica)
-        assert status["Master_Host"] == "db1"
-        assert status["Using_Gtid"] == "Slave_Pos"
+        status = cluster.replica_status(replica)
+        assert status["source_host"] == "db1"
+        assert status["auto_position"] is True
+        if cluster.flavor == "mariadb":
+            assert status["raw"]["Using_Gtid"] == "Slave_Pos"
     # Every mapped port is on 127.0.0.1 and distinct.
     ports = [n.ssh_port for n in cluster.nodes] + [n.mysql_port for n in cluster.db_nodes]
     assert len(set(ports)) == len(ports)
@@ -80,9 +96,10 @@ def test_topology_and_roles(cluster: LabCluster) -> None:
 def test_write_on_source_reaches_every_replica(cluster: LabCluster) -> None:
     value = f"hello-{uuid.uuid4().hex[:8]}"
     _insert_and_wait(cluster, value)
-    source_pos = cluster.sql("db1", "SELECT @@gtid_current_pos AS pos")[0]["pos"]
+    source_pos = cluster.source_gtid()
+    assert source_pos
     for replica in cluster.replicas:
-        assert cluster.sql(replica, "SELECT @@gtid_slave_pos AS pos")[0]["pos"] == source_pos
+        assert cluster.applied(replica, source_pos)
         rows = cluster.sql(replica, "SELECT COUNT(*) AS n FROM labdb.rows WHERE v = %s", (value,))
         assert rows[0]["n"] == 1
 
@@ -102,6 +119,7 @@ def test_masterha_check_status_ping_ok(cluster: LabCluster) -> None:
 
 def test_restart_replica_over_ssh_from_host(cluster: LabCluster) -> None:
     uptime_before = _uptime(cluster, "db2")
+    starts_before = ready_count(cluster, "db2")
     started = time.time()
     client = _ssh(cluster, "db2")
     try:
@@ -115,7 +133,10 @@ def test_restart_replica_over_ssh_from_host(cluster: LabCluster) -> None:
     # mysqld really restarted: its start time (now - Uptime) lies after the restart began.
     (uptime_after,) = wait_for("db2 answers after restart", lambda: (_uptime(cluster, "db2"),))
     assert time.time() - uptime_after >= started - 1.5, (uptime_before, uptime_after)
-    assert cluster.sql("db2", "SELECT @@read_only AS ro")[0]["ro"] == 1  # from the config file
+    # Exactly one more start in the error log (the path tests grep on both flavours).
+    assert ready_count(cluster, "db2") == starts_before + 1
+    # read_only (and MySQL's super_read_only) come back from the config file.
+    assert cluster.read_only_state("db2") == _role_flags(cluster, True)
 
     wait_for("db2 replication threads", lambda: cluster.replicating("db2"), timeout=120)
     _insert_and_wait(cluster, f"after-restart-{uuid.uuid4().hex[:8]}")
@@ -130,7 +151,7 @@ def test_write_inventory(cluster: LabCluster, tmp_path: Path) -> None:
     assert doc["defaults"]["ssh"]["sudo"] is True
     assert doc["defaults"]["health"]["max_lag"] == 2
     assert doc["defaults"]["health"]["restart_timeout"] == 120
-    assert doc["defaults"]["restart_command"] == "service mariadb restart"
+    assert doc["defaults"]["restart_command"] == f"service {cluster.flavor} restart"
     with open(doc["defaults"]["mysql"]["password_file"]) as fh:
         assert fh.read() == cluster.admin_password
     group = doc["groups"][0]
@@ -150,9 +171,10 @@ def test_write_inventory(cluster: LabCluster, tmp_path: Path) -> None:
     }
 
 
-def test_masterha_stop_then_start_again(cluster_factory: ClusterFactory) -> None:
-    cluster = cluster_factory(replicas=1, connect_retry=2)
-    assert cluster.slave_status("db2")["Connect_Retry"] == 2
+def test_masterha_stop_then_start_again(cluster_factory: ClusterFactory, flavor: str) -> None:
+    cluster = cluster_factory(replicas=1, connect_retry=2, flavor=flavor)
+    assert cluster.flavor == flavor
+    assert cluster.replica_status("db2")["connect_retry"] == 2
 
     cluster.exec("mha", ["masterha_stop", f"--conf={cluster.mha_config}"])  # exit code unreliable
 
