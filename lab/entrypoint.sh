@@ -82,8 +82,9 @@ flavor_settings() {
   esac
 }
 
-# The local server as root, through its socket (root has no password and no network login).
-sql_root() { "$DB_CLIENT" --protocol=socket -uroot "$@"; }
+# Run the SQL on stdin on the local server as root, through its socket (root has no password
+# and no network login).
+sql_root() { "$DB_CLIENT" --protocol=socket -uroot; }
 
 # Quote a value as an SQL string literal.
 sql_str() {
