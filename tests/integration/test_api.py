@@ -122,9 +122,9 @@ def ha_instance(http: requests.Session, served: Served) -> dict[str, Any]:
 
 
 def test_seed_request_restarts_the_group_reboot_then_active(
-    cluster_factory: ClusterFactory, tmp_path: Path, serve_factory: Any
+    cluster_factory: ClusterFactory, tmp_path: Path, serve_factory: Any, flavor: str
 ) -> None:
-    cluster = cluster_factory(1)
+    cluster = cluster_factory(1, flavor=flavor)
     inventory = cluster.write_inventory(
         tmp_path / "inv.yml", group_id=SEED_HA, account=SEED_ACCOUNT
     )
@@ -135,6 +135,7 @@ def test_seed_request_restarts_the_group_reboot_then_active(
 
     before = ha_instance(http, served)
     assert before["state"] == "ACTIVE" and before["healthy"] is True
+    assert before["datastore"]["type"] == flavor
     assert [n["role"] for n in before["replica_source"] + before["replicas"]] == [
         "source",
         "replica",

@@ -1,6 +1,8 @@
 """One real fault each: harestart stops in a known state, tells the truth, and can finish.
 
-Every test starts its own cluster (faults leave marks) and drives the real CLI.
+Every test starts its own cluster (faults leave marks) and drives the real CLI. The faults
+whose behaviour depends on the server's SQL run on MariaDB and on MySQL (the ``flavor``
+fixture); the ones that do not (SSH, MHA, locks, signals, credentials) run on MariaDB only.
 """
 
 from __future__ import annotations
@@ -20,20 +22,6 @@ from .harestart_cli import finish, harestart, start_harestart, wait_for_event
 from .lab import LabCluster, ready_count, uptime, wait_for
 
 pytestmark = pytest.mark.integration
-
-BROKEN_CNF = "/etc/mysql/mariadb.conf.d/99-broken.cnf"
-
-
-def break_mysqld(cluster: LabCluster, node: str) -> None:
-    """mysqld on ``node`` will refuse to start: an unknown option in its config."""
-    code, out = cluster.exec(
-        node, ["sh", "-c", f"printf '[mysqld]\\nno_such_option=1\\n' > {BROKEN_CNF}"]
-    )
-    assert code == 0, out
-
-
-def fix_mysqld(cluster: LabCluster, node: str) -> None:
-    cluster.exec(node, ["rm", "-f", BROKEN_CNF])
 
 
 def edit_inventory(path: Path, change: Any) -> Path:
@@ -75,13 +63,13 @@ def snapshot(cluster: LabCluster) -> dict[str, int]:
 
 
 def test_replica_that_fails_to_start_stops_the_run_and_resume_completes_after_the_fix(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml", restart_timeout=45)
     before = snapshot(cluster)
     src_uptime = uptime(cluster, "db1")
-    break_mysqld(cluster, "db2")
+    cluster.break_config("db2")
 
     out = harestart("run", str(inv), "--yes", "--format", "json", state_dir=tmp_path)
     assert out.returncode == 1, out.stderr
@@ -101,7 +89,7 @@ def test_replica_that_fails_to_start_stops_the_run_and_resume_completes_after_th
     assert "UNFINISHED RUN" in status.stdout and "harestart resume" in status.stdout
     assert "group lab (account 100001): ERROR, NOT healthy" in status.stdout
 
-    fix_mysqld(cluster, "db2")  # mysqld on db2 is still down: resume starts it
+    cluster.fix_config("db2")  # mysqld on db2 is still down: resume starts it
     out = harestart("resume", str(inv), "--yes", "--format", "json", state_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     res = out.json()
@@ -113,17 +101,14 @@ def test_replica_that_fails_to_start_stops_the_run_and_resume_completes_after_th
 
 
 def test_replica_sql_thread_failing_after_restart_fails_the_gate_with_the_server_error(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml", catchup_timeout=20)
     cluster.sql("db1", "CREATE TABLE labdb.conflict (id INT PRIMARY KEY)")
     wait_for("table on db2", lambda: cluster.sql("db2", "SHOW TABLES FROM labdb LIKE 'conflict'"))
     # A row that exists only on db2 (not binlogged): the source's insert will collide there.
-    code, text = cluster.exec(
-        "db2", ["mariadb", "-e", "SET sql_log_bin=0; INSERT INTO labdb.conflict VALUES (7)"]
-    )
-    assert code == 0, text
+    cluster.local_sql("db2", "INSERT INTO labdb.conflict VALUES (7)")
     before = snapshot(cluster)
     proc = run_past_preflight(inv, tmp_path, "--format", "json")
     cluster.sql("db1", "INSERT INTO labdb.conflict VALUES (7)")
@@ -137,13 +122,12 @@ def test_replica_sql_thread_failing_after_restart_fails_the_gate_with_the_server
 
 
 def test_replica_lagging_beyond_the_timeout_fails_and_nothing_more_restarts(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml", catchup_timeout=8, max_lag=2)
     # db2 applies events only 120 s after they were written (delayed replication).
-    for q in ("STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY=120", "START SLAVE"):
-        cluster.sql("db2", q)
+    cluster.set_delay("db2", 120)
     before = snapshot(cluster)
     proc = run_past_preflight(inv, tmp_path, "--format", "json")
     cluster.sql("db1", "CREATE TABLE labdb.lagging (id INT PRIMARY KEY)")
@@ -215,11 +199,11 @@ def test_mha_failing_to_start_at_the_end_reports_its_log_tail(
 
 
 def test_source_that_fails_to_start_stops_the_run_with_mha_off(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml", restart_timeout=45)
-    break_mysqld(cluster, "db1")
+    cluster.break_config("db1")
     before = snapshot(cluster)
     out = harestart("run", str(inv), "--yes", "--format", "json", state_dir=tmp_path)
     assert out.returncode == 1, out.stderr
@@ -238,9 +222,9 @@ def test_source_that_fails_to_start_stops_the_run_with_mha_off(
 
 
 def test_sigkill_during_a_replica_restart_then_resume_does_not_restart_it_twice(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml")
     before = snapshot(cluster)
     log = tmp_path / "run.jsonl"
@@ -257,7 +241,7 @@ def test_sigkill_during_a_replica_restart_then_resume_does_not_restart_it_twice(
     # ... and really running on db2 (the journal is written just before the command is sent).
     wait_for(
         "db2's restart running on the host",
-        lambda: cluster.exec("db2", ["pgrep", "-f", "mariadb restart"])[0] == 0,
+        lambda: cluster.exec("db2", ["pgrep", "-f", f"{cluster.service} restart"])[0] == 0,
         timeout=60,
         interval=0.02,
     )
@@ -291,23 +275,16 @@ def test_sigkill_during_a_replica_restart_then_resume_does_not_restart_it_twice(
 
 
 def test_resume_refuses_when_a_replica_was_repointed_after_the_failure(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml")
     edit_inventory(
         inv, lambda d: d["groups"][0]["replicas"][1].update(restart_command="service nope restart")
     )
     out = harestart("run", str(inv), "--yes", "--format", "json", state_dir=tmp_path)
     assert out.returncode == 1 and out.json()["failure"]["step"] == "restart_replica:db3"
-    cluster.sql("db3", "STOP SLAVE")
-    cluster.sql(
-        "db3",
-        "CHANGE MASTER TO MASTER_HOST='db2', MASTER_USER='repl', MASTER_PASSWORD=%s, "
-        "MASTER_USE_GTID=slave_pos",
-        (cluster.repl_password,),
-    )
-    cluster.sql("db3", "START SLAVE")
+    cluster.repoint("db3", "db2")
     wait_for("db3 replicating from db2", lambda: cluster.replicating("db3"), timeout=60)
     before = snapshot(cluster)
     out = harestart("resume", str(inv), "--yes", state_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""`harestart run` / `status` / `plan --probe` against real MariaDB + MHA clusters."""
+"""`harestart run` / `status` / `plan --probe` against real MHA clusters, MariaDB and MySQL."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def write_rows(cluster: LabCluster, n: int) -> list[str]:
 
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_run_restarts_every_node_once_replicas_first_with_mha_off_then_on(
-    cluster_factory: ClusterFactory, tmp_path: Path, replicas: int
+    cluster_factory: ClusterFactory, tmp_path: Path, replicas: int, flavor: str
 ) -> None:
-    cluster = cluster_factory(replicas)
+    cluster = cluster_factory(replicas, flavor=flavor)
     inventory = cluster.write_inventory(tmp_path / "inv.yml")
     rows = write_rows(cluster, 20)
     starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
@@ -74,7 +74,7 @@ def test_run_restarts_every_node_once_replicas_first_with_mha_off_then_on(
     # monitoring again with a new manager process.
     events = log_events(tmp_path / "run.jsonl")
     commands = [e["command"] for e in events if e["event"] == "ssh.command"]
-    first_restart = next(i for i, c in enumerate(commands) if "service mariadb restart" in c)
+    first_restart = next(i for i, c in enumerate(commands) if cluster.restart_command in c)
     stop = next(i for i, c in enumerate(commands) if c.startswith("masterha_stop"))
     assert stop < first_restart
     stopped_seen = [
@@ -87,12 +87,22 @@ def test_run_restarts_every_node_once_replicas_first_with_mha_off_then_on(
     restart_event = next(
         i
         for i, e in enumerate(events)
-        if e["event"] == "ssh.command" and "service mariadb restart" in e["command"]
+        if e["event"] == "ssh.command" and cluster.restart_command in e["command"]
     )
     assert stopped_seen and stopped_seen[0] < restart_event
     code, text = cluster.mha_status()
     assert code == 0 and "PING_OK" in text and text != mha_pid_before
     assert all(e.get("group") == "lab" for e in events if e["event"] == "ssh.command")
+
+    # The source's replicas were detached before its restart and reattached after it, in the
+    # server's own words, and every node keeps its read_only / super_read_only.
+    statements = [e["statement"] for e in events if e["event"] == "mysql.query"]
+    word = "SLAVE" if flavor == "mariadb" else "REPLICA"
+    assert f"STOP {word} IO_THREAD" in statements and f"START {word} IO_THREAD" in statements
+    assert not any(("SLAVE" if word == "REPLICA" else "REPLICA") in st for st in statements)
+    assert cluster.read_only_state("db1") == (False, False if flavor == "mysql" else None)
+    for r in cluster.replicas:
+        assert cluster.read_only_state(r.name) == (True, True if flavor == "mysql" else None)
 
     # masterha_check_repl passes and every row written before the run is on every node.
     code, text = cluster.exec("mha", ["masterha_check_repl", f"--conf={cluster.mha_config}"])
@@ -103,9 +113,9 @@ def test_run_restarts_every_node_once_replicas_first_with_mha_off_then_on(
 
 
 def test_status_and_probe_report_true_values(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inventory = cluster.write_inventory(tmp_path / "inv.yml")
     out = harestart("status", str(inventory), "--format", "json", state_dir=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -116,7 +126,7 @@ def test_status_and_probe_report_true_values(
         real = cluster.sql(n.name, "SELECT @@server_id AS id, @@read_only AS ro, @@version AS v")[0]
         assert by_name[n.name]["server_id"] == real["id"] == n.server_id
         assert by_name[n.name]["read_only"] is bool(real["ro"])
-        assert by_name[n.name]["version"] == real["v"] and by_name[n.name]["flavor"] == "mariadb"
+        assert by_name[n.name]["version"] == real["v"] and by_name[n.name]["flavor"] == flavor
     for r in cluster.replicas:
         rep = by_name[r.name]["replication"]
         assert rep["io_running"] == "Yes" and rep["sql_running"] == "Yes"
@@ -125,33 +135,26 @@ def test_status_and_probe_report_true_values(
 
     probe = harestart("plan", str(inventory), "--probe", state_dir=tmp_path)
     assert probe.returncode == 0, probe.stderr
-    assert "observed: db2 (replica): mariadb" in probe.stdout
+    assert f"observed: db2 (replica): {flavor}" in probe.stdout
     assert "from server 1" in probe.stdout and "MHA PING_OK" in probe.stdout
 
 
 def test_probe_refuses_when_a_replica_stopped_or_points_elsewhere(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inventory = cluster.write_inventory(tmp_path / "inv.yml")
     uptimes = {n.name: uptime(cluster, n.name) for n in cluster.db_nodes}
 
-    cluster.sql("db2", "STOP SLAVE")
+    cluster.stop_replication("db2")
     out = harestart("plan", str(inventory), "--probe", state_dir=tmp_path)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "db2: replication threads are not both running (IO No, SQL No)" in out.stderr
     assert "Traceback" not in out.stderr
 
     # db3 repointed at db2: a replica of the wrong source (compared by server_id).
-    cluster.sql("db2", "START SLAVE")
-    cluster.sql("db3", "STOP SLAVE")
-    cluster.sql(
-        "db3",
-        "CHANGE MASTER TO MASTER_HOST='db2', MASTER_USER='repl', MASTER_PASSWORD=%s, "
-        "MASTER_USE_GTID=slave_pos",
-        (cluster.repl_password,),
-    )
-    cluster.sql("db3", "START SLAVE")
+    cluster.start_replication("db2")
+    cluster.repoint("db3", "db2")
     wait_for("db3 replicating from db2", lambda: cluster.replicating("db3"), timeout=60)
     out = harestart("plan", str(inventory), "--probe", state_dir=tmp_path)
     assert out.returncode == 3
@@ -168,19 +171,12 @@ def test_probe_refuses_when_a_replica_stopped_or_points_elsewhere(
 
 
 def test_failing_restart_stops_the_run_before_the_source(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(2)
+    cluster = cluster_factory(2, flavor=flavor)
     inventory = cluster.write_inventory(tmp_path / "inv.yml", restart_timeout=30)
     # db2's mysqld will not start again: an unknown option in its config.
-    cluster.exec(
-        "db2",
-        [
-            "sh",
-            "-c",
-            "printf '[mysqld]\\nno_such_option=1\\n' > /etc/mysql/mariadb.conf.d/99-broken.cnf",
-        ],
-    )
+    cluster.break_config("db2")
     src_uptime = uptime(cluster, "db1")
     db3_starts = ready_count(cluster, "db3")
 

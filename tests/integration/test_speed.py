@@ -22,22 +22,24 @@ from .lab import LabCluster, ready_count
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("detach", ["--detach-replicas", "--no-detach-replicas"])
 def test_replicas_reconnect_without_waiting_for_connect_retry(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str, detach: str
 ) -> None:
-    cluster = cluster_factory(2, connect_retry=3600)
+    cluster = cluster_factory(2, connect_retry=3600, flavor=flavor)
     for r in cluster.replicas:
-        assert int(cluster.slave_status(r.name)["Connect_Retry"]) == 3600
+        assert int(cluster.replica_status(r.name)["connect_retry"]) == 3600
     # Waiting for a reconnect by itself would take an hour; the catch-up deadline is 90 s.
     inv = cluster.write_inventory(tmp_path / "inv.yml", catchup_timeout=90)
-    out = harestart("run", str(inv), "--yes", "--format", "json", state_dir=tmp_path, timeout=400)
+    out = harestart(
+        "run", str(inv), "--yes", detach, "--format", "json", state_dir=tmp_path, timeout=400
+    )
     assert out.returncode == 0, out.stderr
     res = out.json()
     source_step = next(s for s in res["steps"] if s["action"] == "restart_source")
     assert source_step["status"] == "done" and source_step["duration_s"] < 90
     for r in cluster.replicas:
-        st = cluster.slave_status(r.name)
-        assert st["Slave_IO_Running"] == "Yes" and st["Slave_SQL_Running"] == "Yes"
+        assert cluster.replicating(r.name)
 
 
 class HealthSampler:
@@ -50,6 +52,11 @@ class HealthSampler:
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _healthy(self, port: int) -> bool:
+        show, io, sql = (
+            ("SHOW REPLICA STATUS", "Replica_IO_Running", "Replica_SQL_Running")
+            if self.cluster.flavor == "mysql"
+            else ("SHOW SLAVE STATUS", "Slave_IO_Running", "Slave_SQL_Running")
+        )
         try:
             conn = pymysql.connect(
                 host="127.0.0.1",
@@ -64,11 +71,9 @@ class HealthSampler:
             return False
         try:
             with conn.cursor() as cur:
-                cur.execute("SHOW SLAVE STATUS")
+                cur.execute(show)
                 row: dict[str, Any] | None = cur.fetchone()
-            return (
-                bool(row) and row["Slave_IO_Running"] == "Yes" and row["Slave_SQL_Running"] == "Yes"
-            )
+            return bool(row) and row[io] == "Yes" and row[sql] == "Yes"
         except pymysql.MySQLError:
             return False
         finally:
@@ -91,9 +96,9 @@ class HealthSampler:
 
 
 def test_parallel_replica_restarts_keep_the_minimum_healthy(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(3)
+    cluster = cluster_factory(3, flavor=flavor)
     inv = cluster.write_inventory(tmp_path / "inv.yml")  # health.min_healthy_replicas: 1
     plan = harestart(
         "plan", str(inv), "--replica-parallelism", "2", "--format", "json", state_dir=tmp_path
@@ -177,15 +182,18 @@ def test_all_groups_restart_in_parallel(cluster_factory: ClusterFactory, tmp_pat
 
 
 def test_preflush_flushes_the_source_and_the_setting_comes_back(
-    cluster_factory: ClusterFactory, tmp_path: Path
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
 ) -> None:
-    cluster = cluster_factory(1)
+    cluster = cluster_factory(1, flavor=flavor)
     original = float(cluster.sql("db1", "SELECT @@innodb_max_dirty_pages_pct AS v")[0]["v"])
-    # Leave dirty pages behind: a bulk write the source has not flushed yet.
-    cluster.sql("db1", "CREATE TABLE labdb.bulk (id INT PRIMARY KEY, p VARCHAR(200))")
+    # Leave dirty pages behind: a bulk write the source has not flushed yet (16,384 rows by
+    # doubling: the same SQL on both engines).
     cluster.sql(
-        "db1", "INSERT INTO labdb.bulk SELECT seq, REPEAT('x', 200) FROM labdb.seq_1_to_20000"
+        "db1", "CREATE TABLE labdb.bulk (id INT AUTO_INCREMENT PRIMARY KEY, p VARCHAR(200))"
     )
+    cluster.sql("db1", "INSERT INTO labdb.bulk (p) VALUES (REPEAT('x', 200))")
+    for _ in range(14):
+        cluster.sql("db1", "INSERT INTO labdb.bulk (p) SELECT p FROM labdb.bulk")
     inv = cluster.write_inventory(tmp_path / "inv.yml")
     log = tmp_path / "run.jsonl"
     out = harestart(
@@ -208,4 +216,5 @@ def test_preflush_flushes_the_source_and_the_setting_comes_back(
     # The restart reset the setting to the server's configured value.
     now = float(cluster.sql("db1", "SELECT @@innodb_max_dirty_pages_pct AS v")[0]["v"])
     assert now == original
-    assert cluster.sql("db2", "SELECT COUNT(*) AS n FROM labdb.bulk")[0]["n"] == 20000
+    cluster.wait_replicated()
+    assert cluster.sql("db2", "SELECT COUNT(*) AS n FROM labdb.bulk")[0]["n"] == 16384
