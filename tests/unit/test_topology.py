@@ -8,6 +8,7 @@ import pytest
 from harestart.topology import (
     Flavor,
     MhaState,
+    ReadOnlyState,
     ReplicaStatus,
     flavor_from_version,
     gtid_covers,
@@ -364,3 +365,45 @@ def test_server_info_from_a_captured_mariadb_row() -> None:
     assert info.flavor is Flavor.MARIADB and info.version_tuple[:2] == (10, 11)
     assert info.server_id == 2 and info.read_only is True and info.hostname == "db2"
     assert info.gtid_position == info.gtid_binlog_pos
+
+
+# -- Oracle MySQL 9.7: rows captured from the lab (python -m tests.data.status.capture) --------
+
+
+def test_mysql_97_healthy_replica() -> None:
+    status = parse_replica_status(row("mysql-9.7-replica"))
+    assert status.threads_running() and not status.broken()
+    assert status.lag_within(0) and status.source_server_id == 1
+    assert status.gtid_mode == "Auto_Position" and status.using_gtid
+    assert status.source_host == "db1" and status.source_port == 3306
+    assert mysql_gtid_covers(status.executed_gtid_set, status.gtid_io_pos)
+
+
+def test_mysql_97_detached_replica_is_stopped_not_broken() -> None:
+    status = parse_replica_status(row("mysql-9.7-io-stopped"))
+    assert status.io_running == "No" and status.sql_running == "Yes"
+    assert not status.broken() and not status.threads_running() and not status.io_connecting()
+
+
+def test_mysql_97_broken_sql_thread() -> None:
+    status = parse_replica_status(row("mysql-9.7-sql-broken"))
+    assert status.sql_broken() and status.last_sql_errno == 1062
+    assert status.lag_seconds is None
+    # The multi-threaded applier's coordinator only points at the worker table; the adapter
+    # reads the worker's own error from there (proven on a real server by the fault test).
+    assert "replication_applier_status_by_worker" in status.last_sql_error
+
+
+def test_mysql_97_io_connecting_after_source_stop() -> None:
+    status = parse_replica_status(row("mysql-9.7-io-connecting"))
+    assert status.io_connecting() and not status.broken()
+    assert status.last_io_errno == 2003
+    assert "Error reconnecting to source" in status.error_text()
+    assert status.io_state == "Reconnecting after a failed source event read"
+
+
+def test_mysql_97_server_row() -> None:
+    info = parse_server_info(row("mysql-9.7-server") | {"uptime": 5})
+    assert info.flavor is Flavor.MYSQL and info.version_tuple == (9, 7, 4)
+    assert info.read_only_state == ReadOnlyState(True, True)
+    assert info.gtid_position == info.gtid_executed and ":" in info.gtid_position
