@@ -92,7 +92,7 @@ def test_text_plan_shows_every_gate() -> None:
             assert f"gate: {g.describe()}" in text
 
 
-@pytest.mark.parametrize("name", ["lab", "example"])
+@pytest.mark.parametrize("name", ["lab", "lab-mysql", "example"])
 def test_golden_plans(name: str) -> None:
     inv = load_inventory(REPO / "inventories" / f"{name}.yml")
     actual = render_json([build_plan(g) for g in inv.groups]) + "\n"
