@@ -608,6 +608,8 @@ class Executor:
             if self.journal is not None:  # durable before the command is sent
                 self.journal.step(step.key).restart_issued_at = self.wall()
                 self._persist()
+            # harestart's own idle session must not be one more thing the shutdown waits for.
+            probe.close()
             t_cmd = self.clock.now()
             result = self._shell(host).run(
                 surviving_disconnect(step.command), timeout=self.group.health.restart_timeout
@@ -948,6 +950,8 @@ class Executor:
             self._sql(name).stop_io_thread()
             self.log.info("replica.detached", host=name)
         source = self._sql(source_name)
+        killed = source.kill_binlog_dump_threads()
+        self.log.info("replica.senders_killed", host=source_name, count=killed)
         try:
             self._wait(
                 lambda: True if source.binlog_dump_threads() == 0 else None,

@@ -140,9 +140,11 @@ class ReplicasDetached(Gate):
 
     def describe(self) -> str:
         return (
-            "on every replica `STOP REPLICA IO_THREAD` (MariaDB: `STOP SLAVE IO_THREAD`), then "
-            f"wait up to {self.timeout:g} s until {self.source} lists no `Binlog Dump` thread "
-            "(restarting anyway after that, with a warning)"
+            "on every replica `STOP REPLICA IO_THREAD` (MariaDB: `STOP SLAVE IO_THREAD`); then "
+            f"on {self.source} `KILL` each `Binlog Dump` thread still listed (an idle sender "
+            "notices its replica left only at its next heartbeat) and wait up to "
+            f"{self.timeout:g} s until none is listed (restarting anyway after that, with a "
+            "warning)"
         )
 
 

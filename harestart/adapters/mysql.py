@@ -34,6 +34,7 @@ log = structlog.get_logger("harestart.mysql")
 TunnelFactory = Callable[[SshEndpoint, str, int], tuple[str, int]]
 
 _CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055})  # can't connect, gone away, lost
+_UNKNOWN_THREAD = 1094
 
 Row = dict[str, Any]
 
@@ -312,9 +313,27 @@ class PyMysqlProbe:
     def start_replica(self) -> None:
         self._query("start replication", self.dialect().start_replica)
 
-    def binlog_dump_threads(self) -> int:
+    def _binlog_dump_ids(self) -> list[int]:
         rows = self._query("list replication senders", SHOW_PROCESSLIST)
-        return sum(1 for r in rows if _cell_text(r.get("Command")).startswith(BINLOG_DUMP_PREFIX))
+        return [
+            int(_cell_text(r.get("Id")))
+            for r in rows
+            if _cell_text(r.get("Command")).startswith(BINLOG_DUMP_PREFIX)
+        ]
+
+    def binlog_dump_threads(self) -> int:
+        return len(self._binlog_dump_ids())
+
+    def kill_binlog_dump_threads(self) -> int:
+        killed = 0
+        for thread_id in self._binlog_dump_ids():
+            try:
+                self._query("end a replication sender", "KILL %s", (thread_id,))
+                killed += 1
+            except MysqlError as exc:
+                if not exc.reason.startswith(f"({_UNKNOWN_THREAD})"):  # gone by itself: fine
+                    raise
+        return killed
 
     def ping(self) -> bool:
         """True when the server answers, reconnecting once if needed; never raises."""

@@ -126,6 +126,11 @@ class MysqlProbe(Protocol):
         """How many replication senders (``Binlog Dump`` threads) this server lists."""
         ...
 
+    def kill_binlog_dump_threads(self) -> int:
+        """``KILL`` every replication sender listed (after the replicas stopped receiving: an
+        idle sender notices its replica left only at its next heartbeat); how many."""
+        ...
+
     def start_replica(self) -> None: ...
 
     def ping(self) -> bool:

@@ -265,6 +265,11 @@ class FakeProbe:
             return len(self.world.nodes) - 1
         return len(connected)
 
+    def kill_binlog_dump_threads(self) -> int:
+        n = self.binlog_dump_threads()
+        self.world.events.append(("kill_senders", self.name, self.world.clock.now()))
+        return n
+
     def start_replica(self) -> None:
         self._node().io = "Yes"
 
