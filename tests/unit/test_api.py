@@ -671,6 +671,65 @@ def test_tokens_from_yaml_json_or_env_and_their_errors(
         load_tokens(None, "NOPE_UNSET")
 
 
+SECOND_TOKEN = "another-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        (
+            f'"{SEED_TOKEN}": "1234"\n{SECOND_TOKEN}: 5678\n"{SEED_TOKEN}": "9999"\n',
+            3,
+            "duplicate key",
+        ),
+        (
+            f'"{SEED_TOKEN}": &acct "1234"\n{SECOND_TOKEN}: *acct\n',
+            1,
+            "anchors (&) are not allowed",
+        ),
+        (f'"{SEED_TOKEN}": "1234"\n{SECOND_TOKEN}: *acct\n', 2, "undefined alias"),
+        (f'"{SEED_TOKEN}": "1234"\n{SECOND_TOKEN}: !vault "5678"\n', 2, "unsupported YAML value"),
+        (f'"{SEED_TOKEN}": "1234"\n<<: {{{SECOND_TOKEN}: "1"}}\n', 2, "'<<' merge keys"),
+    ],
+    ids=["duplicate-key", "anchor-alias", "undefined-alias", "tag", "merge-key"],
+)
+def test_tokens_file_is_read_with_the_safe_loader_errors_name_file_and_line(
+    tmp_path: Path, text: str, line: int, says: str
+) -> None:
+    f = tmp_path / "tokens.yml"
+    f.write_text(text)
+    with pytest.raises(UsageError) as exc:
+        load_tokens(str(f), None)
+    message = str(exc.value)
+    assert says in message
+    assert f"{f}:{line}: " in message
+    assert int(exc.value.exit_code) == 2
+    assert SEED_TOKEN not in message and SECOND_TOKEN not in message
+
+
+def test_tokens_file_alias_is_reported_on_its_own_line(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.yml"
+    f.write_text(f'"{SEED_TOKEN}": &acct "1234"\n{SECOND_TOKEN}: *acct\n')
+    with pytest.raises(UsageError) as exc:
+        load_tokens(str(f), None)
+    assert f"{f}:1: YAML anchors (&)" in str(exc.value)
+    assert f"{f}:2: YAML aliases (*)" in str(exc.value)
+
+
+def test_serve_with_a_bad_tokens_file_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yml"
+    tokens.write_text(f'"{SEED_TOKEN}": "1234"\n"{SEED_TOKEN}": "5678"\n')
+    tokens.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harestart", "serve", "inventories/lab.yml", "--port", "0",
+         "--tokens", str(tokens)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"{tokens}:2: duplicate key" in proc.stderr and "Traceback" not in proc.stderr
+    assert SEED_TOKEN not in proc.stderr
+
+
 # --- the real process: harestart serve, then SIGTERM -----------------------------------------
 
 
