@@ -148,7 +148,11 @@ def fault(body: bytes) -> dict[str, Any]:
 
 
 def make_env(
-    tmp_path: Path, restarter: Any = None, observe: Any = None, ttl: float = 5.0
+    tmp_path: Path,
+    restarter: Any = None,
+    observe: Any = None,
+    ttl: float = 5.0,
+    idle_timeout: float = 30.0,
 ) -> tuple[Env, Any]:
     pw = tmp_path / "pw"
     pw.write_text("fake-password\n")
@@ -168,7 +172,7 @@ def make_env(
         observer=CachedObserver(ttl, observe=observe or fake_observe),
         shutting_down=stopping.is_set,
     )
-    server = ApiServer(api).start()
+    server = ApiServer(api, idle_timeout=idle_timeout).start()
     return Env(server, api, restarter, inv_path, world, stopping), restarter
 
 
@@ -532,6 +536,55 @@ def test_503_when_a_groups_password_is_unavailable(env: Env) -> None:
     status, _, body = env.request("POST", ACTION, '{"restart": {}}')
     assert status == 503 and "cannot be used" in fault(body)["message"]
     assert env.restarter.started == []
+
+
+# --- connections that say nothing ------------------------------------------------------------
+
+
+def test_silent_and_idle_keep_alive_connections_are_closed_others_still_answered(
+    tmp_path: Path,
+) -> None:
+    e, _ = make_env(tmp_path, idle_timeout=1.0)
+    try:
+        host, port = e.server.address
+        silent = socket.create_connection((host, port), timeout=20)  # connects, sends nothing
+        keep_alive = e.conn()  # one request answered, then the connection stays open, idle
+        keep_alive.request("GET", LIST, headers={"X-Auth-Token": SEED_TOKEN})
+        response = keep_alive.getresponse()
+        assert response.status == 200 and response.getheader("Connection") != "close"
+        response.read()
+        assert keep_alive.sock is not None
+        keep_alive.sock.settimeout(20)
+        for _ in range(3):  # meanwhile every other client is answered
+            assert e.request("GET", LIST)[0] == 200
+        t0 = time.monotonic()
+        assert silent.recv(1) == b""  # closed by the server (a hang would time out after 20 s)
+        assert keep_alive.sock.recv(1) == b""
+        assert time.monotonic() - t0 < 15
+        silent.close()
+        keep_alive.close()
+        assert e.request("GET", LIST)[0] == 200
+    finally:
+        e.server.stop()
+
+
+def test_a_body_that_never_arrives_gets_400_and_the_connection_is_closed(tmp_path: Path) -> None:
+    e, _ = make_env(tmp_path, idle_timeout=0.5)
+    try:
+        with socket.create_connection(e.server.address, timeout=20) as s:
+            s.sendall(
+                f"POST {ACTION} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {SEED_TOKEN}\r\n"
+                'Content-Length: 15\r\n\r\n{"rest'.encode()
+            )
+            answer = b""
+            while chunk := s.recv(4096):  # until the server closes the connection
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head
+        assert "did not arrive within 0.5 s" in fault(body)["message"]
+        assert e.restarter.started == []
+    finally:
+        e.server.stop()
 
 
 # --- the real BackgroundRestarter: the group lock decides -----------------------------------
