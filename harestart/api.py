@@ -28,13 +28,13 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, unquote
 
 import structlog
-import yaml
 
 from harestart.errors import HarestartError, UsageError
 from harestart.inventory import Group, Inventory
 from harestart.observe import GroupState, NodeState, preflight_problems
 from harestart.result import GroupStatus
 from harestart.secret import Secret
+from harestart.yamlsafe import YamlProblem, load_located
 
 log = structlog.get_logger("harestart.api")
 
@@ -146,23 +146,46 @@ class TokenMap:
 
 
 def parse_tokens(text: str, where: str) -> TokenMap:
-    """A YAML or JSON mapping ``token: account`` (JSON is YAML). Errors never show a token."""
+    """A YAML or JSON mapping ``token: account`` (JSON is YAML), read with the inventories'
+    safe loader and stricter still: no anchors or aliases, no duplicate keys, no tags or merge
+    keys. Every problem is reported with its line; no message ever shows a token."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise UsageError(f"{where}: not YAML or JSON (expected a mapping token: account)") from None
+        located = load_located(text, aliases=False, hide_keys=True)
+    except YamlProblem as exc:
+        detail = exc.message.removeprefix("not valid YAML: ")
+        raise UsageError(
+            _at(where, exc.line, f"not YAML or JSON ({detail}); expected a mapping token: account")
+        ) from None
+    if located.problems:
+        problems = sorted(located.problems, key=lambda p: p[0] or 0)
+        n = len(problems)
+        raise UsageError(
+            f"{where}: {n} problem{'s' if n != 1 else ''} in the tokens file\n"
+            + "\n".join(f"  {_at(where, line, msg)}" for line, msg in problems)
+        )
+    doc = located.data
     if not isinstance(doc, dict) or not doc:
-        raise UsageError(f"{where}: expected a non-empty mapping token: account")
+        raise UsageError(_at(where, 1, "expected a non-empty mapping token: account"))
     tokens: dict[str, str] = {}
     for i, (token, account) in enumerate(doc.items(), start=1):
+        at = f"entry {i}"
+        line = located.line_of((token,))
         if not isinstance(token, str) or len(token) < 16 or not token.isprintable():
             raise UsageError(
-                f"{where}: entry {i}: a token must be a printable string of at least 16 characters"
+                _at(
+                    where,
+                    line,
+                    f"{at}: a token must be a printable string of at least 16 characters",
+                )
             )
         if not isinstance(account, (str, int)) or isinstance(account, bool) or account == "":
-            raise UsageError(f"{where}: entry {i}: the account must be a string or a number")
+            raise UsageError(_at(where, line, f"{at}: the account must be a string or a number"))
         tokens[token] = str(account)
     return TokenMap(tokens)
+
+
+def _at(where: str, line: int | None, message: str) -> str:
+    return f"{where}:{line}: {message}" if line else f"{where}: {message}"
 
 
 # --- what the handlers need from the rest of harestart --------------------------------------

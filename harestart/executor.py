@@ -58,6 +58,7 @@ from harestart.remote import surviving_disconnect
 from harestart.result import (
     Failure,
     GroupStatus,
+    Interruption,
     RunResult,
     StepRecord,
     StepStatus,
@@ -83,6 +84,8 @@ class FailurePolicy(enum.StrEnum):
     LEAVE_STOPPED = "leave-mha-stopped"
 
 
+# Steps that restart a node (each touches exactly its own host).
+RESTARTS = (Action.RESTART_REPLICA, Action.RESTART_SOURCE)
 # Gates checked before a restart command is sent; the others prove what happened after it.
 BEFORE_RESTART = (ReplicasCaughtUp, DirtyPagesFlushed, ReplicasDetached)
 # ctx.notes key: replicas whose IO threads this run stopped and has not started again yet
@@ -182,50 +185,29 @@ class Executor:
 
     def run(self) -> RunResult:
         started_at, t0 = utc_now(), self.clock.now()
-        failure: Failure | None = None
-        interrupted: str | None = None
         self._journal_begin(started_at)
-        # Adapters log through their own loggers; contextvars give their events group/step too.
-        for batch in self._batches():
-            todo = [(i, st) for i, st in batch if not self._done_earlier(i, st)]
-            if not todo:
-                continue
-            try:
-                self.interrupts.check()
-            except Interrupted as stop:
-                interrupted = stop.signal_name
-                failure = self._fail(*todo[0], stop, StepStatus.INTERRUPTED)
-                break
-            for (index, step), error in self._run_batch(todo):
-                if isinstance(error, PreflightRefused):
-                    if not self.resume and self.journal is not None:
-                        self.journal.remove()  # nothing was changed: nothing to resume
-                    raise error
-                if isinstance(error, (Interrupted, KeyboardInterrupt)):
-                    sig = error.signal_name if isinstance(error, Interrupted) else "SIGINT"
-                    interrupted = interrupted or sig
-                    f = self._fail(index, step, Interrupted(sig), StepStatus.INTERRUPTED)
-                else:
-                    assert isinstance(error, HarestartError)
-                    f = self._fail(index, step, error, StepStatus.FAILED)
-                failure = failure or f
-            if failure is not None:
-                break
-        if failure is None:
-            self._set_state(GroupStatus.ACTIVE)
-        elif interrupted is None:
+        failure, stop = self._run_batches()
+        interrupted = stop.signal if stop is not None else None
+        mha_running: bool | None = None
+        if stop is not None:  # MHA stays as it is: `resume` finishes the run
+            mha_running = self._mha_running()
+            stop = stop.with_note(self._mha_after_interrupt(mha_running))
+            if failure is not None:  # a step of the same batch failed as well
+                failure = failure.with_note(stop.failover_note)
+        elif failure is not None:
             failure = self._apply_failure_policy(failure)
         else:
-            failure = failure.with_note(
-                "interrupted: MHA was not started again; `harestart resume` continues the run"
-            )
+            self._set_state(GroupStatus.ACTIVE)
         mha_after = self._mha_text()
         nodes: tuple[dict[str, object], ...] = ()
-        if failure is not None:
+        if failure is not None or stop is not None:
             nodes = self._node_summaries()
-        if failure is not None or self.ctx.failover_enabled is None:
+            self.ctx.failover_enabled = self._mha_running() if mha_running is None else mha_running
+        elif self.ctx.failover_enabled is None:
             self.ctx.failover_enabled = self._mha_running()
-        self._journal_end(failure, interrupted)
+        self._journal_end(
+            "done" if failure is None and stop is None else ("interrupted" if stop else "failed")
+        )
         return RunResult(
             group=self.group.id,
             account=self.group.account,
@@ -241,7 +223,41 @@ class Executor:
             failover_enabled=self.ctx.failover_enabled,
             interrupted=interrupted,
             resumed=self.resume,
+            interruption=stop,
         )
+
+    def _run_batches(self) -> tuple[Failure | None, Interruption | None]:
+        """Run the plan batch by batch until it ends, a step fails or a signal stops it.
+
+        Between two batches is a safe point: a stop requested there leaves the next step
+        pending (it never started); one requested during a step stops that step inside.
+        """
+        failure: Failure | None = None
+        stop: Interruption | None = None
+        # Adapters log through their own loggers; contextvars give their events group/step too.
+        for batch in self._batches():
+            todo = [(i, st) for i, st in batch if not self._done_earlier(i, st)]
+            if not todo:
+                continue
+            try:
+                self.interrupts.check()
+            except Interrupted as exc:
+                return None, self._interrupt(*todo[0], exc.signal_name, before=True)
+            for (index, step), error in self._run_batch(todo):
+                if isinstance(error, PreflightRefused):
+                    if not self.resume and self.journal is not None:
+                        self.journal.remove()  # nothing was changed: nothing to resume
+                    raise error
+                if isinstance(error, (Interrupted, KeyboardInterrupt)):
+                    sig = error.signal_name if isinstance(error, Interrupted) else "SIGINT"
+                    stop = stop or self._interrupt(index, step, sig, before=False)
+                else:
+                    assert isinstance(error, HarestartError)
+                    f = self._fail(index, step, error, StepStatus.FAILED)
+                    failure = failure or f
+            if failure is not None or stop is not None:
+                break
+        return failure, stop
 
     def _batches(self) -> list[list[tuple[int, Step]]]:
         """Steps in order; consecutive replica restarts of one batch form one group."""
@@ -322,12 +338,12 @@ class Executor:
         j.notes = dict(self.ctx.notes)
         j.save()
 
-    def _journal_end(self, failure: Failure | None, interrupted: str | None) -> None:
+    def _journal_end(self, outcome: str) -> None:
         j = self.journal
         if j is None:
             return
-        j.outcome = "done" if failure is None else ("interrupted" if interrupted else "failed")
-        j.finished = failure is None
+        j.outcome = outcome
+        j.finished = outcome == "done"
         self._persist()
 
     def _done_earlier(self, index: int, step: Step) -> bool:
@@ -392,6 +408,67 @@ class Executor:
             host=step.host,
             reason=reason,
             next_steps=self._next_steps(step),
+        )
+
+    def _interrupt(self, index: int, step: Step, signal: str, *, before: bool) -> Interruption:
+        """Record where a signal stopped the run. Not a failure: a step it stopped before
+        stays pending, and no hint sends the operator to a node this run did not touch."""
+        self.log.warning("run.interrupted", step=step.key, host=step.host, signal=signal,
+                         before_step=before)  # fmt: skip
+        if before:
+            detail = f"not started: interrupted by {signal} before this step"
+            self.records[index] = self.records[index].evolve(detail=detail)
+        else:
+            detail = f"interrupted by {signal}"
+            self.records[index] = self.records[index].evolve(
+                status=StepStatus.INTERRUPTED, detail=detail
+            )
+            self.reporter.step_finished(self.group.id, self.records[index])
+        self._set_state(GroupStatus.ERROR)
+        self._persist()
+        done = [r.key for r in self.records if r.status in (StepStatus.DONE, StepStatus.SKIPPED)]
+        untouched = tuple(
+            r.host
+            for r in self.records
+            if r.host and r.action in RESTARTS and r.status is StepStatus.PENDING
+        )
+        return Interruption(
+            signal=signal,
+            step=step.key,
+            host=step.host,
+            before=before,
+            last_done=done[-1] if done else None,
+            untouched=untouched,
+            next_steps=self._interrupt_hints(step, before=before, untouched=untouched),
+        )
+
+    def _interrupt_hints(
+        self, step: Step, *, before: bool, untouched: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        where = "from" if before else "with"
+        hints = [
+            f"`harestart resume` continues the run {where} {step.key} (the journal says where)"
+        ]
+        if untouched:
+            hints.append(f"not touched by this run: {', '.join(untouched)}")
+        if not before and step.host and step.action in RESTARTS:
+            hints.append(
+                f"{step.host}'s step did not finish: `harestart status` shows whether its mysqld "
+                "is up; resume checks whether its restart already happened before sending one"
+            )
+        hints.append(f"`harestart status` shows the state of every node of group {self.group.id}")
+        return tuple(hints)
+
+    def _mha_after_interrupt(self, running: bool | None) -> str:
+        if running:
+            return "MHA is running: automatic failover is ON"
+        if running is None:
+            return "MHA's state is unknown (its status could not be read)"
+        if not self.ctx.mha_was_running:
+            return "MHA was not running before the run; it stays stopped"
+        return (
+            "MHA was stopped by this run and is not started again after an interrupt: "
+            "automatic failover is OFF until `harestart resume` completes the run"
         )
 
     def _apply_failure_policy(self, failure: Failure) -> Failure:

@@ -1,13 +1,18 @@
 """Observing a group read-only, and the pure judgement of what was observed.
 
 ``observe_group`` asks every node (SSH, MySQL) and the MHA manager what they are, through the
-adapter Protocols only; it never raises for an unreachable host, it records the error.
+adapter Protocols only; it never raises for an unreachable host, it records the error. The
+hosts are asked at the same time, each from its own thread with its own adapters (the
+Connector hands out one shell and one probe per node), so observing a group takes as long as
+its slowest host, not the sum of them; every probe keeps its own timeouts.
 ``preflight_problems`` is pure: it compares the snapshot with the inventory and returns every
 reason to refuse (empty list: safe to proceed).
 """
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +24,10 @@ from harestart.inventory import Group, Node
 from harestart.topology import MhaStatus, ReplicaStatus, ServerInfo
 
 log = structlog.get_logger("harestart.observe")
+
+# Threads of one group's observation (its nodes and MHA): a group has a handful of nodes, and a
+# thread per host only waits on the network.
+MAX_OBSERVERS = 16
 
 
 @dataclass(frozen=True)
@@ -136,8 +145,30 @@ def observe_mha(mha: FailoverManager) -> tuple[MhaStatus | None, str | None]:
 def observe_group(
     group: Group, connector: Connector, mha: FailoverManager, *, check_ssh: bool = True
 ) -> GroupState:
-    nodes = tuple(observe_node(n, connector, check_ssh=check_ssh) for n in group.db_nodes)
-    status, error = observe_mha(mha)
+    """Every node and MHA at once; the nodes in inventory order, errors recorded per host.
+
+    Each node's adapters are used by its own thread only (one shell and one probe per node);
+    the caller must not use them meanwhile (the executor observes between steps).
+    """
+    db_nodes = group.db_nodes
+    pool = ThreadPoolExecutor(
+        max_workers=min(MAX_OBSERVERS, len(db_nodes) + 1),
+        thread_name_prefix=f"observe-{group.id}",
+    )
+    try:
+        # Each task runs in its own copy of the context: log events keep group/step.
+        mha_future = pool.submit(contextvars.copy_context().run, observe_mha, mha)
+        node_futures = [
+            pool.submit(
+                contextvars.copy_context().run, observe_node, n, connector, check_ssh=check_ssh
+            )
+            for n in db_nodes
+        ]
+        nodes = tuple(f.result() for f in node_futures)
+        status, error = mha_future.result()
+    finally:
+        # Done: the threads are idle. Interrupted (a second Ctrl-C): do not wait for hosts.
+        pool.shutdown(wait=False, cancel_futures=True)
     state = GroupState(group=group.id, nodes=nodes, mha=status, mha_error=error)
     log.info("group.observed", group=group.id, nodes=[n.describe() for n in nodes])
     return state

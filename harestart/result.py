@@ -83,6 +83,51 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Interruption:
+    """Where SIGINT/SIGTERM stopped a run: a safe point, not a failure (``resume`` continues).
+
+    ``before``: the run stopped between steps and ``step`` never started (it is still pending);
+    otherwise ``step`` was running and stopped inside (between two polls of a wait, or at once
+    on a second signal). ``untouched`` are the nodes whose restart had not begun.
+    """
+
+    signal: str
+    step: str
+    host: str | None
+    before: bool
+    last_done: str | None = None  # the last step that finished
+    untouched: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
+    failover_note: str = ""
+
+    def with_note(self, note: str) -> Interruption:
+        return replace(self, failover_note=note)
+
+    def describe(self) -> str:
+        """``by SIGINT before restart_source:db1, after restart_replica:db3 finished``"""
+        if self.before:
+            where = f"before {self.step}"
+            if self.last_done:
+                where += f", after {self.last_done} finished"
+            where += " (nothing from there on was started)"
+        else:
+            where = f"during {self.step} (it did not finish)"
+        return f"by {self.signal} {where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "step": self.step,
+            "host": self.host,
+            "before_step": self.before,
+            "last_done": self.last_done,
+            "untouched": list(self.untouched),
+            "failover": self.failover_note,
+            "next_steps": list(self.next_steps),
+        }
+
+
+@dataclass(frozen=True)
 class RunResult:
     group: str
     account: str
@@ -99,10 +144,13 @@ class RunResult:
     failover_enabled: bool | None = None  # is MHA running at the end?
     interrupted: str | None = None  # the signal that stopped the run
     resumed: bool = False
+    interruption: Interruption | None = None  # where that signal stopped it
 
     @property
     def ok(self) -> bool:
-        return self.state is GroupStatus.ACTIVE and self.failure is None
+        return (
+            self.state is GroupStatus.ACTIVE and self.failure is None and self.interruption is None
+        )
 
     def with_log_file(self, path: str) -> RunResult:
         return replace(self, log_file=path)
@@ -123,6 +171,7 @@ class RunResult:
             "resumed": self.resumed,
             "steps": [s.to_dict() for s in self.steps],
             "failure": self.failure.to_dict() if self.failure else None,
+            "interruption": self.interruption.to_dict() if self.interruption else None,
             "nodes": list(self.nodes),
             "log_file": self.log_file,
         }
@@ -161,16 +210,21 @@ def render_summary(result: RunResult) -> str:
     lines.insert(0, head)
     lines.append(f"MHA before: {result.mha_before or 'unknown'}")
     lines.append(f"MHA after:  {result.mha_after or 'unknown'}")
-    if result.failure:
-        f = result.failure
-        lines.append(f"FAILED at {f.step}{' on ' + f.host if f.host else ''}: {f.reason}")
-        if f.failover_note:
-            lines.append(f"MHA: {f.failover_note}")
+    f, stop = result.failure, result.interruption
+    if f is not None or stop is not None:
+        if f is not None:
+            lines.append(f"FAILED at {f.step}{' on ' + f.host if f.host else ''}: {f.reason}")
+        if stop is not None:
+            lines.append(f"INTERRUPTED {stop.describe()}")
+        notes = [x.failover_note for x in (f, stop) if x is not None and x.failover_note]
+        for note in dict.fromkeys(notes):
+            lines.append(f"MHA: {note}")
         if result.failover_enabled is False:
             lines.append("*** automatic failover is OFF (MHA is not running) ***")
         for n in result.nodes:
             lines.append(f"  node {n.get('summary', n.get('name'))}")
-        for hint in f.next_steps:
+        hints = (*(f.next_steps if f else ()), *(stop.next_steps if stop else ()))
+        for hint in dict.fromkeys(hints):
             lines.append(f"  next: {hint}")
     else:
         lines.append(

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Final
 
 MASK: Final = "***"
 
 # Every secret value ever wrapped, so log and output scrubbing can catch a value that escaped
-# its wrapper (e.g. echoed back inside a server's error message).
+# its wrapper (e.g. echoed back inside a server's error message). Secrets are wrapped from any
+# thread (parallel groups, API requests) while others log: adding and copying hold the lock,
+# and scrub iterates over a snapshot, so it never sees the set change size under it.
 _KNOWN: set[str] = set()
+_KNOWN_LOCK = threading.Lock()
+
+
+def _remember(value: str) -> None:
+    with _KNOWN_LOCK:
+        _KNOWN.add(value)
 
 
 def scrub(text: str) -> str:
     """Replace every known secret value inside ``text`` with ``***``."""
-    for value in _KNOWN:
+    with _KNOWN_LOCK:
+        known = tuple(_KNOWN)
+    for value in known:
         if value in text:
             text = text.replace(value, MASK)
     return text
@@ -27,7 +38,7 @@ class Secret:
     def __init__(self, value: str) -> None:
         self._value = value
         if len(value) >= 4:  # very short values would mangle ordinary text
-            _KNOWN.add(value)
+            _remember(value)
 
     def reveal(self) -> str:
         return self._value

@@ -9,6 +9,10 @@ watches the inventory file and handles SIGTERM/SIGINT:
   to stop at their next safe point (their InterruptFlag: the current action finishes, the
   journal says where), waits for them, closes the listener and exits 0;
 - a second signal abandons at once (exit 130); ``harestart resume`` continues from the journal.
+
+Every connection has a socket timeout (``idle_timeout``, 30 s by default): a client that
+connects and says nothing, or leaves a keep-alive connection idle, is disconnected after it,
+so it cannot hold one of the server's threads forever.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +48,10 @@ from harestart.inventory import Inventory, load_inventory
 
 log = structlog.get_logger("harestart.server")
 access = structlog.get_logger("harestart.access")
+
+# Seconds a connection may stay silent (before a request, inside one, or idle between two on a
+# keep-alive connection) before the server closes it and frees its thread.
+DEFAULT_IDLE_TIMEOUT = 30.0
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -126,6 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"harestart/{__version__}"
     sys_version = ""
     server: ApiHttpServer
+    connection: socket.socket
+
+    def setup(self) -> None:
+        super().setup()
+        # http.server closes the connection when a read times out (idle keep-alive included).
+        self.connection.settimeout(self.server.idle_timeout)
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -163,7 +178,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(raw_length)
         body: bytes | None = None
         if length <= MAX_BODY:
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                self.close_connection = True
+                return fault_response(
+                    400, f"the body did not arrive within {self.server.idle_timeout:g} s", rid
+                )
         else:
             self.close_connection = True  # the body stays unread: this connection is done
         request = Request(
@@ -210,21 +231,36 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's own stderr lines; the access log is structlog JSON."""
 
+    def log_error(self, format: str, *args: Any) -> None:
+        """http.server calls this (only) when a read or write timed out: the connection is
+        closed and its thread freed."""
+        log.debug("api.connection.closed", client=self.client_address[0], reason=format % args)
+
 
 class ApiHttpServer(ThreadingHTTPServer):
     daemon_threads = True  # a slow client never keeps the process alive
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], api: Api) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: Api, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    ) -> None:
         self.api = api
+        self.idle_timeout = idle_timeout
         super().__init__(address, _Handler)
 
 
 class ApiServer:
     """The API on a socket, served from a background thread (``start``/``stop``)."""
 
-    def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.httpd = ApiHttpServer((host, port), api)
+    def __init__(
+        self,
+        api: Api,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        self.httpd = ApiHttpServer((host, port), api, idle_timeout=idle_timeout)
         self._thread: threading.Thread | None = None
 
     @property
@@ -257,6 +293,7 @@ def serve(
     tokens: TokenMap,
     accept_new_host_keys: bool = False,
     observe_ttl: float = 5.0,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     from harestart.jobs import BackgroundRestarter, CachedObserver
@@ -274,7 +311,7 @@ def serve(
         shutting_down=stopping.is_set,
     )
     try:
-        server = ApiServer(api, host, port)
+        server = ApiServer(api, host, port, idle_timeout=idle_timeout)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     if not _is_loopback(host):

@@ -4,6 +4,10 @@
 composed into nodes (no object construction at all), then converted by hand with a budget on
 the number of nodes visited, so "billion laughs" documents are rejected quickly, duplicate keys
 are reported, and every value's line is kept for error messages.
+
+Inventories may use anchors and aliases (within the node budget); a caller that wants none
+(the API tokens file) passes ``aliases=False``, and ``hide_keys=True`` keeps mapping keys (there:
+the tokens themselves) out of every message, which then rely on the line number alone.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Located:
     data: Any
     root: yaml.Node | None = None
     problems: list[tuple[int | None, str]] = field(default_factory=list)
+    hide_keys: bool = False  # messages never show a mapping key (it may be a secret)
 
     def line_of(self, path: Path_) -> int | None:
         """The line of ``path`` or of its nearest ancestor (looked up only for messages).
@@ -75,8 +80,12 @@ class YamlProblem(Exception):
         super().__init__(message)
 
 
-def load_located(text: str) -> Located:
-    """Parse ``text``; raise YamlProblem for documents that cannot be used at all."""
+def load_located(text: str, *, aliases: bool = True, hide_keys: bool = False) -> Located:
+    """Parse ``text``; raise YamlProblem for documents that cannot be used at all.
+
+    Problems that still let the rest be read (duplicate keys, tags, merge keys, and anchors or
+    aliases when ``aliases`` is False) are collected in ``Located.problems`` with their lines.
+    """
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise YamlProblem(None, f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB")
     loader = _Loader(text)
@@ -92,7 +101,9 @@ def load_located(text: str) -> Located:
         loader.dispose()
     if node is None:
         raise YamlProblem(None, "the file is empty")
-    located = Located(data=None, root=node)
+    located = Located(data=None, root=node, hide_keys=hide_keys)
+    if not aliases:
+        located.problems.extend(_anchor_problems(text))
     budget = _Budget(MAX_NODES)
     located.data = _convert(node, (), located, budget, yaml.SafeLoader(""))
     if budget.left < 0:
@@ -104,6 +115,18 @@ def load_located(text: str) -> Located:
     return located
 
 
+def _anchor_problems(text: str) -> list[tuple[int | None, str]]:
+    """Every anchor (``&name``) and alias (``*name``), from the parser's events (the composed
+    nodes no longer tell an alias from the node it names)."""
+    problems: list[tuple[int | None, str]] = []
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+            kind = "aliases (*)" if isinstance(event, yaml.AliasEvent) else "anchors (&)"
+            line = event.start_mark.line + 1 if event.start_mark else None
+            problems.append((line, f"YAML {kind} are not allowed here"))
+    return problems
+
+
 def _convert(
     node: yaml.Node, path: Path_, out: Located, budget: _Budget, constructor: yaml.SafeLoader
 ) -> Any:
@@ -111,7 +134,10 @@ def _convert(
         return None
     if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
         out.problems.append(
-            (node.start_mark.line + 1, f"{_dotted(path)}: unsupported YAML value (tag {node.tag})")
+            (
+                node.start_mark.line + 1,
+                f"{_where(path, out)}unsupported YAML value (tag {node.tag})",
+            )
         )
         return None
     if isinstance(node, yaml.MappingNode):
@@ -129,10 +155,11 @@ def _convert(
                 continue
             key = key_node.value
             if key in result:
+                shown = "" if out.hide_keys else f" {key!r}"
                 out.problems.append(
                     (
                         key_node.start_mark.line + 1,
-                        f"{_dotted((*path, key))}: duplicate key {key!r}",
+                        f"{_where((*path, key), out)}duplicate key{shown}",
                     )
                 )
             result[key] = _convert(value_node, (*path, key), out, budget, constructor)
@@ -148,9 +175,14 @@ def _convert(
         return constructor.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:
         out.problems.append(
-            (node.start_mark.line + 1, f"{_dotted(path)}: unsupported YAML value ({exc.problem})")
+            (node.start_mark.line + 1, f"{_where(path, out)}unsupported YAML value ({exc.problem})")
         )
         return None
+
+
+def _where(path: Path_, out: Located) -> str:
+    """The path as a message prefix (``groups[0].name: ``), or nothing when keys are hidden."""
+    return "" if out.hide_keys else f"{_dotted(path)}: "
 
 
 def _dotted(path: Path_) -> str:

@@ -3,7 +3,9 @@
 They model just enough of mysqld, replication and MHA for the executor's decisions: a restart
 takes the node down for ``restart_downtime`` seconds and resets its Uptime; replicas'
 IO threads sit in Connecting after the source restarts until their IO thread is restarted;
-failures are injected by setting fields on ``FakeWorld``.
+failures are injected by setting fields on ``FakeWorld``. Like real hosts they may be asked
+from several threads at once (parallel batches, observation): a node coming back is one atomic
+transition.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class FakeWorld:
     # hosts whose restart commands must meet here (proves they run at the same time)
     restart_barrier: threading.Barrier | None = None
     barrier_hosts: frozenset[str] = frozenset()
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(cls, replicas: int = 2) -> FakeWorld:
@@ -80,6 +83,10 @@ class FakeWorld:
         return next(n for n in self.nodes.values() if n.role == "source")
 
     def up(self, n: FakeNode) -> bool:
+        with self._lock:
+            return self._up(n)
+
+    def _up(self, n: FakeNode) -> bool:
         if n.down_until is None:
             return True
         if n.never_comes_back or self.clock.now() < n.down_until:

@@ -148,7 +148,11 @@ def fault(body: bytes) -> dict[str, Any]:
 
 
 def make_env(
-    tmp_path: Path, restarter: Any = None, observe: Any = None, ttl: float = 5.0
+    tmp_path: Path,
+    restarter: Any = None,
+    observe: Any = None,
+    ttl: float = 5.0,
+    idle_timeout: float = 30.0,
 ) -> tuple[Env, Any]:
     pw = tmp_path / "pw"
     pw.write_text("fake-password\n")
@@ -168,7 +172,7 @@ def make_env(
         observer=CachedObserver(ttl, observe=observe or fake_observe),
         shutting_down=stopping.is_set,
     )
-    server = ApiServer(api).start()
+    server = ApiServer(api, idle_timeout=idle_timeout).start()
     return Env(server, api, restarter, inv_path, world, stopping), restarter
 
 
@@ -534,6 +538,55 @@ def test_503_when_a_groups_password_is_unavailable(env: Env) -> None:
     assert env.restarter.started == []
 
 
+# --- connections that say nothing ------------------------------------------------------------
+
+
+def test_silent_and_idle_keep_alive_connections_are_closed_others_still_answered(
+    tmp_path: Path,
+) -> None:
+    e, _ = make_env(tmp_path, idle_timeout=1.0)
+    try:
+        host, port = e.server.address
+        silent = socket.create_connection((host, port), timeout=20)  # connects, sends nothing
+        keep_alive = e.conn()  # one request answered, then the connection stays open, idle
+        keep_alive.request("GET", LIST, headers={"X-Auth-Token": SEED_TOKEN})
+        response = keep_alive.getresponse()
+        assert response.status == 200 and response.getheader("Connection") != "close"
+        response.read()
+        assert keep_alive.sock is not None
+        keep_alive.sock.settimeout(20)
+        for _ in range(3):  # meanwhile every other client is answered
+            assert e.request("GET", LIST)[0] == 200
+        t0 = time.monotonic()
+        assert silent.recv(1) == b""  # closed by the server (a hang would time out after 20 s)
+        assert keep_alive.sock.recv(1) == b""
+        assert time.monotonic() - t0 < 15
+        silent.close()
+        keep_alive.close()
+        assert e.request("GET", LIST)[0] == 200
+    finally:
+        e.server.stop()
+
+
+def test_a_body_that_never_arrives_gets_400_and_the_connection_is_closed(tmp_path: Path) -> None:
+    e, _ = make_env(tmp_path, idle_timeout=0.5)
+    try:
+        with socket.create_connection(e.server.address, timeout=20) as s:
+            s.sendall(
+                f"POST {ACTION} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {SEED_TOKEN}\r\n"
+                'Content-Length: 15\r\n\r\n{"rest'.encode()
+            )
+            answer = b""
+            while chunk := s.recv(4096):  # until the server closes the connection
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head
+        assert "did not arrive within 0.5 s" in fault(body)["message"]
+        assert e.restarter.started == []
+    finally:
+        e.server.stop()
+
+
 # --- the real BackgroundRestarter: the group lock decides -----------------------------------
 
 
@@ -669,6 +722,65 @@ def test_tokens_from_yaml_json_or_env_and_their_errors(
         load_tokens(str(f), "API_TOKENS")
     with pytest.raises(UsageError, match="NOPE_UNSET"):
         load_tokens(None, "NOPE_UNSET")
+
+
+SECOND_TOKEN = "another-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        (
+            f'"{SEED_TOKEN}": "1234"\n{SECOND_TOKEN}: 5678\n"{SEED_TOKEN}": "9999"\n',
+            3,
+            "duplicate key",
+        ),
+        (
+            f'"{SEED_TOKEN}": &acct "1234"\n{SECOND_TOKEN}: *acct\n',
+            1,
+            "anchors (&) are not allowed",
+        ),
+        (f'"{SEED_TOKEN}": "1234"\n{SECOND_TOKEN}: *acct\n', 2, "undefined alias"),
+        (f'"{SEED_TOKEN}": "1234"\n{SECOND_TOKEN}: !vault "5678"\n', 2, "unsupported YAML value"),
+        (f'"{SEED_TOKEN}": "1234"\n<<: {{{SECOND_TOKEN}: "1"}}\n', 2, "'<<' merge keys"),
+    ],
+    ids=["duplicate-key", "anchor-alias", "undefined-alias", "tag", "merge-key"],
+)
+def test_tokens_file_is_read_with_the_safe_loader_errors_name_file_and_line(
+    tmp_path: Path, text: str, line: int, says: str
+) -> None:
+    f = tmp_path / "tokens.yml"
+    f.write_text(text)
+    with pytest.raises(UsageError) as exc:
+        load_tokens(str(f), None)
+    message = str(exc.value)
+    assert says in message
+    assert f"{f}:{line}: " in message
+    assert int(exc.value.exit_code) == 2
+    assert SEED_TOKEN not in message and SECOND_TOKEN not in message
+
+
+def test_tokens_file_alias_is_reported_on_its_own_line(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.yml"
+    f.write_text(f'"{SEED_TOKEN}": &acct "1234"\n{SECOND_TOKEN}: *acct\n')
+    with pytest.raises(UsageError) as exc:
+        load_tokens(str(f), None)
+    assert f"{f}:1: YAML anchors (&)" in str(exc.value)
+    assert f"{f}:2: YAML aliases (*)" in str(exc.value)
+
+
+def test_serve_with_a_bad_tokens_file_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yml"
+    tokens.write_text(f'"{SEED_TOKEN}": "1234"\n"{SEED_TOKEN}": "5678"\n')
+    tokens.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harestart", "serve", "inventories/lab.yml", "--port", "0",
+         "--tokens", str(tokens)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"{tokens}:2: duplicate key" in proc.stderr and "Traceback" not in proc.stderr
+    assert SEED_TOKEN not in proc.stderr
 
 
 # --- the real process: harestart serve, then SIGTERM -----------------------------------------

@@ -17,7 +17,7 @@ from harestart.interrupts import InterruptFlag
 from harestart.journal import Journal, journal_path
 from harestart.lock import GroupLock, read_holder
 from harestart.plan import build_plan
-from harestart.result import GroupStatus, StepStatus
+from harestart.result import GroupStatus, StepStatus, render_summary
 from harestart.topology import MhaState
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.test_executor import lab_group
@@ -140,6 +140,89 @@ def test_interrupt_during_a_wait_stops_at_a_safe_point_and_resume_completes(tmp_
     assert "not restarted again" in by_key["restart_replica:db3"].detail
     assert world.mha_state is MhaState.PING_OK
     assert Journal.load(j.path).finished
+
+
+def test_interrupt_while_a_replica_restarts_stops_before_the_source_and_blames_no_node(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while db3's restart command runs: the command finishes, db3's gates hold, and the
+    run stops at the next safe point, before restart_source:db1. That is no failure of db1."""
+    world = FakeWorld.create(2)
+    flag = InterruptFlag()
+    real_restart = world.restart
+
+    def restart_interrupted_meanwhile(name: str) -> None:
+        real_restart(name)
+        if name == "db3":
+            flag.request("SIGINT")
+            # `service mariadb restart` returns once mysqld is back: no wait, no safe point
+            # inside db3's step, whose gates all hold at their first look.
+            world.clock.advance(world.restart_downtime)
+
+    world.restart = restart_interrupted_meanwhile  # type: ignore[method-assign]
+    result = make(world, new_journal(tmp_path), interrupts=flag).run()
+
+    assert result.interrupted == "SIGINT" and not result.ok and result.state is GroupStatus.ERROR
+    steps = {s.key: s.status for s in result.steps}
+    assert steps["restart_replica:db2"] is StepStatus.DONE
+    assert steps["restart_replica:db3"] is StepStatus.DONE
+    assert steps["restart_source:db1"] is StepStatus.PENDING  # never started: not failed
+    assert steps["start_failover:mha"] is StepStatus.PENDING
+    assert world.nodes["db1"].restarts == 0
+    assert result.failure is None
+    stop = result.interruption
+    assert stop is not None and stop.before and stop.signal == "SIGINT"
+    assert (stop.step, stop.last_done) == ("restart_source:db1", "restart_replica:db3")
+    assert stop.untouched == ("db1",)
+    assert not any("db1" in h and "mysqld" in h for h in stop.next_steps), stop.next_steps
+    assert any("harestart resume" in h and "restart_source:db1" in h for h in stop.next_steps)
+    assert "not touched by this run: db1" in stop.next_steps
+
+    summary = render_summary(result)
+    assert (
+        "INTERRUPTED by SIGINT before restart_source:db1, after restart_replica:db3 finished"
+        in summary
+    ), summary
+    assert "FAILED" not in summary and "look at mysqld" not in summary
+    assert "automatic failover is OFF until `harestart resume`" in summary
+    assert world.mha_state is MhaState.NOT_RUNNING  # not started again after an interrupt
+    doc = result.to_dict()
+    assert doc["failure"] is None and doc["interruption"]["step"] == "restart_source:db1"
+    assert doc["interruption"]["before_step"] is True
+
+    j = Journal.load(journal_path(tmp_path, "1", "lab"))
+    assert j is not None and not j.finished and j.outcome == "interrupted"
+    first = j.first_unfinished()
+    assert first is not None and (first.key, first.status) == ("restart_source:db1", "pending")
+
+    world.restart = real_restart  # type: ignore[method-assign]
+    resumed = make(world, j, resume=True).run()
+    assert resumed.ok, resumed.failure
+    assert [world.nodes[n].restarts for n in ("db1", "db2", "db3")] == [1, 1, 1]
+
+
+def test_interrupt_inside_a_restart_step_names_it_and_only_nodes_it_did_not_touch(
+    tmp_path: Path,
+) -> None:
+    world = FakeWorld.create(2)
+    flag = InterruptFlag()
+    real_restart = world.restart
+
+    def restart_then_interrupt(name: str) -> None:
+        real_restart(name)
+        if name == "db2":
+            flag.request("SIGTERM")  # arrives while harestart waits for db2 to come back
+
+    world.restart = restart_then_interrupt  # type: ignore[method-assign]
+    result = make(world, new_journal(tmp_path), interrupts=flag).run()
+    stop = result.interruption
+    assert stop is not None and not stop.before and stop.step == "restart_replica:db2"
+    assert stop.untouched == ("db3", "db1")
+    assert {s.key: s.status for s in result.steps}["restart_replica:db2"] is StepStatus.INTERRUPTED
+    summary = render_summary(result)
+    assert "INTERRUPTED by SIGTERM during restart_replica:db2" in summary, summary
+    assert "not touched by this run: db3, db1" in summary and "FAILED" not in summary
+    assert not any(h.startswith(("db1", "db3")) for h in stop.next_steps)
 
 
 def test_resume_restarts_a_node_whose_restart_never_happened(tmp_path: Path) -> None:
