@@ -586,8 +586,8 @@ class Executor:
             # died before starting them again: undo that before judging the topology.
             self._progress(
                 None,
-                f"starting the IO threads the earlier attempt stopped on: "
-                f"{self.ctx.notes[DETACHED]}",
+                "starting the IO threads the earlier attempt stopped on: "
+                + ", ".join(self._detached()),
             )
             self._reattach_replicas()
         state = self._observe()
@@ -1041,10 +1041,15 @@ class Executor:
             self.log.warning("replica.senders_linger", host=source_name, reason=exc.reason)
             self._progress(source_name, f"restarting anyway: {exc.reason}")
 
+    def _detached(self) -> list[str]:
+        """The replicas whose IO threads this run stopped and has not started again."""
+        return [name for name in self.ctx.notes.get(DETACHED, "").split(",") if name]
+
     def _reattach_replicas(self) -> None:
         """Best effort: start the IO threads this run stopped (after a failure or on resume)."""
-        detached = self.ctx.notes.pop(DETACHED, "")
-        for name in filter(None, detached.split(",")):
+        detached = self._detached()
+        self.ctx.notes.pop(DETACHED, None)
+        for name in detached:
             try:
                 self._sql(name).start_io_thread()
                 self.log.info("replica.reattached", host=name)
@@ -1057,7 +1062,7 @@ class Executor:
     def _reconnect_replicas(self, timeout: float) -> None:
         source = self._sql(self.group.source.name)
         position = source.gtid_position()
-        detached = set(filter(None, self.ctx.notes.get(DETACHED, "").split(",")))
+        detached = set(self._detached())
         for r in self.group.replicas:
             if r.name in detached:  # the source answers: receive again at once
                 self._sql(r.name).start_io_thread()
