@@ -37,6 +37,7 @@ lint: venv
 	$(BIN)/ruff check harestart tests bench
 	$(BIN)/ruff format --check harestart tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

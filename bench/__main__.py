@@ -45,9 +45,10 @@ from typing import Any
 import pymysql
 import yaml
 
-from harestart.inventory import load_inventory
+from harestart.inventory.credentials import mysql_endpoint
+from harestart.inventory.load import load_inventory
 from harestart.log import configure as configure_logging
-from harestart.runner import Session
+from harestart.wiring import Session
 from tests.integration import lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +172,7 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
         # Repair what a raw source restart leaves behind (replicas waiting for Connect_Retry):
         # not part of the floor, only to hand MHA a healthy group.
         for r in group.replicas:
-            session.connector.mysql(r.name, r.mysql_endpoint()).restart_io_thread()
+            session.connector.mysql(r.name, mysql_endpoint(r)).restart_io_thread()
         poll(lambda: all(cluster.replicating(r.name) for r in group.replicas), 120, 0.05)
         t0 = now()
         session.mha.start()

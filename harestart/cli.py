@@ -18,11 +18,14 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from harestart import __version__
+from harestart.domain.group import Group
+from harestart.domain.plan import PlanOptions, build_plan, render_json, render_text
+from harestart.domain.result import RunResult
+from harestart.domain.secret import scrub
 from harestart.errors import ExitCode, HarestartError, UsageError
-from harestart.inventory import Group, Inventory, load_inventory
-from harestart.plan import PlanOptions, build_plan, render_json, render_text
-from harestart.result import RunResult
-from harestart.secret import scrub
+from harestart.inventory.credentials import mysql_endpoint
+from harestart.inventory.load import load_inventory
+from harestart.inventory.model import Inventory
 
 FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
@@ -111,7 +114,7 @@ def plan(
     )
     plans = [build_plan(g, options) for g in groups]
     if probe:
-        from harestart.runner import probe_plans  # imports the adapters only when needed
+        from harestart.wiring import probe_plans  # imports the adapters only when needed
 
         _configure_logging(None, verbose=False)
         plans = probe_plans(groups, plans)
@@ -256,11 +259,11 @@ def _execute(
     detach_replicas: bool,
     parallel_groups: int,
 ) -> int:
-    from harestart.executor import FailurePolicy
-    from harestart.interrupts import InterruptFlag, graceful_signals
-    from harestart.progress import TextReporter
-    from harestart.result import render_results_json, render_summary
-    from harestart.runner import (
+    from harestart.domain.result import render_results_json, render_summary
+    from harestart.engine.executor import FailurePolicy
+    from harestart.engine.interrupts import InterruptFlag, graceful_signals
+    from harestart.views.progress import TextReporter
+    from harestart.wiring import (
         RunOptions,
         default_log_file,
         ensure_unlocked,
@@ -270,7 +273,7 @@ def _execute(
 
     for g in groups:  # every password must be available before anything starts
         for n in g.db_nodes:
-            n.mysql_endpoint()
+            mysql_endpoint(n)
     log_path = log_file or default_log_file([g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
@@ -371,10 +374,10 @@ def _result_code(r: RunResult) -> int:
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
 def status(inventory: str, group_id: str | None, fmt: str) -> int:
     """Read-only view: every node's role, version, uptime, read_only, replication, and MHA."""
-    from harestart.lock import read_holder
-    from harestart.observe import preflight_problems
-    from harestart.runner import observe_groups, state_dir, unfinished_run
-    from harestart.status import render_status_text, status_document
+    from harestart.domain.judge import preflight_problems
+    from harestart.engine.lock import read_holder
+    from harestart.views.status import render_status_text, status_document
+    from harestart.wiring import observe_groups, state_dir, unfinished_run
 
     inv = _load(inventory)
     groups = inv.select(group_id)
@@ -431,8 +434,8 @@ def serve(
     restarts stop at their next safe point, exit 0.
     """
     from harestart import log
-    from harestart.server import load_tokens
-    from harestart.server import serve as serve_api
+    from harestart.http.server import load_tokens
+    from harestart.http.server import serve as serve_api
 
     log.configure_json_stream(sys.stderr, verbose=verbose)
     tokens = load_tokens(tokens_file, tokens_env)

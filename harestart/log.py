@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 import structlog
 
-from harestart.private import private_dir
-from harestart.secret import MASK, Secret, scrub
+from harestart.domain.secret import MASK, Secret, scrub
+from harestart.engine.private import private_dir
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 

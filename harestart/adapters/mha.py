@@ -11,8 +11,8 @@ import posixpath
 import shlex
 
 from harestart.adapters.protocols import CommandResult, RemoteShell
+from harestart.domain.topology import MhaStatus, parse_mha_status
 from harestart.errors import MhaError
-from harestart.topology import MhaStatus, parse_mha_status
 
 _NOT_FOUND = frozenset({126, 127})  # shell: not executable / command not found
 

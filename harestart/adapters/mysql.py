@@ -16,10 +16,9 @@ import pymysql
 import pymysql.cursors
 import structlog
 
-from harestart.dialect import BINLOG_DUMP_PREFIX, SHOW_PROCESSLIST, Dialect, dialect_for
-from harestart.endpoints import MysqlEndpoint, SshEndpoint
-from harestart.errors import HarestartError, MysqlError
-from harestart.topology import (
+from harestart.domain.dialect import BINLOG_DUMP_PREFIX, SHOW_PROCESSLIST, Dialect, dialect_for
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.topology import (
     Flavor,
     ReadOnlyState,
     ReplicaStatus,
@@ -27,6 +26,7 @@ from harestart.topology import (
     parse_replica_status,
     parse_server_info,
 )
+from harestart.errors import HarestartError, MysqlError
 
 log = structlog.get_logger("harestart.mysql")
 
@@ -179,7 +179,7 @@ class PyMysqlProbe:
     # -- dialect ------------------------------------------------------------------------------
 
     def dialect(self) -> Dialect:
-        """The server's own SQL, chosen from its version (see ``harestart.dialect``)."""
+        """The server's own SQL, chosen from its version (see ``harestart.domain.dialect``)."""
         if self._dialect is None:
             row = self._one("read version", "SELECT @@version AS version")
             try:

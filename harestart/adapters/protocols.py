@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from harestart.endpoints import MysqlEndpoint, SshEndpoint
-from harestart.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import structlog
 
 from harestart.adapters.mysql import PyMysqlProbe
 from harestart.adapters.protocols import CommandResult
-from harestart.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.errors import CommandFailed, HarestartError, HostKeyError, SshError
 
 log = structlog.get_logger("harestart.ssh")

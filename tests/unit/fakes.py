@@ -14,9 +14,8 @@ import threading
 from dataclasses import dataclass, field
 
 from harestart.adapters.protocols import CommandResult
-from harestart.endpoints import MysqlEndpoint, SshEndpoint
-from harestart.errors import CommandFailed, MysqlError, SshError
-from harestart.topology import (
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.topology import (
     Flavor,
     MhaState,
     MhaStatus,
@@ -24,7 +23,8 @@ from harestart.topology import (
     ReplicaStatus,
     ServerInfo,
 )
-from harestart.waiting import ManualClock
+from harestart.engine.waiting import ManualClock
+from harestart.errors import CommandFailed, MysqlError, SshError
 
 
 @dataclass

@@ -24,8 +24,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from harestart import api as api_mod
-from harestart.api import (
+from harestart.domain.group import Group
+from harestart.domain.observation import GroupState
+from harestart.domain.result import GroupStatus, RunResult, utc_now
+from harestart.engine.lock import GroupLock
+from harestart.engine.observe import observe_group
+from harestart.errors import UsageError
+from harestart.http import api as api_mod
+from harestart.http.api import (
     Api,
     Observed,
     RunView,
@@ -33,13 +39,9 @@ from harestart.api import (
     Unprocessable,
     parse_tokens,
 )
-from harestart.errors import UsageError
-from harestart.inventory import Group, load_inventory
-from harestart.jobs import BackgroundRestarter, CachedObserver
-from harestart.lock import GroupLock
-from harestart.observe import GroupState, observe_group
-from harestart.result import GroupStatus, RunResult, utc_now
-from harestart.server import ApiServer, InventoryFile, load_tokens
+from harestart.http.jobs import BackgroundRestarter, CachedObserver
+from harestart.http.server import ApiServer, InventoryFile, load_tokens
+from harestart.inventory.load import load_inventory
 
 from .fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 
@@ -601,7 +603,7 @@ class BlockingRestart:
     def __call__(self, group: Group, reporter: Any, options: Any, **kw: Any) -> RunResult:
         self.calls += 1
         with GroupLock(self.state_dir, group.account, group.id, command=options.command):
-            from harestart.plan import build_plan
+            from harestart.domain.plan import build_plan
 
             step = build_plan(group).steps[2]  # restart_replica:db2
             reporter.step_started(group.id, step)
@@ -663,7 +665,7 @@ def test_real_restarter_lock_decides_between_api_and_cli_runs(
 def test_unfinished_journal_makes_the_group_error_and_refuses_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harestart.journal import Journal, journal_path
+    from harestart.engine.journal import Journal, journal_path
 
     state = tmp_path / "state"
     monkeypatch.setenv("HARESTART_STATE_DIR", str(state))
@@ -673,7 +675,7 @@ def test_unfinished_journal_makes_the_group_error_and_refuses_restart(
     j.save()
 
     def refuse_like_runner(group: Group, reporter: Any, options: Any, **kw: Any) -> RunResult:
-        from harestart.runner import _journal_for
+        from harestart.wiring import _journal_for
 
         _journal_for(group, options, resume=False)  # raises: unfinished run
         raise AssertionError("not reached")

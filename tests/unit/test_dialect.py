@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harestart.dialect import dialect_for
-from harestart.topology import Flavor, ReadOnlyState
+from harestart.domain.dialect import dialect_for
+from harestart.domain.topology import Flavor, ReadOnlyState
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from harestart.domain.group import Group
+from harestart.domain.plan import PlanOptions, build_plan
+from harestart.domain.result import GroupStatus, StepStatus
+from harestart.domain.topology import MhaState
+from harestart.engine.executor import Executor
 from harestart.errors import PreflightRefused
-from harestart.executor import Executor
-from harestart.inventory import Group, parse_inventory
-from harestart.plan import PlanOptions, build_plan
-from harestart.result import GroupStatus, StepStatus
-from harestart.topology import MhaState
+from harestart.inventory.load import parse_inventory
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 
 
@@ -267,7 +268,7 @@ def test_every_step_ends_in_one_logged_sentence_with_group_and_step() -> None:
 
 
 def run_with(world: FakeWorld, replicas: int, **options: object) -> object:
-    from harestart.plan import PlanOptions
+    from harestart.domain.plan import PlanOptions
 
     group = lab_group(replicas)
     plan = build_plan(group, PlanOptions(**options))  # type: ignore[arg-type]

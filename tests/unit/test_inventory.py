@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harestart.domain.secret import Secret
 from harestart.errors import InventoryError, UsageError
-from harestart.inventory import load_inventory, parse_inventory
-from harestart.secret import Secret
+from harestart.inventory.credentials import mysql_endpoint
+from harestart.inventory.load import load_inventory, parse_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -233,7 +234,7 @@ def test_valid_inventory_resolves_layers_and_defaults(monkeypatch: pytest.Monkey
     assert g.mha.log == "/var/log/mha/app1/manager.log"
     assert g.health.max_lag == 5.0
     monkeypatch.setenv("HS_TEST_PW", "s3cret-value")
-    ep = g.replicas[0].mysql_endpoint()
+    ep = mysql_endpoint(g.replicas[0])
     assert ep.host == "10.0.0.2" and ep.port == 3306 and ep.user == "harestart"
     assert isinstance(ep.password, Secret) and ep.password.reveal() == "s3cret-value"
     assert "s3cret-value" not in repr(ep) and "s3cret-value" not in repr(g)
@@ -243,7 +244,7 @@ def test_unset_password_env_is_an_error_at_run_not_at_plan(monkeypatch: pytest.M
     monkeypatch.delenv("HS_TEST_PW", raising=False)
     inv = parse_inventory(VALID, "inv.yml")  # plan-time loading succeeds
     with pytest.raises(UsageError, match="HS_TEST_PW is not set"):
-        inv.groups[0].source.mysql_endpoint()
+        mysql_endpoint(inv.groups[0].source)
 
 
 def test_inline_password_is_a_warning_and_never_rendered() -> None:
@@ -251,7 +252,7 @@ def test_inline_password_is_a_warning_and_never_rendered() -> None:
     inv = parse_inventory(text, "inv.yml")
     assert any("password given inline" in w and "inv.yml:3:" in w for w in inv.warnings)
     assert "inline-pw-123" not in repr(inv)
-    assert inv.groups[0].source.mysql_endpoint().password == Secret("inline-pw-123")
+    assert mysql_endpoint(inv.groups[0].source).password == Secret("inline-pw-123")
 
 
 def test_node_overrides_group_overrides_defaults() -> None:

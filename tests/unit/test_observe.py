@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import structlog
 
-from harestart.endpoints import MysqlEndpoint
+from harestart.domain.endpoints import MysqlEndpoint
+from harestart.domain.topology import MhaStatus, ServerInfo
+from harestart.engine.observe import observe_group, observe_mha, observe_node
 from harestart.errors import MhaError
-from harestart.observe import observe_group, observe_mha, observe_node
-from harestart.topology import MhaStatus, ServerInfo
 from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
 from tests.unit.test_executor import lab_group
 

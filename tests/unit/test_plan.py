@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harestart.inventory import load_inventory, parse_inventory
-from harestart.plan import Action, build_plan, render_json, render_text
+from harestart.domain.plan import Action, build_plan, render_json, render_text
+from harestart.inventory.load import load_inventory, parse_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "data" / "golden"
@@ -111,7 +111,7 @@ def test_golden_plans(name: str) -> None:
 def test_replica_batches_respect_parallelism_and_minimum_healthy(
     n: int, k: int, min_healthy: int
 ) -> None:
-    from harestart.plan import replica_batches
+    from harestart.domain.plan import replica_batches
 
     sizes = replica_batches(n, k, min_healthy)
     assert sum(sizes) == n and all(s >= 1 for s in sizes)
@@ -121,7 +121,7 @@ def test_replica_batches_respect_parallelism_and_minimum_healthy(
 
 
 def test_plan_shows_parallel_batches_and_keeps_the_order() -> None:
-    from harestart.plan import PlanOptions
+    from harestart.domain.plan import PlanOptions
 
     group = parse_inventory(inventory_text(3), "inv.yml").groups[0]
     plan = build_plan(group, PlanOptions(replica_parallelism=2))

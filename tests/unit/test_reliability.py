@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from harestart.domain.plan import build_plan
+from harestart.domain.result import GroupStatus, StepStatus, render_summary
+from harestart.domain.topology import MhaState
+from harestart.engine.executor import Executor, FailurePolicy
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.journal import Journal, journal_path
+from harestart.engine.lock import GroupLock, read_holder
 from harestart.errors import Interrupted, LockHeld, PreflightRefused
-from harestart.executor import Executor, FailurePolicy
-from harestart.interrupts import InterruptFlag
-from harestart.journal import Journal, journal_path
-from harestart.lock import GroupLock, read_holder
-from harestart.plan import build_plan
-from harestart.result import GroupStatus, StepStatus, render_summary
-from harestart.topology import MhaState
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.test_executor import lab_group
 
@@ -61,7 +61,7 @@ def test_second_holder_gets_the_first_ones_details(tmp_path: Path) -> None:
 
 def test_lock_of_a_killed_process_is_stale_and_broken_only_on_request(tmp_path: Path) -> None:
     code = (
-        "import os, sys; from pathlib import Path; from harestart.lock import GroupLock;"
+        "import os, sys; from pathlib import Path; from harestart.engine.lock import GroupLock;"
         f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
         "os.kill(os.getpid(), 9)"
     )
@@ -305,7 +305,7 @@ def test_interrupted_exception_carries_exit_code_130() -> None:
 
 
 def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Path) -> None:
-    from harestart.lock import check_free
+    from harestart.engine.lock import check_free
 
     check_free(tmp_path, "1", "lab", break_stale=False)  # no lock file: free
     with (
@@ -314,7 +314,7 @@ def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Pa
     ):
         check_free(tmp_path, "1", "lab", break_stale=True)
     code = (
-        "import os; from pathlib import Path; from harestart.lock import GroupLock;"
+        "import os; from pathlib import Path; from harestart.engine.lock import GroupLock;"
         f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
         "os.kill(os.getpid(), 9)"
     )

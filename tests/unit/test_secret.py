@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from harestart import secret
-from harestart.secret import Secret, scrub
+from harestart.domain import secret
+from harestart.domain.secret import Secret, scrub
 
 
 @pytest.fixture(autouse=True)

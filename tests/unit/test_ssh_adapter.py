@@ -25,10 +25,10 @@ from harestart.adapters.ssh import (
     translate,
     wrap_sudo,
 )
-from harestart.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.secret import Secret
+from harestart.domain.topology import MhaState
 from harestart.errors import CommandFailed, HostKeyError, MhaError, MysqlError, SshError
-from harestart.secret import Secret
-from harestart.topology import MhaState
 
 # -- an SSH server good enough for the adapter ------------------------------------------------
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harestart.topology import (
+from harestart.domain.topology import (
     Flavor,
     MhaState,
     ReadOnlyState,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from harestart.engine.waiting import ManualClock, SystemClock, poll_until
 from harestart.errors import MysqlError, WaitTimeout
-from harestart.waiting import ManualClock, SystemClock, poll_until
 
 
 def test_returns_first_non_none_value_without_sleeping() -> None:

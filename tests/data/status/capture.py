@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harestart.dialect import dialect_for
+from harestart.domain.dialect import dialect_for
 from tests.integration import lab
 
 HERE = Path(__file__).resolve().parent

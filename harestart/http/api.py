@@ -8,7 +8,7 @@ perform, with the same paths, headers, bodies and status codes:
 - ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``.
 
 Everything here works on a plain :class:`Request` and returns a :class:`Response`; the HTTP
-server (``harestart.server``) only translates bytes. Side effects come in through small
+server (``harestart.http.server``) only translates bytes. Side effects come in through small
 Protocols (:class:`Restarter`, :class:`Observer`, :class:`InventorySource`), so the unit tests
 drive this module with fakes. Faults use the seed's shape, one root key named after the fault:
 ``{"itemNotFound": {"code": 404, "name": "itemNotFound", "message": "...", "request_id": "..."}}``
@@ -29,14 +29,17 @@ from urllib.parse import parse_qs, quote, unquote
 
 import structlog
 
+from harestart.domain.group import Group
+from harestart.domain.judge import preflight_problems
+from harestart.domain.observation import GroupState, NodeState
+from harestart.domain.result import GroupStatus
+from harestart.domain.secret import Secret
 from harestart.errors import HarestartError, UsageError
-from harestart.inventory import Group, Inventory
-from harestart.observe import GroupState, NodeState, preflight_problems
-from harestart.result import GroupStatus
-from harestart.secret import Secret
-from harestart.yamlsafe import YamlProblem, load_located
+from harestart.inventory.credentials import mysql_endpoint
+from harestart.inventory.model import Inventory
+from harestart.inventory.yamlsafe import YamlProblem, load_located
 
-log = structlog.get_logger("harestart.api")
+log = structlog.get_logger("harestart.http.api")
 
 VERSION = "v1.0"
 MAX_BODY = 8 * 1024  # bytes; {"restart": {}} is 15
@@ -404,7 +407,7 @@ class Api:
             raise ApiError(501, f"unknown action {name!r}; harestart implements 'restart' only")
         try:
             for node in group.db_nodes:  # every password must be available before anything
-                node.mysql_endpoint()
+                mysql_endpoint(node)
         except UsageError as exc:
             raise ApiError(503, f"HA instance {group.id} cannot be used: {exc}") from None
         try:

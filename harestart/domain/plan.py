@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from harestart.inventory import Group
+from harestart.domain.group import Group
 
 # --- gates -----------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harestart.engine.private import private_dir
 from harestart.errors import JournalError
-from harestart.private import private_dir
 
 VERSION = 1
 

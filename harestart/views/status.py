@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harestart.inventory import Group
-from harestart.journal import Journal
-from harestart.lock import Holder
-from harestart.observe import GroupState
+from harestart.domain.group import Group
+from harestart.domain.observation import GroupState
+from harestart.engine.journal import Journal
+from harestart.engine.lock import Holder
 
 
 def status_document(

@@ -19,25 +19,12 @@ from typing import Protocol, TypeVar
 import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe, RemoteShell
-from harestart.endpoints import MysqlEndpoint
-from harestart.errors import (
-    GateFailed,
-    HarestartError,
-    Interrupted,
-    PreflightRefused,
-    WaitTimeout,
-)
-from harestart.interrupts import InterruptFlag
-from harestart.inventory import Group, Node
-from harestart.journal import Journal
-from harestart.observe import (
-    GroupState,
-    observe_group,
-    preflight_problems,
-    replication_problems,
-    resume_problems,
-)
-from harestart.plan import (
+from harestart.domain.commands import surviving_disconnect
+from harestart.domain.endpoints import MysqlEndpoint
+from harestart.domain.group import Group, Node
+from harestart.domain.judge import preflight_problems, replication_problems, resume_problems
+from harestart.domain.observation import GroupState
+from harestart.domain.plan import (
     Action,
     CaughtUp,
     DirtyPagesFlushed,
@@ -54,8 +41,7 @@ from harestart.plan import (
     ThreadsRunning,
     WritableAsBefore,
 )
-from harestart.remote import surviving_disconnect
-from harestart.result import (
+from harestart.domain.result import (
     Failure,
     GroupStatus,
     Interruption,
@@ -64,11 +50,22 @@ from harestart.result import (
     StepStatus,
     utc_now,
 )
-from harestart.topology import MhaState, MhaStatus, ReadOnlyState, ReplicaStatus
-from harestart.waiting import SYSTEM_CLOCK, Clock, poll_until
+from harestart.domain.topology import MhaState, MhaStatus, ReadOnlyState, ReplicaStatus
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.journal import Journal
+from harestart.engine.observe import observe_group
+from harestart.engine.waiting import SYSTEM_CLOCK, Clock, poll_until
+from harestart.errors import (
+    GateFailed,
+    HarestartError,
+    Interrupted,
+    PreflightRefused,
+    WaitTimeout,
+)
+from harestart.inventory.credentials import mysql_endpoint
 
 T = TypeVar("T")
-log = structlog.get_logger("harestart.executor")
+log = structlog.get_logger("harestart.engine.executor")
 
 # Uptime has one-second resolution; below this many seconds a restart cannot be told apart
 # from the old process, so the executor first lets a very fresh mysqld age a little.
@@ -178,7 +175,7 @@ class Executor:
     def _sql(self, name: str) -> MysqlProbe:
         endpoint = self._endpoints.get(name)
         if endpoint is None:  # resolve the password once per run, not on every poll
-            endpoint = self._endpoints[name] = self._node(name).mysql_endpoint()
+            endpoint = self._endpoints[name] = mysql_endpoint(self._node(name))
         return self.connector.mysql(name, endpoint)
 
     # --- the run -------------------------------------------------------------------------

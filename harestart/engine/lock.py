@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harestart.engine.private import private_dir
 from harestart.errors import LockHeld
-from harestart.private import private_dir
 
 
 @dataclass(frozen=True)

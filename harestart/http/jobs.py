@@ -23,17 +23,17 @@ from typing import Any
 
 import structlog
 
-from harestart.api import Observed, RunView, Unprocessable
+from harestart.domain.group import Group
+from harestart.domain.observation import GroupState
+from harestart.domain.plan import Step
+from harestart.domain.result import GroupStatus, RunResult, StepRecord, utc_now
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.lock import read_holder
 from harestart.errors import HarestartError
-from harestart.interrupts import InterruptFlag
-from harestart.inventory import Group
-from harestart.lock import read_holder
-from harestart.observe import GroupState
-from harestart.plan import Step
-from harestart.result import GroupStatus, RunResult, StepRecord, utc_now
-from harestart.runner import RunOptions, observe_groups, restart_group, state_dir, unfinished_run
+from harestart.http.api import Observed, RunView, Unprocessable
+from harestart.wiring import RunOptions, observe_groups, restart_group, state_dir, unfinished_run
 
-log = structlog.get_logger("harestart.jobs")
+log = structlog.get_logger("harestart.http.jobs")
 
 # How long a POST waits for its run to take the lock and begin (it takes milliseconds).
 START_TIMEOUT = 30.0

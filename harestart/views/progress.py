@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TextIO
 
-from harestart.plan import Step
-from harestart.result import StepRecord, StepStatus
+from harestart.domain.plan import Step
+from harestart.domain.result import StepRecord, StepStatus
 
 _MARK = {
     StepStatus.DONE: "ok",

@@ -16,17 +16,19 @@ import structlog
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.adapters.ssh import ParamikoConnector
+from harestart.domain.group import Group
+from harestart.domain.judge import preflight_problems
+from harestart.domain.observation import GroupState
+from harestart.domain.plan import Plan, PlanOptions, build_plan
+from harestart.domain.result import RunResult
+from harestart.engine.executor import Executor, FailurePolicy, Reporter
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.journal import Journal, journal_path
+from harestart.engine.lock import GroupLock, check_free
+from harestart.engine.observe import observe_group
 from harestart.errors import PreflightRefused, UsageError
-from harestart.executor import Executor, FailurePolicy, Reporter
-from harestart.interrupts import InterruptFlag
-from harestart.inventory import Group
-from harestart.journal import Journal, journal_path
-from harestart.lock import GroupLock, check_free
-from harestart.observe import GroupState, observe_group, preflight_problems
-from harestart.plan import Plan, PlanOptions, build_plan
-from harestart.result import RunResult
 
-log = structlog.get_logger("harestart.runner")
+log = structlog.get_logger("harestart.wiring")
 
 
 def state_dir() -> Path:

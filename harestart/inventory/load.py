@@ -1,4 +1,4 @@
-"""Inventory files: frozen models and ``load_inventory(path)``.
+"""Loading an inventory: ``load_inventory(path)`` validates it and resolves it into the models.
 
 Validation is static (no network) and collects *every* problem in one pass, each with file,
 line and field path. Reachability is preflight's job, and a password's environment variable is
@@ -10,345 +10,22 @@ Layering: settings come from the file's ``defaults``, then the group, then the n
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
-from harestart.endpoints import MysqlEndpoint, SshEndpoint
-from harestart.errors import InventoryError, UsageError
-from harestart.secret import Secret
-from harestart.yamlsafe import Located, YamlProblem, dotted, load_located
+from harestart.domain.endpoints import SshEndpoint
+from harestart.domain.group import Group, Health, Mha, MysqlTarget, Node, PasswordSource
+from harestart.domain.secret import Secret
+from harestart.errors import InventoryError
+from harestart.inventory.model import Inventory, did_you_mean
+from harestart.inventory.schema import DefaultsSpec, GroupSpec, InventorySpec, NodeSpec
+from harestart.inventory.yamlsafe import Located, YamlProblem, dotted, load_located
 
 DEFAULT_RESTART_COMMAND = "systemctl restart mysql"
-
-# --- value types -----------------------------------------------------------------------------
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ABSPATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
-# A command is plain words: no quoting, substitution, redirection, pipes or separators.
-_WORD = re.compile(r"^[A-Za-z0-9_./:=@%+,-]+$")
-
-
-def _hostname(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a plain hostname or IP address "
-                "(letters, digits, '.', '-', '_' only)"
-            ) from None
-    return value
-
-
-def _name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(
-            f"{value!r} is not a plain name (letters, digits, '_', '.', ':', '-'; at most 128)"
-        )
-    return value
-
-
-def _user(value: str) -> str:
-    if not _USER.match(value):
-        raise ValueError(f"{value!r} is not a plain user name")
-    return value
-
-
-def _env(value: str) -> str:
-    if not _ENV.match(value):
-        raise ValueError(f"{value!r} is not an environment variable name")
-    return value
-
-
-def _abspath(value: str) -> str:
-    if not _ABSPATH.match(value):
-        raise ValueError(f"{value!r} is not a plain absolute path")
-    return value
-
-
-def _command(value: str) -> str:
-    words = value.split()
-    if not words:
-        raise ValueError("the command is empty")
-    bad = [w for w in words if not _WORD.match(w)]
-    if bad or "\n" in value:
-        raise ValueError(
-            f"{value!r} contains shell syntax ({' '.join(bad)!s}); a command here is plain words "
-            "(put anything more complex in a script on the host and name the script)"
-        )
-    return " ".join(words)
-
-
-Hostname = Annotated[str, AfterValidator(_hostname)]
-Name = Annotated[str, AfterValidator(_name)]
-User = Annotated[str, AfterValidator(_user)]
-EnvName = Annotated[str, AfterValidator(_env)]
-AbsPath = Annotated[str, AfterValidator(_abspath)]
-Command = Annotated[str, AfterValidator(_command)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-# --- file schema (what the YAML may say) -----------------------------------------------------
-
-
-class JumpSpec(_Model):
-    host: Hostname
-    port: Port = 22
-    user: User | None = None
-    key_file: str | None = None
-
-
-class SshSpec(_Model):
-    host: Hostname | None = None
-    port: Port | None = None
-    user: User | None = None
-    key_file: str | None = None
-    agent: bool | None = None
-    known_hosts: str | None = None
-    sudo: bool | None = None
-    connect_timeout: Seconds | None = None
-    command_timeout: Seconds | None = None
-    accept_new_host_keys: bool | None = None  # explicit opt-in: add unknown keys to known_hosts
-    jump: JumpSpec | None = None
-
-
-class MysqlSpec(_Model):
-    host: Hostname | None = None
-    port: Port | None = None
-    user: User | None = None
-    password_env: EnvName | None = None
-    password_file: str | None = None
-    password: str | None = None  # accepted with a warning; prefer password_env/password_file
-    connect_timeout: Seconds | None = None
-    tunnel: bool | None = None  # reach mysqld through the SSH jump host
-
-
-class HealthSpec(_Model):
-    max_lag: Annotated[float, Field(ge=0)] | None = None
-    restart_timeout: Seconds | None = None
-    catchup_timeout: Seconds | None = None
-    failover_timeout: Seconds | None = None
-    min_healthy_replicas: Annotated[int, Field(ge=0)] | None = None
-
-
-class NodeSpec(_Model):
-    name: Name
-    address: Hostname | None = None
-    ssh: SshSpec | None = None
-    mysql: MysqlSpec | None = None
-    restart_command: Command | None = None
-
-
-class ManagerSpec(_Model):
-    name: Name
-    address: Hostname | None = None
-    ssh: SshSpec | None = None
-
-
-class MhaSpec(_Model):
-    manager: ManagerSpec
-    config: AbsPath
-    log: AbsPath | None = None
-    stop_command: Command | None = None
-    start_command: Command | None = None
-    status_command: Command | None = None
-
-
-class DefaultsSpec(_Model):
-    ssh: SshSpec | None = None
-    mysql: MysqlSpec | None = None
-    restart_command: Command | None = None
-    health: HealthSpec | None = None
-
-
-class GroupSpec(_Model):
-    id: Name
-    account: Name
-    name: str | None = None
-    source: NodeSpec
-    replicas: Annotated[list[NodeSpec], Field(min_length=1)]
-    mha: MhaSpec
-    ssh: SshSpec | None = None
-    mysql: MysqlSpec | None = None
-    restart_command: Command | None = None
-    health: HealthSpec | None = None
-
-
-class InventorySpec(_Model):
-    version: Literal[1] = 1
-    defaults: DefaultsSpec | None = None
-    groups: Annotated[list[GroupSpec], Field(min_length=1)]
-
-
-# --- resolved model (what the rest of harestart uses) ----------------------------------------
-
-
-@dataclass(frozen=True)
-class PasswordSource:
-    """Where a MySQL password comes from; resolved only when a connection needs it."""
-
-    env: str | None = None
-    file: str | None = None
-    inline: Secret | None = None
-
-    def describe(self) -> str:
-        if self.env:
-            return f"environment variable {self.env}"
-        if self.file:
-            return f"file {self.file}"
-        if self.inline is not None:
-            return "inline in the inventory"
-        return "none"
-
-    def resolve(self, where: str) -> Secret | None:
-        if self.env:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise UsageError(
-                    f"{where}: the MySQL password variable {self.env} is not set in the environment"
-                )
-            return Secret(value)
-        if self.file:
-            try:
-                return Secret(Path(self.file).read_text(encoding="utf-8").strip())
-            except OSError as exc:
-                raise UsageError(
-                    f"{where}: cannot read the MySQL password file {self.file}: {exc.strerror}"
-                ) from None
-        return self.inline
-
-
-@dataclass(frozen=True)
-class Health:
-    max_lag: float = 5.0
-    restart_timeout: float = 180.0
-    catchup_timeout: float = 300.0
-    failover_timeout: float = 60.0
-    # With --replica-parallelism: replicas that must stay up while a batch restarts.
-    min_healthy_replicas: int = 1
-
-
-@dataclass(frozen=True)
-class MysqlTarget:
-    host: str
-    port: int
-    user: str
-    password: PasswordSource
-    connect_timeout: float
-    tunnel: bool
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    role: Literal["source", "replica", "manager"]
-    ssh: SshEndpoint
-    mysql: MysqlTarget | None
-    restart_command: str | None
-
-    def mysql_endpoint(self) -> MysqlEndpoint:
-        """The MySQL endpoint with its password resolved (raises UsageError if unavailable)."""
-        if self.mysql is None:
-            raise UsageError(f"{self.name}: has no MySQL settings")
-        m = self.mysql
-        tunnel = self.ssh.jump if m.tunnel else None
-        if m.tunnel and tunnel is None:
-            raise UsageError(f"{self.name}: mysql.tunnel is set but no ssh.jump host is configured")
-        return MysqlEndpoint(
-            host=m.host,
-            port=m.port,
-            user=m.user,
-            password=m.password.resolve(f"{self.name}"),
-            connect_timeout=m.connect_timeout,
-            tunnel=tunnel,
-        )
-
-
-@dataclass(frozen=True)
-class Mha:
-    manager: Node
-    config: str
-    log: str
-    stop_command: str
-    start_command: str
-    status_command: str
-
-
-@dataclass(frozen=True)
-class Group:
-    id: str
-    account: str
-    name: str
-    source: Node
-    replicas: tuple[Node, ...]
-    mha: Mha
-    health: Health
-
-    @property
-    def db_nodes(self) -> tuple[Node, ...]:
-        return (self.source, *self.replicas)
-
-    def node(self, name: str) -> Node:
-        for n in (*self.db_nodes, self.mha.manager):
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-
-@dataclass(frozen=True)
-class Inventory:
-    path: str
-    groups: tuple[Group, ...]
-    warnings: tuple[str, ...] = ()
-
-    def accepting_new_host_keys(self) -> Inventory:
-        """The same inventory with unknown SSH host keys accepted (and saved) everywhere."""
-
-        def ssh(e: SshEndpoint) -> SshEndpoint:
-            jump = ssh(e.jump) if e.jump else None
-            return replace(e, accept_new_host_keys=True, jump=jump)
-
-        def node(n: Node) -> Node:
-            return replace(n, ssh=ssh(n.ssh))
-
-        def group(g: Group) -> Group:
-            mha = replace(g.mha, manager=node(g.mha.manager))
-            return replace(g, source=node(g.source), replicas=tuple(map(node, g.replicas)), mha=mha)
-
-        return replace(self, groups=tuple(map(group, self.groups)))
-
-    def select(self, group_id: str | None) -> tuple[Group, ...]:
-        if group_id is None:
-            return self.groups
-        for g in self.groups:
-            if g.id == group_id:
-                return (g,)
-        known = ", ".join(g.id for g in self.groups)
-        hint = _did_you_mean(group_id, [g.id for g in self.groups])
-        raise UsageError(f"{self.path}: no group {group_id!r}{hint} (groups: {known})")
-
 
 # --- loading ---------------------------------------------------------------------------------
 
@@ -418,7 +95,7 @@ def _explain(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> str:
     where = dotted(loc)
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        hint = _did_you_mean(key, _fields_at(loc[:-1]))
+        hint = did_you_mean(key, _fields_at(loc[:-1]))
         return f"{where}: unknown key {key!r}{hint}"
     if kind == "missing":
         return f"{where}: required but missing"
@@ -468,11 +145,6 @@ def _unwrap(annotation: Any) -> Any:
             )
         else:
             return annotation
-
-
-def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _cross_checks(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:

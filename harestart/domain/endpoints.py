@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harestart.secret import Secret
+from harestart.domain.secret import Secret
 
 
 @dataclass(frozen=True)

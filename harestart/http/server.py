@@ -1,4 +1,4 @@
-"""``harestart serve``: the HTTP server loop around ``harestart.api``.
+"""``harestart serve``: the HTTP server loop around ``harestart.http.api``.
 
 The standard library's ``ThreadingHTTPServer`` is enough for a loopback admin API that answers
 a handful of small JSON requests (no dependency to keep up to date); this module only turns
@@ -32,7 +32,8 @@ from typing import Any
 import structlog
 
 from harestart import __version__
-from harestart.api import (
+from harestart.errors import ExitCode, HarestartError, UsageError
+from harestart.http.api import (
     MAX_BODY,
     Api,
     InventoryUnavailable,
@@ -43,10 +44,10 @@ from harestart.api import (
     parse_tokens,
     request_id_for,
 )
-from harestart.errors import ExitCode, HarestartError, UsageError
-from harestart.inventory import Inventory, load_inventory
+from harestart.inventory.load import load_inventory
+from harestart.inventory.model import Inventory
 
-log = structlog.get_logger("harestart.server")
+log = structlog.get_logger("harestart.http.server")
 access = structlog.get_logger("harestart.access")
 
 # Seconds a connection may stay silent (before a request, inside one, or idle between two on a
@@ -296,7 +297,7 @@ def serve(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
-    from harestart.jobs import BackgroundRestarter, CachedObserver
+    from harestart.http.jobs import BackgroundRestarter, CachedObserver
 
     def prepare(inv: Inventory) -> Inventory:
         return inv.accepting_new_host_keys() if accept_new_host_keys else inv

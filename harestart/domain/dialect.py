@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harestart.topology import Flavor, flavor_from_version, version_tuple
+from harestart.domain.topology import Flavor, flavor_from_version, version_tuple
 
 # MySQL 8.0.22 introduced SHOW REPLICA STATUS / START REPLICA (8.4 removed the old words).
 _MYSQL_REPLICA_WORDS = (8, 0, 22)

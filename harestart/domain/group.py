@@ -1,0 +1,91 @@
+"""A resolved HA group: its source, replicas, MHA manager and health limits (frozen data).
+
+inventory/load.py builds these from an inventory file (defaults -> group -> node, once);
+everything after that reads these types only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from harestart.domain.endpoints import SshEndpoint
+from harestart.domain.secret import Secret
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    """Where a MySQL password comes from; resolved only when a connection needs it."""
+
+    env: str | None = None
+    file: str | None = None
+    inline: Secret | None = None
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.file:
+            return f"file {self.file}"
+        if self.inline is not None:
+            return "inline in the inventory"
+        return "none"
+
+
+@dataclass(frozen=True)
+class Health:
+    max_lag: float = 5.0
+    restart_timeout: float = 180.0
+    catchup_timeout: float = 300.0
+    failover_timeout: float = 60.0
+    # With --replica-parallelism: replicas that must stay up while a batch restarts.
+    min_healthy_replicas: int = 1
+
+
+@dataclass(frozen=True)
+class MysqlTarget:
+    host: str
+    port: int
+    user: str
+    password: PasswordSource
+    connect_timeout: float
+    tunnel: bool
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: Literal["source", "replica", "manager"]
+    ssh: SshEndpoint
+    mysql: MysqlTarget | None
+    restart_command: str | None
+
+
+@dataclass(frozen=True)
+class Mha:
+    manager: Node
+    config: str
+    log: str
+    stop_command: str
+    start_command: str
+    status_command: str
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    account: str
+    name: str
+    source: Node
+    replicas: tuple[Node, ...]
+    mha: Mha
+    health: Health
+
+    @property
+    def db_nodes(self) -> tuple[Node, ...]:
+        return (self.source, *self.replicas)
+
+    def node(self, name: str) -> Node:
+        for n in (*self.db_nodes, self.mha.manager):
+            if n.name == name:
+                return n
+        raise KeyError(name)

@@ -1,0 +1,88 @@
+"""Observing a group read-only, every host at once, through the adapter Protocols.
+
+``observe_group`` asks every node (SSH, MySQL) and the MHA manager what they are, through the
+adapter Protocols only; it never raises for an unreachable host, it records the error. The
+hosts are asked at the same time, each from its own thread with its own adapters (the
+Connector hands out one shell and one probe per node), so observing a group takes as long as
+its slowest host, not the sum of them; every probe keeps its own timeouts.
+The snapshot is pure data (domain/observation.py); domain/judge.py judges it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+
+from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.domain.group import Group, Node
+from harestart.domain.observation import GroupState, NodeState
+from harestart.domain.topology import MhaStatus
+from harestart.errors import HarestartError
+from harestart.inventory.credentials import mysql_endpoint
+
+log = structlog.get_logger("harestart.engine.observe")
+
+# Threads of one group's observation (its nodes and MHA): a group has a handful of nodes, and a
+# thread per host only waits on the network.
+MAX_OBSERVERS = 16
+
+
+def observe_node(node: Node, connector: Connector, *, check_ssh: bool = True) -> NodeState:
+    ssh_error = None
+    if check_ssh:
+        try:
+            connector.shell(node.name, node.ssh).run("true", timeout=node.ssh.connect_timeout * 2)
+        except HarestartError as exc:
+            ssh_error = _reason(exc)
+    try:
+        probe = connector.mysql(node.name, mysql_endpoint(node))
+        info = probe.server_info()
+        replica = probe.replica_status()
+    except HarestartError as exc:
+        return NodeState(node.name, node.role, ssh_error=ssh_error, mysql_error=_reason(exc))
+    return NodeState(node.name, node.role, ssh_error=ssh_error, info=info, replica=replica)
+
+
+def observe_mha(mha: FailoverManager) -> tuple[MhaStatus | None, str | None]:
+    try:
+        return mha.status(), None
+    except HarestartError as exc:
+        return None, _reason(exc)
+
+
+def observe_group(
+    group: Group, connector: Connector, mha: FailoverManager, *, check_ssh: bool = True
+) -> GroupState:
+    """Every node and MHA at once; the nodes in inventory order, errors recorded per host.
+
+    Each node's adapters are used by its own thread only (one shell and one probe per node);
+    the caller must not use them meanwhile (the executor observes between steps).
+    """
+    db_nodes = group.db_nodes
+    pool = ThreadPoolExecutor(
+        max_workers=min(MAX_OBSERVERS, len(db_nodes) + 1),
+        thread_name_prefix=f"observe-{group.id}",
+    )
+    try:
+        # Each task runs in its own copy of the context: log events keep group/step.
+        mha_future = pool.submit(contextvars.copy_context().run, observe_mha, mha)
+        node_futures = [
+            pool.submit(
+                contextvars.copy_context().run, observe_node, n, connector, check_ssh=check_ssh
+            )
+            for n in db_nodes
+        ]
+        nodes = tuple(f.result() for f in node_futures)
+        status, error = mha_future.result()
+    finally:
+        # Done: the threads are idle. Interrupted (a second Ctrl-C): do not wait for hosts.
+        pool.shutdown(wait=False, cancel_futures=True)
+    state = GroupState(group=group.id, nodes=nodes, mha=status, mha_error=error)
+    log.info("group.observed", group=group.id, nodes=[n.describe() for n in nodes])
+    return state
+
+
+def _reason(exc: HarestartError) -> str:
+    return getattr(exc, "reason", None) or str(exc)

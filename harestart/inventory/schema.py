@@ -1,0 +1,176 @@
+"""The inventory file's schema: what the YAML may say (pydantic models, validated values)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# --- value types -----------------------------------------------------------------------------
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ABSPATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+# A command is plain words: no quoting, substitution, redirection, pipes or separators.
+_WORD = re.compile(r"^[A-Za-z0-9_./:=@%+,-]+$")
+
+
+def _hostname(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a plain hostname or IP address "
+                "(letters, digits, '.', '-', '_' only)"
+            ) from None
+    return value
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain name (letters, digits, '_', '.', ':', '-'; at most 128)"
+        )
+    return value
+
+
+def _user(value: str) -> str:
+    if not _USER.match(value):
+        raise ValueError(f"{value!r} is not a plain user name")
+    return value
+
+
+def _env(value: str) -> str:
+    if not _ENV.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+def _abspath(value: str) -> str:
+    if not _ABSPATH.match(value):
+        raise ValueError(f"{value!r} is not a plain absolute path")
+    return value
+
+
+def _command(value: str) -> str:
+    words = value.split()
+    if not words:
+        raise ValueError("the command is empty")
+    bad = [w for w in words if not _WORD.match(w)]
+    if bad or "\n" in value:
+        raise ValueError(
+            f"{value!r} contains shell syntax ({' '.join(bad)!s}); a command here is plain words "
+            "(put anything more complex in a script on the host and name the script)"
+        )
+    return " ".join(words)
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Name = Annotated[str, AfterValidator(_name)]
+User = Annotated[str, AfterValidator(_user)]
+EnvName = Annotated[str, AfterValidator(_env)]
+AbsPath = Annotated[str, AfterValidator(_abspath)]
+Command = Annotated[str, AfterValidator(_command)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+# --- file schema (what the YAML may say) -----------------------------------------------------
+
+
+class JumpSpec(_Model):
+    host: Hostname
+    port: Port = 22
+    user: User | None = None
+    key_file: str | None = None
+
+
+class SshSpec(_Model):
+    host: Hostname | None = None
+    port: Port | None = None
+    user: User | None = None
+    key_file: str | None = None
+    agent: bool | None = None
+    known_hosts: str | None = None
+    sudo: bool | None = None
+    connect_timeout: Seconds | None = None
+    command_timeout: Seconds | None = None
+    accept_new_host_keys: bool | None = None  # explicit opt-in: add unknown keys to known_hosts
+    jump: JumpSpec | None = None
+
+
+class MysqlSpec(_Model):
+    host: Hostname | None = None
+    port: Port | None = None
+    user: User | None = None
+    password_env: EnvName | None = None
+    password_file: str | None = None
+    password: str | None = None  # accepted with a warning; prefer password_env/password_file
+    connect_timeout: Seconds | None = None
+    tunnel: bool | None = None  # reach mysqld through the SSH jump host
+
+
+class HealthSpec(_Model):
+    max_lag: Annotated[float, Field(ge=0)] | None = None
+    restart_timeout: Seconds | None = None
+    catchup_timeout: Seconds | None = None
+    failover_timeout: Seconds | None = None
+    min_healthy_replicas: Annotated[int, Field(ge=0)] | None = None
+
+
+class NodeSpec(_Model):
+    name: Name
+    address: Hostname | None = None
+    ssh: SshSpec | None = None
+    mysql: MysqlSpec | None = None
+    restart_command: Command | None = None
+
+
+class ManagerSpec(_Model):
+    name: Name
+    address: Hostname | None = None
+    ssh: SshSpec | None = None
+
+
+class MhaSpec(_Model):
+    manager: ManagerSpec
+    config: AbsPath
+    log: AbsPath | None = None
+    stop_command: Command | None = None
+    start_command: Command | None = None
+    status_command: Command | None = None
+
+
+class DefaultsSpec(_Model):
+    ssh: SshSpec | None = None
+    mysql: MysqlSpec | None = None
+    restart_command: Command | None = None
+    health: HealthSpec | None = None
+
+
+class GroupSpec(_Model):
+    id: Name
+    account: Name
+    name: str | None = None
+    source: NodeSpec
+    replicas: Annotated[list[NodeSpec], Field(min_length=1)]
+    mha: MhaSpec
+    ssh: SshSpec | None = None
+    mysql: MysqlSpec | None = None
+    restart_command: Command | None = None
+    health: HealthSpec | None = None
+
+
+class InventorySpec(_Model):
+    version: Literal[1] = 1
+    defaults: DefaultsSpec | None = None
+    groups: Annotated[list[GroupSpec], Field(min_length=1)]

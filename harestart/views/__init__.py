@@ -1,0 +1,1 @@
+"""Views: what people read (terminal progress, the status table), built from engine results."""
