@@ -11,6 +11,7 @@ import posixpath
 import shlex
 
 from harestart.adapters.protocols import CommandResult, RemoteShell
+from harestart.domain.commands import detached
 from harestart.domain.topology import MhaStatus, parse_mha_status
 from harestart.errors import MhaError
 
@@ -45,15 +46,11 @@ class MhaManager:
         self.config_path = config_path
         self.log_path = log_path or default_log_path(config_path)
         conf = shlex.quote(f"--conf={config_path}")
-        log = shlex.quote(self.log_path)
         self.stop_command = stop_command or f"masterha_stop {conf}"
         # The manager command itself (plain words, from the inventory or the default) is always
         # detached here: without setsid/nohup/stdin from /dev/null it dies with the SSH session.
         manager = start_command or f"masterha_manager {conf} --ignore_last_failover"
-        self.start_command = (
-            f"mkdir -p {shlex.quote(posixpath.dirname(self.log_path) or '.')}; "
-            f"setsid nohup {manager} < /dev/null > {log} 2>&1 &"
-        )
+        self.start_command = detached(manager, self.log_path)
         self.status_command = status_command or f"masterha_check_status {conf}"
         self.check_repl_command = check_repl_command or f"masterha_check_repl {conf}"
 

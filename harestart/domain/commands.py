@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+import shlex
+
 
 def surviving_disconnect(command: str) -> str:
     """Run ``command`` so that it finishes even if the SSH session that started it dies.
@@ -17,3 +20,12 @@ def surviving_disconnect(command: str) -> str:
         f'{{ {command} ; }} >"$out" 2>&1 </dev/null; rc=$?; '
         'cat "$out" >&2; rm -f "$out"; exit $rc'
     )
+
+
+def detached(command: str, log_path: str) -> str:
+    """Start ``command`` (a long-lived daemon such as ``masterha_manager``) so that it outlives
+    the SSH session that started it: its own session (setsid), no SIGHUP (nohup), stdin from
+    /dev/null, its output appended to ``log_path`` (whose directory is created first)."""
+    log = shlex.quote(log_path)
+    folder = shlex.quote(posixpath.dirname(log_path) or ".")
+    return f"mkdir -p {folder}; setsid nohup {command} < /dev/null > {log} 2>&1 &"

@@ -56,8 +56,7 @@ def preflight_problems(
     group: Group, state: GroupState, *, max_lag: float | None = None
 ) -> list[str]:
     """Every reason not to start a restart of ``group`` in ``state``; empty when safe."""
-    problems = [n.describe() for n in state.nodes if not n.reachable]
-    problems += replication_problems(group, state)
+    problems = mha_safe_problems(group, state)
     limit = group.health.max_lag if max_lag is None else max_lag
     for r in group.replicas:
         rs = state.node(r.name).replica
@@ -109,4 +108,29 @@ def resume_problems(
         problems.append(f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}")
     elif state.mha.failover_in_progress() or state.mha.error():
         problems.append(f"MHA is not in a safe state: {state.mha.describe()}")
+    return problems
+
+
+def unreachable(state: GroupState) -> list[str]:
+    """Every node that did not answer (SSH or MySQL), described."""
+    return [n.describe() for n in state.nodes if not n.reachable]
+
+
+def mha_safe_problems(group: Group, state: GroupState) -> list[str]:
+    """Reasons MHA must not be started again after a failed run (it would fail over onto a
+    broken topology): an unreachable node or replication that contradicts the inventory."""
+    return unreachable(state) + replication_problems(group, state)
+
+
+def verify_problems(group: Group, state: GroupState, *, mha_expected: bool) -> list[str]:
+    """Reasons the group is not back to what a finished restart promises: every node answers,
+    every replica replicates from the source within the lag limit, and MHA monitors again
+    (when it was running before the run)."""
+    problems = mha_safe_problems(group, state)
+    for r in group.replicas:
+        rs = state.node(r.name).replica
+        if rs is not None and not rs.lag_within(group.health.max_lag):
+            problems.append(f"{r.name}: lag {rs.lag_seconds} s")
+    if mha_expected and (state.mha is None or not state.mha.healthy()):
+        problems.append(f"MHA is not monitoring: {state.mha_text()}")
     return problems

@@ -22,7 +22,12 @@ from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe,
 from harestart.domain.commands import surviving_disconnect
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group, Node
-from harestart.domain.judge import preflight_problems, replication_problems, resume_problems
+from harestart.domain.judge import (
+    mha_safe_problems,
+    preflight_problems,
+    resume_problems,
+    verify_problems,
+)
 from harestart.domain.observation import GroupState
 from harestart.domain.plan import (
     Action,
@@ -482,8 +487,7 @@ class Executor:
                 f"MHA left stopped (--on-failure {self.failure_policy}): {off}"
             )
         state = observe_group(self.group, self.connector, self.mha, check_ssh=False)
-        problems = [n.describe() for n in state.nodes if not n.reachable]
-        problems += replication_problems(self.group, state)
+        problems = mha_safe_problems(self.group, state)
         if problems:
             return failure.with_note(
                 "MHA left stopped because the topology is not healthy enough for it to be safe ("
@@ -787,14 +791,7 @@ class Executor:
 
     def _verify(self, step: Step) -> tuple[StepStatus, str]:
         state = self._observe()
-        problems = [n.describe() for n in state.nodes if not n.reachable]
-        problems += replication_problems(self.group, state)
-        for r in self.group.replicas:
-            rs = state.node(r.name).replica
-            if rs is not None and not rs.lag_within(self.group.health.max_lag):
-                problems.append(f"{r.name}: lag {rs.lag_seconds} s")
-        if self.ctx.mha_was_running and (state.mha is None or not state.mha.healthy()):
-            problems.append(f"MHA is not monitoring: {state.mha_text()}")
+        problems = verify_problems(self.group, state, mha_expected=self.ctx.mha_was_running)
         if problems:
             raise GateFailed(step.key, None, "; ".join(problems))
         return StepStatus.DONE, "; ".join(state.notes())
