@@ -190,13 +190,7 @@ def preflight_problems(
             problems.append(
                 f"{r.name}: lags {rs.lag_seconds} s behind the source (max {limit:g} s)"
             )
-    if state.mha is None:
-        problems.append(f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}")
-    elif state.mha.failover_in_progress():
-        problems.append(f"MHA is failing over right now: {state.mha.describe()}")
-    elif state.mha.error():
-        problems.append(f"MHA is in an error state: {state.mha.describe()}")
-    return problems
+    return problems + mha_unsafe(group, state)
 
 
 def resume_problems(
@@ -229,12 +223,18 @@ def resume_problems(
             problems.append(
                 f"{n.name} now has server_id {n.info.server_id}, it had {was} when the run began"
             )
-    problems += replication_problems(group, state)
+    return problems + replication_problems(group, state) + mha_unsafe(group, state)
+
+
+def mha_unsafe(group: Group, state: GroupState) -> list[str]:
+    """Why MHA's state forbids starting or resuming a run: unknown, failing over, in error."""
     if state.mha is None:
-        problems.append(f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}")
-    elif state.mha.failover_in_progress() or state.mha.error():
-        problems.append(f"MHA is not in a safe state: {state.mha.describe()}")
-    return problems
+        return [f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}"]
+    if state.mha.failover_in_progress():
+        return [f"MHA is failing over right now: {state.mha.describe()}"]
+    if state.mha.error():
+        return [f"MHA is in an error state: {state.mha.describe()}"]
+    return []
 
 
 def unreachable(state: GroupState) -> list[str]:
