@@ -101,6 +101,8 @@ class Journal:
             return None
         except (OSError, ValueError) as exc:
             raise JournalError(f"cannot read the journal {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise JournalError(f"{path}: malformed journal (not a JSON object)")
         if raw.get("version") != VERSION:
             raise JournalError(f"{path}: unknown journal version {raw.get('version')!r}")
         try:

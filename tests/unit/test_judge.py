@@ -28,6 +28,7 @@ from harestart.engine.lock import GroupLock, lock_path
 from harestart.engine.observe import observe_group
 from harestart.http.jobs import BackgroundRestarter
 from harestart.inventory.load import load_inventory
+from harestart.views.status import read_run_facts
 
 from .fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 from .test_api import (
@@ -326,6 +327,16 @@ def test_lock_and_unfinished_documents() -> None:
         "stale": False,
     }
     assert UNFINISHED.to_dict("inv.yml", "g1")["resume"] == "harestart resume inv.yml --group g1"
+
+
+@pytest.mark.parametrize("text", ["{ not json", "[]", '{"version": 99}', '{"version": 1}'])
+def test_any_unusable_journal_is_a_journal_error(group: Group, tmp_path: Path, text: str) -> None:
+    path = journal_path(tmp_path, group.account, group.id)
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    facts = read_run_facts(tmp_path, group)
+    assert facts.journal_error is not None and str(path) in facts.journal_error
+    assert judge_group(group, None, facts).state is GroupStatus.ERROR
 
 
 def test_an_unreachable_source_is_a_problem_too(group: Group) -> None:
