@@ -373,26 +373,19 @@ def _result_code(r: RunResult) -> int:
 @click.option("--group", "group_id", metavar="ID", help="Only this group (default: all).")
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
 def status(inventory: str, group_id: str | None, fmt: str) -> int:
-    """Read-only view: every node's role, version, uptime, read_only, replication, and MHA."""
-    from harestart.domain.judge import preflight_problems
-    from harestart.engine.lock import read_holder
-    from harestart.views.status import render_status_text, status_document
-    from harestart.wiring import observe_groups, state_dir, unfinished_run
+    """Read-only view: every node's role, version, uptime, read_only, replication, and MHA.
+
+    The group's state (ACTIVE, REBOOT, ERROR) is judged as the HTTP API judges it.
+    """
+    from harestart.views.status import read_run_facts, render_status_text, status_document
+    from harestart.wiring import observe_groups, state_dir
 
     inv = _load(inventory)
     groups = inv.select(group_id)
     _configure_logging(None, verbose=False)
-    observed = observe_groups(groups)
     docs = [
-        status_document(
-            g,
-            st,
-            preflight_problems(g, st),
-            unfinished=unfinished_run(g),
-            lock=read_holder(state_dir(), g.account, g.id),
-            inventory=inv.path,
-        )
-        for g, st in observed
+        status_document(g, st, read_run_facts(state_dir(), g), inventory=inv.path)
+        for g, st in observe_groups(groups)
     ]
     if fmt == "json":
         click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))

@@ -175,9 +175,3 @@ def ensure_unlocked(group: Group, *, break_lock: bool) -> None:
     probing nodes mid-restart and reporting them unreachable (exit 3) instead of "locked".
     """
     check_free(state_dir(), group.account, group.id, break_stale=break_lock)
-
-
-def unfinished_run(group: Group) -> Journal | None:
-    """The group's unfinished journal, for ``status``."""
-    j = Journal.load(journal_path(state_dir(), group.account, group.id))
-    return j if j is not None and not j.finished else None
