@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, NamedTuple, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from harestart.domain.group import Group
 from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
 from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
@@ -66,14 +67,21 @@ def parse_inventory(text: str, shown: str, base_dir: Path | None = None) -> Inve
             loc = tuple(err["loc"])
             problems.append((located.line_of(loc), _explain(err, loc)))
     base = base_dir or Path.cwd()
-    problems.extend(_cross_checks(data, located, base))
+    groups: tuple[Group, ...] = ()
+    hosts: Iterable[Iterable[_Host]]
+    if spec is not None:
+        groups = tuple(resolve_group(spec.defaults, g, base) for g in spec.groups)
+        hosts = (_resolved_hosts(gi, g) for gi, g in enumerate(groups))
+    else:  # the valid parts of each group, layered by the same resolver
+        hosts = _tolerant_hosts(data, base)
+    problems.extend(_duplicate_ids(data, located))
+    for group_hosts in hosts:
+        problems.extend(_duplicate_hosts(group_hosts, located))
 
     if problems:
         problems.sort(key=lambda pl: pl[0] or 0)
         raise InventoryError(shown, _dedupe([_at(shown, line, msg) for line, msg in problems]))
-    assert spec is not None
     warnings = [_at(shown, line, msg) for line, msg in _warnings(data, located)]
-    groups = tuple(resolve_group(spec.defaults, g, base) for g in spec.groups)
     return Inventory(path=shown, groups=groups, warnings=tuple(warnings))
 
 
@@ -186,16 +194,13 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _cross_checks(
-    data: dict[str, Any], located: Located, base: Path
-) -> list[tuple[int | None, str]]:
-    """Rules that span fields: unique group ids, each host once per group. Tolerates bad shapes."""
+def _duplicate_ids(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
+    """Each group id once (on the raw data: reported together with any other problem)."""
     out: list[tuple[int | None, str]] = []
     groups = data.get("groups")
     if not isinstance(groups, list):
         return out
     seen_ids: dict[str, int | None] = {}
-    defaults = _tolerant(DefaultsSpec, data.get("defaults"))
     for gi, group in enumerate(groups):
         if not isinstance(group, dict):
             out.append((located.line_of(("groups", gi)), f"groups[{gi}]: must be a mapping"))
@@ -213,7 +218,60 @@ def _cross_checks(
                 )
             else:
                 seen_ids[gid] = line
-        out.extend(_duplicate_hosts(gi, group, defaults, located, base))
+    return out
+
+
+class _Host(NamedTuple):
+    """What identifies one database host of a group, for the each-host-once check."""
+
+    loc: tuple[str | int, ...]
+    name: str
+    ssh: tuple[str, int] | None  # None: its settings are invalid (already reported)
+    mysql: tuple[str, int] | None
+
+
+def _resolved_hosts(gi: int, group: Group) -> Iterator[_Host]:
+    for ri, n in enumerate((group.source, *group.replicas)):
+        loc: tuple[str | int, ...] = (
+            ("groups", gi, "source") if ri == 0 else ("groups", gi, "replicas", ri - 1)
+        )
+        mysql = (n.mysql.host, n.mysql.port) if n.mysql else None
+        yield _Host(loc, n.name, (n.ssh.host, n.ssh.port), mysql)
+
+
+def _tolerant_hosts(data: dict[str, Any], base: Path) -> list[list[_Host]]:
+    """The hosts of every group of a file that did not validate, from its valid parts."""
+    groups = data.get("groups")
+    if not isinstance(groups, list):
+        return []
+    defaults = _tolerant(DefaultsSpec, data.get("defaults"))
+    d_ssh = defaults.ssh if defaults else None
+    d_mysql = defaults.mysql if defaults else None
+    out = []
+    for gi, group in enumerate(groups):
+        if not isinstance(group, dict):
+            continue
+        raw_nodes: list[tuple[tuple[str | int, ...], object]] = [
+            (("groups", gi, "source"), group.get("source"))
+        ]
+        replicas = group.get("replicas")
+        if isinstance(replicas, list):
+            raw_nodes += [(("groups", gi, "replicas", ri), r) for ri, r in enumerate(replicas)]
+        g_ssh = _tolerant(SshSpec, group.get("ssh"))
+        g_mysql = _tolerant(MysqlSpec, group.get("mysql"))
+        hosts = []
+        for loc, raw in raw_nodes:
+            name = raw.get("name") if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                continue
+            node = _tolerant(NodeSpec, raw)
+            if node is None:
+                hosts.append(_Host(loc, name, None, None))
+                continue
+            ssh = ssh_endpoint((node.ssh, g_ssh, d_ssh), address(node), base)
+            mysql = mysql_target((node.mysql, g_mysql, d_mysql), address(node), base)
+            hosts.append(_Host(loc, name, (ssh.host, ssh.port), (mysql.host, mysql.port)))
+        out.append(hosts)
     return out
 
 
@@ -232,68 +290,43 @@ def _tolerant(model: type[M], raw: object) -> M | None:
         return None
 
 
-def _duplicate_hosts(
-    gi: int,
-    group: dict[str, Any],
-    defaults: DefaultsSpec | None,
-    located: Located,
-    base: Path,
-) -> list[tuple[int | None, str]]:
-    """The same host twice in a group: by name, or by its resolved SSH or MySQL endpoint (the
-    resolver's own layering, on whatever parts of the group are valid)."""
-    raw_nodes: list[tuple[tuple[str | int, ...], object]] = [
-        (("groups", gi, "source"), group.get("source"))
-    ]
-    replicas = group.get("replicas")
-    if isinstance(replicas, list):
-        raw_nodes += [(("groups", gi, "replicas", ri), r) for ri, r in enumerate(replicas)]
-    group_ssh = _tolerant(SshSpec, group.get("ssh"))
-    group_mysql = _tolerant(MysqlSpec, group.get("mysql"))
-    d_ssh = defaults.ssh if defaults else None
-    d_mysql = defaults.mysql if defaults else None
+def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int | None, str]]:
+    """The same host twice in a group: by name, or by its resolved SSH or MySQL endpoint."""
     names: dict[str, str] = {}
     ssh_eps: dict[tuple[str, int], str] = {}
     mysql_eps: dict[tuple[str, int], str] = {}
     out: list[tuple[int | None, str]] = []
-    for loc, raw in raw_nodes:
-        here = dotted(loc)
-        name = raw.get("name") if isinstance(raw, dict) else None
-        if not isinstance(name, str):
-            continue
-        if name in names:
+    for h in hosts:
+        here = dotted(h.loc)
+        if h.name in names:
             out.append(
                 (
-                    located.line_of(loc),
-                    f"{here}: host {name!r} is listed twice in the group (also {names[name]})",
+                    located.line_of(h.loc),
+                    f"{here}: host {h.name!r} is listed twice in the group (also {names[h.name]})",
                 )
             )
             continue
-        names[name] = here
-        node = _tolerant(NodeSpec, raw)
-        if node is None:
-            continue
-        ssh = ssh_endpoint((node.ssh, group_ssh, d_ssh), address(node), base)
-        mysql = mysql_target((node.mysql, group_mysql, d_mysql), address(node), base)
-        ssh_ep = (ssh.host, ssh.port)
-        mysql_ep = (mysql.host, mysql.port)
-        if ssh_ep in ssh_eps:
-            out.append(
-                (
-                    located.line_of(loc),
-                    f"{here}: SSH endpoint {ssh_ep[0]}:{ssh_ep[1]} of "
-                    f"{name!r} is the same as {ssh_eps[ssh_ep]}'s: the same host twice?",
+        names[h.name] = here
+        if h.ssh is not None:
+            if h.ssh in ssh_eps:
+                out.append(
+                    (
+                        located.line_of(h.loc),
+                        f"{here}: SSH endpoint {h.ssh[0]}:{h.ssh[1]} of "
+                        f"{h.name!r} is the same as {ssh_eps[h.ssh]}'s: the same host twice?",
+                    )
                 )
-            )
-        ssh_eps.setdefault(ssh_ep, name)
-        if mysql_ep in mysql_eps:
-            out.append(
-                (
-                    located.line_of(loc),
-                    f"{here}: MySQL endpoint {mysql_ep[0]}:{mysql_ep[1]} "
-                    f"of {name!r} is the same as {mysql_eps[mysql_ep]}'s: the same host twice?",
+            ssh_eps.setdefault(h.ssh, h.name)
+        if h.mysql is not None:
+            if h.mysql in mysql_eps:
+                out.append(
+                    (
+                        located.line_of(h.loc),
+                        f"{here}: MySQL endpoint {h.mysql[0]}:{h.mysql[1]} of {h.name!r} "
+                        f"is the same as {mysql_eps[h.mysql]}'s: the same host twice?",
+                    )
                 )
-            )
-        mysql_eps.setdefault(mysql_ep, name)
+            mysql_eps.setdefault(h.mysql, h.name)
     return out
 
 

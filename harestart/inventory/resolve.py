@@ -7,10 +7,11 @@ SSH and MySQL. ``merge`` layers whole sections field by field; ``first`` picks s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -34,14 +35,24 @@ T = TypeVar("T")
 def merge(*layers: S | None) -> S:
     """One spec of the layers' type, each field the first layer's that is set (most specific
     layer first). The layers were validated, so the result needs no validation again."""
-    present = [layer for layer in layers if layer is not None]
+    present = tuple(layer for layer in layers if layer is not None)
     if not present:
         raise ValueError("merge needs at least one layer")
+    # Most nodes of a fleet share their layers: merge each distinct stack once (specs are
+    # frozen, so equal layers give an equal result).
+    return cast(S, _merge(present))
+
+
+@functools.lru_cache(maxsize=4096)
+def _merge(present: tuple[BaseModel, ...]) -> BaseModel:
     kind = type(present[0])
-    fields = {
-        name: next((v for layer in present if (v := getattr(layer, name)) is not None), None)
-        for name in kind.model_fields
-    }
+    values = [layer.__dict__ for layer in present]
+    fields = {}
+    for name in kind.model_fields:
+        for v in values:
+            if v[name] is not None:
+                fields[name] = v[name]
+                break
     return kind.model_construct(**fields)
 
 
