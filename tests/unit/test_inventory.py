@@ -545,3 +545,24 @@ def test_merge_is_typed_and_takes_the_first_value_set() -> None:
     merged = merge(node, None, group, DEFAULTS.ssh)
     assert isinstance(merged, SshSpec)
     assert (merged.port, merged.user, merged.sudo, merged.host) == (2201, "grp", False, None)
+
+
+def test_duplicate_endpoints_are_layered_the_same_when_the_file_has_errors() -> None:
+    shared = (
+        VALID.replace("10.0.0.2", "10.0.0.1")
+        .replace("ssh: {user: ops, sudo: true}", "ssh: {user: ops, port: 2200}")
+        .replace("config: /etc/mha/app1.cnf", "config: rel.cnf")
+    )
+    found = problems(shared)
+    assert any("is not a plain absolute path" in p for p in found), found
+    assert any("SSH endpoint 10.0.0.1:2200 of 'db2'" in p for p in found), found
+    assert any("MySQL endpoint 10.0.0.1:3306 of 'db2'" in p for p in found), found
+
+
+def test_readme_inventory_example_is_valid() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Inventory") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    g = parse_inventory(block, "README.md").groups[0]
+    assert g.source.ssh.port == 2222 and g.source.ssh.jump is not None
+    assert g.mha.log == "/var/log/mha/orders/manager.log"
