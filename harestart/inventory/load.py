@@ -2,7 +2,7 @@
 
 Validation is static (no network) and collects *every* problem in one pass, each with file,
 line and field path. Reachability is preflight's job, and a password's environment variable is
-only required when a run needs it (``Node.mysql_endpoint()``), not for ``plan``.
+only required when a run needs it (``credentials.mysql_endpoint(node)``), not for ``plan``.
 
 Layering (once, on the validated models) is ``resolve.py``'s; every default is in
 ``defaults.py``. The cross-checks (each host once per group) use that same layering.

@@ -38,8 +38,8 @@ def merge(*layers: S | None) -> S:
     present = tuple(layer for layer in layers if layer is not None)
     if not present:
         raise ValueError("merge needs at least one layer")
-    # Most nodes of a fleet share their layers: merge each distinct stack once (specs are
-    # frozen, so equal layers give an equal result).
+    # Most nodes of a fleet share their layers: merge each distinct stack once (section specs
+    # are frozen and hashable, so equal layers give an equal result).
     return cast(S, _merge(present))
 
 
