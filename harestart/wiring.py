@@ -51,11 +51,12 @@ def failover_manager(group: Group, connector: Connector) -> FailoverManager:
     shell = connector.shell(m.manager.name, m.manager.ssh)
     return MhaManager(
         shell,
-        m.config,
+        config_path=m.config,
+        log_path=m.log,
         stop_command=m.stop_command,
         start_command=m.start_command,  # detached by MhaManager
         status_command=m.status_command,
-        log_path=m.log,
+        check_repl_command=m.check_repl_command,
     )
 
 

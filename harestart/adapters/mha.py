@@ -7,7 +7,6 @@ nohup, stdin from /dev/null) or it would die with the SSH session that started i
 
 from __future__ import annotations
 
-import posixpath
 import shlex
 
 from harestart.adapters.protocols import CommandResult, RemoteShell
@@ -18,41 +17,32 @@ from harestart.errors import MhaError
 _NOT_FOUND = frozenset({126, 127})  # shell: not executable / command not found
 
 
-def app_name(config_path: str) -> str:
-    """MHA names the application after the config file: ``/etc/mha/app1.cnf`` -> ``app1``."""
-    base = posixpath.basename(config_path)
-    return base.rsplit(".", 1)[0] if "." in base else base
-
-
-def default_log_path(config_path: str) -> str:
-    return f"/var/log/mha/{app_name(config_path)}/manager.log"
-
-
 class MhaManager:
-    """``FailoverManager`` for one MHA application on its manager host."""
+    """``FailoverManager`` for one MHA application on its manager host.
+
+    Commands and log path arrive resolved (the inventory owns their defaults); the manager
+    command (plain words) is always started detached here: without setsid/nohup/stdin from
+    /dev/null it would die with the SSH session that started it.
+    """
 
     def __init__(
         self,
         shell: RemoteShell,
-        config_path: str,
         *,
-        stop_command: str | None = None,
-        start_command: str | None = None,
-        status_command: str | None = None,
-        log_path: str | None = None,
-        check_repl_command: str | None = None,
+        config_path: str,
+        log_path: str,
+        stop_command: str,
+        start_command: str,
+        status_command: str,
+        check_repl_command: str,
     ) -> None:
         self.shell = shell
         self.config_path = config_path
-        self.log_path = log_path or default_log_path(config_path)
-        conf = shlex.quote(f"--conf={config_path}")
-        self.stop_command = stop_command or f"masterha_stop {conf}"
-        # The manager command itself (plain words, from the inventory or the default) is always
-        # detached here: without setsid/nohup/stdin from /dev/null it dies with the SSH session.
-        manager = start_command or f"masterha_manager {conf} --ignore_last_failover"
-        self.start_command = detached(manager, self.log_path)
-        self.status_command = status_command or f"masterha_check_status {conf}"
-        self.check_repl_command = check_repl_command or f"masterha_check_repl {conf}"
+        self.log_path = log_path
+        self.stop_command = stop_command
+        self.start_command = detached(start_command, log_path)
+        self.status_command = status_command
+        self.check_repl_command = check_repl_command
 
     def __repr__(self) -> str:
         return f"MhaManager({self.shell.host!r}, {self.config_path!r})"
@@ -98,4 +88,4 @@ def _reason(result: CommandResult) -> str:
     return f"exit status {result.exit_status}" + (f": {tail}" if tail else "")
 
 
-__all__ = ["MhaManager", "app_name", "default_log_path"]
+__all__ = ["MhaManager"]

@@ -1,7 +1,7 @@
 """A resolved HA group: its source, replicas, MHA manager and health limits (frozen data).
 
-inventory/load.py builds these from an inventory file (defaults -> group -> node, once);
-everything after that reads these types only.
+inventory/resolve.py builds these from an inventory file (defaults -> group -> node, once, with
+the values of inventory/defaults.py at the bottom); everything after that reads these types only.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ class PasswordSource:
 
 @dataclass(frozen=True)
 class Health:
-    max_lag: float = 5.0
-    restart_timeout: float = 180.0
-    catchup_timeout: float = 300.0
-    failover_timeout: float = 60.0
+    max_lag: float
+    restart_timeout: float
+    catchup_timeout: float
+    failover_timeout: float
     # With --replica-parallelism: replicas that must stay up while a batch restarts.
-    min_healthy_replicas: int = 1
+    min_healthy_replicas: int
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,9 @@ class Mha:
     config: str
     log: str
     stop_command: str
-    start_command: str
+    start_command: str  # masterha_manager itself; the adapter starts it detached
     status_command: str
+    check_repl_command: str
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Node, PasswordSource
 from harestart.domain.secret import Secret
 from harestart.errors import UsageError
+from harestart.inventory.defaults import MYSQL_READ_TIMEOUT
 
 
 def resolve_password(source: PasswordSource, where: str) -> Secret | None:
@@ -44,5 +45,6 @@ def mysql_endpoint(node: Node) -> MysqlEndpoint:
         user=m.user,
         password=resolve_password(m.password, node.name),
         connect_timeout=m.connect_timeout,
+        read_timeout=MYSQL_READ_TIMEOUT,
         tunnel=tunnel,
     )

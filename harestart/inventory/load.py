@@ -2,30 +2,31 @@
 
 Validation is static (no network) and collects *every* problem in one pass, each with file,
 line and field path. Reachability is preflight's job, and a password's environment variable is
-only required when a run needs it (``Node.mysql_endpoint()``), not for ``plan``.
+only required when a run needs it (``credentials.mysql_endpoint(node)``), not for ``plan``.
 
-Layering: settings come from the file's ``defaults``, then the group, then the node; a node's
-``address`` is the default host for both SSH and MySQL.
+Layering (once, on the validated models) is ``resolve.py``'s; every default is in
+``defaults.py``. The cross-checks (each host once per group) use that same layering.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, NamedTuple, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from harestart.domain.endpoints import SshEndpoint
-from harestart.domain.group import Group, Health, Mha, MysqlTarget, Node, PasswordSource
-from harestart.domain.secret import Secret
+from harestart.domain.group import Group
 from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
-from harestart.inventory.schema import DefaultsSpec, GroupSpec, InventorySpec, NodeSpec
+from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
+from harestart.inventory.schema import DefaultsSpec, InventorySpec, MysqlSpec, NodeSpec, SshSpec
 from harestart.inventory.yamlsafe import Located, YamlProblem, dotted, load_located
 
-DEFAULT_RESTART_COMMAND = "systemctl restart mysql"
+M = TypeVar("M", bound=BaseModel)
 
 # --- loading ---------------------------------------------------------------------------------
 
@@ -65,14 +66,22 @@ def parse_inventory(text: str, shown: str, base_dir: Path | None = None) -> Inve
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
             problems.append((located.line_of(loc), _explain(err, loc)))
-    problems.extend(_cross_checks(data, located))
+    base = base_dir or Path.cwd()
+    groups: tuple[Group, ...] = ()
+    hosts: Iterable[Iterable[_Host]]
+    if spec is not None:
+        groups = tuple(resolve_group(spec.defaults, g, base) for g in spec.groups)
+        hosts = (_resolved_hosts(gi, g) for gi, g in enumerate(groups))
+    else:  # the valid parts of each group, layered by the same resolver
+        hosts = _tolerant_hosts(data, base)
+    problems.extend(_duplicate_ids(data, located))
+    for group_hosts in hosts:
+        problems.extend(_duplicate_hosts(group_hosts, located))
 
     if problems:
         problems.sort(key=lambda pl: pl[0] or 0)
         raise InventoryError(shown, _dedupe([_at(shown, line, msg) for line, msg in problems]))
-    assert spec is not None
     warnings = [_at(shown, line, msg) for line, msg in _warnings(data, located)]
-    groups = tuple(_resolve_group(spec, g, base_dir or Path.cwd()) for g in spec.groups)
     return Inventory(path=shown, groups=groups, warnings=tuple(warnings))
 
 
@@ -108,10 +117,48 @@ def _explain(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> str:
         msg = "the inventory needs at least one group"
     if kind == "literal_error" and loc == ("version",):
         msg = "only inventory format version 1 is known"
+    got = _shown(err.get("input"), loc)
     if kind in ("greater_than", "greater_than_equal") and loc:
         bound = "positive" if kind == "greater_than" else "zero or more"
-        msg = f"must be {bound} (got {err['input']!r})"
+        msg = f"must be {bound}{got}"
+    if kind == "less_than_equal":
+        msg = f"must be at most {err['ctx']['le']}{got}"
+    if kind == "finite_number":
+        msg = f"must be a finite number{got}"
+    if kind in _TYPE_MESSAGES:
+        msg = _TYPE_MESSAGES[kind] + got
+        if kind == "string_type" and isinstance(err.get("input"), int | float):
+            msg += "; quote it to mean text"
     return f"{where}: {msg}"
+
+
+# Strict types: what each refused coercion is told (the value follows, unless it is secret).
+_TYPE_MESSAGES = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "model_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+}
+
+_SECRET_KEYS = frozenset({"password"})
+
+
+def _shown(value: Any, loc: tuple[str | int, ...]) -> str:
+    """`` (got 22.0)`` with the value as YAML writes it; nothing for a secret or a collection."""
+    if loc and loc[-1] in _SECRET_KEYS:
+        return ""
+    if isinstance(value, dict):
+        return " (got a mapping)"
+    if isinstance(value, list):
+        return " (got a list)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return " (got .nan)" if math.isnan(value) else f" (got {'-' if value < 0 else ''}.inf)"
+    if value is None or isinstance(value, bool | int | float | str):
+        return f" (got {json.dumps(value)})"
+    return f" (got {type(value).__name__} {value})"
 
 
 def _fields_at(loc: Sequence[str | int]) -> list[str]:
@@ -147,103 +194,140 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _cross_checks(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
-    """Rules that span fields: unique group ids, each host once per group. Tolerates bad shapes."""
+def _duplicate_ids(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
+    """Each group id once (on the raw data: reported together with any other problem)."""
     out: list[tuple[int | None, str]] = []
     groups = data.get("groups")
     if not isinstance(groups, list):
         return out
     seen_ids: dict[str, int | None] = {}
-    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     for gi, group in enumerate(groups):
         if not isinstance(group, dict):
             out.append((located.line_of(("groups", gi)), f"groups[{gi}]: must be a mapping"))
             continue
         gid = group.get("id")
-        if isinstance(gid, (str, int)):
+        if isinstance(gid, str):
             line = located.line_of(("groups", gi, "id"))
-            if str(gid) in seen_ids:
+            if gid in seen_ids:
                 out.append(
                     (
                         line,
                         f"groups[{gi}].id: duplicate group id {gid!r} "
-                        f"(first defined at line {seen_ids[str(gid)]})",
+                        f"(first defined at line {seen_ids[gid]})",
                     )
                 )
             else:
-                seen_ids[str(gid)] = line
-        out.extend(_duplicate_hosts(gi, group, defaults or {}, located))
+                seen_ids[gid] = line
     return out
 
 
-def _duplicate_hosts(
-    gi: int, group: dict[str, Any], defaults: dict[str, Any], located: Located
-) -> list[tuple[int | None, str]]:
-    nodes: list[tuple[tuple[str | int, ...], dict[str, Any]]] = []
-    if isinstance(group.get("source"), dict):
-        nodes.append((("groups", gi, "source"), group["source"]))
-    replicas = group.get("replicas")
-    if isinstance(replicas, list):
-        for ri, r in enumerate(replicas):
-            if isinstance(r, dict):
-                nodes.append((("groups", gi, "replicas", ri), r))
+class _Host(NamedTuple):
+    """What identifies one database host of a group, for the each-host-once check."""
+
+    loc: tuple[str | int, ...]
+    name: str
+    ssh: tuple[str, int] | None  # None: its settings are invalid (already reported)
+    mysql: tuple[str, int] | None
+
+
+def _resolved_hosts(gi: int, group: Group) -> Iterator[_Host]:
+    for ri, n in enumerate((group.source, *group.replicas)):
+        loc: tuple[str | int, ...] = (
+            ("groups", gi, "source") if ri == 0 else ("groups", gi, "replicas", ri - 1)
+        )
+        mysql = (n.mysql.host, n.mysql.port) if n.mysql else None
+        yield _Host(loc, n.name, (n.ssh.host, n.ssh.port), mysql)
+
+
+def _tolerant_hosts(data: dict[str, Any], base: Path) -> list[list[_Host]]:
+    """The hosts of every group of a file that did not validate, from its valid parts."""
+    groups = data.get("groups")
+    if not isinstance(groups, list):
+        return []
+    defaults = _tolerant(DefaultsSpec, data.get("defaults"))
+    d_ssh = defaults.ssh if defaults else None
+    d_mysql = defaults.mysql if defaults else None
+    out = []
+    for gi, group in enumerate(groups):
+        if not isinstance(group, dict):
+            continue
+        raw_nodes: list[tuple[tuple[str | int, ...], object]] = [
+            (("groups", gi, "source"), group.get("source"))
+        ]
+        replicas = group.get("replicas")
+        if isinstance(replicas, list):
+            raw_nodes += [(("groups", gi, "replicas", ri), r) for ri, r in enumerate(replicas)]
+        g_ssh = _tolerant(SshSpec, group.get("ssh"))
+        g_mysql = _tolerant(MysqlSpec, group.get("mysql"))
+        hosts = []
+        for loc, raw in raw_nodes:
+            name = raw.get("name") if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                continue
+            node = _tolerant(NodeSpec, raw)
+            if node is None:
+                hosts.append(_Host(loc, name, None, None))
+                continue
+            ssh = ssh_endpoint((node.ssh, g_ssh, d_ssh), address(node), base)
+            mysql = mysql_target((node.mysql, g_mysql, d_mysql), address(node), base)
+            hosts.append(_Host(loc, name, (ssh.host, ssh.port), (mysql.host, mysql.port)))
+        out.append(hosts)
+    return out
+
+
+def _tolerant(model: type[M], raw: object) -> M | None:
+    """``raw`` validated as ``model``; when some keys are wrong (already reported), without those
+    keys; None when that is still not valid or ``raw`` is no mapping."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if k not in bad})
+    except ValidationError:
+        return None
+
+
+def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int | None, str]]:
+    """The same host twice in a group: by name, or by its resolved SSH or MySQL endpoint."""
     names: dict[str, str] = {}
     ssh_eps: dict[tuple[str, int], str] = {}
     mysql_eps: dict[tuple[str, int], str] = {}
     out: list[tuple[int | None, str]] = []
-
-    def layered(section: str, key: str, node: dict[str, Any]) -> Any:
-        for layer in (node.get(section), group.get(section), defaults.get(section)):
-            if isinstance(layer, dict) and layer.get(key) is not None:
-                return layer[key]
-        return None
-
-    for loc, node in nodes:
-        here = dotted(loc)
-        name = node.get("name")
-        if not isinstance(name, str):
-            continue
-        address = node.get("address") or name
-        if name in names:
+    for h in hosts:
+        here = dotted(h.loc)
+        if h.name in names:
             out.append(
                 (
-                    located.line_of(loc),
-                    f"{here}: host {name!r} is listed twice in the group (also {names[name]})",
+                    located.line_of(h.loc),
+                    f"{here}: host {h.name!r} is listed twice in the group (also {names[h.name]})",
                 )
             )
             continue
-        names[name] = here
-        ssh_host = (
-            (node.get("ssh") or {}).get("host") if isinstance(node.get("ssh"), dict) else None
-        )
-        ssh_ep = (str(ssh_host or address), _as_port(layered("ssh", "port", node), 22))
-        mysql_host = (
-            (node.get("mysql") or {}).get("host") if isinstance(node.get("mysql"), dict) else None
-        )
-        mysql_ep = (str(mysql_host or address), _as_port(layered("mysql", "port", node), 3306))
-        if ssh_ep in ssh_eps:
-            out.append(
-                (
-                    located.line_of(loc),
-                    f"{here}: SSH endpoint {ssh_ep[0]}:{ssh_ep[1]} of "
-                    f"{name!r} is the same as {ssh_eps[ssh_ep]}'s: the same host twice?",
+        names[h.name] = here
+        if h.ssh is not None:
+            if h.ssh in ssh_eps:
+                out.append(
+                    (
+                        located.line_of(h.loc),
+                        f"{here}: SSH endpoint {h.ssh[0]}:{h.ssh[1]} of "
+                        f"{h.name!r} is the same as {ssh_eps[h.ssh]}'s: the same host twice?",
+                    )
                 )
-            )
-        ssh_eps.setdefault(ssh_ep, name)
-        if mysql_ep in mysql_eps:
-            out.append(
-                (
-                    located.line_of(loc),
-                    f"{here}: MySQL endpoint {mysql_ep[0]}:{mysql_ep[1]} "
-                    f"of {name!r} is the same as {mysql_eps[mysql_ep]}'s: the same host twice?",
+            ssh_eps.setdefault(h.ssh, h.name)
+        if h.mysql is not None:
+            if h.mysql in mysql_eps:
+                out.append(
+                    (
+                        located.line_of(h.loc),
+                        f"{here}: MySQL endpoint {h.mysql[0]}:{h.mysql[1]} of {h.name!r} "
+                        f"is the same as {mysql_eps[h.mysql]}'s: the same host twice?",
+                    )
                 )
-            )
-        mysql_eps.setdefault(mysql_ep, name)
+            mysql_eps.setdefault(h.mysql, h.name)
     return out
-
-
-def _as_port(value: Any, default: int) -> int:
-    return value if isinstance(value, int) else default
 
 
 def _warnings(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
@@ -268,114 +352,3 @@ def _warnings(data: dict[str, Any], located: Located) -> list[tuple[int | None, 
 
     walk(data, ())
     return out
-
-
-# --- resolution ------------------------------------------------------------------------------
-
-
-def _merge(*layers: BaseModel | None) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        if layer is not None:
-            merged.update(dict(layer.model_dump(exclude_none=True).items()))
-    return merged
-
-
-def _path(value: str | None, base: Path) -> str | None:
-    if value is None:
-        return None
-    p = Path(os.path.expanduser(value))
-    return str(p if p.is_absolute() else (base / p))
-
-
-def _ssh_endpoint(layers: dict[str, Any], address: str, base: Path) -> SshEndpoint:
-    jump = layers.get("jump")
-    jump_ep = None
-    if jump:
-        jump_ep = SshEndpoint(
-            host=jump["host"],
-            port=jump.get("port", 22),
-            user=jump.get("user") or layers.get("user", "root"),
-            key_file=_path(jump.get("key_file") or layers.get("key_file"), base),
-            use_agent=bool(layers.get("agent", False)),
-            known_hosts=_path(layers.get("known_hosts"), base),
-            accept_new_host_keys=bool(layers.get("accept_new_host_keys", False)),
-            connect_timeout=float(layers.get("connect_timeout", 10.0)),
-        )
-    return SshEndpoint(
-        host=layers.get("host") or address,
-        port=layers.get("port", 22),
-        user=layers.get("user", "root"),
-        key_file=_path(layers.get("key_file"), base),
-        use_agent=bool(layers.get("agent", False)),
-        known_hosts=_path(layers.get("known_hosts"), base),
-        accept_new_host_keys=bool(layers.get("accept_new_host_keys", False)),
-        sudo=bool(layers.get("sudo", False)),
-        connect_timeout=float(layers.get("connect_timeout", 10.0)),
-        command_timeout=float(layers.get("command_timeout", 300.0)),
-        jump=jump_ep,
-    )
-
-
-def _mysql_target(layers: dict[str, Any], address: str, base: Path) -> MysqlTarget:
-    inline = layers.get("password")
-    return MysqlTarget(
-        host=layers.get("host") or address,
-        port=layers.get("port", 3306),
-        user=layers.get("user", "root"),
-        password=PasswordSource(
-            env=layers.get("password_env"),
-            file=_path(layers.get("password_file"), base),
-            inline=Secret(inline) if inline is not None else None,
-        ),
-        connect_timeout=float(layers.get("connect_timeout", 5.0)),
-        tunnel=bool(layers.get("tunnel", False)),
-    )
-
-
-def _resolve_group(spec: InventorySpec, g: GroupSpec, base: Path) -> Group:
-    d = spec.defaults or DefaultsSpec()
-
-    def node(n: NodeSpec, role: Literal["source", "replica"]) -> Node:
-        address = n.address or n.name
-        return Node(
-            name=n.name,
-            role=role,
-            ssh=_ssh_endpoint(_merge(d.ssh, g.ssh, n.ssh), address, base),
-            mysql=_mysql_target(_merge(d.mysql, g.mysql, n.mysql), address, base),
-            restart_command=n.restart_command
-            or g.restart_command
-            or d.restart_command
-            or DEFAULT_RESTART_COMMAND,
-        )
-
-    m = g.mha
-    manager = Node(
-        name=m.manager.name,
-        role="manager",
-        ssh=_ssh_endpoint(
-            _merge(d.ssh, g.ssh, m.manager.ssh), m.manager.address or m.manager.name, base
-        ),
-        mysql=None,
-        restart_command=None,
-    )
-    app = Path(m.config).stem
-    log = m.log or f"/var/log/mha/{app}/manager.log"
-    health = _merge(d.health, g.health)
-    return Group(
-        id=g.id,
-        account=g.account,
-        name=g.name or g.id,
-        source=node(g.source, "source"),
-        replicas=tuple(node(r, "replica") for r in g.replicas),
-        mha=Mha(
-            manager=manager,
-            config=m.config,
-            log=log,
-            stop_command=m.stop_command or f"masterha_stop --conf={m.config}",
-            start_command=m.start_command
-            or f"masterha_manager --conf={m.config} --ignore_last_failover",
-            status_command=m.status_command or f"masterha_check_status --conf={m.config}",
-        ),
-        health=Health(**health),
-    )

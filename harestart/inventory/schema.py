@@ -1,4 +1,10 @@
-"""The inventory file's schema: what the YAML may say (pydantic models, validated values)."""
+"""The inventory file's schema: what the YAML may say (pydantic models, validated values).
+
+Scalars are strict: a port is an integer (never ``true``, ``22.0`` or ``"22"``), a duration a
+number (int or float, never a string or a boolean), a switch a boolean (YAML ``true``/``false``),
+and a name, id or account a string (quote numeric ones: ``account: "5919009"``; a bare
+``0123`` would be YAML's octal 83, so coercing numbers to strings could name the wrong account).
+"""
 
 from __future__ import annotations
 
@@ -77,11 +83,14 @@ EnvName = Annotated[str, AfterValidator(_env)]
 AbsPath = Annotated[str, AfterValidator(_abspath)]
 Command = Annotated[str, AfterValidator(_command)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Lag = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    # strict: no coercion at all (bool/float/str -> int, str -> float, int -> str, 1 -> bool).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --- file schema (what the YAML may say) -----------------------------------------------------
@@ -89,7 +98,7 @@ class _Model(BaseModel):
 
 class JumpSpec(_Model):
     host: Hostname
-    port: Port = 22
+    port: Port | None = None  # the default SSH port, not the layered ssh.port of the hop after it
     user: User | None = None
     key_file: str | None = None
 
@@ -120,11 +129,11 @@ class MysqlSpec(_Model):
 
 
 class HealthSpec(_Model):
-    max_lag: Annotated[float, Field(ge=0)] | None = None
+    max_lag: Lag | None = None
     restart_timeout: Seconds | None = None
     catchup_timeout: Seconds | None = None
     failover_timeout: Seconds | None = None
-    min_healthy_replicas: Annotated[int, Field(ge=0)] | None = None
+    min_healthy_replicas: Count | None = None
 
 
 class NodeSpec(_Model):

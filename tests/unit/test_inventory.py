@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from harestart.domain.group import Health
 from harestart.domain.secret import Secret
 from harestart.errors import InventoryError, UsageError
 from harestart.inventory.credentials import mysql_endpoint
+from harestart.inventory.defaults import DEFAULTS, app_name, mha_defaults
 from harestart.inventory.load import load_inventory, parse_inventory
+from harestart.inventory.resolve import merge
+from harestart.inventory.schema import SshSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +100,7 @@ MALFORMED = [
             "{name: db2, address: 10.0.0.2}",
             "{name: db2, address: 10.0.0.2, ssh: {port: twentytwo}}",
         ),
-        "groups[0].replicas[0].ssh.port: Input should be a valid integer",
+        'groups[0].replicas[0].ssh.port: must be an integer (got "twentytwo")',
         9,
     ),
     (
@@ -104,13 +108,13 @@ MALFORMED = [
         VALID.replace(
             "{name: db2, address: 10.0.0.2}", "{name: db2, address: 10.0.0.2, mysql: {port: 70000}}"
         ),
-        "mysql.port",
+        "groups[0].replicas[0].mysql.port: must be at most 65535 (got 70000)",
         9,
     ),
     (
         "bool type",
         VALID.replace("sudo: true", "sudo: sometimes"),
-        "defaults.ssh.sudo: Input should be a valid boolean",
+        'defaults.ssh.sudo: must be true or false (got "sometimes")',
         2,
     ),
     (
@@ -303,3 +307,262 @@ def test_accepting_new_host_keys_reaches_every_endpoint_and_jump() -> None:
     for node in (*g.db_nodes, g.mha.manager):
         assert node.ssh.accept_new_host_keys
         assert node.ssh.jump is not None and node.ssh.jump.accept_new_host_keys
+
+
+# --- strict scalars: no coercion, and the message names the field and the value ---------------
+
+SOURCE = "    source: {name: db1, address: 10.0.0.1}"
+
+# (name, replaced line -> new text, the expected problem, exactly)
+STRICT = [
+    (
+        "port true",
+        (SOURCE, SOURCE[:-1] + ", ssh: {port: true}}"),
+        "inv.yml:7: groups[0].source.ssh.port: must be an integer (got true)",
+    ),
+    (
+        "port float",
+        (SOURCE, SOURCE[:-1] + ", ssh: {port: 22.0}}"),
+        "inv.yml:7: groups[0].source.ssh.port: must be an integer (got 22.0)",
+    ),
+    (
+        "port string",
+        (SOURCE, SOURCE[:-1] + ", mysql: {port: '3306'}}"),
+        'inv.yml:7: groups[0].source.mysql.port: must be an integer (got "3306")',
+    ),
+    (
+        "jump port string",
+        ("ssh: {user: ops, sudo: true}", "ssh: {user: ops, jump: {host: b, port: '22'}}"),
+        'inv.yml:2: defaults.ssh.jump.port: must be an integer (got "22")',
+    ),
+    (
+        "duration string",
+        ("password_env: HS_TEST_PW}", "password_env: HS_TEST_PW, connect_timeout: '5'}"),
+        'inv.yml:3: defaults.mysql.connect_timeout: must be a number (got "5")',
+    ),
+    (
+        "duration bool",
+        ("ssh: {user: ops, sudo: true}", "ssh: {user: ops, command_timeout: true}"),
+        "inv.yml:2: defaults.ssh.command_timeout: must be a number (got true)",
+    ),
+    (
+        "duration infinite",
+        ("defaults:\n", "defaults:\n  health: {catchup_timeout: .inf}\n"),
+        "inv.yml:2: defaults.health.catchup_timeout: must be a finite number (got .inf)",
+    ),
+    (
+        "lag string",
+        ("defaults:\n", "defaults:\n  health: {max_lag: '5'}\n"),
+        'inv.yml:2: defaults.health.max_lag: must be a number (got "5")',
+    ),
+    (
+        "count float",
+        ("defaults:\n", "defaults:\n  health: {min_healthy_replicas: 1.5}\n"),
+        "inv.yml:2: defaults.health.min_healthy_replicas: must be an integer (got 1.5)",
+    ),
+    (
+        "bool from integer",
+        ("sudo: true", "sudo: 1"),
+        "inv.yml:2: defaults.ssh.sudo: must be true or false (got 1)",
+    ),
+    (
+        "bool from quoted string",
+        ("sudo: true", "sudo: 'true'"),
+        'inv.yml:2: defaults.ssh.sudo: must be true or false (got "true")',
+    ),
+    (
+        "numeric account",
+        ('account: "1"', "account: 5919009"),
+        "inv.yml:6: groups[0].account: must be a string (got 5919009); quote it to mean text",
+    ),
+    (
+        "numeric group id",
+        ("- id: g1", "- id: 12"),
+        "inv.yml:5: groups[0].id: must be a string (got 12); quote it to mean text",
+    ),
+    (
+        "numeric node name",
+        ("{name: db2, address: 10.0.0.2}", "{name: 2, address: 10.0.0.2}"),
+        "inv.yml:9: groups[0].replicas[0].name: must be a string (got 2); quote it to mean text",
+    ),
+    (
+        "section not a mapping",
+        ("ssh: {user: ops, sudo: true}", "ssh: 5"),
+        "inv.yml:2: defaults.ssh: must be a mapping (got 5)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), [s[1:] for s in STRICT], ids=[s[0] for s in STRICT])
+def test_strict_scalars_refuse_coercion_naming_field_and_value(
+    edit: tuple[str, str], expected: str
+) -> None:
+    old, new = edit
+    assert old in VALID
+    assert problems(VALID.replace(old, new, 1)) == [expected]
+
+
+def test_quoted_numeric_ids_and_yaml_booleans_are_accepted() -> None:
+    text = VALID.replace("- id: g1", "- id: '12'").replace("sudo: true", "sudo: yes")
+    g = parse_inventory(text, "inv.yml").groups[0]
+    assert (g.id, g.account, g.source.ssh.sudo) == ("12", "1", True)
+
+
+def test_wrong_type_password_is_not_echoed() -> None:
+    text = VALID.replace("password_env: HS_TEST_PW", "password: 987654321")
+    found = problems(text)
+    assert found == ["inv.yml:3: defaults.mysql.password: must be a string; quote it to mean text"]
+
+
+def test_integer_durations_are_numbers() -> None:
+    text = VALID.replace("ssh: {user: ops, sudo: true}", "ssh: {connect_timeout: 3}")
+    g = parse_inventory(text, "inv.yml").groups[0]
+    assert g.source.ssh.connect_timeout == 3.0
+
+
+def test_duplicate_hosts_are_reported_with_other_problems() -> None:
+    text = VALID.replace("10.0.0.2", "10.0.0.1").replace("sudo: true", "sudo: maybe")
+    found = problems(text)
+    assert any("sudo: must be true or false" in p for p in found), found
+    assert any("SSH endpoint 10.0.0.1:22 of 'db2'" in p for p in found), found
+
+
+def test_duplicate_endpoints_use_the_layered_ports() -> None:
+    # same address, different ports through the group layer: not a duplicate
+    text = VALID.replace("10.0.0.2", "10.0.0.1").replace(
+        "    replicas:\n      - {name: db2, address: 10.0.0.1}",
+        "    replicas:\n      - {name: db2, address: 10.0.0.1, ssh: {port: 2222}, "
+        "mysql: {port: 3307}}",
+    )
+    assert parse_inventory(text, "inv.yml").groups[0].replicas[0].ssh.port == 2222
+    # the file's defaults set the port every node shares: a duplicate at that port
+    shared = VALID.replace("10.0.0.2", "10.0.0.1").replace(
+        "ssh: {user: ops, sudo: true}", "ssh: {user: ops, port: 2200}"
+    )
+    assert any("SSH endpoint 10.0.0.1:2200" in p for p in problems(shared))
+
+
+# --- the one table of defaults ------------------------------------------------------------------
+
+MINIMAL = """\
+groups:
+  - id: g1
+    account: "1"
+    source: {name: db1}
+    replicas: [{name: db2}]
+    mha: {manager: {name: mha}, config: /etc/mha/app1.cnf}
+"""
+
+
+def test_an_inventory_that_sets_nothing_gets_the_defaults_table() -> None:
+    g = parse_inventory(MINIMAL, "inv.yml").groups[0]
+    ssh = g.source.ssh
+    assert (ssh.host, ssh.port, ssh.user, ssh.key_file, ssh.known_hosts, ssh.jump) == (
+        "db1",
+        22,
+        "root",
+        None,
+        None,
+        None,
+    )
+    assert (ssh.use_agent, ssh.sudo, ssh.accept_new_host_keys) == (False, False, False)
+    assert (ssh.connect_timeout, ssh.command_timeout) == (10.0, 300.0)
+    assert g.source.mysql is not None
+    my = g.source.mysql
+    assert (my.host, my.port, my.user, my.connect_timeout, my.tunnel) == (
+        "db1",
+        3306,
+        "root",
+        5.0,
+        False,
+    )
+    assert g.source.restart_command == "systemctl restart mysql"
+    assert g.health == Health(
+        max_lag=5.0,
+        restart_timeout=180.0,
+        catchup_timeout=300.0,
+        failover_timeout=60.0,
+        min_healthy_replicas=1,
+    )
+    assert (g.mha.log, g.mha.stop_command, g.mha.status_command, g.mha.check_repl_command) == (
+        "/var/log/mha/app1/manager.log",
+        "masterha_stop --conf=/etc/mha/app1.cnf",
+        "masterha_check_status --conf=/etc/mha/app1.cnf",
+        "masterha_check_repl --conf=/etc/mha/app1.cnf",
+    )
+    assert g.mha.start_command == "masterha_manager --conf=/etc/mha/app1.cnf --ignore_last_failover"
+    assert mysql_endpoint(g.source).read_timeout == 30.0
+
+
+def test_the_defaults_table_sets_every_value_it_owns() -> None:
+    for section in (DEFAULTS.ssh, DEFAULTS.mysql, DEFAULTS.health):
+        assert section is not None
+        unset = {k for k, v in section.model_dump().items() if v is None}
+        assert unset <= {
+            "host",
+            "key_file",
+            "known_hosts",
+            "jump",
+            "password_env",
+            "password_file",
+            "password",
+        }, unset
+    assert DEFAULTS.restart_command
+
+
+def test_mha_defaults_come_from_the_config_path() -> None:
+    assert app_name("/etc/mha/app1.cnf") == "app1"
+    assert app_name("/etc/mha/app1") == "app1"
+    d = mha_defaults("/etc/mha/app 1.cnf")  # never valid in an inventory; still quoted
+    assert d.log == "/var/log/mha/app 1/manager.log"
+    assert d.stop_command == "masterha_stop '--conf=/etc/mha/app 1.cnf'"
+    assert d.status_command == "masterha_check_status '--conf=/etc/mha/app 1.cnf'"
+    assert d.start_command == "masterha_manager '--conf=/etc/mha/app 1.cnf' --ignore_last_failover"
+
+
+def test_mha_commands_and_log_from_the_file_win() -> None:
+    text = MINIMAL.replace(
+        "config: /etc/mha/app1.cnf}",
+        "config: /etc/mha/app1.cnf, log: /var/log/m.log, stop_command: mha-stop app1}",
+    )
+    m = parse_inventory(text, "inv.yml").groups[0].mha
+    assert (m.log, m.stop_command) == ("/var/log/m.log", "mha-stop app1")
+    assert m.status_command == "masterha_check_status --conf=/etc/mha/app1.cnf"
+
+
+def test_jump_port_is_the_default_port_not_the_layered_one() -> None:
+    text = MINIMAL.replace(
+        "groups:\n", "defaults:\n  ssh: {port: 2200, user: ops, jump: {host: bastion}}\ngroups:\n"
+    )
+    ssh = parse_inventory(text, "inv.yml").groups[0].source.ssh
+    assert ssh.port == 2200 and ssh.jump is not None
+    assert (ssh.jump.host, ssh.jump.port, ssh.jump.user) == ("bastion", 22, "ops")
+
+
+def test_merge_is_typed_and_takes_the_first_value_set() -> None:
+    node = SshSpec(port=2201)
+    group = SshSpec(port=2200, user="grp")
+    merged = merge(node, None, group, DEFAULTS.ssh)
+    assert isinstance(merged, SshSpec)
+    assert (merged.port, merged.user, merged.sudo, merged.host) == (2201, "grp", False, None)
+
+
+def test_duplicate_endpoints_are_layered_the_same_when_the_file_has_errors() -> None:
+    shared = (
+        VALID.replace("10.0.0.2", "10.0.0.1")
+        .replace("ssh: {user: ops, sudo: true}", "ssh: {user: ops, port: 2200}")
+        .replace("config: /etc/mha/app1.cnf", "config: rel.cnf")
+    )
+    found = problems(shared)
+    assert any("is not a plain absolute path" in p for p in found), found
+    assert any("SSH endpoint 10.0.0.1:2200 of 'db2'" in p for p in found), found
+    assert any("MySQL endpoint 10.0.0.1:3306 of 'db2'" in p for p in found), found
+
+
+def test_readme_inventory_example_is_valid() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Inventory") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    g = parse_inventory(block, "README.md").groups[0]
+    assert g.source.ssh.port == 2222 and g.source.ssh.jump is not None
+    assert g.mha.log == "/var/log/mha/orders/manager.log"

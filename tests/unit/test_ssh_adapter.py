@@ -16,7 +16,7 @@ import paramiko.common
 import pytest
 from structlog.testing import capture_logs
 
-from harestart.adapters.mha import MhaManager, app_name, default_log_path
+from harestart.adapters.mha import MhaManager
 from harestart.adapters.mysql import PyMysqlProbe
 from harestart.adapters.protocols import CommandResult
 from harestart.adapters.ssh import (
@@ -30,6 +30,51 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.secret import Secret
 from harestart.domain.topology import MhaState
 from harestart.errors import CommandFailed, HostKeyError, MhaError, MysqlError, SshError
+from harestart.inventory.defaults import mha_defaults
+from harestart.inventory.resolve import ssh_endpoint
+from harestart.inventory.schema import SshSpec
+
+
+def ssh_at(spec: SshSpec) -> SshEndpoint:
+    """An SSH endpoint as the inventory resolves it: ``spec`` over the defaults table."""
+    return ssh_endpoint((spec,), "unused", Path("/"))
+
+
+def mysql_at(
+    host: str,
+    user: str,
+    *,
+    port: int = 3306,
+    tunnel: SshEndpoint | None = None,
+    password: Secret | None = None,
+    connect_timeout: float = 5.0,
+) -> MysqlEndpoint:
+    return MysqlEndpoint(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        connect_timeout=connect_timeout,
+        read_timeout=30.0,
+        tunnel=tunnel,
+    )
+
+
+def mha_manager(
+    shell: ScriptedShell, config: str = "/etc/mha/app1.cnf", log: str | None = None
+) -> MhaManager:
+    """An MHA adapter with the inventory's default commands for ``config``."""
+    d = mha_defaults(config)
+    return MhaManager(
+        shell,
+        config_path=config,
+        log_path=log or d.log,
+        stop_command=d.stop_command,
+        start_command=d.start_command,
+        status_command=d.status_command,
+        check_repl_command=d.check_repl_command,
+    )
+
 
 # -- an SSH server good enough for the adapter ------------------------------------------------
 
@@ -150,14 +195,16 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     known = tmp_path / "known_hosts"
     host_entry = known_hosts_name("127.0.0.1", sshd.port)
     known.write_text(f"{host_entry} ssh-rsa {sshd.host_key.get_base64()}\n")
-    endpoint = SshEndpoint(
-        host="127.0.0.1",
-        port=sshd.port,
-        user="ops",
-        key_file=str(key_file),
-        known_hosts=str(known),
-        connect_timeout=2,
-        command_timeout=5,
+    endpoint = ssh_at(
+        SshSpec(
+            host="127.0.0.1",
+            port=sshd.port,
+            user="ops",
+            key_file=str(key_file),
+            known_hosts=str(known),
+            connect_timeout=2,
+            command_timeout=5,
+        )
     )
     yield Lab(sshd, endpoint, known)
     listener.close()
@@ -188,7 +235,7 @@ def test_known_hosts_name_brackets_non_default_ports() -> None:
 
 
 def test_changed_host_key_is_a_host_key_error() -> None:
-    endpoint = SshEndpoint(host="127.0.0.1", port=2212, known_hosts="/etc/ssh/kh")
+    endpoint = ssh_at(SshSpec(host="127.0.0.1", port=2212, known_hosts="/etc/ssh/kh"))
     exc = paramiko.BadHostKeyException("127.0.0.1", _key("other"), _key("host"))
     error = translate("db1", "connect", exc, endpoint)
     assert isinstance(error, HostKeyError)
@@ -200,13 +247,13 @@ def test_changed_host_key_is_a_host_key_error() -> None:
 
 
 def test_authentication_failure_names_the_user() -> None:
-    endpoint = SshEndpoint(host="db1", user="ops", key_file="/k/id")
+    endpoint = ssh_at(SshSpec(host="db1", user="ops", key_file="/k/id"))
     error = translate("db1", "connect", paramiko.AuthenticationException("x"), endpoint)
     assert error.reason == "authentication failed for user ops (tried key /k/id)"
 
 
 def test_timeout_reason() -> None:
-    endpoint = SshEndpoint(host="db1", connect_timeout=10)
+    endpoint = ssh_at(SshSpec(host="db1", connect_timeout=10))
     assert translate("db1", "connect", TimeoutError(), endpoint).reason == (
         "timed out after 10 s (db1:22)"
     )
@@ -216,7 +263,7 @@ def test_timeout_reason() -> None:
 
 
 def test_connection_refused(closed_port: int) -> None:
-    shell = ParamikoShell("db1", SshEndpoint(host="127.0.0.1", port=closed_port))
+    shell = ParamikoShell("db1", ssh_at(SshSpec(host="127.0.0.1", port=closed_port)))
     with pytest.raises(SshError) as info:
         shell.run("true")
     assert info.value.host == "db1"
@@ -369,10 +416,10 @@ def test_connector_caches_shells(lab: Lab) -> None:
 
 
 def test_mysql_connect_refused_names_host_and_hides_password(closed_port: int) -> None:
-    endpoint = MysqlEndpoint(
-        host="127.0.0.1",
+    endpoint = mysql_at(
+        "127.0.0.1",
+        "harestart",
         port=closed_port,
-        user="harestart",
         password=Secret("hunter2-secret"),
         connect_timeout=1,
     )
@@ -388,15 +435,13 @@ def test_mysql_connect_refused_names_host_and_hides_password(closed_port: int) -
 
 
 def test_mysql_tunnel_without_factory() -> None:
-    endpoint = MysqlEndpoint(host="db1", user="u", tunnel=SshEndpoint(host="bastion"))
+    endpoint = mysql_at("db1", "u", tunnel=ssh_at(SshSpec(host="bastion")))
     with pytest.raises(MysqlError, match="needs an SSH tunnel"):
         PyMysqlProbe("db1", endpoint).uptime()
 
 
 def test_mysql_tunnel_failure_is_a_mysql_error(closed_port: int) -> None:
-    endpoint = MysqlEndpoint(
-        host="db1", user="u", tunnel=SshEndpoint(host="127.0.0.1", port=closed_port)
-    )
+    endpoint = mysql_at("db1", "u", tunnel=ssh_at(SshSpec(host="127.0.0.1", port=closed_port)))
     connector = ParamikoConnector()
     with pytest.raises(MysqlError, match=r"tunnel: .*connection refused"):
         connector.mysql("db1", endpoint).uptime()
@@ -435,9 +480,7 @@ class ScriptedShell:
 
 
 def test_mha_default_commands() -> None:
-    mha = MhaManager(ScriptedShell({}), "/etc/mha/app 1.cnf")
-    assert app_name("/etc/mha/app1.cnf") == "app1"
-    assert default_log_path("/etc/mha/app1.cnf") == "/var/log/mha/app1/manager.log"
+    mha = mha_manager(ScriptedShell({}), "/etc/mha/app 1.cnf")
     assert mha.stop_command == "masterha_stop '--conf=/etc/mha/app 1.cnf'"
     assert mha.status_command == "masterha_check_status '--conf=/etc/mha/app 1.cnf'"
     assert mha.start_command == (
@@ -456,7 +499,7 @@ def test_mha_status_stop_start_and_log_tail() -> None:
             "tail -n 5": (0, "line\n", ""),
         }
     )
-    mha = MhaManager(shell, "/etc/mha/app1.cnf")
+    mha = mha_manager(shell)
     status = mha.status()
     assert status.state is MhaState.PING_OK
     assert status.master == "db1"
@@ -471,15 +514,15 @@ def test_mha_missing_commands_are_errors() -> None:
         {"masterha_check_status": (127, "", "sh: masterha_check_status: not found")}
     )
     with pytest.raises(MhaError, match="cannot run `masterha_check_status"):
-        MhaManager(shell, "/etc/mha/app1.cnf").status()
+        mha_manager(shell).status()
 
 
 def test_mha_status_from_stderr_and_exit_code() -> None:
     shell = ScriptedShell({"masterha_check_status": (2, "", "app1 is stopped(2:NOT_RUNNING).\n")})
-    assert MhaManager(shell, "/etc/mha/app1.cnf").status().stopped()
+    assert mha_manager(shell).status().stopped()
 
 
 def test_mha_log_tail_when_unreadable() -> None:
     shell = ScriptedShell({"tail": (1, "", "tail: cannot open 'x': No such file or directory")})
-    text = MhaManager(shell, "/etc/mha/app1.cnf", log_path="/x").log_tail()
+    text = mha_manager(shell, log="/x").log_tail()
     assert text.startswith("(cannot read /x: exit status 1: tail: cannot open")

@@ -1,0 +1,178 @@
+"""Resolution: validated specs -> the frozen domain models, layering once, on typed values.
+
+Every setting is the first one set in node -> group -> file ``defaults`` -> the built-in table
+(``defaults.py``); a node's ``address`` (default: its name) is the default host for both
+SSH and MySQL. ``merge`` layers whole sections field by field; ``first`` picks single values.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, TypeVar, cast
+
+from pydantic import BaseModel
+
+from harestart.domain.endpoints import SshEndpoint
+from harestart.domain.group import Group, Health, Mha, MysqlTarget, Node, PasswordSource
+from harestart.domain.secret import Secret
+from harestart.inventory.defaults import HEALTH, MYSQL, RESTART_COMMAND, SSH, mha_defaults
+from harestart.inventory.schema import (
+    DefaultsSpec,
+    GroupSpec,
+    ManagerSpec,
+    MysqlSpec,
+    NodeSpec,
+    SshSpec,
+)
+
+S = TypeVar("S", bound=BaseModel)
+T = TypeVar("T")
+
+
+def merge(*layers: S | None) -> S:
+    """One spec of the layers' type, each field the first layer's that is set (most specific
+    layer first). The layers were validated, so the result needs no validation again."""
+    present = tuple(layer for layer in layers if layer is not None)
+    if not present:
+        raise ValueError("merge needs at least one layer")
+    # Most nodes of a fleet share their layers: merge each distinct stack once (section specs
+    # are frozen and hashable, so equal layers give an equal result).
+    return cast(S, _merge(present))
+
+
+@functools.lru_cache(maxsize=4096)
+def _merge(present: tuple[BaseModel, ...]) -> BaseModel:
+    kind = type(present[0])
+    values = [layer.__dict__ for layer in present]
+    fields = {}
+    for name in kind.model_fields:
+        for v in values:
+            if v[name] is not None:
+                fields[name] = v[name]
+                break
+    return kind.model_construct(**fields)
+
+
+def first(*values: T | None) -> T:
+    """The first value that is set; the defaults table sets every field that has a default."""
+    for value in values:
+        if value is not None:
+            return value
+    raise ValueError("no layer sets this value (the defaults table lacks it)")
+
+
+def address(node: NodeSpec | ManagerSpec) -> str:
+    return node.address or node.name
+
+
+def _path(value: str | None, base: Path) -> str | None:
+    if value is None:
+        return None
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (base / p))
+
+
+def ssh_endpoint(layers: Sequence[SshSpec | None], address: str, base: Path) -> SshEndpoint:
+    """The SSH endpoint of a host from its layers (most specific first)."""
+    s = merge(*layers, SSH)
+    jump = None
+    if s.jump is not None:
+        j = s.jump
+        jump = SshEndpoint(
+            host=j.host,
+            port=first(j.port, SSH.port),
+            user=first(j.user, s.user),
+            key_file=_path(j.key_file or s.key_file, base),
+            use_agent=first(s.agent),
+            known_hosts=_path(s.known_hosts, base),
+            accept_new_host_keys=first(s.accept_new_host_keys),
+            sudo=False,  # nothing runs on the bastion
+            connect_timeout=first(s.connect_timeout),
+            command_timeout=first(s.command_timeout),
+            jump=None,
+        )
+    return SshEndpoint(
+        host=s.host or address,
+        port=first(s.port),
+        user=first(s.user),
+        key_file=_path(s.key_file, base),
+        use_agent=first(s.agent),
+        known_hosts=_path(s.known_hosts, base),
+        accept_new_host_keys=first(s.accept_new_host_keys),
+        sudo=first(s.sudo),
+        connect_timeout=first(s.connect_timeout),
+        command_timeout=first(s.command_timeout),
+        jump=jump,
+    )
+
+
+def mysql_target(layers: Sequence[MysqlSpec | None], address: str, base: Path) -> MysqlTarget:
+    """Where and how to reach a node's mysqld from its layers (most specific first)."""
+    m = merge(*layers, MYSQL)
+    return MysqlTarget(
+        host=m.host or address,
+        port=first(m.port),
+        user=first(m.user),
+        password=PasswordSource(
+            env=m.password_env,
+            file=_path(m.password_file, base),
+            inline=Secret(m.password) if m.password is not None else None,
+        ),
+        connect_timeout=first(m.connect_timeout),
+        tunnel=first(m.tunnel),
+    )
+
+
+def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Group:
+    d = defaults or DefaultsSpec()
+
+    def node(n: NodeSpec, role: Literal["source", "replica"]) -> Node:
+        return Node(
+            name=n.name,
+            role=role,
+            ssh=ssh_endpoint((n.ssh, g.ssh, d.ssh), address(n), base),
+            mysql=mysql_target((n.mysql, g.mysql, d.mysql), address(n), base),
+            restart_command=first(
+                n.restart_command,
+                g.restart_command,
+                d.restart_command,
+                RESTART_COMMAND,
+            ),
+        )
+
+    m = g.mha
+    manager = Node(
+        name=m.manager.name,
+        role="manager",
+        ssh=ssh_endpoint((m.manager.ssh, g.ssh, d.ssh), address(m.manager), base),
+        mysql=None,
+        restart_command=None,
+    )
+    md = mha_defaults(m.config)
+    h = merge(g.health, d.health, HEALTH)
+    return Group(
+        id=g.id,
+        account=g.account,
+        name=g.name or g.id,
+        source=node(g.source, "source"),
+        replicas=tuple(node(r, "replica") for r in g.replicas),
+        mha=Mha(
+            manager=manager,
+            config=m.config,
+            log=first(m.log, md.log),
+            stop_command=first(m.stop_command, md.stop_command),
+            start_command=first(m.start_command, md.start_command),
+            status_command=first(m.status_command, md.status_command),
+            check_repl_command=md.check_repl_command,
+        ),
+        health=Health(
+            max_lag=first(h.max_lag),
+            restart_timeout=first(h.restart_timeout),
+            catchup_timeout=first(h.catchup_timeout),
+            failover_timeout=first(h.failover_timeout),
+            min_healthy_replicas=first(h.min_healthy_replicas),
+        ),
+    )
