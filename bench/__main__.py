@@ -46,6 +46,7 @@ from typing import Any
 import pymysql
 import yaml
 
+from harestart.engine.observe import observe_group
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.load import load_inventory
 from harestart.log import configure as configure_logging
@@ -181,6 +182,25 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
         out["mha_start"] = now() - t0
     finally:
         session.close()
+    return out
+
+
+def observation_cost(inventory: Path, repeat: int = 5) -> dict[str, list[float]]:
+    """One observation of the group (what preflight, verify and `status` do), on fresh
+    connections as a run makes them: every host at once (harestart) vs one after the other."""
+    group = load_inventory(inventory).groups[0]
+    out: dict[str, list[float]] = {"all at once": [], "one after the other": []}
+    for _ in range(repeat):
+        for label, workers in (("all at once", None), ("one after the other", 1)):
+            session = Session.open(group)
+            try:
+                t0 = now()
+                state = observe_group(group, session.connector, session.mha, workers=workers)
+                out[label].append(now() - t0)
+            finally:
+                session.close()
+            if not all(n.reachable for n in state.nodes):
+                raise SystemExit(f"bench: a node did not answer: {state.notes()}")
     return out
 
 
@@ -361,6 +381,8 @@ def main() -> int:
                 print(f"repetition {i + 1}/{args.repeat}: harestart run --preflush ...", flush=True)
                 row["run_preflush"] = harestart_run(cluster, inventory, tmp, "--preflush")
             rows.append(row)
+        print("observation: every host at once vs one after the other ...", flush=True)
+        observing = observation_cost(inventory)
         plan_times = plan_at_scale(tmp)
     finally:
         cluster.stop()
@@ -408,6 +430,7 @@ def main() -> int:
         "source_write_downtime": summary([r["run"]["write_downtime"] for r in rows]),
         "raw_source_restart": summary([r["floor"][f"restart:{src}"] for r in rows]),
         "plan_1000_groups": summary(plan_times),
+        "observe_group": {k: summary(v) for k, v in observing.items()},
         "detach": {
             "detached: source step": summary(
                 [r["run"]["steps"][f"restart_source:{src}"] for r in rows]
@@ -486,6 +509,10 @@ def print_report(rep: dict[str, Any]) -> None:
         f"  {'plan of 1,000 groups (wall)':<28} {fmt(p)}  target < {t['plan_1000_groups_s']} s  "
         f"{'ok' if p['median'] < t['plan_1000_groups_s'] else 'MISSED'}"
     )
+    if "observe_group" in rep:
+        print("one observation of the group (preflight, verify, status), fresh connections")
+        for k, v in rep["observe_group"].items():
+            print(f"  {k:<28} {fmt(v)}")
     print("source restart: replicas detached first (default) / left attached")
     for k, v in rep["detach"].items():
         print(f"  {k:<28} {fmt(v)}")

@@ -53,16 +53,22 @@ def observe_mha(mha: FailoverManager) -> tuple[MhaStatus | None, str | None]:
 
 
 def observe_group(
-    group: Group, connector: Connector, mha: FailoverManager, *, check_ssh: bool = True
+    group: Group,
+    connector: Connector,
+    mha: FailoverManager,
+    *,
+    check_ssh: bool = True,
+    workers: int | None = None,
 ) -> GroupState:
     """Every node and MHA at once; the nodes in inventory order, errors recorded per host.
 
     Each node's adapters are used by its own thread only (one shell and one probe per node);
     the caller must not use them meanwhile (the executor observes between steps).
+    ``workers=1`` asks one host after the other (the benchmark's baseline).
     """
     db_nodes = group.db_nodes
     pool = ThreadPoolExecutor(
-        max_workers=min(MAX_OBSERVERS, len(db_nodes) + 1),
+        max_workers=workers or min(MAX_OBSERVERS, len(db_nodes) + 1),
         thread_name_prefix=f"observe-{group.id}",
     )
     try:
