@@ -446,3 +446,19 @@ def test_run_with_group_and_all_is_a_usage_error(
     r = harestart(x, "run", "--yes")
     assert r.code == ExitCode.USAGE and "choose --group ID or --all" in r.err
     assert x.connectors_opened == 0
+
+
+# --- plan --probe ------------------------------------------------------------------------------
+
+
+def test_plan_probe_annotates_the_plan_or_refuses_with_3(
+    lab: Callable[..., Lab], harestart: Harestart
+) -> None:
+    x = lab("a")
+    r = harestart(x, "plan", "--probe")
+    assert r.code == ExitCode.OK, r.err
+    assert "observed: a2 (replica): mariadb" in r.out and "MHA PING_OK" in r.out
+    x.worlds["a"].nodes["a2"].ssh_unreachable = True
+    r = harestart(x, "plan", "--probe")
+    assert r.code == ExitCode.PREFLIGHT_REFUSED and "a2 (replica): SSH unreachable" in r.err
+    assert all(e[0] not in ("restart", "mha_stop") for e in x.worlds["a"].events)
