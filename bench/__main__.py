@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import json
 import os
@@ -169,7 +170,7 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
             assert node.restart_command is not None
             t0 = now()
             shell.run(node.restart_command, timeout=300)
-            poll(lambda n=node.name: answers(cluster, n), 120)
+            poll(functools.partial(answers, cluster, node.name), 120)
             out[f"restart:{node.name}"] = now() - t0
         # Repair what a raw source restart leaves behind (replicas waiting for Connect_Retry):
         # not part of the floor, only to hand MHA a healthy group.

@@ -369,19 +369,20 @@ def _result_code(r: RunResult) -> int:
 @click.option("--group", "group_id", metavar="ID", help="Only this group (default: all).")
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
 def status(inventory: str, group_id: str | None, fmt: str) -> int:
-    """Read-only view: every node's role, version, uptime, read_only, replication, and MHA."""
-    from harestart.engine.run import status_reports
-    from harestart.views.status import render_status_text, status_document
+    """Read-only view: every node's role, version, uptime, read_only, replication, and MHA.
+
+    The group's state (ACTIVE, REBOOT, ERROR) is judged as the HTTP API judges it.
+    """
+    from harestart.engine.run import observe_groups
+    from harestart.views.status import read_run_facts, render_status_text, status_document
 
     inv = _load(inventory)
     groups = inv.select(group_id)
     env = _environment()
     _configure_logging(None, verbose=False)
     docs = [
-        status_document(
-            r.group, r.state, r.problems, unfinished=r.unfinished, lock=r.lock, inventory=inv.path
-        )
-        for r in status_reports(groups, env=env)
+        status_document(g, st, read_run_facts(env.state_dir, g), inventory=inv.path)
+        for g, st in observe_groups(groups, env=env)
     ]
     if fmt == "json":
         click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))

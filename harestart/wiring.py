@@ -16,7 +16,6 @@ from harestart.adapters.ssh import ParamikoConnector
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.engine import run
-from harestart.engine.journal import Journal
 
 
 def state_dir() -> Path:
@@ -51,13 +50,8 @@ def environment() -> run.Environment:
     )
 
 
-# For callers that do not carry an Environment (the API's state view and observer).
+# For callers that do not carry an Environment (the API's observer).
 
 
 def observe_groups(groups: tuple[Group, ...]) -> list[tuple[Group, GroupState]]:
     return run.observe_groups(groups, env=environment())
-
-
-def unfinished_run(group: Group) -> Journal | None:
-    """The group's unfinished journal."""
-    return run.unfinished_run(group, env=environment())

@@ -1,15 +1,141 @@
-"""The judge: pure decisions about a group from what was observed.
+"""The judge: pure decisions about a group from what was observed, its lock and its journal.
 
 Every view that needs to know whether a group is fine asks here: preflight, resume, verify, the
-failure policy, ``status`` and the HTTP API.
+failure policy, ``harestart status`` and the HTTP API. Nothing here does I/O: the callers read
+the lock and the journal (engine) and hand over plain frozen values (:class:`RunFacts`).
+
+A group's state, one rule set for ``status``, ``GET /ha/{id}`` and ``GET /ha`` (first match):
+
+1. ``REBOOT``: a restart runs: a live process holds the group's lock, or a restart started by
+   this process (the API server) is running.
+2. ``ERROR``: the journal cannot be read (a human must look).
+3. ``ERROR``: the journal holds an unfinished run (failed or interrupted; ``resume`` continues
+   it).
+4. ``ERROR``: a stale lock: a run died holding the group (``--break-lock`` after checking).
+5. ``ERROR``: the group was observed and has health problems: exactly what preflight would
+   refuse on (a node unreachable, replication that contradicts the inventory or is broken, a
+   replica lagging over the limit, MHA unknown, in error or failing over).
+6. ``ACTIVE`` otherwise.
+
+Without an observation (``GET /ha`` stays host-free) rule 5 cannot apply: the state speaks of
+runs only. Health problems are listed in every verdict that had an observation, whatever the
+state, so a REBOOT or ERROR group still shows what is wrong with its nodes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
+from harestart.domain.result import GroupStatus
+
+
+@dataclass(frozen=True)
+class LockView:
+    """A group's run lock as read: the holder its file names (described) and whether a live
+    process holds it. ``LockView()`` is a free lock."""
+
+    holder: str | None = None
+    alive: bool = False
+
+    @property
+    def held(self) -> bool:
+        return self.alive or self.holder is not None
+
+    @property
+    def stale(self) -> bool:
+        """The file names a holder but no process holds the lock: that run died."""
+        return self.holder is not None and not self.alive
+
+    def who(self) -> str:
+        return self.holder or "an unknown process"
+
+    def to_dict(self) -> dict[str, Any] | None:
+        if not self.held:
+            return None
+        return {"holder": self.who(), "alive": self.alive, "stale": self.stale}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """An unfinished run of the group, as its journal tells it."""
+
+    run_id: str
+    started_at: str
+    outcome: str  # failed | interrupted | unfinished (the run itself died)
+    summary: str  # one sentence: where it stopped, MHA before
+
+    def to_dict(self, inventory: str, group_id: str) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "outcome": self.outcome,
+            "summary": self.summary,
+            "resume": resume_command(inventory, group_id),
+        }
+
+
+def resume_command(inventory: str, group_id: str) -> str:
+    """The command that continues a group's unfinished run."""
+    return f"harestart resume {inventory} --group {group_id}"
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What is known of a group's runs without touching a host."""
+
+    lock: LockView = LockView()
+    unfinished: RunSummary | None = None
+    journal_error: str | None = None  # the journal exists but cannot be read
+    running_here: bool = False  # a restart started by this process is running
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer: the group's state, why (one sentence, None when ACTIVE), and the
+    health problems found (empty when healthy or not observed)."""
+
+    state: GroupStatus
+    reason: str | None
+    problems: tuple[str, ...] = ()
+    observed: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def judge_group(group: Group, state: GroupState | None, facts: RunFacts) -> Verdict:
+    """The group's state by the rules of this module's docstring; ``state`` None: the group
+    was not observed (its health is not judged)."""
+    problems = tuple(preflight_problems(group, state)) if state is not None else ()
+
+    def verdict(status: GroupStatus, reason: str | None) -> Verdict:
+        return Verdict(status, reason, problems, state is not None)
+
+    lock = facts.lock
+    if facts.running_here:
+        held = f" ({lock.who()})" if lock.held else ""
+        return verdict(
+            GroupStatus.REBOOT, f"a restart requested through this API holds the group{held}"
+        )
+    if lock.alive:
+        return verdict(GroupStatus.REBOOT, f"another harestart run holds the group ({lock.who()})")
+    if facts.journal_error is not None:
+        return verdict(GroupStatus.ERROR, f"the run journal cannot be used: {facts.journal_error}")
+    if facts.unfinished is not None:
+        return verdict(GroupStatus.ERROR, f"a run did not finish: {facts.unfinished.summary}")
+    if lock.stale:
+        return verdict(GroupStatus.ERROR, f"a run died holding the group's lock: {lock.who()}")
+    if problems:
+        n = len(problems)
+        return verdict(
+            GroupStatus.ERROR,
+            f"not healthy ({n} problem{'s' if n != 1 else ''}): {'; '.join(problems)}",
+        )
+    return verdict(GroupStatus.ACTIVE, None)
 
 
 def replication_problems(group: Group, state: GroupState) -> list[str]:
@@ -64,13 +190,7 @@ def preflight_problems(
             problems.append(
                 f"{r.name}: lags {rs.lag_seconds} s behind the source (max {limit:g} s)"
             )
-    if state.mha is None:
-        problems.append(f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}")
-    elif state.mha.failover_in_progress():
-        problems.append(f"MHA is failing over right now: {state.mha.describe()}")
-    elif state.mha.error():
-        problems.append(f"MHA is in an error state: {state.mha.describe()}")
-    return problems
+    return problems + mha_unsafe(group, state)
 
 
 def resume_problems(
@@ -103,12 +223,18 @@ def resume_problems(
             problems.append(
                 f"{n.name} now has server_id {n.info.server_id}, it had {was} when the run began"
             )
-    problems += replication_problems(group, state)
+    return problems + replication_problems(group, state) + mha_unsafe(group, state)
+
+
+def mha_unsafe(group: Group, state: GroupState) -> list[str]:
+    """Why MHA's state forbids starting or resuming a run: unknown, failing over, in error."""
     if state.mha is None:
-        problems.append(f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}")
-    elif state.mha.failover_in_progress() or state.mha.error():
-        problems.append(f"MHA is not in a safe state: {state.mha.describe()}")
-    return problems
+        return [f"MHA manager {group.mha.manager.name}: status unknown: {state.mha_error}"]
+    if state.mha.failover_in_progress():
+        return [f"MHA is failing over right now: {state.mha.describe()}"]
+    if state.mha.error():
+        return [f"MHA is in an error state: {state.mha.describe()}"]
+    return []
 
 
 def unreachable(state: GroupState) -> list[str]:

@@ -17,15 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harestart.engine.private import private_dir
+from harestart.engine.private import private_dir, safe_name
 from harestart.errors import JournalError
 
 VERSION = 1
 
 
 def journal_path(state_dir: Path, account: str, group: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{account}-{group}")
-    return state_dir / "journals" / f"{safe}.json"
+    return state_dir / "journals" / f"{safe_name(account)}-{safe_name(group)}.json"
 
 
 @dataclass
@@ -102,6 +101,8 @@ class Journal:
             return None
         except (OSError, ValueError) as exc:
             raise JournalError(f"cannot read the journal {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise JournalError(f"{path}: malformed journal (not a JSON object)")
         if raw.get("version") != VERSION:
             raise JournalError(f"{path}: unknown journal version {raw.get('version')!r}")
         try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harestart.engine.private import private_dir
+from harestart.engine.private import private_dir, safe_name
 from harestart.errors import LockHeld
 
 
@@ -50,11 +50,7 @@ class Holder:
 
 
 def lock_path(state_dir: Path, account: str, group: str) -> Path:
-    return state_dir / "locks" / f"{_safe(account)}-{_safe(group)}.lock"
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+    return state_dir / "locks" / f"{safe_name(account)}-{safe_name(group)}.lock"
 
 
 class GroupLock:

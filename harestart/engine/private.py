@@ -24,3 +24,9 @@ def private_dir(path: Path) -> Path:
             continue
         os.chmod(d, 0o700)  # the mode passed to mkdir is masked by the umask
     return path
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file name part: letters, digits, ``.``, ``_`` and ``-`` kept, anything
+    else ``_`` (group ids and accounts come from the inventory)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)

@@ -3,8 +3,7 @@
 ``restart`` takes the group's lock, opens or creates its journal (refusing a second run over
 an unfinished one), builds the plan and runs the executor. ``restart_groups`` does that for
 several groups (``--all``), ``preflight`` refuses before any confirmation (locked: exit 4,
-reality contradicts the inventory: exit 3), ``observe_groups``/``status_reports`` are the
-read-only views.
+reality contradicts the inventory: exit 3), ``observe_groups`` is the read-only look.
 
 Everything that reaches outside the process comes in an ``Environment``: how to connect to
 hosts, how to drive the failover manager, where the state directory is, what time it is.
@@ -35,7 +34,7 @@ from harestart.domain.result import RunResult
 from harestart.engine.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.journal import Journal, journal_path
-from harestart.engine.lock import GroupLock, Holder, check_free, read_holder
+from harestart.engine.lock import GroupLock, check_free
 from harestart.engine.observe import observe_group
 from harestart.engine.waiting import SYSTEM_CLOCK, Clock
 from harestart.errors import HarestartError, PreflightRefused, UsageError
@@ -44,7 +43,6 @@ __all__ = [
     "Environment",
     "FailurePolicy",
     "FleetOutcome",
-    "GroupReport",
     "Refusal",
     "RunRequest",
     "check_unlocked",
@@ -56,8 +54,6 @@ __all__ = [
     "probe_plans",
     "restart",
     "restart_groups",
-    "status_reports",
-    "unfinished_run",
 ]
 
 
@@ -151,41 +147,6 @@ def preflight(
     if resume:
         return []
     return probe_plans(groups, [build_plan(g, request.plan) for g in groups], env=env)
-
-
-def unfinished_run(group: Group, *, env: Environment) -> Journal | None:
-    """The group's unfinished journal (for ``status`` and the API's state)."""
-    j = Journal.load(journal_path(env.state_dir, group.account, group.id))
-    return j if j is not None and not j.finished else None
-
-
-def lock_holder(group: Group, *, env: Environment) -> tuple[Holder | None, bool]:
-    """(holder, alive) of the group's lock; (None, False) when free."""
-    return read_holder(env.state_dir, group.account, group.id)
-
-
-@dataclass(frozen=True)
-class GroupReport:
-    """What ``status`` shows of one group: reality, its judgement, and the run bookkeeping."""
-
-    group: Group
-    state: GroupState
-    problems: list[str]
-    unfinished: Journal | None
-    lock: tuple[Holder | None, bool]
-
-
-def status_reports(groups: tuple[Group, ...], *, env: Environment) -> list[GroupReport]:
-    return [
-        GroupReport(
-            group,
-            state,
-            preflight_problems(group, state),
-            unfinished_run(group, env=env),
-            lock_holder(group, env=env),
-        )
-        for group, state in observe_groups(groups, env=env)
-    ]
 
 
 def default_log_file(env: Environment, group_ids: list[str]) -> Path:

@@ -30,14 +30,14 @@ from urllib.parse import parse_qs, quote, unquote
 import structlog
 
 from harestart.domain.group import Group
-from harestart.domain.judge import preflight_problems
+from harestart.domain.judge import RunFacts, Verdict, judge_group
 from harestart.domain.observation import GroupState, NodeState
-from harestart.domain.result import GroupStatus
 from harestart.domain.secret import Secret
 from harestart.errors import HarestartError, UsageError
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.model import Inventory
 from harestart.inventory.yamlsafe import YamlProblem, load_located
+from harestart.views.status import run_documents
 
 log = structlog.get_logger("harestart.http.api")
 
@@ -200,14 +200,17 @@ class Unprocessable(HarestartError):
 
 @dataclass(frozen=True)
 class RunView:
-    """What is known about a group's runs without touching a host."""
+    """What is known about a group's runs without touching a host: the judge's facts (lock,
+    unfinished run, a restart of this server running) and this server's own restarts."""
 
-    state: GroupStatus
-    reason: str | None = None  # why REBOOT or ERROR, in one sentence
+    facts: RunFacts = field(default_factory=RunFacts)
     current_step: str | None = None  # the running step of a restart this server started
     last_restart: dict[str, Any] | None = None
-    unfinished_run: dict[str, Any] | None = None
-    lock: dict[str, Any] | None = None
+    inventory: str = "INVENTORY"  # as the resume command of an unfinished run names it
+
+    def verdict(self, group: Group, state: GroupState | None = None) -> Verdict:
+        """The judge's verdict; without ``state`` the group's health is not judged."""
+        return judge_group(group, state, self.facts)
 
 
 class Restarter(Protocol):
@@ -380,7 +383,8 @@ class Api:
                 {
                     "id": g.id,
                     "name": g.name,
-                    "state": self.restarter.view(g).state.value,
+                    # Host-free: the state of the group's runs, not of its health.
+                    "state": self.restarter.view(g).verdict(g).state.value,
                     "links": [{"href": f"{base}/{quote(g.id, safe='')}", "rel": "self"}],
                 }
                 for g in page
@@ -395,7 +399,8 @@ class Api:
         view = self.restarter.view(group)
         # A cached observation from another step or state (e.g. MHA still initializing when
         # the run had not finished) would contradict the state shown next to it.
-        observed = self.observer.observe(group, context=(view.state, view.current_step))
+        runs = view.verdict(group)
+        observed = self.observer.observe(group, context=(runs.state, view.current_step))
         base = f"/{VERSION}/{quote(route.account, safe='')}/ha/{quote(group.id, safe='')}"
         return Response.json(200, {"ha_instance": ha_instance(group, view, observed, base)})
 
@@ -450,8 +455,14 @@ def node_status(node: NodeState, current_step: str | None) -> str:
 
 def ha_instance(group: Group, view: RunView, observed: Observed, base: str) -> dict[str, Any]:
     """The seed's ``ha_instance`` (id, name, tenant_id, state, datastore, replica_source,
-    replicas) plus what harestart knows: MHA, health, the run lock and the last restart."""
+    replicas) plus what harestart knows: MHA, health, the run lock and the last restart.
+
+    The state, its reason and the health problems are the judge's verdict on ``observed``,
+    the same as ``harestart status`` shows."""
     state = observed.state
+    judged = run_documents(
+        view.verdict(group, state), view.facts, inventory=view.inventory, group_id=group.id
+    )
     source = state.node(group.source.name)
     datastore = None
     if source.info is not None:
@@ -477,13 +488,12 @@ def ha_instance(group: Group, view: RunView, observed: Observed, base: str) -> d
         doc = node_doc(state.node(r.name))
         doc["replica_of"] = {"id": group.source.name, "name": group.source.name}
         replicas.append(doc)
-    problems = preflight_problems(group, state)
     return {
         "id": group.id,
         "name": group.name,
         "tenant_id": group.account,
-        "state": view.state.value,
-        "state_reason": view.reason,
+        "state": judged["state"],
+        "state_reason": judged["state_reason"],
         "datastore": datastore,
         "replica_source": [src_doc],
         "replicas": replicas,
@@ -492,12 +502,12 @@ def ha_instance(group: Group, view: RunView, observed: Observed, base: str) -> d
             "state": state.mha.state.name if state.mha else None,
             "text": state.mha_text(),
         },
-        "healthy": not problems,
-        "problems": problems,
+        "healthy": judged["healthy"],
+        "problems": judged["problems"],
         "observed_at": observed.observed_at,
         "current_step": view.current_step,
-        "unfinished_run": view.unfinished_run,
-        "lock": view.lock,
+        "unfinished_run": judged["unfinished_run"],
+        "lock": judged["lock"],
         "last_restart": view.last_restart,
         "links": [{"href": base, "rel": "self"}],
     }

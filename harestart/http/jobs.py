@@ -6,8 +6,9 @@ step (the request is then answered 202) or was refused before that (another run 
 group, an unfinished run, a stale lock: 422). So the lock alone decides between concurrent API
 requests and ``harestart run`` in a shell.
 
-A group's state needs no host: ``REBOOT`` while a live process holds its lock, ``ERROR`` when
-its journal holds an unfinished run (or a dead run left its lock), else ``ACTIVE``.
+``BackgroundRestarter.view`` reads the facts the judge needs without touching a host (the lock,
+the journal, whether a restart of this server runs); the judge (``harestart.domain.judge``)
+decides the state from them, as it does for ``harestart status``.
 ``CachedObserver`` observes a group read-only and keeps the answer a few seconds, so GET stays
 fast while clients poll.
 """
@@ -26,14 +27,14 @@ import structlog
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.plan import Step
-from harestart.domain.result import GroupStatus, RunResult, StepRecord, utc_now
+from harestart.domain.result import RunResult, StepRecord, utc_now
 from harestart.engine.interrupts import InterruptFlag
-from harestart.engine.lock import read_holder
 from harestart.engine.run import Environment, RunRequest
 from harestart.engine.run import restart as engine_restart
 from harestart.errors import HarestartError
 from harestart.http.api import Observed, RunView, Unprocessable
-from harestart.wiring import environment, observe_groups, state_dir, unfinished_run
+from harestart.views.status import read_run_facts
+from harestart.wiring import environment, observe_groups
 
 log = structlog.get_logger("harestart.http.jobs")
 
@@ -157,35 +158,9 @@ class BackgroundRestarter:
             job = self._jobs.get((group.account, group.id))
         last = job.to_dict() if job is not None else None
         running = job is not None and not job.done.is_set()
-        holder, alive = read_holder(state_dir(), group.account, group.id)
-        lock = None
-        if holder is not None:
-            lock = {"holder": holder.describe(), "alive": alive, "stale": not alive}
-        try:
-            unfinished = unfinished_run(group)
-        except HarestartError as exc:  # a journal that cannot be read: a human must look
-            return RunView(GroupStatus.ERROR, str(exc), None, last, None, lock)
-        unfinished_doc = None
-        if unfinished is not None:
-            unfinished_doc = {
-                "run_id": unfinished.run_id,
-                "started_at": unfinished.started_at,
-                "outcome": unfinished.outcome or "unfinished",
-                "summary": unfinished.describe(),
-                "resume": f"harestart resume {self.inventory_path} --group {group.id}",
-            }
+        facts = read_run_facts(self.env.state_dir, group, running_here=running)
         current = job.current_step if job is not None and running else None
-        if running or alive:
-            who = "a restart requested through this API" if running else "another harestart run"
-            reason = f"{who} holds the group" + (f" ({holder.describe()})" if holder else "")
-            return RunView(GroupStatus.REBOOT, reason, current, last, unfinished_doc, lock)
-        if unfinished is not None:
-            reason = f"a run did not finish: {unfinished.describe()}"
-            return RunView(GroupStatus.ERROR, reason, None, last, unfinished_doc, lock)
-        if holder is not None:
-            reason = f"a run died holding the group's lock: {holder.describe()}"
-            return RunView(GroupStatus.ERROR, reason, None, last, None, lock)
-        return RunView(GroupStatus.ACTIVE, None, None, last, None, None)
+        return RunView(facts, current, last, self.inventory_path)
 
     # --- shutdown --------------------------------------------------------------------------
 

@@ -17,17 +17,18 @@ so it cannot hold one of the server's threads forever.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -46,6 +47,9 @@ from harestart.http.api import (
 )
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
+
+if TYPE_CHECKING:
+    from harestart.http.jobs import BackgroundRestarter
 
 log = structlog.get_logger("harestart.http.server")
 access = structlog.get_logger("harestart.access")
@@ -321,6 +325,29 @@ def serve(
             host=host,
             note="tokens travel in clear text: put TLS (a reverse proxy) in front",
         )
+    with _stop_signals(stopping) as signals:
+        server.start()
+        bound_host, bound_port = server.address
+        log.info(
+            "api.listening",
+            host=bound_host,
+            port=bound_port,
+            url=f"http://{bound_host}:{bound_port}/v1.0/",
+            inventory=inventory.path,
+            groups=len(inventory.groups),
+            tokens=len(tokens),
+        )
+        try:
+            _until_stopped(stopping, signals, restarter)
+        finally:
+            server.stop()
+    log.info("api.stopped")
+    return int(ExitCode.OK)
+
+
+@contextlib.contextmanager
+def _stop_signals(stopping: threading.Event) -> Iterator[list[str]]:
+    """SIGINT/SIGTERM set ``stopping`` (the names are collected); a second one abandons."""
     signals: list[str] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -331,32 +358,25 @@ def serve(
         stopping.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    server.start()
-    bound_host, bound_port = server.address
-    log.info(
-        "api.listening",
-        host=bound_host,
-        port=bound_port,
-        url=f"http://{bound_host}:{bound_port}/v1.0/",
-        inventory=inventory.path,
-        groups=len(inventory.groups),
-        tokens=len(tokens),
-    )
     try:
-        while not stopping.wait(0.2):
-            pass
-        log.warning("api.stopping", signal=signals[0])
-        running = restarter.stop_all(signals[0])
-        if running:
-            log.warning("api.stopping.waiting", running_restarts=running)
-        while not restarter.wait(timeout=0.2):
-            pass
+        yield signals
     finally:
-        server.stop()
         for s, h in previous.items():
             signal.signal(s, h)
-    log.info("api.stopped")
-    return int(ExitCode.OK)
+
+
+def _until_stopped(
+    stopping: threading.Event, signals: list[str], restarter: BackgroundRestarter
+) -> None:
+    """Wait for a stop signal, then let running restarts stop at their next safe point."""
+    while not stopping.wait(0.2):
+        pass
+    log.warning("api.stopping", signal=signals[0])
+    running = restarter.stop_all(signals[0])
+    if running:
+        log.warning("api.stopping.waiting", running_restarts=running)
+    while not restarter.wait(timeout=0.2):
+        pass
 
 
 def _is_loopback(host: str) -> bool:

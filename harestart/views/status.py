@@ -2,49 +2,66 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from harestart.domain.group import Group
+from harestart.domain.judge import LockView, RunFacts, RunSummary, Verdict, judge_group
 from harestart.domain.observation import GroupState
-from harestart.engine.journal import Journal
-from harestart.engine.lock import Holder
+from harestart.engine.journal import Journal, journal_path
+from harestart.engine.lock import read_holder
+from harestart.errors import JournalError
+
+
+def read_run_facts(state_dir: Path, group: Group, *, running_here: bool = False) -> RunFacts:
+    """The group's lock and unfinished run, read from ``state_dir`` as the judge takes them."""
+    holder, alive = read_holder(state_dir, group.account, group.id)
+    lock = LockView(holder.describe() if holder is not None else None, alive)
+    try:
+        journal = Journal.load(journal_path(state_dir, group.account, group.id))
+    except JournalError as exc:
+        return RunFacts(lock, journal_error=str(exc), running_here=running_here)
+    unfinished = None
+    if journal is not None and not journal.finished:
+        unfinished = RunSummary(
+            journal.run_id,
+            journal.started_at,
+            journal.outcome or "unfinished",
+            journal.describe(),
+        )
+    return RunFacts(lock, unfinished, running_here=running_here)
+
+
+def run_documents(
+    verdict: Verdict, facts: RunFacts, *, inventory: str, group_id: str
+) -> dict[str, Any]:
+    """The judged fields shared by ``status`` and the API: state, reason, health, unfinished
+    run (with the command that resumes it) and lock."""
+    return {
+        "state": verdict.state.value,
+        "state_reason": verdict.reason,
+        "healthy": verdict.healthy,
+        "problems": list(verdict.problems),
+        "unfinished_run": None
+        if facts.unfinished is None
+        else facts.unfinished.to_dict(inventory, group_id),
+        "lock": facts.lock.to_dict(),
+    }
 
 
 def status_document(
     group: Group,
     state: GroupState,
-    problems: list[str],
+    facts: RunFacts,
     *,
-    unfinished: Journal | None = None,
-    lock: tuple[Holder | None, bool] = (None, False),
     inventory: str = "INVENTORY",
 ) -> dict[str, Any]:
-    holder, alive = lock
-    if alive:
-        run_state = "REBOOT"
-    elif unfinished is not None:
-        run_state = "ERROR"
-    else:
-        run_state = "ACTIVE" if not problems else "ERROR"
+    verdict = judge_group(group, state, facts)
     return {
         "group": group.id,
         "account": group.account,
         "name": group.name,
-        "state": run_state,
-        "healthy": not problems,
-        "problems": problems,
-        "unfinished_run": None
-        if unfinished is None
-        else {
-            "run_id": unfinished.run_id,
-            "started_at": unfinished.started_at,
-            "outcome": unfinished.outcome or "unfinished",
-            "summary": unfinished.describe(),
-            "resume": f"harestart resume {inventory} --group {group.id}",
-        },
-        "lock": None
-        if holder is None
-        else {"holder": holder.describe(), "alive": alive, "stale": not alive},
+        **run_documents(verdict, facts, inventory=inventory, group_id=group.id),
         **state.to_dict(),
     }
 
@@ -77,6 +94,8 @@ def render_status_text(doc: dict[str, Any]) -> str:
         f"group {doc['group']} (account {doc['account']}): {doc['state']}, "
         f"{'healthy' if doc['healthy'] else 'NOT healthy'}"
     ]
+    if doc["state_reason"]:
+        lines.append(f"  why: {doc['state_reason']}")
     lines += [
         "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
         for row in rows

@@ -37,6 +37,7 @@ os.environ["TESTCONTAINERS_CONNECTION_MODE"] = "docker_host"
 os.environ["TESTCONTAINERS_HOST_OVERRIDE"] = "127.0.0.1"
 
 import contextlib
+import functools
 import re
 import secrets
 import shutil
@@ -49,7 +50,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict, TypeVar, cast
+from typing import Any, Literal, TypedDict, TypeVar
 
 import docker  # type: ignore[import-untyped]
 import pymysql
@@ -145,7 +146,7 @@ def _safe_name(text: str) -> str:
 def check_flavor(flavor: str) -> Flavor:
     if flavor not in FLAVORS:
         raise ValueError(f"unknown lab flavour {flavor!r} (expected one of {FLAVORS})")
-    return cast(Flavor, flavor)
+    return flavor
 
 
 def lab_image(flavor: str = DEFAULT_FLAVOR) -> str:
@@ -969,7 +970,7 @@ def _wait_ready(cluster: LabCluster, timeout: float) -> None:
     for r in cluster.replicas:
         wait_for(
             f"replication threads on {cluster.name}/{r.name}",
-            lambda r=r: cluster.replicating(r),
+            functools.partial(cluster.replicating, r),
             timeout=left(),
         )
     bastion = cluster.bastion
@@ -977,14 +978,14 @@ def _wait_ready(cluster: LabCluster, timeout: float) -> None:
         if n.published:
             wait_for(
                 f"sshd of {cluster.name}/{n.name} (127.0.0.1:{n.ssh_port})",
-                lambda n=n: _ssh_banner(n.ssh_port),
+                functools.partial(_ssh_banner, n.ssh_port),
                 timeout=left(),
             )
         else:
             assert bastion is not None
             wait_for(
                 f"sshd of {cluster.name}/{n.name} ({n.address}:22 from the bastion)",
-                lambda n=n: _ssh_banner_via(bastion, n.address, n.ssh_port),
+                functools.partial(_ssh_banner_via, bastion, n.address, n.ssh_port),
                 timeout=left(),
             )
 

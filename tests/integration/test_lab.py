@@ -7,6 +7,7 @@ They run on both lab flavours (MariaDB and Oracle MySQL): the ``cluster`` fixtur
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from .conftest import ClusterFactory
-from .lab import LabCluster, ready_count, wait_for
+from .lab import LabCluster, LabNode, ready_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,15 @@ def _insert_and_wait(cluster: LabCluster, value: str, timeout: float = 120) -> N
     cluster.sql("db1", CREATE_ROWS)
     cluster.sql("db1", "INSERT INTO labdb.rows (v) VALUES (%s)", (value,))
     target = cluster.source_gtid()
+
+    def has_row(r: LabNode) -> bool:
+        rows = cluster.sql(r, "SELECT v FROM labdb.rows WHERE v = %s", (value,))
+        return bool(rows) and cluster.applied(r, target)
+
     for replica in cluster.replicas:
         wait_for(
             f"row {value!r} and GTID {target} on {replica.name}",
-            lambda r=replica: (
-                cluster.sql(r, "SELECT v FROM labdb.rows WHERE v = %s", (value,))
-                and cluster.applied(r, target)
-            ),
+            functools.partial(has_row, replica),
             timeout=timeout,
         )
 

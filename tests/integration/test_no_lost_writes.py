@@ -135,7 +135,7 @@ def test_no_acknowledged_write_is_lost_across_three_runs(
     try:
         # The writer is already acknowledging before the first run starts.
         wait_for("the writer's first acknowledged insert", lambda: writer.acked, timeout=60)
-        for n in range(1, RUNS + 1):
+        for run_no in range(1, RUNS + 1):
             before_acks, before_errors = len(writer.acked), writer.errors
             started = time.monotonic()
             out = harestart(
@@ -145,25 +145,25 @@ def test_no_acknowledged_write_is_lost_across_three_runs(
                 "--format",
                 "json",
                 "--log-file",
-                str(tmp_path / f"run{n}.jsonl"),
+                str(tmp_path / f"run{run_no}.jsonl"),
                 state_dir=tmp_path / "state",
             )
             elapsed = time.monotonic() - started
             acks = writer.acked[before_acks:]
             per_run.append(
                 {
-                    "run": n,
+                    "run": run_no,
                     "seconds": round(elapsed, 1),
                     "acked": len(acks),
                     "errors": writer.errors - before_errors,
                     "longest_ack_gap_s": round(longest_gap(acks), 2),
                 }
             )
-            assert out.returncode == 0, f"run {n}: exit {out.returncode}\n{out.stderr}"
+            assert out.returncode == 0, f"run {run_no}: exit {out.returncode}\n{out.stderr}"
             result = out.json()
-            assert result["state"] == "ACTIVE" and result["ok"] is True, f"run {n}: {result}"
+            assert result["state"] == "ACTIVE" and result["ok"] is True, f"run {run_no}: {result}"
             # The writer was really writing during this run (not stuck for its whole length).
-            assert len(acks) > 50, f"run {n}: only {len(acks)} acknowledged inserts"
+            assert len(acks) > 50, f"run {run_no}: only {len(acks)} acknowledged inserts"
     finally:
         writer.join()
         print(f"\nwriter: {len(writer.acked)} acked, {writer.errors} errors {writer.error_kinds}")

@@ -25,6 +25,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from harestart.domain.group import Group
+from harestart.domain.judge import RunFacts, RunSummary
 from harestart.domain.observation import GroupState
 from harestart.domain.result import GroupStatus, RunResult, utc_now
 from harestart.engine.lock import GroupLock
@@ -95,8 +96,12 @@ class FakeRestarter:
 
     def view(self, group: Group) -> RunView:
         state = self.states.get(group.id, GroupStatus.ACTIVE)
-        step = "restart_replica:db2" if state is GroupStatus.REBOOT else None
-        return RunView(state, None, step, self.last)
+        if state is GroupStatus.REBOOT:  # a restart of this server runs
+            return RunView(RunFacts(running_here=True), "restart_replica:db2", self.last)
+        if state is GroupStatus.ERROR:  # a run did not finish
+            unfinished = RunSummary("r0", "t0", "failed", "run r0 failed")
+            return RunView(RunFacts(unfinished=unfinished), None, self.last)
+        return RunView(RunFacts(), None, self.last)
 
     def start(self, group: Group, request_id: str) -> None:
         state = self.states.get(group.id, GroupStatus.ACTIVE)
@@ -861,8 +866,9 @@ def test_observed_document_builder_is_pure(tmp_path: Path) -> None:
     world = FakeWorld.create(replicas=1)
     world.nodes["db1"].ssh_unreachable = True
     state = observe_group(group, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
-    doc = api_mod.ha_instance(group, RunView(GroupStatus.ACTIVE), Observed(state, "t"), "/x")
+    doc = api_mod.ha_instance(group, RunView(), Observed(state, "t"), "/x")
     assert doc["replica_source"][0]["status"] == "SHUTDOWN" and doc["healthy"] is False
+    assert doc["state"] == "ERROR" and "db1" in doc["state_reason"]
     assert any("db1" in p for p in doc["problems"])
 
 

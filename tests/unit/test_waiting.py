@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from harestart.engine.waiting import ManualClock, SystemClock, poll_until
@@ -108,7 +110,7 @@ def test_harestart_errors_mean_not_yet_and_their_text_is_kept() -> None:
 
 def test_errors_then_success() -> None:
     clock = ManualClock()
-    attempts = iter([MysqlError("db1", "connect", "refused"), 42])
+    attempts: Iterator[Exception | int] = iter([MysqlError("db1", "connect", "refused"), 42])
 
     def check() -> int:
         item = next(attempts)
