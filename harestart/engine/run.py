@@ -48,7 +48,6 @@ __all__ = [
     "check_unlocked",
     "default_log_file",
     "journal_for",
-    "lock_holder",
     "observe",
     "observe_groups",
     "preflight",
