@@ -50,7 +50,7 @@ from harestart.engine.observe import observe_group
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.load import load_inventory
 from harestart.log import configure as configure_logging
-from harestart.wiring import Session
+from harestart.wiring import environment
 from tests.integration import lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,15 +157,17 @@ class Writer:
 def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
     """Raw costs: each restart command alone, MHA stop and start alone."""
     group = load_inventory(inventory).groups[0]
-    session = Session.open(group)
+    env = environment()
+    connector = env.connector()
+    mha = env.failover_manager(group, connector)
     out: dict[str, float] = {}
     try:
         t0 = now()
-        session.mha.stop()
-        poll(lambda: session.mha.status().stopped(), 120, 0.05)
+        mha.stop()
+        poll(lambda: mha.status().stopped(), 120, 0.05)
         out["mha_stop"] = now() - t0
         for node in (*group.replicas, group.source):
-            shell = session.connector.shell(node.name, node.ssh)
+            shell = connector.shell(node.name, node.ssh)
             assert node.restart_command is not None
             t0 = now()
             shell.run(node.restart_command, timeout=300)
@@ -174,14 +176,14 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
         # Repair what a raw source restart leaves behind (replicas waiting for Connect_Retry):
         # not part of the floor, only to hand MHA a healthy group.
         for r in group.replicas:
-            session.connector.mysql(r.name, mysql_endpoint(r)).restart_io_thread()
+            connector.mysql(r.name, mysql_endpoint(r)).restart_io_thread()
         poll(lambda: all(cluster.replicating(r.name) for r in group.replicas), 120, 0.05)
         t0 = now()
-        session.mha.start()
-        poll(lambda: session.mha.status().healthy(), 180, 0.05)
+        mha.start()
+        poll(lambda: mha.status().healthy(), 180, 0.05)
         out["mha_start"] = now() - t0
     finally:
-        session.close()
+        connector.close_all()
     return out
 
 

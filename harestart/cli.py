@@ -6,14 +6,11 @@ that can touch a host is created before the plan has been built.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import sys
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
@@ -26,6 +23,9 @@ from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
+
+if TYPE_CHECKING:
+    from harestart.engine.run import Environment
 
 FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
@@ -114,10 +114,11 @@ def plan(
     )
     plans = [build_plan(g, options) for g in groups]
     if probe:
-        from harestart.wiring import probe_plans  # imports the adapters only when needed
+        from harestart.engine.run import probe_plans
 
+        env = _environment()  # imports the adapters only when needed
         _configure_logging(None, verbose=False)
-        plans = probe_plans(groups, plans)
+        plans = probe_plans(groups, plans, env=env)
     if fmt == "json":
         click.echo(render_json(plans))
     else:
@@ -133,6 +134,16 @@ def _select(inv: Inventory, group_id: str | None, all_groups: bool) -> tuple[Gro
         return inv.groups
     ids = ", ".join(g.id for g in inv.groups)
     raise UsageError(f"{inv.path} has {len(inv.groups)} groups ({ids}): choose --group ID or --all")
+
+
+def _environment() -> Environment:
+    """The Environment given to ``main`` (tests: the fakes), else the real hosts."""
+    obj = click.get_current_context().find_root().obj
+    if obj is not None:
+        return cast("Environment", obj)
+    from harestart.wiring import environment  # imports the adapters only when needed
+
+    return environment()
 
 
 def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
@@ -260,27 +271,21 @@ def _execute(
     parallel_groups: int,
 ) -> int:
     from harestart.domain.result import render_results_json, render_summary
-    from harestart.engine.executor import FailurePolicy
+    from harestart.engine import run as engine
     from harestart.engine.interrupts import InterruptFlag, graceful_signals
     from harestart.views.progress import TextReporter
-    from harestart.wiring import (
-        RunOptions,
-        default_log_file,
-        ensure_unlocked,
-        probe_plans,
-        restart_group,
-    )
 
+    env = _environment()
     for g in groups:  # every password must be available before anything starts
         for n in g.db_nodes:
             mysql_endpoint(n)
-    log_path = log_file or default_log_file([g.id for g in groups])
+    log_path = log_file or engine.default_log_file(env, [g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
-    options = RunOptions(
+    request = engine.RunRequest(
         inventory=inv.path,
-        failure_policy=FailurePolicy(on_failure),
+        failure_policy=engine.FailurePolicy(on_failure),
         break_lock=break_lock,
         discard_unfinished=discard_unfinished,
         command="harestart resume" if resume else "harestart run",
@@ -289,12 +294,12 @@ def _execute(
             preflush=preflush,
             detach_replicas=detach_replicas,
         ),
+        log_file=str(log_path),
     )
 
-    for g in groups:  # a group another run is restarting is "locked" (4), not "unreachable" (3)
-        ensure_unlocked(g, break_lock=break_lock)
-    if not resume:
-        plans = probe_plans(groups, [build_plan(g, options.plan) for g in groups])
+    # A group another run is restarting is "locked" (4), not "unreachable" (3).
+    plans = engine.preflight(groups, request, env=env, resume=resume)
+    if plans:
         click.echo("\n\n".join(render_text(p) for p in plans), file=out)
     if not yes:
         if not sys.stdin.isatty():
@@ -305,49 +310,40 @@ def _execute(
             click.echo("nothing was changed", file=out)
             return int(ExitCode.OK)
 
-    reporter = TextReporter(out, prefix_group=len(groups) > 1)
+    def summary(r: RunResult) -> None:
+        if fmt == "text":
+            click.echo("\n" + render_summary(r), file=out)
+
+    def refused(x: engine.Refusal) -> None:
+        if len(groups) > 1:  # one group's refusal does not stop the others
+            click.echo(f"harestart: group {x.group.id}: {x.error}", err=True)
+
     flag = InterruptFlag()
-    lock = threading.Lock()
-    results: list[RunResult] = []
-    refused: list[tuple[Group, HarestartError]] = []
-
-    def one(g: Group) -> None:
-        if flag.requested:
-            return
-        try:
-            result = restart_group(g, reporter, options, resume=resume, interrupts=flag)
-        except HarestartError as exc:  # one group's refusal does not stop the others
-            if len(groups) == 1:
-                raise
-            click.echo(f"harestart: group {g.id}: {exc}", err=True)
-            with lock:
-                refused.append((g, exc))
-            return
-        with lock:
-            results.append(result.with_log_file(str(log_path)))
-            if fmt == "text":
-                click.echo("\n" + render_summary(results[-1]), file=out)
-
     with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
-        if parallel_groups > 1 and len(groups) > 1:
-            with ThreadPoolExecutor(max_workers=parallel_groups) as pool:
-                for f in [pool.submit(contextvars.copy_context().run, one, g) for g in groups]:
-                    f.result()
-        else:
-            for g in groups:
-                one(g)
-    order = {g.id: i for i, g in enumerate(groups)}
-    results.sort(key=lambda r: order[r.group])
+        outcome = engine.restart_groups(
+            groups,
+            request,
+            env=env,
+            reporter=TextReporter(out, prefix_group=len(groups) > 1),
+            interrupts=flag,
+            resume=resume,
+            parallel=parallel_groups,
+            on_result=summary,
+            on_refusal=refused,
+        )
+    if len(groups) == 1 and outcome.refusals:
+        raise outcome.refusals[0].error
     if fmt == "json":
-        click.echo(render_results_json(results, force_list=len(groups) > 1))
-    for r in results:
+        click.echo(render_results_json(list(outcome.results), force_list=len(groups) > 1))
+    for r in outcome.results:
         if r.interrupted:
             click.echo(
                 f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
                 f"`harestart resume {inv.path} --group {r.group}`",
                 err=True,
             )
-    codes = [_result_code(r) for r in results] + [int(e.exit_code) for _, e in refused]
+    codes = [_result_code(r) for r in outcome.results]
+    codes += [int(x.error.exit_code) for x in outcome.refusals]
     return max(codes, key=_SEVERITY.index) if codes else int(ExitCode.OK)
 
 
@@ -377,15 +373,16 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
 
     The group's state (ACTIVE, REBOOT, ERROR) is judged as the HTTP API judges it.
     """
+    from harestart.engine.run import observe_groups
     from harestart.views.status import read_run_facts, render_status_text, status_document
-    from harestart.wiring import observe_groups, state_dir
 
     inv = _load(inventory)
     groups = inv.select(group_id)
+    env = _environment()
     _configure_logging(None, verbose=False)
     docs = [
-        status_document(g, st, read_run_facts(state_dir(), g), inventory=inv.path)
-        for g, st in observe_groups(groups)
+        status_document(g, st, read_run_facts(env.state_dir, g), inventory=inv.path)
+        for g, st in observe_groups(groups, env=env)
     ]
     if fmt == "json":
         click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
@@ -442,10 +439,12 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Console entry point: run the CLI, translating every error to a documented exit code."""
+def main(argv: list[str] | None = None, *, env: Environment | None = None) -> NoReturn:
+    """Console entry point: run the CLI, translating every error to a documented exit code.
+
+    ``env`` replaces the real hosts and state directory (tests run the CLI on the fakes)."""
     try:
-        rv = cli.main(args=argv, prog_name="harestart", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="harestart", standalone_mode=False, obj=env)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:  # usage errors: exit 2 with click's own message

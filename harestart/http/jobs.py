@@ -1,6 +1,6 @@
 """Restarts started by the HTTP API: the same sequencer as ``harestart run``, in a thread.
 
-``BackgroundRestarter.start`` runs ``runner.restart_group`` (lock, journal, executor) in a
+``BackgroundRestarter.start`` runs ``engine.run.restart`` (lock, journal, executor) in a
 background thread and waits until the run either holds the group's lock and began its first
 step (the request is then answered 202) or was refused before that (another run holds the
 group, an unfinished run, a stale lock: 422). So the lock alone decides between concurrent API
@@ -29,10 +29,12 @@ from harestart.domain.observation import GroupState
 from harestart.domain.plan import Step
 from harestart.domain.result import RunResult, StepRecord, utc_now
 from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.run import Environment, RunRequest
+from harestart.engine.run import restart as engine_restart
 from harestart.errors import HarestartError
 from harestart.http.api import Observed, RunView, Unprocessable
 from harestart.views.status import read_run_facts
-from harestart.wiring import RunOptions, observe_groups, restart_group, state_dir
+from harestart.wiring import environment, observe_groups
 
 log = structlog.get_logger("harestart.http.jobs")
 
@@ -93,15 +95,27 @@ class _JobReporter:
         self.job.progress = f"{host}: {text}" if host else text
 
 
+# (group, reporter, request, *, resume, interrupts) -> RunResult; a test seam.
 RestartFn = Callable[..., RunResult]
 
 
 class BackgroundRestarter:
-    """The API's ``Restarter``: one background run per group, the group lock decides."""
+    """The API's ``Restarter``: one background run per group, the group lock decides.
 
-    def __init__(self, inventory_path: str, *, restart: RestartFn = restart_group) -> None:
+    Runs go through ``engine.run.restart`` in ``env`` (default: the real hosts); ``restart``
+    replaces that call in tests.
+    """
+
+    def __init__(
+        self,
+        inventory_path: str,
+        *,
+        env: Environment | None = None,
+        restart: RestartFn | None = None,
+    ) -> None:
         self.inventory_path = inventory_path
-        self._restart = restart
+        self.env = env if env is not None else environment()
+        self._restart = restart if restart is not None else self._restart_in_env
         self._lock = threading.Lock()
         self._jobs: dict[tuple[str, str], Job] = {}  # the latest accepted job per group
         self._threads: list[Job] = []  # every job started, accepted or not (for shutdown)
@@ -144,7 +158,7 @@ class BackgroundRestarter:
             job = self._jobs.get((group.account, group.id))
         last = job.to_dict() if job is not None else None
         running = job is not None and not job.done.is_set()
-        facts = read_run_facts(state_dir(), group, running_here=running)
+        facts = read_run_facts(self.env.state_dir, group, running_here=running)
         current = job.current_step if job is not None and running else None
         return RunView(facts, current, last, self.inventory_path)
 
@@ -173,14 +187,27 @@ class BackgroundRestarter:
 
     # --- the background thread -------------------------------------------------------------
 
+    def _restart_in_env(
+        self,
+        group: Group,
+        reporter: _JobReporter,
+        request: RunRequest,
+        *,
+        resume: bool,
+        interrupts: InterruptFlag,
+    ) -> RunResult:
+        return engine_restart(
+            group, request, env=self.env, reporter=reporter, interrupts=interrupts, resume=resume
+        )
+
     def _run(self, job: Job) -> None:
         g = job.group
-        options = RunOptions(inventory=self.inventory_path, command="harestart serve")
+        request = RunRequest(inventory=self.inventory_path, command="harestart serve")
         with structlog.contextvars.bound_contextvars(group=g.id, request_id=job.request_id):
             log.info("api.restart.accepted", account=g.account)
             try:
                 job.result = self._restart(
-                    g, _JobReporter(job), options, resume=False, interrupts=job.flag
+                    g, _JobReporter(job), request, resume=False, interrupts=job.flag
                 )
                 log.info(
                     "api.restart.finished",

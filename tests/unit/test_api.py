@@ -599,7 +599,7 @@ def test_a_body_that_never_arrives_gets_400_and_the_connection_is_closed(tmp_pat
 
 @dataclass
 class BlockingRestart:
-    """Stands in for runner.restart_group: takes the real group lock, begins, blocks."""
+    """Stands in for engine.run.restart: takes the real group lock, begins, blocks."""
 
     state_dir: Path
     release: threading.Event = field(default_factory=threading.Event)
@@ -680,9 +680,10 @@ def test_unfinished_journal_makes_the_group_error_and_refuses_restart(
     j.save()
 
     def refuse_like_runner(group: Group, reporter: Any, options: Any, **kw: Any) -> RunResult:
-        from harestart.wiring import _journal_for
+        from harestart.engine.run import journal_for
+        from harestart.wiring import environment
 
-        _journal_for(group, options, resume=False)  # raises: unfinished run
+        journal_for(group, options, env=environment(), resume=False)  # raises: unfinished run
         raise AssertionError("not reached")
 
     e, _ = make_env(tmp_path, restarter=BackgroundRestarter("inv.yml", restart=refuse_like_runner))

@@ -26,6 +26,7 @@ from harestart.domain.result import GroupStatus, utc_now
 from harestart.engine.journal import Journal, journal_path
 from harestart.engine.lock import GroupLock, lock_path
 from harestart.engine.observe import observe_group
+from harestart.engine.run import Environment
 from harestart.http.jobs import BackgroundRestarter
 from harestart.inventory.load import load_inventory
 from harestart.views.status import read_run_facts
@@ -173,18 +174,30 @@ def _quiet_logs() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def status_json(monkeypatch: pytest.MonkeyPatch, inventory: Path, world: FakeWorld) -> Any:
+def fake_environment(world: FakeWorld, state_dir: Path) -> Environment:
+    """The CLI's hosts are the fakes of ``world``."""
+    return Environment(
+        connector=lambda: FakeConnector(world),
+        failover_manager=lambda g, c: FakeMha(world, FakeShell(world, "mha")),
+        state_dir=state_dir,
+    )
+
+
+def status_json(
+    monkeypatch: pytest.MonkeyPatch, inventory: Path, world: FakeWorld, state_dir: Path
+) -> Any:
     """``harestart status INVENTORY --group SEED_HA --format json`` in this process, its hosts
     the fakes of ``world``."""
 
-    def observe_groups(groups: tuple[Group, ...]) -> list[tuple[Group, GroupState]]:
-        mha = FakeMha(world, FakeShell(world, "mha"))
-        return [(g, observe_group(g, FakeConnector(world), mha)) for g in groups]
-
-    monkeypatch.setattr("harestart.wiring.observe_groups", observe_groups)
     monkeypatch.setattr(cli_mod, "_configure_logging", lambda *a, **k: None)
     args = ["status", str(inventory), "--group", SEED_HA, "--format", "json"]
-    result = CliRunner().invoke(cli_mod.cli, args, standalone_mode=False, catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli_mod.cli,
+        args,
+        standalone_mode=False,
+        catch_exceptions=False,
+        obj=fake_environment(world, state_dir),
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -207,7 +220,7 @@ def test_status_and_the_api_agree(
         for setup in situation.setups:
             setup(scene)
 
-        shown = status_json(monkeypatch, inventory, env.world)
+        shown = status_json(monkeypatch, inventory, env.world, state)
         status, _, body = env.request("GET", DETAIL)
         assert status == 200, body
         api = json.loads(body)["ha_instance"]
@@ -250,15 +263,9 @@ def test_status_text_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     try:
         stale_lock(Scene(env, state, BlockingRestart(state), ExitStack()))
         monkeypatch.setattr(cli_mod, "_configure_logging", lambda *a, **k: None)
-        world = env.world
-
-        def observe_groups(groups: tuple[Group, ...]) -> list[tuple[Group, GroupState]]:
-            mha = FakeMha(world, FakeShell(world, "mha"))
-            return [(g, observe_group(g, FakeConnector(world), mha)) for g in groups]
-
-        monkeypatch.setattr("harestart.wiring.observe_groups", observe_groups)
         args = ["status", str(env.inventory_file), "--group", SEED_HA]
-        out = CliRunner().invoke(cli_mod.cli, args, catch_exceptions=False).stdout
+        obj = fake_environment(env.world, state)
+        out = CliRunner().invoke(cli_mod.cli, args, catch_exceptions=False, obj=obj).stdout
     finally:
         env.server.stop()
     assert f"group {SEED_HA} (account {SEED_ACCOUNT}): ERROR, healthy" in out

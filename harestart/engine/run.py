@@ -1,0 +1,301 @@
+"""The one way into a restart: ``harestart run``/``resume`` and ``POST .../action`` call it.
+
+``restart`` takes the group's lock, opens or creates its journal (refusing a second run over
+an unfinished one), builds the plan and runs the executor. ``restart_groups`` does that for
+several groups (``--all``), ``preflight`` refuses before any confirmation (locked: exit 4,
+reality contradicts the inventory: exit 3), ``observe_groups`` is the read-only look.
+
+Everything that reaches outside the process comes in an ``Environment``: how to connect to
+hosts, how to drive the failover manager, where the state directory is, what time it is.
+``harestart.wiring`` builds the real one; the unit tests build one on the fakes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.domain.group import Group
+from harestart.domain.judge import preflight_problems
+from harestart.domain.observation import GroupState
+from harestart.domain.plan import Plan, PlanOptions, build_plan
+from harestart.domain.result import RunResult
+from harestart.engine.executor import Executor, FailurePolicy, Reporter
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.journal import Journal, journal_path
+from harestart.engine.lock import GroupLock, check_free
+from harestart.engine.observe import observe_group
+from harestart.engine.waiting import SYSTEM_CLOCK, Clock
+from harestart.errors import HarestartError, PreflightRefused, UsageError
+
+__all__ = [
+    "Environment",
+    "FailurePolicy",
+    "FleetOutcome",
+    "Refusal",
+    "RunRequest",
+    "check_unlocked",
+    "default_log_file",
+    "journal_for",
+    "observe",
+    "observe_groups",
+    "preflight",
+    "probe_plans",
+    "restart",
+    "restart_groups",
+]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the engine is given rather than chooses: its only ways out of the process."""
+
+    # A new connector (SSH and MySQL sessions); the engine closes it with close_all().
+    connector: Callable[[], Connector]
+    # The group's failover manager, driven through that connector.
+    failover_manager: Callable[[Group, Connector], FailoverManager]
+    # Where locks, journals and run logs live.
+    state_dir: Path
+    clock: Clock = SYSTEM_CLOCK  # waits and timeouts
+    wall: Callable[[], float] = time.time  # journalled instants (compared across processes)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a caller asks of one restart (the same for each group of a fleet)."""
+
+    inventory: str  # named in messages ("harestart resume INVENTORY --group ID")
+    failure_policy: FailurePolicy = FailurePolicy.RESTORE_IF_HEALTHY
+    break_lock: bool = False
+    discard_unfinished: bool = False
+    command: str = "harestart run"  # written into the lock: who holds the group
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    log_file: str | None = None  # recorded in each result
+
+
+# --- read-only ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _session(group: Group, env: Environment) -> Iterator[tuple[Connector, FailoverManager]]:
+    connector = env.connector()
+    try:
+        yield connector, env.failover_manager(group, connector)
+    finally:
+        connector.close_all()
+
+
+def observe(group: Group, *, env: Environment) -> GroupState:
+    """One read-only look at every node of the group and at its failover manager."""
+    with (
+        structlog.contextvars.bound_contextvars(group=group.id, step="observe"),
+        _session(group, env) as (connector, mha),
+    ):
+        return observe_group(group, connector, mha)
+
+
+def observe_groups(
+    groups: tuple[Group, ...], *, env: Environment
+) -> list[tuple[Group, GroupState]]:
+    return [(group, observe(group, env=env)) for group in groups]
+
+
+def probe_plans(groups: tuple[Group, ...], plans: list[Plan], *, env: Environment) -> list[Plan]:
+    """Annotate plans with what is really there; refuse (exit 3) on any contradiction."""
+    out: list[Plan] = []
+    refusals: list[str] = []
+    for group, plan in zip(groups, plans, strict=True):
+        state = observe(group, env=env)
+        out.append(plan.with_notes(state.notes()))
+        refusals += [f"{group.id}: {p}" for p in preflight_problems(group, state)]
+    if refusals:
+        raise PreflightRefused(",".join(g.id for g in groups), refusals)
+    return out
+
+
+def check_unlocked(group: Group, *, env: Environment, break_lock: bool) -> None:
+    """Refuse (LockHeld, exit 4) before probing a group that another run is restarting.
+
+    The lock taken by ``restart`` stays the authority; this only keeps a second run from
+    probing nodes mid-restart and reporting them unreachable (exit 3) instead of "locked".
+    """
+    check_free(env.state_dir, group.account, group.id, break_stale=break_lock)
+
+
+def preflight(
+    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool = False
+) -> list[Plan]:
+    """What a run checks before asking for confirmation; nothing is changed.
+
+    Every group must be free (exit 4, checked before any host is contacted); a new run's plans
+    are then probed (exit 3 when reality contradicts the inventory) and returned for display.
+    A resume returns no plans: its executor re-checks reality against the journal.
+    """
+    for g in groups:
+        check_unlocked(g, env=env, break_lock=request.break_lock)
+    if resume:
+        return []
+    return probe_plans(groups, [build_plan(g, request.plan) for g in groups], env=env)
+
+
+def default_log_file(env: Environment, group_ids: list[str]) -> Path:
+    """A new run log under the state directory: logs/run-<group|all>-<UTC stamp>-<pid>.jsonl."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = group_ids[0] if len(group_ids) == 1 else "all"
+    return env.state_dir / "logs" / f"run-{label}-{stamp}-{os.getpid()}.jsonl"
+
+
+# --- one group ------------------------------------------------------------------------------
+
+
+def journal_for(group: Group, request: RunRequest, *, env: Environment, resume: bool) -> Journal:
+    """The journal a run writes: the unfinished one to resume, else a new one.
+
+    A new run refuses (exit 2) over an unfinished one unless asked to discard it; a resume
+    refuses when there is nothing to resume.
+    """
+    path = journal_path(env.state_dir, group.account, group.id)
+    existing = Journal.load(path)
+    if resume:
+        if existing is None or existing.finished:
+            raise UsageError(f"group {group.id}: there is no unfinished run to resume ({path})")
+        return existing
+    if existing is not None and not existing.finished and not request.discard_unfinished:
+        raise UsageError(
+            f"group {group.id} has an unfinished run: {existing.describe()}. Continue it with "
+            f"`harestart resume {request.inventory} --group {group.id}`, or start over with "
+            "`harestart run ... --discard-unfinished`"
+        )
+    return Journal(path=path, group=group.id, account=group.account, inventory=request.inventory)
+
+
+def restart(
+    group: Group,
+    request: RunRequest,
+    *,
+    env: Environment,
+    reporter: Reporter | None = None,
+    interrupts: InterruptFlag | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Run (or resume) the restart of one group under its lock, journalled.
+
+    Raises (nothing changed) when the lock is held (LockHeld), over an unfinished run or
+    without one to resume (UsageError), on an unreadable journal (JournalError) or when the
+    executor's preflight refuses (PreflightRefused); every other outcome is the RunResult.
+    """
+    with (
+        structlog.contextvars.bound_contextvars(group=group.id),
+        GroupLock(
+            env.state_dir,
+            group.account,
+            group.id,
+            command=request.command,
+            break_stale=request.break_lock,
+        ),
+    ):
+        journal = journal_for(group, request, env=env, resume=resume)
+        plan = build_plan(group, request.plan)
+        with _session(group, env) as (connector, mha):
+            result = Executor(
+                group,
+                plan,
+                connector,
+                mha,
+                clock=env.clock,
+                wall=env.wall,
+                reporter=reporter,
+                journal=journal,
+                resume=resume,
+                interrupts=interrupts,
+                failure_policy=request.failure_policy,
+            ).run()
+    return result if request.log_file is None else result.with_log_file(request.log_file)
+
+
+# --- several groups -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A group whose run was refused or stopped by an error (the other groups went on)."""
+
+    group: Group
+    error: HarestartError
+
+
+@dataclass(frozen=True)
+class FleetOutcome:
+    """Every group's result and every refusal, each in the order the groups were given.
+
+    A group that had not started when an interrupt arrived has neither.
+    """
+
+    results: tuple[RunResult, ...]
+    refusals: tuple[Refusal, ...]
+
+
+def restart_groups(
+    groups: tuple[Group, ...],
+    request: RunRequest,
+    *,
+    env: Environment,
+    reporter: Reporter | None = None,
+    interrupts: InterruptFlag,
+    resume: bool = False,
+    parallel: int = 1,
+    on_result: Callable[[RunResult], None] | None = None,
+    on_refusal: Callable[[Refusal], None] | None = None,
+) -> FleetOutcome:
+    """``restart`` each group, up to ``parallel`` at a time; one refusal does not stop others.
+
+    ``on_result``/``on_refusal`` are called as each group ends, one at a time. Once an
+    interrupt is requested no further group starts. Errors that are not HarestartErrors
+    (bugs) propagate.
+    """
+    lock = threading.Lock()
+    results: list[RunResult] = []
+    refusals: list[Refusal] = []
+
+    def one(g: Group) -> None:
+        if interrupts.requested:
+            return
+        try:
+            result = restart(
+                g, request, env=env, reporter=reporter, interrupts=interrupts, resume=resume
+            )
+        except HarestartError as exc:
+            refusal = Refusal(g, exc)
+            with lock:
+                refusals.append(refusal)
+                if on_refusal is not None:
+                    on_refusal(refusal)
+            return
+        with lock:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+    if parallel > 1 and len(groups) > 1:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            for f in [pool.submit(contextvars.copy_context().run, one, g) for g in groups]:
+                f.result()
+    else:
+        for g in groups:
+            one(g)
+    order = {g.id: i for i, g in enumerate(groups)}
+    return FleetOutcome(
+        results=tuple(sorted(results, key=lambda r: order[r.group])),
+        refusals=tuple(sorted(refusals, key=lambda x: order[x.group.id])),
+    )
