@@ -194,13 +194,15 @@ def observation_cost(inventory: Path, repeat: int = 5) -> dict[str, list[float]]
     out: dict[str, list[float]] = {"all at once": [], "one after the other": []}
     for _ in range(repeat):
         for label, workers in (("all at once", None), ("one after the other", 1)):
-            session = Session.open(group)
+            env = environment()
+            connector = env.connector()
             try:
+                mha = env.failover_manager(group, connector)
                 t0 = now()
-                state = observe_group(group, session.connector, session.mha, workers=workers)
+                state = observe_group(group, connector, mha, workers=workers)
                 out[label].append(now() - t0)
             finally:
-                session.close()
+                connector.close_all()
             if not all(n.reachable for n in state.nodes):
                 raise SystemExit(f"bench: a node did not answer: {state.notes()}")
     return out
