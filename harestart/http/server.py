@@ -76,8 +76,7 @@ def load_tokens(path: str | None, env_name: str | None) -> TokenMap:
         if mode & 0o077:
             log.warning("api.tokens.readable_by_others", file=path, mode=oct(mode & 0o777))
         return parse_tokens(text, path)
-    assert env_name is not None
-    value = os.environ.get(env_name)
+    value = os.environ.get(env_name) if env_name is not None else None
     if not value:
         raise UsageError(f"environment variable {env_name} (--tokens-env) is not set or empty")
     return parse_tokens(value, f"${env_name}")
