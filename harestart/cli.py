@@ -25,7 +25,7 @@ from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 
 if TYPE_CHECKING:
-    from harestart.engine.run import Environment
+    from harestart.engine.run import Environment, FleetOutcome
 
 FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
@@ -270,7 +270,7 @@ def _execute(
     detach_replicas: bool,
     parallel_groups: int,
 ) -> int:
-    from harestart.domain.result import render_results_json, render_summary
+    from harestart.domain.result import render_summary
     from harestart.engine import run as engine
     from harestart.engine.interrupts import InterruptFlag, graceful_signals
     from harestart.views.progress import TextReporter
@@ -301,14 +301,9 @@ def _execute(
     plans = engine.preflight(groups, request, env=env, resume=resume)
     if plans:
         click.echo("\n\n".join(render_text(p) for p in plans), file=out)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not on a terminal: pass --yes to restart without confirmation")
-        names = ", ".join(g.id for g in groups)
-        verb = "Resume the run of" if resume else "Restart"
-        if not click.confirm(f"{verb} group(s) {names} now?", default=False, err=fmt != "text"):
-            click.echo("nothing was changed", file=out)
-            return int(ExitCode.OK)
+    if not yes and not _confirmed(groups, resume=resume, err=fmt != "text"):
+        click.echo("nothing was changed", file=out)
+        return int(ExitCode.OK)
 
     def summary(r: RunResult) -> None:
         if fmt == "text":
@@ -331,6 +326,22 @@ def _execute(
             on_result=summary,
             on_refusal=refused,
         )
+    return _report(inv, groups, outcome, fmt)
+
+
+def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
+    """Ask the person at the terminal; refuse (exit 2) when there is none."""
+    if not sys.stdin.isatty():
+        raise UsageError("not on a terminal: pass --yes to restart without confirmation")
+    names = ", ".join(g.id for g in groups)
+    verb = "Resume the run of" if resume else "Restart"
+    return click.confirm(f"{verb} group(s) {names} now?", default=False, err=err)
+
+
+def _report(inv: Inventory, groups: tuple[Group, ...], outcome: FleetOutcome, fmt: str) -> int:
+    """Render the results (JSON on stdout with --format json) and return the worst exit code."""
+    from harestart.domain.result import render_results_json
+
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
     if fmt == "json":
