@@ -13,6 +13,7 @@ thread id).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,11 @@ from harestart.domain.gates import Gate
 _NEW = dialect_for("8.4.0")  # REPLICA words, super_read_only
 _OLD = dialect_for("10.11.0-MariaDB")  # SLAVE words (also MySQL before 8.0.22)
 _OLD_WHO = "MariaDB, MySQL < 8.0.22"
+
+
+@functools.cache
+def _kind(cls: type) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in cls.__name__).lstrip("_")
 
 
 def quoted(statement: str) -> str:
@@ -38,8 +44,8 @@ class PlanAction:
 
     @property
     def kind(self) -> str:
-        name = type(self).__name__
-        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+        """``RestartMysqld`` -> ``restart_mysqld`` (the JSON's ``kind``)."""
+        return _kind(type(self))
 
     def statements(self) -> tuple[str, ...]:
         """Every exact form of what is sent (``<...>``: filled in at run time)."""
@@ -113,22 +119,28 @@ def _forms(new: str, old: str) -> str:
     return quoted(new) if new == old else f"{quoted(new)} ({_OLD_WHO}: {quoted(old)})"
 
 
+_STOP_IO = (_NEW.stop_io_thread, _OLD.stop_io_thread)
+_START_IO = (_NEW.start_io_thread, _OLD.start_io_thread)
+_STOP_IO_TEXT = _forms(*_STOP_IO)
+_START_IO_TEXT = _forms(*_START_IO)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StopIoThread(PlanAction):
     def statements(self) -> tuple[str, ...]:
-        return (_NEW.stop_io_thread, _OLD.stop_io_thread)
+        return _STOP_IO
 
     def what(self) -> str:
-        return _forms(_NEW.stop_io_thread, _OLD.stop_io_thread)
+        return _STOP_IO_TEXT
 
 
 @dataclass(frozen=True, kw_only=True)
 class StartIoThread(PlanAction):
     def statements(self) -> tuple[str, ...]:
-        return (_NEW.start_io_thread, _OLD.start_io_thread)
+        return _START_IO
 
     def what(self) -> str:
-        return _forms(_NEW.start_io_thread, _OLD.start_io_thread)
+        return _START_IO_TEXT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,18 +148,10 @@ class RestartIoThread(PlanAction):
     """Reconnect now instead of after ``Connect_Retry`` (60 s by default)."""
 
     def statements(self) -> tuple[str, ...]:
-        return (
-            _NEW.stop_io_thread,
-            _NEW.start_io_thread,
-            _OLD.stop_io_thread,
-            _OLD.start_io_thread,
-        )
+        return (*_STOP_IO, *_START_IO)
 
     def what(self) -> str:
-        return (
-            f"{_forms(_NEW.stop_io_thread, _OLD.stop_io_thread)} then "
-            f"{_forms(_NEW.start_io_thread, _OLD.start_io_thread)}"
-        )
+        return f"{_STOP_IO_TEXT} then {_START_IO_TEXT}"
 
 
 @dataclass(frozen=True, kw_only=True)

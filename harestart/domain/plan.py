@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from harestart.domain.actions import (
@@ -102,12 +102,15 @@ class Step:
             d["command"] = self.command
         if self.batch is not None:
             d["batch"] = self.batch
-        d["checks_before"] = [g.describe() for g in self.before]
-        d["actions"] = [a.to_dict() for a in self.actions]
-        d["checks_after"] = [g.describe() for g in self.after]
+        before = [g.describe() for g in self.before]
+        actions = [a.to_dict() for a in self.actions]
+        after = [g.describe() for g in self.after]
+        d["checks_before"] = before
+        d["actions"] = actions
+        d["checks_after"] = after
         if self.cleanup:
             d["cleanup"] = [a.to_dict() for a in self.cleanup]
-        d["gates"] = [g.describe() for g in self.gates]
+        d["gates"] = [*before, *(g for a in actions for g in a.get("then", ())), *after]
         return d
 
 
@@ -172,19 +175,22 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
         for r in group.replicas[i : i + size]:
             batch_of[r.name] = number if max(sizes) > 1 else None
         i += size
-    steps = [
-        _preflight(group, opts),
-        _stop_failover(group),
-        *(_restart_replica(group, r.name, batch_of[r.name]) for r in group.replicas),
-        _restart_source(group, opts),
-        _start_failover(group),
-        _verify(group),
-    ]
-    numbered = tuple(replace(s, number=n) for n, s in enumerate(steps, start=1))
-    return Plan(group=group.id, account=group.account, name=group.name, steps=numbered)
+    n = len(group.replicas)
+    steps = (
+        _preflight(1, group, opts),
+        _stop_failover(2, group),
+        *(
+            _restart_replica(3 + i, group, r.name, batch_of[r.name])
+            for i, r in enumerate(group.replicas)
+        ),
+        _restart_source(3 + n, group, opts),
+        _start_failover(4 + n, group),
+        _verify(5 + n, group),
+    )
+    return Plan(group=group.id, account=group.account, name=group.name, steps=steps)
 
 
-def _preflight(group: Group, opts: PlanOptions) -> Step:
+def _preflight(number: int, group: Group, opts: PlanOptions) -> Step:
     reattach = (
         tuple(
             StartIoThread(
@@ -198,7 +204,7 @@ def _preflight(group: Group, opts: PlanOptions) -> Step:
         else ()
     )
     return Step(
-        0,
+        number,
         Action.PREFLIGHT,
         "check every node, the replication topology and MHA (a new run changes nothing here)",
         before=(AllReachable(), TopologyMatches(group.source.name), FailoverQuiet()),
@@ -206,7 +212,7 @@ def _preflight(group: Group, opts: PlanOptions) -> Step:
     )
 
 
-def _stop_failover(group: Group) -> Step:
+def _stop_failover(number: int, group: Group) -> Step:
     manager = group.mha.manager.name
     stop = StopMha(
         host=manager,
@@ -215,7 +221,7 @@ def _stop_failover(group: Group) -> Step:
         then=(MhaStopped(),),
     )
     return Step(
-        0,
+        number,
         Action.STOP_FAILOVER,
         f"stop MHA on {manager} so it cannot fail over while nodes restart",
         host=manager,
@@ -234,13 +240,13 @@ def _restart(host: str, command: str) -> RestartMysqld:
     )
 
 
-def _restart_replica(group: Group, name: str, batch: int | None) -> Step:
+def _restart_replica(number: int, group: Group, name: str, batch: int | None) -> Step:
     h = group.health
     command = group.node(name).restart_command
     assert command is not None  # the inventory gives every database node one
     together = f" (batch {batch}, in parallel)" if batch is not None else ""
     return Step(
-        0,
+        number,
         Action.RESTART_REPLICA,
         f"restart mysqld on replica {name}{together}",
         host=name,
@@ -255,7 +261,7 @@ def _restart_replica(group: Group, name: str, batch: int | None) -> Step:
     )
 
 
-def _restart_source(group: Group, opts: PlanOptions) -> Step:
+def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
     source = group.source.name
     command = group.source.restart_command
     assert command is not None
@@ -291,7 +297,7 @@ def _restart_source(group: Group, opts: PlanOptions) -> Step:
         restore = "it still differs from that value (the step failed before the restart)"
         cleanup.append(RestoreGlobal(host=source, name=PREFLUSH_VARIABLE, when=restore))
     return Step(
-        0,
+        number,
         Action.RESTART_SOURCE,
         f"restart mysqld on source {source}",
         host=source,
@@ -303,7 +309,7 @@ def _restart_source(group: Group, opts: PlanOptions) -> Step:
     )
 
 
-def _start_failover(group: Group) -> Step:
+def _start_failover(number: int, group: Group) -> Step:
     manager = group.mha.manager.name
     start = StartMha(
         host=manager,
@@ -314,7 +320,7 @@ def _start_failover(group: Group) -> Step:
         then=(MhaRunning(),),
     )
     return Step(
-        0,
+        number,
         Action.START_FAILOVER,
         f"start MHA on {manager} again (if it was running before)",
         host=manager,
@@ -323,9 +329,9 @@ def _start_failover(group: Group) -> Step:
     )
 
 
-def _verify(group: Group) -> Step:
+def _verify(number: int, group: Group) -> Step:
     return Step(
-        0,
+        number,
         Action.VERIFY,
         "final verification of the whole group",
         after=(
