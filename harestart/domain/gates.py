@@ -96,8 +96,8 @@ class DirtyPagesFlushed(Gate):
 
     def describe(self) -> str:
         return (
-            f"{self.host}: dirty pages <= {self.max_dirty_pct:g}% of the buffer pool, waiting "
-            "up to the catch-up timeout (restarting anyway after that, with a warning)"
+            f"{self.host}: pre-flush: dirty pages <= {self.max_dirty_pct:g}% of the buffer pool, "
+            "waiting up to the catch-up timeout (restarting anyway after that, with a warning)"
         )
 
 
