@@ -26,8 +26,8 @@ _OLD_WHO = "MariaDB, MySQL < 8.0.22"
 
 
 @functools.cache
-def _kind(cls: type) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in cls.__name__).lstrip("_")
+def _kind(class_name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in class_name).lstrip("_")
 
 
 def quoted(statement: str) -> str:
@@ -45,7 +45,7 @@ class PlanAction:
     @property
     def kind(self) -> str:
         """``RestartMysqld`` -> ``restart_mysqld`` (the JSON's ``kind``)."""
-        return _kind(type(self))
+        return _kind(type(self).__name__)
 
     def statements(self) -> tuple[str, ...]:
         """Every exact form of what is sent (``<...>``: filled in at run time)."""
