@@ -1,11 +1,12 @@
-"""Runs a plan: each step's gates, actions and cleanup, exactly as the plan lists them.
+"""Runs a plan: step after step (a batch of replicas at once), until it ends, a step fails or
+a signal stops it; then the failure policy, and the result.
 
 The executor never decides *what* to do (the plan did; ``harestart plan`` prints it) and
-never imports paramiko or pymysql: actions go through ``harestart.engine.actions`` and gates
-through ``harestart.engine.gates`` (registries keyed by type) to the adapter Protocols, so the
-unit tests drive it with scripted fakes and the integration tests with real clusters.
-Units: batches.py (parallel replica batches), record.py (journal), policy.py (failure policy
-and hints), memory.py (what the run learned), waits.py (polling).
+never imports paramiko or pymysql: steps.py carries out each step's gates, actions and cleanup,
+actions.py and gates.py (registries keyed by type) reach the adapter Protocols, so the unit
+tests drive it with scripted fakes and the integration tests with real clusters. The other
+units: batches.py (parallel replica batches), record.py (journal), policy.py (failure policy
+and hints), memory.py (what the run learned), waits.py (polling), scope.py (what they share).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.domain.group import Group
-from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
 from harestart.domain.plan import Action, Plan, Step
 from harestart.domain.result import (
     Failure,
@@ -28,22 +28,19 @@ from harestart.domain.result import (
     utc_now,
 )
 from harestart.engine import policy
-from harestart.engine.actions import perform, perform_best_effort
 from harestart.engine.batches import batches, run_batch
-from harestart.engine.gates import StepRun, evaluate
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.journal import Journal
 from harestart.engine.observe import observe_group
 from harestart.engine.policy import FailurePolicy
 from harestart.engine.record import Recorder
 from harestart.engine.scope import Reporter, RunScope, SilentReporter
+from harestart.engine.steps import StepRunner
 from harestart.engine.waiting import SYSTEM_CLOCK, Clock
 from harestart.engine.waits import Waiter
 from harestart.errors import GateFailed, HarestartError, Interrupted, PreflightRefused
 
 __all__ = ["Executor", "FailurePolicy", "Reporter", "SilentReporter"]
-
-StepHandler = Callable[[Step, StepRun], tuple[StepStatus, str]]
 
 
 class Executor:
@@ -81,14 +78,7 @@ class Executor:
         self.recorder = Recorder(self.scope, plan)
         self.failure_policy = failure_policy
         self.log = self.scope.log
-        self._handlers: dict[Action, StepHandler] = {
-            Action.PREFLIGHT: self._preflight,
-            Action.STOP_FAILOVER: self._stop_failover,
-            Action.RESTART_REPLICA: self._restart_node,
-            Action.RESTART_SOURCE: self._restart_node,
-            Action.START_FAILOVER: self._start_failover,
-            Action.VERIFY: self._verify,
-        }
+        self.steps = StepRunner(self.waits, self.recorder)
 
     # --- the run -------------------------------------------------------------------------
 
@@ -184,7 +174,7 @@ class Executor:
         slog.info("step.started", summary=step.summary)
         if step.action is not Action.PREFLIGHT:
             self.recorder.persist()  # durable "running" before the step acts
-        status, detail = self._handlers[step.action](step, StepRun(step))
+        status, detail = self.steps.run(step)
         record = self.recorder.update(
             index, status=status, duration_s=scope.clock.now() - t0, detail=detail
         )
@@ -222,103 +212,6 @@ class Executor:
         self.scope.set_state(GroupStatus.ERROR)
         self.recorder.persist()
         return policy.interruption(self.group, self.recorder.records, step, signal, before=before)
-
-    # --- carrying out a step -------------------------------------------------------------
-
-    def _carry_out(self, st: StepRun) -> None:
-        """The step's checks before, its actions (each followed by its gates), its checks
-        after; its cleanup at the end whatever happened."""
-        step = st.step
-        try:
-            for gate in step.before:
-                evaluate(self.waits, gate, st)
-            for act in step.actions:
-                perform(self.waits, act, st)
-                for gate in act.then:
-                    evaluate(self.waits, gate, st)
-            for gate in step.after:
-                evaluate(self.waits, gate, st)
-        finally:
-            # Never leave replicas detached from a source because its step failed or was
-            # interrupted: they reconnect (or retry) as they would have without harestart.
-            for act in step.cleanup:
-                perform_best_effort(self.waits, act, st)
-
-    # --- steps ---------------------------------------------------------------------------
-
-    def _preflight(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
-        scope = self.scope
-        if scope.resume and scope.memory.detached:
-            # The earlier attempt stopped these IO threads before the source's restart and
-            # died before starting them again: undo that before judging the topology.
-            scope.progress(
-                None,
-                "starting the IO threads the earlier attempt stopped on: "
-                + ", ".join(scope.memory.detached),
-            )
-            for act in step.actions:
-                perform_best_effort(self.waits, act, st)
-        state = observe_group(self.group, scope.connector, scope.mha)
-        if scope.resume:
-            host = self.recorder.resumable_host()
-            assert scope.journal is not None
-            problems = resume_problems(self.group, state, scope.journal.topology, host)
-        else:
-            problems = preflight_problems(self.group, state)
-        if problems:
-            raise PreflightRefused(self.group.id, problems)
-        if not scope.resume:
-            self.recorder.note_preflight(state)
-        return StepStatus.DONE, "; ".join(state.notes())
-
-    def _stop_failover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
-        scope = self.scope
-        scope.set_state(GroupStatus.REBOOT)
-        status = scope.mha.status()
-        if status.failover_in_progress():
-            raise GateFailed(step.key, step.host, f"MHA is failing over: {status.describe()}")
-        if status.stopped():
-            scope.facts.failover_enabled = False
-            return StepStatus.DONE, "MHA was not running; nothing to stop (it stays stopped)"
-        t0 = scope.clock.now()
-        self._carry_out(st)
-        scope.facts.failover_enabled = False
-        exit_status = st.command_result.exit_status if st.command_result else None
-        return (
-            StepStatus.DONE,
-            f"MHA stopped in {scope.clock.now() - t0:.1f} s (masterha_stop exited "
-            f"{exit_status}; confirmed by masterha_check_status NOT_RUNNING)",
-        )
-
-    def _start_failover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
-        scope = self.scope
-        if not scope.facts.mha_was_running:
-            return StepStatus.SKIPPED, "MHA was not running before the restart; left stopped"
-        t0 = scope.clock.now()
-        self._carry_out(st)
-        scope.facts.failover_enabled = True
-        return (
-            StepStatus.DONE,
-            f"MHA monitoring again (PING_OK) after {scope.clock.now() - t0:.1f} s",
-        )
-
-    def _restart_node(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
-        self._carry_out(st)
-        if st.restarted_before:
-            how = "already restarted by the earlier attempt; not restarted again"
-        else:
-            assert st.issued_at is not None
-            assert st.back_at is not None
-            how = f"mysqld restarted and back in {st.back_at - st.issued_at:.1f} s"
-        return StepStatus.DONE, f"{how}; all gates held"
-
-    def _verify(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
-        scope = self.scope
-        state = observe_group(self.group, scope.connector, scope.mha)
-        problems = verify_problems(self.group, state, mha_expected=scope.facts.mha_was_running)
-        if problems:
-            raise GateFailed(step.key, None, "; ".join(problems))
-        return StepStatus.DONE, "; ".join(state.notes())
 
     # --- reporting -----------------------------------------------------------------------
 
