@@ -207,8 +207,8 @@ def _preflight(number: int, group: Group, opts: PlanOptions) -> Step:
         number,
         Action.PREFLIGHT,
         "check every node, the replication topology and MHA (a new run changes nothing here)",
-        before=(AllReachable(), TopologyMatches(group.source.name), FailoverQuiet()),
-        actions=reattach,
+        actions=reattach,  # before judging the topology
+        after=(AllReachable(), TopologyMatches(group.source.name), FailoverQuiet()),
     )
 
 
