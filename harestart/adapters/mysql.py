@@ -153,7 +153,9 @@ class PyMysqlProbe:
         """Run one statement; retry once on a fresh connection if the old one was lost."""
         for attempt in (1, 2):
             conn, fresh = self._connection()
-            log.debug("mysql.query", host=self._name, statement=sql)
+            # Every statement sent, with its arguments (positions, numbers, thread ids; never
+            # a secret): `plan`'s completeness is checked against these events.
+            log.debug("mysql.query", host=self._name, statement=sql, args=list(args or ()))
             try:
                 with conn.cursor() as cursor:
                     cursor.execute(sql, args)

@@ -1,8 +1,10 @@
 """The plan: pure data. ``build_plan(group, options)`` does no I/O.
 
-A plan is an immutable sequence of steps; each step names its action, its host and the gates
-that must hold before the run may go on. Gates are typed values (the executor evaluates them
-against the adapters); their ``describe()`` is what people and the JSON read.
+A plan is an immutable sequence of steps, and the complete list of what a run will do. Each
+step has three parts: gates checked before it acts, its actions (every command and statement
+it may send, typed, each with the gates that prove it), and gates checked after; plus the
+cleanup it runs at its end whatever happened (each conditional). The executor only carries
+these out: ``harestart plan`` prints every state-changing command or statement a run may issue.
 
 Safety rules the planner guarantees (unit-tested as properties):
 - preflight first, the failover manager is stopped before any mysqld restart;
@@ -17,163 +19,45 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from harestart.domain.actions import (
+    KillBinlogDumps,
+    PlanAction,
+    RestartIoThread,
+    RestartMysqld,
+    RestoreGlobal,
+    RestoreReadOnly,
+    SetGlobal,
+    StartIoThread,
+    StartMha,
+    StopIoThread,
+    StopMha,
+)
+from harestart.domain.commands import detached, surviving_disconnect
+from harestart.domain.gates import (
+    AllReachable,
+    CaughtUp,
+    DirtyPagesFlushed,
+    FailoverQuiet,
+    Gate,
+    LagWithin,
+    MhaRunning,
+    MhaStopped,
+    ReplicasCaughtUp,
+    ReplicasReconnected,
+    Restarted,
+    SendersGone,
+    ThreadsRunning,
+    TopologyMatches,
+    WritableAsBefore,
+)
 from harestart.domain.group import Group
-
-# --- gates -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gate:
-    def describe(self) -> str:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class AllReachable(Gate):
-    def describe(self) -> str:
-        return "every node answers over SSH and MySQL, and the MHA manager over SSH"
-
-
-@dataclass(frozen=True)
-class TopologyMatches(Gate):
-    source: str
-
-    def describe(self) -> str:
-        return (
-            f"every listed replica replicates from {self.source} (compared by server_id), "
-            "both threads running, no replication error"
-        )
-
-
-@dataclass(frozen=True)
-class FailoverQuiet(Gate):
-    def describe(self) -> str:
-        return "MHA is not failing over and not in an error state"
-
-
-@dataclass(frozen=True)
-class MhaStopped(Gate):
-    def describe(self) -> str:
-        return "masterha_check_status reports NOT_RUNNING"
-
-
-@dataclass(frozen=True)
-class MhaRunning(Gate):
-    def describe(self) -> str:
-        return "masterha_check_status reports PING_OK (after INITIALIZING_MONITOR)"
-
-
-@dataclass(frozen=True)
-class Restarted(Gate):
-    host: str
-
-    def describe(self) -> str:
-        return f"{self.host}: mysqld answers again and its Uptime proves it restarted"
-
-
-@dataclass(frozen=True)
-class ThreadsRunning(Gate):
-    host: str
-
-    def describe(self) -> str:
-        return f"{self.host}: replication IO and SQL threads running"
-
-
-@dataclass(frozen=True)
-class CaughtUp(Gate):
-    host: str
-    to: str  # what it catches up to, in words
-
-    def describe(self) -> str:
-        return f"{self.host}: applied {self.to}"
-
-
-@dataclass(frozen=True)
-class LagWithin(Gate):
-    host: str
-    max_lag: float
-
-    def describe(self) -> str:
-        return f"{self.host}: lag <= {self.max_lag:g} s"
-
-
-@dataclass(frozen=True)
-class DirtyPagesFlushed(Gate):
-    """--preflush: a clean buffer pool makes the source's shutdown (its downtime) short."""
-
-    host: str
-    max_dirty_pct: float
-
-    def describe(self) -> str:
-        return (
-            f"{self.host}: pre-flush: innodb_max_dirty_pages_pct=0 until dirty pages <= "
-            f"{self.max_dirty_pct:g}% of the buffer pool (or the catch-up timeout); restored after"
-        )
-
-
-@dataclass(frozen=True)
-class ReplicasCaughtUp(Gate):
-    def describe(self) -> str:
-        return "every replica applied the source's current GTID position (before the restart)"
-
-
-@dataclass(frozen=True)
-class WritableAsBefore(Gate):
-    host: str
-
-    def describe(self) -> str:
-        return (
-            f"{self.host}: read_only (and super_read_only, where the server has it) exactly "
-            "as before the restart; `SET GLOBAL` restores it if the config brought it back "
-            "different"
-        )
-
-
-@dataclass(frozen=True)
-class ReplicasDetached(Gate):
-    """Idle replication senders hold a MySQL source's shutdown for ~10 s (write downtime):
-    stop the replicas' IO threads first and let the senders go. Nothing is lost: writes the
-    source acknowledges meanwhile are in its binary log, fetched by GTID auto-position."""
-
-    source: str
-    timeout: float
-
-    def describe(self) -> str:
-        return (
-            "on every replica `STOP REPLICA IO_THREAD` (MariaDB: `STOP SLAVE IO_THREAD`); then "
-            f"on {self.source} `KILL` each `Binlog Dump` thread still listed (an idle sender "
-            "notices its replica left only at its next heartbeat) and wait up to "
-            f"{self.timeout:g} s until none is listed (restarting anyway after that, with a "
-            "warning)"
-        )
-
-
-@dataclass(frozen=True)
-class ReplicasReconnected(Gate):
-    detached: bool = True  # the replicas' IO threads were stopped before the restart
-
-    def describe(self) -> str:
-        if self.detached:
-            how = (
-                "the moment the source answers, on every replica `START REPLICA IO_THREAD` "
-                "(MariaDB: `START SLAVE IO_THREAD`)"
-            )
-        else:
-            how = (
-                "the moment the source answers, every replica whose IO thread waits in "
-                "Connecting gets `STOP`+`START REPLICA IO_THREAD` (MariaDB: `SLAVE`) instead "
-                "of waiting for Connect_Retry"
-            )
-        return (
-            f"{how}; then IO and SQL threads running and caught up with the source's position "
-            "after its restart"
-        )
-
 
 # --- steps -----------------------------------------------------------------------------------
 
 
 class Action(enum.StrEnum):
+    """The kind of a step (the JSON's ``action``)."""
+
     PREFLIGHT = "preflight"
     STOP_FAILOVER = "stop_failover"
     RESTART_REPLICA = "restart_replica"
@@ -182,20 +66,32 @@ class Action(enum.StrEnum):
     VERIFY = "verify"
 
 
+StepKind = Action
+PREFLUSH_VARIABLE = "innodb_max_dirty_pages_pct"
+
+
 @dataclass(frozen=True)
 class Step:
     number: int
     action: Action
     summary: str
     host: str | None = None
-    command: str | None = None
-    gates: tuple[Gate, ...] = ()
+    command: str | None = None  # the inventory's command for the step's host, if any
+    before: tuple[Gate, ...] = ()  # checked before the step acts
+    actions: tuple[PlanAction, ...] = ()  # in order, each followed by its own gates
+    after: tuple[Gate, ...] = ()  # checked once every action is done
+    cleanup: tuple[PlanAction, ...] = ()  # at the end of the step, also when it fails
     batch: int | None = None  # replica restarts with the same batch run in parallel
 
     @property
     def key(self) -> str:
         """Stable identity of the step within a plan (for journals and results)."""
         return f"{self.action.value}:{self.host}" if self.host else self.action.value
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        """Every gate of the step, in the order they are evaluated."""
+        return (*self.before, *(g for a in self.actions for g in a.then), *self.after)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"number": self.number, "action": self.action.value}
@@ -206,7 +102,15 @@ class Step:
             d["command"] = self.command
         if self.batch is not None:
             d["batch"] = self.batch
-        d["gates"] = [g.describe() for g in self.gates]
+        before = [g.describe() for g in self.before]
+        actions = [a.to_dict() for a in self.actions]
+        after = [g.describe() for g in self.after]
+        d["checks_before"] = before
+        d["actions"] = actions
+        d["checks_after"] = after
+        if self.cleanup:
+            d["cleanup"] = [a.to_dict() for a in self.cleanup]
+        d["gates"] = [*before, *(g for a in actions for g in a.get("then", ())), *after]
         return d
 
 
@@ -262,121 +166,205 @@ class Plan:
 def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
     """The ordered restart plan for one group. Pure: no I/O, same input -> same plan."""
     opts = options or PlanOptions()
-    h = group.health
-    source = group.source.name
-    manager = group.mha.manager.name
-    raw: list[tuple[Action, str, str | None, str | None, tuple[Gate, ...]]] = [
-        (
-            Action.PREFLIGHT,
-            "check every node, the replication topology and MHA; change nothing",
-            None,
-            None,
-            (AllReachable(), TopologyMatches(source), FailoverQuiet()),
-        ),
-        (
-            Action.STOP_FAILOVER,
-            f"stop MHA on {manager} so it cannot fail over while nodes restart",
-            manager,
-            group.mha.stop_command,
-            (MhaStopped(),),
-        ),
-    ]
-    sizes = replica_batches(len(group.replicas), opts.replica_parallelism, h.min_healthy_replicas)
+    sizes = replica_batches(
+        len(group.replicas), opts.replica_parallelism, group.health.min_healthy_replicas
+    )
     batch_of: dict[str, int | None] = {}
     i = 0
     for number, size in enumerate(sizes, start=1):
         for r in group.replicas[i : i + size]:
             batch_of[r.name] = number if max(sizes) > 1 else None
         i += size
-    for r in group.replicas:
-        b = batch_of[r.name]
-        together = f" (batch {b}, in parallel)" if b is not None else ""
-        raw.append(
-            (
-                Action.RESTART_REPLICA,
-                f"restart mysqld on replica {r.name}{together}",
-                r.name,
-                r.restart_command,
-                (
-                    Restarted(r.name),
-                    ThreadsRunning(r.name),
-                    CaughtUp(r.name, "everything the source had when the step began"),
-                    LagWithin(r.name, h.max_lag),
-                ),
-            )
-        )
-    preflush: tuple[Gate, ...] = (
-        (DirtyPagesFlushed(source, opts.preflush_max_dirty_pct),) if opts.preflush else ()
-    )
-    detach: tuple[Gate, ...] = (
-        (ReplicasDetached(source, opts.detach_timeout),) if opts.detach_replicas else ()
-    )
-    raw.append(
-        (
-            Action.RESTART_SOURCE,
-            f"restart mysqld on source {source}",
-            source,
-            group.source.restart_command,
-            (
-                ReplicasCaughtUp(),
-                *preflush,
-                *detach,
-                Restarted(source),
-                WritableAsBefore(source),
-                ReplicasReconnected(detached=opts.detach_replicas),
-            ),
-        )
-    )
-    raw.append(
-        (
-            Action.START_FAILOVER,
-            f"start MHA on {manager} again (if it was running before)",
-            manager,
-            group.mha.start_command,
-            (MhaRunning(),),
-        )
-    )
-    raw.append(
-        (
-            Action.VERIFY,
-            "final verification of the whole group",
-            None,
-            None,
-            (
-                TopologyMatches(source),
-                *(LagWithin(r.name, h.max_lag) for r in group.replicas),
-                MhaRunning(),
-            ),
-        )
-    )
-    steps = tuple(
-        Step(
-            number=i,
-            action=a,
-            summary=s,
-            host=host,
-            command=cmd,
-            gates=gates,
-            batch=batch_of.get(host or "") if a is Action.RESTART_REPLICA else None,
-        )
-        for i, (a, s, host, cmd, gates) in enumerate(raw, start=1)
+    n = len(group.replicas)
+    steps = (
+        _preflight(1, group, opts),
+        _stop_failover(2, group),
+        *(
+            _restart_replica(3 + i, group, r.name, batch_of[r.name])
+            for i, r in enumerate(group.replicas)
+        ),
+        _restart_source(3 + n, group, opts),
+        _start_failover(4 + n, group),
+        _verify(5 + n, group),
     )
     return Plan(group=group.id, account=group.account, name=group.name, steps=steps)
+
+
+def _preflight(number: int, group: Group, opts: PlanOptions) -> Step:
+    reattach = (
+        tuple(
+            StartIoThread(
+                host=r.name,
+                when="resuming a run interrupted after it stopped this IO thread and before "
+                "it started it again",
+            )
+            for r in group.replicas
+        )
+        if opts.detach_replicas
+        else ()
+    )
+    return Step(
+        number,
+        Action.PREFLIGHT,
+        "check every node, the replication topology and MHA (a new run changes nothing here)",
+        actions=reattach,  # before judging the topology
+        after=(AllReachable(), TopologyMatches(group.source.name), FailoverQuiet()),
+    )
+
+
+def _stop_failover(number: int, group: Group) -> Step:
+    manager = group.mha.manager.name
+    stop = StopMha(
+        host=manager,
+        command=group.mha.stop_command,
+        when="MHA is running; a failover in progress fails the step instead",
+        then=(MhaStopped(),),
+    )
+    return Step(
+        number,
+        Action.STOP_FAILOVER,
+        f"stop MHA on {manager} so it cannot fail over while nodes restart",
+        host=manager,
+        command=group.mha.stop_command,
+        actions=(stop,),
+    )
+
+
+def _restart(host: str, command: str) -> RestartMysqld:
+    return RestartMysqld(
+        host=host,
+        command=surviving_disconnect(command),
+        inventory_command=command,
+        when="not already restarted by the interrupted attempt being resumed",
+        then=(Restarted(host),),
+    )
+
+
+def _restart_command(group: Group, name: str) -> str:
+    command = group.node(name).restart_command
+    if command is None:  # the inventory gives every database node one
+        raise ValueError(f"{name} has no restart command")
+    return command
+
+
+def _restart_replica(number: int, group: Group, name: str, batch: int | None) -> Step:
+    h = group.health
+    command = _restart_command(group, name)
+    together = f" (batch {batch}, in parallel)" if batch is not None else ""
+    return Step(
+        number,
+        Action.RESTART_REPLICA,
+        f"restart mysqld on replica {name}{together}",
+        host=name,
+        command=command,
+        actions=(_restart(name, command),),
+        after=(
+            ThreadsRunning(name),
+            CaughtUp(name, "everything the source had when the step began"),
+            LagWithin(name, h.max_lag),
+        ),
+        batch=batch,
+    )
+
+
+def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
+    source = group.source.name
+    command = _restart_command(group, source)
+    replicas = [r.name for r in group.replicas]
+    actions: list[PlanAction] = []
+    cleanup: list[PlanAction] = []
+    if opts.preflush:
+        flushed = DirtyPagesFlushed(source, opts.preflush_max_dirty_pct)
+        actions.append(SetGlobal(host=source, name=PREFLUSH_VARIABLE, value=0, then=(flushed,)))
+    if opts.detach_replicas:
+        # Idle replication senders hold a MySQL source's shutdown for ~10 s (write downtime).
+        # Nothing is lost: what the source acknowledges meanwhile is in its binary log,
+        # fetched by GTID auto-position.
+        actions += [StopIoThread(host=r) for r in replicas]
+        gone = SendersGone(source, opts.detach_timeout)
+        actions.append(KillBinlogDumps(host=source, when="any is still listed", then=(gone,)))
+    actions.append(_restart(source, command))
+    actions.append(
+        RestoreReadOnly(
+            host=source,
+            when="it came back different from before the restart",
+            then=(WritableAsBefore(source),),
+        )
+    )
+    if opts.detach_replicas:
+        actions += [StartIoThread(host=r, when="this run stopped it") for r in replicas]
+        failed = "the step failed or was interrupted after it stopped this IO thread"
+        cleanup += [StartIoThread(host=r, when=failed) for r in replicas]
+    else:
+        waiting = "its IO thread is not running (waits in Connecting) once the source answers"
+        actions += [RestartIoThread(host=r, when=waiting) for r in replicas]
+    if opts.preflush:
+        restore = "it still differs from that value (the step failed before the restart)"
+        cleanup.append(RestoreGlobal(host=source, name=PREFLUSH_VARIABLE, when=restore))
+    return Step(
+        number,
+        Action.RESTART_SOURCE,
+        f"restart mysqld on source {source}",
+        host=source,
+        command=command,
+        before=(ReplicasCaughtUp(),),
+        actions=tuple(actions),
+        after=(ReplicasReconnected(),),
+        cleanup=tuple(cleanup),
+    )
+
+
+def _start_failover(number: int, group: Group) -> Step:
+    manager = group.mha.manager.name
+    start = StartMha(
+        host=manager,
+        command=detached(group.mha.start_command, group.mha.log),
+        inventory_command=group.mha.start_command,
+        when="MHA was running before the run and is not running now; also after a failed "
+        "step if the failure policy allows it and every replica replicates from the source",
+        then=(MhaRunning(),),
+    )
+    return Step(
+        number,
+        Action.START_FAILOVER,
+        f"start MHA on {manager} again (if it was running before)",
+        host=manager,
+        command=group.mha.start_command,
+        actions=(start,),
+    )
+
+
+def _verify(number: int, group: Group) -> Step:
+    return Step(
+        number,
+        Action.VERIFY,
+        "final verification of the whole group",
+        after=(
+            TopologyMatches(group.source.name),
+            *(LagWithin(r.name, group.health.max_lag) for r in group.replicas),
+            MhaRunning(),
+        ),
+    )
 
 
 # --- rendering -------------------------------------------------------------------------------
 
 
 def render_text(plan: Plan) -> str:
+    """Every step with every gate (``gate:``) and every action (``do:``) in the order the run
+    evaluates and sends them, and what each step does at its end whatever happened
+    (``finally:``). Statements and commands are quoted in backticks, exactly as sent."""
     lines = [f"Plan for group {plan.group} (account {plan.account}): {len(plan.steps)} steps"]
     for note in plan.notes:
         lines.append(f"  observed: {note}")
     for s in plan.steps:
         lines.append(f"{s.number:>3}. [{s.action.value}] {s.summary}")
-        if s.command:
-            lines.append(f"       run: {s.command}")
-        for g in s.gates:
-            lines.append(f"       gate: {g.describe()}")
+        lines += [f"       gate: {g.describe()}" for g in s.before]
+        for a in s.actions:
+            lines.append(f"       do: {a.describe()}")
+            lines += [f"       gate: {g.describe()}" for g in a.then]
+        lines += [f"       gate: {g.describe()}" for g in s.after]
+        lines += [f"       finally: {a.describe()}" for a in s.cleanup]
     return "\n".join(lines)
 
 

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harestart.engine.memory import RunMemory
 from harestart.engine.private import private_dir, safe_name
 from harestart.errors import JournalError
 
-VERSION = 1
+VERSION = 2  # 2: typed run memory instead of string notes (1 is still read)
 
 
 def journal_path(state_dir: Path, account: str, group: str) -> Path:
@@ -53,7 +54,7 @@ class Journal:
     mha_was_running: bool | None = None
     mha_before: str | None = None
     topology: dict[str, Any] = field(default_factory=dict)  # source, server ids, replicas
-    notes: dict[str, str] = field(default_factory=dict)  # read_only before, catch-up positions
+    memory: dict[str, Any] = field(default_factory=dict)  # RunMemory.to_dict()
     steps: list[JournalStep] = field(default_factory=list)
     attempts: int = 1
 
@@ -103,13 +104,15 @@ class Journal:
             raise JournalError(f"cannot read the journal {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise JournalError(f"{path}: malformed journal (not a JSON object)")
-        if raw.get("version") != VERSION:
+        if raw.get("version") not in (1, VERSION):
             raise JournalError(f"{path}: unknown journal version {raw.get('version')!r}")
         try:
+            if raw.get("version") == 1:
+                raw["memory"] = RunMemory.from_notes(raw.pop("notes", {})).to_dict()
             steps = [JournalStep(**s) for s in raw.pop("steps")]
             raw.pop("version")
             return cls(path=path, steps=steps, **raw)
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, ValueError) as exc:
             raise JournalError(f"{path}: malformed journal ({exc})") from None
 
     def remove(self) -> None:

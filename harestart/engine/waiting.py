@@ -16,6 +16,16 @@ from harestart.errors import HarestartError, WaitTimeout
 T = TypeVar("T")
 
 
+class StopWaiting(HarestartError):
+    """Raised by a wait's ``check``: what it waits for can no longer come (a replication
+    error, MHA failing over). ``poll_until`` stops at once and lets it propagate; its text is
+    the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class Clock(Protocol):
     """Monotonic time and a way to pass it."""
 
@@ -78,6 +88,7 @@ def poll_until(
       having checked once more after its final pause.
     - A ``HarestartError`` raised by ``check`` means "not yet" (its text becomes the last
       observation) unless ``retry_errors`` is False; any other exception propagates.
+    - ``StopWaiting`` raised by ``check`` ends the wait at once: it propagates, unretried.
     - On timeout raise ``WaitTimeout(what, timeout, last)``, where ``last`` is ``describe()``
       of the last attempt (or the last error text, or "not yet").
     - ``on_wait(seconds)`` is called before each pause, e.g. to log progress.
@@ -90,6 +101,8 @@ def poll_until(
     while True:
         try:
             result = check()
+        except StopWaiting:
+            raise
         except HarestartError as exc:
             if not retry_errors:
                 raise

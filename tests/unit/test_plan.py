@@ -71,6 +71,10 @@ def test_json_shape_matches_documented_contract() -> None:
     for step in doc["steps"]:
         assert step["action"] in allowed
         assert isinstance(step["gates"], list) and all(isinstance(g, str) for g in step["gates"])
+        for part in ("checks_before", "checks_after"):
+            assert all(isinstance(g, str) for g in step[part])
+        for act in step["actions"]:
+            assert act["kind"] and act["host"] and "`" in act["do"]
         if step["action"] in (
             "restart_replica",
             "restart_source",
@@ -82,7 +86,7 @@ def test_json_shape_matches_documented_contract() -> None:
             assert "host" not in step
 
 
-def test_text_plan_shows_every_gate() -> None:
+def test_text_plan_shows_every_gate_and_every_action() -> None:
     group = parse_inventory(inventory_text(1), "inv.yml").groups[0]
     plan = build_plan(group)
     text = render_text(plan)
@@ -90,6 +94,39 @@ def test_text_plan_shows_every_gate() -> None:
         assert f"{s.number:>3}. [{s.action.value}]" in text
         for g in s.gates:
             assert f"gate: {g.describe()}" in text
+        for a in s.actions:
+            assert f"do: {a.describe()}" in text
+        for a in s.cleanup:
+            assert f"finally: {a.describe()}" in text
+
+
+def test_every_state_change_is_an_explicit_action_with_its_exact_statement() -> None:
+    from harestart.domain.commands import detached, surviving_disconnect
+    from harestart.domain.plan import PlanOptions
+
+    group = parse_inventory(inventory_text(2), "inv.yml").groups[0]
+    text = render_text(build_plan(group, PlanOptions(preflush=True)))
+    assert f"`{surviving_disconnect(group.source.restart_command or '')}`" in text
+    assert f"`{group.mha.stop_command}`" in text
+    assert f"`{detached(group.mha.start_command, group.mha.log)}`" in text
+    assert "`SET GLOBAL innodb_max_dirty_pages_pct = 0`" in text
+    assert "finally: on src: `SET GLOBAL innodb_max_dirty_pages_pct = <its value before>`" in text
+    assert (
+        "do: on r1: `STOP REPLICA IO_THREAD` (MariaDB, MySQL < 8.0.22: `STOP SLAVE IO_THREAD`)"
+        in text
+    )
+    assert "`KILL <thread id>`" in text
+    assert "`SET GLOBAL read_only = <ON|OFF as before>`" in text
+    assert "only if it came back different from before the restart" in text
+    # Without detaching: no IO-thread stop before the restart, no KILL, a conditional
+    # reconnect after it instead.
+    attached = render_text(build_plan(group, PlanOptions(detach_replicas=False)))
+    assert "KILL" not in attached and "innodb_max_dirty_pages_pct" not in attached
+    assert (
+        "`STOP REPLICA IO_THREAD` (MariaDB, MySQL < 8.0.22: `STOP SLAVE IO_THREAD`) then"
+        in attached
+    )
+    assert "only if its IO thread is not running" in attached
 
 
 @pytest.mark.parametrize("name", ["lab", "lab-mysql", "example"])

@@ -349,10 +349,10 @@ def test_resume_after_a_kill_between_detach_and_reattach_starts_the_io_threads_f
     world.clock.advance(30)
     world.events.clear()
     j = Journal.load(journal.path)
-    assert j is not None and j.notes["detached"] == "db2,db3"
+    assert j is not None and j.memory["detached"] == ["db2", "db3"]
 
     resumed = make(world, j, resume=True).run()
     assert resumed.ok, resumed.failure
     assert [k for k, _, _ in world.events][:2] == ["io_start", "io_start"]  # before judging
     assert world.nodes["db1"].restarts == 1  # not restarted twice
-    assert "detached" not in Journal.load(j.path).notes  # type: ignore[union-attr]
+    assert "detached" not in Journal.load(j.path).memory  # type: ignore[union-attr]

@@ -1,0 +1,145 @@
+"""Failure policy and what people are told after a failed or interrupted run.
+
+After a failure MHA is started again only when that is safe (and wanted); an interrupt leaves
+it as it is (``resume`` finishes the run). The hints name what to look at next, and never send
+the operator to a node this run did not touch.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from harestart.domain.group import Group
+from harestart.domain.judge import mha_safe_problems
+from harestart.domain.plan import Action, Step
+from harestart.domain.result import Failure, Interruption, StepRecord, StepStatus
+from harestart.engine.observe import observe_group
+from harestart.engine.waits import Waiter
+from harestart.errors import HarestartError
+
+# Steps that restart a node (each touches exactly its own host).
+RESTARTS = (Action.RESTART_REPLICA, Action.RESTART_SOURCE)
+_OFF = "automatic failover is OFF"
+
+
+class FailurePolicy(enum.StrEnum):
+    """What happens to MHA when a run fails after stopping it."""
+
+    # Start MHA again only when every replica replicates from the source (MHA is safe then).
+    RESTORE_IF_HEALTHY = "restore-mha-if-healthy"
+    # Always leave MHA stopped for a human to decide.
+    LEAVE_STOPPED = "leave-mha-stopped"
+
+
+def apply_failure_policy(w: Waiter, policy: FailurePolicy, failure: Failure) -> Failure:
+    """Start MHA again after a failure only when that is safe (and wanted)."""
+    scope = w.scope
+    if not scope.facts.mha_was_running:
+        return failure.with_note("MHA was not running before the run; it stays stopped")
+    if mha_running(w):
+        return failure.with_note("MHA is running; automatic failover is ON")
+    if failure.step.startswith(Action.START_FAILOVER.value):
+        return failure.with_note(f"MHA did not start again: {_OFF}")
+    if policy is FailurePolicy.LEAVE_STOPPED:
+        return failure.with_note(f"MHA left stopped (--on-failure {policy}): {_OFF}")
+    state = observe_group(scope.group, scope.connector, scope.mha, check_ssh=False)
+    problems = mha_safe_problems(scope.group, state)
+    if problems:
+        return failure.with_note(
+            "MHA left stopped because the topology is not healthy enough for it to be safe ("
+            + "; ".join(problems)
+            + f"): {_OFF}"
+        )
+    try:
+        scope.mha.start()  # the plan's StartMha command (the adapter sends exactly that)
+        w.mha_running(scope.group.health.failover_timeout)
+    except HarestartError as exc:
+        return failure.with_note(f"starting MHA again failed ({exc}): {_OFF}")
+    return failure.with_note(
+        f"every replica replicates from {scope.group.source.name}, so MHA was started "
+        "again: automatic failover is ON"
+    )
+
+
+def mha_running(w: Waiter) -> bool | None:
+    try:
+        return w.scope.mha.status().running()
+    except HarestartError:
+        return None
+
+
+def mha_text(w: Waiter) -> str | None:
+    try:
+        return w.scope.mha.status().describe()
+    except HarestartError as exc:
+        return f"unknown ({exc})"
+
+
+def failure_hints(group: Group, step: Step, *, mha_was_running: bool) -> tuple[str, ...]:
+    hints: list[str] = []
+    if step.host and step.action in RESTARTS:
+        hints.append(
+            f"look at mysqld on {step.host} (its error log, `{step.command}` by hand) "
+            "and its replication status"
+        )
+    if step.action in (*RESTARTS, Action.VERIFY):
+        hints.append("nodes after the failed step were not touched")
+    if mha_was_running and step.action is not Action.START_FAILOVER:
+        hints.append(
+            f"MHA was stopped by this run: once the group is healthy, start it on "
+            f"{group.mha.manager.name} (`{group.mha.start_command}`) or re-run harestart"
+        )
+    if step.action is Action.START_FAILOVER:
+        hints.append(f"read the MHA log {group.mha.log} on {group.mha.manager.name}")
+    hints.append(f"`harestart status` shows the state of every node of group {group.id}")
+    return tuple(hints)
+
+
+def interruption(
+    group: Group, records: list[StepRecord], step: Step, signal: str, *, before: bool
+) -> Interruption:
+    """Where a signal stopped the run (``records`` already say so)."""
+    done = [r.key for r in records if r.status in (StepStatus.DONE, StepStatus.SKIPPED)]
+    untouched = tuple(
+        r.host
+        for r in records
+        if r.host and r.action in RESTARTS and r.status is StepStatus.PENDING
+    )
+    return Interruption(
+        signal=signal,
+        step=step.key,
+        host=step.host,
+        before=before,
+        last_done=done[-1] if done else None,
+        untouched=untouched,
+        next_steps=interrupt_hints(group, step, before=before, untouched=untouched),
+    )
+
+
+def interrupt_hints(
+    group: Group, step: Step, *, before: bool, untouched: tuple[str, ...]
+) -> tuple[str, ...]:
+    where = "from" if before else "with"
+    hints = [f"`harestart resume` continues the run {where} {step.key} (the journal says where)"]
+    if untouched:
+        hints.append(f"not touched by this run: {', '.join(untouched)}")
+    if not before and step.host and step.action in RESTARTS:
+        hints.append(
+            f"{step.host}'s step did not finish: `harestart status` shows whether its mysqld "
+            "is up; resume checks whether its restart already happened before sending one"
+        )
+    hints.append(f"`harestart status` shows the state of every node of group {group.id}")
+    return tuple(hints)
+
+
+def mha_after_interrupt(running: bool | None, *, mha_was_running: bool) -> str:
+    if running:
+        return "MHA is running: automatic failover is ON"
+    if running is None:
+        return "MHA's state is unknown (its status could not be read)"
+    if not mha_was_running:
+        return "MHA was not running before the run; it stays stopped"
+    return (
+        "MHA was stopped by this run and is not started again after an interrupt: "
+        "automatic failover is OFF until `harestart resume` completes the run"
+    )

@@ -1,0 +1,111 @@
+"""What every unit of a run shares: the group, its adapters, the clock, progress, the memory.
+
+One ``RunScope`` per run. Parallel replica steps use it from several threads: the run memory
+changes under a lock, and the source's probe (shared by those steps) has its own lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe, RemoteShell
+from harestart.domain.endpoints import MysqlEndpoint
+from harestart.domain.group import Group, Node
+from harestart.domain.plan import Step
+from harestart.domain.result import GroupStatus, StepRecord
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.journal import Journal
+from harestart.engine.memory import RunMemory
+from harestart.engine.waiting import Clock
+from harestart.inventory.credentials import mysql_endpoint
+
+
+class Reporter(Protocol):
+    """Where progress goes (a terminal, stderr, nowhere). Never decides anything."""
+
+    def step_started(self, group: str, step: Step) -> None: ...
+
+    def step_finished(self, group: str, record: StepRecord) -> None: ...
+
+    def progress(self, group: str, host: str | None, text: str) -> None: ...
+
+
+class SilentReporter:
+    def step_started(self, group: str, step: Step) -> None:
+        pass
+
+    def step_finished(self, group: str, record: StepRecord) -> None:
+        pass
+
+    def progress(self, group: str, host: str | None, text: str) -> None:
+        pass
+
+
+@dataclass
+class RunFacts:
+    """What a run learned about MHA and where the group stands (not part of the plan)."""
+
+    mha_was_running: bool = False
+    mha_before: str | None = None
+    state: GroupStatus = GroupStatus.ACTIVE
+    failover_enabled: bool | None = None
+
+
+@dataclass
+class RunScope:
+    group: Group
+    connector: Connector
+    mha: FailoverManager
+    clock: Clock
+    reporter: Reporter
+    interrupts: InterruptFlag
+    wall: Callable[[], float] = time.time
+    resume: bool = False
+    journal: Journal | None = None
+    facts: RunFacts = field(default_factory=RunFacts)
+    memory: RunMemory = field(default_factory=RunMemory)
+    persist: Callable[[], None] = lambda: None  # the recorder saves the journal
+    source_lock: threading.Lock = field(default_factory=threading.Lock)
+    _memory_lock: threading.Lock = field(default_factory=threading.Lock)
+    _endpoints: dict[str, MysqlEndpoint] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.log = structlog.get_logger("harestart.engine.executor").bind(group=self.group.id)
+
+    def node(self, name: str) -> Node:
+        return self.group.node(name)
+
+    def shell(self, name: str) -> RemoteShell:
+        node = self.node(name)
+        return self.connector.shell(node.name, node.ssh)
+
+    def sql(self, name: str) -> MysqlProbe:
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:  # resolve the password once per run, not on every poll
+            endpoint = self._endpoints[name] = mysql_endpoint(self.node(name))
+        return self.connector.mysql(name, endpoint)
+
+    def source_position(self) -> str:
+        with self.source_lock:
+            return self.sql(self.group.source.name).gtid_position()
+
+    def remember(self, change: Callable[[RunMemory], RunMemory], *, durable: bool = False) -> None:
+        """Replace the run memory by ``change(memory)``; ``durable``: journal it at once."""
+        with self._memory_lock:
+            self.memory = change(self.memory)
+        if durable:
+            self.persist()
+
+    def progress(self, host: str | None, text: str) -> None:
+        self.reporter.progress(self.group.id, host, text)
+
+    def set_state(self, state: GroupStatus) -> None:
+        if state is not self.facts.state:
+            self.log.info("group.state", state=state.value)
+            self.facts.state = state

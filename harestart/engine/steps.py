@@ -1,0 +1,136 @@
+"""Step execution: one step's checks before, actions, checks after and cleanup, as planned.
+
+A handler per step kind adds only what the plan cannot know in advance: preflight and the final
+verification judge one observation of the whole group (``harestart.domain.judge``); the MHA
+steps look at MHA's state first (a failover in progress fails, a stopped MHA stays stopped);
+a restart step reports how long its node was down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
+from harestart.domain.plan import Action, Step
+from harestart.domain.result import GroupStatus, StepStatus
+from harestart.engine.actions import perform, perform_best_effort
+from harestart.engine.gates import StepRun, evaluate
+from harestart.engine.observe import observe_group
+from harestart.engine.record import Recorder
+from harestart.engine.waits import Waiter
+from harestart.errors import GateFailed, PreflightRefused
+
+StepHandler = Callable[[Step, StepRun], tuple[StepStatus, str]]
+
+
+class StepRunner:
+    def __init__(self, waits: Waiter, recorder: Recorder) -> None:
+        self.waits = waits
+        self.scope = waits.scope
+        self.group = waits.scope.group
+        self.recorder = recorder
+        self._handlers: dict[Action, StepHandler] = {
+            Action.PREFLIGHT: self._preflight,
+            Action.STOP_FAILOVER: self._stop_failover,
+            Action.RESTART_REPLICA: self._restart_node,
+            Action.RESTART_SOURCE: self._restart_node,
+            Action.START_FAILOVER: self._start_failover,
+            Action.VERIFY: self._verify,
+        }
+
+    def run(self, step: Step) -> tuple[StepStatus, str]:
+        """Carry the step out; its status and a one-sentence detail. Raises on failure."""
+        return self._handlers[step.action](step, StepRun(step))
+
+    def _carry_out(self, st: StepRun) -> None:
+        """The step's checks before, its actions (each followed by its gates), its checks
+        after; its cleanup at the end whatever happened."""
+        step = st.step
+        try:
+            for gate in step.before:
+                evaluate(self.waits, gate, st)
+            for act in step.actions:
+                perform(self.waits, act, st)
+                for gate in act.then:
+                    evaluate(self.waits, gate, st)
+            for gate in step.after:
+                evaluate(self.waits, gate, st)
+        finally:
+            # Never leave replicas detached from a source because its step failed or was
+            # interrupted: they reconnect (or retry) as they would have without harestart.
+            for act in step.cleanup:
+                perform_best_effort(self.waits, act, st)
+
+    def _preflight(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        scope = self.scope
+        if scope.resume and scope.memory.detached:
+            # The earlier attempt stopped these IO threads before the source's restart and
+            # died before starting them again: undo that before judging the topology.
+            scope.progress(
+                None,
+                "starting the IO threads the earlier attempt stopped on: "
+                + ", ".join(scope.memory.detached),
+            )
+            for act in step.actions:
+                perform_best_effort(self.waits, act, st)
+        state = observe_group(self.group, scope.connector, scope.mha)
+        if scope.resume:
+            host = self.recorder.resumable_host()
+            topology = scope.journal.topology if scope.journal is not None else {}
+            problems = resume_problems(self.group, state, topology, host)
+        else:
+            problems = preflight_problems(self.group, state)
+        if problems:
+            raise PreflightRefused(self.group.id, problems)
+        if not scope.resume:
+            self.recorder.note_preflight(state)
+        return StepStatus.DONE, "; ".join(state.notes())
+
+    def _stop_failover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        scope = self.scope
+        scope.set_state(GroupStatus.REBOOT)
+        status = scope.mha.status()
+        if status.failover_in_progress():
+            raise GateFailed(step.key, step.host, f"MHA is failing over: {status.describe()}")
+        if status.stopped():
+            scope.facts.failover_enabled = False
+            return StepStatus.DONE, "MHA was not running; nothing to stop (it stays stopped)"
+        t0 = scope.clock.now()
+        self._carry_out(st)
+        scope.facts.failover_enabled = False
+        exit_status = st.command_result.exit_status if st.command_result else None
+        return (
+            StepStatus.DONE,
+            f"MHA stopped in {scope.clock.now() - t0:.1f} s (masterha_stop exited "
+            f"{exit_status}; confirmed by masterha_check_status NOT_RUNNING)",
+        )
+
+    def _start_failover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        scope = self.scope
+        if not scope.facts.mha_was_running:
+            return StepStatus.SKIPPED, "MHA was not running before the restart; left stopped"
+        t0 = scope.clock.now()
+        self._carry_out(st)
+        scope.facts.failover_enabled = True
+        return (
+            StepStatus.DONE,
+            f"MHA monitoring again (PING_OK) after {scope.clock.now() - t0:.1f} s",
+        )
+
+    def _restart_node(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        self._carry_out(st)
+        if st.restarted_before:
+            how = "already restarted by the earlier attempt; not restarted again"
+        elif st.issued_at is not None and st.back_at is not None:
+            how = f"mysqld restarted and back in {st.back_at - st.issued_at:.1f} s"
+        else:  # pragma: no cover - the Restarted gate sets both
+            how = "mysqld restarted"
+        return StepStatus.DONE, f"{how}; all gates held"
+
+    def _verify(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        scope = self.scope
+        state = observe_group(self.group, scope.connector, scope.mha)
+        problems = verify_problems(self.group, state, mha_expected=scope.facts.mha_was_running)
+        if problems:
+            raise GateFailed(step.key, None, "; ".join(problems))
+        return StepStatus.DONE, "; ".join(state.notes())

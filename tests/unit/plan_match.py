@@ -1,0 +1,53 @@
+"""Is every state-changing statement or command a run sent shown in the plan printed before?
+
+The plan's text quotes every statement and command in backticks on its ``do:`` and
+``finally:`` lines (``on HOST: ...``); text in ``<...>`` is filled in at run time and matches
+anything. Numbers are compared as numbers (pymysql sends ``0.0e0`` for the plan's ``0``).
+Shared by the unit test (fakes) and the integration test (a real lab run).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+_LINE = re.compile(r"^\s*(?:do|finally): on (\S+): (.*)$")
+_QUOTED = re.compile(r"`([^`]+)`")
+_PLACEHOLDER = re.compile(r"<[^>]*>")
+_NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?:e[+-]?\d+)?(?![\w.])")
+
+# Commands and statements that only look (never change anything).
+_READS = ("SELECT", "SHOW", "masterha_check_status", "masterha_check_repl", "tail ", "true")
+
+
+def normalise(text: str) -> str:
+    text = " ".join(text.split())
+    return _NUMBER.sub(lambda m: f"{float(m.group(0)):g}", text)
+
+
+def changes_state(statement: str) -> bool:
+    return not normalise(statement).upper().startswith(tuple(r.upper() for r in _READS))
+
+
+def plan_templates(plan_text: str) -> dict[str, list[re.Pattern[str]]]:
+    """Per host, a regular expression for every quoted statement or command of the plan."""
+    out: dict[str, list[re.Pattern[str]]] = defaultdict(list)
+    for line in plan_text.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        for quoted in _QUOTED.findall(m.group(2)):
+            parts = _PLACEHOLDER.split(normalise(quoted))
+            out[m.group(1)].append(re.compile(".+?".join(re.escape(p) for p in parts)))
+    return out
+
+
+def missing_from_plan(plan_text: str, sent: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The state-changing (host, statement) pairs of ``sent`` that the plan does not show."""
+    templates = plan_templates(plan_text)
+    return [
+        (host, statement)
+        for host, statement in sent
+        if changes_state(statement)
+        and not any(t.fullmatch(normalise(statement)) for t in templates.get(host, []))
+    ]

@@ -1,0 +1,225 @@
+"""The plan lists every state-changing statement and command a run sends (against the fakes).
+
+The executor's adapters are wrapped so that every change they are asked for is recorded as
+the statement or command the real adapter sends for it (MariaDB's dialect, like the fakes;
+the real ``MhaManager``'s commands); each must be found in ``harestart plan``'s text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harestart.adapters.mha import MhaManager
+from harestart.adapters.protocols import CommandResult
+from harestart.domain.dialect import dialect_for
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.group import Group
+from harestart.domain.plan import PlanOptions, build_plan, render_text
+from harestart.domain.topology import ReadOnlyState
+from harestart.engine.executor import Executor
+from harestart.engine.journal import Journal, journal_path
+from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
+from tests.unit.plan_match import changes_state, missing_from_plan
+from tests.unit.test_executor import lab_group
+
+MARIADB = dialect_for("10.11.6-MariaDB")
+Sent = list[tuple[str, str]]
+
+
+class RecordingShell:
+    def __init__(self, inner: FakeShell, sent: Sent) -> None:
+        self.inner, self.sent, self.host = inner, sent, inner.host
+
+    def run(self, command: str, **kw: Any) -> CommandResult:
+        self.sent.append((self.host, command))
+        return self.inner.run(command, **kw)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RecordingProbe:
+    """Records what the real PyMysqlProbe would send for each change it is asked for."""
+
+    def __init__(self, inner: Any, sent: Sent) -> None:
+        self.inner, self.sent = inner, sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _send(self, *statements: str) -> None:
+        self.sent += [(self.inner.name, s) for s in statements]
+
+    def stop_io_thread(self) -> None:
+        self._send(MARIADB.stop_io_thread)
+        self.inner.stop_io_thread()
+
+    def start_io_thread(self) -> None:
+        self._send(MARIADB.start_io_thread)
+        self.inner.start_io_thread()
+
+    def restart_io_thread(self) -> None:
+        self._send(MARIADB.stop_io_thread, MARIADB.start_io_thread)
+        self.inner.restart_io_thread()
+
+    def start_replica(self) -> None:
+        self._send(MARIADB.start_replica)
+        self.inner.start_replica()
+
+    def set_global(self, name: str, value: float) -> None:
+        self._send(f"SET GLOBAL {name} = {float(value)!r}e0")  # as pymysql renders a float
+        self.inner.set_global(name, value)
+
+    def set_read_only(self, state: ReadOnlyState) -> None:
+        dialect = dialect_for("8.4.0") if state.super_read_only is not None else MARIADB
+        self._send(*dialect.set_read_only_statements(state.read_only, state.super_read_only))
+        self.inner.set_read_only(state)
+
+    def kill_binlog_dump_threads(self) -> int:
+        killed: int = self.inner.kill_binlog_dump_threads()
+        self._send(*(f"KILL {100 + i}" for i in range(killed)))
+        return killed
+
+
+class RecordingConnector:
+    def __init__(self, world: FakeWorld, sent: Sent) -> None:
+        self.inner, self.sent = FakeConnector(world), sent
+
+    def shell(self, name: str, endpoint: SshEndpoint) -> RecordingShell:
+        return RecordingShell(self.inner.shell(name, endpoint), self.sent)
+
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> RecordingProbe:
+        return RecordingProbe(self.inner.mysql(name, endpoint), self.sent)
+
+    def close_all(self) -> None:
+        pass
+
+
+class RecordingMha(FakeMha):
+    """The fake MHA, recording the commands the real ``MhaManager`` sends for stop/start."""
+
+    def __init__(self, world: FakeWorld, group: Group, sent: Sent) -> None:
+        super().__init__(world, FakeShell(world, "mha"))
+        m = group.mha
+        self.real = MhaManager(
+            self.shell,  # type: ignore[arg-type]
+            config_path=m.config,
+            check_repl_command=m.check_repl_command,
+            stop_command=m.stop_command,
+            start_command=m.start_command,
+            status_command=m.status_command,
+            log_path=m.log,
+        )
+        self.sent = sent
+
+    def stop(self) -> CommandResult:
+        self.sent.append(("mha", self.real.stop_command))
+        return super().stop()
+
+    def start(self) -> CommandResult:
+        self.sent.append(("mha", self.real.start_command))
+        return super().start()
+
+
+def run_recorded(
+    world: FakeWorld, options: PlanOptions, journal: Journal | None = None, resume: bool = False
+) -> tuple[str, Sent, Any]:
+    group = lab_group(len(world.nodes) - 1)
+    plan = build_plan(group, options)
+    sent: Sent = []
+    result = Executor(
+        group,
+        plan,
+        RecordingConnector(world, sent),  # type: ignore[arg-type]
+        RecordingMha(world, group, sent),
+        clock=world.clock,
+        wall=world.clock.now,
+        journal=journal,
+        resume=resume,
+    ).run()
+    return render_text(plan), sent, result
+
+
+def _source_comes_back_read_only(world: FakeWorld) -> None:
+    src = world.nodes["db1"]
+    src.super_read_only = False
+    orig_up = world.up
+
+    def up(n: Any) -> bool:
+        was_down = n.down_until is not None
+        ok = orig_up(n)
+        if ok and was_down and n is src:
+            n.read_only, n.super_read_only = True, True
+        return ok
+
+    world.up = up  # type: ignore[method-assign]
+
+
+SCENARIOS = {
+    "default": (lambda w: None, PlanOptions()),
+    "preflush": (lambda w: None, PlanOptions(preflush=True)),
+    "no-detach": (lambda w: None, PlanOptions(detach_replicas=False)),
+    "lingering-senders": (
+        lambda w: setattr(w, "dump_threads_linger", True),
+        PlanOptions(detach_timeout=2),
+    ),
+    "read-only-restored": (_source_comes_back_read_only, PlanOptions()),
+    "source-restart-fails": (
+        lambda w: setattr(w.nodes["db1"], "restart_fails", True),
+        PlanOptions(preflush=True),
+    ),
+    "replica-restart-fails": (
+        lambda w: setattr(w.nodes["db2"], "restart_fails", True),
+        PlanOptions(replica_parallelism=2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_change_a_run_sends_is_in_the_plan(name: str) -> None:
+    arrange, options = SCENARIOS[name]
+    world = FakeWorld.create(3)
+    arrange(world)
+    text, sent, _ = run_recorded(world, options)
+    changes = [s for s in sent if changes_state(s[1])]
+    assert changes, "the run changed nothing?"
+    assert missing_from_plan(text, sent) == []
+
+
+def test_the_check_finds_a_statement_the_plan_does_not_show() -> None:
+    world = FakeWorld.create(2)
+    text, sent, _ = run_recorded(world, PlanOptions(detach_replicas=False))
+    assert missing_from_plan(text, [*sent, ("db2", "STOP SLAVE")]) == [("db2", "STOP SLAVE")]
+    # The plan without detaching shows no KILL: had the run sent one, it would be caught.
+    assert missing_from_plan(text, [("db1", "KILL 7")]) == [("db1", "KILL 7")]
+
+
+def test_a_resume_after_a_kill_sends_only_what_the_plan_shows(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    journal = Journal(
+        path=journal_path(tmp_path, "1", "lab"), group="lab", account="1", inventory="inv.yml"
+    )
+    at_kill: dict[str, bytes] = {}
+    real_restart = world.restart
+
+    def restart_and_snapshot(name: str) -> None:
+        real_restart(name)
+        if name == "db1":
+            at_kill["journal"] = journal.path.read_bytes()
+
+    world.restart = restart_and_snapshot  # type: ignore[method-assign]
+    assert run_recorded(world, PlanOptions(), journal)[2].ok
+    journal.path.write_bytes(at_kill["journal"])
+    for r in ("db2", "db3"):
+        world.nodes[r].io = "No"
+    world.restart = real_restart  # type: ignore[method-assign]
+    world.clock.advance(30)
+    resumed = Journal.load(journal.path)
+    assert resumed is not None
+    text, sent, result = run_recorded(world, PlanOptions(), resumed, resume=True)
+    assert result.ok, result.failure
+    assert ("db2", "START SLAVE IO_THREAD") in sent
+    assert missing_from_plan(text, sent) == []
