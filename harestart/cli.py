@@ -25,7 +25,7 @@ from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 
 if TYPE_CHECKING:
-    from harestart.engine.run import Environment, FleetOutcome
+    from harestart.engine.run import Environment, FleetOutcome, RunRequest
 
 FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
@@ -258,18 +258,14 @@ def _execute(
     groups: tuple[Group, ...],
     *,
     resume: bool,
-    discard_unfinished: bool,
     yes: bool,
     fmt: str,
     log_file: Path | None,
-    on_failure: str,
-    break_lock: bool,
     verbose: bool,
-    replica_parallelism: int,
-    preflush: bool,
-    detach_replicas: bool,
     parallel_groups: int,
+    **options: Any,
 ) -> int:
+    """`run` and `resume`: check, show the plan, confirm, hand the groups to the engine, render."""
     from harestart.domain.result import render_summary
     from harestart.engine import run as engine
     from harestart.engine.interrupts import InterruptFlag, graceful_signals
@@ -283,19 +279,7 @@ def _execute(
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
-    request = engine.RunRequest(
-        inventory=inv.path,
-        failure_policy=engine.FailurePolicy(on_failure),
-        break_lock=break_lock,
-        discard_unfinished=discard_unfinished,
-        command="harestart resume" if resume else "harestart run",
-        plan=PlanOptions(
-            replica_parallelism=replica_parallelism,
-            preflush=preflush,
-            detach_replicas=detach_replicas,
-        ),
-        log_file=str(log_path),
-    )
+    request = _run_request(inv, log_path, resume=resume, **options)
 
     # A group another run is restarting is "locked" (4), not "unreachable" (3).
     plans = engine.preflight(groups, request, env=env, resume=resume)
@@ -327,6 +311,35 @@ def _execute(
             on_refusal=refused,
         )
     return _report(inv, groups, outcome, fmt)
+
+
+def _run_request(
+    inv: Inventory,
+    log_path: Path,
+    *,
+    resume: bool,
+    discard_unfinished: bool,
+    on_failure: str,
+    break_lock: bool,
+    replica_parallelism: int,
+    preflush: bool,
+    detach_replicas: bool,
+) -> RunRequest:
+    from harestart.engine.run import FailurePolicy, RunRequest
+
+    return RunRequest(
+        inventory=inv.path,
+        failure_policy=FailurePolicy(on_failure),
+        break_lock=break_lock,
+        discard_unfinished=discard_unfinished,
+        command="harestart resume" if resume else "harestart run",
+        plan=PlanOptions(
+            replica_parallelism=replica_parallelism,
+            preflush=preflush,
+            detach_replicas=detach_replicas,
+        ),
+        log_file=str(log_path),
+    )
 
 
 def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:

@@ -93,7 +93,9 @@ class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
         )
 
 
-def translate(
+# One flat branch per paramiko/socket failure, each with its own sentence for people: splitting
+# the table would only hide which exception becomes which message.
+def translate(  # noqa: C901, PLR0912
     name: str, action: str, exc: BaseException, endpoint: SshEndpoint | None = None
 ) -> SshError:
     """A paramiko / socket exception as an ``SshError`` with a readable reason."""

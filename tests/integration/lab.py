@@ -763,7 +763,9 @@ def _ssh_banner_via(bastion: LabNode, host: str, port: int = 22) -> bool:
     return result.exit_code == 0 and bytes(result.output or b"").startswith(b"SSH-")
 
 
-def start_cluster(
+# Builds every container of a cluster in order (network, nodes, bastion, MHA, readiness) and
+# tears it all down on any failure: one sequence that reads top to bottom.
+def start_cluster(  # noqa: C901
     replicas: int = 2,
     *,
     connect_retry: int | None = None,
