@@ -24,8 +24,9 @@ JUDGED = {plan_gates.AllReachable, plan_gates.TopologyMatches, plan_gates.Failov
 
 
 def _subclasses(base: type) -> set[type]:
-    out = set()
-    for sub in base.__subclasses__():
+    out: set[type] = set()
+    subs: list[type] = base.__subclasses__()
+    for sub in subs:
         out |= {sub, *_subclasses(sub)}
     return out
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from structlog.testing import capture_logs
 
 from harestart.domain.group import Group
 from harestart.domain.plan import PlanOptions, build_plan
-from harestart.domain.result import GroupStatus, StepStatus
+from harestart.domain.result import Failure, GroupStatus, RunResult, StepStatus
 from harestart.domain.topology import MhaState
 from harestart.engine.executor import Executor
 from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
-from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
+from tests.unit.fakes import FakeConnector, FakeMha, FakeNode, FakeShell, FakeWorld
+
+
+def failure(result: RunResult) -> Failure:
+    """The run's failure (a test that reads it has already asserted the run failed)."""
+    assert result.failure is not None, "the run did not fail"
+    return result.failure
 
 
 def lab_group(replicas: int = 2) -> Group:
@@ -32,7 +40,7 @@ def lab_group(replicas: int = 2) -> Group:
 
 def execute(
     world: FakeWorld, replicas: int = 2, options: PlanOptions | None = None
-) -> tuple[Executor, object]:
+) -> tuple[Executor, RunResult]:
     group = lab_group(replicas)
     ex = Executor(
         group,
@@ -108,7 +116,7 @@ def test_a_failed_source_restart_starts_the_detached_io_threads_again() -> None:
     world = FakeWorld.create(2)
     world.nodes["db1"].restart_fails = True
     _, result = execute(world)
-    assert not result.ok and result.failure.host == "db1"
+    assert not result.ok and failure(result).host == "db1"
     assert _source_events(world) == [
         ("io_stop", "db2"),
         ("io_stop", "db3"),
@@ -128,7 +136,7 @@ def test_super_read_only_is_noted_and_restored_exactly() -> None:
         world.nodes[r].super_read_only = True  # replicas run super_read_only
     orig_up = world.up
 
-    def up_and_wrong(n):  # the config brings the source back super-read-only
+    def up_and_wrong(n: FakeNode) -> bool:  # the config brings the source back super-read-only
         was_down = n.down_until is not None
         ok = orig_up(n)
         if ok and was_down and n.name == "db1":
@@ -149,7 +157,7 @@ def test_failed_restart_command_stops_the_run_and_leaves_the_source_alone() -> N
     _, result = execute(world)
     assert not result.ok and result.state is GroupStatus.ERROR
     assert (
-        result.failure.host == "db2" and "Job for mariadb.service failed" in result.failure.reason
+        failure(result).host == "db2" and "Job for mariadb.service failed" in failure(result).reason
     )
     assert world.nodes["db1"].restarts == 0 and world.nodes["db3"].restarts == 0
     statuses = {s.key: s.status for s in result.steps}
@@ -157,7 +165,7 @@ def test_failed_restart_command_stops_the_run_and_leaves_the_source_alone() -> N
     assert statuses["restart_source:db1"] is StepStatus.PENDING
     # db2 still runs and replicates (its restart never happened): MHA is safe, so it is back.
     assert result.failover_enabled is True and world.mha_state is MhaState.PING_OK
-    assert "MHA was started again: automatic failover is ON" in result.failure.failover_note
+    assert "MHA was started again: automatic failover is ON" in failure(result).failover_note
     assert {n["name"] for n in result.nodes} == {"db1", "db2", "db3"}
 
 
@@ -166,12 +174,12 @@ def test_node_that_never_comes_back_fails_its_gate_after_the_deadline() -> None:
     world.nodes["db2"].never_comes_back = True
     _, result = execute(world)
     assert not result.ok
-    assert "db2: mysqld restarted (Uptime reset): not reached within 30 s" in result.failure.reason
+    assert "db2: mysqld restarted (Uptime reset): not reached within 30 s" in failure(result).reason
     assert world.nodes["db1"].restarts == 0
     # db2 is down: MHA would not be safe, so it stays stopped, loudly.
     assert result.failover_enabled is False and world.mha_state is MhaState.NOT_RUNNING
-    assert "automatic failover is OFF" in result.failure.failover_note
-    assert any("MHA was stopped by this run" in h for h in result.failure.next_steps)
+    assert "automatic failover is OFF" in failure(result).failover_note
+    assert any("MHA was stopped by this run" in h for h in failure(result).next_steps)
 
 
 def test_broken_sql_thread_fails_at_once_with_the_server_error_text() -> None:
@@ -180,7 +188,7 @@ def test_broken_sql_thread_fails_at_once_with_the_server_error_text() -> None:
     t_before = world.clock.now()
     _, result = execute(world)
     assert not result.ok
-    assert "Duplicate entry '7' for key 'PRIMARY'" in result.failure.reason
+    assert "Duplicate entry '7' for key 'PRIMARY'" in failure(result).reason
     assert world.clock.now() - t_before < 25  # failed on sight, not at the 30 s deadline
     assert world.nodes["db3"].restarts == 0 and world.nodes["db1"].restarts == 0
 
@@ -205,7 +213,7 @@ def test_mha_that_does_not_stop_fails_before_any_restart() -> None:
     world = FakeWorld.create(1)
     world.mha_stop_ignored = True
     _, result = execute(world, 1)
-    assert not result.ok and result.failure.step == "stop_failover:mha"
+    assert not result.ok and failure(result).step == "stop_failover:mha"
     assert not any(k == "restart" for k, _, _ in world.events)
 
 
@@ -213,8 +221,8 @@ def test_mha_dying_on_start_fails_with_its_log_tail() -> None:
     world = FakeWorld.create(1)
     world.mha_dies_on_start = True
     _, result = execute(world, 1)
-    assert not result.ok and result.failure.step == "start_failover:mha"
-    assert "Fake MHA log: died" in result.failure.reason
+    assert not result.ok and failure(result).step == "start_failover:mha"
+    assert "Fake MHA log: died" in failure(result).reason
 
 
 def test_mha_not_running_before_is_left_stopped() -> None:
@@ -232,7 +240,7 @@ def test_read_only_is_restored_to_what_it_was() -> None:
     src = world.nodes["db1"]
     orig_up = world.up
 
-    def up_and_read_only(n):  # the config brings the source back read-only
+    def up_and_read_only(n: FakeNode) -> bool:  # the config brings the source back read-only
         was_down = n.down_until is not None
         ok = orig_up(n)
         if ok and was_down and n is src:
@@ -267,11 +275,11 @@ def test_every_step_ends_in_one_logged_sentence_with_group_and_step() -> None:
     assert all(e["group"] == "lab" and e["detail"] for e in finished)
 
 
-def run_with(world: FakeWorld, replicas: int, **options: object) -> object:
+def run_with(world: FakeWorld, replicas: int, **options: Any) -> RunResult:
     from harestart.domain.plan import PlanOptions
 
     group = lab_group(replicas)
-    plan = build_plan(group, PlanOptions(**options))  # type: ignore[arg-type]
+    plan = build_plan(group, PlanOptions(**options))
     ex = Executor(
         group,
         plan,
@@ -303,7 +311,7 @@ def test_failure_in_a_parallel_batch_stops_before_the_next_batch() -> None:
     world = FakeWorld.create(3)
     world.nodes["db3"].restart_fails = True
     result = run_with(world, 3, replica_parallelism=2)
-    assert not result.ok and result.failure.host == "db3"
+    assert not result.ok and failure(result).host == "db3"
     assert world.nodes["db2"].restarts == 1  # its batch mate finished its restart
     assert world.nodes["db4"].restarts == 0 and world.nodes["db1"].restarts == 0
 

@@ -7,6 +7,7 @@ the real ``MhaManager``'s commands); each must be found in ``harestart plan``'s 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ class RecordingMha(FakeMha):
         super().__init__(world, FakeShell(world, "mha"))
         m = group.mha
         self.real = MhaManager(
-            self.shell,  # type: ignore[arg-type]
+            self.shell,
             config_path=m.config,
             check_repl_command=m.check_repl_command,
             stop_command=m.stop_command,
@@ -133,7 +134,7 @@ def run_recorded(
     result = Executor(
         group,
         plan,
-        RecordingConnector(world, sent),  # type: ignore[arg-type]
+        RecordingConnector(world, sent),
         RecordingMha(world, group, sent),
         clock=world.clock,
         wall=world.clock.now,
@@ -158,7 +159,7 @@ def _source_comes_back_read_only(world: FakeWorld) -> None:
     world.up = up  # type: ignore[method-assign]
 
 
-SCENARIOS = {
+SCENARIOS: dict[str, tuple[Callable[[FakeWorld], None], PlanOptions]] = {
     "default": (lambda w: None, PlanOptions()),
     "preflush": (lambda w: None, PlanOptions(preflush=True)),
     "no-detach": (lambda w: None, PlanOptions(detach_replicas=False)),
