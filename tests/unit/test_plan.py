@@ -47,7 +47,7 @@ def test_safety_properties_hold_for_any_number_of_replicas(n: int) -> None:
     start = next(s.number for s in plan.steps if s.action is Action.START_FAILOVER)
     assert stop < first_restart and last_restart < start
     # every node exactly once; replicas before the source; the source last
-    hosts = [s.host or '' for s in restarts]
+    hosts = [s.host or "" for s in restarts]
     assert sorted(hosts) == sorted(n.name for n in group.db_nodes)
     assert len(set(hosts)) == len(hosts)
     assert restarts[-1].action is Action.RESTART_SOURCE and restarts[-1].host == "src"
