@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from . import lab
+from . import coord, lab
+from .coord import CoordService
 from .lab import LabCluster
 
 
@@ -28,9 +29,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
     if report.when == "call" and report.failed:
-        shared = getattr(item, "funcargs", {}).get("cluster")
+        funcargs = getattr(item, "funcargs", {})
+        shared = funcargs.get("cluster")
         if isinstance(shared, LabCluster):
             shared.save_logs(_artifacts(item) / shared.name)
+        for name in ("etcd", "redis_server"):
+            service = funcargs.get(name)
+            if isinstance(service, CoordService):
+                service.save_logs(_artifacts(item) / service.name)
 
 
 def _artifacts(item: pytest.Item) -> Path:
@@ -126,3 +132,26 @@ def cluster(lab_docker: None, flavor: str, request: pytest.FixtureRequest) -> It
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def etcd(lab_docker: None) -> Iterator[CoordService]:
+    """One etcd 3.4 (Debian's etcd-server) for a module's tests, at ``etcd.url``
+    (``etcd3+http://127.0.0.1:PORT``). Tests that stop it start it again, or use
+    ``coord.start_etcd()`` for one of their own."""
+    service = coord.start_etcd()
+    try:
+        yield service
+    finally:
+        service.remove()
+
+
+@pytest.fixture(scope="module")
+def redis_server(lab_docker: None) -> Iterator[CoordService]:
+    """One Redis 7.0 (Debian's redis-server) for a module's tests, with a generated password
+    (``redis_server.password``; never in ``redis_server.url``)."""
+    service = coord.start_redis(lab._random_password())
+    try:
+        yield service
+    finally:
+        service.remove()

@@ -43,16 +43,18 @@ def log_events(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def start_harestart(*args: str, state_dir: Path) -> subprocess.Popen[str]:
+def start_harestart(
+    *args: str, state_dir: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Start the CLI in the background (for interrupts, kills and concurrent runs)."""
-    env = {**os.environ, "HARESTART_STATE_DIR": str(state_dir)}
+    full_env = {**os.environ, "HARESTART_STATE_DIR": str(state_dir), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "harestart", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
-        env=env,
+        env=full_env,
     )
 
 
