@@ -405,7 +405,7 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     env = _environment()
     _configure_logging(None, verbose=False)
     docs = [
-        status_document(g, st, read_run_facts(env.state_dir, g), inventory=inv.path)
+        status_document(g, st, read_run_facts(env, g), inventory=inv.path)
         for g, st in observe_groups(groups, env=env)
     ]
     if fmt == "json":

@@ -139,3 +139,21 @@ class JournalError(HarestartError):
     """A journal cannot be read, or does not match the group any more (resume refuses)."""
 
     exit_code = ExitCode.USAGE
+
+
+class LeaseLost(HarestartError):
+    """The coordination lease on the group's lock was lost mid-run: the run stops at its next
+    safe point (between steps) and fails (exit 1); it never carries on without the lock."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"coordination lease lost: {reason}")
+
+
+class CoordinationUnavailable(PreflightRefused):
+    """The coordination service is misconfigured or does not answer at start (exit 3).
+
+    The message names the service's URL without its password."""
+
+    def __init__(self, group: str, reason: str) -> None:
+        super().__init__(group, [reason])

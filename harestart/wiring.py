@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harestart.adapters.coordination import ToozCoordination
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.adapters.ssh import ParamikoConnector
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.engine import run
+from harestart.engine.coordination import Coordination, LocalCoordination
 
 
 def state_dir() -> Path:
@@ -41,6 +43,14 @@ def failover_manager(group: Group, connector: Connector) -> FailoverManager:
     )
 
 
+def coordination(group: Group, state_dir: Path) -> Coordination:
+    """The group's lock backend: the local flock, or the shared service its inventory names
+    (tooz, imported only then: a missing extra is refused with exit 3)."""
+    if group.coordination is None:
+        return LocalCoordination(state_dir)
+    return ToozCoordination(group.coordination, group.id)
+
+
 def environment() -> run.Environment:
     """The real hosts: SSH/MySQL through paramiko and pymysql, MHA over SSH, the real clock,
     and the state directory as the process environment names it now."""
@@ -48,6 +58,7 @@ def environment() -> run.Environment:
         connector=ParamikoConnector,
         failover_manager=failover_manager,
         state_dir=state_dir(),
+        coordination=coordination,
     )
 
 

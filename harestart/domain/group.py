@@ -72,6 +72,24 @@ class Mha:
 
 
 @dataclass(frozen=True)
+class CoordinationSettings:
+    """Where the group's lock lives: ``defaults.coordination`` of the inventory.
+
+    ``url`` never holds a password (the inventory refuses one): ``password_env`` names the
+    environment variable the backend reads it from when it connects. ``lease``: seconds a
+    holder that stopped heartbeating keeps the lock (a dead holder's lock expires by itself).
+    """
+
+    url: str
+    lease: float
+    password_env: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split("://", 1)[0].lower() if "://" in self.url else ""
+
+
+@dataclass(frozen=True)
 class Group:
     id: str
     account: str
@@ -80,6 +98,8 @@ class Group:
     replicas: tuple[Node, ...]
     mha: Mha
     health: Health
+    # None: the local lock (an flock in the state directory of the machine running harestart).
+    coordination: CoordinationSettings | None = None
 
     @property
     def db_nodes(self) -> tuple[Node, ...]:

@@ -39,6 +39,7 @@ class LockView:
 
     holder: str | None = None
     alive: bool = False
+    backend: str = "local"  # where the lock lives: "local" (flock) or the service's URL scheme
 
     @property
     def held(self) -> bool:
@@ -55,7 +56,12 @@ class LockView:
     def to_dict(self) -> dict[str, Any] | None:
         if not self.held:
             return None
-        return {"holder": self.who(), "alive": self.alive, "stale": self.stale}
+        return {
+            "holder": self.who(),
+            "alive": self.alive,
+            "stale": self.stale,
+            "backend": self.backend,
+        }
 
 
 @dataclass(frozen=True)

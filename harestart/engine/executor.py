@@ -38,7 +38,7 @@ from harestart.engine.scope import Reporter, RunScope, SilentReporter
 from harestart.engine.steps import StepRunner
 from harestart.engine.waiting import SYSTEM_CLOCK, Clock
 from harestart.engine.waits import Waiter
-from harestart.errors import GateFailed, HarestartError, Interrupted, PreflightRefused
+from harestart.errors import GateFailed, HarestartError, Interrupted, LeaseLost, PreflightRefused
 
 __all__ = ["Executor", "FailurePolicy", "Reporter", "SilentReporter"]
 
@@ -79,6 +79,7 @@ class Executor:
         self.failure_policy = failure_policy
         self.log = self.scope.log
         self.steps = StepRunner(self.waits, self.recorder)
+        self.lease_lost = False  # the run stopped because its lock's lease was lost
 
     # --- the run -------------------------------------------------------------------------
 
@@ -94,6 +95,11 @@ class Executor:
             stop = stop.with_note(note)
             if failure is not None:  # a step of the same batch failed as well
                 failure = failure.with_note(stop.failover_note)
+        elif failure is not None and self.lease_lost:
+            # Without the lock nothing more is changed, MHA included: it stays as it is.
+            mha_running = policy.mha_running(self.waits)
+            note = policy.mha_after_interrupt(mha_running, mha_was_running=facts.mha_was_running)
+            failure = failure.with_note(note)
         elif failure is not None:
             failure = policy.apply_failure_policy(self.waits, self.failure_policy, failure)
         else:
@@ -108,6 +114,8 @@ class Executor:
         elif facts.failover_enabled is None:
             facts.failover_enabled = policy.mha_running(self.waits)
         outcome = "done" if failure is None and stop is None else "failed"
+        if self.lease_lost:
+            outcome = "lease-lost"
         self.recorder.end("interrupted" if stop else outcome)
         return RunResult(
             group=self.group.id,
@@ -132,6 +140,7 @@ class Executor:
 
         Between two batches is a safe point: a stop requested there leaves the next step
         pending (it never started); one requested during a step stops that step inside.
+        A lost lease is only honoured here, between batches: the steps in flight finish.
         """
         failure: Failure | None = None
         stop: Interruption | None = None
@@ -140,7 +149,9 @@ class Executor:
             if not todo:
                 continue
             try:
-                self.scope.interrupts.check()
+                self.scope.interrupts.check_between_steps()
+            except LeaseLost as exc:
+                return self._lose_lease(*todo[0], exc.reason), None
             except Interrupted as exc:
                 return None, self._interrupt(*todo[0], exc.signal_name, before=True)
             for (index, step), error in run_batch(todo, self._guarded_step):
@@ -213,6 +224,32 @@ class Executor:
         self.scope.set_state(GroupStatus.ERROR)
         self.recorder.persist()
         return policy.interruption(self.group, self.recorder.records, step, signal, before=before)
+
+    def _lose_lease(self, index: int, step: Step, reason: str) -> Failure:
+        """Record that the lock's lease was lost before ``step``: a failure (exit 1) at a safe
+        point; ``step`` never started and stays pending, ``resume`` continues from it."""
+        self.lease_lost = True
+        self.log.error("run.lease_lost", step=step.key, host=step.host, reason=reason)
+        self.recorder.update(
+            index, detail=f"not started: coordination lease lost before this step ({reason})"
+        )
+        self.scope.set_state(GroupStatus.ERROR)
+        self.recorder.persist()
+        where = policy.interruption(
+            self.group, self.recorder.records, step, "lease loss", before=True
+        )
+        after = f", after {where.last_done} finished" if where.last_done else ""
+        return Failure(
+            step=step.key,
+            host=step.host,
+            reason=f"coordination lease lost: {reason}; the run stopped at a safe point before "
+            f"{step.key}{after} (nothing from there on was started)",
+            next_steps=(
+                "the group's lock is no longer held: check the coordination service "
+                "(`harestart status` names the lock's holder)",
+                *where.next_steps,
+            ),
+        )
 
     # --- reporting -----------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The one way into a restart: ``harestart run``/``resume`` and ``POST .../action`` call it.
 
-``restart`` takes the group's lock, opens or creates its journal (refusing a second run over
-an unfinished one), builds the plan and runs the executor. ``restart_groups`` does that for
+``restart`` takes the group's lock (through its coordination backend: the local flock, or a
+shared service's lease, see ``engine.coordination``), opens or creates its journal (refusing a
+second run over an unfinished one, its own or another bastion's), builds the plan and runs the
+executor. ``restart_groups`` does that for
 several groups (``--all``), ``preflight`` refuses before any confirmation (locked: exit 4,
 reality contradicts the inventory: exit 3), ``observe_groups`` is the read-only look.
 
@@ -30,14 +32,24 @@ from harestart.domain.group import Group
 from harestart.domain.judge import preflight_problems
 from harestart.domain.observation import GroupState
 from harestart.domain.plan import Plan, PlanOptions, build_plan
-from harestart.domain.result import RunResult
+from harestart.domain.result import RunResult, utc_now
+from harestart.engine.coordination import (
+    Coordination,
+    CoordinationFactory,
+    HeldLock,
+    HolderInfo,
+    UnfinishedMark,
+    local_coordination,
+    opened,
+)
 from harestart.engine.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.journal import Journal, journal_path
-from harestart.engine.lock import GroupLock, check_free
 from harestart.engine.observe import observe_group
 from harestart.engine.waiting import SYSTEM_CLOCK, Clock
 from harestart.errors import HarestartError, PreflightRefused, UsageError
+
+log = structlog.get_logger("harestart.engine.run")
 
 __all__ = [
     "Environment",
@@ -69,6 +81,9 @@ class Environment:
     state_dir: Path
     clock: Clock = SYSTEM_CLOCK  # waits and timeouts
     wall: Callable[[], float] = time.time  # journalled instants (compared across processes)
+    # The group's lock and unfinished marks (group, state_dir) -> backend; the default knows
+    # the local lock only, ``harestart.wiring`` adds the shared services.
+    coordination: CoordinationFactory = local_coordination
 
 
 @dataclass(frozen=True)
@@ -130,7 +145,8 @@ def check_unlocked(group: Group, *, env: Environment, break_lock: bool) -> None:
     The lock taken by ``restart`` stays the authority; this only keeps a second run from
     probing nodes mid-restart and reporting them unreachable (exit 3) instead of "locked".
     """
-    check_free(env.state_dir, group.account, group.id, break_stale=break_lock)
+    with opened(env.coordination, group, env.state_dir) as coord:
+        coord.check_free(group, break_stale=break_lock)
 
 
 def preflight(
@@ -159,17 +175,36 @@ def default_log_file(env: Environment, group_ids: list[str]) -> Path:
 # --- one group ------------------------------------------------------------------------------
 
 
-def journal_for(group: Group, request: RunRequest, *, env: Environment, resume: bool) -> Journal:
+def journal_for(
+    group: Group,
+    request: RunRequest,
+    *,
+    env: Environment,
+    resume: bool,
+    coord: Coordination | None = None,
+) -> Journal:
     """The journal a run writes: the unfinished one to resume, else a new one.
 
-    A new run refuses (exit 2) over an unfinished one unless asked to discard it; a resume
-    refuses when there is nothing to resume.
+    A new run refuses (exit 2) over an unfinished one unless asked to discard it: its own
+    journal, or the unfinished mark another bastion left in the coordination service (which
+    ``--discard-unfinished`` then clears). A resume refuses when there is nothing to resume.
     """
     path = journal_path(env.state_dir, group.account, group.id)
     existing = Journal.load(path)
+    mark = coord.unfinished(group) if coord is not None else None
+    elsewhere = mark if mark is not None and not mark.is_here(env.state_dir) else None
     if resume:
         if existing is None or existing.finished:
-            raise UsageError(f"group {group.id}: there is no unfinished run to resume ({path})")
+            there = f"; {_elsewhere(elsewhere, request, group)}" if elsewhere else ""
+            raise UsageError(
+                f"group {group.id}: there is no unfinished run to resume ({path}){there}"
+            )
+        if elsewhere is not None and elsewhere.run_id != existing.run_id:
+            raise UsageError(
+                f"group {group.id}: the coordination service names another unfinished run: "
+                f"{elsewhere.describe()}; this bastion's journal ({path}) is older. Resume it "
+                "there, or start over with `harestart run ... --discard-unfinished`"
+            )
         return existing
     if existing is not None and not existing.finished and not request.discard_unfinished:
         raise UsageError(
@@ -177,7 +212,23 @@ def journal_for(group: Group, request: RunRequest, *, env: Environment, resume: 
             f"`harestart resume {request.inventory} --group {group.id}`, or start over with "
             "`harestart run ... --discard-unfinished`"
         )
+    if elsewhere is not None and not request.discard_unfinished:
+        raise UsageError(
+            f"group {group.id} has an unfinished run on another bastion: "
+            f"{_elsewhere(elsewhere, request, group)}, or start over here with "
+            "`harestart run ... --discard-unfinished`"
+        )
+    if mark is not None and coord is not None:
+        coord.clear_unfinished(group)
     return Journal(path=path, group=group.id, account=group.account, inventory=request.inventory)
+
+
+def _elsewhere(mark: UnfinishedMark, request: RunRequest, group: Group) -> str:
+    return (
+        f"{mark.describe()}. Continue it there with "
+        f"`harestart resume {request.inventory} --group {group.id}` on {mark.host} "
+        f"(HARESTART_STATE_DIR={mark.state_dir})"
+    )
 
 
 def restart(
@@ -191,22 +242,59 @@ def restart(
 ) -> RunResult:
     """Run (or resume) the restart of one group under its lock, journalled.
 
-    Raises (nothing changed) when the lock is held (LockHeld), over an unfinished run or
-    without one to resume (UsageError), on an unreadable journal (JournalError) or when the
-    executor's preflight refuses (PreflightRefused); every other outcome is the RunResult.
+    Raises (nothing changed) when the lock is held (LockHeld), the coordination service does
+    not answer (CoordinationUnavailable), over an unfinished run or without one to resume
+    (UsageError), on an unreadable journal (JournalError) or when the executor's preflight
+    refuses (PreflightRefused); every other outcome is the RunResult. A lease lost mid-run
+    stops the run at its next safe point: a failed RunResult ("coordination lease lost").
     """
+    # This run's own stop flag: the parent's signals, and this group's lease only.
+    flag = (interrupts or InterruptFlag()).scoped()
     with (
         structlog.contextvars.bound_contextvars(group=group.id),
-        GroupLock(
-            env.state_dir,
-            group.account,
-            group.id,
-            command=request.command,
-            break_stale=request.break_lock,
-        ),
+        opened(env.coordination, group, env.state_dir) as coord,
     ):
-        journal = journal_for(group, request, env=env, resume=resume)
-        plan = build_plan(group, request.plan)
+        held = coord.acquire(
+            group,
+            HolderInfo.mine(command=request.command, state_dir=env.state_dir),
+            break_stale=request.break_lock,
+            on_lost=flag.lose_lease,
+        )
+        try:
+            result = _run_locked(
+                group, request, env, coord, held, reporter=reporter, flag=flag, resume=resume
+            )
+        finally:
+            held.release()
+    return result if request.log_file is None else result.with_log_file(request.log_file)
+
+
+def _run_locked(
+    group: Group,
+    request: RunRequest,
+    env: Environment,
+    coord: Coordination,
+    held: HeldLock,
+    *,
+    reporter: Reporter | None,
+    flag: InterruptFlag,
+    resume: bool,
+) -> RunResult:
+    """The run under its lock: the journal rules, the unfinished mark, the executor."""
+    journal = journal_for(group, request, env=env, resume=resume, coord=coord)
+    held.publish(journal.run_id)
+    plan = build_plan(group, request.plan)
+    # Before anything changes, tell every bastion a run is unfinished here (it outlives the
+    # lease: a holder killed mid-run leaves it, and its journal, behind).
+    coord.mark_unfinished(
+        group,
+        UnfinishedMark.mine(
+            run_id=journal.run_id,
+            started_at=journal.started_at or utc_now(),
+            state_dir=env.state_dir,
+        ),
+    )
+    try:
         with _session(group, env) as (connector, mha):
             result = Executor(
                 group,
@@ -218,10 +306,24 @@ def restart(
                 reporter=reporter,
                 journal=journal,
                 resume=resume,
-                interrupts=interrupts,
+                interrupts=flag,
                 failure_policy=request.failure_policy,
             ).run()
-    return result if request.log_file is None else result.with_log_file(request.log_file)
+    except PreflightRefused:
+        if not resume:  # nothing changed and no journal was left: nothing is unfinished
+            _clear_mark(coord, group)
+        raise
+    if journal.finished:
+        _clear_mark(coord, group)
+    return result
+
+
+def _clear_mark(coord: Coordination, group: Group) -> None:
+    """Best effort: a mark left behind names a finished run; the next run here replaces it."""
+    try:
+        coord.clear_unfinished(group)
+    except HarestartError as exc:
+        log.warning("coordination.clear_failed", error=str(exc))
 
 
 # --- several groups -------------------------------------------------------------------------

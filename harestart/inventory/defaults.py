@@ -32,6 +32,9 @@ HEALTH = HealthSpec(
     min_healthy_replicas=1,
 )
 DEFAULTS = DefaultsSpec(ssh=SSH, mysql=MYSQL, restart_command=RESTART_COMMAND, health=HEALTH)
+# defaults.coordination.lease: how long a dead holder keeps a shared lock (no coordination
+# setting at all means the local lock, which has no lease).
+COORDINATION_LEASE = 30.0
 
 # Not settable in the file: how long one MySQL query may take before the connection is dropped.
 MYSQL_READ_TIMEOUT = 30.0

@@ -16,10 +16,26 @@ from typing import Literal, TypeVar, cast
 from pydantic import BaseModel
 
 from harestart.domain.endpoints import SshEndpoint
-from harestart.domain.group import Group, Health, Mha, MysqlTarget, Node, PasswordSource
+from harestart.domain.group import (
+    CoordinationSettings,
+    Group,
+    Health,
+    Mha,
+    MysqlTarget,
+    Node,
+    PasswordSource,
+)
 from harestart.domain.secret import Secret
-from harestart.inventory.defaults import HEALTH, MYSQL, RESTART_COMMAND, SSH, mha_defaults
+from harestart.inventory.defaults import (
+    COORDINATION_LEASE,
+    HEALTH,
+    MYSQL,
+    RESTART_COMMAND,
+    SSH,
+    mha_defaults,
+)
 from harestart.inventory.schema import (
+    CoordinationSpec,
     DefaultsSpec,
     GroupSpec,
     ManagerSpec,
@@ -126,6 +142,17 @@ def mysql_target(layers: Sequence[MysqlSpec | None], address: str, base: Path) -
     )
 
 
+def coordination(spec: CoordinationSpec | None) -> CoordinationSettings | None:
+    """``defaults.coordination``, resolved; None: the local lock."""
+    if spec is None:
+        return None
+    return CoordinationSettings(
+        url=spec.url,
+        lease=first(spec.lease, COORDINATION_LEASE),
+        password_env=spec.password_env,
+    )
+
+
 def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Group:
     d = defaults or DefaultsSpec()
 
@@ -175,4 +202,5 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
             failover_timeout=first(h.failover_timeout),
             min_healthy_replicas=first(h.min_healthy_replicas),
         ),
+        coordination=coordination(d.coordination),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -76,6 +77,25 @@ def _command(value: str) -> str:
     return " ".join(words)
 
 
+def _coordination_url(value: str) -> str:
+    if "://" not in value or not value.split("://", 1)[0]:
+        raise ValueError(
+            "is not a URL: scheme://host:port (etcd3+http://etcd1:2379, "
+            "zookeeper://zk1:2181, redis://redis1:6379)"
+        )
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if password is not None:
+        # Never echo the value: it holds a secret.
+        raise ValueError(
+            "holds credentials: put the password in an environment variable and name it in "
+            "coordination.password_env (an inventory never holds the service's password)"
+        )
+    return value
+
+
 Hostname = Annotated[str, AfterValidator(_hostname)]
 Name = Annotated[str, AfterValidator(_name)]
 User = Annotated[str, AfterValidator(_user)]
@@ -86,6 +106,8 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Lag = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
+CoordinationUrl = Annotated[str, AfterValidator(_coordination_url)]
+Lease = Annotated[float, Field(ge=2, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -159,11 +181,20 @@ class MhaSpec(_Model):
     status_command: Command | None = None
 
 
+class CoordinationSpec(_Model):
+    """Where the groups' locks live; absent: the local lock of the machine running harestart."""
+
+    url: CoordinationUrl
+    lease: Lease | None = None  # seconds a dead holder keeps the lock
+    password_env: EnvName | None = None  # the environment variable holding the password
+
+
 class DefaultsSpec(_Model):
     ssh: SshSpec | None = None
     mysql: MysqlSpec | None = None
     restart_command: Command | None = None
     health: HealthSpec | None = None
+    coordination: CoordinationSpec | None = None
 
 
 class GroupSpec(_Model):

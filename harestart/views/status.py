@@ -8,15 +8,29 @@ from typing import Any
 from harestart.domain.group import Group
 from harestart.domain.judge import LockView, RunFacts, RunSummary, Verdict, judge_group
 from harestart.domain.observation import GroupState
+from harestart.engine.coordination import (
+    CoordinationFactory,
+    UnfinishedMark,
+    local_coordination,
+    opened,
+)
 from harestart.engine.journal import Journal, journal_path
-from harestart.engine.lock import read_holder
-from harestart.errors import JournalError
+from harestart.engine.run import Environment
+from harestart.errors import CoordinationUnavailable, JournalError
 
 
-def read_run_facts(state_dir: Path, group: Group, *, running_here: bool = False) -> RunFacts:
-    """The group's lock and unfinished run, read from ``state_dir`` as the judge takes them."""
-    holder, alive = read_holder(state_dir, group.account, group.id)
-    lock = LockView(holder.describe() if holder is not None else None, alive)
+def read_run_facts(
+    where: Environment | Path, group: Group, *, running_here: bool = False
+) -> RunFacts:
+    """The group's lock and unfinished run as the judge takes them: the lock and the unfinished
+    mark through the group's coordination backend (every machine sees the same holder), the
+    journal from the state directory (``where``: an Environment, or a state directory for the
+    local lock)."""
+    if isinstance(where, Path):
+        state_dir, factory = where, local_coordination
+    else:
+        state_dir, factory = where.state_dir, where.coordination
+    lock, mark = _lock_and_mark(group, state_dir, factory)
     try:
         journal = Journal.load(journal_path(state_dir, group.account, group.id))
     except JournalError as exc:
@@ -29,7 +43,23 @@ def read_run_facts(state_dir: Path, group: Group, *, running_here: bool = False)
             journal.outcome or "unfinished",
             journal.describe(),
         )
+    elif mark is not None and not mark.is_here(state_dir):
+        unfinished = RunSummary(
+            mark.run_id, mark.started_at, "unfinished", f"on another bastion: {mark.describe()}"
+        )
     return RunFacts(lock, unfinished, running_here=running_here)
+
+
+def _lock_and_mark(
+    group: Group, state_dir: Path, factory: CoordinationFactory
+) -> tuple[LockView, UnfinishedMark | None]:
+    backend = group.coordination.scheme if group.coordination is not None else "local"
+    try:
+        with opened(factory, group, state_dir) as coord:
+            return coord.lock_view(group), coord.unfinished(group)
+    except CoordinationUnavailable as exc:
+        # Nobody can tell who holds the group: not free, not a live holder either.
+        return LockView(f"unknown: {'; '.join(exc.reasons)}", False, backend), None
 
 
 def run_documents(

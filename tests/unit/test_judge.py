@@ -327,11 +327,17 @@ def test_without_an_observation_only_runs_are_judged(group: Group) -> None:
 
 def test_lock_and_unfinished_documents() -> None:
     assert LockView().to_dict() is None
-    assert STALE.to_dict() == {"holder": STALE.holder, "alive": False, "stale": True}
-    assert LockView(None, alive=True).to_dict() == {
+    assert STALE.to_dict() == {
+        "holder": STALE.holder,
+        "alive": False,
+        "stale": True,
+        "backend": "local",
+    }
+    assert LockView(None, alive=True, backend="etcd3+http").to_dict() == {
         "holder": "an unknown process",
         "alive": True,
         "stale": False,
+        "backend": "etcd3+http",
     }
     assert UNFINISHED.to_dict("inv.yml", "g1")["resume"] == "harestart resume inv.yml --group g1"
 

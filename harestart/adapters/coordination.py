@@ -1,0 +1,430 @@
+"""Shared locks through OpenStack tooz: etcd (etcd3gw), ZooKeeper (kazoo), Redis, tooz's file.
+
+The only module that imports tooz. ``ToozCoordination`` is the engine's ``Coordination`` for a
+group whose inventory sets ``defaults.coordination.url``; every tooz or driver error becomes a
+harestart error here (``CoordinationUnavailable``: exit 3 before anything changed; a lost
+lease mid-run goes to the run's ``on_lost`` callback).
+
+What is stored in the service, per group (``<a>``: account, ``<g>``: group id; ``~`` cannot
+occur in either, so the names are unambiguous):
+
+- the lock ``harestart~<a>~<g>~lock``: a tooz lock with a lease of ``lease`` seconds, renewed
+  by a heartbeat thread every ``lease/3`` seconds while the run lives;
+- the holder: a member of the tooz group ``harestart~<a>~<g>~holder`` whose capabilities are
+  host, pid, user, since, command, state directory and run id (tooz locks do not say who holds
+  them); members expire with the same lease, so a dead holder disappears by itself;
+- the unfinished mark: a tooz group ``harestart~<a>~<g>~unfinished~<base64url JSON>`` (host,
+  state directory, run id, started at, user). A group has no lease: the mark outlives the
+  holder, which is its point (another bastion must not start over a half-done restart). It
+  only uses tooz's group API, so it works the same on every driver (etcd, Redis, ZooKeeper,
+  file), with no driver-specific client code.
+
+Lease loss: a heartbeat renews the coordinator's membership and the lock, then checks that the
+holder record is still there. The lease counts as lost when the service answers that this run
+no longer holds it (lock not owned, holder record expired), or when heartbeats have failed for
+so long that the lease may expire before the next one (two in a row with ``lease/3``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import structlog
+
+from harestart.domain.group import CoordinationSettings, Group
+from harestart.domain.judge import LockView
+from harestart.domain.secret import Secret, scrub
+from harestart.engine.coordination import Coordination, HeldLock, HolderInfo, UnfinishedMark
+from harestart.errors import CoordinationUnavailable, LockHeld
+
+log = structlog.get_logger("harestart.adapters.coordination")
+
+T = TypeVar("T")
+
+# scheme -> (the pip extra that installs its driver, the driver's module); None: tooz's own.
+SCHEMES: dict[str, tuple[str, str | None]] = {
+    "etcd3+http": ("etcd", "etcd3gw"),
+    "etcd3+https": ("etcd", "etcd3gw"),
+    "zookeeper": ("zookeeper", "kazoo"),
+    "kazoo": ("zookeeper", "kazoo"),
+    "redis": ("redis", "redis"),
+    "file": ("etcd", None),  # tooz's file driver: one machine only (tests, a local directory)
+}
+
+
+def display_url(url: str) -> str:
+    """The URL as messages show it: never a password (nor a query, which may hold options)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return url.split("://", 1)[0] + "://?"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
+
+
+def connect_url(settings: CoordinationSettings, group_id: str) -> str:
+    """The URL tooz is given: the password (from ``password_env``) and the lease options.
+
+    Raises CoordinationUnavailable (exit 3) for an unknown scheme, a missing driver library or
+    an unset password variable; the message never holds the password.
+    """
+    shown = display_url(settings.url)
+    scheme = settings.scheme
+    if scheme not in SCHEMES:
+        known = ", ".join(s for s in SCHEMES if s != "kazoo")
+        raise CoordinationUnavailable(
+            group_id, f"coordination service {shown}: unknown scheme {scheme!r} (known: {known})"
+        )
+    extra, module = SCHEMES[scheme]
+    for needed in ("tooz", module):
+        if needed is not None and importlib.util.find_spec(needed) is None:
+            raise CoordinationUnavailable(
+                group_id,
+                f"coordination service {shown}: the Python package {needed} is not installed; "
+                f"install it with `pip install harestart[{extra}]`",
+            )
+    parts = urlsplit(settings.url)
+    netloc = parts.netloc
+    if settings.password_env is not None:
+        value = os.environ.get(settings.password_env)
+        if not value:
+            raise CoordinationUnavailable(
+                group_id,
+                f"coordination service {shown}: the environment variable "
+                f"{settings.password_env} (its password) is not set",
+            )
+        Secret(value)  # known to the scrubber from now on: never printed, never logged
+        host = netloc.rsplit("@", 1)[-1]
+        user = quote(parts.username or "", safe="")
+        netloc = f"{user}:{quote(value, safe='')}@{host}"
+    lease = max(1, math.ceil(settings.lease))
+    if scheme == "file":
+        options = {"timeout": str(lease)}  # the file driver's members expire after it
+    else:
+        # timeout: each request to the service (short, so a heartbeat fails before the lease).
+        options = {
+            "timeout": str(max(1, min(10, lease // 3))),
+            "lock_timeout": str(lease),
+            "membership_timeout": str(lease),
+        }
+    query = dict(parse_qsl(parts.query))
+    query.update(options)
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
+def _text(name: object) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
+class ToozCoordination:
+    """The ``Coordination`` of a shared service; one connection (tooz coordinator) each."""
+
+    def __init__(
+        self,
+        settings: CoordinationSettings,
+        group_id: str,
+        *,
+        heartbeat_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from tooz import coordination as tooz_coordination
+
+        self._tooz = tooz_coordination
+        self.settings = settings
+        self.backend = settings.scheme
+        self.shown = display_url(settings.url)
+        self.lease = float(settings.lease)
+        self.interval = heartbeat_interval or self.lease / 3
+        self.clock = clock
+        self._group_id = group_id
+        url = connect_url(settings, group_id)
+        self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}".encode()
+        try:
+            self._coord = tooz_coordination.get_coordinator(url, self.member)
+            self._coord.start(start_heart=False)
+        except Exception as exc:  # any driver error at connect: exit 3
+            self._down(exc)
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _down(self, exc: BaseException) -> NoReturn:
+        reason = scrub(str(exc)) or type(exc).__name__
+        raise CoordinationUnavailable(
+            self._group_id, f"coordination service {self.shown} does not answer: {reason}"
+        ) from None
+
+    def _call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
+        """``fn()``; the tooz errors in ``ok`` propagate, every other one means the service
+        cannot be used (CoordinationUnavailable)."""
+        try:
+            return fn()
+        except ok:
+            raise
+        except (self._tooz.ToozError, OSError) as exc:
+            self._down(exc)
+
+    # --- names -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _base(group: Group) -> str:
+        return f"harestart~{group.account}~{group.id}"
+
+    def _lock_name(self, group: Group) -> bytes:
+        return f"{self._base(group)}~lock".encode()
+
+    def _holder_group(self, group: Group) -> bytes:
+        return f"{self._base(group)}~holder".encode()
+
+    def _mark_prefix(self, group: Group) -> str:
+        return f"{self._base(group)}~unfinished~"
+
+    # --- Coordination ----------------------------------------------------------------------
+
+    def acquire(
+        self,
+        group: Group,
+        holder: HolderInfo,
+        *,
+        break_stale: bool,
+        on_lost: Callable[[str], None],
+    ) -> HeldLock:
+        # break_stale has nothing to do here: a dead holder's lease expires by itself.
+        lock = self._coord.get_lock(self._lock_name(group))
+        if not self._call(lambda: bool(lock.acquire(blocking=False))):
+            raise self._held(group)
+        try:
+            self._join(group, holder)
+        except BaseException:
+            self._release_quietly(lock)
+            raise
+        held = _ToozHeld(self, group, lock, holder, on_lost)
+        held.start()
+        log.info("coordination.acquired", service=self.shown, member=self.member.decode())
+        return held
+
+    def check_free(self, group: Group, *, break_stale: bool) -> None:
+        lock = self._coord.get_lock(self._lock_name(group))
+        if not self._call(lambda: bool(lock.acquire(blocking=False))):
+            raise self._held(group)
+        self._release_quietly(lock)
+
+    def lock_view(self, group: Group) -> LockView:
+        holder = self._holder(group)
+        if holder is None:
+            return LockView(backend=self.backend)
+        return LockView(holder.describe(), True, self.backend)
+
+    def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
+        self.clear_unfinished(group)
+        name = (self._mark_prefix(group) + _b64(mark.to_json())).encode()
+        with contextlib.suppress(self._tooz.GroupAlreadyExist):
+            self._call(
+                lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
+            )
+
+    def unfinished(self, group: Group) -> UnfinishedMark | None:
+        marks = [m for _, m in self._marks(group)]
+        return max(marks, key=lambda m: m.started_at) if marks else None
+
+    def clear_unfinished(self, group: Group) -> None:
+        for name, _ in self._marks(group):
+            gone = (self._tooz.GroupNotCreated, self._tooz.GroupNotEmpty)
+            with contextlib.suppress(*gone):
+                self._call(lambda n=name: self._coord.delete_group(n).get(), ok=gone)  # type: ignore[misc]
+
+    def close(self) -> None:
+        try:
+            self._coord.stop()
+        except Exception as exc:  # leaving: the service may be gone
+            log.warning("coordination.stop_failed", service=self.shown, error=scrub(str(exc)))
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _held(self, group: Group) -> LockHeld:
+        holder = self._holder(group)
+        who = (
+            holder.describe()
+            if holder is not None
+            else "a run whose holder record is not published (yet, or any more)"
+        )
+        return LockHeld(
+            group.id,
+            f"another harestart run holds group {group.id}: {who}; "
+            f"lock in the coordination service {self.shown}",
+        )
+
+    def _join(self, group: Group, holder: HolderInfo) -> None:
+        name = self._holder_group(group)
+        caps = holder.to_dict()
+        with contextlib.suppress(self._tooz.GroupAlreadyExist):
+            self._call(
+                lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
+            )
+        try:
+            self._call(
+                lambda: self._coord.join_group(name, caps).get(),
+                ok=(self._tooz.MemberAlreadyExist,),
+            )
+        except self._tooz.MemberAlreadyExist:
+            self._call(lambda: self._coord.update_capabilities(name, caps).get())
+
+    def publish(self, group: Group, holder: HolderInfo) -> None:
+        name = self._holder_group(group)
+        self._call(lambda: self._coord.update_capabilities(name, holder.to_dict()).get())
+
+    def leave(self, group: Group) -> None:
+        name = self._holder_group(group)
+        try:
+            self._coord.leave_group(name).get()
+        except (self._tooz.ToozError, OSError) as exc:
+            log.warning("coordination.leave_failed", service=self.shown, error=scrub(str(exc)))
+
+    def _release_quietly(self, lock: Any) -> None:
+        try:
+            lock.release()
+        except (self._tooz.ToozError, OSError) as exc:
+            log.warning("coordination.release_failed", service=self.shown, error=scrub(str(exc)))
+
+    def _holder(self, group: Group) -> HolderInfo | None:
+        name = self._holder_group(group)
+        try:
+            members = self._call(
+                lambda: self._coord.get_members_with_capabilities(name).get(),
+                ok=(self._tooz.GroupNotCreated,),
+            )
+        except self._tooz.GroupNotCreated:
+            return None
+        holders = [h for h in map(HolderInfo.from_dict, members.values()) if h is not None]
+        return max(holders, key=lambda h: h.since) if holders else None
+
+    def _marks(self, group: Group) -> list[tuple[bytes, UnfinishedMark]]:
+        prefix = self._mark_prefix(group)
+        out = []
+        for raw in self._call(lambda: self._coord.get_groups().get()):
+            name = _text(raw)
+            if not name.startswith(prefix):
+                continue
+            try:
+                mark = UnfinishedMark.from_json(_unb64(name[len(prefix) :]))
+            except ValueError:
+                mark = None
+            if mark is not None:
+                out.append((name.encode(), mark))
+        return out
+
+    def beat(self, group: Group, lock: Any) -> None:
+        """One heartbeat; raises _Lost when the service says the lock is no longer ours, a
+        ToozError/OSError when it could not be asked."""
+        self._coord.heartbeat()
+        try:
+            if not lock.heartbeat():
+                raise _Lost("the service no longer knows this run's lock")
+        except (self._tooz.ToozConnectionError, self._tooz.OperationTimedOut):
+            raise
+        except self._tooz.ToozError as exc:  # e.g. Redis: the lock is owned by another now
+            raise _Lost(f"the lock could not be renewed: {scrub(str(exc))}") from None
+        try:
+            members = self._coord.get_members(self._holder_group(group)).get()
+        except self._tooz.GroupNotCreated:
+            members = set()
+        if self.member not in {m if isinstance(m, bytes) else m.encode() for m in members}:
+            raise _Lost("this run's holder record expired (the lease ran out)")
+
+
+class _Lost(Exception):
+    """The service says this run no longer holds its lock."""
+
+
+class _ToozHeld:
+    """A held shared lock: the heartbeat thread, the published holder, the release."""
+
+    def __init__(
+        self,
+        owner: ToozCoordination,
+        group: Group,
+        lock: Any,
+        holder: HolderInfo,
+        on_lost: Callable[[str], None],
+    ) -> None:
+        self.owner = owner
+        self.group = group
+        self.lock = lock
+        self.holder = holder
+        self.on_lost = on_lost
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{group.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, run_id: str) -> None:
+        self.holder = replace(self.holder, run_id=run_id)
+        self.owner.publish(self.group, self.holder)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.owner.interval + 5)
+        self.owner.leave(self.group)
+        self.owner._release_quietly(self.lock)
+
+    def _lose(self, reason: str) -> None:
+        self.lost = reason
+        log.error("coordination.lease_lost", service=self.owner.shown, reason=reason)
+        self.on_lost(reason)
+
+    def _run(self) -> None:
+        owner = self.owner
+        last_ok = owner.clock()
+        while not self._stop.wait(owner.interval):
+            try:
+                owner.beat(self.group, self.lock)
+            except _Lost as exc:
+                self._lose(f"{exc} (coordination service {owner.shown})")
+                return
+            except Exception as exc:  # any failure to reach the service
+                silent = owner.clock() - last_ok
+                log.warning(
+                    "coordination.heartbeat_failed",
+                    service=owner.shown,
+                    error=scrub(str(exc)),
+                    silent_s=round(silent, 1),
+                )
+                if silent + owner.interval >= owner.lease:
+                    self._lose(
+                        f"no heartbeat reached the coordination service {owner.shown} for "
+                        f"{silent:.0f} s (lease {owner.lease:g} s): {scrub(str(exc))}"
+                    )
+                    return
+                continue
+            last_ok = owner.clock()
+
+
+def tooz_coordination(group: Group) -> Coordination:
+    """The shared backend of ``group`` (which has a coordination setting)."""
+    if group.coordination is None:  # pragma: no cover - wiring picks the local one then
+        raise ValueError(f"group {group.id} has no coordination setting")
+    return ToozCoordination(group.coordination, group.id)
