@@ -35,13 +35,13 @@ from harestart.engine.coordination import (
 )
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment
-from harestart.errors import ExitCode, LeaseLost, LockHeld
+from harestart.errors import ExitCode, InventoryError, LeaseLost, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination
 
 from .test_cli_run import ACCOUNT, Lab, Outcome, inventory_text
 
-PASSWORD = "s3cret-coord-pw"  # noqa: S105 - a test value, must never be printed
+PASSWORD = "s3cret-coord-pw"  # a test value that must never be printed
 
 
 class Spy:
@@ -154,7 +154,7 @@ Harestart = Callable[..., Outcome]
 
 def _holders_dir(lab: CoordLab) -> list[Path]:
     """The files of the holder group's members in the file driver's directory."""
-    return [p for p in (lab.tmp / "service" / "groups").glob("*/*.raw")]
+    return list((lab.tmp / "service" / "groups").glob("*/*.raw"))
 
 
 # --- the inventory ---------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_inventory_coordination_is_typed_and_strict(tmp_path: Path) -> None:
         ("{url: 'e1:2379'}", "is not a URL"),
         ("{url: 'redis://:hunter2pw@r1:6379'}", "password_env"),
     ]:
-        with pytest.raises(Exception) as exc:
+        with pytest.raises(InventoryError) as exc:
             parse_inventory(base.replace("defaults: {", f"defaults: {{coordination: {bad}, "), "i")
         assert said in str(exc.value), str(exc.value)
         assert "hunter2pw" not in str(exc.value)
@@ -293,7 +293,7 @@ def test_heartbeats_that_keep_failing_report_the_lease_lost(
     try:
         time.sleep(0.3)
         assert not lost  # heartbeats succeed
-        coordinator: Any = backend._coord  # noqa: SLF001
+        coordinator: Any = backend._coord
 
         def down() -> float:
             raise tooz_coordination.ToozConnectionError("connection refused")
@@ -458,9 +458,7 @@ def test_a_missing_driver_names_the_extra_to_install(
     structlog.reset_defaults()
 
 
-def test_the_local_backend_is_the_default_and_says_so(
-    tmp_path: Path, harestart: Harestart
-) -> None:
+def test_the_local_backend_is_the_default_and_says_so(tmp_path: Path, harestart: Harestart) -> None:
     x = Lab(tmp_path, ["a"])
     x.lock("a")
     r = harestart(x, "status", "--format", "json")
