@@ -475,3 +475,41 @@ def test_holder_and_mark_documents_round_trip() -> None:
     assert UnfinishedMark.from_json(m.to_json()) == m and UnfinishedMark.from_json("{") is None
     assert m.is_here(Path("/s")) and not m.is_here(Path("/other"))
     assert ACCOUNT == "1"
+
+
+# --- two `serve` instances ------------------------------------------------------------------------
+
+
+def test_two_servers_on_one_service_give_one_answer(coord_lab: CoordLab) -> None:
+    from harestart.domain.result import GroupStatus
+    from harestart.http.api import Unprocessable
+    from harestart.http.jobs import BackgroundRestarter
+
+    x = coord_lab
+    g = x.group()
+    world = x.worlds["a"]
+    restart = world.restart
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow_restart(name: str) -> None:
+        restart(name)
+        inside.set()
+        assert go_on.wait(10)
+
+    world.restart = slow_restart  # type: ignore[method-assign]
+    one = BackgroundRestarter(str(x.inventory), env=x.use("serve1").env)
+    two = BackgroundRestarter(str(x.inventory), env=x.use("serve2").env)
+    try:
+        one.start(g, "req-1")
+        assert inside.wait(10)
+        for server in (one, two):
+            view = server.view(g)
+            assert view.verdict(g).state is GroupStatus.REBOOT
+            assert view.facts.lock.backend == "file" and view.facts.lock.alive
+        with pytest.raises(Unprocessable, match="another harestart run holds group a"):
+            two.start(g, "req-2")
+    finally:
+        go_on.set()
+        assert one.wait(20) and two.wait(20)
+    assert x.restarts("a") == [1, 1, 1]
+    assert two.view(g).verdict(g).state is GroupStatus.ACTIVE
