@@ -32,6 +32,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import socket
 import threading
 import time
 import uuid
@@ -116,11 +117,14 @@ def connect_url(settings: CoordinationSettings, group_id: str) -> str:
         options = {"timeout": str(lease)}  # the file driver's members expire after it
     else:
         # timeout: each request to the service (short, so a heartbeat fails before the lease).
+        request_timeout = str(max(1, min(10, lease // 3)))
         options = {
-            "timeout": str(max(1, min(10, lease // 3))),
+            "timeout": request_timeout,
             "lock_timeout": str(lease),
             "membership_timeout": str(lease),
         }
+        if scheme == "redis":
+            options["socket_connect_timeout"] = request_timeout
     query = dict(parse_qsl(parts.query))
     query.update(options)
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
@@ -149,9 +153,11 @@ class ToozCoordination:
         heartbeat_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        import tooz
         from tooz import coordination as tooz_coordination
 
         self._tooz = tooz_coordination
+        self._tooz_root = tooz
         self.settings = settings
         self.backend = settings.scheme
         self.shown = display_url(settings.url)
@@ -160,11 +166,26 @@ class ToozCoordination:
         self.clock = clock
         self._group_id = group_id
         url = connect_url(settings, group_id)
+        self._probe()
         self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}".encode()
         try:
             self._coord = tooz_coordination.get_coordinator(url, self.member)
             self._coord.start(start_heart=False)
         except Exception as exc:  # any driver error at connect: exit 3
+            self._down(exc)
+
+    def _probe(self) -> None:
+        """Refuse at once when nothing answers at the service's address (a driver may retry
+        a refused connection for a minute before giving up)."""
+        if self.backend == "file":
+            return
+        parts = urlsplit(self.settings.url)
+        default = {"redis": 6379, "zookeeper": 2181, "kazoo": 2181}.get(self.backend, 2379)
+        try:
+            port = parts.port or default
+            with socket.create_connection((parts.hostname or "localhost", port), timeout=5):
+                pass
+        except (OSError, ValueError) as exc:
             self._down(exc)
 
     # --- errors ----------------------------------------------------------------------------
@@ -255,6 +276,11 @@ class ToozCoordination:
                 self._call(lambda n=name: self._coord.delete_group(n).get(), ok=gone)  # type: ignore[misc]
 
     def close(self) -> None:
+        """Disconnect in the background: tooz's stop waits about a second for its worker
+        threads, which a status or an API GET should not (the locks were released already)."""
+        threading.Thread(target=self._stop, name="coordination-stop", daemon=True).start()
+
+    def _stop(self) -> None:
         try:
             self._coord.stop()
         except Exception as exc:  # leaving: the service may be gone
@@ -288,11 +314,17 @@ class ToozCoordination:
                 ok=(self._tooz.MemberAlreadyExist,),
             )
         except self._tooz.MemberAlreadyExist:
-            self._call(lambda: self._coord.update_capabilities(name, caps).get())
+            self.publish(group, holder)
 
     def publish(self, group: Group, holder: HolderInfo) -> None:
         name = self._holder_group(group)
-        self._call(lambda: self._coord.update_capabilities(name, holder.to_dict()).get())
+        caps = holder.to_dict()
+        unsupported = self._tooz_root.NotImplemented
+        try:
+            self._call(lambda: self._coord.update_capabilities(name, caps).get(), ok=(unsupported,))
+        except unsupported:  # tooz's file driver: join again with the new capabilities
+            self._call(lambda: self._coord.leave_group(name).get())
+            self._call(lambda: self._coord.join_group(name, caps).get())
 
     def leave(self, group: Group) -> None:
         name = self._holder_group(group)
@@ -338,8 +370,9 @@ class ToozCoordination:
         """One heartbeat; raises _Lost when the service says the lock is no longer ours, a
         ToozError/OSError when it could not be asked."""
         self._coord.heartbeat()
+        renew = getattr(lock, "heartbeat", None)  # tooz's file locks have no lease to renew
         try:
-            if not lock.heartbeat():
+            if renew is not None and not renew():
                 raise _Lost("the service no longer knows this run's lock")
         except (self._tooz.ToozConnectionError, self._tooz.OperationTimedOut):
             raise
@@ -374,6 +407,9 @@ class _ToozHeld:
         self.holder = holder
         self.on_lost = on_lost
         self.lost: str | None = None
+        self.last_ok = owner.clock()  # the last heartbeat that got through (acquire counts)
+        self.last_error: str | None = None
+        self._lost_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{group.id}", daemon=True)
 
@@ -392,13 +428,21 @@ class _ToozHeld:
         self.owner._release_quietly(self.lock)
 
     def _lose(self, reason: str) -> None:
-        self.lost = reason
+        with self._lost_lock:
+            if self.lost is not None or self._stop.is_set():
+                return
+            self.lost = reason
+        self._stop.set()  # no more heartbeats: the lock is not this run's any more
         log.error("coordination.lease_lost", service=self.owner.shown, reason=reason)
         self.on_lost(reason)
 
     def _run(self) -> None:
+        """Heartbeats every ``interval``; the watchdog judges their silence."""
         owner = self.owner
-        last_ok = owner.clock()
+        watchdog = threading.Thread(
+            target=self._watch, name=f"lease-watchdog-{self.group.id}", daemon=True
+        )
+        watchdog.start()
         while not self._stop.wait(owner.interval):
             try:
                 owner.beat(self.group, self.lock)
@@ -406,21 +450,26 @@ class _ToozHeld:
                 self._lose(f"{exc} (coordination service {owner.shown})")
                 return
             except Exception as exc:  # any failure to reach the service
-                silent = owner.clock() - last_ok
+                self.last_error = scrub(str(exc)) or type(exc).__name__
                 log.warning(
-                    "coordination.heartbeat_failed",
-                    service=owner.shown,
-                    error=scrub(str(exc)),
-                    silent_s=round(silent, 1),
+                    "coordination.heartbeat_failed", service=owner.shown, error=self.last_error
                 )
-                if silent + owner.interval >= owner.lease:
-                    self._lose(
-                        f"no heartbeat reached the coordination service {owner.shown} for "
-                        f"{silent:.0f} s (lease {owner.lease:g} s): {scrub(str(exc))}"
-                    )
-                    return
                 continue
-            last_ok = owner.clock()
+            self.last_ok = owner.clock()
+
+    def _watch(self) -> None:
+        """The lease is lost when no heartbeat got through for so long that the lease may run
+        out before the next one (a heartbeat that hangs counts as silence too)."""
+        owner = self.owner
+        while not self._stop.wait(owner.interval / 2):
+            silent = owner.clock() - self.last_ok
+            if silent + owner.interval >= owner.lease:
+                why = f": {self.last_error}" if self.last_error else ""
+                self._lose(
+                    f"no heartbeat reached the coordination service {owner.shown} for "
+                    f"{silent:.0f} s (lease {owner.lease:g} s){why}"
+                )
+                return
 
 
 def tooz_coordination(group: Group) -> Coordination:
