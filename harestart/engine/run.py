@@ -3,9 +3,9 @@
 ``restart`` takes the group's lock (through its coordination backend: the local flock, or a
 shared service's lease, see ``engine.coordination``), opens or creates its journal (refusing a
 second run over an unfinished one, its own or another bastion's), builds the plan and runs the
-executor. ``restart_groups`` does that for
-several groups (``--all``), ``preflight`` refuses before any confirmation (locked: exit 4,
-reality contradicts the inventory: exit 3), ``observe_groups`` is the read-only look.
+executor. ``restart_groups`` does that for several groups (``--all``), ``preflight`` refuses
+before any confirmation (locked: exit 4, reality contradicts the inventory: exit 3),
+``observe_groups`` is the read-only look.
 
 Everything that reaches outside the process comes in an ``Environment``: how to connect to
 hosts, how to drive the failover manager, where the state directory is, what time it is.
