@@ -43,10 +43,11 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import structlog
 
+from harestart.adapters.protocols import Coordination, HeldLock
+from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
 from harestart.domain.secret import Secret, scrub
-from harestart.engine.coordination import Coordination, HeldLock, HolderInfo, UnfinishedMark
 from harestart.errors import CoordinationUnavailable, LockHeld
 
 log = structlog.get_logger("harestart.adapters.coordination")

@@ -22,17 +22,12 @@ import structlog
 from tooz import coordination as tooz_coordination
 
 from harestart import cli
-from harestart.adapters import coordination as adapter
 from harestart.adapters.coordination import ToozCoordination, display_url
+from harestart.adapters.protocols import Coordination, HeldLock
+from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
-from harestart.engine.coordination import (
-    Coordination,
-    HeldLock,
-    HolderInfo,
-    UnfinishedMark,
-    this_host,
-)
+from harestart.engine.coordination import is_here, my_holder, my_mark, this_host
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment
 from harestart.errors import ExitCode, InventoryError, LeaseLost, LockHeld
@@ -196,7 +191,7 @@ def test_a_run_from_another_bastion_exits_4_naming_the_holder(
     g = x.group()
     held = other.acquire(
         g,
-        HolderInfo.mine(command="harestart run", state_dir=x.tmp / "bastion1"),
+        my_holder(command="harestart run", state_dir=x.tmp / "bastion1"),
         break_stale=False,
         on_lost=lambda _reason: None,
     )
@@ -229,7 +224,7 @@ def test_a_second_backend_object_sees_the_holder_and_cannot_take_the_lock(
     first, second = x.backend(), x.backend()
     held = first.acquire(
         g,
-        HolderInfo.mine(command="harestart serve", state_dir=x.tmp / "b1"),
+        my_holder(command="harestart serve", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=lambda _r: None,
     )
@@ -252,7 +247,7 @@ def test_a_holder_that_stops_heartbeating_expires_after_the_lease(coord_lab: Coo
     first, second = x.backend(), x.backend()
     held = first.acquire(
         g,
-        HolderInfo.mine(command="harestart run", state_dir=x.tmp / "b1"),
+        my_holder(command="harestart run", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=lambda _r: None,
     )
@@ -286,7 +281,7 @@ def test_heartbeats_that_keep_failing_report_the_lease_lost(
 
     held = backend.acquire(
         g,
-        HolderInfo.mine(command="harestart run", state_dir=x.tmp / "b1"),
+        my_holder(command="harestart run", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=on_lost,
     )
@@ -375,7 +370,7 @@ def test_discard_unfinished_starts_over_and_clears_the_other_bastions_mark(
     x = coord_lab
     g = x.group()
     backend = x.backend()
-    mark = UnfinishedMark.mine(
+    mark = my_mark(
         run_id="feedc0ffee00", started_at="2026-01-01T00:00:00Z", state_dir=x.tmp / "bastion1"
     )
     backend.mark_unfinished(g, mark)
@@ -449,7 +444,7 @@ def test_a_missing_driver_names_the_extra_to_install(
     def find_spec(name: str, package: str | None = None) -> Any:
         return None if name == "etcd3gw" else real(name, package)
 
-    monkeypatch.setattr(adapter.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     x = CoordLab(tmp_path, ["a"])
     x.setup("etcd3+http://127.0.0.1:2379")
     r = harestart(x, "run", "--yes")
@@ -469,11 +464,11 @@ def test_the_local_backend_is_the_default_and_says_so(tmp_path: Path, harestart:
 
 
 def test_holder_and_mark_documents_round_trip() -> None:
-    h = HolderInfo.mine(command="harestart run", state_dir=Path("/s"))
+    h = my_holder(command="harestart run", state_dir=Path("/s"))
     assert HolderInfo.from_dict(h.to_dict()) == h and HolderInfo.from_dict("x") is None
-    m = UnfinishedMark.mine(run_id="r1", started_at="t", state_dir=Path("/s"))
+    m = my_mark(run_id="r1", started_at="t", state_dir=Path("/s"))
     assert UnfinishedMark.from_json(m.to_json()) == m and UnfinishedMark.from_json("{") is None
-    assert m.is_here(Path("/s")) and not m.is_here(Path("/other"))
+    assert is_here(m, Path("/s")) and not is_here(m, Path("/other"))
     assert ACCOUNT == "1"
 
 
