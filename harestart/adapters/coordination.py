@@ -422,11 +422,22 @@ class _ToozHeld:
         self.owner.publish(self.group, self.holder)
 
     def release(self) -> None:
+        """Stop heartbeating, leave the holder group, release the lock: waiting a few
+        seconds at most (a driver may retry an unreachable service for minutes; the lease
+        then frees the lock by itself)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.owner.interval + 5)
-        self.owner.leave(self.group)
-        self.owner._release_quietly(self.lock)
+
+        def give_up() -> None:
+            self.owner.leave(self.group)
+            self.owner._release_quietly(self.lock)
+
+        done = threading.Thread(target=give_up, name=f"lease-release-{self.group.id}", daemon=True)
+        done.start()
+        done.join(timeout=max(5.0, self.owner.interval))
+        if done.is_alive():
+            log.warning("coordination.release_pending", service=self.owner.shown)
 
     def _lose(self, reason: str) -> None:
         with self._lost_lock:

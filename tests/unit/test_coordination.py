@@ -508,3 +508,18 @@ def test_two_servers_on_one_service_give_one_answer(coord_lab: CoordLab) -> None
         assert one.wait(20) and two.wait(20)
     assert x.restarts("a") == [1, 1, 1]
     assert two.view(g).verdict(g).state is GroupStatus.ACTIVE
+
+
+def test_connect_url_puts_the_password_and_the_lease_in_only_at_connect_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harestart.adapters.coordination import connect_url
+    from harestart.domain.secret import scrub
+
+    monkeypatch.setenv("HARESTART_TEST_COORD_PW", "p@ss/w:rd")
+    url = connect_url(CoordinationSettings("redis://r1:6379", 30, "HARESTART_TEST_COORD_PW"), "g1")
+    assert url.startswith("redis://:p%40ss%2Fw%3Ard@r1:6379?")
+    assert "lock_timeout=30" in url and "membership_timeout=30" in url and "timeout=10" in url
+    assert "p@ss/w:rd" not in scrub("error: p@ss/w:rd")  # known to the scrubber from now on
+    etcd = connect_url(CoordinationSettings("etcd3+http://e1:2379", 6, None), "g1")
+    assert etcd == "etcd3+http://e1:2379?timeout=2&lock_timeout=6&membership_timeout=6"
