@@ -333,15 +333,19 @@ def test_a_lost_lease_stops_the_run_between_steps_exit_1_then_resume_finishes(
     assert x.restarts("a") == [0, 1, 0]  # a1 (source), a2, a3
     journal = x.journal("a")
     assert journal is not None and not journal.finished and journal.outcome == "lease-lost"
-    assert "MHA" in doc["failure"]["failover"]
+    assert "not started again without the group's lock" in doc["failure"]["failover"]
+    assert doc["failover_enabled"] is False and doc["mha_after"].startswith("MHA NOT_RUNNING")
     # the unfinished mark outlives the lease: the other bastion refuses and names this one
     run_id = journal.run_id
     r2 = harestart(x.use("bastion2"), "run", "--yes")
     assert r2.code == ExitCode.USAGE, r2.err
     for part in (this_host(), str(x.tmp / "bastion1"), run_id, "--discard-unfinished"):
         assert part in r2.err
+    r2 = harestart(x, "resume", "--yes")  # nothing to resume here, and it says where
+    assert r2.code == ExitCode.USAGE and str(x.tmp / "bastion1") in r2.err, r2.err
     s = harestart(x, "status", "--format", "json")
     assert s.json()["state"] == "ERROR" and s.json()["unfinished_run"]["run_id"] == run_id
+    assert "on another bastion" in s.json()["unfinished_run"]["summary"]
     # resume on the bastion holding the journal finishes and clears the mark
     world.restart = restart  # type: ignore[method-assign]
     r3 = harestart(x.use("bastion1"), "resume", "--yes", "--format", "json")
