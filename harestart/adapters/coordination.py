@@ -290,7 +290,12 @@ class ToozCoordination:
     # --- helpers ---------------------------------------------------------------------------
 
     def _held(self, group: Group) -> LockHeld:
+        # The holder publishes itself just after taking the lock: give it a moment.
         holder = self._holder(group)
+        deadline = self.clock() + min(2.0, self.lease / 3)
+        while holder is None and self.clock() < deadline:
+            time.sleep(0.1)
+            holder = self._holder(group)
         who = (
             holder.describe()
             if holder is not None
