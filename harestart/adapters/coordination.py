@@ -43,10 +43,11 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import structlog
 
+from harestart.adapters.protocols import Coordination, HeldLock
+from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
 from harestart.domain.secret import Secret, scrub
-from harestart.engine.coordination import Coordination, HeldLock, HolderInfo, UnfinishedMark
 from harestart.errors import CoordinationUnavailable, LockHeld
 
 log = structlog.get_logger("harestart.adapters.coordination")
@@ -289,7 +290,12 @@ class ToozCoordination:
     # --- helpers ---------------------------------------------------------------------------
 
     def _held(self, group: Group) -> LockHeld:
+        # The holder publishes itself just after taking the lock: give it a moment.
         holder = self._holder(group)
+        deadline = self.clock() + min(2.0, self.lease / 3)
+        while holder is None and self.clock() < deadline:
+            time.sleep(0.1)
+            holder = self._holder(group)
         who = (
             holder.describe()
             if holder is not None
@@ -421,11 +427,22 @@ class _ToozHeld:
         self.owner.publish(self.group, self.holder)
 
     def release(self) -> None:
+        """Stop heartbeating, leave the holder group, release the lock: waiting a few
+        seconds at most (a driver may retry an unreachable service for minutes; the lease
+        then frees the lock by itself)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.owner.interval + 5)
-        self.owner.leave(self.group)
-        self.owner._release_quietly(self.lock)
+
+        def give_up() -> None:
+            self.owner.leave(self.group)
+            self.owner._release_quietly(self.lock)
+
+        done = threading.Thread(target=give_up, name=f"lease-release-{self.group.id}", daemon=True)
+        done.start()
+        done.join(timeout=max(5.0, self.owner.interval))
+        if done.is_alive():
+            log.warning("coordination.release_pending", service=self.owner.shown)
 
     def _lose(self, reason: str) -> None:
         with self._lost_lock:

@@ -5,10 +5,14 @@ No paramiko or pymysql here: importing this module is cheap and safe in planning
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.group import Group
+from harestart.domain.judge import LockView
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
 
@@ -166,3 +170,49 @@ class Connector(Protocol):
     def mysql(self, name: str, endpoint: MysqlEndpoint) -> MysqlProbe: ...
 
     def close_all(self) -> None: ...
+
+
+class HeldLock(Protocol):
+    """A lock ``Coordination.acquire`` took; release it exactly once."""
+
+    def publish(self, run_id: str) -> None:
+        """Name the run (its journal's run id) in the published holder."""
+
+    def release(self) -> None:
+        """Give the lock up (best effort: a service that is down lets the lease expire)."""
+
+
+class Coordination(Protocol):
+    """One backend's view of the groups' locks and unfinished marks."""
+
+    # "local", or the service's URL scheme ("etcd3+http", "redis", "zookeeper", "file").
+    backend: str
+
+    def acquire(
+        self,
+        group: Group,
+        holder: HolderInfo,
+        *,
+        break_stale: bool,
+        on_lost: Callable[[str], None],
+    ) -> HeldLock:
+        """Take the group's lock or raise LockHeld (exit 4) naming the holder; raise
+        CoordinationUnavailable (exit 3) when the service does not answer."""
+
+    def check_free(self, group: Group, *, break_stale: bool) -> None:
+        """Raise what ``acquire`` would (LockHeld), without taking the lock."""
+
+    def lock_view(self, group: Group) -> LockView:
+        """The lock as the judge takes it (holder described, alive, backend)."""
+
+    def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
+        """Record (replacing any earlier one) that a run of the group is unfinished."""
+
+    def unfinished(self, group: Group) -> UnfinishedMark | None:
+        """The group's unfinished mark, if any (None for the local backend)."""
+
+    def clear_unfinished(self, group: Group) -> None:
+        """Remove the group's unfinished mark (no error when there is none)."""
+
+    def close(self) -> None:
+        """Disconnect; locks still held are released."""

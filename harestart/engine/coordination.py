@@ -11,23 +11,23 @@ coordination backend (``defaults.coordination`` in the inventory):
   is published next to it so every machine names it; an *unfinished mark* in the service
   (which outlives the lease) tells every other bastion that a run is unfinished here.
 
-The engine sees the ``Coordination`` Protocol only. A lost lease is reported through the
-``on_lost`` callback the engine gives ``acquire`` (it stops the run at its next safe point).
+The engine sees the ``Coordination`` Protocol (``adapters.protocols``) only. A lost lease is
+reported through the ``on_lost`` callback the engine gives ``acquire`` (it stops the run at its
+next safe point).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
+from harestart.adapters.protocols import Coordination, HeldLock
+from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import Group
 from harestart.domain.judge import LockView
 from harestart.engine.lock import GroupLock, check_free, read_holder
@@ -40,7 +40,10 @@ __all__ = [
     "HolderInfo",
     "LocalCoordination",
     "UnfinishedMark",
+    "is_here",
     "local_coordination",
+    "my_holder",
+    "my_mark",
     "opened",
     "this_host",
 ]
@@ -66,150 +69,32 @@ def state_dir_text(state_dir: Path) -> str:
     return str(state_dir.absolute())
 
 
-@dataclass(frozen=True)
-class HolderInfo:
-    """Who holds a group's lock, as published next to a shared lock."""
-
-    host: str
-    pid: int
-    user: str
-    since: str
-    command: str
-    state_dir: str
-    run_id: str | None = None
-
-    @classmethod
-    def mine(cls, *, command: str, state_dir: Path) -> HolderInfo:
-        return cls(
-            host=this_host(),
-            pid=os.getpid(),
-            user=_user(),
-            since=_now(),
-            command=command,
-            state_dir=state_dir_text(state_dir),
-        )
-
-    def describe(self) -> str:
-        run = f", run {self.run_id}" if self.run_id else ""
-        return (
-            f"pid {self.pid} of {self.user}@{self.host} since {self.since}{run} "
-            f"({self.command}; state directory {self.state_dir})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: object) -> HolderInfo | None:
-        if not isinstance(d, dict):
-            return None
-        try:
-            return cls(
-                host=str(d["host"]),
-                pid=int(d["pid"]),
-                user=str(d["user"]),
-                since=str(d["since"]),
-                command=str(d["command"]),
-                state_dir=str(d["state_dir"]),
-                run_id=None if d.get("run_id") is None else str(d["run_id"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
+def my_holder(*, command: str, state_dir: Path) -> HolderInfo:
+    """This process as the holder of a lock it takes."""
+    return HolderInfo(
+        host=this_host(),
+        pid=os.getpid(),
+        user=_user(),
+        since=_now(),
+        command=command,
+        state_dir=state_dir_text(state_dir),
+    )
 
 
-@dataclass(frozen=True)
-class UnfinishedMark:
-    """A run of the group that began changing things and has not finished: where its journal
-    is (host and state directory), so another bastion refuses to start over it."""
-
-    host: str
-    state_dir: str
-    run_id: str
-    started_at: str
-    user: str
-
-    @classmethod
-    def mine(cls, *, run_id: str, started_at: str, state_dir: Path) -> UnfinishedMark:
-        return cls(
-            host=this_host(),
-            state_dir=state_dir_text(state_dir),
-            run_id=run_id,
-            started_at=started_at,
-            user=_user(),
-        )
-
-    def is_here(self, state_dir: Path) -> bool:
-        """The mark of a run whose journal is in ``state_dir`` on this machine."""
-        return self.host == this_host() and self.state_dir == state_dir_text(state_dir)
-
-    def describe(self) -> str:
-        return (
-            f"run {self.run_id} started {self.started_at or '?'} by {self.user}@{self.host}, "
-            f"its journal is in the state directory {self.state_dir} on {self.host}"
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> UnfinishedMark | None:
-        try:
-            d = json.loads(text)
-            return cls(
-                host=str(d["host"]),
-                state_dir=str(d["state_dir"]),
-                run_id=str(d["run_id"]),
-                started_at=str(d["started_at"]),
-                user=str(d["user"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
+def my_mark(*, run_id: str, started_at: str, state_dir: Path) -> UnfinishedMark:
+    """The unfinished mark of a run of this process, journalled in ``state_dir``."""
+    return UnfinishedMark(
+        host=this_host(),
+        state_dir=state_dir_text(state_dir),
+        run_id=run_id,
+        started_at=started_at,
+        user=_user(),
+    )
 
 
-class HeldLock(Protocol):
-    """A lock ``Coordination.acquire`` took; release it exactly once."""
-
-    def publish(self, run_id: str) -> None:
-        """Name the run (its journal's run id) in the published holder."""
-
-    def release(self) -> None:
-        """Give the lock up (best effort: a service that is down lets the lease expire)."""
-
-
-class Coordination(Protocol):
-    """One backend's view of the groups' locks and unfinished marks."""
-
-    # "local", or the service's URL scheme ("etcd3+http", "redis", "zookeeper", "file").
-    backend: str
-
-    def acquire(
-        self,
-        group: Group,
-        holder: HolderInfo,
-        *,
-        break_stale: bool,
-        on_lost: Callable[[str], None],
-    ) -> HeldLock:
-        """Take the group's lock or raise LockHeld (exit 4) naming the holder; raise
-        CoordinationUnavailable (exit 3) when the service does not answer."""
-
-    def check_free(self, group: Group, *, break_stale: bool) -> None:
-        """Raise what ``acquire`` would (LockHeld), without taking the lock."""
-
-    def lock_view(self, group: Group) -> LockView:
-        """The lock as the judge takes it (holder described, alive, backend)."""
-
-    def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
-        """Record (replacing any earlier one) that a run of the group is unfinished."""
-
-    def unfinished(self, group: Group) -> UnfinishedMark | None:
-        """The group's unfinished mark, if any (None for the local backend)."""
-
-    def clear_unfinished(self, group: Group) -> None:
-        """Remove the group's unfinished mark (no error when there is none)."""
-
-    def close(self) -> None:
-        """Disconnect; locks still held are released."""
+def is_here(mark: UnfinishedMark, state_dir: Path) -> bool:
+    """The mark of a run whose journal is in ``state_dir`` on this machine."""
+    return mark.is_at(this_host(), state_dir_text(state_dir))
 
 
 # Builds the backend of a group's coordination setting; the state directory is the local one's.

@@ -98,7 +98,11 @@ class Executor:
         elif failure is not None and self.lease_lost:
             # Without the lock nothing more is changed, MHA included: it stays as it is.
             mha_running = policy.mha_running(self.waits)
-            note = policy.mha_after_interrupt(mha_running, mha_was_running=facts.mha_was_running)
+            note = policy.mha_after_interrupt(
+                mha_running,
+                mha_was_running=facts.mha_was_running,
+                why="without the group's lock",
+            )
             failure = failure.with_note(note)
         elif failure is not None:
             failure = policy.apply_failure_policy(self.waits, self.failure_policy, failure)

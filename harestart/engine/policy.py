@@ -132,7 +132,9 @@ def interrupt_hints(
     return tuple(hints)
 
 
-def mha_after_interrupt(running: bool | None, *, mha_was_running: bool) -> str:
+def mha_after_interrupt(
+    running: bool | None, *, mha_was_running: bool, why: str = "after an interrupt"
+) -> str:
     if running:
         return "MHA is running: automatic failover is ON"
     if running is None:
@@ -140,6 +142,6 @@ def mha_after_interrupt(running: bool | None, *, mha_was_running: bool) -> str:
     if not mha_was_running:
         return "MHA was not running before the run; it stays stopped"
     return (
-        "MHA was stopped by this run and is not started again after an interrupt: "
+        f"MHA was stopped by this run and is not started again {why}: "
         "automatic failover is OFF until `harestart resume` completes the run"
     )

@@ -37,9 +37,11 @@ from harestart.engine.coordination import (
     Coordination,
     CoordinationFactory,
     HeldLock,
-    HolderInfo,
     UnfinishedMark,
+    is_here,
     local_coordination,
+    my_holder,
+    my_mark,
     opened,
 )
 from harestart.engine.executor import Executor, FailurePolicy, Reporter
@@ -192,7 +194,7 @@ def journal_for(
     path = journal_path(env.state_dir, group.account, group.id)
     existing = Journal.load(path)
     mark = coord.unfinished(group) if coord is not None else None
-    elsewhere = mark if mark is not None and not mark.is_here(env.state_dir) else None
+    elsewhere = mark if mark is not None and not is_here(mark, env.state_dir) else None
     if resume:
         if existing is None or existing.finished:
             there = f"; {_elsewhere(elsewhere, request, group)}" if elsewhere else ""
@@ -256,7 +258,7 @@ def restart(
     ):
         held = coord.acquire(
             group,
-            HolderInfo.mine(command=request.command, state_dir=env.state_dir),
+            my_holder(command=request.command, state_dir=env.state_dir),
             break_stale=request.break_lock,
             on_lost=flag.lose_lease,
         )
@@ -288,7 +290,7 @@ def _run_locked(
     # lease: a holder killed mid-run leaves it, and its journal, behind).
     coord.mark_unfinished(
         group,
-        UnfinishedMark.mine(
+        my_mark(
             run_id=journal.run_id,
             started_at=journal.started_at or utc_now(),
             state_dir=env.state_dir,

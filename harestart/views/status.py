@@ -11,6 +11,7 @@ from harestart.domain.observation import GroupState
 from harestart.engine.coordination import (
     CoordinationFactory,
     UnfinishedMark,
+    is_here,
     local_coordination,
     opened,
 )
@@ -26,6 +27,7 @@ def read_run_facts(
     mark through the group's coordination backend (every machine sees the same holder), the
     journal from the state directory (``where``: an Environment, or a state directory for the
     local lock)."""
+    factory: CoordinationFactory
     if isinstance(where, Path):
         state_dir, factory = where, local_coordination
     else:
@@ -43,7 +45,7 @@ def read_run_facts(
             journal.outcome or "unfinished",
             journal.describe(),
         )
-    elif mark is not None and not mark.is_here(state_dir):
+    elif mark is not None and not is_here(mark, state_dir):
         unfinished = RunSummary(
             mark.run_id, mark.started_at, "unfinished", f"on another bastion: {mark.describe()}"
         )

@@ -22,17 +22,12 @@ import structlog
 from tooz import coordination as tooz_coordination
 
 from harestart import cli
-from harestart.adapters import coordination as adapter
 from harestart.adapters.coordination import ToozCoordination, display_url
+from harestart.adapters.protocols import Coordination, HeldLock
+from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
-from harestart.engine.coordination import (
-    Coordination,
-    HeldLock,
-    HolderInfo,
-    UnfinishedMark,
-    this_host,
-)
+from harestart.engine.coordination import is_here, my_holder, my_mark, this_host
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment
 from harestart.errors import ExitCode, InventoryError, LeaseLost, LockHeld
@@ -196,7 +191,7 @@ def test_a_run_from_another_bastion_exits_4_naming_the_holder(
     g = x.group()
     held = other.acquire(
         g,
-        HolderInfo.mine(command="harestart run", state_dir=x.tmp / "bastion1"),
+        my_holder(command="harestart run", state_dir=x.tmp / "bastion1"),
         break_stale=False,
         on_lost=lambda _reason: None,
     )
@@ -229,7 +224,7 @@ def test_a_second_backend_object_sees_the_holder_and_cannot_take_the_lock(
     first, second = x.backend(), x.backend()
     held = first.acquire(
         g,
-        HolderInfo.mine(command="harestart serve", state_dir=x.tmp / "b1"),
+        my_holder(command="harestart serve", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=lambda _r: None,
     )
@@ -252,7 +247,7 @@ def test_a_holder_that_stops_heartbeating_expires_after_the_lease(coord_lab: Coo
     first, second = x.backend(), x.backend()
     held = first.acquire(
         g,
-        HolderInfo.mine(command="harestart run", state_dir=x.tmp / "b1"),
+        my_holder(command="harestart run", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=lambda _r: None,
     )
@@ -286,7 +281,7 @@ def test_heartbeats_that_keep_failing_report_the_lease_lost(
 
     held = backend.acquire(
         g,
-        HolderInfo.mine(command="harestart run", state_dir=x.tmp / "b1"),
+        my_holder(command="harestart run", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=on_lost,
     )
@@ -338,15 +333,19 @@ def test_a_lost_lease_stops_the_run_between_steps_exit_1_then_resume_finishes(
     assert x.restarts("a") == [0, 1, 0]  # a1 (source), a2, a3
     journal = x.journal("a")
     assert journal is not None and not journal.finished and journal.outcome == "lease-lost"
-    assert "MHA" in doc["failure"]["failover"]
+    assert "not started again without the group's lock" in doc["failure"]["failover"]
+    assert doc["failover_enabled"] is False and doc["mha_after"].startswith("MHA NOT_RUNNING")
     # the unfinished mark outlives the lease: the other bastion refuses and names this one
     run_id = journal.run_id
     r2 = harestart(x.use("bastion2"), "run", "--yes")
     assert r2.code == ExitCode.USAGE, r2.err
     for part in (this_host(), str(x.tmp / "bastion1"), run_id, "--discard-unfinished"):
         assert part in r2.err
+    r2 = harestart(x, "resume", "--yes")  # nothing to resume here, and it says where
+    assert r2.code == ExitCode.USAGE and str(x.tmp / "bastion1") in r2.err, r2.err
     s = harestart(x, "status", "--format", "json")
     assert s.json()["state"] == "ERROR" and s.json()["unfinished_run"]["run_id"] == run_id
+    assert "on another bastion" in s.json()["unfinished_run"]["summary"]
     # resume on the bastion holding the journal finishes and clears the mark
     world.restart = restart  # type: ignore[method-assign]
     r3 = harestart(x.use("bastion1"), "resume", "--yes", "--format", "json")
@@ -375,7 +374,7 @@ def test_discard_unfinished_starts_over_and_clears_the_other_bastions_mark(
     x = coord_lab
     g = x.group()
     backend = x.backend()
-    mark = UnfinishedMark.mine(
+    mark = my_mark(
         run_id="feedc0ffee00", started_at="2026-01-01T00:00:00Z", state_dir=x.tmp / "bastion1"
     )
     backend.mark_unfinished(g, mark)
@@ -449,7 +448,7 @@ def test_a_missing_driver_names_the_extra_to_install(
     def find_spec(name: str, package: str | None = None) -> Any:
         return None if name == "etcd3gw" else real(name, package)
 
-    monkeypatch.setattr(adapter.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     x = CoordLab(tmp_path, ["a"])
     x.setup("etcd3+http://127.0.0.1:2379")
     r = harestart(x, "run", "--yes")
@@ -469,11 +468,11 @@ def test_the_local_backend_is_the_default_and_says_so(tmp_path: Path, harestart:
 
 
 def test_holder_and_mark_documents_round_trip() -> None:
-    h = HolderInfo.mine(command="harestart run", state_dir=Path("/s"))
+    h = my_holder(command="harestart run", state_dir=Path("/s"))
     assert HolderInfo.from_dict(h.to_dict()) == h and HolderInfo.from_dict("x") is None
-    m = UnfinishedMark.mine(run_id="r1", started_at="t", state_dir=Path("/s"))
+    m = my_mark(run_id="r1", started_at="t", state_dir=Path("/s"))
     assert UnfinishedMark.from_json(m.to_json()) == m and UnfinishedMark.from_json("{") is None
-    assert m.is_here(Path("/s")) and not m.is_here(Path("/other"))
+    assert is_here(m, Path("/s")) and not is_here(m, Path("/other"))
     assert ACCOUNT == "1"
 
 
@@ -513,3 +512,18 @@ def test_two_servers_on_one_service_give_one_answer(coord_lab: CoordLab) -> None
         assert one.wait(20) and two.wait(20)
     assert x.restarts("a") == [1, 1, 1]
     assert two.view(g).verdict(g).state is GroupStatus.ACTIVE
+
+
+def test_connect_url_puts_the_password_and_the_lease_in_only_at_connect_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harestart.adapters.coordination import connect_url
+    from harestart.domain.secret import scrub
+
+    monkeypatch.setenv("HARESTART_TEST_COORD_PW", "p@ss/w:rd")
+    url = connect_url(CoordinationSettings("redis://r1:6379", 30, "HARESTART_TEST_COORD_PW"), "g1")
+    assert url.startswith("redis://:p%40ss%2Fw%3Ard@r1:6379?")
+    assert "lock_timeout=30" in url and "membership_timeout=30" in url and "timeout=10" in url
+    assert "p@ss/w:rd" not in scrub("error: p@ss/w:rd")  # known to the scrubber from now on
+    etcd = connect_url(CoordinationSettings("etcd3+http://e1:2379", 6, None), "g1")
+    assert etcd == "etcd3+http://e1:2379?timeout=2&lock_timeout=6&membership_timeout=6"
