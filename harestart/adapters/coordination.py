@@ -168,6 +168,8 @@ class ToozCoordination:
         self._group_id = group_id
         url = connect_url(settings, group_id)
         self._probe()
+        if self.backend == "redis":
+            self._check_redis_login(url)
         self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}".encode()
         try:
             self._coord = tooz_coordination.get_coordinator(url, self.member)
@@ -189,7 +191,37 @@ class ToozCoordination:
         except (OSError, ValueError) as exc:
             self._down(exc)
 
+    def _check_redis_login(self, url: str) -> None:
+        """Refuse a wrong or missing Redis password at once: tooz's driver treats the refusal
+        as a connection error and retries it 15 times (about a minute) before giving up."""
+        import redis
+
+        parts = urlsplit(url)
+        client = redis.Redis.from_url(
+            urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            self._refused(exc)
+        except redis.ResponseError as exc:
+            if str(exc).startswith(("NOAUTH", "WRONGPASS")):
+                self._refused(exc)
+        except redis.RedisError:
+            pass  # not a login problem: the driver reports it with the others
+        finally:
+            client.close()
+
     # --- errors ----------------------------------------------------------------------------
+
+    def _refused(self, exc: BaseException) -> NoReturn:
+        reason = scrub(str(exc)) or type(exc).__name__
+        raise CoordinationUnavailable(
+            self._group_id,
+            f"coordination service {self.shown} refused the login (check password_env): {reason}",
+        ) from None
 
     def _down(self, exc: BaseException) -> NoReturn:
         reason = scrub(str(exc)) or type(exc).__name__
