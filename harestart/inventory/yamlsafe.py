@@ -20,6 +20,9 @@ none (the API tokens file) passes ``aliases=False``, and ``hide_keys=True`` keep
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +76,24 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large document is read.
+
+    Reading creates a few hundred thousand objects per MB, all still alive; each collection
+    the allocations trigger walks every one of them again, which made reading a 10,000-group
+    inventory take 2-3 times as long. Nothing is leaked: reference counting still frees
+    everything, and the collector is enabled again (if it was) as soon as the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class YamlProblem(Exception):
     def __init__(self, line: int | None, message: str) -> None:
         self.line = line
@@ -90,6 +111,11 @@ def load_located(text: str, *, aliases: bool = True, hide_keys: bool = False) ->
         raise YamlProblem(
             None, f"the file is larger than {MAX_BYTES // (1024 * 1024)} MiB, the most read"
         )
+    with collector_paused():
+        return _load_located(text, aliases=aliases, hide_keys=hide_keys)
+
+
+def _load_located(text: str, *, aliases: bool, hide_keys: bool) -> Located:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
