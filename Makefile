@@ -7,13 +7,14 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image lint unit integration test demo bench clean
+.PHONY: help venv lab lab-image lint unit integration test demo bench bench-scale clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
 	@echo "make test   lint + unit + integration tests (real MariaDB/MySQL + MHA containers)"
 	@echo "make lab    prepare the compose lab (Docker engine, both images, keys); then docker-compose up -d"
-	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql)"
+	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql), then bench-scale"
+	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -54,6 +55,13 @@ demo: venv lab
 
 bench: venv lab-image
 	$(PY) -m bench --flavor $(FLAVOR) $(BENCH_ARGS)
+	$(PY) -m bench.scale $(SCALE_ARGS)
+
+# Simulated fleets of 100, 1,000 and 10,000 groups on the unit tests' fakes (no Docker):
+# CPU per group, wall time and memory at --parallel-groups 1, 50, 500, and `harestart plan`.
+# e.g. make bench-scale SCALE_ARGS="--groups 100,1000 --parallel 1,50"
+bench-scale: venv
+	$(PY) -m bench.scale $(SCALE_ARGS)
 
 clean:
 	-docker ps -aq --filter label=harestart.lab | xargs -r docker rm -f

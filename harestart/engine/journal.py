@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class JournalStep:
     duration_s: float | None = None
     detail: str = ""
     restart_issued_at: float | None = None  # wall clock, when the restart command was sent
+
+
+_STEP_FIELDS = fields(JournalStep)
 
 
 @dataclass
@@ -70,8 +73,10 @@ class Journal:
         return next((s for s in self.steps if s.status not in ("done", "skipped")), None)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("path")
+        """The fields but ``path``, then ``version`` (what ``asdict`` gives, without the deep
+        copy it makes of every value: the dict is serialised at once, twenty times a run)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
+        d["steps"] = [{f.name: getattr(s, f.name) for f in _STEP_FIELDS} for s in self.steps]
         d["version"] = VERSION
         return d
 
@@ -79,7 +84,9 @@ class Journal:
         """Atomically replace the journal file (0600 in a 0700 directory) and fsync it."""
         private_dir(self.path.parent)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        data = json.dumps(self.to_dict(), indent=2).encode()
+        # One line: written twenty times a run, and the C encoder is used only without indent
+        # (5 ms of CPU per group less; `jq . FILE` shows it indented).
+        data = json.dumps(self.to_dict()).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)

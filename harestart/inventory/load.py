@@ -24,7 +24,13 @@ from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
 from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
 from harestart.inventory.schema import DefaultsSpec, InventorySpec, MysqlSpec, NodeSpec, SshSpec
-from harestart.inventory.yamlsafe import Located, YamlProblem, dotted, load_located
+from harestart.inventory.yamlsafe import (
+    Located,
+    YamlProblem,
+    collector_paused,
+    dotted,
+    load_located,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,6 +53,11 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
 
 
 def parse_inventory(text: str, shown: str, base_dir: Path | None = None) -> Inventory:
+    with collector_paused():  # a fleet's inventory makes many objects at once: see there
+        return _parse_inventory(text, shown, base_dir)
+
+
+def _parse_inventory(text: str, shown: str, base_dir: Path | None) -> Inventory:
     try:
         located = load_located(text)
     except YamlProblem as exc:

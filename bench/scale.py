@@ -1,0 +1,462 @@
+"""`make bench-scale`: what harestart itself costs per group, on simulated fleets of any size.
+
+    python -m bench.scale [--groups 100,1000,10000] [--parallel 1,50,500] [--full]
+                          [--json PATH] [--env-hook MODULE:FUNCTION] [--state-base DIR]
+                          [--no-plan]
+
+No Docker and no hosts: every group is the unit tests' fakes (``tests/unit/fakes.py``: one
+FakeWorld per group, restarts that take no time, MHA that answers at once), so what is
+measured is harestart's own code: the real inventory loader, planner, preflight, engine,
+journal, lock and run log, through the real CLI (``harestart run --all --yes
+--parallel-groups P --format json``, output thrown away) with an injected ``Environment``.
+
+For each fleet size N and each --parallel-groups P (by default 10,000 groups only at 500:
+the full matrix takes over half an hour on 2 cores; --full runs it), in a fresh process (so
+the peak memory is that run's): wall time, CPU time per group (``time.process_time``: every
+thread, the fakes included, so an upper bound; and how much of it the kernel spent, mostly
+on the journal's atomic file replacements), peak RSS, and RSS and Python's allocated memory
+blocks after the first 10% of the groups finished and after all of them (what a finished
+group leaves behind: its RunResult, kept for the final report, and nothing else should
+grow). Then ``harestart plan`` of each N in a fresh process: wall, CPU and peak RSS.
+
+Results: a table on stdout and JSON (default build/bench-scale.json). Nothing is asserted
+but that every group ended ACTIVE; tests never assert timings.
+
+Another coordination backend (locks elsewhere than the state directory) is measured by
+passing ``--env-hook module:function``: the function receives the fakes' Environment and
+returns the one to use (e.g. ``dataclasses.replace(env, <backend field>=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import gc
+import importlib
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from harestart import cli
+from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.group import Group
+from harestart.engine.run import Environment
+from harestart.engine.waiting import ManualClock
+from tests.unit.fakes import FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD_ENV = "HARESTART_BENCH_PASSWORD"  # noqa: S105 - the variable's name, not a password
+DEFAULT_GROUPS = (100, 1_000, 10_000)
+DEFAULT_PARALLEL = (1, 50, 500)
+# 10,000 groups one at a time or 50 at a time takes 6-10 minutes each on 2 cores (the journal's
+# twenty atomic file replacements per group dominate): by default 10,000 runs at 500 only,
+# the others with --full.
+SKIPPED_BY_DEFAULT = frozenset({(10_000, 1), (10_000, 50)})
+TARGET_CPU_MS_PER_GROUP = 10.0
+
+EnvHook = Callable[[Environment], Environment]
+
+
+# --- the simulated fleet ---------------------------------------------------------------------
+
+
+def fleet_inventory(groups: int) -> str:
+    """A plain inventory (no anchors or aliases) of ``groups`` groups: source, 2 replicas, MHA."""
+    lines = [
+        "defaults:",
+        "  ssh: {user: ops, sudo: true}",
+        f"  mysql: {{user: harestart, password_env: {PASSWORD_ENV}}}",
+        "groups:",
+    ]
+    for i in range(groups):
+        net = f"{10 + i // 62500}.{i // 250 % 250}.{i % 250}"
+        lines += [
+            f"  - id: g{i:05d}",
+            f"    account: '{100000 + i % 50}'",
+            f"    source: {{name: g{i}-db1, address: {net}.1}}",
+            "    replicas:",
+            f"      - {{name: g{i}-db2, address: {net}.2}}",
+            f"      - {{name: g{i}-db3, address: {net}.3}}",
+            f"    mha: {{manager: {{name: g{i}-mha, address: {net}.9}}, config: /etc/mha/app.cnf}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class _NoEvents(list[tuple[str, str, float]]):
+    """The fakes' event log, not kept: it is the simulation's memory, not harestart's."""
+
+    def append(self, item: tuple[str, str, float]) -> None:
+        pass
+
+
+def _world(prefix: str, clock: ManualClock) -> FakeWorld:
+    nodes = {f"{prefix}-db1": FakeNode(f"{prefix}-db1", 1, "source")}
+    for i in (2, 3):
+        nodes[f"{prefix}-db{i}"] = FakeNode(f"{prefix}-db{i}", i, "replica", read_only=True)
+    return FakeWorld(clock=clock, nodes=nodes, restart_downtime=0.0, events=_NoEvents())
+
+
+class _Connector:
+    """One session's connector: each host name routes to its group's world (a dict lookup)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def shell(self, name: str, endpoint: SshEndpoint) -> FakeShell:
+        return FakeShell(self.fleet.routes[name], name)
+
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> FakeProbe:
+        return FakeProbe(self.fleet.routes[name], name)
+
+    def close_all(self) -> None:
+        self.fleet.session_closed()
+
+
+@dataclasses.dataclass
+class Fleet:
+    """N groups on fakes, their inventory file and state directory, and the Environment.
+
+    ``sessions`` counts closed sessions: the first N are preflight's looks, one per group,
+    then one per group restart; ``on_run_sessions`` is told how many restarts have ended.
+    """
+
+    groups: int
+    tmp: Path
+    clock: ManualClock = dataclasses.field(default_factory=lambda: ManualClock(1000.0))
+    worlds: dict[str, FakeWorld] = dataclasses.field(default_factory=dict)
+    routes: dict[str, FakeWorld] = dataclasses.field(default_factory=dict)
+    sessions: int = 0
+    on_run_sessions: Callable[[int], None] = lambda ended: None
+    run_started: float | None = None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for i in range(self.groups):
+            world = _world(f"g{i}", self.clock)
+            self.worlds[f"g{i:05d}"] = world
+            self.routes.update(dict.fromkeys(world.nodes, world))
+            self.routes[f"g{i}-mha"] = world
+        self.inventory = self.tmp / "fleet.yml"
+        self.inventory.write_text(fleet_inventory(self.groups))
+        self.state = self.tmp / "state"
+
+    def connector(self) -> Connector:
+        with self._lock:
+            if self.sessions == self.groups and self.run_started is None:
+                self.run_started = time.perf_counter()  # preflight's looks are all done
+        return _Connector(self)
+
+    def failover_manager(self, group: Group, connector: Connector) -> FailoverManager:
+        world = self.worlds[group.id]
+        return FakeMha(world, FakeShell(world, group.mha.manager.name))
+
+    def session_closed(self) -> None:
+        with self._lock:
+            self.sessions += 1
+            ended = self.sessions - self.groups
+            if ended > 0:
+                self.on_run_sessions(ended)
+
+    def environment(self) -> Environment:
+        return Environment(
+            connector=self.connector,
+            failover_manager=self.failover_manager,
+            state_dir=self.state,
+            clock=self.clock,
+            wall=self.clock.now,
+        )
+
+
+# --- measuring one run -----------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def peak_rss_mb(usage: resource.struct_rusage) -> float:
+    return usage.ru_maxrss / (1e6 if sys.platform == "darwin" else 1e3)
+
+
+@dataclasses.dataclass
+class Sample:
+    ended: int
+    rss_mb: float
+    blocks: int  # sys.getallocatedblocks(): Python objects and buffers alive
+
+
+def measure_run(
+    groups: int, parallel: int, *, hook: EnvHook | None = None, base: Path | None = None
+) -> dict[str, Any]:
+    """``harestart run --all`` of a simulated fleet of ``groups`` groups, in this process.
+
+    The state directory (journals, locks, run log) is made under ``base`` (default: the
+    system's temporary directory; its file system's cost is part of what is measured).
+    """
+    os.environ.setdefault(PASSWORD_ENV, "bench-password")
+    with tempfile.TemporaryDirectory(prefix="harestart-scale-", dir=base) as tmp:
+        fleet = Fleet(groups, Path(tmp))
+        env = fleet.environment()
+        if hook is not None:
+            env = hook(env)
+        samples: list[Sample] = []
+        sampling = [0.0]  # CPU seconds spent sampling, left out of harestart's
+        marks = {max(1, math.ceil(groups / 10)), groups}
+
+        def sample(ended: int) -> None:
+            if ended in marks:
+                c0 = time.process_time()
+                # not gc.get_objects(): it hands out objects other threads are still building
+                # (CPython then fails with "SystemError: bad argument to internal function")
+                samples.append(Sample(ended, rss_mb(), sys.getallocatedblocks()))
+                sampling[0] += time.process_time() - c0
+
+        fleet.on_run_sessions = sample
+        gc.collect()
+        baseline = rss_mb()
+        argv = ["run", str(fleet.inventory), "--all", "--yes", "--format", "json"]
+        argv += ["--parallel-groups", str(parallel)]
+        c0, t0, times0 = time.process_time(), time.perf_counter(), os.times()
+        code = _run_cli(argv, env)
+        cpu = time.process_time() - c0 - sampling[0]
+        times1 = os.times()
+        wall = time.perf_counter() - t0
+        run_wall = t0 + wall - (fleet.run_started or t0)
+        journals = sum(1 for _ in (fleet.state).rglob("*.json"))
+    restarts = sum(n.restarts for w in fleet.worlds.values() for n in w.nodes.values())
+    first, last = samples[0], samples[-1]
+    finished = max(1, last.ended - first.ended)
+    return {
+        "groups": groups,
+        "parallel": parallel,
+        "exit_code": code,
+        "restarts": restarts,
+        "journals": journals,
+        "simulated_waits": len(fleet.clock.sleeps),
+        "wall_s": wall,
+        "preflight_wall_s": wall - run_wall,
+        "run_wall_s": run_wall,
+        "cpu_s": cpu,
+        "cpu_ms_per_group": 1000 * cpu / groups,
+        # of which in the kernel (journal and lock files: open, write, rename, fsync)
+        "sys_ms_per_group": 1000 * (times1.system - times0.system) / groups,
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF)),
+        "rss_mb_after_10pct": first.rss_mb,
+        "rss_mb_after_all": last.rss_mb,
+        "blocks_after_10pct": first.blocks,
+        "blocks_after_all": last.blocks,
+        "kb_per_finished_group": 1000 * (last.rss_mb - first.rss_mb) / finished,
+        "blocks_per_finished_group": (last.blocks - first.blocks) / finished,
+    }
+
+
+def _run_cli(argv: list[str], env: Environment) -> int:
+    """The real CLI in this process, its output thrown away; the exit code."""
+    with (
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stdout(devnull),
+        contextlib.redirect_stderr(devnull),
+    ):
+        try:
+            cli.main(argv, env=env)
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            structlog.reset_defaults()  # the CLI configured logging to the run's log file
+    return code if isinstance(code, int) else 1
+
+
+# --- harestart plan in a fresh process -------------------------------------------------------
+
+
+def measure_plan(groups: int) -> dict[str, Any]:
+    """``python -m harestart plan --format json`` of an N-group inventory: wall, CPU, peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="harestart-scale-") as tmp:
+        inventory = Path(tmp) / "fleet.yml"
+        inventory.write_text(fleet_inventory(groups))
+        t0 = time.perf_counter()
+        with open(os.devnull, "w") as devnull:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "harestart", "plan", str(inventory), "--format", "json"],
+                stdout=devnull,
+                stderr=subprocess.PIPE,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+            assert proc.stderr is not None
+            err = proc.stderr.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    cpu = usage.ru_utime + usage.ru_stime
+    return {
+        "groups": groups,
+        "exit_code": os.waitstatus_to_exitcode(status),
+        "stderr": err.decode(errors="replace")[-2000:],
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_ms_per_group": 1000 * cpu / groups,
+        "peak_rss_mb": peak_rss_mb(usage),
+    }
+
+
+# --- the matrix, each run in its own process ------------------------------------------------
+
+
+def _child(groups: int, parallel: int, hook: str | None, base: Path | None) -> dict[str, Any]:
+    """One run in a fresh interpreter (its own peak memory); its JSON on the last line."""
+    cmd = [sys.executable, "-m", "bench.scale", "--one", str(groups), str(parallel)]
+    if hook:
+        cmd += ["--env-hook", hook]
+    if base:
+        cmd += ["--state-base", str(base)]
+    done = subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    if done.returncode != 0:  # reported in the table and the JSON; the other runs go on
+        print(done.stderr[-3000:], file=sys.stderr)
+        return {"groups": groups, "parallel": parallel, "failed": done.stderr[-3000:]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def load_hook(spec: str | None) -> EnvHook | None:
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    hook: EnvHook = getattr(importlib.import_module(module), name)
+    return hook
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x.replace("_", "")) for x in text.split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="make bench-scale", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--groups", type=_sizes, help="e.g. 100,1000 (default 100,1000,10000)")
+    ap.add_argument("--parallel", type=_sizes, help="e.g. 1,50 (default 1,50,500)")
+    ap.add_argument("--json", type=Path, default=REPO / "build" / "bench-scale.json")
+    ap.add_argument("--env-hook", metavar="MODULE:FUNCTION", help="Environment -> Environment")
+    ap.add_argument("--no-plan", action="store_true", help="skip `harestart plan` per size")
+    ap.add_argument("--full", action="store_true", help="every size at every parallelism")
+    ap.add_argument("--state-base", type=Path, help="where the state directories go (a disk)")
+    ap.add_argument("--one", nargs=2, type=int, metavar=("N", "P"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        run = measure_run(*args.one, hook=load_hook(args.env_hook), base=args.state_base)
+        print(json.dumps(run))
+        return 0
+    chosen = args.full or args.groups is not None or args.parallel is not None
+    skip = frozenset() if chosen else SKIPPED_BY_DEFAULT
+    args.groups = args.groups or list(DEFAULT_GROUPS)
+    args.parallel = args.parallel or list(DEFAULT_PARALLEL)
+
+    report: dict[str, Any] = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.platform()})",
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "env_hook": args.env_hook,
+        "target_cpu_ms_per_group": TARGET_CPU_MS_PER_GROUP,
+        "runs": [],
+        "plans": [],
+    }
+    for n, p in _matrix(args.groups, args.parallel, skip):
+        print(f"run --all: {n} groups, --parallel-groups {p} ...", flush=True)
+        report["runs"].append(_child(n, p, args.env_hook, args.state_base))
+        _write(args.json, report)  # what is measured so far survives a later failure
+    if not args.no_plan:
+        for n in args.groups:
+            print(f"plan: {n} groups ...", flush=True)
+            report["plans"].append(measure_plan(n))
+    print_report(report)
+    _write(args.json, report)
+    print(f"\nJSON: {args.json}")
+    bad = [r for r in report["runs"] if r.get("exit_code") != 0 or r["restarts"] != 3 * r["groups"]]
+    bad += [p for p in report["plans"] if p["exit_code"] != 0]
+    return 1 if bad else 0
+
+
+def _write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+
+
+def _matrix(
+    sizes: list[int], parallel: list[int], skip: frozenset[tuple[int, int]]
+) -> Iterator[tuple[int, int]]:
+    for n in sizes:
+        for p in parallel:
+            if p <= n and (n, p) not in skip:
+                yield n, p
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    print(f"\nharestart at scale — {rep['date']} — {rep['machine']}, Python {rep['python']}")
+    print(
+        "simulated fleets (unit-test fakes, restarts take no time); the real CLI, planner, "
+        f"engine, journal and locks{'; env hook ' + rep['env_hook'] if rep['env_hook'] else ''}\n"
+    )
+    head = (
+        f"{'groups':>7} {'par':>4} {'wall s':>8} {'preflight':>9} {'run':>7} {'CPU ms/grp':>10} "
+        f"{'(kernel)':>8} "
+        f"{'peak MB':>8} {'MB@10%':>7} {'MB@100%':>8} {'KB/grp':>7} {'blk/grp':>8}  ok"
+    )
+    print("harestart run --all --yes --format json (output discarded)")
+    print(head)
+    for r in rep["runs"]:
+        if "failed" in r:
+            print(f"{r['groups']:>7} {r['parallel']:>4}  FAILED: {r['failed'].splitlines()[-1:]}")
+            continue
+        ok = r["exit_code"] == 0 and r["restarts"] == 3 * r["groups"]
+        print(
+            f"{r['groups']:>7} {r['parallel']:>4} {r['wall_s']:>8.1f} "
+            f"{r['preflight_wall_s']:>9.1f} {r['run_wall_s']:>7.1f} {r['cpu_ms_per_group']:>10.2f} "
+            f"{r['sys_ms_per_group']:>8.2f} "
+            f"{r['peak_rss_mb']:>8.0f} {r['rss_mb_after_10pct']:>7.0f} "
+            f"{r['rss_mb_after_all']:>8.0f} {r['kb_per_finished_group']:>7.1f} "
+            f"{r['blocks_per_finished_group']:>8.1f}  {'yes' if ok else 'NO'}"
+        )
+    print(
+        f"(target: under {TARGET_CPU_MS_PER_GROUP:.0f} ms CPU per group, flat as N grows; "
+        "KB/grp and blk/grp (Python memory blocks): what each finished group leaves behind, "
+        "between 10% and 100%)"
+    )
+    if rep["plans"]:
+        print("\nharestart plan --format json (a fresh process, output discarded)")
+        print(f"{'groups':>7} {'wall s':>8} {'CPU s':>7} {'CPU ms/grp':>10} {'peak MB':>8}  ok")
+        for p in rep["plans"]:
+            print(
+                f"{p['groups']:>7} {p['wall_s']:>8.2f} {p['cpu_s']:>7.2f} "
+                f"{p['cpu_ms_per_group']:>10.2f} {p['peak_rss_mb']:>8.0f}  "
+                f"{'yes' if p['exit_code'] == 0 else 'NO: ' + p['stderr'][-200:]}"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
