@@ -279,3 +279,23 @@ def test_a_group_locked_by_another_run_is_left_for_later_then_done_once(
     assert report is not None and report.ok
     assert sorted(report.restarted) == sorted(keys(GROUPS))
     assert x.restarts("b") == [1, 1, 1]
+
+
+def test_a_group_failed_on_another_bastion_makes_the_exit_code_1(
+    fleet_lab: FleetLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = fleet_lab
+    ghost = x.board()  # a round whose member failed group a, then died
+    round_id = ghost.open_round("0-failed")
+    ghost.mark(round_id, FleetMark("1/a", "failed", "elsewhere", 4242, "/s", "GateFailed: lag"))
+    ghost.close()
+    r = harestart(x, capsys, "run", "--all", "--yes", "--format", "json")
+    assert r.code == ExitCode.RUN_FAILED, r.err
+    fleet = r.json()["fleet"]
+    assert fleet["complete"] and fleet["restarted"] == [f"1/{g}" for g in GROUPS[1:]]
+    (failed,) = fleet["failed"]
+    assert failed["group"] == "1/a" and "failed by elsewhere/pid 4242" in failed["why"]
+    assert "GateFailed: lag" in failed["why"]
+    assert x.restarts("a") == [0, 0, 0]
+    r = harestart(x, capsys, "run", "--all", "--yes")  # text: the same lists
+    assert "restarted here: 1/a" in r.out and r.code == ExitCode.OK, r.err
