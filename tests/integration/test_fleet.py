@@ -142,6 +142,8 @@ def test_three_bastions_restart_six_groups_exactly_once_with_one_killed(
         assert out.json()["ok"]
     after = counts(clusters)
     assert after == {k: v + 1 for k, v in before.items()}, (before, after)  # exactly once each
+    # MHA monitors every group again (harestart's last gate saw PING_OK; on a loaded two-core
+    # machine with 18 containers a ping may fail for a moment afterwards: PING_FAILING, 20).
     for c in clusters.values():
-        assert c.mha_status()[0] == 0
+        c.wait_mha("PING_OK", timeout=60)
     print(f"fleet: setup {setup_s:.0f} s, run {run_s:.0f} s, resume {resumed_s:.0f} s")
