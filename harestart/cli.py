@@ -16,7 +16,7 @@ import click
 
 from harestart import __version__
 from harestart.domain.group import Group
-from harestart.domain.plan import PlanOptions, build_plan, render_json, render_text
+from harestart.domain.plan import Plan, PlanOptions, build_plan, render_json, render_text
 from harestart.domain.result import RunResult
 from harestart.domain.secret import scrub
 from harestart.errors import ExitCode, HarestartError, UsageError
@@ -25,7 +25,7 @@ from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 
 if TYPE_CHECKING:
-    from harestart.engine.run import Environment, FleetOutcome, RunRequest
+    from harestart.engine.run import Environment, FleetOutcome, FleetReport, RunRequest
 
 FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
@@ -281,8 +281,7 @@ def _execute(
     click.echo(f"log file: {log_path}", file=out)
     request = _run_request(inv, log_path, resume=resume, **options)
 
-    # A group another run is restarting is "locked" (4), not "unreachable" (3).
-    plans = engine.preflight(groups, request, env=env, resume=resume)
+    plans = _preflight(groups, request, env=env, resume=resume, out=out)
     if plans:
         click.echo("\n\n".join(render_text(p) for p in plans), file=out)
     if not yes and not _confirmed(groups, resume=resume, err=fmt != "text"):
@@ -311,6 +310,23 @@ def _execute(
             on_refusal=refused,
         )
     return _report(inv, groups, outcome, fmt)
+
+
+def _preflight(
+    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool, out: Any
+) -> list[Plan]:
+    """A group another run is restarting is "locked" (4), not "unreachable" (3). In fleet
+    mode other bastions restart groups of this inventory now: each is checked when taken."""
+    from harestart.engine import run as engine
+
+    if engine.fleet_mode(groups, env=env, resume=resume):
+        click.echo(
+            "fleet mode: the groups are shared with the other bastions on the coordination "
+            "service; each is checked when this bastion takes it",
+            file=out,
+        )
+        return []
+    return engine.preflight(groups, request, env=env, resume=resume)
 
 
 def _run_request(
@@ -357,8 +373,16 @@ def _report(inv: Inventory, groups: tuple[Group, ...], outcome: FleetOutcome, fm
 
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
-    if fmt == "json":
+    if fmt == "json" and outcome.fleet is not None:
+        doc = {
+            "results": [r.to_dict() for r in outcome.results],
+            "fleet": outcome.fleet.to_dict(),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    elif fmt == "json":
         click.echo(render_results_json(list(outcome.results), force_list=len(groups) > 1))
+    if outcome.fleet is not None and fmt == "text":
+        click.echo("\n" + _render_fleet(outcome.fleet))
     for r in outcome.results:
         if r.interrupted:
             click.echo(
@@ -368,7 +392,19 @@ def _report(inv: Inventory, groups: tuple[Group, ...], outcome: FleetOutcome, fm
             )
     codes = [_result_code(r) for r in outcome.results]
     codes += [int(x.error.exit_code) for x in outcome.refusals]
+    if outcome.fleet is not None and not outcome.fleet.ok:
+        codes.append(int(ExitCode.RUN_FAILED))  # a group failed (or was left) on some bastion
     return max(codes, key=_SEVERITY.index) if codes else int(ExitCode.OK)
+
+
+def _render_fleet(report: FleetReport) -> str:
+    lines = [f"fleet round {report.round} (member {report.member}):"]
+    lines += [f"  restarted here: {g}" for g in report.restarted]
+    lines += [f"  skipped: {x['group']}: {x['why']}" for x in report.skipped]
+    lines += [f"  FAILED: {x['group']}: {x['why']}" for x in report.failed]
+    if not report.complete:
+        lines.append("  the round is not complete (interrupted): run --all again to continue it")
+    return "\n".join(lines)
 
 
 # With several groups the exit code is the worst one, in this order.

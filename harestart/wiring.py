@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harestart.adapters.coordination import ToozCoordination
+from harestart.adapters.coordination import ToozCoordination, tooz_fleet
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.adapters.ssh import ParamikoConnector
@@ -59,6 +59,7 @@ def environment() -> run.Environment:
         failover_manager=failover_manager,
         state_dir=state_dir(),
         coordination=coordination,
+        fleet=tooz_fleet,
     )
 
 

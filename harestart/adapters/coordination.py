@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import importlib.util
+import json
 import math
 import os
 import socket
@@ -43,7 +44,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import structlog
 
-from harestart.adapters.protocols import Coordination, HeldLock
+from harestart.adapters.protocols import Coordination, FleetMark, HeldLock
 from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
@@ -519,6 +520,152 @@ class _ToozHeld:
                     f"{silent:.0f} s (lease {owner.lease:g} s){why}"
                 )
                 return
+
+
+class ToozFleet:
+    """The ``FleetBoard`` of ``harestart run --all`` on several bastions (see the README).
+
+    Stored in the service (``<f>``: the fleet's name), through tooz's group API only:
+
+    - members: the tooz group ``harestart~fleet~<f>~members``; each bastion joins it and
+      tooz's heartbeat thread keeps its membership alive for ``lease`` seconds;
+    - the round: the group ``harestart~fleet~<f>~round~<round id>``, created under the tooz
+      lock ``harestart~fleet~<f>~round-lock`` so two bastions starting together share one;
+    - the marks: ``harestart~fleet~<f>~<round id>~mark~<base64url JSON FleetMark>``, no lease.
+    """
+
+    def __init__(self, settings: CoordinationSettings, name: str) -> None:
+        from tooz import coordination as tooz_coordination
+
+        self._tooz = tooz_coordination
+        self.name = name
+        self.shown = display_url(settings.url)
+        self.lease = float(settings.lease)
+        url = connect_url(settings, f"fleet {name}")
+        self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._joined = False
+        try:
+            self._coord = tooz_coordination.get_coordinator(url, self.member.encode())
+            self._coord.start(start_heart=True)
+        except Exception as exc:
+            self._down(exc)
+
+    def _down(self, exc: BaseException) -> NoReturn:
+        reason = scrub(str(exc)) or type(exc).__name__
+        raise CoordinationUnavailable(
+            f"fleet {self.name}", f"coordination service {self.shown} does not answer: {reason}"
+        ) from None
+
+    def _call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
+        try:
+            return fn()
+        except ok:
+            raise
+        except (self._tooz.ToozError, OSError) as exc:
+            self._down(exc)
+
+    def _name(self, suffix: str) -> str:
+        return f"harestart~fleet~{self.name}~{suffix}"
+
+    def _create(self, name: str) -> None:
+        exists = (self._tooz.GroupAlreadyExist,)
+        with contextlib.suppress(*exists):
+            self._call(lambda: self._coord.create_group(name.encode()).get(), ok=exists)
+
+    def _delete(self, name: str) -> None:
+        gone = (self._tooz.GroupNotCreated, self._tooz.GroupNotEmpty)
+        with contextlib.suppress(*gone):
+            self._call(lambda: self._coord.delete_group(name.encode()).get(), ok=gone)
+
+    def _groups(self, prefix: str) -> list[str]:
+        names = [_text(g) for g in self._call(lambda: self._coord.get_groups().get())]
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def join(self, capabilities: dict[str, str]) -> None:
+        name = self._name("members")
+        self._create(name)
+        with contextlib.suppress(self._tooz.MemberAlreadyExist):
+            self._call(
+                lambda: self._coord.join_group(name.encode(), capabilities).get(),
+                ok=(self._tooz.MemberAlreadyExist,),
+            )
+        self._joined = True
+
+    def members(self) -> set[str]:
+        name = self._name("members").encode()
+        try:
+            found = self._call(
+                lambda: self._coord.get_members(name).get(), ok=(self._tooz.GroupNotCreated,)
+            )
+        except self._tooz.GroupNotCreated:
+            return set()
+        return {_text(m) for m in found}
+
+    def open_round(self, proposal: str) -> str:
+        prefix = self._name("round~")
+        lock = self._coord.get_lock(self._name("round-lock").encode())
+        # tooz takes a number of seconds as a blocking timeout too
+        wait: Any = self.lease
+        if not self._call(lambda: bool(lock.acquire(blocking=wait))):
+            raise CoordinationUnavailable(
+                f"fleet {self.name}",
+                f"coordination service {self.shown}: the fleet's round lock was not free "
+                f"within {self.lease:g} s",
+            )
+        try:
+            existing = self._groups(prefix)
+            if existing:
+                return existing[0][len(prefix) :]
+            self._create(prefix + proposal)
+            return proposal
+        finally:
+            with contextlib.suppress(self._tooz.ToozError, OSError):
+                lock.release()
+
+    def _mark_prefix(self, round_id: str) -> str:
+        return self._name(f"{round_id}~mark~")
+
+    def marks(self, round_id: str) -> dict[str, FleetMark]:
+        prefix = self._mark_prefix(round_id)
+        out: dict[str, FleetMark] = {}
+        for name in self._groups(prefix):
+            try:
+                mark = FleetMark.from_dict(json.loads(_unb64(name[len(prefix) :])))
+            except ValueError:
+                mark = None
+            if mark is not None and (mark.group not in out or mark.outcome == "done"):
+                out[mark.group] = mark
+        return out
+
+    def mark(self, round_id: str, mark: FleetMark) -> None:
+        self._create(self._mark_prefix(round_id) + _b64(json.dumps(mark.to_dict())))
+
+    def leave(self) -> None:
+        if not self._joined:
+            return
+        self._joined = False
+        name = self._name("members").encode()
+        try:
+            self._coord.leave_group(name).get()
+        except (self._tooz.ToozError, OSError) as exc:
+            log.warning("fleet.leave_failed", service=self.shown, error=scrub(str(exc)))
+
+    def end_round(self, round_id: str) -> None:
+        for name in self._groups(self._mark_prefix(round_id)):
+            self._delete(name)
+        self._delete(self._name(f"round~{round_id}"))
+
+    def close(self) -> None:
+        self.leave()
+        try:
+            self._coord.stop()
+        except Exception as exc:  # leaving: the service may be gone
+            log.warning("fleet.stop_failed", service=self.shown, error=scrub(str(exc)))
+
+
+def tooz_fleet(settings: CoordinationSettings, name: str) -> ToozFleet:
+    """The fleet board of ``run --all`` on the shared service ``settings`` names."""
+    return ToozFleet(settings, name)
 
 
 def tooz_coordination(group: Group) -> Coordination:

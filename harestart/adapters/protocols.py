@@ -216,3 +216,80 @@ class Coordination(Protocol):
 
     def close(self) -> None:
         """Disconnect; locks still held are released."""
+
+
+@dataclass(frozen=True)
+class FleetMark:
+    """What a fleet member recorded for a group of a round: ``done`` or ``failed``, by whom."""
+
+    group: str  # "<account>/<group id>"
+    outcome: str  # "done" | "failed"
+    host: str
+    pid: int
+    state_dir: str
+    detail: str = ""
+
+    def describe(self) -> str:
+        what = "done" if self.outcome == "done" else "failed"
+        text = f"{what} by {self.host}/pid {self.pid} (state directory {self.state_dir})"
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "outcome": self.outcome,
+            "host": self.host,
+            "pid": self.pid,
+            "state_dir": self.state_dir,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> FleetMark | None:
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return cls(
+                group=str(raw["group"]),
+                outcome=str(raw["outcome"]),
+                host=str(raw["host"]),
+                pid=int(raw["pid"]),
+                state_dir=str(raw["state_dir"]),
+                detail=str(raw.get("detail", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class FleetBoard(Protocol):
+    """The fleet of bastions sharing ``--all`` through a coordination service.
+
+    Members join a group with a lease (a dead bastion leaves it by itself); the round and the
+    per-group marks are persistent (no lease): they outlive every member.
+    """
+
+    member: str  # this member's id in the fleet
+
+    def join(self, capabilities: dict[str, str]) -> None:
+        """Become a live member (a heartbeat keeps the membership while the process lives)."""
+
+    def members(self) -> set[str]:
+        """The live members (their leases have not expired), this one included."""
+
+    def open_round(self, proposal: str) -> str:
+        """The round in progress, or ``proposal`` made the round when there is none."""
+
+    def marks(self, round_id: str) -> dict[str, FleetMark]:
+        """Every group's mark of the round (by FleetMark.group)."""
+
+    def mark(self, round_id: str, mark: FleetMark) -> None:
+        """Record a group's outcome in the round (persistent)."""
+
+    def leave(self) -> None:
+        """Stop being a member (idempotent)."""
+
+    def end_round(self, round_id: str) -> None:
+        """Delete the round and its marks (the last member out does it)."""
+
+    def close(self) -> None:
+        """Leave and disconnect."""

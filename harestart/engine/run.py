@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -45,6 +46,7 @@ from harestart.engine.coordination import (
     opened,
 )
 from harestart.engine.executor import Executor, FailurePolicy, Reporter
+from harestart.engine.fleet import FleetBoardFactory, FleetReport, fleet_name, restart_fleet
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.journal import Journal, journal_path
 from harestart.engine.observe import observe_group
@@ -57,10 +59,12 @@ __all__ = [
     "Environment",
     "FailurePolicy",
     "FleetOutcome",
+    "FleetReport",
     "Refusal",
     "RunRequest",
     "check_unlocked",
     "default_log_file",
+    "fleet_mode",
     "journal_for",
     "observe",
     "observe_groups",
@@ -86,6 +90,10 @@ class Environment:
     # The group's lock and unfinished marks (group, state_dir) -> backend; the default knows
     # the local lock only, ``harestart.wiring`` adds the shared services.
     coordination: CoordinationFactory = local_coordination
+    # The fleet board of ``run --all`` on a shared service (None: no fleet mode; ``--all``
+    # restarts every group here).
+    fleet: FleetBoardFactory | None = None
+    fleet_poll: float = 2.0  # seconds between looks at the round while waiting on others
 
 
 @dataclass(frozen=True)
@@ -241,8 +249,12 @@ def restart(
     reporter: Reporter | None = None,
     interrupts: InterruptFlag | None = None,
     resume: bool = False,
+    guard: Guard | None = None,
 ) -> RunResult:
     """Run (or resume) the restart of one group under its lock, journalled.
+
+    ``guard`` (fleet mode) is asked under the lock whether the group is still to be done
+    (``claim`` raises when not) and told the result before the lock is released (``settle``).
 
     Raises (nothing changed) when the lock is held (LockHeld), the coordination service does
     not answer (CoordinationUnavailable), over an unfinished run or without one to resume
@@ -263,9 +275,13 @@ def restart(
             on_lost=flag.lose_lease,
         )
         try:
+            if guard is not None:
+                guard.claim(group)
             result = _run_locked(
                 group, request, env, coord, held, reporter=reporter, flag=flag, resume=resume
             )
+            if guard is not None:
+                guard.settle(group, result)
         finally:
             held.release()
     return result if request.log_file is None else result.with_log_file(request.log_file)
@@ -328,6 +344,14 @@ def _clear_mark(coord: Coordination, group: Group) -> None:
         log.warning("coordination.clear_failed", error=str(exc))
 
 
+class Guard(Protocol):
+    """What a fleet checks and records under a group's lock (``engine.fleet``)."""
+
+    def claim(self, group: Group) -> None: ...
+
+    def settle(self, group: Group, result: RunResult) -> None: ...
+
+
 # --- several groups -------------------------------------------------------------------------
 
 
@@ -348,6 +372,7 @@ class FleetOutcome:
 
     results: tuple[RunResult, ...]
     refusals: tuple[Refusal, ...]
+    fleet: FleetReport | None = None  # fleet mode: this bastion's view of the round
 
 
 def restart_groups(
@@ -368,6 +393,8 @@ def restart_groups(
     interrupt is requested no further group starts. Errors that are not HarestartErrors
     (bugs) propagate.
     """
+    if fleet_mode(groups, env=env, resume=resume):
+        return _restart_as_fleet(groups, request, env, reporter, interrupts, on_result, on_refusal)
     lock = threading.Lock()
     results: list[RunResult] = []
     refusals: list[Refusal] = []
@@ -402,4 +429,71 @@ def restart_groups(
     return FleetOutcome(
         results=tuple(sorted(results, key=lambda r: order[r.group])),
         refusals=tuple(sorted(refusals, key=lambda x: order[x.group.id])),
+    )
+
+
+def fleet_mode(groups: tuple[Group, ...], *, env: Environment, resume: bool = False) -> bool:
+    """Does ``restart_groups`` share these groups with other bastions (a shared service)?"""
+    return (
+        env.fleet is not None
+        and not resume
+        and len(groups) > 1
+        and groups[0].coordination is not None
+    )
+
+
+def _restart_as_fleet(
+    groups: tuple[Group, ...],
+    request: RunRequest,
+    env: Environment,
+    reporter: Reporter | None,
+    interrupts: InterruptFlag,
+    on_result: Callable[[RunResult], None] | None,
+    on_refusal: Callable[[Refusal], None] | None,
+) -> FleetOutcome:
+    """``restart_groups`` on a shared service: this bastion's share of the round
+    (``engine.fleet``), one group at a time."""
+    settings = groups[0].coordination
+    if env.fleet is None or settings is None:  # pragma: no cover - fleet_mode() checked it
+        raise ValueError("no fleet board in this environment")
+    results: list[RunResult] = []
+    refusals: list[Refusal] = []
+
+    def one(group: Group, guard: Guard) -> RunResult:
+        return restart(
+            group, request, env=env, reporter=reporter, interrupts=interrupts, guard=guard
+        )
+
+    def done(result: RunResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    def refused(group: Group, error: HarestartError) -> None:
+        refusal = Refusal(group, error)
+        refusals.append(refusal)
+        if on_refusal is not None:
+            on_refusal(refusal)
+
+    board = env.fleet(settings, fleet_name(groups))
+    try:
+        report = restart_fleet(
+            groups,
+            board=board,
+            restart=one,
+            state_dir=env.state_dir,
+            interrupts=interrupts,
+            sleep=env.clock.sleep,
+            now=env.clock.now,
+            poll=env.fleet_poll,
+            on_result=done,
+            on_refusal=refused,
+        )
+    finally:
+        board.close()
+    order = {g.id: i for i, g in enumerate(groups)}
+    return FleetOutcome(
+        results=tuple(sorted(results, key=lambda r: order[r.group])),
+        refusals=tuple(sorted(refusals, key=lambda x: order[x.group.id])),
+        fleet=report,
     )

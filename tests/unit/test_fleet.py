@@ -1,0 +1,301 @@
+"""``run --all`` on several bastions sharing one coordination service (fleet mode, #12).
+
+The service is tooz's own ``file://`` driver (a real tooz backend, as in test_coordination);
+the "bastions" are threads in this process, each with its own state directory and
+Environment, over one set of fake groups (so every node's restart count is shared).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from harestart import cli
+from harestart.adapters.coordination import ToozCoordination, ToozFleet, tooz_fleet
+from harestart.adapters.protocols import FleetMark
+from harestart.domain.group import Group
+from harestart.engine.coordination import my_mark
+from harestart.engine.fleet import fleet_name, owner
+from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.run import Environment, FleetOutcome, RunRequest, fleet_mode, restart_groups
+from harestart.engine.waiting import ManualClock
+from harestart.errors import ExitCode
+from harestart.inventory.load import parse_inventory
+from harestart.wiring import coordination as real_coordination
+
+from .test_cli_run import Lab, Outcome, inventory_text
+
+GROUPS = ["a", "b", "c", "d", "e", "f"]
+LEASE = 2  # seconds (the file driver's membership timeout; the inventory's minimum)
+
+
+class PacedClock(ManualClock):
+    """The fakes' manual clock, whose sleeps also pass a little real time: the bastions'
+    threads take turns, and the service's leases (real time) can expire."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        time.sleep(0.002)
+
+
+class FleetLab(Lab):
+    """Six groups on fakes, ``defaults.coordination`` on a file:// service, and one
+    Environment per bastion (its own state directory)."""
+
+    def setup(self) -> None:
+        self.clock = PacedClock(1000.0)
+        for w in self.worlds.values():
+            w.clock = self.clock
+        self.url = f"file://{self.tmp / 'service'}"
+        text = inventory_text(self.group_ids).replace(
+            "defaults: {", f"defaults: {{coordination: {{url: '{self.url}', lease: {LEASE}}}, "
+        )
+        self.inventory.write_text(text)
+
+    def groups(self) -> tuple[Group, ...]:
+        return parse_inventory(self.inventory.read_text(), str(self.inventory)).groups
+
+    def bastion(self, name: str) -> Environment:
+        return Environment(
+            connector=self.connector,
+            failover_manager=self.failover_manager,
+            state_dir=self.tmp / name,
+            clock=self.clock,
+            wall=self.clock.now,
+            coordination=real_coordination,
+            fleet=tooz_fleet,
+            fleet_poll=0.05,
+        )
+
+    @property
+    def env(self) -> Environment:
+        return self.bastion("bastion1")
+
+    def board(self) -> ToozFleet:
+        g = self.groups()
+        assert g[0].coordination is not None
+        return ToozFleet(g[0].coordination, fleet_name(g))
+
+
+@pytest.fixture
+def fleet_lab(tmp_path: Path) -> Iterator[FleetLab]:
+    lab = FleetLab(tmp_path, GROUPS)
+    lab.setup()
+    yield lab
+    structlog.reset_defaults()
+
+
+def run_bastions(x: FleetLab, names: list[str]) -> dict[str, FleetOutcome]:
+    """``restart_groups`` of every group on each bastion, all started together."""
+    groups = x.groups()
+    outcomes: dict[str, FleetOutcome] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(names))
+
+    def bastion(name: str) -> None:
+        try:
+            start.wait()
+            outcomes[name] = restart_groups(
+                groups,
+                RunRequest(inventory=str(x.inventory)),
+                env=x.bastion(name),
+                interrupts=InterruptFlag(),
+            )
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bastion, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert set(outcomes) == set(names)
+    return outcomes
+
+
+def keys(ids: list[str]) -> set[str]:
+    return {f"1/{g}" for g in ids}
+
+
+def test_fleet_mode_needs_a_shared_service_and_several_groups(fleet_lab: FleetLab) -> None:
+    x = fleet_lab
+    groups = x.groups()
+    assert fleet_mode(groups, env=x.env)
+    assert not fleet_mode(groups, env=x.env, resume=True)  # resume: this bastion's own runs
+    assert not fleet_mode(groups[:1], env=x.env)  # --group: the lock says who does it
+    local = parse_inventory(inventory_text(GROUPS), "inv.yml").groups  # the local lock
+    assert not fleet_mode(local, env=x.env)
+
+
+def test_the_owner_of_a_group_is_stable_and_spread() -> None:
+    members = {"m1", "m2", "m3"}
+    owners = {g: owner(g, members) for g in [f"1/g{i}" for i in range(30)]}
+    assert set(owners.values()) == members  # every member gets a share
+    # one member leaving hands over its own groups only
+    after = {g: owner(g, members - {"m2"}) for g in owners}
+    assert all(after[g] == o for g, o in owners.items() if o != "m2")
+
+
+def test_three_bastions_restart_every_group_exactly_once(fleet_lab: FleetLab) -> None:
+    x = fleet_lab
+    outcomes = run_bastions(x, ["bastion1", "bastion2", "bastion3"])
+    for g in GROUPS:
+        assert x.restarts(g) == [1, 1, 1], g
+    reports = {n: o.fleet for n, o in outcomes.items()}
+    assert all(r is not None for r in reports.values())
+    restarted = [k for r in reports.values() if r is not None for k in r.restarted]
+    assert sorted(restarted) == sorted(keys(GROUPS))  # once each, in total
+    assert len({r.round for r in reports.values() if r is not None}) == 1  # one round
+    for name, r in reports.items():
+        assert r is not None and r.ok and not r.failed, (name, r)
+        # each bastion's report covers every group: restarted here or skipped (done by another)
+        assert set(r.restarted) | {s["group"] for s in r.skipped} == keys(GROUPS)
+        assert all(s["why"].startswith("done by ") for s in r.skipped)
+        assert [res.group for res in outcomes[name].results] == [
+            g for g in GROUPS if f"1/{g}" in r.restarted
+        ]
+    # the last one out deleted the round: a new --all starts a new one
+    board = x.board()
+    try:
+        round_id = next(r.round for r in reports.values() if r is not None)
+        assert board.marks(round_id) == {}
+    finally:
+        board.close()
+
+
+def test_a_dead_members_groups_are_taken_over_after_its_lease(fleet_lab: FleetLab) -> None:
+    x = fleet_lab
+    ghost = x.board()  # a bastion that joined the round, then died (no heartbeat, no leave)
+    ghost.join({"host": "ghost"})
+    round_id = ghost.open_round("0-ghost")
+    ghost._coord.heart.stop()
+    ghost._coord.heart.wait()
+    outcomes = run_bastions(x, ["bastion1", "bastion2"])
+    for g in GROUPS:
+        assert x.restarts(g) == [1, 1, 1], g
+    reports = [o.fleet for o in outcomes.values()]
+    assert all(r is not None and r.round == round_id and r.ok for r in reports)
+    restarted = sorted(k for r in reports if r is not None for k in r.restarted)
+    assert restarted == sorted(keys(GROUPS))
+    ghost._coord.stop()
+
+
+def test_a_dead_bastions_half_done_group_is_reported_blocked_not_restarted(
+    fleet_lab: FleetLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = fleet_lab
+    groups = {g.id: g for g in x.groups()}
+    # a bastion killed while restarting c: its lease expired, its unfinished mark stays
+    settings = groups["c"].coordination
+    assert settings is not None
+    dead = ToozCoordination(settings, "c")
+    dead.mark_unfinished(
+        groups["c"],
+        my_mark(run_id="run-dead", started_at="2026-01-01T00:00:00+00:00", state_dir=x.tmp / "d"),
+    )
+    dead.close()
+    outcomes = run_bastions(x, ["bastion1", "bastion2"])
+    assert x.restarts("c") == [0, 0, 0]  # never restarted blindly
+    for g in set(GROUPS) - {"c"}:
+        assert x.restarts(g) == [1, 1, 1], g
+    reports = [o.fleet for o in outcomes.values() if o.fleet is not None]
+    assert len(reports) == 2 and all(r.complete and not r.ok for r in reports)
+    for r in reports:
+        (failed,) = r.failed  # each knows: one bastion found it blocked, the other its mark
+        assert failed["group"] == "1/c"
+        assert "blocked" in failed["why"] and "run-dead" in failed["why"], failed
+    restarted = sorted(k for r in reports for k in r.restarted)
+    assert restarted == sorted(keys(GROUPS) - {"1/c"})
+
+
+def harestart(x: FleetLab, capsys: pytest.CaptureFixture[str], *args: str) -> Outcome:
+    command, *rest = args
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, str(x.inventory), *rest], env=x.env)
+    out, err = capsys.readouterr()
+    code = exit_.value.code
+    return Outcome(code if isinstance(code, int) else -1, out, err)
+
+
+def test_run_all_json_lists_the_fleet_and_continues_a_round_whose_members_all_died(
+    fleet_lab: FleetLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = fleet_lab
+    ghost = x.board()  # every member of this round died after a and b were done
+    round_id = ghost.open_round("0-earlier")
+    for g in ("a", "b"):
+        mark = FleetMark(f"1/{g}", "done", "elsewhere", 4242, "/var/lib/harestart")
+        ghost.mark(round_id, mark)
+    ghost.close()
+    r = harestart(x, capsys, "run", "--all", "--yes", "--format", "json")
+    assert r.code == ExitCode.OK, r.err
+    doc = r.json()
+    assert [d["group"] for d in doc["results"]] == ["c", "d", "e", "f"]
+    fleet = doc["fleet"]
+    assert fleet["round"] == round_id and fleet["complete"]
+    assert fleet["restarted"] == ["1/c", "1/d", "1/e", "1/f"]
+    assert fleet["failed"] == []
+    assert [s["group"] for s in fleet["skipped"]] == ["1/a", "1/b"]
+    assert "done by elsewhere/pid 4242" in fleet["skipped"][0]["why"]
+    assert x.restarts("a") == [0, 0, 0] and x.restarts("c") == [1, 1, 1]
+    assert "fleet mode" in r.err
+    # the round is over (the last one out deleted it): the next --all is a new round
+    r = harestart(x, capsys, "run", "--all", "--yes")
+    assert r.code == ExitCode.OK, r.err
+    assert x.restarts("a") == [1, 1, 1] and x.restarts("c") == [2, 2, 2]
+    assert "restarted here: 1/a" in r.out
+
+
+def test_a_group_locked_by_another_run_is_left_for_later_then_done_once(
+    fleet_lab: FleetLab,
+) -> None:
+    x = fleet_lab
+    groups = {g.id: g for g in x.groups()}
+    settings = groups["b"].coordination
+    assert settings is not None
+    other = ToozCoordination(settings, "b", heartbeat_interval=0.2)
+    from harestart.engine.coordination import my_holder
+
+    held = other.acquire(
+        groups["b"],
+        my_holder(command="harestart run", state_dir=x.tmp / "other"),
+        break_stale=False,
+        on_lost=lambda _r: None,
+    )
+    released = threading.Timer(0.5, held.release)
+    released.start()
+    try:
+        outcomes = run_bastions(x, ["bastion1"])
+    finally:
+        released.join()
+        other.close()
+    report = outcomes["bastion1"].fleet
+    assert report is not None and report.ok
+    assert sorted(report.restarted) == sorted(keys(GROUPS))
+    assert x.restarts("b") == [1, 1, 1]
+
+
+def test_a_group_failed_on_another_bastion_makes_the_exit_code_1(
+    fleet_lab: FleetLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = fleet_lab
+    ghost = x.board()  # a round whose member failed group a, then died
+    round_id = ghost.open_round("0-failed")
+    ghost.mark(round_id, FleetMark("1/a", "failed", "elsewhere", 4242, "/s", "GateFailed: lag"))
+    ghost.close()
+    r = harestart(x, capsys, "run", "--all", "--yes", "--format", "json")
+    assert r.code == ExitCode.RUN_FAILED, r.err
+    fleet = r.json()["fleet"]
+    assert fleet["complete"] and fleet["restarted"] == [f"1/{g}" for g in GROUPS[1:]]
+    (failed,) = fleet["failed"]
+    assert failed["group"] == "1/a" and "failed by elsewhere/pid 4242" in failed["why"]
+    assert "GateFailed: lag" in failed["why"]
+    assert x.restarts("a") == [0, 0, 0]
+    r = harestart(x, capsys, "run", "--all", "--yes")  # text: the same lists
+    assert "restarted here: 1/a" in r.out and r.code == ExitCode.OK, r.err
