@@ -402,8 +402,11 @@ def _render_fleet(report: FleetReport) -> str:
     lines += [f"  restarted here: {g}" for g in report.restarted]
     lines += [f"  skipped: {x['group']}: {x['why']}" for x in report.skipped]
     lines += [f"  FAILED: {x['group']}: {x['why']}" for x in report.failed]
+    if report.error is not None:
+        lines.append(f"  STOPPED: {report.error}")
     if not report.complete:
-        lines.append("  the round is not complete (interrupted): run --all again to continue it")
+        why = "this bastion stopped" if report.error is not None else "interrupted"
+        lines.append(f"  the round is not complete ({why}): run --all again to continue it")
     return "\n".join(lines)
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,12 +73,14 @@ class FleetReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     complete: bool = False  # every group of the round is marked
+    error: str | None = None  # why this member stopped before the round was complete
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "round": self.round,
             "member": self.member,
             "complete": self.complete,
+            "error": self.error,
             "restarted": list(self.restarted),
             "skipped": list(self.skipped),
             "failed": list(self.failed),
@@ -97,11 +101,18 @@ class _Settled(Exception):
 
 @dataclass
 class _Guard:
-    """Checked and written under the group's lock (``restart``'s ``guard``)."""
+    """Checked and written under the group's lock (``restart``'s ``guard``).
+
+    A mark the service refused (it stopped answering right after a restart) is kept in
+    ``unmarked`` and written again by the member's loop: the restart itself succeeded and is
+    reported as such, never as a failure.
+    """
 
     board: FleetBoard
     round_id: str
     state_dir: str
+    unmarked: list[FleetMark] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def claim(self, group: Group) -> None:
         mark = self.board.marks(self.round_id).get(key(group))
@@ -110,7 +121,20 @@ class _Guard:
 
     def settle(self, group: Group, result: RunResult) -> None:
         detail = "" if result.ok else _result_detail(result)
-        self.board.mark(self.round_id, self.mark_of(group, ok=result.ok, detail=detail))
+        mark = self.mark_of(group, ok=result.ok, detail=detail)
+        try:
+            self.board.mark(self.round_id, mark)
+        except HarestartError as exc:
+            log.warning("fleet.mark_deferred", group=group.id, error=str(exc))
+            with self.lock:
+                self.unmarked.append(mark)
+
+    def flush(self) -> None:
+        """Write the marks the service refused earlier (raises while it still refuses)."""
+        with self.lock:
+            while self.unmarked:
+                self.board.mark(self.round_id, self.unmarked[0])
+                self.unmarked.pop(0)
 
     def mark_of(self, group: Group, *, ok: bool, detail: str) -> FleetMark:
         return FleetMark(
@@ -145,11 +169,15 @@ def restart_fleet(
     sleep: Callable[[float], None],
     now: Callable[[], float],
     poll: float,
+    parallel: int = 1,
     on_result: Callable[[RunResult], None] | None = None,
     on_refusal: Callable[[Group, HarestartError], None] | None = None,
 ) -> FleetReport:
-    """This member's part of the round (see the module's text); returns what it saw."""
+    """This member's part of the round (see the module's text), up to ``parallel`` of its
+    groups at a time; returns what it saw. The service lost mid-round ends this member's part
+    (the groups running here finish first): the report says so and keeps what was done."""
     here = state_dir_text(state_dir)
+    board = _Serialised(board)  # the loop and the restarts' guards share one client
     board.join({"host": this_host(), "pid": str(os.getpid()), "state_dir": here})
     proposal = f"{utc_now().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:6]}"
     round_id = board.open_round(proposal)
@@ -163,25 +191,72 @@ def restart_fleet(
         on_refusal=on_refusal,
         pending={key(g): g for g in groups},
     )
-    try:
-        while member.pending and not interrupts.requested:
-            group = member.next_group(now())
-            if group is None:
-                sleep(poll)
-            elif not member.take(group):
-                member.retry_at[key(group)] = now() + poll
-        member.report.complete = not member.pending
-    finally:
-        board.leave()
-    if member.report.complete and not board.members():
-        board.end_round(round_id)  # the last one out
-        log.info("fleet.round_ended", round=round_id)
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="fleet") as pool:
+        try:
+            member.loop(pool, max(1, parallel), interrupts, sleep=sleep, now=now, poll=poll)
+        except HarestartError as exc:  # the service stopped answering between groups
+            member.report.error = f"coordination service lost: {exc}"
+            log.warning("fleet.service_lost", round=round_id, error=str(exc))
+        member.drain()
+    _leave(board, member.report, round_id)
     return member.report
+
+
+class _Serialised:
+    """A board whose calls take turns (a service client is not shared across threads)."""
+
+    def __init__(self, board: FleetBoard) -> None:
+        self._board = board
+        self._lock = threading.Lock()
+        self.member = board.member
+
+    def join(self, capabilities: dict[str, str]) -> None:
+        with self._lock:
+            self._board.join(capabilities)
+
+    def members(self) -> set[str]:
+        with self._lock:
+            return self._board.members()
+
+    def open_round(self, proposal: str) -> str:
+        with self._lock:
+            return self._board.open_round(proposal)
+
+    def marks(self, round_id: str) -> dict[str, FleetMark]:
+        with self._lock:
+            return self._board.marks(round_id)
+
+    def mark(self, round_id: str, mark: FleetMark) -> None:
+        with self._lock:
+            self._board.mark(round_id, mark)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._board.leave()
+
+    def end_round(self, round_id: str) -> None:
+        with self._lock:
+            self._board.end_round(round_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._board.close()
+
+
+def _leave(board: FleetBoard, report: FleetReport, round_id: str) -> None:
+    try:
+        board.leave()
+        if report.complete and not board.members():
+            board.end_round(round_id)  # the last one out
+            log.info("fleet.round_ended", round=round_id)
+    except HarestartError as exc:  # the membership's lease ends it by itself
+        log.warning("fleet.leave_failed", round=round_id, error=str(exc))
 
 
 @dataclass
 class _Member:
-    """One bastion's loop state in a round."""
+    """One bastion's loop state in a round (the loop runs in one thread; restarts in the
+    pool's threads only call ``restart``)."""
 
     board: FleetBoard
     guard: _Guard
@@ -191,6 +266,50 @@ class _Member:
     on_refusal: Callable[[Group, HarestartError], None] | None
     pending: dict[str, Group]
     retry_at: dict[str, float] = field(default_factory=dict)
+    running: dict[str, tuple[Group, Future[RunResult]]] = field(default_factory=dict)
+
+    def loop(
+        self,
+        pool: ThreadPoolExecutor,
+        parallel: int,
+        interrupts: InterruptFlag,
+        *,
+        sleep: Callable[[float], None],
+        now: Callable[[], float],
+        poll: float,
+    ) -> None:
+        while (self.pending or self.running or self.guard.unmarked) and not interrupts.requested:
+            self.collect(now(), poll)
+            self.guard.flush()
+            group = self.next_group(now()) if len(self.running) < parallel else None
+            if group is not None:
+                self.running[key(group)] = (group, pool.submit(self.restart, group, self.guard))
+            elif self.running:
+                wait(
+                    [f for _g, f in self.running.values()],
+                    timeout=poll,
+                    return_when=FIRST_COMPLETED,
+                )
+            else:
+                sleep(poll)
+        self.report.complete = not (self.pending or self.running or self.guard.unmarked)
+
+    def drain(self) -> None:
+        """Let the groups running here finish (an interrupt or a lost service stops new ones)."""
+        wait([f for _g, f in self.running.values()])
+        self.collect(float("inf"), 0.0)
+        try:
+            self.guard.flush()
+        except HarestartError as exc:
+            log.warning("fleet.marks_unwritten", marks=len(self.guard.unmarked), error=str(exc))
+
+    def collect(self, now: float, poll: float) -> None:
+        for k, (group, future) in list(self.running.items()):
+            if future.done():
+                del self.running[k]
+                if not self.finished(group, future):
+                    self.pending[k] = group
+                    self.retry_at[k] = now + poll
 
     def next_group(self, now: float) -> Group | None:
         """The next pending group that is this member's now (marks and members re-read)."""
@@ -201,26 +320,24 @@ class _Member:
         members = self.board.members() | {self.board.member}
         for k, g in self.pending.items():
             if owner(k, members) == self.board.member and self.retry_at.get(k, 0.0) <= now:
+                del self.pending[k]
                 return g
         return None
 
-    def take(self, group: Group) -> bool:
-        """Restart the group; False when its lock is held by another run (try later)."""
+    def finished(self, group: Group, future: Future[RunResult]) -> bool:
+        """Record a restart's end; False when its lock was held by another run (try later)."""
         k = key(group)
         try:
-            result = self.restart(group, self.guard)
+            result = future.result()
         except _Settled as settled:
-            del self.pending[k]
             _note_mark(self.report, settled.mark)
             return True
         except LockHeld as exc:  # another run has it now: look again later
             log.info("fleet.lock_held", group=group.id, error=str(exc))
             return False
         except HarestartError as exc:
-            del self.pending[k]
             self._refused(group, exc)
             return True
-        del self.pending[k]
         if result.ok:
             self.report.restarted.append(k)
         else:

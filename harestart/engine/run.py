@@ -394,7 +394,9 @@ def restart_groups(
     (bugs) propagate.
     """
     if fleet_mode(groups, env=env, resume=resume):
-        return _restart_as_fleet(groups, request, env, reporter, interrupts, on_result, on_refusal)
+        return _restart_as_fleet(
+            groups, request, env, reporter, interrupts, on_result, on_refusal, parallel=parallel
+        )
     lock = threading.Lock()
     results: list[RunResult] = []
     refusals: list[Refusal] = []
@@ -450,14 +452,17 @@ def _restart_as_fleet(
     interrupts: InterruptFlag,
     on_result: Callable[[RunResult], None] | None,
     on_refusal: Callable[[Refusal], None] | None,
+    *,
+    parallel: int,
 ) -> FleetOutcome:
     """``restart_groups`` on a shared service: this bastion's share of the round
-    (``engine.fleet``), one group at a time."""
+    (``engine.fleet``), up to ``parallel`` groups at a time."""
     settings = groups[0].coordination
     if env.fleet is None or settings is None:  # pragma: no cover - fleet_mode() checked it
         raise ValueError("no fleet board in this environment")
     results: list[RunResult] = []
     refusals: list[Refusal] = []
+    lock = threading.Lock()
 
     def one(group: Group, guard: Guard) -> RunResult:
         return restart(
@@ -465,13 +470,15 @@ def _restart_as_fleet(
         )
 
     def done(result: RunResult) -> None:
-        results.append(result)
+        with lock:
+            results.append(result)
         if on_result is not None:
             on_result(result)
 
     def refused(group: Group, error: HarestartError) -> None:
         refusal = Refusal(group, error)
-        refusals.append(refusal)
+        with lock:
+            refusals.append(refusal)
         if on_refusal is not None:
             on_refusal(refusal)
 
@@ -486,6 +493,7 @@ def _restart_as_fleet(
             sleep=env.clock.sleep,
             now=env.clock.now,
             poll=env.fleet_poll,
+            parallel=parallel,
             on_result=done,
             on_refusal=refused,
         )

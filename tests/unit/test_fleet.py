@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -19,12 +20,14 @@ from harestart import cli
 from harestart.adapters.coordination import ToozCoordination, ToozFleet, tooz_fleet
 from harestart.adapters.protocols import FleetMark
 from harestart.domain.group import Group
+from harestart.domain.result import RunResult
 from harestart.engine.coordination import my_mark
-from harestart.engine.fleet import fleet_name, owner
+from harestart.engine.fleet import FleetReport, fleet_name, owner, restart_fleet
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment, FleetOutcome, RunRequest, fleet_mode, restart_groups
+from harestart.engine.run import restart as engine_restart
 from harestart.engine.waiting import ManualClock
-from harestart.errors import ExitCode
+from harestart.errors import CoordinationUnavailable, ExitCode
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination
 
@@ -299,3 +302,138 @@ def test_a_group_failed_on_another_bastion_makes_the_exit_code_1(
     assert x.restarts("a") == [0, 0, 0]
     r = harestart(x, capsys, "run", "--all", "--yes")  # text: the same lists
     assert "restarted here: 1/a" in r.out and r.code == ExitCode.OK, r.err
+
+
+class FlakyBoard:
+    """The real file:// board, whose ``mark`` or ``marks`` can be told to fail (the service
+    stopped answering) for a number of calls."""
+
+    def __init__(self, board: ToozFleet) -> None:
+        self.board = board
+        self.member = board.member
+        self.fail_marks_after: int | None = None  # marks() answers this many times, then fails
+        self.fail_mark = 0  # the next N mark() calls fail
+        self.marks_calls = 0
+        self.written: list[str] = []  # the groups whose mark() the service took
+
+    def _down(self) -> CoordinationUnavailable:
+        return CoordinationUnavailable("fleet", "coordination service file://x does not answer")
+
+    def join(self, capabilities: dict[str, str]) -> None:
+        self.board.join(capabilities)
+
+    def members(self) -> set[str]:
+        return self.board.members()
+
+    def open_round(self, proposal: str) -> str:
+        return self.board.open_round(proposal)
+
+    def marks(self, round_id: str) -> dict[str, FleetMark]:
+        self.marks_calls += 1
+        if self.fail_marks_after is not None and self.marks_calls > self.fail_marks_after:
+            raise self._down()
+        return self.board.marks(round_id)
+
+    def mark(self, round_id: str, mark: FleetMark) -> None:
+        if self.fail_mark:
+            self.fail_mark -= 1
+            raise self._down()
+        self.board.mark(round_id, mark)
+        self.written.append(mark.group)
+
+    def leave(self) -> None:
+        self.board.leave()
+
+    def end_round(self, round_id: str) -> None:
+        self.board.end_round(round_id)
+
+    def close(self) -> None:
+        self.board.close()
+
+
+def fleet_of(
+    x: FleetLab, board: FlakyBoard, *, parallel: int = 1, restart: Any = None
+) -> FleetReport:
+    groups = x.groups()
+    env = x.bastion("bastion1")
+
+    def one(group: Group, guard: Any) -> RunResult:
+        return engine_restart(group, RunRequest(inventory=str(x.inventory)), env=env, guard=guard)
+
+    return restart_fleet(
+        groups,
+        board=board,
+        restart=restart or one,
+        state_dir=env.state_dir,
+        interrupts=InterruptFlag(),
+        sleep=x.clock.sleep,
+        now=x.clock.now,
+        poll=0.05,
+        parallel=parallel,
+    )
+
+
+def test_parallel_groups_restart_that_many_groups_of_the_share_at_once(
+    fleet_lab: FleetLab,
+) -> None:
+    """--parallel-groups holds in fleet mode: two restarts must be running together to pass
+    the barrier (one at a time, the first would wait alone and break it)."""
+    x = fleet_lab
+    together = threading.Barrier(2, timeout=10)
+    env = x.bastion("bastion1")
+    overlapped: list[str] = []
+
+    def one(group: Group, guard: Any) -> RunResult:
+        if group.id in ("a", "b"):
+            together.wait()
+            overlapped.append(group.id)
+        return engine_restart(group, RunRequest(inventory=str(x.inventory)), env=env, guard=guard)
+
+    board = FlakyBoard(x.board())
+    try:
+        report = fleet_of(x, board, parallel=2, restart=one)
+    finally:
+        board.close()
+    assert sorted(overlapped) == ["a", "b"]
+    assert report.ok and sorted(report.restarted) == sorted(keys(GROUPS))
+    for g in GROUPS:
+        assert x.restarts(g) == [1, 1, 1], g
+
+
+def test_a_mark_the_service_refused_after_a_restart_is_written_later_not_a_failure(
+    fleet_lab: FleetLab,
+) -> None:
+    x = fleet_lab
+    board = FlakyBoard(x.board())
+    board.fail_mark = 1  # the first group's restart ends while the service does not answer
+    try:
+        report = fleet_of(x, board)
+        assert report.ok and report.error is None
+        assert sorted(report.restarted) == sorted(keys(GROUPS))
+        # every group was marked once in the round: the refused mark was written again
+        assert sorted(board.written) == sorted(keys(GROUPS))
+    finally:
+        board.close()
+    for g in GROUPS:
+        assert x.restarts(g) == [1, 1, 1], g
+
+
+def test_the_service_lost_mid_round_stops_this_bastion_and_keeps_what_it_did(
+    fleet_lab: FleetLab,
+) -> None:
+    x = fleet_lab
+    board = FlakyBoard(x.board())
+    board.fail_marks_after = 4  # the loop's and the guard's look at the marks: 2 groups' worth
+    try:
+        report = fleet_of(x, board)
+    finally:
+        board.close()
+    assert report.error is not None and "does not answer" in report.error
+    assert not report.complete and not report.ok
+    done = [g for g in GROUPS if x.restarts(g) == [1, 1, 1]]
+    assert done and len(done) < len(GROUPS)
+    assert sorted(report.restarted) == sorted(keys(done))  # reported: exactly those
+    assert all(x.restarts(g) in ([0, 0, 0], [1, 1, 1]) for g in GROUPS)  # none half-done
+    text = cli._render_fleet(report)
+    assert "STOPPED: coordination service lost" in text
+    assert "run --all again to continue it" in text
