@@ -2,7 +2,7 @@
 
     python -m bench.scale [--groups 100,1000,10000] [--parallel 1,50,500] [--full]
                           [--json PATH] [--env-hook MODULE:FUNCTION] [--state-base DIR]
-                          [--no-plan]
+                          [--no-plan] [--etcd | --coordination URL]
 
 No Docker and no hosts: every group is the unit tests' fakes (``tests/unit/fakes.py``: one
 FakeWorld per group, restarts that take no time, MHA that answers at once), so what is
@@ -22,7 +22,12 @@ grow). Then ``harestart plan`` of each N in a fresh process: wall, CPU and peak 
 Results: a table on stdout and JSON (default build/bench-scale.json). Nothing is asserted
 but that every group ended ACTIVE; tests never assert timings.
 
-Another coordination backend (locks elsewhere than the state directory) is measured by
+The group locks are the local default (an flock in the state directory), or with
+``--coordination URL`` those of a shared service (the inventory gets ``defaults.coordination``);
+``--etcd`` starts one etcd member for the measurement (a container of the lab image, Debian's
+etcd-server, published on 127.0.0.1 only; removed afterwards).
+
+Any other change to the Environment is measured by
 passing ``--env-hook module:function``: the function receives the fakes' Environment and
 returns the one to use (e.g. ``dataclasses.replace(env, <backend field>=...)``).
 """
@@ -45,18 +50,20 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from harestart import cli
+from harestart import cli, wiring
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
+from harestart.engine.coordination import local_coordination
 from harestart.engine.run import Environment
-from harestart.engine.waiting import ManualClock
+from harestart.engine.waiting import ManualClock, poll_until
 from tests.unit.fakes import FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,19 +77,26 @@ SKIPPED_BY_DEFAULT = frozenset({(10_000, 1), (10_000, 50)})
 TARGET_CPU_MS_PER_GROUP = 10.0
 
 EnvHook = Callable[[Environment], Environment]
+# The shared lock service of the measured runs (set by --coordination or --etcd for the
+# children): the fleet's inventory gets ``defaults.coordination`` with this URL.
+COORDINATION_ENV = "HARESTART_BENCH_COORDINATION"
+ETCD_IMAGE = "harestart-lab:mariadb"  # Debian's etcd-server, as in the integration tests
 
 
 # --- the simulated fleet ---------------------------------------------------------------------
 
 
-def fleet_inventory(groups: int) -> str:
-    """A plain inventory (no anchors or aliases) of ``groups`` groups: source, 2 replicas, MHA."""
+def fleet_inventory(groups: int, coordination: str | None = None) -> str:
+    """A plain inventory (no anchors or aliases) of ``groups`` groups: source, 2 replicas, MHA;
+    with ``coordination`` (a URL), their locks on that shared service."""
     lines = [
         "defaults:",
         "  ssh: {user: ops, sudo: true}",
         f"  mysql: {{user: harestart, password_env: {PASSWORD_ENV}}}",
-        "groups:",
     ]
+    if coordination:
+        lines.append(f"  coordination: {{url: '{coordination}', lease: 30}}")
+    lines.append("groups:")
     for i in range(groups):
         net = f"{10 + i // 62500}.{i // 250 % 250}.{i % 250}"
         lines += [
@@ -152,7 +166,8 @@ class Fleet:
             self.routes.update(dict.fromkeys(world.nodes, world))
             self.routes[f"g{i}-mha"] = world
         self.inventory = self.tmp / "fleet.yml"
-        self.inventory.write_text(fleet_inventory(self.groups))
+        self.coordination = os.environ.get(COORDINATION_ENV) or None
+        self.inventory.write_text(fleet_inventory(self.groups, self.coordination))
         self.state = self.tmp / "state"
 
     def connector(self) -> Connector:
@@ -179,6 +194,7 @@ class Fleet:
             state_dir=self.state,
             clock=self.clock,
             wall=self.clock.now,
+            coordination=wiring.coordination if self.coordination else local_coordination,
         )
 
 
@@ -366,12 +382,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plan", action="store_true", help="skip `harestart plan` per size")
     ap.add_argument("--full", action="store_true", help="every size at every parallelism")
     ap.add_argument("--state-base", type=Path, help="where the state directories go (a disk)")
+    ap.add_argument("--coordination", metavar="URL", help="locks on this service (e.g. etcd)")
+    ap.add_argument("--etcd", action="store_true", help="start a local etcd for the locks")
     ap.add_argument("--one", nargs=2, type=int, metavar=("N", "P"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         run = measure_run(*args.one, hook=load_hook(args.env_hook), base=args.state_base)
         print(json.dumps(run))
         return 0
+    if args.etcd:
+        with local_etcd() as url:
+            os.environ[COORDINATION_ENV] = url
+            return _measure_all(args)
+    if args.coordination:
+        os.environ[COORDINATION_ENV] = args.coordination
+    return _measure_all(args)
+
+
+def _measure_all(args: argparse.Namespace) -> int:
     chosen = args.full or args.groups is not None or args.parallel is not None
     skip = frozenset() if chosen else SKIPPED_BY_DEFAULT
     args.groups = args.groups or list(DEFAULT_GROUPS)
@@ -382,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "env_hook": args.env_hook,
+        "coordination": os.environ.get(COORDINATION_ENV) or "local (flock in the state dir)",
         "target_cpu_ms_per_group": TARGET_CPU_MS_PER_GROUP,
         "runs": [],
         "plans": [],
@@ -402,6 +431,40 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
+@contextlib.contextmanager
+def local_etcd() -> Iterator[str]:
+    """One etcd member in a container of the lab image, its client port published on
+    127.0.0.1 only; removed afterwards. Yields its ``etcd3+http://`` URL once it answers."""
+    name = f"harestart-bench-etcd-{os.getpid()}"
+    run = ["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::2379"]
+    run += ["--label", "harestart.lab=bench", "--entrypoint", "/usr/bin/tini"]
+    run += [ETCD_IMAGE, "--", "etcd", "--name=bench"]
+    run += ["--data-dir=/tmp/etcd", "--listen-client-urls=http://0.0.0.0:2379"]
+    run += ["--advertise-client-urls=http://127.0.0.1:2379", "--log-level=error"]
+    subprocess.run(run, check=True, capture_output=True, text=True)
+    try:
+        port = (
+            subprocess.run(
+                ["docker", "port", name, "2379/tcp"], check=True, capture_output=True, text=True
+            )
+            .stdout.split(":")[-1]
+            .strip()
+        )
+        url = f"http://127.0.0.1:{port}/health"
+        poll_until(lambda: _answers(url) or None, timeout=60.0, interval=0.2, what="etcd answers")
+        yield f"etcd3+http://127.0.0.1:{port}"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our own 127.0.0.1 URL
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
 def _write(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
@@ -420,8 +483,9 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"\nharestart at scale — {rep['date']} — {rep['machine']}, Python {rep['python']}")
     print(
         "simulated fleets (unit-test fakes, restarts take no time); the real CLI, planner, "
-        f"engine, journal and locks{'; env hook ' + rep['env_hook'] if rep['env_hook'] else ''}\n"
+        f"engine, journal and locks{'; env hook ' + rep['env_hook'] if rep['env_hook'] else ''}"
     )
+    print(f"group locks: {rep.get('coordination', 'local')}\n")
     head = (
         f"{'groups':>7} {'par':>4} {'wall s':>8} {'preflight':>9} {'run':>7} {'CPU ms/grp':>10} "
         f"{'(kernel)':>8} "

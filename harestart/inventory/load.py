@@ -318,26 +318,18 @@ def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int
             )
             continue
         names[h.name] = here
-        if h.ssh is not None:
-            if h.ssh in ssh_eps:
+        for kind, endpoint, seen in (("SSH", h.ssh, ssh_eps), ("MySQL", h.mysql, mysql_eps)):
+            if endpoint is None:
+                continue
+            if endpoint in seen:
                 out.append(
                     (
                         located.line_of(h.loc),
-                        f"{here}: SSH endpoint {h.ssh[0]}:{h.ssh[1]} of "
-                        f"{h.name!r} is the same as {ssh_eps[h.ssh]}'s: the same host twice?",
+                        f"{here}: {kind} endpoint {endpoint[0]}:{endpoint[1]} of {h.name!r} "
+                        f"is the same as {seen[endpoint]}'s: the same host twice?",
                     )
                 )
-            ssh_eps.setdefault(h.ssh, h.name)
-        if h.mysql is not None:
-            if h.mysql in mysql_eps:
-                out.append(
-                    (
-                        located.line_of(h.loc),
-                        f"{here}: MySQL endpoint {h.mysql[0]}:{h.mysql[1]} of {h.name!r} "
-                        f"is the same as {mysql_eps[h.mysql]}'s: the same host twice?",
-                    )
-                )
-            mysql_eps.setdefault(h.mysql, h.name)
+            seen.setdefault(endpoint, h.name)
     return out
 
 
