@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lab import REPO_ROOT
+from .lab import REPO_ROOT, wait_for
 
 
 @dataclass
@@ -95,3 +95,57 @@ def log_events_tolerant(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return out
+
+
+@dataclass
+class Served:
+    """A ``harestart serve`` started by ``start_serve``: its process, port and JSON log."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def start_serve(
+    inventory: Path, *, state_dir: Path, tokens: Path, args: tuple[str, ...] = ()
+) -> Served:
+    """``harestart serve INVENTORY`` on 127.0.0.1 and a free port, its log in ``state_dir``;
+    returns once it logged ``api.listening`` (fails if it exits first)."""
+    log = state_dir / "serve.jsonl"
+    env = {**os.environ, "HARESTART_STATE_DIR": str(state_dir)}
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harestart", "serve", str(inventory),
+             "--host", "127.0.0.1", "--port", "0", "--tokens", str(tokens), *args],
+            stdout=subprocess.DEVNULL, stderr=err, cwd=REPO_ROOT, env=env,
+        )  # fmt: skip
+
+    def listening() -> int | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"harestart serve exited {proc.returncode}:\n{log.read_text()}")
+        for e in log_events_tolerant(log):
+            if e["event"] == "api.listening":
+                return int(e["port"])
+        return None
+
+    try:
+        port = wait_for("harestart serve listening", listening, timeout=60)
+    except BaseException:
+        stop_serve(proc)
+        raise
+    return Served(proc, port, log)
+
+
+def stop_serve(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if it does not exit within ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

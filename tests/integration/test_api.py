@@ -8,23 +8,21 @@ python-troveclient's HTTP layer, which is not installable here) polls with the s
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from . import harestart_cli
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, log_events_tolerant
-from .lab import REPO_ROOT, ready_count, wait_for
+from .lab import ready_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +38,10 @@ SEED_HEADERS = {
 }
 
 
-@dataclass
-class Served:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
+class Served(harestart_cli.Served):
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1.0/{SEED_ACCOUNT}"
+        return self.url(f"/v1.0/{SEED_ACCOUNT}")
 
     def events(self) -> list[dict[str, Any]]:
         return log_events_tolerant(self.log)
@@ -62,30 +55,13 @@ def serve_factory(tmp_path: Path) -> Iterator[Any]:
         tokens = tmp_path / "tokens.json"
         tokens.write_text(json.dumps({SEED_TOKEN: SEED_ACCOUNT}))
         tokens.chmod(0o600)
-        log = tmp_path / "serve.jsonl"
-        env = {**os.environ, "HARESTART_STATE_DIR": str(tmp_path)}
-        with log.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "harestart", "serve", str(inventory),
-                 "--host", "127.0.0.1", "--port", "0", "--tokens", str(tokens)],
-                stdout=subprocess.DEVNULL, stderr=err, cwd=REPO_ROOT, env=env,
-            )  # fmt: skip
-        started.append(proc)
-
-        def listening() -> int | None:
-            assert proc.poll() is None, log.read_text()
-            for e in log_events_tolerant(log):
-                if e["event"] == "api.listening":
-                    return int(e["port"])
-            return None
-
-        return Served(proc, wait_for("harestart serve listening", listening, timeout=60), log)
+        s = harestart_cli.start_serve(inventory, state_dir=tmp_path, tokens=tokens)
+        started.append(s.proc)
+        return Served(s.proc, s.port, s.log)
 
     yield start
     for proc in started:  # never leave a server behind
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        harestart_cli.stop_serve(proc)
 
 
 def send_seed_request(port: int) -> tuple[str, dict[str, str], bytes]:

@@ -12,12 +12,10 @@ the tests that wait for one to expire fast.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,16 +26,15 @@ import pytest
 import requests
 import yaml
 
-from . import coord, lab
+from . import coord, harestart_cli, lab
 from .coord import CoordService
 from .harestart_cli import (
     finish,
     harestart,
-    log_events_tolerant,
     start_harestart,
     wait_for_event,
 )
-from .lab import REPO_ROOT, LabCluster, ready_count, wait_for
+from .lab import LabCluster, ready_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -350,15 +347,10 @@ ACCOUNT = "4321"
 HA_ID = "coord-serve"
 
 
-@dataclass
-class Served:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
+class Served(harestart_cli.Served):
     @property
     def ha(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1.0/{ACCOUNT}/ha/{HA_ID}"
+        return self.url(f"/v1.0/{ACCOUNT}/ha/{HA_ID}")
 
 
 @pytest.fixture
@@ -369,34 +361,13 @@ def serve_two(tmp_path: Path) -> Iterator[Any]:
     tokens.chmod(0o600)
 
     def start(inventory: Path, state: Path) -> Served:
-        log = state / "serve.jsonl"
-        env = {**os.environ, "HARESTART_STATE_DIR": str(state)}
-        with log.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "harestart", "serve", str(inventory),
-                 "--host", "127.0.0.1", "--port", "0", "--tokens", str(tokens)],
-                stdout=subprocess.DEVNULL, stderr=err, cwd=REPO_ROOT, env=env,
-            )  # fmt: skip
-        started.append(proc)
-
-        def listening() -> int | None:
-            assert proc.poll() is None, log.read_text()
-            for e in log_events_tolerant(log):
-                if e["event"] == "api.listening":
-                    return int(e["port"])
-            return None
-
-        return Served(proc, wait_for("harestart serve listening", listening, timeout=60), log)
+        s = harestart_cli.start_serve(inventory, state_dir=state, tokens=tokens)
+        started.append(s.proc)
+        return Served(s.proc, s.port, s.log)
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        harestart_cli.stop_serve(proc)
 
 
 def test_two_serve_instances_give_one_answer(
