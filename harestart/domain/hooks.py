@@ -175,8 +175,11 @@ class HookOutcome:
 def hook_failure(act: RunHook, outcome: HookOutcome, output: str) -> str:
     """Why the step failed, in one message: point, node, how it ended, its output's end
     (``output``: already scrubbed of secrets)."""
-    tail = output.rstrip()
-    shown = f"; output (last {OUTPUT_TAIL_BYTES} bytes at most):\n{tail}" if tail else "; no output"
+    lines = output.rstrip().splitlines()
+    tail = "".join(f"\n  | {line}" for line in lines)
+    shown = (
+        f"; output (its last {OUTPUT_TAIL_BYTES} bytes at most):{tail}" if lines else "; no output"
+    )
     return (
         f"hook {act.point.value} for {act.host} failed: {quoted(act.hook.command)} "
         f"{outcome.status_text()}{shown}"

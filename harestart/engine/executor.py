@@ -209,7 +209,7 @@ class Executor:
         self.scope.set_state(GroupStatus.ERROR)
         self.recorder.persist()
         hints = policy.failure_hints(
-            self.group, step, mha_was_running=self.scope.facts.mha_was_running
+            self.group, step, mha_was_running=self.scope.facts.mha_was_running, error=exc
         )
         return Failure(step=step.key, host=step.host, reason=reason, next_steps=hints)
 

@@ -13,6 +13,14 @@ from harestart.engine.waits import Waiter
 from harestart.errors import GateFailed
 
 
+class HookFailed(GateFailed):
+    """A hook exited non-zero or timed out: its step failed (the failure policy decides MHA)."""
+
+    def __init__(self, step: str, act: RunHook, reason: str) -> None:
+        super().__init__(step, act.host, reason)
+        self.point = act.point
+
+
 def run_hook(w: Waiter, act: RunHook, st: StepRun) -> None:
     scope = w.scope
     runner = scope.hooks
@@ -34,4 +42,4 @@ def run_hook(w: Waiter, act: RunHook, st: StepRun) -> None:
         scope.progress(act.host, f"hook {act.point.value}: {outcome.status_text()}")
         return
     scope.log.error("hook.failed", **fields)
-    raise GateFailed(st.step.key, act.host, hook_failure(act, outcome, scrub(outcome.output)))
+    raise HookFailed(st.step.key, act, hook_failure(act, outcome, scrub(outcome.output)))

@@ -332,11 +332,16 @@ def test_a_failing_before_hook_leaves_the_node_unrestarted_and_fails_the_run() -
     assert world.nodes["db2"].restarts == 1
     reason = result.failure.reason
     assert reason.startswith("hook before_node_restart for db3 failed: `hooks/drain.sh` exited 4")
-    assert "proxy said no (pw ***)" in reason and "hunter2" not in json.dumps(result.to_dict())
+    assert "\n  | proxy said no (pw ***)" in reason and "hunter2" not in json.dumps(
+        result.to_dict()
+    )
     assert result.failure.failover_note  # the failure policy said what became of MHA
     failed = [e for e in logs if e["event"] == "hook.failed"]
     assert failed and failed[0]["exit_status"] == 4 and "hunter2" not in str(logs)
     assert [s.status for s in result.steps if s.host == "db3"] == [StepStatus.FAILED]
+    assert result.failure.next_steps[0].startswith(
+        "the before_node_restart hook failed (db3 was not restarted)"
+    )
 
 
 def test_a_timed_out_hook_says_so() -> None:
@@ -358,6 +363,7 @@ def test_after_hook_failure_keeps_the_node_restarted_and_stops_after_its_step() 
     assert "hook after_node_restart for db2 failed" in result.failure.reason
     assert world.nodes["db2"].restarts == 1
     assert world.nodes["db3"].restarts == 0 and world.nodes["db1"].restarts == 0
+    assert "db2 was restarted and passed its checks" in result.failure.next_steps[0]
 
 
 @pytest.mark.parametrize("point", ["before_node_restart", "after_node_restart"])
