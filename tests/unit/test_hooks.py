@@ -436,3 +436,68 @@ def test_the_adapter_runs_a_real_script_through_the_executor(tmp_path: Path) -> 
     ]
     env = (tmp_path / "calls" / "before_node_restart-db2").read_text()
     assert "HARESTART_ROLE=replica\n" in env and "HARESTART_RUN_ID=-\n" in env
+
+
+# --- the CLI, on the fakes with the real runner ---------------------------------------------
+
+HOOK = """#!/bin/sh
+echo "$HARESTART_HOOK $HARESTART_NODE" >> calls.log
+if [ -e refuse-$HARESTART_NODE ]; then echo "proxy says no for $HARESTART_NODE" >&2; exit 9; fi
+"""
+
+
+def test_cli_reports_a_failed_hook_exits_1_and_resume_finishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    import structlog
+
+    from harestart import cli
+    from tests.unit.test_cli_run import Lab
+
+    lab = Lab(tmp_path, ["a"])
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "h.sh").write_text(HOOK)
+    (tmp_path / "hooks" / "h.sh").chmod(0o755)
+    text = lab.inventory.read_text().replace(
+        "defaults: {", "defaults: {hooks: {before_node_restart: hooks/h.sh}, ", 1
+    )
+    lab.inventory.write_text(text)
+    (tmp_path / "refuse-a3").touch()
+    env = dataclasses.replace(lab.env, hooks=SubprocessHookRunner())
+
+    def harestart(*args: str) -> tuple[int | str | None, str, str]:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([args[0], str(lab.inventory), *args[1:]], env=env)
+        out, err = capsys.readouterr()
+        return exit_.value.code, out, err
+
+    try:
+        code, out, _ = harestart("run", "--yes")
+        assert code == 1
+        assert (
+            "FAILED at restart_replica:a3 on a3: hook before_node_restart for a3 failed: "
+            "`hooks/h.sh` exited 9 after" in out
+        )
+        assert "\n  | proxy says no for a3\n" in out
+        assert "a3 was not restarted" in out
+        assert lab.restarts("a") == [0, 1, 0]
+        code, out, _ = harestart("plan")
+        assert code == 0 and "do: hook before_node_restart: `hooks/h.sh` (timeout 60 s)" in out
+
+        (tmp_path / "refuse-a3").unlink()
+        lab.clock.advance(30)
+        code, out, err = harestart("resume", "--yes")
+        assert code == 0, out + err
+        assert lab.restarts("a") == [1, 1, 1]
+        calls = (tmp_path / "calls.log").read_text().split("\n")
+        assert calls == [
+            "before_node_restart a2",
+            "before_node_restart a3",  # refused
+            "before_node_restart a3",  # resume: run again, then the restart
+            "before_node_restart a1",
+            "",
+        ]
+    finally:
+        structlog.reset_defaults()
