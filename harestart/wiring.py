@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from harestart.adapters.coordination import ToozCoordination, tooz_fleet
+from harestart.adapters.hooks import SubprocessHookRunner
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.adapters.ssh import ParamikoConnector
@@ -60,6 +61,7 @@ def environment() -> run.Environment:
         state_dir=state_dir(),
         coordination=coordination,
         fleet=tooz_fleet,
+        hooks=SubprocessHookRunner(),
     )
 
 

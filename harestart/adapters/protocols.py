@@ -5,13 +5,14 @@ No paramiko or pymysql here: importing this module is cheap and safe in planning
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
+from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
@@ -170,6 +171,16 @@ class Connector(Protocol):
     def mysql(self, name: str, endpoint: MysqlEndpoint) -> MysqlProbe: ...
 
     def close_all(self) -> None: ...
+
+
+class HookRunner(Protocol):
+    """Runs hooks on the bastion (``harestart.adapters.hooks``)."""
+
+    def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
+        """Run ``command`` with ``/bin/sh -c`` in ``cwd``, stdin closed, with harestart's own
+        environment plus ``env``; kill its process group after ``timeout`` seconds. Raises
+        ``RemoteError`` (host ``bastion``) only when it could not be started."""
+        ...
 
 
 class HeldLock(Protocol):

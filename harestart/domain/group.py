@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harestart.domain.endpoints import SshEndpoint
+from harestart.domain.hooks import NO_HOOKS, Hooks
 from harestart.domain.secret import Secret
 
 
@@ -100,6 +101,7 @@ class Group:
     health: Health
     # None: the local lock (an flock in the state directory of the machine running harestart).
     coordination: CoordinationSettings | None = None
+    hooks: Hooks = NO_HOOKS  # commands run on the bastion at named points of a run
 
     @property
     def db_nodes(self) -> tuple[Node, ...]:

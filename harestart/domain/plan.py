@@ -51,6 +51,7 @@ from harestart.domain.gates import (
     WritableAsBefore,
 )
 from harestart.domain.group import Group
+from harestart.domain.hooks import node_hooks
 
 # --- steps -----------------------------------------------------------------------------------
 
@@ -81,6 +82,8 @@ class Step:
     actions: tuple[PlanAction, ...] = ()  # in order, each followed by its own gates
     after: tuple[Gate, ...] = ()  # checked once every action is done
     cleanup: tuple[PlanAction, ...] = ()  # at the end of the step, also when it fails
+    # Once the checks after held, in order (the after_node_restart hook); not on failure.
+    closing: tuple[PlanAction, ...] = ()
     batch: int | None = None  # replica restarts with the same batch run in parallel
 
     @property
@@ -91,7 +94,12 @@ class Step:
     @property
     def gates(self) -> tuple[Gate, ...]:
         """Every gate of the step, in the order they are evaluated."""
-        return (*self.before, *(g for a in self.actions for g in a.then), *self.after)
+        return (
+            *self.before,
+            *(g for a in self.actions for g in a.then),
+            *self.after,
+            *(g for a in self.closing for g in a.then),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"number": self.number, "action": self.action.value}
@@ -108,6 +116,8 @@ class Step:
         d["checks_before"] = before
         d["actions"] = actions
         d["checks_after"] = after
+        if self.closing:
+            d["actions_after_checks"] = [a.to_dict() for a in self.closing]
         if self.cleanup:
             d["cleanup"] = [a.to_dict() for a in self.cleanup]
         d["gates"] = [*before, *(g for a in actions for g in a.get("then", ())), *after]
@@ -251,19 +261,21 @@ def _restart_replica(number: int, group: Group, name: str, batch: int | None) ->
     h = group.health
     command = _restart_command(group, name)
     together = f" (batch {batch}, in parallel)" if batch is not None else ""
+    before_hooks, after_hooks = node_hooks(group, name)
     return Step(
         number,
         Action.RESTART_REPLICA,
         f"restart mysqld on replica {name}{together}",
         host=name,
         command=command,
-        actions=(_restart(name, command),),
+        actions=(*before_hooks, _restart(name, command)),
         after=(
             ThreadsRunning(name),
             CaughtUp(name, "everything the source had when the step began"),
             LagWithin(name, h.max_lag),
         ),
         batch=batch,
+        closing=after_hooks,
     )
 
 
@@ -271,7 +283,8 @@ def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
     source = group.source.name
     command = _restart_command(group, source)
     replicas = [r.name for r in group.replicas]
-    actions: list[PlanAction] = []
+    before_hooks, after_hooks = node_hooks(group, source)
+    actions: list[PlanAction] = [*before_hooks]  # before anything changes on the source
     cleanup: list[PlanAction] = []
     if opts.preflush:
         flushed = DirtyPagesFlushed(source, opts.preflush_max_dirty_pct)
@@ -311,6 +324,7 @@ def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
         actions=tuple(actions),
         after=(ReplicasReconnected(),),
         cleanup=tuple(cleanup),
+        closing=after_hooks,
     )
 
 
@@ -364,6 +378,9 @@ def render_text(plan: Plan) -> str:
             lines.append(f"       do: {a.describe()}")
             lines += [f"       gate: {g.describe()}" for g in a.then]
         lines += [f"       gate: {g.describe()}" for g in s.after]
+        for a in s.closing:
+            lines.append(f"       do: {a.describe()}")
+            lines += [f"       gate: {g.describe()}" for g in a.then]
         lines += [f"       finally: {a.describe()}" for a in s.cleanup]
     return "\n".join(lines)
 

@@ -22,7 +22,9 @@ from harestart.domain.actions import (
     StopIoThread,
     StopMha,
 )
+from harestart.domain.hooks import RunHook
 from harestart.engine.gates import StepRun
+from harestart.engine.hooks import run_hook
 from harestart.engine.waits import UPTIME_SLACK, Waiter
 from harestart.errors import HarestartError
 
@@ -174,6 +176,7 @@ PERFORMERS: dict[type[PlanAction], Performer] = {
     StartIoThread: _start_io_thread,
     RestartIoThread: _restart_io_thread,
     RestoreReadOnly: _restore_read_only,
+    RunHook: run_hook,  # on the bastion (engine/hooks.py)
 }
 
 

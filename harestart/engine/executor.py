@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import structlog
 
-from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.adapters.protocols import Connector, FailoverManager, HookRunner
 from harestart.domain.group import Group
 from harestart.domain.plan import Action, Plan, Step
 from harestart.domain.result import (
@@ -58,6 +58,7 @@ class Executor:
         interrupts: InterruptFlag | None = None,
         failure_policy: FailurePolicy = FailurePolicy.RESTORE_IF_HEALTHY,
         wall: Callable[[], float] = time.time,
+        hooks: HookRunner | None = None,
     ) -> None:
         if resume and journal is None:
             raise ValueError("resume needs the journal of the earlier attempt")
@@ -73,6 +74,7 @@ class Executor:
             wall=wall,
             resume=resume,
             journal=journal,
+            hooks=hooks,
         )
         self.waits = Waiter(self.scope)
         self.recorder = Recorder(self.scope, plan)
@@ -207,7 +209,7 @@ class Executor:
         self.scope.set_state(GroupStatus.ERROR)
         self.recorder.persist()
         hints = policy.failure_hints(
-            self.group, step, mha_was_running=self.scope.facts.mha_was_running
+            self.group, step, mha_was_running=self.scope.facts.mha_was_running, error=exc
         )
         return Failure(step=step.key, host=step.host, reason=reason, next_steps=hints)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 
 from harestart.domain.group import Group
+from harestart.domain.hooks import HookPoint
 from harestart.domain.judge import mha_safe_problems
 from harestart.domain.plan import Action, Step
 from harestart.domain.result import Failure, Interruption, StepRecord, StepStatus
+from harestart.engine.hooks import HookFailed
 from harestart.engine.observe import observe_group
 from harestart.engine.waits import Waiter
 from harestart.errors import HarestartError
@@ -75,9 +77,13 @@ def mha_text(w: Waiter) -> str | None:
         return f"unknown ({exc})"
 
 
-def failure_hints(group: Group, step: Step, *, mha_was_running: bool) -> tuple[str, ...]:
+def failure_hints(
+    group: Group, step: Step, *, mha_was_running: bool, error: HarestartError | None = None
+) -> tuple[str, ...]:
     hints: list[str] = []
-    if step.host and step.action in RESTARTS:
+    if isinstance(error, HookFailed):
+        hints.append(_hook_hint(error, step))
+    elif step.host and step.action in RESTARTS:
         hints.append(
             f"look at mysqld on {step.host} (its error log, `{step.command}` by hand) "
             "and its replication status"
@@ -93,6 +99,18 @@ def failure_hints(group: Group, step: Step, *, mha_was_running: bool) -> tuple[s
         hints.append(f"read the MHA log {group.mha.log} on {group.mha.manager.name}")
     hints.append(f"`harestart status` shows the state of every node of group {group.id}")
     return tuple(hints)
+
+
+def _hook_hint(error: HookFailed, step: Step) -> str:
+    if error.point is HookPoint.BEFORE_NODE_RESTART:
+        done = f"{step.host} was not restarted"
+    else:
+        done = f"{step.host} was restarted and passed its checks"
+    return (
+        f"the {error.point.value} hook failed ({done}): fix what it needs (its output is "
+        "above), then `harestart resume` runs that step again, its hooks included (a node "
+        "already restarted is not restarted again)"
+    )
 
 
 def interruption(

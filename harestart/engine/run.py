@@ -28,7 +28,7 @@ from typing import Protocol
 
 import structlog
 
-from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.adapters.protocols import Connector, FailoverManager, HookRunner
 from harestart.domain.group import Group
 from harestart.domain.judge import preflight_problems
 from harestart.domain.observation import GroupState
@@ -94,6 +94,8 @@ class Environment:
     # restarts every group here).
     fleet: FleetBoardFactory | None = None
     fleet_poll: float = 2.0  # seconds between looks at the round while waiting on others
+    # Runs the inventory's hooks on this machine (None: a group with hooks fails at its first).
+    hooks: HookRunner | None = None
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,7 @@ def _run_locked(
                 resume=resume,
                 interrupts=flag,
                 failure_policy=request.failure_policy,
+                hooks=env.hooks,
             ).run()
     except PreflightRefused:
         if not resume:  # nothing changed and no journal was left: nothing is unfinished

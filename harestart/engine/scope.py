@@ -14,7 +14,13 @@ from typing import Protocol
 
 import structlog
 
-from harestart.adapters.protocols import Connector, FailoverManager, MysqlProbe, RemoteShell
+from harestart.adapters.protocols import (
+    Connector,
+    FailoverManager,
+    HookRunner,
+    MysqlProbe,
+    RemoteShell,
+)
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group, Node
 from harestart.domain.plan import Step
@@ -68,6 +74,7 @@ class RunScope:
     wall: Callable[[], float] = time.time
     resume: bool = False
     journal: Journal | None = None
+    hooks: HookRunner | None = None  # runs the inventory's hooks on the bastion
     facts: RunFacts = field(default_factory=RunFacts)
     memory: RunMemory = field(default_factory=RunMemory)
     persist: Callable[[], None] = lambda: None  # the recorder saves the journal

@@ -44,7 +44,8 @@ class StepRunner:
 
     def _carry_out(self, st: StepRun) -> None:
         """The step's checks before, its actions (each followed by its gates), its checks
-        after; its cleanup at the end whatever happened."""
+        after, its closing actions (a hook once the node proved healthy); its cleanup at the
+        end whatever happened."""
         step = st.step
         try:
             for gate in step.before:
@@ -55,6 +56,10 @@ class StepRunner:
                     evaluate(self.waits, gate, st)
             for gate in step.after:
                 evaluate(self.waits, gate, st)
+            for act in step.closing:  # only once the checks after held
+                perform(self.waits, act, st)
+                for gate in act.then:
+                    evaluate(self.waits, gate, st)
         finally:
             # Never leave replicas detached from a source because its step failed or was
             # interrupted: they reconnect (or retry) as they would have without harestart.

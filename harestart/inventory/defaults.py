@@ -35,6 +35,8 @@ DEFAULTS = DefaultsSpec(ssh=SSH, mysql=MYSQL, restart_command=RESTART_COMMAND, h
 # defaults.coordination.lease: how long a dead holder keeps a shared lock (no coordination
 # setting at all means the local lock, which has no lease).
 COORDINATION_LEASE = 30.0
+# hooks.<point>.timeout: seconds a hook may run before its process group is killed.
+HOOK_TIMEOUT = 60.0
 
 # Not settable in the file: how long one MySQL query may take before the connection is dropped.
 MYSQL_READ_TIMEOUT = 30.0

@@ -25,10 +25,13 @@ from harestart.domain.group import (
     Node,
     PasswordSource,
 )
+from harestart.domain.hooks import HookPoint, Hooks
+from harestart.domain.hooks import HookSpec as Hook
 from harestart.domain.secret import Secret
 from harestart.inventory.defaults import (
     COORDINATION_LEASE,
     HEALTH,
+    HOOK_TIMEOUT,
     MYSQL,
     RESTART_COMMAND,
     SSH,
@@ -38,6 +41,8 @@ from harestart.inventory.schema import (
     CoordinationSpec,
     DefaultsSpec,
     GroupSpec,
+    HookEntry,
+    HooksSpec,
     ManagerSpec,
     MysqlSpec,
     NodeSpec,
@@ -153,6 +158,24 @@ def coordination(spec: CoordinationSpec | None) -> CoordinationSettings | None:
     )
 
 
+def hooks(layers: Sequence[HooksSpec | None], base: Path) -> Hooks:
+    """A group's hooks: each point from the first layer that sets it (group, then defaults)."""
+    present = [layer for layer in layers if layer is not None]
+    if not present:
+        return Hooks()
+    h = merge(*present)
+
+    def hook(entry: HookEntry | None) -> Hook | None:
+        if entry is None:
+            return None
+        if isinstance(entry, str):
+            return Hook(command=entry, timeout=HOOK_TIMEOUT, cwd=str(base))
+        return Hook(command=entry.command, timeout=first(entry.timeout, HOOK_TIMEOUT),
+                    cwd=str(base))  # fmt: skip
+
+    return Hooks(**{p.value: hook(getattr(h, p.value)) for p in HookPoint})
+
+
 def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Group:
     d = defaults or DefaultsSpec()
 
@@ -203,4 +226,5 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
             min_healthy_replicas=first(h.min_healthy_replicas),
         ),
         coordination=coordination(d.coordination),
+        hooks=hooks((g.hooks, d.hooks), base),
     )

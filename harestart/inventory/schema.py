@@ -77,6 +77,14 @@ def _command(value: str) -> str:
     return " ".join(words)
 
 
+def _hook_command(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the hook's command is empty")
+    if "\0" in value:
+        raise ValueError("the hook's command contains a NUL character")
+    return value
+
+
 def _coordination_url(value: str) -> str:
     if "://" not in value or not value.split("://", 1)[0]:
         raise ValueError(
@@ -106,6 +114,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Lag = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
+HookCommand = Annotated[str, AfterValidator(_hook_command)]  # a /bin/sh -c command line
 CoordinationUrl = Annotated[str, AfterValidator(_coordination_url)]
 Lease = Annotated[float, Field(ge=2, allow_inf_nan=False)]
 
@@ -189,12 +198,34 @@ class CoordinationSpec(_Model):
     password_env: EnvName | None = None  # the environment variable holding the password
 
 
+class HookSpec(_Model):
+    """One hook: run on the bastion with ``/bin/sh -c`` (shell syntax allowed), in the
+    inventory file's directory."""
+
+    command: HookCommand
+    timeout: Seconds | None = None
+
+
+# A plain string is the hook's command: ``before_node_restart: hooks/drain.sh``.
+HookEntry = HookSpec | HookCommand
+
+
+class HooksSpec(_Model):
+    """Hooks by point; another key is refused (extra="forbid")."""
+
+    before_node_restart: HookEntry | None = None
+    after_node_restart: HookEntry | None = None
+    before_switch: HookEntry | None = None
+    after_switch: HookEntry | None = None
+
+
 class DefaultsSpec(_Model):
     ssh: SshSpec | None = None
     mysql: MysqlSpec | None = None
     restart_command: Command | None = None
     health: HealthSpec | None = None
     coordination: CoordinationSpec | None = None
+    hooks: HooksSpec | None = None
 
 
 class GroupSpec(_Model):
@@ -208,6 +239,7 @@ class GroupSpec(_Model):
     mysql: MysqlSpec | None = None
     restart_command: Command | None = None
     health: HealthSpec | None = None
+    hooks: HooksSpec | None = None  # each point set here replaces the default's
 
 
 class InventorySpec(_Model):

@@ -1,8 +1,9 @@
 """Is every state-changing statement or command a run sent shown in the plan printed before?
 
 The plan's text quotes every statement and command in backticks on its ``do:`` and
-``finally:`` lines (``on HOST: ...``); text in ``<...>`` is filled in at run time and matches
-anything. Numbers are compared as numbers (pymysql sends ``0.0e0`` for the plan's ``0``).
+``finally:`` lines (``on HOST: ...``; a hook, run on the bastion: ``hook POINT: `command```,
+recorded as sent to the host ``bastion``); text in ``<...>`` is filled in at run time and
+matches anything. Numbers are compared as numbers (pymysql sends ``0.0e0`` for the plan's ``0``).
 Shared by the unit test (fakes) and the integration test (a real lab run).
 """
 
@@ -12,6 +13,8 @@ import re
 from collections import defaultdict
 
 _LINE = re.compile(r"^\s*(?:do|finally): on (\S+): (.*)$")
+_HOOK_LINE = re.compile(r"^\s*(?:do|finally): hook \S+: (`[^`]+`)")
+BASTION = "bastion"  # where hooks run
 _QUOTED = re.compile(r"`([^`]+)`")
 _PLACEHOLDER = re.compile(r"<[^>]*>")
 _NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?:e[+-]?\d+)?(?![\w.])")
@@ -34,11 +37,16 @@ def plan_templates(plan_text: str) -> dict[str, list[re.Pattern[str]]]:
     out: dict[str, list[re.Pattern[str]]] = defaultdict(list)
     for line in plan_text.splitlines():
         m = _LINE.match(line)
-        if not m:
+        hook = _HOOK_LINE.match(line)
+        if m:
+            host, text = m.group(1), m.group(2)
+        elif hook:
+            host, text = BASTION, hook.group(1)
+        else:
             continue
-        for quoted in _QUOTED.findall(m.group(2)):
+        for quoted in _QUOTED.findall(text):
             parts = _PLACEHOLDER.split(normalise(quoted))
-            out[m.group(1)].append(re.compile(".+?".join(re.escape(p) for p in parts)))
+            out[host].append(re.compile(".+?".join(re.escape(p) for p in parts)))
     return out
 
 

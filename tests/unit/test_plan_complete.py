@@ -7,7 +7,7 @@ the real ``MhaManager``'s commands); each must be found in ``harestart plan``'s 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,13 @@ from harestart.adapters.protocols import CommandResult
 from harestart.domain.dialect import dialect_for
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
+from harestart.domain.hooks import HookOutcome
 from harestart.domain.plan import PlanOptions, build_plan, render_text
 from harestart.domain.topology import ReadOnlyState
 from harestart.engine.executor import Executor
 from harestart.engine.journal import Journal, journal_path
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
-from tests.unit.plan_match import changes_state, missing_from_plan
+from tests.unit.plan_match import BASTION, changes_state, missing_from_plan
 from tests.unit.test_executor import lab_group
 
 MARIADB = dialect_for("10.11.6-MariaDB")
@@ -125,10 +126,25 @@ class RecordingMha(FakeMha):
         return super().start()
 
 
+class RecordingHooks:
+    """Every hook run, as a command sent to the bastion (a hook changes what it likes)."""
+
+    def __init__(self, sent: Sent) -> None:
+        self.sent = sent
+
+    def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
+        self.sent.append((BASTION, command))
+        return HookOutcome(command, 0, 0.0, "", timeout)
+
+
 def run_recorded(
-    world: FakeWorld, options: PlanOptions, journal: Journal | None = None, resume: bool = False
+    world: FakeWorld,
+    options: PlanOptions,
+    journal: Journal | None = None,
+    resume: bool = False,
+    group: Group | None = None,
 ) -> tuple[str, Sent, Any]:
-    group = lab_group(len(world.nodes) - 1)
+    group = group or lab_group(len(world.nodes) - 1)
     plan = build_plan(group, options)
     sent: Sent = []
     result = Executor(
@@ -140,6 +156,7 @@ def run_recorded(
         wall=world.clock.now,
         journal=journal,
         resume=resume,
+        hooks=RecordingHooks(sent),
     ).run()
     return render_text(plan), sent, result
 
@@ -224,3 +241,18 @@ def test_a_resume_after_a_kill_sends_only_what_the_plan_shows(tmp_path: Path) ->
     assert result.ok, result.failure
     assert ("db2", "START SLAVE IO_THREAD") in sent
     assert missing_from_plan(text, sent) == []
+
+
+def test_every_hook_a_run_runs_is_in_the_plan() -> None:
+    from tests.unit.test_hooks import hooked_group
+
+    world = FakeWorld.create(2)
+    text, sent, result = run_recorded(world, PlanOptions(), group=hooked_group(2))
+    assert result.ok, result.failure
+    hooks = [s for s in sent if s[0] == BASTION]
+    assert hooks == [(BASTION, "hooks/drain.sh"), (BASTION, "hooks/ready.sh")] * 3
+    assert missing_from_plan(text, sent) == []
+    # A hook command the plan does not show would be caught.
+    assert missing_from_plan(text, [(BASTION, "hooks/other.sh")]) == [(BASTION, "hooks/other.sh")]
+    plain = render_text(build_plan(lab_group(2)))
+    assert missing_from_plan(plain, hooks) == hooks

@@ -1,0 +1,186 @@
+"""Hooks: commands the inventory names, run on the bastion at named points of a run. Pure.
+
+A hook is how a user drains a node from a proxy before it restarts, puts it back after, or
+moves a VIP around a switchover. Each is a ``RunHook`` action of the plan (``harestart plan``
+prints it); ``harestart.adapters.hooks`` runs it with ``/bin/sh -c`` in the inventory file's
+directory, stdin closed, output captured, within its timeout, and with the environment built
+here. A hook that fails or times out fails its step like any failed gate.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from harestart.domain.actions import PlanAction, quoted
+
+if TYPE_CHECKING:  # group.py holds a group's Hooks
+    from harestart.domain.group import Group
+
+OUTPUT_TAIL_BYTES = 4096  # how much of a failed hook's output is reported (its end)
+
+
+class HookPoint(enum.StrEnum):
+    """Where in a run a hook runs (the inventory's key under ``hooks:``)."""
+
+    BEFORE_NODE_RESTART = "before_node_restart"  # before the node's restart command
+    AFTER_NODE_RESTART = "after_node_restart"  # once the node is back and its checks passed
+    BEFORE_SWITCH = "before_switch"  # before the source role moves (switchover)
+    AFTER_SWITCH = "after_switch"  # once it moved
+
+
+Strategy = Literal["restart", "switchover"]
+Role = Literal["source", "replica"]
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """One hook: a shell command line, its timeout in seconds, the directory it runs in (the
+    inventory file's)."""
+
+    command: str
+    timeout: float
+    cwd: str
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """A group's hooks, one per point at most (the group's own replaces the default's)."""
+
+    before_node_restart: HookSpec | None = None
+    after_node_restart: HookSpec | None = None
+    before_switch: HookSpec | None = None
+    after_switch: HookSpec | None = None
+
+    def at(self, point: HookPoint) -> HookSpec | None:
+        spec: HookSpec | None = getattr(self, point.value)
+        return spec
+
+
+NO_HOOKS = Hooks()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunHook(PlanAction):
+    """Run a hook on the bastion; ``host`` is the node it is about (for the switch hooks, the
+    old source)."""
+
+    point: HookPoint
+    hook: HookSpec
+    role: Role  # the node's role at that moment
+    old_source: str
+    new_source: str
+    strategy: Strategy = "restart"
+
+    def statements(self) -> tuple[str, ...]:
+        return (self.hook.command,)
+
+    def describe(self) -> str:
+        command, timeout = quoted(self.hook.command), self.hook.timeout
+        text = f"hook {self.point.value}: {command} (timeout {timeout:g} s)"
+        return f"{text} (only if {self.when})" if self.when else text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(point=self.point.value, command=self.hook.command, timeout_s=self.hook.timeout)
+        d["runs_on"] = "bastion"
+        return d
+
+
+def node_hook(group: Group, point: HookPoint, name: str) -> RunHook | None:
+    """The ``before_node_restart``/``after_node_restart`` action for node ``name`` (None: no
+    hook at that point)."""
+    spec = group.hooks.at(point)
+    if spec is None:
+        return None
+    node = group.node(name)
+    source = group.source.name
+    role: Role = "source" if node.role == "source" else "replica"
+    return RunHook(host=name, point=point, hook=spec, role=role, old_source=source,
+                   new_source=source)  # fmt: skip
+
+
+def node_hooks(group: Group, name: str) -> tuple[tuple[RunHook, ...], tuple[RunHook, ...]]:
+    """The hooks around node ``name``'s restart: (before it, after its checks passed)."""
+    before = node_hook(group, HookPoint.BEFORE_NODE_RESTART, name)
+    after = node_hook(group, HookPoint.AFTER_NODE_RESTART, name)
+    return tuple(h for h in (before,) if h), tuple(h for h in (after,) if h)
+
+
+def switch_hook(group: Group, point: HookPoint, old_source: str, new_source: str) -> RunHook | None:
+    """The ``before_switch``/``after_switch`` action of a switchover from ``old_source`` to
+    ``new_source`` (None: no hook there). The hook is about the old source: a source before the
+    switch, a replica after it."""
+    if point not in (HookPoint.BEFORE_SWITCH, HookPoint.AFTER_SWITCH):
+        raise ValueError(f"{point.value} is not a switch hook point")
+    spec = group.hooks.at(point)
+    if spec is None:
+        return None
+    role: Role = "source" if point is HookPoint.BEFORE_SWITCH else "replica"
+    return RunHook(
+        host=old_source,
+        point=point,
+        hook=spec,
+        role=role,
+        old_source=old_source,
+        new_source=new_source,
+        strategy="switchover",
+    )
+
+
+def hook_environment(group: Group, act: RunHook, run_id: str) -> dict[str, str]:
+    """The variables a hook gets on top of harestart's own environment."""
+    node = group.node(act.host)
+    return {
+        "HARESTART_HOOK": act.point.value,
+        "HARESTART_ACCOUNT": group.account,
+        "HARESTART_GROUP": group.id,
+        "HARESTART_RUN_ID": run_id,
+        "HARESTART_NODE": node.name,
+        "HARESTART_NODE_HOST": node.mysql.host if node.mysql is not None else node.ssh.host,
+        "HARESTART_ROLE": act.role,
+        "HARESTART_OLD_SOURCE": act.old_source,
+        "HARESTART_NEW_SOURCE": act.new_source,
+        "HARESTART_STRATEGY": act.strategy,
+    }
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """One finished hook. ``exit_status`` is None when it timed out (its process group was
+    killed); ``output`` is the end of its stdout and stderr together (at most
+    ``OUTPUT_TAIL_BYTES``, decoded), never scrubbed here."""
+
+    command: str
+    exit_status: int | None
+    duration_s: float
+    output: str
+    timeout: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def timed_out(self) -> bool:
+        return self.exit_status is None
+
+    def status_text(self) -> str:
+        if self.exit_status is None:
+            return f"timed out after {self.timeout:g} s (killed)"
+        return f"exited {self.exit_status} after {self.duration_s:.1f} s"
+
+
+def hook_failure(act: RunHook, outcome: HookOutcome, output: str) -> str:
+    """Why the step failed, in one message: point, node, how it ended, its output's end
+    (``output``: already scrubbed of secrets)."""
+    lines = output.rstrip().splitlines()
+    tail = "".join(f"\n  | {line}" for line in lines)
+    shown = (
+        f"; output (its last {OUTPUT_TAIL_BYTES} bytes at most):{tail}" if lines else "; no output"
+    )
+    return (
+        f"hook {act.point.value} for {act.host} failed: {quoted(act.hook.command)} "
+        f"{outcome.status_text()}{shown}"
+    )

@@ -1,0 +1,45 @@
+"""Carrying out a ``RunHook``: run it on the bastion, log how it ended, fail its step if it did.
+
+The hook's output is never logged; a failed hook's reason (the step's failure, the result,
+the journal) carries the end of it, scrubbed of every known secret.
+"""
+
+from __future__ import annotations
+
+from harestart.domain.hooks import RunHook, hook_environment, hook_failure
+from harestart.domain.secret import scrub
+from harestart.engine.gates import StepRun
+from harestart.engine.waits import Waiter
+from harestart.errors import GateFailed
+
+
+class HookFailed(GateFailed):
+    """A hook exited non-zero or timed out: its step failed (the failure policy decides MHA)."""
+
+    def __init__(self, step: str, act: RunHook, reason: str) -> None:
+        super().__init__(step, act.host, reason)
+        self.point = act.point
+
+
+def run_hook(w: Waiter, act: RunHook, st: StepRun) -> None:
+    scope = w.scope
+    runner = scope.hooks
+    if runner is None:  # the inventory names a hook the caller gave no way to run
+        raise GateFailed(st.step.key, act.host, f"hook {act.point.value}: no hook runner here")
+    run_id = scope.journal.run_id if scope.journal is not None else "-"
+    env = hook_environment(scope.group, act, run_id)
+    scope.progress(act.host, f"hook {act.point.value}: running `{act.hook.command}`")
+    outcome = runner.run(act.hook.command, cwd=act.hook.cwd, env=env, timeout=act.hook.timeout)
+    fields = {
+        "point": act.point.value,
+        "host": act.host,
+        "exit_status": outcome.exit_status,
+        "timed_out": outcome.timed_out,
+        "duration_s": round(outcome.duration_s, 3),
+    }
+    if outcome.ok:
+        scope.log.info("hook.finished", **fields)
+        scope.progress(act.host, f"hook {act.point.value}: {outcome.status_text()}")
+        return
+    scope.log.error("hook.failed", **fields)
+    raise HookFailed(st.step.key, act, hook_failure(act, outcome, scrub(outcome.output)))
