@@ -458,8 +458,7 @@ def _restart_as_fleet(
     *,
     parallel: int,
 ) -> FleetOutcome:
-    """``restart_groups`` on a shared service: this bastion's share of the round
-    (``engine.fleet``), up to ``parallel`` groups at a time."""
+    """``restart_groups`` on a shared service: this bastion's share (``engine.fleet``)."""
     settings = groups[0].coordination
     if env.fleet is None or settings is None:  # pragma: no cover - fleet_mode() checked it
         raise ValueError("no fleet board in this environment")
