@@ -149,7 +149,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
+    # Every method of RFC 9110, PATCH (RFC 5789) and QUERY (the httpbis draft) reaches the API,
+    # which answers 405 with Allow when the resource does not take it; a method the server does
+    # not recognise gets 501 notImplemented (RFC 9110, 15.6.2), as http.server sends it.
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+    do_TRACE = do_CONNECT = do_QUERY = do_GET
 
     def _dispatch(self) -> None:
         started = time.monotonic()
