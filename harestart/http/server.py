@@ -22,6 +22,7 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,6 +81,26 @@ def load_tokens(path: str | None, env_name: str | None) -> TokenMap:
     if not value:
         raise UsageError(f"environment variable {env_name} (--tokens-env) is not set or empty")
     return parse_tokens(value, f"${env_name}")
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context for ``--tls-cert PATH --tls-key PATH`` (both or neither):
+    the standard library's ``ssl``, TLS 1.2 at least, its default ciphers."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("serve needs both --tls-cert PATH and --tls-key PATH, or neither")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise UsageError(
+            f"cannot load the TLS certificate {cert} with the key {key}: {reason} (both must be "
+            "PEM files, the key unencrypted and matching the certificate)"
+        ) from None
+    return ctx
 
 
 class InventoryFile:
@@ -250,11 +271,34 @@ class ApiHttpServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, address: tuple[str, int], api: Api, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+        self,
+        address: tuple[str, int],
+        api: Api,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.api = api
         self.idle_timeout = idle_timeout
+        self.tls = tls
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake happens here, in the connection's own thread and under the
+        socket timeout (never in the accepting thread, where a silent client would stall
+        every other); a failed handshake (an old protocol, not TLS at all) closes the
+        connection."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(self.idle_timeout)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
+            log.debug("api.tls.refused", client=client_address[0], reason=str(exc))
+            return
+        with conn:
+            super().finish_request(conn, client_address)
 
 
 class ApiServer:
@@ -267,8 +311,9 @@ class ApiServer:
         port: int = 0,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.httpd = ApiHttpServer((host, port), api, idle_timeout=idle_timeout)
+        self.httpd = ApiHttpServer((host, port), api, idle_timeout=idle_timeout, tls=tls)
         self._thread: threading.Thread | None = None
 
     @property
@@ -302,8 +347,11 @@ def serve(
     accept_new_host_keys: bool = False,
     observe_ttl: float = 5.0,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
+    """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
+
+    ``tls`` (see ``tls_context``): serve HTTPS instead of HTTP."""
     from harestart.http.jobs import BackgroundRestarter, CachedObserver
 
     def prepare(inv: Inventory) -> Inventory:
@@ -319,23 +367,26 @@ def serve(
         shutting_down=stopping.is_set,
     )
     try:
-        server = ApiServer(api, host, port, idle_timeout=idle_timeout)
+        server = ApiServer(api, host, port, idle_timeout=idle_timeout, tls=tls)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    if not _is_loopback(host):
+    if not _is_loopback(host) and tls is None:
         log.warning(
             "api.not_loopback",
             host=host,
-            note="tokens travel in clear text: put TLS (a reverse proxy) in front",
+            note="tokens travel in clear text: use --tls-cert/--tls-key or a TLS reverse proxy",
         )
     with _stop_signals(stopping) as signals:
         server.start()
         bound_host, bound_port = server.address
+        scheme = "https" if tls is not None else "http"
         log.info(
             "api.listening",
             host=bound_host,
             port=bound_port,
-            url=f"http://{bound_host}:{bound_port}/v1.0/",
+            scheme=scheme,
+            url=f"{scheme}://{bound_host}:{bound_port}/v1.0/",
+            contract=f"{scheme}://{bound_host}:{bound_port}/openapi.json",
             inventory=inventory.path,
             groups=len(inventory.groups),
             tokens=len(tokens),
