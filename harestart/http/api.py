@@ -118,6 +118,23 @@ def fault_response(
     return Response.json(code, doc, headers=headers)
 
 
+BEYOND = 10**18  # what a count of more than 18 digits reads as: over every limit here
+
+
+def parse_count(raw: str) -> int | None:
+    """A non-negative decimal count as HTTP writes one (``limit``, ``Content-Length``): ASCII
+    digits only, since ``str.isdigit`` also accepts ``'²'`` (which ``int`` refuses) and other
+    scripts' digits; None when ``raw`` is not one. More than 18 digits read as BEYOND (``int``
+    refuses strings over 4300 digits)."""
+    if not raw or not raw.isascii() or not raw.isdigit():
+        return None
+    return BEYOND if len(raw) > 18 else int(raw)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def request_id_for(given: str | None) -> str:
     """The client's X-Request-Id when it is a plain token, else a new one."""
     if given and _REQUEST_ID.match(given):
@@ -432,11 +449,14 @@ class Api:
         limit = DEFAULT_LIMIT
         if "limit" in query:
             raw = query["limit"][-1]
-            if not raw.isdigit() or int(raw) < 1:
-                raise ApiError(400, f"limit must be a positive integer, not {raw!r}")
-            limit = int(raw)
-            if limit > MAX_LIMIT:
-                raise ApiError(413, f"limit {limit} is above the maximum page size {MAX_LIMIT}")
+            given = parse_count(raw)
+            if given is None or given < 1:
+                raise ApiError(400, f"limit must be a positive integer, not {_short(raw)!r}")
+            if given > MAX_LIMIT:
+                raise ApiError(
+                    413, f"limit {_short(raw)} is above the maximum page size {MAX_LIMIT}"
+                )
+            limit = given
         marker = query.get("marker", [None])[-1]
         ordered = sorted(groups, key=lambda g: g.id)
         if marker:

@@ -43,6 +43,7 @@ from harestart.http.api import (
     Response,
     TokenMap,
     fault_response,
+    parse_count,
     parse_tokens,
     request_id_for,
 )
@@ -201,10 +202,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return fault_response(400, "chunked bodies are not supported: send Content-Length", rid)
         raw_length = self.headers.get("Content-Length") or "0"
-        if not raw_length.isdigit():
+        parsed = parse_count(raw_length)
+        if parsed is None:
             self.close_connection = True
-            return fault_response(400, f"invalid Content-Length {raw_length!r}", rid)
-        length = int(raw_length)
+            return fault_response(400, f"invalid Content-Length {raw_length[:40]!r}", rid)
+        length = parsed
         body: bytes | None = None
         if length <= MAX_BODY:
             try:
