@@ -5,7 +5,12 @@ perform, with the same paths, headers, bodies and status codes:
 
 - ``POST /v1.0/{accountId}/ha/{haId}/action`` ``{"restart": {}}`` -> ``202``, empty body;
 - ``GET  /v1.0/{accountId}/ha/{haId}`` -> ``{"ha_instance": {...}}``;
-- ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``.
+- ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``;
+- ``GET  /openapi.json`` (no token) -> the contract, ``openapi.json`` next to this module.
+
+``ROUTES`` is the table of those resources (path template, method, token or not, handler); the
+contract documents exactly them (``tests/unit/test_openapi.py`` checks both ways), so adding a
+resource is one line there and its operation in ``openapi.json``.
 
 Everything here works on a plain :class:`Request` and returns a :class:`Response`; the HTTP
 server (``harestart.http.server``) only translates bytes. Side effects come in through small

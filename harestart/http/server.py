@@ -13,6 +13,9 @@ watches the inventory file and handles SIGTERM/SIGINT:
 Every connection has a socket timeout (``idle_timeout``, 30 s by default): a client that
 connects and says nothing, or leaves a keep-alive connection idle, is disconnected after it,
 so it cannot hold one of the server's threads forever.
+
+With ``--tls-cert/--tls-key`` (``tls_context``) it serves HTTPS through the standard library's
+``ssl`` (TLS 1.2 at least); each connection's handshake runs in that connection's thread.
 """
 
 from __future__ import annotations
