@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -287,6 +288,16 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.idle_timeout = idle_timeout
         self.tls = tls
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An exception escaped a connection (a reset, a TLS error mid-request): one JSON event
+        instead of socketserver's traceback on stderr, where the log is JSON lines."""
+        exc = sys.exc_info()[1]
+        client = client_address[0] if client_address else None
+        if isinstance(exc, OSError):
+            log.debug("api.connection.error", client=client, error=str(exc))
+        else:
+            log.exception("api.connection.error", client=client)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """With TLS, the handshake happens here, in the connection's own thread and under the

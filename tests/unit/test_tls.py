@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from structlog.testing import capture_logs
 
 from harestart.errors import UsageError
 from harestart.http.api import openapi_document
@@ -210,3 +211,25 @@ def test_serve_process_listens_on_https_and_says_so(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_connection_that_fails_mid_request_is_one_json_event_not_a_traceback(
+    tls_env: tuple[Env, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """socketserver prints a traceback on stderr for an exception that escapes a connection;
+    stderr is the JSON log, so the server logs one event instead."""
+    env, _ = tls_env
+    with capture_logs() as logs:
+        try:
+            raise ssl.SSLError("decryption failed or bad record mac")
+        except ssl.SSLError:
+            env.server.httpd.handle_error(None, ("127.0.0.1", 1234))
+        try:
+            raise RuntimeError("a bug")
+        except RuntimeError:
+            env.server.httpd.handle_error(None, ("127.0.0.1", 1234))
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("api.connection.error", "debug"),
+        ("api.connection.error", "error"),
+    ]
+    assert "Traceback" not in capsys.readouterr().err
