@@ -14,10 +14,11 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
+from harestart.domain.result import GroupStatus
 from harestart.http import api as api_mod
 from harestart.http.api import FAULTS, ROUTES, openapi_document
 
-from .test_api import DETAIL, LIST, Env, _quiet_logs, make_env  # noqa: F401 (autouse fixture)
+from .test_api import DETAIL, LIST, SEED_HA, Env, _quiet_logs, make_env  # noqa: F401 (autouse fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -115,6 +116,39 @@ def test_real_answers_conform_to_the_documented_schemas(env: Env) -> None:
     status, _, body = env.request("GET", LIST, token="not-a-token-of-anyone")
     assert status == 401
     conforms(json.loads(body), "unauthorized")
+
+
+def test_a_degraded_group_while_a_restart_runs_conforms_too(tmp_path: Path) -> None:
+    """The shapes a healthy group does not show: an unreachable node (errors, no observed
+    fields), a broken replica, REBOOT with the running step, a last restart that failed."""
+    e, restarter = make_env(tmp_path)
+    try:
+        e.world.nodes["db1"].never_comes_back = True
+        e.world.nodes["db1"].down_until = e.world.clock.now()
+        e.world.nodes["db2"].sql = "No"
+        e.world.nodes["db2"].sql_error = "Error 1062: Duplicate entry"
+        restarter.states[SEED_HA] = GroupStatus.REBOOT
+        restarter.last = {
+            "request_id": "r1",
+            "accepted_at": "2026-11-27T01:50:49.035Z",
+            "running": True,
+            "ok": None,
+            "current_step": "restart_replica:db2",
+            "progress": "db2: waiting",
+            "result": None,
+            "error": {"name": "PreflightRefused", "message": "db1 unreachable"},
+        }
+        status, _, body = e.request("GET", DETAIL)
+        assert status == 200
+        ha = json.loads(body)["ha_instance"]
+        conforms(ha, "HaInstance")
+        assert ha["state"] == "REBOOT" and ha["replica_source"][0]["reachable"] is False
+        assert {n["status"] for n in ha["replica_source"] + ha["replicas"]} == {
+            "SHUTDOWN",
+            "REBOOT",
+        }
+    finally:
+        e.server.stop()
 
 
 def test_limit_bounds_in_the_document_match_the_server() -> None:
