@@ -298,8 +298,9 @@ Handler = Callable[["Api", Request, Mapping[str, str]], Response]
 @dataclass(frozen=True)
 class Route:
     """One resource: its path template as ``openapi.json`` writes it, the one method it
-    allows, whether it needs an X-Auth-Token (for the ``{accountId}`` in its path) and the
-    handler answering it. ``ROUTES`` is the whole table; the contract test checks it against
+    allows, whether it needs an X-Auth-Token (for the ``{accountId}`` its path must then
+    have; a route without a token, such as ``/openapi.json``, has none) and the handler
+    answering it. ``ROUTES`` is the whole table; the contract test checks it against
     ``openapi.json`` both ways, so a new route (``/metrics``...) is added to both."""
 
     template: str
@@ -317,17 +318,17 @@ class Route:
 
 
 _PARAM = re.compile(r"\{(\w+)\}")
-_COMPILED: dict[str, re.Pattern[str]] = {}
 
 
+@functools.cache
 def _compiled(template: str) -> re.Pattern[str]:
-    if template not in _COMPILED:
-        parts = _PARAM.split(template)  # literal, name, literal, name, ..., literal
-        regex = "".join(
-            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-        )
-        _COMPILED[template] = re.compile(f"^{regex}$")
-    return _COMPILED[template]
+    r"""``/v1.0/{accountId}/ha`` -> ``^/v1\.0/(?P<accountId>[^/]+)/ha$`` (on the raw path:
+    a parameter's ``%2F`` stays inside it)."""
+    parts = _PARAM.split(template)  # literal, name, literal, name, ..., literal
+    regex = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+    )
+    return re.compile(f"^{regex}$")
 
 
 # A path of the seed's shape with another version than v1.0 (404 naming the version).

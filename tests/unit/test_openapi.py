@@ -61,6 +61,8 @@ def test_every_route_is_documented_and_every_documented_operation_is_a_route() -
         # a route without a token says so; the others need the document's X-Auth-Token scheme
         security = op.get("security", doc["security"])
         assert (security == []) is (not r.authenticated), r.template
+        if r.authenticated:  # the token is checked against the path's account
+            assert "accountId" in r.pattern.groupindex, r.template
         names = {p["name"] for p in op.get("parameters", []) if "name" in p}
         assert set(r.pattern.groupindex) <= names, r.template  # every path parameter described
 
