@@ -465,7 +465,7 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     "--tokens",
     "tokens_file",
     metavar="FILE",
-    help="YAML or JSON mapping X-Auth-Token -> account (keep it mode 0600).",
+    help="YAML or JSON mapping X-Auth-Token (or sha256:<hex digest>) -> account; mode 0600.",
 )
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
