@@ -471,11 +471,17 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     "--tokens",
     "tokens_file",
     metavar="FILE",
-    help="YAML or JSON mapping X-Auth-Token -> account (keep it mode 0600).",
+    help="YAML or JSON mapping X-Auth-Token (or sha256:<hex digest>) -> account; mode 0600.",
 )
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
 )
+@click.option(
+    "--tls-cert",
+    metavar="PATH",
+    help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option("--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log debug events (every SQL statement).")
 def serve(
     inventory: str,
@@ -483,24 +489,27 @@ def serve(
     port: int,
     tokens_file: str | None,
     tokens_env: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     verbose: bool,
 ) -> int:
-    """Serve the Cloud Databases HA API for INVENTORY over HTTP (loopback by default).
+    """Serve the Cloud Databases HA API for INVENTORY over HTTP(S) (loopback by default).
 
     POST /v1.0/{accountId}/ha/{haId}/action {"restart": {}} restarts a group in the
     background (202); GET /v1.0/{accountId}/ha[/{haId}] shows groups, states and the last
-    restart. Logs are JSON lines on stderr. SIGTERM: stop accepting work, let running
-    restarts stop at their next safe point, exit 0.
+    restart. GET /openapi.json (no token) is the contract. Logs are JSON lines on stderr.
+    SIGTERM: stop accepting work, let running restarts stop at their next safe point, exit 0.
     """
     from harestart import log
-    from harestart.http.server import load_tokens
+    from harestart.http.server import load_tokens, tls_context
     from harestart.http.server import serve as serve_api
 
     log.configure_json_stream(sys.stderr, verbose=verbose)
     tokens = load_tokens(tokens_file, tokens_env)
+    tls = tls_context(tls_cert, tls_key)
     inv = _load(inventory, freeze=False)  # serve reloads it: let old ones be collected
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
-    return serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept)
+    return serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept, tls=tls)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -5,7 +5,12 @@ perform, with the same paths, headers, bodies and status codes:
 
 - ``POST /v1.0/{accountId}/ha/{haId}/action`` ``{"restart": {}}`` -> ``202``, empty body;
 - ``GET  /v1.0/{accountId}/ha/{haId}`` -> ``{"ha_instance": {...}}``;
-- ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``.
+- ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``;
+- ``GET  /openapi.json`` (no token) -> the contract, ``openapi.json`` next to this module.
+
+``ROUTES`` is the table of those resources (path template, method, token or not, handler); the
+contract documents exactly them (``tests/unit/test_openapi.py`` checks both ways), so adding a
+resource is one line there and its operation in ``openapi.json``.
 
 Everything here works on a plain :class:`Request` and returns a :class:`Response`; the HTTP
 server (``harestart.http.server``) only translates bytes. Side effects come in through small
@@ -17,6 +22,7 @@ drive this module with fakes. Faults use the seed's shape, one root key named af
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -24,6 +30,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, unquote
 
@@ -116,6 +123,23 @@ def fault_response(
     return Response.json(code, doc, headers=headers)
 
 
+BEYOND = 10**18  # what a count of more than 18 digits reads as: over every limit here
+
+
+def parse_count(raw: str) -> int | None:
+    """A non-negative decimal count as HTTP writes one (``limit``, ``Content-Length``): ASCII
+    digits only, since ``str.isdigit`` also accepts ``'²'`` (which ``int`` refuses) and other
+    scripts' digits; None when ``raw`` is not one. More than 18 digits read as BEYOND (``int``
+    refuses strings over 4300 digits)."""
+    if not raw or not raw.isascii() or not raw.isdigit():
+        return None
+    return BEYOND if len(raw) > 18 else int(raw)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def request_id_for(given: str | None) -> str:
     """The client's X-Request-Id when it is a plain token, else a new one."""
     if given and _REQUEST_ID.match(given):
@@ -127,14 +151,13 @@ def request_id_for(given: str | None) -> str:
 
 
 class TokenMap:
-    """X-Auth-Token -> account. Tokens are kept as ``Secret`` (never rendered) and compared
-    by their SHA-256 digests with ``hmac.compare_digest`` against every entry, so the time
-    taken does not depend on which token matched or how much of it."""
+    """X-Auth-Token -> account. The keys are tokens, kept as ``Secret`` (never rendered), or
+    ``sha256:<hex>`` digests of tokens (so the file on disk holds no usable secret). A given
+    token's SHA-256 digest is compared with ``hmac.compare_digest`` against every entry, so the
+    time taken does not depend on which token matched or how much of it."""
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
-        self._entries = [
-            (hashlib.sha256(t.encode()).digest(), Secret(t), str(a)) for t, a in tokens.items()
-        ]
+        self._entries = [(token_digest(t), Secret(t), str(a)) for t, a in tokens.items()]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,6 +169,18 @@ class TokenMap:
             if hmac.compare_digest(digest, given):
                 found = account
         return found
+
+
+DIGEST_PREFIX = "sha256:"
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def token_digest(entry: str) -> bytes:
+    """The SHA-256 digest a tokens-file key stands for: ``sha256:<hex>`` as written, or the
+    digest of a plain token."""
+    if entry.startswith(DIGEST_PREFIX) and _HEX_DIGEST.match(entry[len(DIGEST_PREFIX) :]):
+        return bytes.fromhex(entry[len(DIGEST_PREFIX) :])
+    return hashlib.sha256(entry.encode()).digest()
 
 
 def parse_tokens(text: str, where: str) -> TokenMap:
@@ -170,21 +205,30 @@ def parse_tokens(text: str, where: str) -> TokenMap:
     if not isinstance(doc, dict) or not doc:
         raise UsageError(_at(where, 1, "expected a non-empty mapping token: account"))
     tokens: dict[str, str] = {}
+    seen: dict[bytes, int] = {}  # digest -> entry number: a token and its digest both listed
     for i, (token, account) in enumerate(doc.items(), start=1):
-        at = f"entry {i}"
         line = located.line_of((token,))
-        if not isinstance(token, str) or len(token) < 16 or not token.isprintable():
-            raise UsageError(
-                _at(
-                    where,
-                    line,
-                    f"{at}: a token must be a printable string of at least 16 characters",
-                )
-            )
-        if not isinstance(account, (str, int)) or isinstance(account, bool) or account == "":
-            raise UsageError(_at(where, line, f"{at}: the account must be a string or a number"))
+        problem = _token_problem(token, account)
+        if problem is None:
+            digest = token_digest(token)
+            if digest in seen:
+                problem = f"the same token as entry {seen[digest]} (one written as its digest)"
+            seen[digest] = i
+        if problem is not None:
+            raise UsageError(_at(where, line, f"entry {i}: {problem}"))
         tokens[token] = str(account)
     return TokenMap(tokens)
+
+
+def _token_problem(token: object, account: object) -> str | None:
+    if isinstance(token, str) and token.startswith(DIGEST_PREFIX):
+        if not _HEX_DIGEST.match(token[len(DIGEST_PREFIX) :]):
+            return "a digest must be sha256: and 64 hexadecimal digits"
+    elif not isinstance(token, str) or len(token) < 16 or not token.isprintable():
+        return "a token must be a printable string of at least 16 characters"
+    if not isinstance(account, (str, int)) or isinstance(account, bool) or account == "":
+        return "the account must be a string or a number"
+    return None
 
 
 def _at(where: str, line: int | None, message: str) -> str:
@@ -244,23 +288,60 @@ class InventorySource(Protocol):
         """The inventory as the file now says; raises InventoryUnavailable."""
 
 
-# --- the API ---------------------------------------------------------------------------------
+# --- the routes ------------------------------------------------------------------------------
 
-_ROUTE = re.compile(
-    r"^/(?P<version>[^/]+)/(?P<account>[^/]+)/ha(?:/(?P<ha>[^/]+)(?P<action>/action)?)?$"
-)
+# (api, request, path parameters) -> response; an authenticated route's ``accountId`` is the
+# token's account by the time its handler runs.
+Handler = Callable[["Api", Request, Mapping[str, str]], Response]
 
 
 @dataclass(frozen=True)
-class _Route:
-    version: str
-    account: str
-    ha_id: str | None
-    action: bool
+class Route:
+    """One resource: its path template as ``openapi.json`` writes it, the one method it
+    allows, whether it needs an X-Auth-Token (for the ``{accountId}`` its path must then
+    have; a route without a token, such as ``/openapi.json``, has none) and the handler
+    answering it. ``ROUTES`` is the whole table; the contract test checks it against
+    ``openapi.json`` both ways, so a new route (``/metrics``...) is added to both."""
+
+    template: str
+    method: str
+    handler: Handler
+    authenticated: bool = True
 
     @property
-    def allow(self) -> str:
-        return "POST" if self.action else "GET"
+    def pattern(self) -> re.Pattern[str]:
+        return _compiled(self.template)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        m = self.pattern.match(path)
+        return None if m is None else {k: unquote(v) for k, v in m.groupdict().items()}
+
+
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@functools.cache
+def _compiled(template: str) -> re.Pattern[str]:
+    r"""``/v1.0/{accountId}/ha`` -> ``^/v1\.0/(?P<accountId>[^/]+)/ha$`` (on the raw path:
+    a parameter's ``%2F`` stays inside it)."""
+    parts = _PARAM.split(template)  # literal, name, literal, name, ..., literal
+    regex = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+    )
+    return re.compile(f"^{regex}$")
+
+
+# A path of the seed's shape with another version than v1.0 (404 naming the version).
+_OTHER_VERSION = re.compile(r"^/(?P<version>[^/]+)/[^/]+/ha(?:/[^/]+(?:/action)?)?$")
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    """``openapi.json`` as shipped in the package (read once)."""
+    return resources.files("harestart.http").joinpath("openapi.json").read_bytes()
+
+
+# --- the API ---------------------------------------------------------------------------------
 
 
 class Api:
@@ -302,32 +383,18 @@ class Api:
     def _handle(self, req: Request) -> tuple[str | None, Response]:
         if self.shutting_down():
             raise ApiError(503, "the server is shutting down", headers=(("Retry-After", "30"),))
-        route = self._route(req)
-        if req.method != route.allow:
+        route, params = self._route(req)
+        if req.method != route.method:
             raise ApiError(
                 405,
-                f"{req.method} is not allowed on {req.path}; allowed: {route.allow}",
-                headers=(("Allow", route.allow),),
+                f"{req.method} is not allowed on {req.path}; allowed: {route.method}",
+                headers=(("Allow", route.method),),
             )
-        account = self._authenticate(req, route)
+        if not route.authenticated:
+            return None, route.handler(self, req, params)
+        account = self._authenticate(req, params["accountId"])
         try:
-            if req.body is None or req.body_length > MAX_BODY:
-                raise ApiError(413, f"the request body is over the limit of {MAX_BODY} bytes")
-            try:
-                inv = self.inventory.current()
-            except InventoryUnavailable as exc:
-                raise ApiError(503, str(exc)) from None
-            groups = [g for g in inv.groups if g.account == account]
-            if not groups:
-                raise ApiError(404, f"account {account} has no HA instances here")
-            if route.ha_id is None:
-                return account, self._list(req, route, groups)
-            group = next((g for g in groups if g.id == route.ha_id), None)
-            if group is None:
-                raise ApiError(404, f"HA instance {route.ha_id} of account {account} not found")
-            if route.action:
-                return account, self._action(req, group)
-            return account, self._show(route, group)
+            return account, route.handler(self, req, params)
         except ApiError as exc:
             resp = fault_response(exc.code, exc.message, req.request_id, exc.headers)
             return account, resp
@@ -335,49 +402,73 @@ class Api:
     # --- steps of every request ------------------------------------------------------------
 
     @staticmethod
-    def _route(req: Request) -> _Route:
-        m = _ROUTE.match(req.path)
-        if m is None:
-            raise ApiError(404, f"no such resource: {req.path}")
-        route = _Route(
-            version=unquote(m["version"]),
-            account=unquote(m["account"]),
-            ha_id=unquote(m["ha"]) if m["ha"] else None,
-            action=bool(m["action"]),
-        )
-        if route.version != VERSION:
-            raise ApiError(404, f"unknown API version {route.version!r}; this server speaks v1.0")
-        return route
+    def _route(req: Request) -> tuple[Route, dict[str, str]]:
+        for route in ROUTES:
+            params = route.match(req.path)
+            if params is not None:
+                return route, params
+        other = _OTHER_VERSION.match(req.path)
+        if other is not None:
+            version = unquote(other["version"])
+            raise ApiError(404, f"unknown API version {version!r}; this server speaks {VERSION}")
+        raise ApiError(404, f"no such resource: {req.path}")
 
-    def _authenticate(self, req: Request, route: _Route) -> str:
+    def _authenticate(self, req: Request, path_account: str) -> str:
         token = req.header("X-Auth-Token")
         if not token:
             raise ApiError(401, "this request needs an X-Auth-Token header")
         account = self.tokens.account(token)
         if account is None:
             raise ApiError(401, "the X-Auth-Token is not valid")
-        if account != route.account:
-            raise ApiError(403, f"this token is not allowed to act for account {route.account}")
+        if account != path_account:
+            raise ApiError(403, f"this token is not allowed to act for account {path_account}")
         return account
+
+    def _groups(self, req: Request, account: str) -> list[Group]:
+        """The account's groups, once the body is known to be small and the inventory loads."""
+        if req.body is None or req.body_length > MAX_BODY:
+            raise ApiError(413, f"the request body is over the limit of {MAX_BODY} bytes")
+        try:
+            inv = self.inventory.current()
+        except InventoryUnavailable as exc:
+            raise ApiError(503, str(exc)) from None
+        groups = [g for g in inv.groups if g.account == account]
+        if not groups:
+            raise ApiError(404, f"account {account} has no HA instances here")
+        return groups
+
+    def _group(self, req: Request, account: str, ha_id: str) -> Group:
+        group = next((g for g in self._groups(req, account) if g.id == ha_id), None)
+        if group is None:
+            raise ApiError(404, f"HA instance {ha_id} of account {account} not found")
+        return group
 
     # --- handlers --------------------------------------------------------------------------
 
-    def _list(self, req: Request, route: _Route, groups: list[Group]) -> Response:
+    def _openapi(self, req: Request, params: Mapping[str, str]) -> Response:
+        return Response(200, openapi_document(), (("Content-Type", "application/json"),))
+
+    def _list(self, req: Request, params: Mapping[str, str]) -> Response:
+        account = params["accountId"]
+        groups = self._groups(req, account)
         query = parse_qs(req.query, keep_blank_values=True)
         limit = DEFAULT_LIMIT
         if "limit" in query:
             raw = query["limit"][-1]
-            if not raw.isdigit() or int(raw) < 1:
-                raise ApiError(400, f"limit must be a positive integer, not {raw!r}")
-            limit = int(raw)
-            if limit > MAX_LIMIT:
-                raise ApiError(413, f"limit {limit} is above the maximum page size {MAX_LIMIT}")
+            given = parse_count(raw)
+            if given is None or given < 1:
+                raise ApiError(400, f"limit must be a positive integer, not {_short(raw)!r}")
+            if given > MAX_LIMIT:
+                raise ApiError(
+                    413, f"limit {_short(raw)} is above the maximum page size {MAX_LIMIT}"
+                )
+            limit = given
         marker = query.get("marker", [None])[-1]
         ordered = sorted(groups, key=lambda g: g.id)
         if marker:
             ordered = [g for g in ordered if g.id > marker]  # items after the previous page
         page = ordered[:limit]
-        base = f"/{VERSION}/{quote(route.account, safe='')}/ha"
+        base = f"/{VERSION}/{quote(account, safe='')}/ha"
         doc: dict[str, Any] = {
             "ha_instances": [
                 {
@@ -395,16 +486,20 @@ class Api:
             doc["links"] = [{"href": nxt, "rel": "next"}]
         return Response.json(200, doc)
 
-    def _show(self, route: _Route, group: Group) -> Response:
+    def _show(self, req: Request, params: Mapping[str, str]) -> Response:
+        account = params["accountId"]
+        group = self._group(req, account, params["haId"])
         view = self.restarter.view(group)
         # A cached observation from another step or state (e.g. MHA still initializing when
         # the run had not finished) would contradict the state shown next to it.
         runs = view.verdict(group)
         observed = self.observer.observe(group, context=(runs.state, view.current_step))
-        base = f"/{VERSION}/{quote(route.account, safe='')}/ha/{quote(group.id, safe='')}"
+        base = f"/{VERSION}/{quote(account, safe='')}/ha/{quote(group.id, safe='')}"
         return Response.json(200, {"ha_instance": ha_instance(group, view, observed, base)})
 
-    def _action(self, req: Request, group: Group) -> Response:
+    def _action(self, req: Request, params: Mapping[str, str]) -> Response:
+        account = params["accountId"]
+        group = self._group(req, account, params["haId"])
         name = parse_action(req.body or b"")
         if name != "restart":
             if name in KNOWN_ACTIONS:
@@ -421,6 +516,15 @@ class Api:
             raise ApiError(422, str(exc)) from None
         # The seed's response: 202 Accepted, Content-Type: application/json, Content-Length: 0.
         return Response(202, b"", (("Content-Type", "application/json"),))
+
+
+# Every resource the server answers, in the order they are matched.
+ROUTES: tuple[Route, ...] = (
+    Route("/openapi.json", "GET", Api._openapi, authenticated=False),
+    Route(f"/{VERSION}/{{accountId}}/ha", "GET", Api._list),
+    Route(f"/{VERSION}/{{accountId}}/ha/{{haId}}", "GET", Api._show),
+    Route(f"/{VERSION}/{{accountId}}/ha/{{haId}}/action", "POST", Api._action),
+)
 
 
 def parse_action(body: bytes) -> str:

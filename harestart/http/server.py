@@ -13,6 +13,9 @@ watches the inventory file and handles SIGTERM/SIGINT:
 Every connection has a socket timeout (``idle_timeout``, 30 s by default): a client that
 connects and says nothing, or leaves a keep-alive connection idle, is disconnected after it,
 so it cannot hold one of the server's threads forever.
+
+With ``--tls-cert/--tls-key`` (``tls_context``) it serves HTTPS through the standard library's
+``ssl`` (TLS 1.2 at least); each connection's handshake runs in that connection's thread.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +47,7 @@ from harestart.http.api import (
     Response,
     TokenMap,
     fault_response,
+    parse_count,
     parse_tokens,
     request_id_for,
 )
@@ -80,6 +86,26 @@ def load_tokens(path: str | None, env_name: str | None) -> TokenMap:
     if not value:
         raise UsageError(f"environment variable {env_name} (--tokens-env) is not set or empty")
     return parse_tokens(value, f"${env_name}")
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context for ``--tls-cert PATH --tls-key PATH`` (both or neither):
+    the standard library's ``ssl``, TLS 1.2 at least, its default ciphers."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("serve needs both --tls-cert PATH and --tls-key PATH, or neither")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise UsageError(
+            f"cannot load the TLS certificate {cert} with the key {key}: {reason} (both must be "
+            "PEM files, the key unencrypted and matching the certificate)"
+        ) from None
+    return ctx
 
 
 class InventoryFile:
@@ -149,7 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
+    # Every method of RFC 9110, PATCH (RFC 5789) and QUERY (the httpbis draft) reaches the API,
+    # which answers 405 with Allow when the resource does not take it; a method the server does
+    # not recognise gets 501 notImplemented (RFC 9110, 15.6.2), as http.server sends it.
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+    do_TRACE = do_CONNECT = do_QUERY = do_GET
 
     def _dispatch(self) -> None:
         started = time.monotonic()
@@ -176,10 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return fault_response(400, "chunked bodies are not supported: send Content-Length", rid)
         raw_length = self.headers.get("Content-Length") or "0"
-        if not raw_length.isdigit():
+        parsed = parse_count(raw_length)
+        if parsed is None:
             self.close_connection = True
-            return fault_response(400, f"invalid Content-Length {raw_length!r}", rid)
-        length = int(raw_length)
+            return fault_response(400, f"invalid Content-Length {raw_length[:40]!r}", rid)
+        length = parsed
         body: bytes | None = None
         if length <= MAX_BODY:
             try:
@@ -246,11 +277,44 @@ class ApiHttpServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, address: tuple[str, int], api: Api, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+        self,
+        address: tuple[str, int],
+        api: Api,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.api = api
         self.idle_timeout = idle_timeout
+        self.tls = tls
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An exception escaped a connection (a reset, a TLS error mid-request): one JSON event
+        instead of socketserver's traceback on stderr, where the log is JSON lines."""
+        exc = sys.exc_info()[1]
+        client = client_address[0] if client_address else None
+        if isinstance(exc, OSError):
+            log.debug("api.connection.error", client=client, error=str(exc))
+        else:
+            log.exception("api.connection.error", client=client)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake happens here, in the connection's own thread and under the
+        socket timeout (never in the accepting thread, where a silent client would stall
+        every other); a failed handshake (an old protocol, not TLS at all) closes the
+        connection."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(self.idle_timeout)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
+            log.debug("api.tls.refused", client=client_address[0], reason=str(exc))
+            return
+        with conn:
+            super().finish_request(conn, client_address)
 
 
 class ApiServer:
@@ -263,8 +327,9 @@ class ApiServer:
         port: int = 0,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.httpd = ApiHttpServer((host, port), api, idle_timeout=idle_timeout)
+        self.httpd = ApiHttpServer((host, port), api, idle_timeout=idle_timeout, tls=tls)
         self._thread: threading.Thread | None = None
 
     @property
@@ -298,8 +363,11 @@ def serve(
     accept_new_host_keys: bool = False,
     observe_ttl: float = 5.0,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
+    """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
+
+    ``tls`` (see ``tls_context``): serve HTTPS instead of HTTP."""
     from harestart.http.jobs import BackgroundRestarter, CachedObserver
 
     def prepare(inv: Inventory) -> Inventory:
@@ -315,23 +383,26 @@ def serve(
         shutting_down=stopping.is_set,
     )
     try:
-        server = ApiServer(api, host, port, idle_timeout=idle_timeout)
+        server = ApiServer(api, host, port, idle_timeout=idle_timeout, tls=tls)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    if not _is_loopback(host):
+    if not _is_loopback(host) and tls is None:
         log.warning(
             "api.not_loopback",
             host=host,
-            note="tokens travel in clear text: put TLS (a reverse proxy) in front",
+            note="tokens travel in clear text: use --tls-cert/--tls-key or a TLS reverse proxy",
         )
     with _stop_signals(stopping) as signals:
         server.start()
         bound_host, bound_port = server.address
+        scheme = "https" if tls is not None else "http"
         log.info(
             "api.listening",
             host=bound_host,
             port=bound_port,
-            url=f"http://{bound_host}:{bound_port}/v1.0/",
+            scheme=scheme,
+            url=f"{scheme}://{bound_host}:{bound_port}/v1.0/",
+            contract=f"{scheme}://{bound_host}:{bound_port}/openapi.json",
             inventory=inventory.path,
             groups=len(inventory.groups),
             tokens=len(tokens),
