@@ -34,6 +34,7 @@ class StepRunner:
             Action.STOP_FAILOVER: self._stop_failover,
             Action.RESTART_REPLICA: self._restart_node,
             Action.RESTART_SOURCE: self._restart_node,
+            Action.SWITCHOVER: self._switchover,
             Action.START_FAILOVER: self._start_failover,
             Action.VERIFY: self._verify,
         }
@@ -127,10 +128,20 @@ class StepRunner:
             how = "mysqld restarted"
         return StepStatus.DONE, f"{how}; all gates held"
 
+    def _switchover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        t0 = self.scope.clock.now()
+        self._carry_out(st)
+        return (
+            StepStatus.DONE,
+            f"{step.host} is the source (switch took {self.scope.clock.now() - t0:.1f} s); "
+            "exactly one writable node; every replica replicates from it",
+        )
+
     def _verify(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
         scope = self.scope
-        state = observe_group(self.group, scope.connector, scope.mha)
-        problems = verify_problems(self.group, state, mha_expected=scope.facts.mha_was_running)
+        group = scope.current_group()  # the final topology (a switch may have moved the source)
+        state = observe_group(group, scope.connector, scope.mha)
+        problems = verify_problems(group, state, mha_expected=scope.facts.mha_was_running)
         if problems:
             raise GateFailed(step.key, None, "; ".join(problems))
         return StepStatus.DONE, "; ".join(state.notes())

@@ -24,13 +24,16 @@ from harestart.domain.group import (
     MysqlTarget,
     Node,
     PasswordSource,
+    Replication,
 )
 from harestart.domain.secret import Secret
 from harestart.inventory.defaults import (
     COORDINATION_LEASE,
     HEALTH,
     MYSQL,
+    REPLICATION_USER,
     RESTART_COMMAND,
+    SOURCE_STRATEGY,
     SSH,
     mha_defaults,
 )
@@ -41,6 +44,7 @@ from harestart.inventory.schema import (
     ManagerSpec,
     MysqlSpec,
     NodeSpec,
+    ReplicationSpec,
     SshSpec,
 )
 
@@ -168,6 +172,7 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
                 d.restart_command,
                 RESTART_COMMAND,
             ),
+            replication_host=n.replication_host,
         )
 
     m = g.mha
@@ -203,4 +208,24 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
             min_healthy_replicas=first(h.min_healthy_replicas),
         ),
         coordination=coordination(d.coordination),
+        source_strategy=first(g.source_strategy, d.source_strategy, SOURCE_STRATEGY),
+        candidate=g.candidate,
+        replication=replication(g.replication, d.replication, base),
+    )
+
+
+def replication(
+    group: ReplicationSpec | None, defaults: ReplicationSpec | None, base: Path
+) -> Replication | None:
+    """``replication:`` layered group -> defaults; None when neither says it."""
+    if group is None and defaults is None:
+        return None
+    r = merge(group, defaults)
+    return Replication(
+        user=first(r.user, REPLICATION_USER),
+        password=PasswordSource(
+            env=r.password_env,
+            file=_path(r.password_file, base),
+            inline=Secret(r.password) if r.password is not None else None,
+        ),
     )
