@@ -61,6 +61,7 @@ class Node:
     # The address other servers replicate from (switchover re-points replicas to it); None:
     # the node's MySQL host.
     replication_host: str | None = None
+    replication_port: int | None = None  # None: the node's MySQL port
 
 
 @dataclass(frozen=True)

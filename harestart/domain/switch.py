@@ -64,7 +64,7 @@ def replication_address(node: Node) -> tuple[str, int]:
     """Where other servers reach ``node`` to replicate from it (on their own network)."""
     if node.mysql is None:
         raise ValueError(f"{node.name} has no MySQL settings")
-    return node.replication_host or node.mysql.host, node.mysql.port
+    return node.replication_host or node.mysql.host, node.replication_port or node.mysql.port
 
 
 # --- GTID sets -------------------------------------------------------------------------------

@@ -173,6 +173,7 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
                 RESTART_COMMAND,
             ),
             replication_host=n.replication_host,
+            replication_port=n.replication_port,
         )
 
     m = g.mha

@@ -163,6 +163,7 @@ class NodeSpec(_Model):
     address: Hostname | None = None
     # Where the other servers reach it to replicate (switchover); default: its MySQL host.
     replication_host: Hostname | None = None
+    replication_port: Port | None = None  # default: its MySQL port
     ssh: SshSpec | None = None
     mysql: MysqlSpec | None = None
     restart_command: Command | None = None
