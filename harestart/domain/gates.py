@@ -165,6 +165,24 @@ class SwitchReady(Gate):
 
 
 @dataclass(frozen=True)
+class StartsReadOnly(Gate):
+    """The old source is restarted as a replica: its configuration must start mysqld
+    read-only, or it would be a second writable node from its start until harestart set it
+    read-only again."""
+
+    host: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.host}: its configuration starts mysqld read-only (`{MY_PRINT_DEFAULTS}` "
+            "shows read_only=ON), so its restart as a replica never makes it writable"
+        )
+
+
+MY_PRINT_DEFAULTS = "my_print_defaults mysqld server mariadb mariadbd"
+
+
+@dataclass(frozen=True)
 class NoLongTransactions(Gate):
     source: str
     limit: float

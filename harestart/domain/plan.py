@@ -379,7 +379,7 @@ def _switchover_plan(group: Group, opts: PlanOptions, batch_of: dict[str, int | 
         _restart_replica(len(steps) + 1 + i, group, r.name, batch_of[r.name])
         for i, r in enumerate(group.replicas)
     ]
-    steps.append(switch_step(len(steps) + 1, group, source, candidate, opts))
+    steps.append(switch_step(len(steps) + 1, group, source, candidate, opts, restarts_source=True))
     steps.append(restart_old_source(len(steps) + 1, group, source, candidate.name))
     final = candidate.name
     if opts.switch_back:

@@ -36,6 +36,7 @@ from harestart.domain.gates import (
     RepointedTo,
     Restarted,
     SoleWritable,
+    StartsReadOnly,
     SwitchReady,
     ThreadsRunning,
     WritableAsBefore,
@@ -46,11 +47,21 @@ from harestart.domain.switch import Candidate, LongTransactions, replication_add
 
 
 def switch_step(
-    number: int, group: Group, source: str, candidate: Candidate, opts: PlanOptions
+    number: int,
+    group: Group,
+    source: str,
+    candidate: Candidate,
+    opts: PlanOptions,
+    *,
+    restarts_source: bool = False,
 ) -> Step:
-    """Move the source role from ``source`` to ``candidate`` (see the module's docstring)."""
+    """Move the source role from ``source`` to ``candidate`` (see the module's docstring);
+    ``restarts_source``: the old source is restarted after it (its config must start it
+    read-only)."""
     c = candidate.name
     before: list[Gate] = [SwitchReady(c, source, opts.switch_max_lag)]
+    if restarts_source:
+        before.append(StartsReadOnly(source))
     actions: list[PlanAction] = []
     quiet = NoLongTransactions(source, opts.running_updates_limit)
     if opts.long_transactions is LongTransactions.KILL:

@@ -22,11 +22,13 @@ from harestart.domain.actions import (
     SetSourceReadOnly,
 )
 from harestart.domain.gates import (
+    MY_PRINT_DEFAULTS,
     CandidateApplied,
     Gate,
     NoLongTransactions,
     RepointedTo,
     SoleWritable,
+    StartsReadOnly,
     SwitchReady,
 )
 from harestart.domain.switch import errant_gtids
@@ -184,6 +186,35 @@ def switch_ready(w: Waiter, gate: SwitchReady, st: StepRun) -> None:
         )
 
 
+def starts_read_only(w: Waiter, gate: StartsReadOnly, st: StepRun) -> None:
+    out = w.scope.shell(gate.host).run(MY_PRINT_DEFAULTS, timeout=30).stdout
+    value = configured_read_only(out)
+    if value is not True:
+        said = "not set (OFF)" if value is None else "OFF"
+        raise GateFailed(
+            "starts read-only",
+            gate.host,
+            f"{gate.host}'s configuration starts mysqld writable (read_only {said} in "
+            f"`{MY_PRINT_DEFAULTS}`): restarted as a replica it would be a second writable "
+            "node until harestart set it read-only. Set read_only=ON in its configuration "
+            "(the running source stays writable until the switch); refusing the switch "
+            "(nothing was changed)",
+        )
+
+
+def configured_read_only(options: str) -> bool | None:
+    """read_only as ``my_print_defaults`` lists it (the last setting wins); None: not set.
+    ``super_read_only`` ON implies read_only."""
+    value: bool | None = None
+    for line in options.split():
+        name, _, raw = line.lstrip("-").partition("=")
+        name = name.replace("-", "_")
+        if name in ("read_only", "super_read_only"):
+            on = raw.strip().upper() in ("", "1", "ON", "TRUE")
+            value = on if name == "read_only" else (True if on else value)
+    return value
+
+
 def no_long_transactions(w: Waiter, gate: NoLongTransactions, st: StepRun) -> None:
     probe = w.scope.sql(gate.source)
     seen: list[list[tuple[int, int]]] = [[]]
@@ -255,6 +286,7 @@ PERFORMERS: dict[type[PlanAction], Callable[[Waiter, Any, StepRun], None]] = {
 }
 EVALUATORS: dict[type[Gate], Callable[[Waiter, Any, StepRun], None]] = {
     SwitchReady: switch_ready,
+    StartsReadOnly: starts_read_only,
     NoLongTransactions: no_long_transactions,
     CandidateApplied: candidate_applied,
     SoleWritable: sole_writable,

@@ -155,12 +155,21 @@ class FakeShell:
         elif command.startswith("masterha_check_status"):
             status = w.mha_state.value
             out = f"app1 is ({status}:{w.mha_state.name})"
-        elif command.startswith("tail"):
-            out = "Fri Nov 27 [error] Fake MHA log: died"
+        elif command.startswith(("my_print_defaults", "tail")):
+            out = self._print_defaults(node) if node is not None else self._log_tail()
         result = CommandResult(command, status, out, err, 0.01)
         if check and status != 0:
             raise CommandFailed(self.host, command, status, err)
         return result
+
+    @staticmethod
+    def _print_defaults(node: FakeNode) -> str:
+        ro = node.read_only if node.config_read_only is None else node.config_read_only
+        return f"--log_bin=mysql-bin\n--read_only={int(ro)}\n"
+
+    @staticmethod
+    def _log_tail() -> str:
+        return "Fri Nov 27 [error] Fake MHA log: died"
 
     def close(self) -> None:
         pass

@@ -147,7 +147,8 @@ def run(world: FakeWorld, opts: PlanOptions = SWITCH) -> RunResult:
 
 def source_world() -> FakeWorld:
     world = FakeWorld.create(2)
-    world.nodes["db1"].config_read_only = False  # a source's configuration: writable
+    # Configured read-only (a switchover-ready source); the running source is writable.
+    world.nodes["db1"].config_read_only = True
     return world
 
 
@@ -233,3 +234,23 @@ def test_failure_before_the_candidate_is_writable_makes_the_source_writable_agai
     assert not world.nodes["db1"].read_only and c.read_only
     # db3 stopped replicating before the reset failed: MHA stays off (the topology is broken).
     assert world.mha_state is MhaState.NOT_RUNNING
+
+
+def test_a_source_configured_writable_is_refused_before_any_change() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db1"].config_read_only = False
+    result = run(world)
+    assert result.failure is not None and "starts mysqld writable" in result.failure.reason
+    assert not world.nodes["db1"].read_only and world.mha_state is MhaState.PING_OK
+    assert all(world.nodes[r].restarts == 1 for r in ("db2", "db3"))
+    assert world.nodes["db1"].restarts == 0
+
+
+def test_configured_read_only_parses_my_print_defaults() -> None:
+    from harestart.engine.switchover import configured_read_only
+
+    assert configured_read_only("--log-bin\n--read-only=1\n") is True
+    assert configured_read_only("--read_only=ON\n--read_only=0") is False
+    assert configured_read_only("--super_read_only=ON") is True
+    assert configured_read_only("--server_id=1") is None
+    assert configured_read_only("--read-only") is True
