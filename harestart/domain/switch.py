@@ -67,6 +67,11 @@ def replication_address(node: Node) -> tuple[str, int]:
     return node.replication_host or node.mysql.host, node.replication_port or node.mysql.port
 
 
+# Phases of a switch (journalled) while two nodes' roles are in flux: the switch step itself
+# re-observes who is writable and where replicas point, and finishes or undoes it.
+IN_FLUX = ("source_read_only", "promoting", "promoted")
+
+
 # --- GTID sets -------------------------------------------------------------------------------
 
 

@@ -31,7 +31,11 @@ from harestart.domain.gates import (
     StartsReadOnly,
     SwitchReady,
 )
-from harestart.domain.switch import errant_gtids
+from harestart.domain.group import Group
+from harestart.domain.judge import mha_unsafe, replication_problems, unreachable
+from harestart.domain.observation import GroupState
+from harestart.domain.plan import Step
+from harestart.domain.switch import IN_FLUX, errant_gtids
 from harestart.domain.topology import Flavor, ReadOnlyState, ReplicaStatus
 from harestart.engine.memory import SwitchMemory
 from harestart.engine.waiting import StopWaiting
@@ -137,6 +141,47 @@ def restore_source_writable(w: Waiter, act: RestoreSourceWritable, st: StepRun) 
     _phase(w, sw.source, sw.candidate, "undone")
     scope.log.warning("switch.undone", host=act.host, candidate=sw.candidate)
     scope.progress(act.host, f"writable again: the switch to {sw.candidate} was undone")
+
+
+def resume_at_repointing(w: Waiter, step: Step) -> bool:
+    """On resume: does the interrupted switch of ``step`` continue from the re-pointing?
+
+    Yes when the journal says this switch began and the live servers show the candidate
+    writable and the source read-only (the switch happened). Both writable: refuse, changing
+    nothing. Otherwise (the candidate still read-only) the step runs again from its gates: a
+    candidate that already left replication fails them, and the cleanup makes the source
+    writable again."""
+    sw, scope = w.scope.memory.switch, w.scope
+    if sw is None or sw.candidate != step.host or sw.phase not in IN_FLUX:
+        return False
+    source = scope.sql(sw.source).read_only()
+    candidate = scope.sql(sw.candidate).read_only()
+    if not source.read_only and not candidate.read_only:
+        raise GateFailed(
+            "one writable node",
+            sw.candidate,
+            f"{sw.source} and {sw.candidate} are both writable: make one of them read-only by "
+            "hand (the one the application does not write to), then resume",
+        )
+    if candidate.read_only:
+        scope.progress(sw.candidate, "the interrupted switch did not make it writable: redoing it")
+        return False
+    if not source.read_only:  # the candidate is writable and the source too: caught above
+        return False
+    scope.remember(lambda m: replace(m, source=sw.candidate))
+    _phase(w, sw.source, sw.candidate, "promoted")
+    scope.progress(sw.candidate, "is already the writable source: re-pointing the replicas")
+    return True
+
+
+def switch_resume_problems(group_now: Group, state: GroupState, phase: str | None) -> list[str]:
+    """Why ``resume`` must refuse a run that moved (or was moving) the source role:
+    ``group_now`` is the group with the source the journal names. Mid-switch the replication
+    topology is not judged here: the switch step reads it and finishes or undoes the switch."""
+    problems = unreachable(state) + mha_unsafe(group_now, state)
+    if phase not in IN_FLUX:
+        problems += replication_problems(group_now, state)
+    return problems
 
 
 def _candidate(st: StepRun) -> str:

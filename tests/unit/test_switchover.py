@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harestart.domain.group import Group
@@ -16,8 +18,10 @@ from harestart.domain.switch import (
 )
 from harestart.domain.topology import Flavor, MhaState
 from harestart.engine.executor import Executor
+from harestart.engine.journal import Journal, journal_path
+from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
-from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
+from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
 
 SWITCH = PlanOptions(source_strategy=SourceStrategy.SWITCHOVER)
 U1 = "3E11FA47-71CA-11E1-9E33-C80AA9429562"
@@ -254,3 +258,87 @@ def test_configured_read_only_parses_my_print_defaults() -> None:
     assert configured_read_only("--super_read_only=ON") is True
     assert configured_read_only("--server_id=1") is None
     assert configured_read_only("--read-only") is True
+
+
+# --- resume mid-switch -----------------------------------------------------------------------
+
+
+def _interrupt_once(world: FakeWorld, method: str, host: str) -> None:
+    """The first call of ``method`` on ``host``'s probe is cut short by Ctrl-C (as a kill
+    would leave it: the journal holds what was done before)."""
+    original = getattr(FakeProbe, method)
+    fired: list[bool] = []
+
+    def wrapped(self: FakeProbe, *a: object, **kw: object) -> object:
+        if self.name == host and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+        return original(self, *a, **kw)
+
+    world.restore = lambda: setattr(FakeProbe, method, original)  # type: ignore[attr-defined]
+    setattr(FakeProbe, method, wrapped)
+
+
+def _run_journalled(world: FakeWorld, journal: Journal, *, resume: bool) -> RunResult:
+    group = switch_group()
+    return Executor(
+        group,
+        build_plan(group, SWITCH),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+        wall=world.clock.now,
+        journal=journal,
+        resume=resume,
+    ).run()
+
+
+def _journal(tmp_path: Path) -> Journal:
+    return Journal(
+        path=journal_path(tmp_path, "1", "lab"), group="lab", account="1", inventory="inv.yml"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "what"),
+    [
+        ("change_source", "db1", "stopped after db3 became writable: resume re-points"),
+    ],
+)
+def test_resume_mid_switch_finishes_it_with_one_writable_node(
+    tmp_path: Path, method: str, host: str, what: str
+) -> None:
+    world = source_world()
+    journal = _journal(tmp_path)
+    _interrupt_once(world, method, host)
+    try:
+        first = _run_journalled(world, journal, resume=False)
+    finally:
+        world.restore()  # type: ignore[attr-defined]
+    assert first.interrupted, what
+    assert len([n for n in world.nodes.values() if not n.read_only]) <= 1
+    loaded = Journal.load(journal.path)
+    assert loaded is not None
+    result = _run_journalled(world, loaded, resume=True)
+    assert result.ok, (what, result.failure)
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"], what
+    assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
+    assert all(n.restarts == 1 for n in world.nodes.values())
+
+
+def test_stopped_after_the_candidate_left_replication_undoes_the_switch(tmp_path: Path) -> None:
+    """db3 stopped replicating, then the run was stopped before it became writable: the step's
+    cleanup makes db1 writable again (db3 confirmed read-only); resume refuses, naming db3."""
+    world = source_world()
+    journal = _journal(tmp_path)
+    _interrupt_once(world, "reset_replica_all", "db3")
+    try:
+        first = _run_journalled(world, journal, resume=False)
+    finally:
+        world.restore()  # type: ignore[attr-defined]
+    assert first.interrupted
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
+    loaded = Journal.load(journal.path)
+    assert loaded is not None
+    with pytest.raises(PreflightRefused, match="db3: replication threads are not both running"):
+        _run_journalled(world, loaded, resume=True)
