@@ -9,6 +9,8 @@ inventory's source, MHA PING_OK, every acknowledged row on every node and equal 
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
 import threading
 import time
 import uuid
@@ -21,7 +23,7 @@ import pytest
 import yaml
 
 from .conftest import ClusterFactory
-from .harestart_cli import Outcome, harestart
+from .harestart_cli import Outcome, harestart, start_harestart
 from .lab import HOST, LabCluster, ready_count, wait_for
 
 pytestmark = pytest.mark.integration
@@ -270,3 +272,56 @@ def test_a_lagging_candidate_is_refused_before_any_switch(
     assert bg.overlaps == []
     assert bg.writable() == ["db1"]  # never made read-only: refused before any change
     assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)
+
+
+def _switch_phase(state_dir: Path) -> str | None:
+    for path in (state_dir / "journals").glob("*.json"):
+        try:
+            switch = json.loads(path.read_text()).get("memory", {}).get("switch")
+        except (ValueError, OSError):
+            return None
+        if switch and switch.get("candidate") == "db2":
+            return str(switch.get("phase"))
+    return None
+
+
+def test_sigkill_mid_switch_then_resume_finishes_it(
+    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
+) -> None:
+    """kill -9 once the first switch began (the source read-only): `resume` finishes it, and
+    at no instant are two nodes writable."""
+    cluster = cluster_factory(2, flavor=flavor)
+    inventory = switch_inventory(cluster, tmp_path / "inv.yml")
+    prepare(cluster)
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    env = {"LAB_REPL_PASSWORD": cluster.repl_password}
+    bg = Background(cluster)
+    bg.start()
+    try:
+        wait_for("the first acknowledged write", lambda: bg.acked, timeout=60)
+        proc = start_harestart(
+            "run", str(inventory), "--yes", "--source-strategy", "switchover",
+            "--log-file", str(tmp_path / "run.jsonl"), state_dir=tmp_path / "state", env=env,
+        )  # fmt: skip
+        wait_for(
+            "the switch to db2 journalled",
+            lambda: _switch_phase(tmp_path / "state") is not None,
+            timeout=240,
+            interval=0.01,
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed_at = _switch_phase(tmp_path / "state")
+        out = harestart(
+            "resume", str(inventory), "--yes", "--break-lock", "--format", "json",
+            "--source-strategy", "switchover",
+            "--log-file", str(tmp_path / "resume.jsonl"), state_dir=tmp_path / "state", env=env,
+        )  # fmt: skip
+    finally:
+        bg.join()
+    print(f"\nkilled at phase {killed_at}")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.json()["state"] == "ACTIVE"
+    for n in cluster.db_nodes:
+        assert ready_count(cluster, n.name) == starts[n.name] + 1, n.name
+    check_end_state(cluster, bg)
