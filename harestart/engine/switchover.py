@@ -195,6 +195,8 @@ def _candidate(st: StepRun) -> str:
 
 def switch_ready(w: Waiter, gate: SwitchReady, st: StepRun) -> None:
     scope = w.scope
+    if scope.group.replication is not None:  # unavailable: refused before anything changes
+        resolve_password(scope.group.replication.password, "replication")
     source, candidate = scope.sql(gate.source), scope.sql(gate.candidate)
     info = source.server_info()
     seen: dict[str, ReplicaStatus] = {}

@@ -342,3 +342,28 @@ def test_stopped_after_the_candidate_left_replication_undoes_the_switch(tmp_path
     assert loaded is not None
     with pytest.raises(PreflightRefused, match="db3: replication threads are not both running"):
         _run_journalled(world, loaded, resume=True)
+
+
+def test_a_missing_replication_password_refuses_before_any_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """E.g. through the API, where no CLI check ran first: the switch gates read it."""
+    import dataclasses
+
+    from harestart.domain.group import PasswordSource, Replication
+
+    monkeypatch.delenv("NO_SUCH_REPL_PW", raising=False)
+    group = switch_group()
+    group = dataclasses.replace(
+        group, replication=Replication("repl", PasswordSource(env="NO_SUCH_REPL_PW"))
+    )
+    world = source_world()
+    result = Executor(
+        group,
+        build_plan(group, SWITCH),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+    ).run()
+    assert result.failure is not None and "NO_SUCH_REPL_PW" in result.failure.reason
+    assert not world.nodes["db1"].read_only and world.mha_state is MhaState.PING_OK
