@@ -20,8 +20,9 @@ from harestart.domain.group import Group
 from harestart.domain.plan import Plan, PlanOptions, build_plan, render_json, render_text
 from harestart.domain.result import RunResult
 from harestart.domain.secret import scrub
+from harestart.domain.switch import LongTransactions, SourceStrategy, choose_candidate
 from harestart.errors import ExitCode, HarestartError, UsageError
-from harestart.inventory.credentials import mysql_endpoint
+from harestart.inventory.credentials import mysql_endpoint, resolve_password
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 
@@ -64,8 +65,101 @@ def cli(accept_new_host_keys: bool) -> None:
     """
 
 
+def _switch_options(f: Callable[..., T]) -> Callable[..., T]:
+    """The switchover strategy's options (see README, "Source strategies")."""
+    f = click.option(
+        "--long-transactions",
+        type=click.Choice([x.value for x in LongTransactions]),
+        default=LongTransactions.REFUSE.value,
+        show_default=True,
+        help="switchover: a transaction on the source open longer than "
+        "--running-updates-limit refuses the switch, or its session is killed first.",
+    )(f)
+    f = click.option(
+        "--running-updates-limit",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="switchover: the longest a transaction on the source may be open (like MHA's).",
+    )(f)
+    f = click.option(
+        "--switch-max-lag",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="switchover: the most the candidate may lag when a switch begins.",
+    )(f)
+    f = click.option(
+        "--switch-back/--no-switch-back",
+        default=True,
+        show_default=True,
+        help="switchover: move the source role back at the end (the inventory's topology); "
+        "--no-switch-back keeps the candidate as the source (change the inventory after).",
+    )(f)
+    return click.option(
+        "--source-strategy",
+        type=click.Choice([x.value for x in SourceStrategy]),
+        default=None,
+        help="restart: the source restarts in place (writes stop meanwhile); switchover: the "
+        "source role moves to a replica first, the old source restarts as a replica. "
+        "Default: the inventory's `source_strategy:` (restart).",
+    )(f)
+
+
+def plan_options(
+    *,
+    replica_parallelism: int,
+    preflush: bool,
+    detach_replicas: bool,
+    source_strategy: str | None,
+    switch_back: bool,
+    switch_max_lag: float,
+    running_updates_limit: float,
+    long_transactions: str,
+) -> PlanOptions:
+    return PlanOptions(
+        replica_parallelism=replica_parallelism,
+        preflush=preflush,
+        detach_replicas=detach_replicas,
+        source_strategy=SourceStrategy(source_strategy) if source_strategy else None,
+        switch_back=switch_back,
+        switch_max_lag=switch_max_lag,
+        running_updates_limit=running_updates_limit,
+        long_transactions=LongTransactions(long_transactions),
+    )
+
+
+def _check_switchover(
+    groups: tuple[Group, ...], options: PlanOptions, *, resolve: bool = False
+) -> None:
+    """Switchover needs the replication account (``resolve``: its password available before
+    anything starts); --no-switch-back is said loudly."""
+    for g in groups:
+        if options.strategy(g) is not SourceStrategy.SWITCHOVER:
+            continue
+        if g.replication is None:
+            raise UsageError(
+                f"group {g.id}: the switchover strategy needs the replication account in the "
+                "inventory: `replication: {user: repl, password_env: NAME}` (or password_file) "
+                "under defaults or the group"
+            )
+        if resolve:
+            resolve_password(g.replication.password, f"group {g.id} replication")
+        if not options.switch_back:
+            cand = choose_candidate(g).name
+            click.echo(
+                f"*** --no-switch-back: group {g.id} will END WITH {cand} AS ITS SOURCE; "
+                f"change the inventory afterwards: `source:` {cand}, and {g.source.name} "
+                "under `replicas:` ***",
+                err=True,
+            )
+
+
 def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
     """Options that change the plan (shared by plan, run and resume)."""
+    f = _switch_options(f)
     f = click.option(
         "--detach-replicas/--no-detach-replicas",
         default=True,
@@ -108,16 +202,13 @@ def plan(
     group_id: str | None,
     fmt: str,
     probe: bool,
-    replica_parallelism: int,
-    preflush: bool,
-    detach_replicas: bool,
+    **kw: Any,
 ) -> None:
     """Print the restart plan for INVENTORY without touching any host (dry run)."""
     inv = _load(inventory)
     groups = inv.select(group_id)
-    options = PlanOptions(
-        replica_parallelism=replica_parallelism, preflush=preflush, detach_replicas=detach_replicas
-    )
+    options = plan_options(**kw)
+    _check_switchover(groups, options)
     plans = [build_plan(g, options) for g in groups]
     if probe:
         from harestart.engine.run import probe_plans
@@ -286,6 +377,7 @@ def _execute(
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
     request = _run_request(inv, log_path, resume=resume, **options)
+    _check_switchover(groups, request.plan, resolve=True)
 
     plans = _preflight(groups, request, env=env, resume=resume, out=out)
     if plans:
@@ -343,9 +435,7 @@ def _run_request(
     discard_unfinished: bool,
     on_failure: str,
     break_lock: bool,
-    replica_parallelism: int,
-    preflush: bool,
-    detach_replicas: bool,
+    **kw: Any,
 ) -> RunRequest:
     from harestart.engine.run import FailurePolicy, RunRequest
 
@@ -355,11 +445,7 @@ def _run_request(
         break_lock=break_lock,
         discard_unfinished=discard_unfinished,
         command="harestart resume" if resume else "harestart run",
-        plan=PlanOptions(
-            replica_parallelism=replica_parallelism,
-            preflush=preflush,
-            detach_replicas=detach_replicas,
-        ),
+        plan=plan_options(**kw),
         log_file=str(log_path),
     )
 

@@ -16,8 +16,16 @@ import pymysql
 import pymysql.cursors
 import structlog
 
-from harestart.domain.dialect import BINLOG_DUMP_PREFIX, SHOW_PROCESSLIST, Dialect, dialect_for
+from harestart.domain.dialect import (
+    BINLOG_DUMP_PREFIX,
+    LONG_TRANSACTIONS_QUERY,
+    SET_SLAVE_POS_FROM_BINLOG,
+    SHOW_PROCESSLIST,
+    Dialect,
+    dialect_for,
+)
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.secret import Secret
 from harestart.domain.topology import (
     Flavor,
     ReadOnlyState,
@@ -149,13 +157,24 @@ class PyMysqlProbe:
             reason = reason.replace(secret, "***")
         return MysqlError(self._name, action, reason)
 
-    def _query(self, action: str, sql: str, args: tuple[object, ...] | None = None) -> list[Row]:
-        """Run one statement; retry once on a fresh connection if the old one was lost."""
+    def _query(
+        self,
+        action: str,
+        sql: str,
+        args: tuple[object, ...] | None = None,
+        *,
+        shown: str | None = None,
+    ) -> list[Row]:
+        """Run one statement; retry once on a fresh connection if the old one was lost.
+        ``shown``: the statement as logged instead (a password masked), without arguments."""
         for attempt in (1, 2):
             conn, fresh = self._connection()
             # Every statement sent, with its arguments (positions, numbers, thread ids; never
             # a secret): `plan`'s completeness is checked against these events.
-            log.debug("mysql.query", host=self._name, statement=sql, args=list(args or ()))
+            if shown is not None:
+                log.debug("mysql.query", host=self._name, statement=shown, args=[])
+            else:
+                log.debug("mysql.query", host=self._name, statement=sql, args=list(args or ()))
             try:
                 with conn.cursor() as cursor:
                     cursor.execute(sql, args)
@@ -314,6 +333,48 @@ class PyMysqlProbe:
 
     def start_replica(self) -> None:
         self._query("start replication", self.dialect().start_replica)
+
+    # -- switchover ---------------------------------------------------------------------------
+
+    def executed_gtid_set(self) -> str:
+        text = _cell_text(
+            self._one("read executed GTIDs", self.dialect().executed_set_query)["pos"]
+        )
+        return ",".join(p.strip() for p in text.split(",") if p.strip())
+
+    def gtid_subset(self, subset: str, superset: str) -> bool:
+        row = self._one("compare GTID sets", "SELECT GTID_SUBSET(%s, %s) AS r", (subset, superset))
+        return _cell_text(row["r"]).strip() == "1"
+
+    def long_transactions(self, older_than: float) -> list[tuple[int, int]]:
+        rows = self._query("list long transactions", LONG_TRANSACTIONS_QUERY, (older_than,))
+        return [(int(_cell_text(r["id"])), int(_cell_text(r["age"]) or 0)) for r in rows]
+
+    def kill_connection(self, thread_id: int) -> None:
+        try:
+            self._query("end a long transaction", "KILL %s", (int(thread_id),))
+        except MysqlError as exc:
+            if not exc.reason.startswith(f"({_UNKNOWN_THREAD})"):  # ended by itself: fine
+                raise
+
+    def stop_replica(self) -> None:
+        self._query("stop replication", self.dialect().stop_replica)
+
+    def reset_replica_all(self) -> None:
+        self._query("reset replication", self.dialect().reset_replica_all)
+
+    def change_source(
+        self, host: str, port: int, user: str, password: Secret | None, *, was_source: bool
+    ) -> None:
+        dialect = self.dialect()
+        if was_source and dialect.flavor is Flavor.MARIADB:
+            self._query("copy the binary log position", SET_SLAVE_POS_FROM_BINLOG)
+        self._query(
+            "change replication source",
+            dialect.change_source(host, port, user, "%s"),
+            (password.reveal() if password is not None else "",),
+            shown=dialect.change_source(host, port, user, "'***'"),
+        )
 
     def _binlog_dump_ids(self) -> list[int]:
         rows = self._query("list replication senders", SHOW_PROCESSLIST)

@@ -14,6 +14,7 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
+from harestart.domain.secret import Secret
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
 
@@ -137,6 +138,35 @@ class MysqlProbe(Protocol):
         ...
 
     def start_replica(self) -> None: ...
+
+    # --- switchover ---------------------------------------------------------------------
+
+    def executed_gtid_set(self) -> str:
+        """Every GTID this server executed: MySQL ``@@gtid_executed``, MariaDB
+        ``@@gtid_current_pos``."""
+        ...
+
+    def gtid_subset(self, subset: str, superset: str) -> bool:
+        """MySQL ``GTID_SUBSET(subset, superset)`` asked on this server."""
+        ...
+
+    def long_transactions(self, older_than: float) -> list[tuple[int, int]]:
+        """(thread id, age in s) of every transaction open longer than ``older_than`` s."""
+        ...
+
+    def kill_connection(self, thread_id: int) -> None: ...
+
+    def stop_replica(self) -> None: ...
+
+    def reset_replica_all(self) -> None: ...
+
+    def change_source(
+        self, host: str, port: int, user: str, password: Secret | None, *, was_source: bool
+    ) -> None:
+        """Replicate from ``host:port`` with GTID auto-position (replication stopped first by
+        the caller). MariaDB: ``was_source`` copies the binary log position into
+        ``gtid_slave_pos`` first."""
+        ...
 
     def ping(self) -> bool:
         """True when the server answers (reconnecting if needed); never raises."""

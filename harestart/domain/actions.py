@@ -17,12 +17,13 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from harestart.domain.dialect import dialect_for
+from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, dialect_for
 from harestart.domain.gates import Gate
 
 _NEW = dialect_for("8.4.0")  # REPLICA words, super_read_only
 _OLD = dialect_for("10.11.0-MariaDB")  # SLAVE words (also MySQL before 8.0.22)
 _OLD_WHO = "MariaDB, MySQL < 8.0.22"
+_MARIADB = _OLD  # switchover speaks MariaDB's words or MySQL 8.0.22+'s
 
 
 @functools.cache
@@ -198,3 +199,119 @@ class RestoreReadOnly(PlanAction):
     def what(self) -> str:
         first, second = (quoted(s) for s in self.statements())
         return f"{first} then, where the server has it, {second}"
+
+
+# --- switchover (harestart.domain.switch) ----------------------------------------------------
+
+_MARIADB_WHO = "MariaDB"
+
+
+def _mysql_or_mariadb(mysql: str, mariadb: str) -> str:
+    return (
+        quoted(mysql)
+        if mysql == mariadb
+        else f"{quoted(mysql)} ({_MARIADB_WHO}: {quoted(mariadb)})"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class KillLongTransactions(PlanAction):
+    """``--long-transactions kill``: end the sessions holding old transactions on the source."""
+
+    limit: float
+
+    def statements(self) -> tuple[str, ...]:
+        return ("KILL <thread id>",)
+
+    def what(self) -> str:
+        return (
+            "`KILL <thread id>` for each session whose transaction is open longer than "
+            f"{self.limit:g} s (information_schema.innodb_trx)"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetSourceReadOnly(PlanAction):
+    """The source stops taking writes before anything else of the switch (its state before
+    is noted: a switch that fails before the candidate is writable restores it)."""
+
+    def statements(self) -> tuple[str, ...]:
+        return _NEW.set_read_only_statements(True, True)
+
+    def what(self) -> str:
+        mysql = " then ".join(quoted(s) for s in self.statements())
+        return f"{mysql} ({_MARIADB_WHO}: {quoted(_OLD.set_read_only_statements(True, None)[0])})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteCandidate(PlanAction):
+    """The candidate leaves replication and becomes writable (never before the source is
+    read-only and the candidate applied everything the source had)."""
+
+    def statements(self) -> tuple[str, ...]:
+        writable = _NEW.set_read_only_statements(False, None)
+        return (
+            _NEW.stop_replica,
+            _NEW.reset_replica_all,
+            *writable,
+            _OLD.stop_replica,
+            _OLD.reset_replica_all,
+        )
+
+    def what(self) -> str:
+        return " then ".join(
+            (
+                _mysql_or_mariadb(_NEW.stop_replica, _OLD.stop_replica),
+                _mysql_or_mariadb(_NEW.reset_replica_all, _OLD.reset_replica_all),
+                quoted(_NEW.set_read_only_statements(False, None)[0])
+                + " (implies super_read_only = OFF)",
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepointReplica(PlanAction):
+    """Replicate from the new source with GTID auto-position."""
+
+    source: str
+    source_host: str
+    source_port: int
+    user: str
+    was_source: bool = False  # MariaDB: copy the binary log position first
+
+    def _change(self, new: bool) -> str:
+        return (_NEW if new else _MARIADB).change_source(
+            self.source_host, self.source_port, self.user, "'***'"
+        )
+
+    def statements(self) -> tuple[str, ...]:
+        old = (SET_SLAVE_POS_FROM_BINLOG,) if self.was_source else ()
+        return (
+            _NEW.stop_replica,
+            self._change(True),
+            _NEW.start_replica,
+            _OLD.stop_replica,
+            *old,
+            self._change(False),
+            _OLD.start_replica,
+        )
+
+    def what(self) -> str:
+        mysql = (
+            f"{quoted(_NEW.stop_replica)} (only if it is a replica) then "
+            f"{quoted(self._change(True))} then {quoted(_NEW.start_replica)}"
+        )
+        old = f"{quoted(SET_SLAVE_POS_FROM_BINLOG)} then " if self.was_source else ""
+        mariadb = (
+            f"{quoted(_OLD.stop_replica)} (only if it is a replica) then {old}"
+            f"{quoted(self._change(False))} then {quoted(_OLD.start_replica)}"
+        )
+        return f"{mysql} ({_MARIADB_WHO}: {mariadb})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreSourceWritable(PlanAction):
+    """Undo a switch that failed before the candidate became writable."""
+
+    def statements(self) -> tuple[str, ...]:
+        return ("SET GLOBAL read_only = <OFF as before the switch>",)

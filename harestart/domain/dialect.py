@@ -51,6 +51,36 @@ class Dialect:
         return f"START {self.replica_word}"
 
     @property
+    def stop_replica(self) -> str:
+        return f"STOP {self.replica_word}"
+
+    @property
+    def reset_replica_all(self) -> str:
+        return f"RESET {self.replica_word} ALL"
+
+    @property
+    def executed_set_query(self) -> str:
+        """Every GTID this server executed (switchover: compared for errant transactions)."""
+        if self.flavor is Flavor.MARIADB:
+            return "SELECT @@global.gtid_current_pos AS pos"
+        return "SELECT @@global.gtid_executed AS pos"
+
+    def change_source(self, host: str, port: int, user: str, password: str) -> str:
+        """Re-point replication with GTID (``password`` as given: the plan passes ``***``,
+        the adapter a placeholder). MariaDB: ``slave_pos`` (the old source first copies its
+        binary log position into ``gtid_slave_pos``, see ``SET_SLAVE_POS_FROM_BINLOG``)."""
+        if self.flavor is Flavor.MARIADB:
+            return (
+                f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, "
+                f"MASTER_USER='{user}', MASTER_PASSWORD={password}, MASTER_USE_GTID=slave_pos"
+            )
+        return (
+            f"CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, "
+            f"SOURCE_USER='{user}', SOURCE_PASSWORD={password}, SOURCE_AUTO_POSITION=1, "
+            "GET_SOURCE_PUBLIC_KEY=1"
+        )
+
+    @property
     def gtid_position_query(self) -> str:
         """What a replica must have applied to hold everything this server wrote."""
         if self.flavor is Flavor.MARIADB:
@@ -102,7 +132,22 @@ def dialect_for(version: str) -> Dialect:
 # Every flavour lists a source's replication senders in SHOW PROCESSLIST with a Command of
 # "Binlog Dump" (file/position) or "Binlog Dump GTID" (MySQL auto-position).
 SHOW_PROCESSLIST = "SHOW PROCESSLIST"
+# MariaDB: a node that was the source continues, as a replica, from what its binary log holds.
+SET_SLAVE_POS_FROM_BINLOG = "SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos"
+# Transactions open longer than %s seconds (not harestart's own), oldest first.
+LONG_TRANSACTIONS_QUERY = (
+    "SELECT trx_mysql_thread_id AS id, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS age "
+    "FROM information_schema.innodb_trx WHERE trx_started < NOW() - INTERVAL %s SECOND "
+    "AND trx_mysql_thread_id <> CONNECTION_ID() ORDER BY trx_started"
+)
 BINLOG_DUMP_PREFIX = "Binlog Dump"
 
 
-__all__ = ["BINLOG_DUMP_PREFIX", "SHOW_PROCESSLIST", "Dialect", "dialect_for"]
+__all__ = [
+    "BINLOG_DUMP_PREFIX",
+    "LONG_TRANSACTIONS_QUERY",
+    "SET_SLAVE_POS_FROM_BINLOG",
+    "SHOW_PROCESSLIST",
+    "Dialect",
+    "dialect_for",
+]

@@ -143,5 +143,88 @@ class ReplicasReconnected(Gate):
         )
 
 
+# --- switchover (harestart.domain.switch) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwitchReady(Gate):
+    """Before a switch changes anything: the candidate is a healthy, caught-up replica of the
+    source, and holds no transaction the source never had."""
+
+    candidate: str
+    source: str
+    max_lag: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.candidate}: replicates from {self.source} (compared by server_id), both "
+            f"threads running, lag <= {self.max_lag:g} s; no errant transactions: its executed "
+            f"GTID set is contained in {self.source}'s (MySQL: GTID_SUBSET asked on "
+            f"{self.source}; MariaDB: gtid_current_pos compared per domain)"
+        )
+
+
+@dataclass(frozen=True)
+class StartsReadOnly(Gate):
+    """The old source is restarted as a replica: its configuration must start mysqld
+    read-only, or it would be a second writable node from its start until harestart set it
+    read-only again."""
+
+    host: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.host}: its configuration starts mysqld read-only (`{MY_PRINT_DEFAULTS}` "
+            "shows read_only=ON), so its restart as a replica never makes it writable"
+        )
+
+
+MY_PRINT_DEFAULTS = "my_print_defaults mysqld server mariadb mariadbd"
+
+
+@dataclass(frozen=True)
+class NoLongTransactions(Gate):
+    source: str
+    limit: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.source}: no transaction open longer than {self.limit:g} s "
+            "(information_schema.innodb_trx)"
+        )
+
+
+@dataclass(frozen=True)
+class CandidateApplied(Gate):
+    candidate: str
+    source: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.candidate}: applied the executed GTID set of {self.source} read once it was "
+            "read-only, waiting up to the catch-up timeout"
+        )
+
+
+@dataclass(frozen=True)
+class SoleWritable(Gate):
+    host: str
+
+    def describe(self) -> str:
+        return f"exactly one writable node: {self.host}"
+
+
+@dataclass(frozen=True)
+class RepointedTo(Gate):
+    host: str
+    source: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.host}: replicates from {self.source} (compared by server_id), IO and SQL "
+            f"threads running, applied {self.source}'s executed GTID set"
+        )
+
+
 # Gates whose failure to hold in time is a warning, not a failed step.
 SOFT_GATES = (DirtyPagesFlushed, SendersGone)

@@ -59,6 +59,10 @@ class Node:
     ssh: SshEndpoint
     mysql: MysqlTarget | None
     restart_command: str | None
+    # The address other servers replicate from (switchover re-points replicas to it); None:
+    # the node's MySQL host.
+    replication_host: str | None = None
+    replication_port: int | None = None  # None: the node's MySQL port
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,14 @@ class CoordinationSettings:
 
 
 @dataclass(frozen=True)
+class Replication:
+    """The account replicas connect with (switchover re-points them): ``replication:``."""
+
+    user: str
+    password: PasswordSource
+
+
+@dataclass(frozen=True)
 class Group:
     id: str
     account: str
@@ -102,6 +114,11 @@ class Group:
     # None: the local lock (an flock in the state directory of the machine running harestart).
     coordination: CoordinationSettings | None = None
     hooks: Hooks = NO_HOOKS  # commands run on the bastion at named points of a run
+    # Switchover (see harestart.domain.switch): the inventory's default strategy, the replica
+    # to promote, and the replication account re-pointed replicas use.
+    source_strategy: str = "restart"
+    candidate: str | None = None
+    replication: Replication | None = None
 
     @property
     def db_nodes(self) -> tuple[Node, ...]:

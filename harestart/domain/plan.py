@@ -52,6 +52,12 @@ from harestart.domain.gates import (
 )
 from harestart.domain.group import Group
 from harestart.domain.hooks import node_hooks
+from harestart.domain.switch import (
+    Candidate,
+    LongTransactions,
+    SourceStrategy,
+    choose_candidate,
+)
 
 # --- steps -----------------------------------------------------------------------------------
 
@@ -63,6 +69,7 @@ class Action(enum.StrEnum):
     STOP_FAILOVER = "stop_failover"
     RESTART_REPLICA = "restart_replica"
     RESTART_SOURCE = "restart_source"
+    SWITCHOVER = "switchover"
     START_FAILOVER = "start_failover"
     VERIFY = "verify"
 
@@ -136,6 +143,15 @@ class PlanOptions:
     # Stop the replicas' IO threads before the source's restart (see ReplicasDetached).
     detach_replicas: bool = True
     detach_timeout: float = 10.0
+    # How the source itself is restarted (harestart.domain.switch); None: the inventory's.
+    source_strategy: SourceStrategy | None = None
+    switch_back: bool = True  # switchover: end with the inventory's source
+    switch_max_lag: float = 1.0  # seconds the candidate may lag when a switch begins
+    running_updates_limit: float = 1.0  # seconds a transaction on the source may be open
+    long_transactions: LongTransactions = LongTransactions.REFUSE
+
+    def strategy(self, group: Group) -> SourceStrategy:
+        return self.source_strategy or SourceStrategy(group.source_strategy)
 
 
 def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list[int]:
@@ -185,6 +201,8 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
         for r in group.replicas[i : i + size]:
             batch_of[r.name] = number if max(sizes) > 1 else None
         i += size
+    if opts.strategy(group) is SourceStrategy.SWITCHOVER:
+        return _switchover_plan(group, opts, batch_of)
     n = len(group.replicas)
     steps = (
         _preflight(1, group, opts),
@@ -348,17 +366,43 @@ def _start_failover(number: int, group: Group) -> Step:
     )
 
 
-def _verify(number: int, group: Group) -> Step:
+def _verify(number: int, group: Group, source: str | None = None) -> Step:
+    final = source or group.source.name
     return Step(
         number,
         Action.VERIFY,
-        "final verification of the whole group",
+        "final verification of the whole group"
+        + (f" (with {final} as its source)" if final != group.source.name else ""),
         after=(
-            TopologyMatches(group.source.name),
-            *(LagWithin(r.name, group.health.max_lag) for r in group.replicas),
+            TopologyMatches(final),
+            *(LagWithin(n.name, group.health.max_lag) for n in group.db_nodes if n.name != final),
             MhaRunning(),
         ),
     )
+
+
+def _switchover_plan(group: Group, opts: PlanOptions, batch_of: dict[str, int | None]) -> Plan:
+    """MHA off; the replicas restarted as usual; the source role moved to the candidate; the
+    old source restarted as a replica; (default) the role moved back; MHA on; verify."""
+    from harestart.domain.switch_plan import restart_old_source, switch_step
+
+    candidate = choose_candidate(group)
+    source = group.source.name
+    steps: list[Step] = [_preflight(1, group, opts), _stop_failover(2, group)]
+    steps += [
+        _restart_replica(len(steps) + 1 + i, group, r.name, batch_of[r.name])
+        for i, r in enumerate(group.replicas)
+    ]
+    steps.append(switch_step(len(steps) + 1, group, source, candidate, opts, restarts_source=True))
+    steps.append(restart_old_source(len(steps) + 1, group, source, candidate.name))
+    final = candidate.name
+    if opts.switch_back:
+        back = Candidate(source, "the switch back: the inventory's source")
+        steps.append(switch_step(len(steps) + 1, group, candidate.name, back, opts))
+        final = source
+    steps.append(_start_failover(len(steps) + 1, group))
+    steps.append(_verify(len(steps) + 1, group, final))
+    return Plan(group=group.id, account=group.account, name=group.name, steps=tuple(steps))
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from harestart.domain.actions import (
     StopMha,
 )
 from harestart.domain.hooks import RunHook
+from harestart.engine import switchover
 from harestart.engine.gates import StepRun
 from harestart.engine.hooks import run_hook
 from harestart.engine.waits import UPTIME_SLACK, Waiter
@@ -82,7 +83,7 @@ def _note_before_restart(w: Waiter, host: str) -> None:
     """What must change (Uptime) and what must be kept (read_only, the catch-up target)."""
     scope = w.scope
     probe = scope.sql(host)
-    if scope.node(host).role == "replica":
+    if host != scope.source_name:  # a replica (the old source too, after a switch)
         position = scope.source_position()
         scope.remember(lambda m: m.with_node(host, catch_up=position))
     if probe.ping():
@@ -177,6 +178,7 @@ PERFORMERS: dict[type[PlanAction], Performer] = {
     RestartIoThread: _restart_io_thread,
     RestoreReadOnly: _restore_read_only,
     RunHook: run_hook,  # on the bastion (engine/hooks.py)
+    **switchover.PERFORMERS,
 }
 
 

@@ -30,6 +30,7 @@ from harestart.domain.gates import (
     WritableAsBefore,
 )
 from harestart.domain.plan import Step
+from harestart.engine import switchover
 from harestart.engine.waits import Waiter
 from harestart.errors import GateFailed
 
@@ -83,7 +84,7 @@ def _replicas_caught_up(w: Waiter, gate: Gate, st: StepRun) -> None:
     the restarted source answers)."""
     timeout = w.scope.group.health.catchup_timeout
     position = w.scope.source_position()
-    for r in w.scope.group.replicas:
+    for r in w.scope.current_group().replicas:
         w.threads(r.name, timeout)
         w.caught_up(r.name, position, timeout)
 
@@ -144,6 +145,7 @@ EVALUATORS: dict[type[Gate], Evaluator] = {
     SendersGone: _senders_gone,
     WritableAsBefore: _writable,
 }
+EVALUATORS.update(switchover.EVALUATORS)
 
 # What a soft gate's warning is logged as (tools and tests read these event names).
 _SOFT_EVENTS = {DirtyPagesFlushed: "preflush.timeout", SendersGone: "replica.senders_linger"}

@@ -42,9 +42,33 @@ class NodeMemory:
 
 
 @dataclass(frozen=True)
+class SwitchMemory:
+    """Where a switch of the source role stands (journalled before each change it makes).
+
+    phase: ``source_read_only`` (S read-only, C not yet asked to become writable),
+    ``promoting`` (C asked to leave replication and become writable), ``promoted`` (C is the
+    writable source; replicas being re-pointed), ``done``."""
+
+    source: str
+    candidate: str
+    phase: str
+    source_was: str  # S's read_only token before the switch
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "source": self.source,
+            "candidate": self.candidate,
+            "phase": self.phase,
+            "source_was": self.source_was,
+        }
+
+
+@dataclass(frozen=True)
 class RunMemory:
     nodes: tuple[tuple[str, NodeMemory], ...] = ()
     detached: tuple[str, ...] = ()  # replicas whose IO thread this run stopped, not restarted
+    source: str | None = None  # the group's source once a switch moved it (None: unmoved)
+    switch: SwitchMemory | None = None  # the last switch begun
 
     def node(self, name: str) -> NodeMemory:
         return next((m for n, m in self.nodes if n == name), NodeMemory())
@@ -66,12 +90,22 @@ class RunMemory:
         d: dict[str, Any] = {"nodes": {n: m.to_dict() for n, m in self.nodes if m.to_dict()}}
         if self.detached:
             d["detached"] = list(self.detached)
+        if self.source is not None:
+            d["source"] = self.source
+        if self.switch is not None:
+            d["switch"] = self.switch.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunMemory:
         nodes = tuple((n, NodeMemory.from_dict(m)) for n, m in dict(d.get("nodes", {})).items())
-        return cls(nodes=nodes, detached=tuple(d.get("detached", ())))
+        switch = d.get("switch")
+        return cls(
+            nodes=nodes,
+            detached=tuple(d.get("detached", ())),
+            source=d.get("source"),
+            switch=SwitchMemory(**switch) if isinstance(switch, dict) else None,
+        )
 
     @classmethod
     def from_notes(cls, notes: dict[str, str]) -> RunMemory:

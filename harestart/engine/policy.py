@@ -44,8 +44,9 @@ def apply_failure_policy(w: Waiter, policy: FailurePolicy, failure: Failure) -> 
         return failure.with_note(f"MHA did not start again: {_OFF}")
     if policy is FailurePolicy.LEAVE_STOPPED:
         return failure.with_note(f"MHA left stopped (--on-failure {policy}): {_OFF}")
-    state = observe_group(scope.group, scope.connector, scope.mha, check_ssh=False)
-    problems = mha_safe_problems(scope.group, state)
+    group = scope.current_group()  # after a switch: its new source
+    state = observe_group(group, scope.connector, scope.mha, check_ssh=False)
+    problems = mha_safe_problems(group, state)
     if problems:
         return failure.with_note(
             "MHA left stopped because the topology is not healthy enough for it to be safe ("
@@ -58,7 +59,7 @@ def apply_failure_policy(w: Waiter, policy: FailurePolicy, failure: Failure) -> 
     except HarestartError as exc:
         return failure.with_note(f"starting MHA again failed ({exc}): {_OFF}")
     return failure.with_note(
-        f"every replica replicates from {scope.group.source.name}, so MHA was started "
+        f"every replica replicates from {group.source.name}, so MHA was started "
         "again: automatic failover is ON"
     )
 

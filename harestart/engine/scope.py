@@ -25,6 +25,7 @@ from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group, Node
 from harestart.domain.plan import Step
 from harestart.domain.result import GroupStatus, StepRecord
+from harestart.domain.switch import with_source
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.journal import Journal
 from harestart.engine.memory import RunMemory
@@ -98,9 +99,18 @@ class RunScope:
             endpoint = self._endpoints[name] = mysql_endpoint(self.node(name))
         return self.connector.mysql(name, endpoint)
 
+    @property
+    def source_name(self) -> str:
+        """The group's source now: the inventory's, or the node a switch moved the role to."""
+        return self.memory.source or self.group.source.name
+
+    def current_group(self) -> Group:
+        """The group as it is now (after a switch: the new source, the old one a replica)."""
+        return with_source(self.group, self.source_name)
+
     def source_position(self) -> str:
         with self.source_lock:
-            return self.sql(self.group.source.name).gtid_position()
+            return self.sql(self.source_name).gtid_position()
 
     def remember(self, change: Callable[[RunMemory], RunMemory], *, durable: bool = False) -> None:
         """Replace the run memory by ``change(memory)``; ``durable``: journal it at once."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harestart.domain.actions import RepointReplica
 from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
 from harestart.domain.plan import Action, Step
 from harestart.domain.result import GroupStatus, StepStatus
+from harestart.engine import switchover
 from harestart.engine.actions import perform, perform_best_effort
 from harestart.engine.gates import StepRun, evaluate
 from harestart.engine.observe import observe_group
@@ -34,6 +36,7 @@ class StepRunner:
             Action.STOP_FAILOVER: self._stop_failover,
             Action.RESTART_REPLICA: self._restart_node,
             Action.RESTART_SOURCE: self._restart_node,
+            Action.SWITCHOVER: self._switchover,
             Action.START_FAILOVER: self._start_failover,
             Action.VERIFY: self._verify,
         }
@@ -78,8 +81,13 @@ class StepRunner:
             )
             for act in step.actions:
                 perform_best_effort(self.waits, act, st)
-        state = observe_group(self.group, scope.connector, scope.mha)
-        if scope.resume:
+        switched = scope.resume and scope.memory.switch is not None
+        group = scope.current_group() if switched else self.group
+        state = observe_group(group, scope.connector, scope.mha)
+        if switched and scope.memory.switch is not None:
+            # The run moved (or was moving) the source role: judge the group as it is now.
+            problems = switchover.switch_resume_problems(group, state, scope.memory.switch.phase)
+        elif scope.resume:
             host = self.recorder.resumable_host()
             topology = scope.journal.topology if scope.journal is not None else {}
             problems = resume_problems(self.group, state, topology, host)
@@ -132,10 +140,34 @@ class StepRunner:
             how = "mysqld restarted"
         return StepStatus.DONE, f"{how}; all gates held"
 
+    def _switchover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
+        t0 = self.scope.clock.now()
+        if self.scope.resume and switchover.resume_at_repointing(self.waits, step):
+            # The interrupted attempt made the candidate the writable source: finish it.
+            try:
+                for act in step.actions:
+                    if isinstance(act, RepointReplica):
+                        perform(self.waits, act, st)
+                        for gate in act.then:
+                            evaluate(self.waits, gate, st)
+                for gate in step.after:
+                    evaluate(self.waits, gate, st)
+            finally:
+                for act in step.cleanup:
+                    perform_best_effort(self.waits, act, st)
+            return StepStatus.DONE, f"{step.host} is the source (the resumed switch finished)"
+        self._carry_out(st)
+        return (
+            StepStatus.DONE,
+            f"{step.host} is the source (switch took {self.scope.clock.now() - t0:.1f} s); "
+            "exactly one writable node; every replica replicates from it",
+        )
+
     def _verify(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
         scope = self.scope
-        state = observe_group(self.group, scope.connector, scope.mha)
-        problems = verify_problems(self.group, state, mha_expected=scope.facts.mha_was_running)
+        group = scope.current_group()  # the final topology (a switch may have moved the source)
+        state = observe_group(group, scope.connector, scope.mha)
+        problems = verify_problems(group, state, mha_expected=scope.facts.mha_was_running)
         if problems:
             raise GateFailed(step.key, None, "; ".join(problems))
         return StepStatus.DONE, "; ".join(state.notes())

@@ -32,6 +32,10 @@ HEALTH = HealthSpec(
     min_healthy_replicas=1,
 )
 DEFAULTS = DefaultsSpec(ssh=SSH, mysql=MYSQL, restart_command=RESTART_COMMAND, health=HEALTH)
+# How the source is restarted (`source_strategy:`; `--source-strategy` overrides it) and the
+# replication account's user when `replication:` names none.
+SOURCE_STRATEGY = "restart"
+REPLICATION_USER = "repl"
 # defaults.coordination.lease: how long a dead holder keeps a shared lock (no coordination
 # setting at all means the local lock, which has no lease).
 COORDINATION_LEASE = 30.0

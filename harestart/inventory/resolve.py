@@ -24,6 +24,7 @@ from harestart.domain.group import (
     MysqlTarget,
     Node,
     PasswordSource,
+    Replication,
 )
 from harestart.domain.hooks import HookPoint, Hooks
 from harestart.domain.hooks import HookSpec as Hook
@@ -33,7 +34,9 @@ from harestart.inventory.defaults import (
     HEALTH,
     HOOK_TIMEOUT,
     MYSQL,
+    REPLICATION_USER,
     RESTART_COMMAND,
+    SOURCE_STRATEGY,
     SSH,
     mha_defaults,
 )
@@ -46,6 +49,7 @@ from harestart.inventory.schema import (
     ManagerSpec,
     MysqlSpec,
     NodeSpec,
+    ReplicationSpec,
     SshSpec,
 )
 
@@ -191,6 +195,8 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
                 d.restart_command,
                 RESTART_COMMAND,
             ),
+            replication_host=n.replication_host,
+            replication_port=n.replication_port,
         )
 
     m = g.mha
@@ -227,4 +233,24 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
         ),
         coordination=coordination(d.coordination),
         hooks=hooks((g.hooks, d.hooks), base),
+        source_strategy=first(g.source_strategy, d.source_strategy, SOURCE_STRATEGY),
+        candidate=g.candidate,
+        replication=replication(g.replication, d.replication, base),
+    )
+
+
+def replication(
+    group: ReplicationSpec | None, defaults: ReplicationSpec | None, base: Path
+) -> Replication | None:
+    """``replication:`` layered group -> defaults; None when neither says it."""
+    if group is None and defaults is None:
+        return None
+    r = merge(group, defaults)
+    return Replication(
+        user=first(r.user, REPLICATION_USER),
+        password=PasswordSource(
+            env=r.password_env,
+            file=_path(r.password_file, base),
+            inline=Secret(r.password) if r.password is not None else None,
+        ),
     )

@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # --- value types -----------------------------------------------------------------------------
 
@@ -170,6 +170,9 @@ class HealthSpec(_Model):
 class NodeSpec(_Model):
     name: Name
     address: Hostname | None = None
+    # Where the other servers reach it to replicate (switchover); default: its MySQL host.
+    replication_host: Hostname | None = None
+    replication_port: Port | None = None  # default: its MySQL port
     ssh: SshSpec | None = None
     mysql: MysqlSpec | None = None
     restart_command: Command | None = None
@@ -219,6 +222,18 @@ class HooksSpec(_Model):
     after_switch: HookEntry | None = None
 
 
+class ReplicationSpec(_Model):
+    """The account replicas connect with (needed by the switchover strategy only)."""
+
+    user: User | None = None
+    password_env: EnvName | None = None
+    password_file: str | None = None
+    password: str | None = None  # accepted with a warning; prefer password_env/password_file
+
+
+SourceStrategyName = Literal["restart", "switchover"]
+
+
 class DefaultsSpec(_Model):
     ssh: SshSpec | None = None
     mysql: MysqlSpec | None = None
@@ -226,6 +241,8 @@ class DefaultsSpec(_Model):
     health: HealthSpec | None = None
     coordination: CoordinationSpec | None = None
     hooks: HooksSpec | None = None
+    replication: ReplicationSpec | None = None
+    source_strategy: SourceStrategyName | None = None
 
 
 class GroupSpec(_Model):
@@ -240,6 +257,15 @@ class GroupSpec(_Model):
     restart_command: Command | None = None
     health: HealthSpec | None = None
     hooks: HooksSpec | None = None  # each point set here replaces the default's
+    replication: ReplicationSpec | None = None
+    source_strategy: SourceStrategyName | None = None
+    candidate: Name | None = None  # the replica a switchover promotes
+
+    @model_validator(mode="after")
+    def _candidate_is_a_replica(self) -> GroupSpec:
+        if self.candidate is not None and self.candidate not in {r.name for r in self.replicas}:
+            raise ValueError(f"candidate {self.candidate!r} is not one of the group's replicas")
+        return self
 
 
 class InventorySpec(_Model):

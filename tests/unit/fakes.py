@@ -52,6 +52,10 @@ class FakeNode:
         default_factory=lambda: {"innodb_max_dirty_pages_pct": "90.000000"}
     )
     dirty_pages: int = 500
+    # switchover
+    config_read_only: bool | None = None  # read_only after a restart (None: unchanged)
+    errant: str = ""  # an extra GTID in its executed set ("5-9-1")
+    long_trx: list[tuple[int, int]] = field(default_factory=list)  # (thread id, age s)
 
 
 @dataclass
@@ -95,13 +99,15 @@ class FakeWorld:
         self.events.append(("back", n.name, self.clock.now()))
         n.started_at = self.clock.now()
         n.variables = {"innodb_max_dirty_pages_pct": "90.000000"}
+        if n.config_read_only is not None:
+            n.read_only = n.config_read_only
         if n.role == "replica":
             n.io, n.sql = "Yes", "Yes"
             if n.break_sql_after_restart:
                 n.sql, n.sql_error = "No", n.break_sql_after_restart
         else:  # connected replicas lose their source and sit in Connecting until retried
             for r in self.nodes.values():
-                if r.role == "replica" and r.io != "No":
+                if r.role == "replica" and r.io != "No" and r.source_id == n.server_id:
                     r.io = "Connecting"
         return True
 
@@ -149,12 +155,21 @@ class FakeShell:
         elif command.startswith("masterha_check_status"):
             status = w.mha_state.value
             out = f"app1 is ({status}:{w.mha_state.name})"
-        elif command.startswith("tail"):
-            out = "Fri Nov 27 [error] Fake MHA log: died"
+        elif command.startswith(("my_print_defaults", "tail")):
+            out = self._print_defaults(node) if node is not None else self._log_tail()
         result = CommandResult(command, status, out, err, 0.01)
         if check and status != 0:
             raise CommandFailed(self.host, command, status, err)
         return result
+
+    @staticmethod
+    def _print_defaults(node: FakeNode) -> str:
+        ro = node.read_only if node.config_read_only is None else node.config_read_only
+        return f"--log_bin=mysql-bin\n--read_only={int(ro)}\n"
+
+    @staticmethod
+    def _log_tail() -> str:
+        return "Fri Nov 27 [error] Fake MHA log: died"
 
     def close(self) -> None:
         pass
@@ -184,17 +199,22 @@ class FakeProbe:
             gtid_binlog_pos=f"0-1-{n.applied}",
         )
 
+    def _source_of(self, n: FakeNode) -> FakeNode:
+        found = [s for s in self.world.nodes.values() if s.server_id == n.source_id]
+        return found[0] if found else self.world.source
+
     def replica_status(self) -> ReplicaStatus | None:
         n = self._node()
         if n.role != "replica":
             return None
-        if self.world.up(self.world.source) and n.io == "Yes":
-            n.applied = self.world.source.applied
+        src = self._source_of(n)
+        if self.world.up(src) and n.io == "Yes" and n.sql == "Yes":
+            n.applied = max(n.applied, src.applied)
         return ReplicaStatus(
             io_running=n.io,
             sql_running=n.sql,
             lag_seconds=n.lag if n.sql == "Yes" else None,
-            source_host="db1",
+            source_host=src.name,
             source_port=3306,
             source_server_id=n.source_id,
             last_sql_errno=1062 if n.sql_error else 0,
@@ -213,6 +233,8 @@ class FakeProbe:
         n = self._node()
         self.world.events.append(("set_read_only", f"{self.name}:{state.token()}", 0.0))
         n.read_only = state.read_only
+        writable = [x.name for x in self.world.nodes.values() if not x.read_only]
+        assert len(writable) <= 1, f"two writable nodes: {writable}"
         if n.super_read_only is not None and state.super_read_only is not None:
             n.super_read_only = state.super_read_only and state.read_only
 
@@ -278,7 +300,43 @@ class FakeProbe:
         return n
 
     def start_replica(self) -> None:
-        self._node().io = "Yes"
+        n = self._node()
+        self.world.events.append(("start_replica", self.name, self.world.clock.now()))
+        n.io = n.sql = "Yes"
+
+    def executed_gtid_set(self) -> str:
+        n = self._node()
+        return f"0-1-{n.applied}" + (f",{n.errant}" if n.errant else "")
+
+    def gtid_subset(self, subset: str, superset: str) -> bool:
+        raise AssertionError("MariaDB fakes: GTID_SUBSET is MySQL's")
+
+    def long_transactions(self, older_than: float) -> list[tuple[int, int]]:
+        return [t for t in self._node().long_trx if t[1] > older_than]
+
+    def kill_connection(self, thread_id: int) -> None:
+        n = self._node()
+        self.world.events.append(("kill", f"{self.name}:{thread_id}", self.world.clock.now()))
+        n.long_trx = [t for t in n.long_trx if t[0] != thread_id]
+
+    def stop_replica(self) -> None:
+        n = self._node()
+        self.world.events.append(("stop_replica", self.name, self.world.clock.now()))
+        n.io = n.sql = "No"
+
+    def reset_replica_all(self) -> None:
+        n = self._node()
+        self.world.events.append(("reset_replica", self.name, self.world.clock.now()))
+        n.role = "source"
+
+    def change_source(
+        self, host: str, port: int, user: str, password: object, *, was_source: bool
+    ) -> None:
+        n = self._node()
+        assert str(password) == "***", "the password stays wrapped until the adapter"
+        target = next(x for x in self.world.nodes.values() if x.name == host)
+        self.world.events.append(("change_source", f"{self.name}->{host}", self.world.clock.now()))
+        n.role, n.source_id, n.io, n.sql = "replica", target.server_id, "No", "No"
 
     def ping(self) -> bool:
         try:

@@ -20,7 +20,15 @@ _PLACEHOLDER = re.compile(r"<[^>]*>")
 _NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?:e[+-]?\d+)?(?![\w.])")
 
 # Commands and statements that only look (never change anything).
-_READS = ("SELECT", "SHOW", "masterha_check_status", "masterha_check_repl", "tail ", "true")
+_READS = (
+    "SELECT",
+    "SHOW",
+    "masterha_check_status",
+    "masterha_check_repl",
+    "tail ",
+    "true",
+    "my_print_defaults",
+)
 
 
 def normalise(text: str) -> str:

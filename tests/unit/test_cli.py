@@ -60,3 +60,20 @@ def test_unknown_group_and_usage_errors_exit_2() -> None:
 def test_plan_never_needs_the_password(tmp_path: Path) -> None:
     r = run("plan", "inventories/example.yml", "--group", "6e3f8f53-a0ba-4bd2-a1b9-37c1f0e8d0a1")
     assert r.returncode == 0, r.stderr
+
+
+def test_switchover_plan_needs_the_replication_account_and_says_no_switch_back(
+    tmp_path: Path,
+) -> None:
+    lab = (REPO / "inventories" / "lab.yml").read_text()
+    plain = lab.split("  replication:", 1)[0] + "  health:" + lab.split("  health:", 1)[1]
+    inv = tmp_path / "inv.yml"
+    inv.write_text(plain.replace("../lab/", str(REPO / "lab") + "/"))
+    r = run("plan", str(inv), "--source-strategy", "switchover")
+    assert r.returncode == 2 and "needs the replication account" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("plan", "inventories/lab.yml", "--source-strategy", "switchover", "--no-switch-back")
+    assert r.returncode == 0, r.stderr
+    assert "will END WITH db2 AS ITS SOURCE" in r.stderr
+    assert "[switchover] switch the source role from db1 to db2" in r.stdout
+    assert "switchover:db1" not in r.stdout and "`SET GLOBAL super_read_only = ON`" in r.stdout

@@ -140,6 +140,22 @@ def test_golden_plans(name: str) -> None:
     assert actual == golden.read_text()
 
 
+@pytest.mark.parametrize("name", ["lab", "lab-mysql"])
+def test_golden_switchover_plans(name: str) -> None:
+    from harestart.domain.plan import PlanOptions
+    from harestart.domain.switch import SourceStrategy
+
+    inv = load_inventory(REPO / "inventories" / f"{name}.yml")
+    options = PlanOptions(source_strategy=SourceStrategy.SWITCHOVER)
+    actual = render_json([build_plan(g, options) for g in inv.groups]) + "\n"
+    golden = GOLDEN / f"plan-{name}-switchover.json"
+    if os.environ.get("HARESTART_UPDATE_GOLDEN") == "1":
+        golden.write_text(actual)
+    assert golden.exists(), f"{golden} missing: run with HARESTART_UPDATE_GOLDEN=1 once"
+    assert actual == golden.read_text()
+    assert "SOURCE_HOST='db2', SOURCE_PORT=3306" in actual  # the lab network's address
+
+
 @given(
     st.integers(min_value=1, max_value=30),
     st.integers(min_value=1, max_value=10),

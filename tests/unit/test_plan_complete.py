@@ -15,7 +15,7 @@ import pytest
 
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import CommandResult
-from harestart.domain.dialect import dialect_for
+from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, dialect_for
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
@@ -79,6 +79,26 @@ class RecordingProbe:
         dialect = dialect_for("8.4.0") if state.super_read_only is not None else MARIADB
         self._send(*dialect.set_read_only_statements(state.read_only, state.super_read_only))
         self.inner.set_read_only(state)
+
+    def stop_replica(self) -> None:
+        self._send(MARIADB.stop_replica)
+        self.inner.stop_replica()
+
+    def reset_replica_all(self) -> None:
+        self._send(MARIADB.reset_replica_all)
+        self.inner.reset_replica_all()
+
+    def kill_connection(self, thread_id: int) -> None:
+        self._send(f"KILL {thread_id}")
+        self.inner.kill_connection(thread_id)
+
+    def change_source(
+        self, host: str, port: int, user: str, password: Any, *, was_source: bool
+    ) -> None:
+        if was_source:
+            self._send(SET_SLAVE_POS_FROM_BINLOG)
+        self._send(MARIADB.change_source(host, port, user, "'***'"))
+        self.inner.change_source(host, port, user, password, was_source=was_source)
 
     def kill_binlog_dump_threads(self) -> int:
         killed: int = self.inner.kill_binlog_dump_threads()
@@ -256,3 +276,23 @@ def test_every_hook_a_run_runs_is_in_the_plan() -> None:
     assert missing_from_plan(text, [(BASTION, "hooks/other.sh")]) == [(BASTION, "hooks/other.sh")]
     plain = render_text(build_plan(lab_group(2)))
     assert missing_from_plan(plain, hooks) == hooks
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_a_switchover_run_sends_only_what_the_plan_shows(kill: bool) -> None:
+    from harestart.domain.switch import LongTransactions, SourceStrategy
+    from tests.unit.test_switchover import source_world, switch_group
+
+    world = source_world()
+    world.nodes["db1"].long_trx = [(42, 30)] if kill else []
+    options = PlanOptions(
+        source_strategy=SourceStrategy.SWITCHOVER,
+        long_transactions=LongTransactions.KILL if kill else LongTransactions.REFUSE,
+    )
+    text, sent, result = run_recorded(world, options, group=switch_group())
+    assert result.ok, result.failure
+    statements = {s for _, s in sent}
+    assert "RESET SLAVE ALL" in statements and SET_SLAVE_POS_FROM_BINLOG in statements
+    assert any(s.startswith("CHANGE MASTER TO") for s in statements)
+    assert ("db1", "KILL 42") in sent if kill else True
+    assert missing_from_plan(text, sent) == []

@@ -1,0 +1,151 @@
+"""The switchover strategy's steps: the switch itself and the old source's restart as a replica.
+
+A switch moves the source role from S to a candidate C with harestart's own statements (MHA is
+stopped during the run, and the plan lists each statement in each server's words):
+
+1. gates before anything changes: C is a healthy, caught-up replica of S without errant
+   transactions; no long transaction on S (refused, or with ``--long-transactions kill`` its
+   sessions are killed first);
+2. S read-only (``super_read_only`` where the server has it);
+3. C applied S's executed GTID set (read once S is read-only);
+4. C leaves replication and becomes writable;
+5. every other replica, and S, replicate from C with GTID auto-position;
+6. gates after: exactly one writable node, every replica replicating from C.
+If it fails before C is writable, S is made writable again (the step's cleanup).
+"""
+
+from __future__ import annotations
+
+from harestart.domain.actions import (
+    KillLongTransactions,
+    PlanAction,
+    PromoteCandidate,
+    RepointReplica,
+    RestartMysqld,
+    RestoreReadOnly,
+    RestoreSourceWritable,
+    SetSourceReadOnly,
+)
+from harestart.domain.commands import surviving_disconnect
+from harestart.domain.gates import (
+    CandidateApplied,
+    CaughtUp,
+    Gate,
+    LagWithin,
+    NoLongTransactions,
+    RepointedTo,
+    Restarted,
+    SoleWritable,
+    StartsReadOnly,
+    SwitchReady,
+    ThreadsRunning,
+    WritableAsBefore,
+)
+from harestart.domain.group import Group
+from harestart.domain.plan import Action, PlanOptions, Step
+from harestart.domain.switch import Candidate, LongTransactions, replication_address
+
+
+def switch_step(
+    number: int,
+    group: Group,
+    source: str,
+    candidate: Candidate,
+    opts: PlanOptions,
+    *,
+    restarts_source: bool = False,
+) -> Step:
+    """Move the source role from ``source`` to ``candidate`` (see the module's docstring);
+    ``restarts_source``: the old source is restarted after it (its config must start it
+    read-only)."""
+    c = candidate.name
+    before: list[Gate] = [SwitchReady(c, source, opts.switch_max_lag)]
+    if restarts_source:
+        before.append(StartsReadOnly(source))
+    actions: list[PlanAction] = []
+    quiet = NoLongTransactions(source, opts.running_updates_limit)
+    if opts.long_transactions is LongTransactions.KILL:
+        older = f"a transaction on {source} is open longer than {opts.running_updates_limit:g} s"
+        kill = KillLongTransactions(
+            host=source, limit=opts.running_updates_limit, when=older, then=(quiet,)
+        )
+        actions.append(kill)
+    else:
+        before.append(quiet)
+    # HOOK SEAM (before_switch): the integrator inserts the hook actions here, after the gates
+    # and before the source becomes read-only.
+    actions.append(SetSourceReadOnly(host=source, then=(CandidateApplied(c, source),)))
+    actions.append(PromoteCandidate(host=c, then=(SoleWritable(c),)))
+    actions += _repoint(group, source, c)
+    # HOOK SEAM (after_switch): the integrator inserts the hook actions here, after the
+    # re-pointing and before the checks after.
+    others = [n.name for n in group.db_nodes if n.name != c]
+    failed = f"the step failed before {c} became writable ({c} confirmed read-only)"
+    return Step(
+        number,
+        Action.SWITCHOVER,
+        f"switch the source role from {source} to {c} (chosen by {candidate.rule})",
+        host=c,
+        before=tuple(before),
+        actions=tuple(actions),
+        after=(SoleWritable(c), *(RepointedTo(r, c) for r in others)),
+        cleanup=(RestoreSourceWritable(host=source, when=failed),),
+    )
+
+
+def _repoint(group: Group, source: str, candidate: str) -> list[PlanAction]:
+    if group.replication is None:
+        raise ValueError(
+            f"group {group.id}: the switchover strategy needs `replication: {{user: ..., "
+            "password_env: ...}}` in the inventory (the account replicas connect with)"
+        )
+    host, port = replication_address(group.node(candidate))
+    out: list[PlanAction] = []
+    for n in group.db_nodes:
+        if n.name == candidate:
+            continue
+        out.append(
+            RepointReplica(
+                host=n.name,
+                source=candidate,
+                source_host=host,
+                source_port=port,
+                user=group.replication.user,
+                was_source=n.name == source,
+                then=(RepointedTo(n.name, candidate),),
+            )
+        )
+    return out
+
+
+def restart_old_source(number: int, group: Group, name: str, new_source: str) -> Step:
+    """Restart the old source as a replica of ``new_source``, proven like a replica; its
+    read-only state is put back if its configuration brings it back writable."""
+    command = group.node(name).restart_command
+    if command is None:  # the inventory gives every database node one
+        raise ValueError(f"{name} has no restart command")
+    restart = RestartMysqld(
+        host=name,
+        command=surviving_disconnect(command),
+        inventory_command=command,
+        when="not already restarted by the interrupted attempt being resumed",
+        then=(Restarted(name),),
+    )
+    restore = RestoreReadOnly(
+        host=name,
+        when="it came back writable (its configuration is a source's)",
+        then=(WritableAsBefore(name),),
+    )
+    return Step(
+        number,
+        Action.RESTART_REPLICA,
+        f"restart mysqld on the old source {name}, now a replica of {new_source}",
+        host=name,
+        command=command,
+        actions=(restart, restore),
+        after=(
+            ThreadsRunning(name),
+            CaughtUp(name, f"everything {new_source} had when the step began"),
+            LagWithin(name, group.health.max_lag),
+        ),
+    )

@@ -1,0 +1,369 @@
+"""The switchover strategy: GTID comparison, candidate choice, its plan and its run on fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harestart.domain.group import Group
+from harestart.domain.plan import Action, PlanOptions, build_plan, render_text
+from harestart.domain.result import RunResult, StepStatus
+from harestart.domain.switch import (
+    LongTransactions,
+    SourceStrategy,
+    choose_candidate,
+    errant_gtids,
+    with_source,
+)
+from harestart.domain.topology import Flavor, MhaState
+from harestart.engine.executor import Executor
+from harestart.engine.journal import Journal, journal_path
+from harestart.errors import PreflightRefused
+from harestart.inventory.load import parse_inventory
+from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
+
+SWITCH = PlanOptions(source_strategy=SourceStrategy.SWITCHOVER)
+U1 = "3E11FA47-71CA-11E1-9E33-C80AA9429562"
+U2 = "8a94f357-aab4-11df-86ab-c80aa9429562"
+
+
+def switch_group(candidate: str | None = "db3") -> Group:
+    cand = f"    candidate: {candidate}\n" if candidate else ""
+    text = (
+        "defaults: {mysql: {user: harestart, password: pw-for-tests}, "
+        "replication: {user: repl, password: repl-secret}, "
+        "health: {restart_timeout: 30, catchup_timeout: 30, failover_timeout: 20}}\n"
+        "groups:\n  - id: lab\n    account: '1'\n"
+        "    source: {name: db1, address: 127.0.0.1, replication_host: db1}\n"
+        "    replicas:\n"
+        "      - {name: db2, address: 10.0.0.2}\n"
+        "      - {name: db3, address: 10.0.0.3, replication_host: db3}\n"
+        f"{cand}"
+        "    mha: {manager: {name: mha, address: 10.0.0.9}, config: /etc/mha/app1.cnf}\n"
+    )
+    return parse_inventory(text, "inv.yml").groups[0]
+
+
+# --- pure ------------------------------------------------------------------------------------
+
+
+def test_mysql_errant_gtids_are_the_candidates_set_minus_the_sources() -> None:
+    source = f"{U1}:1-100,\n{U2}:1-5"
+    assert errant_gtids(f"{U1.lower()}:1-100,{U2}:1-5", source, Flavor.MYSQL) == ()
+    assert errant_gtids(f"{U1}:1-90", source, Flavor.MYSQL) == ()
+    assert errant_gtids(f"{U1}:1-102:200,{U2}:3", source, Flavor.MYSQL) == (
+        f"{U1.lower()}:101-102:200",
+    )
+    other = "a1b2c3d4-0000-11ef-8000-000000000001"
+    assert errant_gtids(f"{U1}:1-10,{other}:1-2", source, Flavor.MYSQL) == (f"{other}:1-2",)
+
+
+def test_mariadb_errant_gtids_compare_each_domain() -> None:
+    source = "0-1-100,1-2-5"
+    assert errant_gtids("0-1-100,1-2-5", source, Flavor.MARIADB) == ()
+    assert errant_gtids("0-1-98", source, Flavor.MARIADB) == ()
+    assert errant_gtids("0-3-101,1-2-5", source, Flavor.MARIADB) == ("0-3-101",)
+    assert errant_gtids("0-3-100", source, Flavor.MARIADB) == ("0-3-100",)  # diverged
+    assert errant_gtids("0-1-100,7-3-1", source, Flavor.MARIADB) == ("7-3-1",)
+
+
+def test_candidate_rule_is_said() -> None:
+    assert choose_candidate(switch_group()).name == "db3"
+    assert "candidate" in choose_candidate(switch_group()).rule
+    first = choose_candidate(switch_group(None))
+    assert first.name == "db2" and "first replica" in first.rule
+
+
+def test_with_source_swaps_roles() -> None:
+    g = with_source(switch_group(), "db3")
+    assert g.source.name == "db3" and g.source.role == "source"
+    assert [(r.name, r.role) for r in g.replicas] == [("db2", "replica"), ("db1", "replica")]
+
+
+def test_a_candidate_that_is_not_a_replica_is_refused_at_load() -> None:
+    with pytest.raises(Exception, match="candidate 'db9' is not one of the group's replicas"):
+        switch_group("db9")
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+def test_switchover_plan_order_and_statements() -> None:
+    plan = build_plan(switch_group(), SWITCH)
+    keys = [s.key for s in plan.steps]
+    assert keys == [
+        "preflight",
+        "stop_failover:mha",
+        "restart_replica:db2",
+        "restart_replica:db3",
+        "switchover:db3",
+        "restart_replica:db1",
+        "switchover:db1",
+        "start_failover:mha",
+        "verify",
+    ]
+    text = render_text(plan)
+    assert "`SET GLOBAL super_read_only = ON`" in text
+    assert "MASTER_PASSWORD='***'" in text and "repl-secret" not in text
+    assert "SOURCE_HOST='db3', SOURCE_PORT=3306" in text
+    assert "MASTER_USE_GTID=slave_pos" in text
+    assert "`RESET REPLICA ALL`" in text and "`RESET SLAVE ALL`" in text
+
+
+def test_no_switch_back_ends_with_the_candidate_as_source() -> None:
+    plan = build_plan(switch_group(), PlanOptions(source_strategy=SourceStrategy.SWITCHOVER,
+                                                  switch_back=False))  # fmt: skip
+    assert [s.key for s in plan.steps][-4:] == [
+        "switchover:db3",
+        "restart_replica:db1",
+        "start_failover:mha",
+        "verify",
+    ]
+    assert "db3 as its source" in plan.steps[-1].summary
+
+
+def test_kill_option_plans_a_conditional_kill() -> None:
+    opts = PlanOptions(
+        source_strategy=SourceStrategy.SWITCHOVER, long_transactions=LongTransactions.KILL
+    )
+    text = render_text(build_plan(switch_group(), opts))
+    assert "`KILL <thread id>` for each session whose transaction is open longer than 1 s" in text
+
+
+def test_restart_strategy_plan_is_unchanged_by_default() -> None:
+    assert all(s.action is not Action.SWITCHOVER for s in build_plan(switch_group()).steps)
+
+
+# --- executor on fakes -----------------------------------------------------------------------
+
+
+def run(world: FakeWorld, opts: PlanOptions = SWITCH) -> RunResult:
+    group = switch_group()
+    return Executor(
+        group,
+        build_plan(group, opts),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+    ).run()
+
+
+def source_world() -> FakeWorld:
+    world = FakeWorld.create(2)
+    # Configured read-only (a switchover-ready source); the running source is writable.
+    world.nodes["db1"].config_read_only = True
+    return world
+
+
+def test_happy_path_switches_and_back() -> None:
+    world = source_world()
+    result = run(world)
+    assert result.ok, result.failure
+    assert all(s.status is StepStatus.DONE for s in result.steps)
+    assert all(n.restarts == 1 for n in world.nodes.values())
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
+    assert world.nodes["db1"].role == "source"
+    assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
+    assert world.mha_state is MhaState.PING_OK
+    kinds = [(k, h) for k, h, _ in world.events]
+    ro = kinds.index(("set_read_only", "db1:1"))
+    assert ro < kinds.index(("reset_replica", "db3"))
+
+
+def test_no_switch_back_keeps_the_candidate() -> None:
+    world = source_world()
+    result = run(world, PlanOptions(source_strategy=SourceStrategy.SWITCHOVER, switch_back=False))
+    assert result.ok, result.failure
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db3"]
+    assert world.nodes["db1"].source_id == 3 and world.nodes["db1"].read_only
+
+
+def test_candidate_lagging_is_refused_before_any_change_and_mha_restored() -> None:
+    world = source_world()
+    world.nodes["db3"].lag = 3  # within max_lag 5, over the switch limit 1
+    result = run(world)
+    assert not result.ok
+    assert result.failure is not None and result.failure.step == "switchover:db3"
+    assert "lag" in result.failure.reason or "lagging" in result.failure.reason
+    assert not world.nodes["db1"].read_only and world.nodes["db3"].read_only
+    assert world.mha_state is MhaState.PING_OK
+    assert not [e for e in world.events if e[0] in ("reset_replica", "change_source")]
+
+
+def test_errant_transactions_refuse_the_switch() -> None:
+    world = source_world()
+    world.nodes["db3"].errant = "0-3-11"
+    result = run(world)
+    assert result.failure is not None and "0-3-11" in result.failure.reason
+    assert not world.nodes["db1"].read_only
+
+
+def test_long_transaction_refused_by_default_and_killed_by_option() -> None:
+    world = source_world()
+    world.nodes["db1"].long_trx = [(42, 30)]
+    result = run(world)
+    assert result.failure is not None and "session 42 open 30 s" in result.failure.reason
+    assert not world.nodes["db1"].read_only
+    world = source_world()
+    world.nodes["db1"].long_trx = [(42, 30)]
+    kill = PlanOptions(
+        source_strategy=SourceStrategy.SWITCHOVER, long_transactions=LongTransactions.KILL
+    )
+    assert run(world, kill).ok
+    assert ("kill", "db1:42") in [(k, h) for k, h, _ in world.events]
+
+
+def test_failure_before_the_candidate_is_writable_makes_the_source_writable_again() -> None:
+    world = source_world()
+    c = world.nodes["db3"]
+    original = FakeConnector.mysql
+
+    def mysql(self: FakeConnector, name: str, endpoint: object) -> object:
+        probe = original(self, name, endpoint)  # type: ignore[arg-type]
+        if name == "db3":
+
+            def broken() -> None:
+                raise __import__("harestart.errors").errors.MysqlError("db3", "reset", "boom")
+
+            probe.reset_replica_all = broken  # type: ignore[method-assign]
+        return probe
+
+    FakeConnector.mysql = mysql  # type: ignore[assignment,method-assign]
+    try:
+        result = run(world)
+    finally:
+        FakeConnector.mysql = original  # type: ignore[method-assign]
+    assert result.failure is not None and result.failure.step == "switchover:db3"
+    assert not world.nodes["db1"].read_only and c.read_only
+    # db3 stopped replicating before the reset failed: MHA stays off (the topology is broken).
+    assert world.mha_state is MhaState.NOT_RUNNING
+
+
+def test_a_source_configured_writable_is_refused_before_any_change() -> None:
+    world = FakeWorld.create(2)
+    world.nodes["db1"].config_read_only = False
+    result = run(world)
+    assert result.failure is not None and "starts mysqld writable" in result.failure.reason
+    assert not world.nodes["db1"].read_only and world.mha_state is MhaState.PING_OK
+    assert all(world.nodes[r].restarts == 1 for r in ("db2", "db3"))
+    assert world.nodes["db1"].restarts == 0
+
+
+def test_configured_read_only_parses_my_print_defaults() -> None:
+    from harestart.engine.switchover import configured_read_only
+
+    assert configured_read_only("--log-bin\n--read-only=1\n") is True
+    assert configured_read_only("--read_only=ON\n--read_only=0") is False
+    assert configured_read_only("--super_read_only=ON") is True
+    assert configured_read_only("--server_id=1") is None
+    assert configured_read_only("--read-only") is True
+
+
+# --- resume mid-switch -----------------------------------------------------------------------
+
+
+def _interrupt_once(world: FakeWorld, method: str, host: str) -> None:
+    """The first call of ``method`` on ``host``'s probe is cut short by Ctrl-C (as a kill
+    would leave it: the journal holds what was done before)."""
+    original = getattr(FakeProbe, method)
+    fired: list[bool] = []
+
+    def wrapped(self: FakeProbe, *a: object, **kw: object) -> object:
+        if self.name == host and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+        return original(self, *a, **kw)
+
+    world.restore = lambda: setattr(FakeProbe, method, original)  # type: ignore[attr-defined]
+    setattr(FakeProbe, method, wrapped)
+
+
+def _run_journalled(world: FakeWorld, journal: Journal, *, resume: bool) -> RunResult:
+    group = switch_group()
+    return Executor(
+        group,
+        build_plan(group, SWITCH),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+        wall=world.clock.now,
+        journal=journal,
+        resume=resume,
+    ).run()
+
+
+def _journal(tmp_path: Path) -> Journal:
+    return Journal(
+        path=journal_path(tmp_path, "1", "lab"), group="lab", account="1", inventory="inv.yml"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "what"),
+    [
+        ("change_source", "db1", "stopped after db3 became writable: resume re-points"),
+    ],
+)
+def test_resume_mid_switch_finishes_it_with_one_writable_node(
+    tmp_path: Path, method: str, host: str, what: str
+) -> None:
+    world = source_world()
+    journal = _journal(tmp_path)
+    _interrupt_once(world, method, host)
+    try:
+        first = _run_journalled(world, journal, resume=False)
+    finally:
+        world.restore()  # type: ignore[attr-defined]
+    assert first.interrupted, what
+    assert len([n for n in world.nodes.values() if not n.read_only]) <= 1
+    loaded = Journal.load(journal.path)
+    assert loaded is not None
+    result = _run_journalled(world, loaded, resume=True)
+    assert result.ok, (what, result.failure)
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"], what
+    assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
+    assert all(n.restarts == 1 for n in world.nodes.values())
+
+
+def test_stopped_after_the_candidate_left_replication_undoes_the_switch(tmp_path: Path) -> None:
+    """db3 stopped replicating, then the run was stopped before it became writable: the step's
+    cleanup makes db1 writable again (db3 confirmed read-only); resume refuses, naming db3."""
+    world = source_world()
+    journal = _journal(tmp_path)
+    _interrupt_once(world, "reset_replica_all", "db3")
+    try:
+        first = _run_journalled(world, journal, resume=False)
+    finally:
+        world.restore()  # type: ignore[attr-defined]
+    assert first.interrupted
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
+    loaded = Journal.load(journal.path)
+    assert loaded is not None
+    with pytest.raises(PreflightRefused, match="db3: replication threads are not both running"):
+        _run_journalled(world, loaded, resume=True)
+
+
+def test_a_missing_replication_password_refuses_before_any_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """E.g. through the API, where no CLI check ran first: the switch gates read it."""
+    import dataclasses
+
+    from harestart.domain.group import PasswordSource, Replication
+
+    monkeypatch.delenv("NO_SUCH_REPL_PW", raising=False)
+    group = switch_group()
+    group = dataclasses.replace(
+        group, replication=Replication("repl", PasswordSource(env="NO_SUCH_REPL_PW"))
+    )
+    world = source_world()
+    result = Executor(
+        group,
+        build_plan(group, SWITCH),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+    ).run()
+    assert result.failure is not None and "NO_SUCH_REPL_PW" in result.failure.reason
+    assert not world.nodes["db1"].read_only and world.mha_state is MhaState.PING_OK
