@@ -88,23 +88,33 @@ class RunHook(PlanAction):
         return d
 
 
-def node_hook(group: Group, point: HookPoint, name: str) -> RunHook | None:
+def node_hook(
+    group: Group,
+    point: HookPoint,
+    name: str,
+    *,
+    source: str | None = None,
+    strategy: Strategy = "restart",
+) -> RunHook | None:
     """The ``before_node_restart``/``after_node_restart`` action for node ``name`` (None: no
-    hook at that point)."""
+    hook at that point). ``source``: the group's source at that moment (default the
+    inventory's; a switchover restarts the old source while the candidate is the source)."""
     spec = group.hooks.at(point)
     if spec is None:
         return None
-    node = group.node(name)
-    source = group.source.name
-    role: Role = "source" if node.role == "source" else "replica"
-    return RunHook(host=name, point=point, hook=spec, role=role, old_source=source,
-                   new_source=source)  # fmt: skip
+    group.node(name)  # a node of the group (KeyError otherwise)
+    current = source or group.source.name
+    role: Role = "source" if name == current else "replica"
+    return RunHook(host=name, point=point, hook=spec, role=role, old_source=current,
+                   new_source=current, strategy=strategy)  # fmt: skip
 
 
-def node_hooks(group: Group, name: str) -> tuple[tuple[RunHook, ...], tuple[RunHook, ...]]:
+def node_hooks(
+    group: Group, name: str, *, source: str | None = None, strategy: Strategy = "restart"
+) -> tuple[tuple[RunHook, ...], tuple[RunHook, ...]]:
     """The hooks around node ``name``'s restart: (before it, after its checks passed)."""
-    before = node_hook(group, HookPoint.BEFORE_NODE_RESTART, name)
-    after = node_hook(group, HookPoint.AFTER_NODE_RESTART, name)
+    before = node_hook(group, HookPoint.BEFORE_NODE_RESTART, name, source=source, strategy=strategy)
+    after = node_hook(group, HookPoint.AFTER_NODE_RESTART, name, source=source, strategy=strategy)
     return tuple(h for h in (before,) if h), tuple(h for h in (after,) if h)
 
 

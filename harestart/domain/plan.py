@@ -51,7 +51,7 @@ from harestart.domain.gates import (
     WritableAsBefore,
 )
 from harestart.domain.group import Group
-from harestart.domain.hooks import node_hooks
+from harestart.domain.hooks import Strategy, node_hooks
 from harestart.domain.switch import (
     Candidate,
     LongTransactions,
@@ -275,11 +275,13 @@ def _restart_command(group: Group, name: str) -> str:
     return command
 
 
-def _restart_replica(number: int, group: Group, name: str, batch: int | None) -> Step:
+def _restart_replica(
+    number: int, group: Group, name: str, batch: int | None, strategy: Strategy = "restart"
+) -> Step:
     h = group.health
     command = _restart_command(group, name)
     together = f" (batch {batch}, in parallel)" if batch is not None else ""
-    before_hooks, after_hooks = node_hooks(group, name)
+    before_hooks, after_hooks = node_hooks(group, name, strategy=strategy)
     return Step(
         number,
         Action.RESTART_REPLICA,
@@ -390,7 +392,7 @@ def _switchover_plan(group: Group, opts: PlanOptions, batch_of: dict[str, int | 
     source = group.source.name
     steps: list[Step] = [_preflight(1, group, opts), _stop_failover(2, group)]
     steps += [
-        _restart_replica(len(steps) + 1 + i, group, r.name, batch_of[r.name])
+        _restart_replica(len(steps) + 1 + i, group, r.name, batch_of[r.name], "switchover")
         for i, r in enumerate(group.replicas)
     ]
     steps.append(switch_step(len(steps) + 1, group, source, candidate, opts, restarts_source=True))

@@ -42,6 +42,7 @@ from harestart.domain.gates import (
     WritableAsBefore,
 )
 from harestart.domain.group import Group
+from harestart.domain.hooks import HookPoint, node_hooks, switch_hook
 from harestart.domain.plan import Action, PlanOptions, Step
 from harestart.domain.switch import Candidate, LongTransactions, replication_address
 
@@ -72,13 +73,15 @@ def switch_step(
         actions.append(kill)
     else:
         before.append(quiet)
-    # HOOK SEAM (before_switch): the integrator inserts the hook actions here, after the gates
-    # and before the source becomes read-only.
+    # The user's before_switch hook (e.g. drain the writer from a proxy): after the gates,
+    # before the source becomes read-only; a failure here changed nothing on the servers.
+    actions += [h for h in (switch_hook(group, HookPoint.BEFORE_SWITCH, source, c),) if h]
     actions.append(SetSourceReadOnly(host=source, then=(CandidateApplied(c, source),)))
     actions.append(PromoteCandidate(host=c, then=(SoleWritable(c),)))
     actions += _repoint(group, source, c)
-    # HOOK SEAM (after_switch): the integrator inserts the hook actions here, after the
-    # re-pointing and before the checks after.
+    # The user's after_switch hook (e.g. move the proxy's writer or a VIP to the new source):
+    # once the new source is writable and every other node replicates from it.
+    actions += [h for h in (switch_hook(group, HookPoint.AFTER_SWITCH, source, c),) if h]
     others = [n.name for n in group.db_nodes if n.name != c]
     failed = f"the step failed before {c} became writable ({c} confirmed read-only)"
     return Step(
@@ -136,16 +139,18 @@ def restart_old_source(number: int, group: Group, name: str, new_source: str) ->
         when="it came back writable (its configuration is a source's)",
         then=(WritableAsBefore(name),),
     )
+    before_hooks, after_hooks = node_hooks(group, name, source=new_source, strategy="switchover")
     return Step(
         number,
         Action.RESTART_REPLICA,
         f"restart mysqld on the old source {name}, now a replica of {new_source}",
         host=name,
         command=command,
-        actions=(restart, restore),
+        actions=(*before_hooks, restart, restore),
         after=(
             ThreadsRunning(name),
             CaughtUp(name, f"everything {new_source} had when the step began"),
             LagWithin(name, group.health.max_lag),
         ),
+        closing=after_hooks,
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harestart.domain.group import Group
+from harestart.domain.hooks import HookOutcome
 from harestart.domain.plan import Action, PlanOptions, build_plan, render_text
 from harestart.domain.result import RunResult, StepStatus
 from harestart.domain.switch import (
@@ -22,6 +24,7 @@ from harestart.engine.journal import Journal, journal_path
 from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
 from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
+from tests.unit.test_hooks import FakeHookRunner
 
 SWITCH = PlanOptions(source_strategy=SourceStrategy.SWITCHOVER)
 U1 = "3E11FA47-71CA-11E1-9E33-C80AA9429562"
@@ -367,3 +370,81 @@ def test_a_missing_replication_password_refuses_before_any_change(
     ).run()
     assert result.failure is not None and "NO_SUCH_REPL_PW" in result.failure.reason
     assert not world.nodes["db1"].read_only and world.mha_state is MhaState.PING_OK
+
+
+# --- hooks in a switchover ---------------------------------------------------------------------
+
+HOOKS = (
+    "hooks: {before_node_restart: drain.sh, after_node_restart: ready.sh, "
+    "before_switch: before.sh, after_switch: after.sh}, "
+)
+
+
+def hooked_switch_group() -> Group:
+    text = (
+        "defaults: {mysql: {user: harestart, password: pw-for-tests}, "
+        "replication: {user: repl, password: repl-secret}, " + HOOKS + "health: "
+        "{restart_timeout: 30, catchup_timeout: 30, failover_timeout: 20}}\n"
+        "groups:\n  - id: lab\n    account: '1'\n"
+        "    source: {name: db1, address: 127.0.0.1, replication_host: db1}\n"
+        "    replicas:\n"
+        "      - {name: db2, address: 10.0.0.2}\n"
+        "      - {name: db3, address: 10.0.0.3, replication_host: db3}\n"
+        "    candidate: db3\n"
+        "    mha: {manager: {name: mha, address: 10.0.0.9}, config: /etc/mha/app1.cnf}\n"
+    )
+    return parse_inventory(text, "inv.yml").groups[0]
+
+
+def run_hooked(world: FakeWorld, hooks: Any) -> RunResult:
+    group = hooked_switch_group()
+    return Executor(
+        group,
+        build_plan(group, SWITCH),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+        hooks=hooks,
+    ).run()
+
+
+def test_switch_hooks_run_around_each_switch_with_the_old_and_new_source() -> None:
+    world = source_world()
+    hooks = FakeHookRunner(world)
+    result = run_hooked(world, hooks)
+    assert result.ok, result.failure
+    seen = [(c["HARESTART_HOOK"], c["HARESTART_NODE"], c["HARESTART_OLD_SOURCE"],
+             c["HARESTART_NEW_SOURCE"], c["HARESTART_ROLE"]) for c in hooks.calls]  # fmt: skip
+    assert seen == [
+        ("before_node_restart", "db2", "db1", "db1", "replica"),
+        ("after_node_restart", "db2", "db1", "db1", "replica"),
+        ("before_node_restart", "db3", "db1", "db1", "replica"),
+        ("after_node_restart", "db3", "db1", "db1", "replica"),
+        ("before_switch", "db1", "db1", "db3", "source"),
+        ("after_switch", "db1", "db1", "db3", "replica"),
+        # the old source restarts as a replica of db3
+        ("before_node_restart", "db1", "db3", "db3", "replica"),
+        ("after_node_restart", "db1", "db3", "db3", "replica"),
+        ("before_switch", "db3", "db3", "db1", "source"),  # the switch back
+        ("after_switch", "db3", "db3", "db1", "replica"),
+    ]
+    assert {c["HARESTART_STRATEGY"] for c in hooks.calls} == {"switchover"}
+    kinds = [(k, h) for k, h, _ in world.events]
+    # before_switch before the source turns read-only; after_switch once the others re-pointed
+    assert kinds.index(("hook:before_switch", "db1")) < kinds.index(("set_read_only", "db1:1"))
+    assert kinds.index(("reset_replica", "db3")) < kinds.index(("hook:after_switch", "db1"))
+
+
+def test_a_failing_before_switch_hook_leaves_the_source_the_writable_source() -> None:
+    world = source_world()
+    hooks = FakeHookRunner(world)
+    hooks.fail[("before_switch", "db1")] = HookOutcome("before.sh", 3, 0.1, "VIP busy\n", 60)
+    result = run_hooked(world, hooks)
+    assert not result.ok and result.failure is not None
+    assert "before_switch" in result.failure.reason and "VIP busy" in result.failure.reason
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
+    assert world.nodes["db1"].role == "source" and world.nodes["db1"].restarts == 0
+    assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
+    assert world.mha_state is MhaState.PING_OK  # the failure policy started MHA again
+    kinds = [k for k, _h, _ in world.events]
+    assert "set_read_only" not in kinds and "reset_replica" not in kinds
