@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -52,7 +51,8 @@ __all__ = [
     "snapshot_of",
 ]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST  # text/plain; version=0.0.4; charset=utf-8
+# What generate_latest writes: the classic text format every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RESULTS = ("ok", "failed", "interrupted", "refused")
 # A restart of a 1+2 group takes a minute or two; a large source's shutdown can take much
 # longer. Steps go from a second (stop MHA) to the minutes of a source restart.
