@@ -243,9 +243,18 @@ class BackgroundRestarter:
                 log.exception("api.restart.error", error_id=job.error_id)
             finally:
                 job.current_step = None
+                self._finished(g)
                 job.done.set()
-                if self.on_finished is not None:
-                    self.on_finished(g)  # e.g. observe the group again at once
+
+    def _finished(self, group: Group) -> None:
+        """``on_finished`` (serve: observe the group again) before the job is reported done,
+        so no GET judges the group ACTIVE on an observation taken during the run."""
+        if self.on_finished is None:
+            return
+        try:
+            self.on_finished(group)
+        except Exception:
+            log.exception("api.restart.on_finished_failed")
 
 
 class CachedObserver:
@@ -300,9 +309,12 @@ class BackgroundObserver:
     running longer than ``timeout`` (a host that accepts connections and never answers) is
     logged and no longer counted against ``parallel``: the group's data just grows old until
     it returns (the adapters' own timeouts end it). ``context_of(group)`` is the group's run
-    state and step (what the API judges next to the observation): an observation begun in
-    another context (a run has ended since, or moved to another step) is not handed out,
-    and the group is observed again at once.
+    state and step (what the API judges next to the observation): when a GET asks in another
+    context than the latest observation's (a run has ended since, or moved to another step),
+    the group is observed again at once; the answer meanwhile is the latest observation (its
+    ``observed_at`` says how old). ``refresh`` observes on the caller's thread: a restart of
+    this server does, before it is reported finished, so the first answer after a restart
+    shows the group as the restart left it.
     """
 
     def __init__(
@@ -332,15 +344,15 @@ class BackgroundObserver:
     # --- Observer ------------------------------------------------------------------------------
 
     def observe(self, group: Group, *, context: object = None) -> Observed | None:
-        """The latest observation of ``group`` with its age; None when there is none yet or
-        it was begun in another ``context`` (then the group is observed again at once)."""
+        """The latest observation of ``group`` with its age (None: not observed yet); asked in
+        another ``context`` than it was taken in, the group is observed again at once."""
         with self._lock:
             slot = self._slots.setdefault((group.account, group.id), _Slot())
-            if slot.observed is None:
-                return None
             if self._context_of is not None and context is not None and slot.context != context:
+                slot.context = context  # nudge once per change, not at every GET
                 slot.due = 0.0
                 self._wake.set()
+            if slot.observed is None:
                 return None
             return Observed(slot.observed.state, slot.observed.observed_at, self._age(slot))
 
@@ -351,6 +363,25 @@ class BackgroundObserver:
             if slot is None or slot.observed is None:
                 return None
             return Observed(slot.observed.state, slot.observed.observed_at, self._age(slot))
+
+    def refresh(self, group: Group) -> None:
+        """Observe ``group`` now, on this thread (not a request's: a restart's)."""
+        with self._lock:
+            slot = self._slots.setdefault((group.account, group.id), _Slot())
+        self._observe_one(group, slot)
+
+    def observed_all(self) -> bool:
+        """Has every group been observed (or tried) once? (serve waits for it at startup)"""
+        try:
+            groups = list(self._groups())
+        except HarestartError:
+            return True
+        with self._lock:
+            return all(
+                (s := self._slots.get((g.account, g.id))) is not None
+                and (s.observed is not None or s.timed_out)
+                for g in groups
+            )
 
     def nudge(self, group: Group) -> None:
         """Observe ``group`` again as soon as possible (e.g. its restart ended)."""
@@ -430,5 +461,6 @@ class BackgroundObserver:
                 slot.running_since = None
             return
         with self._lock:
-            slot.observed, slot.taken, slot.context = Observed(state, at), began, context
+            if slot.observed is None or began >= slot.taken:  # never replace a newer one
+                slot.observed, slot.taken, slot.context = Observed(state, at), began, context
             slot.running_since = None

@@ -70,6 +70,7 @@ access = structlog.get_logger("harestart.access")
 DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_WORKERS = 16  # requests handled at once; more get 503 at once
 DEFAULT_OBSERVE_INTERVAL = 10.0  # seconds between two background observations of a group
+STARTUP_OBSERVE_WAIT = 15.0  # at most this long before listening, for the first observations
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -506,6 +507,12 @@ def serve(
         )
     with _stop_signals(stopping) as signals:
         observer.start()
+        # Listen once every group was observed (or STARTUP_OBSERVE_WAIT passed): the first
+        # answers then carry observations rather than observed_at null.
+        deadline = time.monotonic() + STARTUP_OBSERVE_WAIT
+        while not observer.observed_all() and time.monotonic() < deadline:
+            if stopping.wait(0.05):
+                break
         server.start()
         bound_host, bound_port = server.address
         log.info(
@@ -562,7 +569,7 @@ def build_api(
         timeout=max(60.0, 3 * observe_interval),
         context_of=context_of,
     )
-    restarter.on_finished = observer.nudge
+    restarter.on_finished = observer.refresh
     metrics.watch_groups(lambda: group_snapshots(inventory_file, restarter, observer))
     api = Api(
         tokens=tokens,

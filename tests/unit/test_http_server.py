@@ -211,7 +211,7 @@ def test_get_answers_at_once_from_an_old_observation_while_a_host_hangs(tmp_path
         e.server.stop()
 
 
-def test_an_observation_from_another_run_state_is_not_shown_and_is_redone() -> None:
+def test_a_get_in_another_run_state_has_the_group_observed_again_at_once() -> None:
     calls: list[str] = []
     context = ["REBOOT"]
 
@@ -224,21 +224,26 @@ def test_an_observation_from_another_run_state_is_not_shown_and_is_redone() -> N
     observer = BackgroundObserver(
         lambda: (group,), interval=3600, observe=observe, context_of=lambda g: context[0]
     )
+    assert not observer.observed_all()
     observer.poll_once()
     deadline = time.monotonic() + 10
     while observer.latest(group) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert observer.observe(group, context="REBOOT") is not None
+    assert observer.observed_all()
+    first = observer.observe(group, context="REBOOT")
+    assert first is not None
     assert observer.poll_once() == 0  # not due for an hour
-    context[0] = "ACTIVE"  # the run ended since
-    assert observer.observe(group, context="ACTIVE") is None
-    assert observer.poll_once() == 1  # observed again at once
+    context[0] = "ACTIVE"  # the run ended since: the old observation still answers at once
+    again = observer.observe(group, context="ACTIVE")
+    assert again is not None and again.observed_at == first.observed_at
+    assert observer.poll_once() == 1  # and the group is observed again at once
     deadline = time.monotonic() + 10
-    while observer.observe(group, context="ACTIVE") is None:
+    while len(calls) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert len(calls) == 2
+    observer.refresh(group)  # a restart's thread observes before it reports the end
+    assert len(calls) == 3
 
 
 def test_cached_observer_still_serves_the_ttl_mode() -> None:
