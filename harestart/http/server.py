@@ -70,7 +70,7 @@ access = structlog.get_logger("harestart.access")
 DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_WORKERS = 16  # requests handled at once; more get 503 at once
 DEFAULT_OBSERVE_INTERVAL = 10.0  # seconds between two background observations of a group
-STARTUP_OBSERVE_WAIT = 15.0  # at most this long before listening, for the first observations
+STARTUP_OBSERVE_WAIT = 5.0  # at most this long before listening, for the first observations
 
 
 # --- configuration ---------------------------------------------------------------------------
