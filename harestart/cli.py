@@ -575,7 +575,8 @@ def serve(
 
     POST /v1.0/{accountId}/ha/{haId}/action {"restart": {}} restarts a group in the
     background (202); GET /v1.0/{accountId}/ha[/{haId}] shows groups, states and the last
-    restart. Logs are JSON lines on stderr. SIGTERM: stop accepting work, let running
+    restart, from observations taken in the background; GET /metrics (no token) gives
+    Prometheus metrics. Logs are JSON lines on stderr. SIGTERM: stop accepting work, let running
     restarts stop at their next safe point, exit 0.
     """
     from harestart import log
