@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -282,6 +283,14 @@ def _run_options(f: Callable[..., int]) -> Callable[..., int]:
             help="Take over the group's lock if the run holding it has died (stale lock).",
         ),
         click.option("--verbose", "-v", is_flag=True, help="Also print debug events on stderr."),
+        click.option(
+            "--metrics-textfile",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="PATH",
+            help="At the end, write the run's Prometheus metrics (restarts by result, "
+            "durations, final state) to PATH for node_exporter's textfile collector "
+            "(atomically: a temporary file in the same directory, then renamed).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -350,6 +359,13 @@ def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
     return _execute(inv, groups, resume=True, discard_unfinished=False, parallel_groups=1, **kw)
 
 
+def _passwords_available(groups: tuple[Group, ...]) -> None:
+    """Every MySQL password must be available before anything starts (raises otherwise)."""
+    for g in groups:
+        for n in g.db_nodes:
+            mysql_endpoint(n)
+
+
 def _execute(
     inv: Inventory,
     groups: tuple[Group, ...],
@@ -360,6 +376,7 @@ def _execute(
     log_file: Path | None,
     verbose: bool,
     parallel_groups: int,
+    metrics_textfile: Path | None = None,
     **options: Any,
 ) -> int:
     """`run` and `resume`: check, show the plan, confirm, hand the groups to the engine, render."""
@@ -369,9 +386,7 @@ def _execute(
     from harestart.views.progress import TextReporter
 
     env = _environment()
-    for g in groups:  # every password must be available before anything starts
-        for n in g.db_nodes:
-            mysql_endpoint(n)
+    _passwords_available(groups)
     log_path = log_file or engine.default_log_file(env, [g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
@@ -379,7 +394,7 @@ def _execute(
     request = _run_request(inv, log_path, resume=resume, **options)
     _check_switchover(groups, request.plan, resolve=True)
 
-    plans = _preflight(groups, request, env=env, resume=resume, out=out)
+    plans = _preflight(groups, request, env=env, resume=resume, out=out, textfile=metrics_textfile)
     if plans:
         click.echo("\n\n".join(render_text(p) for p in plans), file=out)
     if not yes and not _confirmed(groups, resume=resume, err=fmt != "text"):
@@ -407,14 +422,65 @@ def _execute(
             on_result=summary,
             on_refusal=refused,
         )
+    if metrics_textfile is not None:
+        _write_metrics(metrics_textfile, env, groups, outcome)
     return _report(inv, groups, outcome, fmt)
 
 
+def _write_metrics(
+    path: Path, env: Environment, groups: tuple[Group, ...], outcome: FleetOutcome | None
+) -> None:
+    """The run's metrics for node_exporter's textfile collector (``views.metrics``): each
+    result, each refusal (``outcome`` None: every group was refused), each group's final
+    state (the result's, else judged from its lock and journal)."""
+    from harestart.domain.judge import judge_group
+    from harestart.views.metrics import GroupSnapshot, Metrics
+    from harestart.views.status import read_run_facts
+
+    metrics = Metrics()
+    results = {r.group: r for r in outcome.results} if outcome is not None else {}
+    refused = {x.group.id for x in outcome.refusals} if outcome is not None else set()
+    for r in results.values():
+        metrics.record_run(r)
+    snapshots = []
+    for g in groups:
+        if outcome is None or g.id in refused:
+            metrics.record_refusal(g.account, g.id)
+        facts = read_run_facts(env, g)
+        result = results.get(g.id)
+        state = result.state if result is not None else judge_group(g, None, facts).state
+        mha = result is not None and result.failover_enabled is True
+        snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
+    metrics.watch_groups(lambda: snapshots)
+    try:
+        metrics.write_textfile(str(path))
+    except OSError as exc:
+        click.echo(f"harestart: cannot write the metrics textfile {path}: {exc}", err=True)
+
+
 def _preflight(
-    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool, out: Any
+    groups: tuple[Group, ...],
+    request: RunRequest,
+    *,
+    env: Environment,
+    resume: bool,
+    out: Any,
+    textfile: Path | None = None,
 ) -> list[Plan]:
     """A group another run is restarting is "locked" (4), not "unreachable" (3). In fleet
-    mode other bastions restart groups of this inventory now: each is checked when taken."""
+    mode other bastions restart groups of this inventory now: each is checked when taken.
+    A refusal is written to ``textfile`` (--metrics-textfile) before it is raised."""
+    try:
+        return _checked(groups, request, env=env, resume=resume, out=out)
+    except HarestartError:
+        if textfile is not None:  # refused before anything changed
+            _write_metrics(textfile, env, groups, None)
+        raise
+
+
+def _checked(
+    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool, out: Any
+) -> list[Plan]:
     from harestart.engine import run as engine
 
     if engine.fleet_mode(groups, env=env, resume=resume):
@@ -547,6 +613,28 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
 
 
+def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
+    """How ``serve`` observes and how many requests it answers at once."""
+    f = click.option(
+        "--max-workers",
+        type=click.IntRange(min=1, max=1024),
+        default=16,
+        show_default=True,
+        metavar="N",
+        help="Requests handled at once; when all N are busy a request gets 503 at once. Idle "
+        "keep-alive connections hold no worker.",
+    )(f)
+    return click.option(
+        "--observe-interval",
+        type=click.FloatRange(min=0.5),
+        default=10.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Re-observe every group in the background this often; GET answers from the "
+        "latest observation (observed_at) and never waits on a host.",
+    )(f)
+
+
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -562,6 +650,7 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
 )
+@_serve_options
 @click.option(
     "--tls-cert",
     metavar="PATH",
@@ -575,15 +664,18 @@ def serve(
     port: int,
     tokens_file: str | None,
     tokens_env: str | None,
+    observe_interval: float,
+    max_workers: int,
     tls_cert: str | None,
     tls_key: str | None,
     verbose: bool,
-) -> int:
+) -> NoReturn:
     """Serve the Cloud Databases HA API for INVENTORY over HTTP(S) (loopback by default).
 
     POST /v1.0/{accountId}/ha/{haId}/action {"restart": {}} restarts a group in the
     background (202); GET /v1.0/{accountId}/ha[/{haId}] shows groups, states and the last
-    restart. GET /openapi.json (no token) is the contract. Logs are JSON lines on stderr.
+    restart, from observations taken in the background. GET /openapi.json (no token) is the
+    contract; GET /metrics (no token) gives Prometheus metrics. Logs are JSON lines on stderr.
     SIGTERM: stop accepting work, let running restarts stop at their next safe point, exit 0.
     """
     from harestart import log
@@ -595,7 +687,18 @@ def serve(
     tls = tls_context(tls_cert, tls_key)
     inv = _load(inventory, freeze=False)  # serve reloads it: let old ones be collected
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
-    return serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept, tls=tls)
+    _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,
+                        observe_interval=observe_interval, max_workers=max_workers,
+                        tls=tls))  # fmt: skip
+
+
+def _exit_now(code: int) -> NoReturn:
+    """``serve`` stopped cleanly (restarts ended, listener closed). A background observation
+    may still wait on a dead host's SSH or MySQL timeout, and the interpreter would join its
+    threads on the way out: leave without them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _fail(message: str, code: int) -> NoReturn:

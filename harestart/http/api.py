@@ -6,7 +6,8 @@ perform, with the same paths, headers, bodies and status codes:
 - ``POST /v1.0/{accountId}/ha/{haId}/action`` ``{"restart": {}}`` -> ``202``, empty body;
 - ``GET  /v1.0/{accountId}/ha/{haId}`` -> ``{"ha_instance": {...}}``;
 - ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``;
-- ``GET  /openapi.json`` (no token) -> the contract, ``openapi.json`` next to this module.
+- ``GET  /openapi.json`` (no token) -> the contract, ``openapi.json`` next to this module;
+- ``GET  /metrics`` (no token) -> the Prometheus text format (see the README's "Metrics").
 
 ``ROUTES`` is the table of those resources (path template, method, token or not, handler); the
 contract documents exactly them (``tests/unit/test_openapi.py`` checks both ways), so adding a
@@ -44,6 +45,8 @@ from harestart.errors import HarestartError, UsageError
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.model import Inventory
 from harestart.inventory.yamlsafe import YamlProblem, load_located
+from harestart.views.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from harestart.views.metrics import Metrics
 from harestart.views.status import run_documents
 
 log = structlog.get_logger("harestart.http.api")
@@ -270,12 +273,14 @@ class Restarter(Protocol):
 @dataclass(frozen=True)
 class Observed:
     state: GroupState
-    observed_at: str
+    observed_at: str  # ISO UTC time the observation was taken
+    age_s: float | None = None  # its age when it was handed out
 
 
 class Observer(Protocol):
-    def observe(self, group: Group, *, context: object = None) -> Observed:
-        """An observation of ``group``; a cached one only if taken in the same ``context``."""
+    def observe(self, group: Group, *, context: object = None) -> Observed | None:
+        """An observation of ``group`` (None: not observed yet). ``context`` is the group's
+        run state and step: an observation taken in another context is out of date."""
         ...
 
 
@@ -353,12 +358,14 @@ class Api:
         restarter: Restarter,
         observer: Observer,
         shutting_down: Callable[[], bool] = lambda: False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.tokens = tokens
         self.inventory = inventory
         self.restarter = restarter
         self.observer = observer
         self.shutting_down = shutting_down
+        self.metrics = metrics
 
     def handle(self, req: Request) -> Response:
         """Answer one request; never raises. Unexpected errors become 500 with an error id."""
@@ -445,6 +452,13 @@ class Api:
 
     # --- handlers --------------------------------------------------------------------------
 
+    def _metrics(self, req: Request, params: Mapping[str, str]) -> Response:
+        """No token, like every Prometheus exporter: bind serve to a private interface."""
+        if self.metrics is None:
+            raise ApiError(404, f"no such resource: {req.path}")
+        body = self.metrics.exposition()
+        return Response(200, body, (("Content-Type", METRICS_CONTENT_TYPE),))
+
     def _openapi(self, req: Request, params: Mapping[str, str]) -> Response:
         return Response(200, openapi_document(), (("Content-Type", "application/json"),))
 
@@ -521,10 +535,17 @@ class Api:
 # Every resource the server answers, in the order they are matched.
 ROUTES: tuple[Route, ...] = (
     Route("/openapi.json", "GET", Api._openapi, authenticated=False),
+    Route("/metrics", "GET", Api._metrics, authenticated=False),
     Route(f"/{VERSION}/{{accountId}}/ha", "GET", Api._list),
     Route(f"/{VERSION}/{{accountId}}/ha/{{haId}}", "GET", Api._show),
     Route(f"/{VERSION}/{{accountId}}/ha/{{haId}}/action", "POST", Api._action),
 )
+
+
+def route_template(path: str) -> str:
+    """The route a path matched, as a template (a metric label: never the raw path, whose
+    ids would make one series per group or per mistyped URL)."""
+    return next((r.template for r in ROUTES if r.match(path) is not None), "unmatched")
 
 
 def parse_action(body: bytes) -> str:
@@ -546,10 +567,13 @@ def parse_action(body: bytes) -> str:
 # --- the HA instance document ----------------------------------------------------------------
 
 
-def node_status(node: NodeState, current_step: str | None) -> str:
-    """A seed instance status for one database node."""
-    if current_step is not None and current_step.endswith(f":{node.name}"):
+def node_status(node: NodeState | None, current_step: str | None, name: str = "") -> str:
+    """A seed instance status for one database node (``node`` None: not observed yet)."""
+    name = node.name if node is not None else name
+    if current_step is not None and current_step.endswith(f":{name}"):
         return "REBOOT"
+    if node is None:
+        return "UNKNOWN"
     if not node.reachable:
         return "SHUTDOWN"
     if node.role == "replica" and (node.replica is None or not node.replica.threads_running()):
@@ -557,39 +581,32 @@ def node_status(node: NodeState, current_step: str | None) -> str:
     return "ACTIVE"
 
 
-def ha_instance(group: Group, view: RunView, observed: Observed, base: str) -> dict[str, Any]:
+def ha_instance(
+    group: Group, view: RunView, observed: Observed | None, base: str
+) -> dict[str, Any]:
     """The seed's ``ha_instance`` (id, name, tenant_id, state, datastore, replica_source,
     replicas) plus what harestart knows: MHA, health, the run lock and the last restart.
 
     The state, its reason and the health problems are the judge's verdict on ``observed``,
-    the same as ``harestart status`` shows."""
-    state = observed.state
+    the same as ``harestart status`` shows. ``observed`` None (not observed yet): the state
+    is judged from the lock and journal alone, ``healthy`` and the node fields are null."""
+    state = observed.state if observed is not None else None
     judged = run_documents(
         view.verdict(group, state), view.facts, inventory=view.inventory, group_id=group.id
     )
-    source = state.node(group.source.name)
+    source = state.node(group.source.name) if state is not None else None
     datastore = None
-    if source.info is not None:
+    if source is not None and source.info is not None:
         datastore = {"type": source.info.flavor.value, "version": source.info.version}
 
-    def node_doc(ns: NodeState) -> dict[str, Any]:
-        inv_node = group.node(ns.name)
-        observed_fields = {k: v for k, v in ns.to_dict().items() if k not in ("name", "role")}
-        return {
-            "id": ns.name,
-            "name": ns.name,
-            "role": ns.role,
-            "status": node_status(ns, view.current_step),
-            "hostname": inv_node.ssh.host,
-            "ha_id": group.id,
-            **observed_fields,
-        }
+    def node_doc(name: str, role: str) -> dict[str, Any]:
+        return _node_doc(group, state, name, role, view.current_step)
 
-    src_doc = node_doc(source)
+    src_doc = node_doc(group.source.name, group.source.role)
     src_doc["replicas"] = [{"id": r.name, "name": r.name} for r in group.replicas]
     replicas = []
     for r in group.replicas:
-        doc = node_doc(state.node(r.name))
+        doc = node_doc(r.name, r.role)
         doc["replica_of"] = {"id": group.source.name, "name": group.source.name}
         replicas.append(doc)
     return {
@@ -603,15 +620,35 @@ def ha_instance(group: Group, view: RunView, observed: Observed, base: str) -> d
         "replicas": replicas,
         "mha": {
             "manager": group.mha.manager.name,
-            "state": state.mha.state.name if state.mha else None,
-            "text": state.mha_text(),
+            "state": state.mha.state.name if state is not None and state.mha else None,
+            "text": state.mha_text() if state is not None else "not observed yet",
         },
-        "healthy": judged["healthy"],
+        "healthy": judged["healthy"] if state is not None else None,
         "problems": judged["problems"],
-        "observed_at": observed.observed_at,
+        "observed_at": observed.observed_at if observed is not None else None,
+        "observation_age_s": None
+        if observed is None or observed.age_s is None
+        else round(observed.age_s, 3),
         "current_step": view.current_step,
         "unfinished_run": judged["unfinished_run"],
         "lock": judged["lock"],
         "last_restart": view.last_restart,
         "links": [{"href": base, "rel": "self"}],
+    }
+
+
+def _node_doc(
+    group: Group, state: GroupState | None, name: str, role: str, current_step: str | None
+) -> dict[str, Any]:
+    """One database node of an ``ha_instance`` (observed fields only when observed)."""
+    ns = state.node(name) if state is not None else None
+    observed_fields: dict[str, Any] = {"reachable": None} if ns is None else ns.to_dict()
+    return {
+        "id": name,
+        "name": name,
+        "role": role,
+        "status": node_status(ns, current_step, name),
+        "hostname": group.node(name).ssh.host,
+        "ha_id": group.id,
+        **{k: v for k, v in observed_fields.items() if k not in ("name", "role")},
     }

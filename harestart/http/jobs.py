@@ -9,8 +9,10 @@ requests and ``harestart run`` in a shell.
 ``BackgroundRestarter.view`` reads the facts the judge needs without touching a host (the lock,
 the journal, whether a restart of this server runs); the judge (``harestart.domain.judge``)
 decides the state from them, as it does for ``harestart status``.
-``CachedObserver`` observes a group read-only and keeps the answer a few seconds, so GET stays
-fast while clients poll.
+``BackgroundObserver`` (what ``serve`` uses) re-observes every group in background threads
+every few seconds and hands GET the latest observation at once: no request waits on SSH or
+MySQL, a dead host makes the data old (``observed_at``), never the answer slow.
+``CachedObserver`` observes on the request's thread and keeps the answer a few seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ from harestart.engine.run import Environment, RunRequest
 from harestart.engine.run import restart as engine_restart
 from harestart.errors import HarestartError
 from harestart.http.api import Observed, RunView, Unprocessable
+from harestart.views.metrics import Metrics
 from harestart.views.status import read_run_facts
 from harestart.wiring import environment, observe_groups
 
@@ -112,8 +115,12 @@ class BackgroundRestarter:
         *,
         env: Environment | None = None,
         restart: RestartFn | None = None,
+        metrics: Metrics | None = None,
+        on_finished: Callable[[Group], None] | None = None,
     ) -> None:
         self.inventory_path = inventory_path
+        self.metrics = metrics
+        self.on_finished = on_finished
         self.env = env if env is not None else environment()
         self._restart = restart if restart is not None else self._restart_in_env
         self._lock = threading.Lock()
@@ -127,9 +134,11 @@ class BackgroundRestarter:
         key = (group.account, group.id)
         with self._lock:
             if self._closed:
+                self._refused(group)
                 raise Unprocessable("the server is shutting down")
             previous = self._jobs.get(key)
             if previous is not None and not previous.done.is_set():
+                self._refused(group)
                 raise Unprocessable(
                     f"HA instance {group.id} is REBOOT: the restart requested by "
                     f"{previous.request_id} at {previous.accepted_at} is running"
@@ -152,6 +161,10 @@ class BackgroundRestarter:
             raise RuntimeError(f"the restart failed to start: {job.error_id}")
         with self._lock:
             self._jobs[key] = job
+
+    def _refused(self, group: Group) -> None:
+        if self.metrics is not None:
+            self.metrics.record_refusal(group.account, group.id)
 
     def view(self, group: Group) -> RunView:
         with self._lock:
@@ -216,15 +229,32 @@ class BackgroundRestarter:
                     interrupted=job.result.interrupted,
                     duration_s=round(job.result.duration_s, 3),
                 )
+                if self.metrics is not None:
+                    self.metrics.record_run(job.result)
             except HarestartError as exc:
+                # Refused before anything changed (lock, journal, preflight).
                 job.error = exc
+                self._refused(g)
                 log.warning("api.restart.refused", error=str(exc), error_type=type(exc).__name__)
             except Exception:
                 job.error_id = "err-" + uuid.uuid4().hex[:12]
+                if self.metrics is not None:
+                    self.metrics.restarts.labels(g.account, g.id, "failed").inc()
                 log.exception("api.restart.error", error_id=job.error_id)
             finally:
                 job.current_step = None
+                self._finished(g)
                 job.done.set()
+
+    def _finished(self, group: Group) -> None:
+        """``on_finished`` (serve: observe the group again) before the job is reported done,
+        so no GET judges the group ACTIVE on an observation taken during the run."""
+        if self.on_finished is None:
+            return
+        try:
+            self.on_finished(group)
+        except Exception:
+            log.exception("api.restart.on_finished_failed")
 
 
 class CachedObserver:
@@ -253,7 +283,184 @@ class CachedObserver:
         with group_lock:  # one observation per group at a time; others wait for its answer
             hit = self._cache.get(key)
             if hit is not None and self._clock() - hit[0] < self.ttl and hit[1] == context:
-                return hit[2]
-            observed = Observed(self._observe(group), utc_now())
+                return Observed(hit[2].state, hit[2].observed_at, self._clock() - hit[0])
+            observed = Observed(self._observe(group), utc_now(), 0.0)
             self._cache[key] = (self._clock(), context, observed)
             return observed
+
+
+@dataclass
+class _Slot:
+    """One group's observations in the background observer."""
+
+    observed: Observed | None = None
+    taken: float = 0.0  # clock() when the latest observation began
+    context: object = None  # the group's run state and step when it began
+    due: float = 0.0  # clock() when the next observation is due
+    running_since: float | None = None
+    timed_out: bool = False
+
+
+class BackgroundObserver:
+    """Re-observes every group of ``groups()`` every ``interval`` seconds in background
+    threads; ``observe`` only reads what was last found, so it never waits on a host.
+
+    At most one observation per group runs at a time and at most ``parallel`` at once; one
+    running longer than ``timeout`` (a host that accepts connections and never answers) is
+    logged and no longer counted against ``parallel``: the group's data just grows old until
+    it returns (the adapters' own timeouts end it). ``context_of(group)`` is the group's run
+    state and step (what the API judges next to the observation): when a GET asks in another
+    context than the latest observation's (a run has ended since, or moved to another step),
+    the group is observed again at once; the answer meanwhile is the latest observation (its
+    ``observed_at`` says how old). ``refresh`` observes on the caller's thread: a restart of
+    this server does, before it is reported finished, so the first answer after a restart
+    shows the group as the restart left it.
+    """
+
+    def __init__(
+        self,
+        groups: Callable[[], Sequence[Group]],
+        *,
+        interval: float = 10.0,
+        timeout: float = 60.0,
+        parallel: int = 8,
+        observe: Callable[[Group], GroupState] | None = None,
+        context_of: Callable[[Group], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self.parallel = parallel
+        self._groups = groups
+        self._observe = observe or (lambda g: observe_groups((g,))[0][1])
+        self._context_of = context_of
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._slots: dict[tuple[str, str], _Slot] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- Observer ------------------------------------------------------------------------------
+
+    def observe(self, group: Group, *, context: object = None) -> Observed | None:
+        """The latest observation of ``group`` with its age (None: not observed yet); asked in
+        another ``context`` than it was taken in, the group is observed again at once."""
+        with self._lock:
+            slot = self._slots.setdefault((group.account, group.id), _Slot())
+            if self._context_of is not None and context is not None and slot.context != context:
+                slot.context = context  # nudge once per change, not at every GET
+                slot.due = 0.0
+                self._wake.set()
+            if slot.observed is None:
+                return None
+            return Observed(slot.observed.state, slot.observed.observed_at, self._age(slot))
+
+    def latest(self, group: Group) -> Observed | None:
+        """The latest observation whatever its context (metrics)."""
+        with self._lock:
+            slot = self._slots.get((group.account, group.id))
+            if slot is None or slot.observed is None:
+                return None
+            return Observed(slot.observed.state, slot.observed.observed_at, self._age(slot))
+
+    def refresh(self, group: Group) -> None:
+        """Observe ``group`` now, on this thread (not a request's: a restart's)."""
+        with self._lock:
+            slot = self._slots.setdefault((group.account, group.id), _Slot())
+        self._observe_one(group, slot)
+
+    def observed_all(self) -> bool:
+        """Has every group been observed (or tried) once? (serve waits for it at startup)"""
+        try:
+            groups = list(self._groups())
+        except HarestartError:
+            return True
+        with self._lock:
+            return all(
+                (s := self._slots.get((g.account, g.id))) is not None
+                and (s.observed is not None or s.timed_out)
+                for g in groups
+            )
+
+    def nudge(self, group: Group) -> None:
+        """Observe ``group`` again as soon as possible (e.g. its restart ended)."""
+        with self._lock:
+            self._slots.setdefault((group.account, group.id), _Slot()).due = 0.0
+        self._wake.set()
+
+    def _age(self, slot: _Slot) -> float:
+        return max(0.0, self._clock() - slot.taken)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def start(self) -> BackgroundObserver:
+        self._thread = threading.Thread(target=self._loop, name="observer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop launching observations; running ones are abandoned (daemon threads)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # the observer must outlive a bad inventory or a bug
+                log.exception("api.observer.error")
+            self._wake.wait(min(1.0, self.interval))
+            self._wake.clear()
+
+    def poll_once(self) -> int:
+        """Launch every observation that is due (within ``parallel``); returns how many."""
+        try:
+            groups = list(self._groups())
+        except HarestartError as exc:  # the inventory cannot be loaded: nothing to observe
+            log.debug("api.observer.no_inventory", error=str(exc))
+            return 0
+        now = self._clock()
+        launch: list[tuple[Group, _Slot]] = []
+        with self._lock:
+            keys = {(g.account, g.id) for g in groups}
+            for key in [k for k in self._slots if k not in keys]:
+                del self._slots[key]  # the group left the inventory
+            busy = 0
+            for key, slot in self._slots.items():
+                if slot.running_since is None or slot.timed_out:
+                    continue
+                if now - slot.running_since > self.timeout:
+                    slot.timed_out = True
+                    log.warning("api.observer.timeout", group=key[1], timeout_s=self.timeout)
+                else:
+                    busy += 1
+            for g in groups:
+                slot = self._slots.setdefault((g.account, g.id), _Slot())
+                if slot.running_since is None and now >= slot.due and busy < self.parallel:
+                    slot.running_since, slot.timed_out = now, False
+                    slot.due = now + self.interval
+                    busy += 1
+                    launch.append((g, slot))
+        for g, slot in launch:
+            threading.Thread(
+                target=self._observe_one, args=(g, slot), name=f"observe-{g.id}", daemon=True
+            ).start()
+        return len(launch)
+
+    def _observe_one(self, group: Group, slot: _Slot) -> None:
+        began, at = self._clock(), utc_now()
+        try:
+            context = self._context_of(group) if self._context_of is not None else None
+            state = self._observe(group)
+        except Exception:
+            log.exception("api.observer.failed", group=group.id)
+            with self._lock:
+                slot.running_since = None
+            return
+        with self._lock:
+            if slot.observed is None or began >= slot.taken:  # never replace a newer one
+                slot.observed, slot.taken, slot.context = Observed(state, at), began, context
+            slot.running_since = None

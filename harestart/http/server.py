@@ -10,26 +10,36 @@ watches the inventory file and handles SIGTERM/SIGINT:
   journal says where), waits for them, closes the listener and exits 0;
 - a second signal abandons at once (exit 130); ``harestart resume`` continues from the journal.
 
-Every connection has a socket timeout (``idle_timeout``, 30 s by default): a client that
-connects and says nothing, or leaves a keep-alive connection idle, is disconnected after it,
-so it cannot hold one of the server's threads forever.
+Connections and workers are separate: an accepted or idle keep-alive connection waits in
+one selector thread (it holds no worker) and is closed after ``idle_timeout`` (30 s by
+default) of silence; once it has bytes to read it goes to one of ``max_workers`` worker
+threads for one request (and any request already pipelined behind it), then back to the
+selector. A worker reads and writes with the same socket timeout, so a client that stalls
+mid-request frees its worker after ``idle_timeout``. When every worker is busy, the request
+is answered 503 ``serviceUnavailable`` at once and the connection closed: nothing queues.
 
 With ``--tls-cert/--tls-key`` (``tls_context``) it serves HTTPS through the standard library's
-``ssl`` (TLS 1.2 at least); each connection's handshake runs in that connection's thread.
+``ssl`` (TLS 1.2 at least); a connection's handshake runs in the worker that first takes it,
+under the socket timeout (never in the accepting or selector thread). With every worker busy
+a connection not yet through its handshake is closed without an answer (a 503 cannot be
+sent before the handshake).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
+import queue
+import selectors
 import signal
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -38,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from harestart import __version__
+from harestart.domain.group import Group
 from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.http.api import (
     MAX_BODY,
@@ -50,12 +61,15 @@ from harestart.http.api import (
     parse_count,
     parse_tokens,
     request_id_for,
+    route_template,
 )
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
+from harestart.views.metrics import GroupSnapshot, Metrics, snapshot_of
 
 if TYPE_CHECKING:
-    from harestart.http.jobs import BackgroundRestarter
+    from harestart.engine.run import Environment
+    from harestart.http.jobs import BackgroundObserver, BackgroundRestarter
 
 log = structlog.get_logger("harestart.http.server")
 access = structlog.get_logger("harestart.access")
@@ -63,6 +77,9 @@ access = structlog.get_logger("harestart.access")
 # Seconds a connection may stay silent (before a request, inside one, or idle between two on a
 # keep-alive connection) before the server closes it and frees its thread.
 DEFAULT_IDLE_TIMEOUT = 30.0
+DEFAULT_MAX_WORKERS = 16  # requests handled at once; more get 503 at once
+DEFAULT_OBSERVE_INTERVAL = 10.0  # seconds between two background observations of a group
+STARTUP_OBSERVE_WAIT = 5.0  # at most this long before listening, for the first observations
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -167,10 +184,36 @@ class _Handler(BaseHTTPRequestHandler):
     server: ApiHttpServer
     connection: socket.socket
 
+    keep_open = False  # after handle(): the connection goes back to the selector
+
     def setup(self) -> None:
         super().setup()
-        # http.server closes the connection when a read times out (idle keep-alive included).
+        # http.server closes the connection when a read times out (a client stalling).
         self.connection.settimeout(self.server.idle_timeout)
+
+    def handle(self) -> None:
+        """Requests while some are already here (pipelined); then hand the connection back
+        to the selector instead of waiting for the next one on this worker."""
+        while True:
+            self.handle_one_request()
+            if self.close_connection:
+                return
+            if not self._buffered():
+                self.keep_open = True
+                return
+
+    def _buffered(self) -> bool:
+        """Is a next request already in the read buffer (or the socket)? Never blocks."""
+        pending = getattr(self.connection, "pending", None)  # TLS: decrypted bytes waiting
+        if pending is not None and pending():
+            return True
+        self.connection.setblocking(False)
+        try:
+            return bool(self.rfile.peek(1))  # type: ignore[attr-defined]
+        except (BlockingIOError, OSError):
+            return False
+        finally:
+            self.connection.settimeout(self.server.idle_timeout)
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -187,6 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         resp = self._read_and_handle(rid, path, query)
         self._send(resp, rid)
+        self.server.count_request(self.command, route_template(path), resp.status)
         access.info(
             "api.request",
             request_id=rid,
@@ -259,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(resp, rid)
         except OSError:
             return
+        self.server.count_request(self.command or "OTHER", "unmatched", status)
         access.info(
             "api.request", request_id=rid, method=self.command, status=status, error=message
         )
@@ -273,7 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ApiHttpServer(ThreadingHTTPServer):
-    daemon_threads = True  # a slow client never keeps the process alive
+    """http.server with a fixed pool of worker threads and a selector for idle connections.
+
+    ``process_request`` (called for each accepted connection) parks it in the selector; a
+    parked connection with bytes to read is handed to a free worker, or answered 503 when
+    none is free; one silent for ``idle_timeout`` is closed.
+    """
+
+    daemon_threads = True
     block_on_close = False
 
     def __init__(
@@ -282,12 +334,145 @@ class ApiHttpServer(ThreadingHTTPServer):
         api: Api,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        metrics: Metrics | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.api = api
         self.idle_timeout = idle_timeout
         self.tls = tls
+        self.max_workers = max_workers
+        self.metrics = metrics if metrics is not None else api.metrics
+        self._free = threading.Semaphore(max_workers)
+        self._work: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._incoming: queue.SimpleQueue[tuple[socket.socket, Any]] = queue.SimpleQueue()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._closing = threading.Event()
         super().__init__(address, _Handler)
+        self._pool_threads = [
+            threading.Thread(target=self._worker, name=f"api-worker-{i}", daemon=True)
+            for i in range(max_workers)
+        ] + [threading.Thread(target=self._park_loop, name="api-connections", daemon=True)]
+        for t in self._pool_threads:
+            t.start()
+
+    def count_request(self, method: str, route: str, code: int) -> None:
+        if self.metrics is not None:
+            self.metrics.record_request(method, route, code)
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._park(request, client_address)
+
+    def _park(self, conn: socket.socket, address: Any) -> None:
+        self._incoming.put((conn, address))
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _park_loop(self) -> None:
+        """The selector thread: idle connections wait here, without a worker."""
+        parked: dict[socket.socket, tuple[Any, float]] = {}
+        while not self._closing.is_set():
+            now = time.monotonic()
+            while not self._incoming.empty():
+                conn, address = self._incoming.get()
+                try:
+                    self._selector.register(conn, selectors.EVENT_READ, address)
+                except (ValueError, OSError):  # closed meanwhile
+                    self.shutdown_request(conn)
+                    continue
+                parked[conn] = (address, now)
+            oldest = min((since for _, since in parked.values()), default=now)
+            wait = max(0.01, min(1.0, oldest + self.idle_timeout - now))
+            for key, _ in self._selector.select(wait):
+                if key.fileobj is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    continue
+                conn = key.fileobj  # type: ignore[assignment]
+                self._selector.unregister(conn)
+                address, _since = parked.pop(conn)
+                self._hand_over(conn, address)
+            now = time.monotonic()
+            for conn, (address, since) in list(parked.items()):
+                if now - since >= self.idle_timeout:  # silent too long: free the socket
+                    self._selector.unregister(conn)
+                    del parked[conn]
+                    log.debug("api.connection.closed", client=address[0], reason="idle")
+                    self.shutdown_request(conn)
+        for conn in parked:
+            self.shutdown_request(conn)
+
+    def _hand_over(self, conn: socket.socket, address: Any) -> None:
+        if self._free.acquire(blocking=False):
+            self._work.put((conn, address))
+        else:
+            self._busy(conn, address)
+
+    def _busy(self, conn: socket.socket, address: Any) -> None:
+        """Every worker is busy: 503 at once, then close (the request is not read). A TLS
+        connection not through its handshake yet is closed without an answer."""
+        if self.tls is not None and not isinstance(conn, ssl.SSLSocket):
+            self.count_request("OTHER", "unmatched", 503)
+            access.info("api.request", status=503, client=address[0], busy=True, tls=True)
+            self.shutdown_request(conn)
+            return
+        rid = request_id_for(None)
+        resp = fault_response(
+            503,
+            f"the server is busy: all {self.max_workers} workers are answering requests; retry",
+            rid,
+        )
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(resp.body)}\r\nX-Request-Id: {rid}\r\n"
+            "Retry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            conn.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                conn.recv(65536)  # what arrived: closing over unread bytes would reset
+            conn.settimeout(1.0)
+            conn.sendall(head.encode() + resp.body)
+        except OSError:
+            pass
+        self.count_request("OTHER", "unmatched", 503)
+        access.info("api.request", request_id=rid, status=503, client=address[0], busy=True)
+        self.shutdown_request(conn)
+
+    def _worker(self) -> None:
+        while (item := self._work.get()) is not None:
+            conn, address = item
+            try:
+                conn = self._secured(conn, address)
+                handler = _Handler(conn, address, self)
+            except Exception:
+                self.handle_error(conn, address)
+                self.shutdown_request(conn)
+            else:
+                if getattr(handler, "keep_open", False) and not self._closing.is_set():
+                    self._park(conn, address)
+                else:
+                    self.shutdown_request(conn)
+            finally:
+                self._free.release()
+
+    def _secured(self, conn: socket.socket, address: Any) -> socket.socket:
+        """With TLS, a connection's first turn in a worker is its handshake, under the socket
+        timeout; a failed one (an old protocol, not TLS at all, a silent client) raises and
+        the connection is closed."""
+        if self.tls is None or isinstance(conn, ssl.SSLSocket):
+            return conn
+        conn.settimeout(self.idle_timeout)
+        try:
+            return self.tls.wrap_socket(conn, server_side=True)
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
+            log.debug("api.tls.refused", client=address[0], reason=str(exc))
+            raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """An exception escaped a connection (a reset, a TLS error mid-request): one JSON event
@@ -299,22 +484,17 @@ class ApiHttpServer(ThreadingHTTPServer):
         else:
             log.exception("api.connection.error", client=client)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """With TLS, the handshake happens here, in the connection's own thread and under the
-        socket timeout (never in the accepting thread, where a silent client would stall
-        every other); a failed handshake (an old protocol, not TLS at all) closes the
-        connection."""
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(self.idle_timeout)
-        try:
-            conn = self.tls.wrap_socket(request, server_side=True)
-        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
-            log.debug("api.tls.refused", client=client_address[0], reason=str(exc))
-            return
-        with conn:
-            super().finish_request(conn, client_address)
+    def server_close(self) -> None:
+        super().server_close()
+        self._closing.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        for _ in range(self.max_workers):
+            self._work.put(None)
+        self._pool_threads[-1].join(timeout=5)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class ApiServer:
@@ -327,9 +507,12 @@ class ApiServer:
         port: int = 0,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.httpd = ApiHttpServer((host, port), api, idle_timeout=idle_timeout, tls=tls)
+        self.httpd = ApiHttpServer(
+            (host, port), api, idle_timeout=idle_timeout, max_workers=max_workers, tls=tls
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -361,29 +544,26 @@ def serve(
     port: int,
     tokens: TokenMap,
     accept_new_host_keys: bool = False,
-    observe_ttl: float = 5.0,
+    observe_interval: float = DEFAULT_OBSERVE_INTERVAL,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    max_workers: int = DEFAULT_MAX_WORKERS,
     tls: ssl.SSLContext | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
 
     ``tls`` (see ``tls_context``): serve HTTPS instead of HTTP."""
-    from harestart.http.jobs import BackgroundRestarter, CachedObserver
-
-    def prepare(inv: Inventory) -> Inventory:
-        return inv.accepting_new_host_keys() if accept_new_host_keys else inv
-
     stopping = threading.Event()
-    restarter = BackgroundRestarter(inventory.path)
-    api = Api(
-        tokens=tokens,
-        inventory=InventoryFile(inventory.path, prepare(inventory), prepare=prepare),
-        restarter=restarter,
-        observer=CachedObserver(observe_ttl),
-        shutting_down=stopping.is_set,
+    api, restarter, observer = build_api(
+        inventory,
+        tokens,
+        stopping,
+        accept_new_host_keys=accept_new_host_keys,
+        observe_interval=observe_interval,
     )
     try:
-        server = ApiServer(api, host, port, idle_timeout=idle_timeout, tls=tls)
+        server = ApiServer(
+            api, host, port, idle_timeout=idle_timeout, max_workers=max_workers, tls=tls
+        )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     if not _is_loopback(host) and tls is None:
@@ -393,26 +573,120 @@ def serve(
             note="tokens travel in clear text: use --tls-cert/--tls-key or a TLS reverse proxy",
         )
     with _stop_signals(stopping) as signals:
+        observer.start()
+        _first_observations(observer, stopping)
         server.start()
-        bound_host, bound_port = server.address
-        scheme = "https" if tls is not None else "http"
-        log.info(
-            "api.listening",
-            host=bound_host,
-            port=bound_port,
-            scheme=scheme,
-            url=f"{scheme}://{bound_host}:{bound_port}/v1.0/",
-            contract=f"{scheme}://{bound_host}:{bound_port}/openapi.json",
-            inventory=inventory.path,
-            groups=len(inventory.groups),
-            tokens=len(tokens),
-        )
+        _log_listening(server, inventory, tokens, tls)
         try:
             _until_stopped(stopping, signals, restarter)
         finally:
             server.stop()
+            observer.stop()
     log.info("api.stopped")
     return int(ExitCode.OK)
+
+
+def _first_observations(observer: BackgroundObserver, stopping: threading.Event) -> None:
+    """Listen once every group was observed (or STARTUP_OBSERVE_WAIT passed): the first
+    answers then carry observations rather than observed_at null."""
+    deadline = time.monotonic() + STARTUP_OBSERVE_WAIT
+    while not observer.observed_all() and time.monotonic() < deadline:
+        if stopping.wait(0.05):
+            return
+
+
+def _log_listening(
+    server: ApiServer, inventory: Inventory, tokens: TokenMap, tls: ssl.SSLContext | None
+) -> None:
+    bound_host, bound_port = server.address
+    scheme = "https" if tls is not None else "http"
+    log.info(
+        "api.listening",
+        host=bound_host,
+        port=bound_port,
+        scheme=scheme,
+        url=f"{scheme}://{bound_host}:{bound_port}/v1.0/",
+        contract=f"{scheme}://{bound_host}:{bound_port}/openapi.json",
+        inventory=inventory.path,
+        groups=len(inventory.groups),
+        tokens=len(tokens),
+    )
+
+
+def build_api(
+    inventory: Inventory,
+    tokens: TokenMap,
+    stopping: threading.Event,
+    *,
+    accept_new_host_keys: bool = False,
+    observe_interval: float = DEFAULT_OBSERVE_INTERVAL,
+    env: Environment | None = None,
+) -> tuple[Api, BackgroundRestarter, BackgroundObserver]:
+    """The API of ``serve``: background restarts and observations, and metrics in a
+    registry of its own. ``env``: the hosts and state directory (default: the real ones)."""
+    from harestart.engine.run import observe
+    from harestart.http.jobs import BackgroundObserver, BackgroundRestarter
+
+    def prepare(inv: Inventory) -> Inventory:
+        return inv.accepting_new_host_keys() if accept_new_host_keys else inv
+
+    # paramiko logs failed handshakes of the background observations through the standard
+    # logging module, which without a handler prints them on stderr between serve's JSON lines;
+    # the observations report them (ssh_error).
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    inventory_file = InventoryFile(inventory.path, prepare(inventory), prepare=prepare)
+    metrics = Metrics(http=True)
+    restarter = BackgroundRestarter(inventory.path, metrics=metrics, env=env)
+
+    def context_of(g: Group) -> object:  # what Api._show compares with
+        view = restarter.view(g)
+        return (view.verdict(g).state, view.current_step)
+
+    observer = BackgroundObserver(
+        lambda: inventory_file.current().groups,
+        observe=None if env is None else (lambda g: observe(g, env=env)),
+        interval=observe_interval,
+        timeout=max(60.0, 3 * observe_interval),
+        context_of=context_of,
+    )
+    restarter.on_finished = observer.refresh
+    metrics.watch_groups(lambda: group_snapshots(inventory_file, restarter, observer))
+    api = Api(
+        tokens=tokens,
+        inventory=inventory_file,
+        restarter=restarter,
+        observer=observer,
+        shutting_down=stopping.is_set,
+        metrics=metrics,
+    )
+    return api, restarter, observer
+
+
+def group_snapshots(
+    inventory: InventoryFile, restarter: BackgroundRestarter, observer: BackgroundObserver
+) -> Iterable[GroupSnapshot]:
+    """Every group's gauges at a scrape: judged like GET /ha/{id}, from the latest observation
+    (never a new one) and the lock and journal."""
+    try:
+        groups = inventory.current().groups
+    except InventoryUnavailable:
+        return []
+    out = []
+    for g in groups:
+        view = restarter.view(g)
+        observed = observer.latest(g)
+        state = observed.state if observed is not None else None
+        out.append(
+            snapshot_of(
+                g.account,
+                g.id,
+                view.verdict(g, state).state,
+                state,
+                lock_held=view.facts.lock.held,
+                observation_age_s=observed.age_s if observed is not None else None,
+            )
+        )
+    return out
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from openapi_spec_validator import validate
 from harestart.domain.result import GroupStatus
 from harestart.http import api as api_mod
 from harestart.http.api import FAULTS, ROUTES, openapi_document
+from harestart.views.metrics import Metrics
 
 from .test_api import DETAIL, LIST, SEED_HA, Env, _quiet_logs, make_env  # noqa: F401 (autouse fixture)
 
@@ -173,3 +174,33 @@ def test_standard_methods_the_resource_does_not_take_get_405_with_allow(
         status, headers, body = env.request(method, path)
         assert status == 405 and headers["allow"] == allow, (path, body)
         assert json.loads(body)["badMethod"]["code"] == 405
+
+
+def test_a_group_not_observed_yet_conforms_too(env: Env) -> None:
+    """serve answers before the first background observation of a group: null observation
+    fields, nodes UNKNOWN, the state from the lock and journal alone."""
+
+    class NotYet:
+        def observe(self, group: Any, *, context: object = None) -> None:
+            return None
+
+    env.api.observer = NotYet()
+    status, _, body = env.request("GET", DETAIL)
+    assert status == 200
+    ha = json.loads(body)["ha_instance"]
+    conforms(ha, "HaInstance")
+    assert ha["observed_at"] is None and ha["healthy"] is None
+    assert {n["status"] for n in ha["replica_source"] + ha["replicas"]} == {"UNKNOWN"}
+    assert all(n["reachable"] is None for n in ha["replica_source"] + ha["replicas"])
+
+
+def test_metrics_answers_conform(env: Env) -> None:
+    op = contract()["paths"]["/metrics"]["get"]
+    status, _, body = env.request("GET", "/metrics", token=None)  # an API without metrics
+    assert status == 404 and "404" in op["responses"]
+    conforms(json.loads(body), "itemNotFound")
+    env.api.metrics = Metrics(http=True)  # as serve builds it
+    status, headers, body = env.request("GET", "/metrics", token=None)
+    assert status == 200 and "200" in op["responses"]
+    assert headers["content-type"].startswith("text/plain")
+    assert b"harestart_restarts_total" in body or b"# HELP" in body

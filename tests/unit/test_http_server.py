@@ -1,0 +1,263 @@
+"""serve never stalls: a fixed worker pool (503 at once when full), idle connections that
+hold no worker, and GET answered from the background observer while a host hangs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from harestart.domain.endpoints import MysqlEndpoint
+from harestart.domain.group import Group
+from harestart.domain.observation import GroupState
+from harestart.engine.observe import observe_group
+from harestart.http.jobs import BackgroundObserver, CachedObserver
+from harestart.http.server import ApiServer
+from harestart.inventory.load import load_inventory
+
+from .fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
+from .test_api import DETAIL, LIST, SEED_HA, SEED_TOKEN, fault, make_env
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    structlog.configure(processors=[lambda *_: ""], logger_factory=structlog.ReturnLoggerFactory())
+    yield
+    structlog.reset_defaults()
+
+
+def timed_get(server: ApiServer, path: str) -> tuple[int, bytes, float]:
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        c.request("GET", path, headers={"X-Auth-Token": SEED_TOKEN})
+        r = c.getresponse()
+        return r.status, r.read(), time.monotonic() - t0
+    finally:
+        c.close()
+
+
+# --- the worker pool -------------------------------------------------------------------------
+
+
+def test_a_full_worker_pool_answers_503_at_once_and_recovers(tmp_path: Path) -> None:
+    world = FakeWorld.create(replicas=1)
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def blocking_observe(g: Group) -> GroupState:
+        inside.release()
+        release.wait(30)  # a handler stuck on a host
+        return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
+
+    e, _ = make_env(tmp_path, observe=blocking_observe)
+    e.server.stop()
+    e.server = ApiServer(e.api, max_workers=2).start()
+    answers: list[int] = []
+    try:
+        # Two requests for two groups occupy both workers.
+        threads = [
+            threading.Thread(target=lambda p=p: answers.append(e.request("GET", p)[0]))
+            for p in (DETAIL, DETAIL.replace(SEED_HA, "b-second"))
+        ]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            assert inside.acquire(timeout=10)
+        t0 = time.monotonic()
+        status, headers, body = e.request("GET", LIST)
+        assert status == 503 and time.monotonic() - t0 < 1.0
+        assert headers["connection"] == "close" and headers["retry-after"] == "1"
+        doc = json.loads(body)
+        assert list(doc) == ["serviceUnavailable"] and doc["serviceUnavailable"]["code"] == 503
+        assert "2 workers" in fault(body)["message"]
+        release.set()
+        for t in threads:
+            t.join(10)
+        assert answers == [200, 200]
+        assert e.request("GET", LIST)[0] == 200  # workers are free again
+    finally:
+        release.set()
+        e.server.stop()
+
+
+def test_500_idle_keep_alive_connections_do_not_block_a_new_get(tmp_path: Path) -> None:
+    e, _ = make_env(tmp_path)
+    e.server.stop()
+    e.server = ApiServer(e.api, max_workers=4).start()
+    held: list[http.client.HTTPConnection] = []
+    threads_before = threading.active_count()
+    try:
+        for _ in range(500):  # each asked once, then left open and idle
+            c = http.client.HTTPConnection(*e.server.address, timeout=10)
+            c.request("GET", LIST, headers={"X-Auth-Token": SEED_TOKEN})
+            r = c.getresponse()
+            assert r.status == 200 and r.getheader("Connection") != "close"
+            r.read()
+            held.append(c)
+        status, _, took = timed_get(e.server, LIST)
+        assert status == 200 and took < 1.0
+        # the idle connections hold no thread (4 workers and one selector serve them all)
+        assert threading.active_count() - threads_before < 10
+        # and each of them is still usable
+        for c in held[:5]:
+            c.request("GET", LIST, headers={"X-Auth-Token": SEED_TOKEN})
+            r = c.getresponse()
+            assert r.status == 200 and json.loads(r.read())["ha_instances"]
+    finally:
+        for c in held:
+            c.close()
+        e.server.stop()
+
+
+def test_pipelined_requests_on_one_connection_are_all_answered(tmp_path: Path) -> None:
+    e, _ = make_env(tmp_path)
+    try:
+        one = f"GET {LIST} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {SEED_TOKEN}\r\n\r\n"
+        with socket.create_connection(e.server.address, timeout=10) as s:
+            s.sendall((one * 3).encode())
+            reply = b""
+            while reply.count(b"HTTP/1.1 200 OK") < 3:
+                chunk = s.recv(65536)
+                assert chunk, reply
+                reply += chunk
+    finally:
+        e.server.stop()
+
+
+# --- the background observer -----------------------------------------------------------------
+
+
+class HangingConnector(FakeConnector):
+    """A host that accepts connections and then says nothing (a paused container): MySQL
+    sessions to ``name`` wait until ``release`` is set."""
+
+    def __init__(
+        self, world: FakeWorld, name: str, hang: threading.Event, release: threading.Event
+    ):
+        super().__init__(world)
+        self.name, self.hang, self.release = name, hang, release
+
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> FakeProbe:
+        if name == self.name and self.hang.is_set():
+            self.release.wait(30)
+        return super().mysql(name, endpoint)
+
+
+def test_get_answers_at_once_from_an_old_observation_while_a_host_hangs(tmp_path: Path) -> None:
+    world = FakeWorld.create(replicas=1)
+    hang, release = threading.Event(), threading.Event()
+
+    def observe(g: Group) -> GroupState:
+        if g.id == SEED_HA:  # only this group's replica hangs
+            connector: FakeConnector = HangingConnector(world, "db2", hang, release)
+        else:
+            connector = FakeConnector(world)
+        return observe_group(g, connector, FakeMha(world, FakeShell(world, "mha")))
+
+    e, _ = make_env(tmp_path, observe=observe)
+    inventory = load_inventory(e.inventory_file)
+    observer = BackgroundObserver(lambda: inventory.groups, interval=0.2, observe=observe)
+    e.api.observer = observer
+    group = inventory.groups[0]
+    try:
+        # Before the first observation: answered at once from the lock and journal.
+        status, body, took = timed_get(e.server, DETAIL)
+        ha = json.loads(body)["ha_instance"]
+        assert status == 200 and took < 1.0
+        assert ha["observed_at"] is None and ha["state"] == "ACTIVE" and ha["healthy"] is None
+
+        observer.start()
+        deadline = time.monotonic() + 10
+        while observer.latest(group) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        first = json.loads(timed_get(e.server, DETAIL)[1])["ha_instance"]
+        assert first["observed_at"] is not None and first["healthy"] is True
+
+        hang.set()  # db2 now hangs every observation
+        time.sleep(1.0)  # several intervals pass; the observation of the group hangs
+        seen = set()
+        for _ in range(3):
+            status, body, took = timed_get(e.server, DETAIL)
+            ha = json.loads(body)["ha_instance"]
+            assert status == 200 and took < 1.0
+            assert ha["observed_at"] >= first["observed_at"] and ha["healthy"] is True
+            # the group's data is old: its observation hangs on db2
+            assert ha["observation_age_s"] >= 0.8
+            seen.add(ha["observed_at"])
+        assert len(seen) == 1
+        # the groups whose hosts answer were observed again meanwhile
+        other = inventory.groups[1]
+        latest = observer.latest(other)
+        assert latest is not None and latest.age_s is not None and latest.age_s < 0.9
+
+        release.set()  # the host answers again: the data is fresh again
+        hang.clear()
+        deadline = time.monotonic() + 10
+        while json.loads(timed_get(e.server, DETAIL)[1])["ha_instance"]["observation_age_s"] > 0.5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        release.set()
+        observer.stop()
+        e.server.stop()
+
+
+def test_a_get_in_another_run_state_has_the_group_observed_again_at_once() -> None:
+    calls: list[str] = []
+    context = ["REBOOT"]
+
+    def observe(g: Group) -> GroupState:
+        calls.append(g.id)
+        return GroupState(group=g.id, nodes=(), mha=None, mha_error="not asked")
+
+    inventory = load_inventory(Path(__file__).resolve().parents[2] / "inventories" / "lab.yml")
+    group = inventory.groups[0]
+    observer = BackgroundObserver(
+        lambda: (group,), interval=3600, observe=observe, context_of=lambda g: context[0]
+    )
+    assert not observer.observed_all()
+    observer.poll_once()
+    deadline = time.monotonic() + 10
+    while observer.latest(group) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert observer.observed_all()
+    first = observer.observe(group, context="REBOOT")
+    assert first is not None
+    assert observer.poll_once() == 0  # not due for an hour
+    context[0] = "ACTIVE"  # the run ended since: the old observation still answers at once
+    again = observer.observe(group, context="ACTIVE")
+    assert again is not None and again.observed_at == first.observed_at
+    assert observer.poll_once() == 1  # and the group is observed again at once
+    deadline = time.monotonic() + 10
+    while len(calls) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    observer.refresh(group)  # a restart's thread observes before it reports the end
+    assert len(calls) == 3
+
+
+def test_cached_observer_still_serves_the_ttl_mode() -> None:
+    """The request-thread observer (tests, embedding) reports the age of what it hands out."""
+    t = [0.0]
+
+    def observe(g: Group) -> GroupState:
+        return GroupState(group=g.id, nodes=(), mha=None, mha_error="not asked")
+
+    group = load_inventory(Path(__file__).resolve().parents[2] / "inventories" / "lab.yml").groups[
+        0
+    ]
+    cache = CachedObserver(10, observe=observe, clock=lambda: t[0])
+    first = cache.observe(group)
+    t[0] = 4.0
+    again = cache.observe(group)
+    assert first.age_s == 0.0 and again.age_s == 4.0 and again.observed_at == first.observed_at
