@@ -20,6 +20,9 @@ only the source enabled) and ``readers`` (the replicas), as lab/entrypoint.sh wr
                        ``... writer/<old> state maint`` and ``shutdown sessions server
                        writer/<old>``, in one API request (see move_writer for the order).
 
+``haproxy_hook.py status`` (not a hook) prints every server of both backends and exits 0 when
+each one not in maintenance is UP (1 otherwise): a readiness check for scripts.
+
 Environment (set by harestart): HARESTART_HOOK, HARESTART_NODE, HARESTART_OLD_SOURCE,
 HARESTART_NEW_SOURCE (and HARESTART_ACCOUNT, _GROUP, _RUN_ID, _NODE_HOST, _ROLE, _STRATEGY,
 printed for the record). Settings: HAPROXY_API (required unless --api), HAPROXY_WRITER_BACKEND
@@ -265,6 +268,14 @@ ACTIONS: dict[str, Callable[[Api, Settings, Mapping[str, str]], str]] = {
 }
 
 
+def status(api: Api, cfg: Settings) -> tuple[bool, str]:
+    """(every server of the two backends not in maintenance is UP, one line per server)."""
+    servers = [s for key, s in sorted(api.servers().items()) if key[0] in (cfg.writer, cfg.readers)]
+    lines = [f"{s.backend}/{s.name}: {s.status} ({s.sessions} sessions)" for s in servers]
+    ok = bool(servers) and all(s.up or s.in_maint for s in servers)
+    return ok, "\n".join(lines)
+
+
 def context(env: Mapping[str, str]) -> str:
     keys = ("GROUP", "NODE", "ROLE", "OLD_SOURCE", "NEW_SOURCE", "STRATEGY", "RUN_ID")
     return " ".join(
@@ -275,18 +286,24 @@ def context(env: Mapping[str, str]) -> str:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("hook", nargs="?", choices=HOOKS, help="default: $HARESTART_HOOK")
+    parser.add_argument(
+        "hook", nargs="?", choices=(*HOOKS, "status"), help="default: $HARESTART_HOOK"
+    )
     parser.add_argument(
         "--api", help="HAProxy runtime API, host:port or socket path ($HAPROXY_API)"
     )
     args = parser.parse_args(argv)
     hook = args.hook or env.get("HARESTART_HOOK", "")
     spec = args.api or env.get("HAPROXY_API", "")
-    if hook not in ACTIONS:
+    if hook not in (*ACTIONS, "status"):
         parser.error(f"no hook point: give one of {', '.join(HOOKS)} or set HARESTART_HOOK")
     if not spec:
         parser.error("no runtime API: set HAPROXY_API (host:port or a unix socket path) or --api")
     try:
+        if hook == "status":
+            ok, text = status(Api(spec), Settings.from_env(env))
+            print(text)
+            return 0 if ok else 1
         message = ACTIONS[hook](Api(spec), Settings.from_env(env), env)
     except HookError as exc:
         print(f"haproxy_hook {hook} [{context(env)}]: FAILED: {exc}", file=sys.stderr)
