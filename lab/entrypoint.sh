@@ -21,6 +21,9 @@
 #   LAB_SOURCE          hostname of the source on the lab network (replica, manager, proxy)
 #   LAB_REPLICAS        space-separated replica hostnames (manager, proxy)
 #   LAB_PROXY_API_PORT  proxy: TCP port of HAProxy's runtime API in the container (default 9999)
+#   LAB_PROXY_CHECK     proxy: health check, mysql (log in as haproxy_check: MariaDB) or greeting
+#                       (the server's handshake names caching_sha2_password: Oracle MySQL 8+,
+#                       whose only password plugin HAProxy's mysql-check cannot speak)
 #   LAB_ADMIN_USER      admin account harestart uses (default: harestart)
 #   LAB_ADMIN_PASSWORD, LAB_REPL_PASSWORD, LAB_MHA_PASSWORD   (required)
 #   LAB_CONNECT_RETRY   optional MASTER_/SOURCE_CONNECT_RETRY for replicas (default 60 s)
@@ -227,6 +230,9 @@ mysqlx                   = OFF
 innodb_redo_log_capacity = 32M
 # mbind() is not permitted in a container: NUMA interleaving only fills the log with warnings.
 innodb_numa_interleave   = OFF
+# The lab proxy's health check (LAB_PROXY_CHECK=greeting) leaves after the server's greeting,
+# which MySQL counts as an interrupted connection: at the default 100 it would block the proxy.
+max_connect_errors       = 1000000000
 
 [client]
 socket                   = /run/mysqld/mysqld.sock
@@ -389,8 +395,15 @@ setup_manager() {
 # address them as writer/<node> and readers/<node>. Health checks log in as haproxy_check
 # (created on the source, see setup_source) and quit: a node is UP once mysqld accepts logins.
 write_haproxy_config() {
-  local api_port=${LAB_PROXY_API_PORT:-9999} host state
+  local api_port=${LAB_PROXY_API_PORT:-9999} host state check
   [[ $api_port =~ ^[0-9]+$ ]] || die "LAB_PROXY_API_PORT must be an integer"
+  case "${LAB_PROXY_CHECK:-mysql}" in
+    mysql) check='option mysql-check user haproxy_check post-41' ;;
+    # MySQL 9 answers mysql-check's login with error 1251 (no caching_sha2_password in HAProxy)
+    # and counts it as an aborted connect: check that mysqld sends its greeting instead.
+    greeting) check=$'option tcp-check\n    tcp-check connect\n    tcp-check expect string caching_sha2_password' ;;
+    *) die "LAB_PROXY_CHECK must be mysql or greeting (got '${LAB_PROXY_CHECK}')" ;;
+  esac
   install -d -m 0755 /run/haproxy
   {
     cat <<CONF
@@ -423,7 +436,7 @@ frontend writer_in
     default_backend writer
 
 backend writer
-    option mysql-check user haproxy_check post-41
+    ${check}
     # A writer that goes down takes its client connections with it: clients reconnect and
     # land on the next writer instead of writing into a dead or read-only node.
     default-server on-marked-down shutdown-sessions
@@ -441,7 +454,7 @@ frontend readers_in
 
 backend readers
     balance roundrobin
-    option mysql-check user haproxy_check post-41
+    ${check}
 CONF
     for host in $LAB_REPLICAS; do
       printf '    server %s %s:3306 check\n' "$host" "$host"

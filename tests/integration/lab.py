@@ -994,6 +994,11 @@ def start_cluster(  # noqa: C901
         if artifacts is not None and cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.save_logs(Path(artifacts) / f"{name}-startup")
+            if "proxy" in containers and cluster.proxy is None:  # it failed to come up
+                with contextlib.suppress(Exception):
+                    _save_raw_logs(
+                        {"proxy": containers["proxy"]}, Path(artifacts) / f"{name}-startup"
+                    )
         elif artifacts is not None:
             with contextlib.suppress(Exception):
                 _save_raw_logs(containers, Path(artifacts) / f"{name}-startup")
@@ -1005,7 +1010,8 @@ def _start_proxy(
     cluster: LabCluster, containers: dict[str, DockerContainer], timeout: float
 ) -> LabCluster:
     """Start HAProxy (always the MariaDB image: the MySQL one has no haproxy) on the cluster's
-    network and wait until it reports the source UP in ``writer`` and every replica UP in
+    network (health checks: a login as haproxy_check on MariaDB, the server's greeting on MySQL,
+    see lab/entrypoint.sh) and wait until it reports the source UP in ``writer`` and every replica UP in
     ``readers``; returns the cluster with ``proxy`` set."""
     image = ensure_lab_image("mariadb")
     replica_names = " ".join(r.name for r in cluster.replicas)
@@ -1015,6 +1021,8 @@ def _start_proxy(
         "LAB_SOURCE": cluster.source.name,
         "LAB_REPLICAS": replica_names,
         "LAB_PROXY_API_PORT": str(PROXY_API_PORT),
+        # HAProxy's mysql-check cannot log in to MySQL 9 (caching_sha2_password only).
+        "LAB_PROXY_CHECK": "greeting" if cluster.flavor == "mysql" else "mysql",
     }.items():
         c.with_env(key, value)
     c.with_network(cluster.network).with_network_aliases("proxy")

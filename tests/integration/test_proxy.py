@@ -1,6 +1,7 @@
 """The lab's HAProxy and the example hook script (lab/hooks/haproxy_hook.py) on a real cluster.
 
-A MariaDB cluster (db1 source, db2 + db3 replicas) with ``start_cluster(proxy=True)``:
+A cluster of each flavour (db1 source, db2 + db3 replicas) with ``start_cluster(proxy=True)``
+(HAProxy checks MariaDB by logging in, MySQL 9 by its greeting; see lab/entrypoint.sh):
 - the writer frontend reaches the source and writes work; the reader frontend reaches only the
   replicas;
 - the hook script, run by hand with harestart's hook environment, drains a replica before its
@@ -36,9 +37,9 @@ QUERY_INTERVAL = 0.02  # seconds between the reader's queries
 
 
 @pytest.fixture(scope="module")
-def cluster(lab_docker: None, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
-    artifacts = lab.ARTIFACTS_DIR / lab._safe_name(f"{request.node.name}-proxy")
-    c = lab.start_cluster(2, artifacts=artifacts, proxy=True)
+def cluster(lab_docker: None, flavor: str, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    artifacts = lab.ARTIFACTS_DIR / lab._safe_name(f"{request.node.name}-proxy-{flavor}")
+    c = lab.start_cluster(2, artifacts=artifacts, proxy=True, flavor=flavor)
     try:
         yield c
     finally:
@@ -252,6 +253,15 @@ def write_through(cluster: LabCluster, port: int, row_id: int) -> int:
         conn.close()
 
 
+def set_writable(cluster: LabCluster, node: str, writable: bool) -> None:
+    """read_only off/on; on MySQL super_read_only too (turning read_only off turns it off, and
+    turning super_read_only on turns read_only on)."""
+    if cluster.flavor == "mysql" and not writable:
+        cluster.sql(node, "SET GLOBAL super_read_only = 1")
+    else:
+        cluster.sql(node, f"SET GLOBAL read_only = {0 if writable else 1}")
+
+
 def switch(cluster: LabCluster, old: str, new: str) -> None:
     """What a switchover does to the servers, by hand: old read-only, new writable, then the
     hooks move the writer."""
@@ -259,8 +269,8 @@ def switch(cluster: LabCluster, old: str, new: str) -> None:
     env["HARESTART_STRATEGY"] = "switchover"
     before = run_hook(cluster, "before_switch", old, **env)
     assert before.returncode == 0, before.stderr
-    cluster.sql(old, "SET GLOBAL read_only = 1")
-    cluster.sql(new, "SET GLOBAL read_only = 0")
+    set_writable(cluster, old, False)
+    set_writable(cluster, new, True)
     after = run_hook(cluster, "after_switch", old, **env)
     assert after.returncode == 0, after.stderr
     assert f"writer moved: writer/{new} UP, writer/{old} in maintenance" in after.stdout
@@ -268,6 +278,7 @@ def switch(cluster: LabCluster, old: str, new: str) -> None:
 
 def test_after_switch_moves_the_writer(cluster: LabCluster) -> None:
     proxy = proxy_of(cluster)
+    read_only_before = {n: cluster.read_only_state(n) for n in ("db1", "db2")}
     try:
         switch(cluster, "db1", "db2")
         assert proxy.status("writer", "db2") == "UP"
@@ -279,5 +290,6 @@ def test_after_switch_moves_the_writer(cluster: LabCluster) -> None:
     assert proxy.status("writer", "db1") == "UP"
     assert proxy.status("writer", "db2") == "MAINT"
     assert write_through(cluster, proxy.writer_port, 3) == 1
-    assert cluster.read_only_state("db1")[0] is False
-    assert cluster.read_only_state("db2")[0] is True
+    assert {n: cluster.read_only_state(n) for n in ("db1", "db2")} == read_only_before
+    assert read_only_before["db1"][0] is False
+    assert read_only_before["db2"][0] is True
