@@ -145,3 +145,10 @@ def test_a_hook_without_its_node_says_so(capsys: pytest.CaptureFixture[str]) -> 
     env = {"HARESTART_HOOK": "after_switch", "HAPROXY_API": "/nonexistent.sock"}
     assert hook.main([], env=env) == 1
     assert "HARESTART_OLD_SOURCE is not set" in capsys.readouterr().err
+
+
+def test_status_is_a_command_too_and_fails_without_an_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hook.main(["status", "--api", str(tmp_path / "no-such.sock")], env={}) == 1
+    assert "haproxy_hook status [" in capsys.readouterr().err
