@@ -27,7 +27,9 @@ Environment (set by harestart): HARESTART_HOOK, HARESTART_NODE, HARESTART_OLD_SO
 HARESTART_NEW_SOURCE (and HARESTART_ACCOUNT, _GROUP, _RUN_ID, _NODE_HOST, _ROLE, _STRATEGY,
 printed for the record). Settings: HAPROXY_API (required unless --api), HAPROXY_WRITER_BACKEND
 (writer), HAPROXY_READER_BACKEND (readers), HAPROXY_DRAIN_TIMEOUT (30 s), HAPROXY_UP_TIMEOUT
-(30 s): keep both below the hook's own timeout in the inventory.
+(30 s): keep both below the hook's own timeout in the inventory. HAPROXY_DRAIN_CUT=1: when
+the drain times out, cut the sessions left (``shutdown sessions server``) and succeed instead of
+failing - for clients with long-lived pooled connections, which a drain alone never empties.
 
 Exit codes: 0 done, 1 the hook failed (harestart stops the run), 2 usage error.
 """
@@ -167,6 +169,7 @@ class Settings:
     readers: str
     drain_timeout: float
     up_timeout: float
+    drain_cut: bool = False  # at the drain timeout, cut the sessions left instead of failing
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -182,6 +185,7 @@ class Settings:
             readers=env.get("HAPROXY_READER_BACKEND") or "readers",
             drain_timeout=seconds("HAPROXY_DRAIN_TIMEOUT", 30.0),
             up_timeout=seconds("HAPROXY_UP_TIMEOUT", 30.0),
+            drain_cut=env.get("HAPROXY_DRAIN_CUT", "") in ("1", "yes", "true"),
         )
 
 
@@ -197,9 +201,15 @@ def before_node_restart(api: Api, cfg: Settings, env: Mapping[str, str]) -> str:
     if api.server(cfg.readers, node) is None:
         return f"{node} is not in backend {cfg.readers}: nothing to drain"
     api.command(f"set server {cfg.readers}/{node} state drain")
-    server = wait_server(
-        api, cfg.readers, node, lambda s: s.sessions == 0, "without sessions", cfg.drain_timeout
-    )
+    try:
+        server = wait_server(
+            api, cfg.readers, node, lambda s: s.sessions == 0, "without sessions", cfg.drain_timeout
+        )
+    except HookError as exc:
+        if not cfg.drain_cut:
+            raise
+        api.command(f"shutdown sessions server {cfg.readers}/{node}")
+        return f"{cfg.readers}/{node} drained; sessions left cut (HAPROXY_DRAIN_CUT): {exc}"
     return f"{cfg.readers}/{node} drained ({server.status}, 0 current sessions)"
 
 

@@ -1035,6 +1035,29 @@ def _start_proxy(
     )
     containers["proxy"] = c
     c.start()
+
+    def exited() -> str | None:
+        wrapped = c.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("created", "running"):
+            return None
+        return str(wrapped.logs(tail=20).decode(errors="replace"))
+
+    def failed(tail: str) -> RuntimeError:
+        # An image built from a tree without the proxy role exits at once: say so.
+        hint = (
+            f" ({image} has no proxy role: rebuild it from this tree, lab/setup.sh image mariadb)"
+            if "LAB_ROLE must be" in tail
+            else ""
+        )
+        return RuntimeError(f"{cluster.name}/proxy exited during start-up{hint}:\n{tail}")
+
+    def up_or_exited() -> bool:
+        return exited() is not None or bool(c.get_wrapped_container().ports)
+
+    wait_for(f"{cluster.name}/proxy running", up_or_exited, timeout=timeout)
+    if (tail := exited()) is not None:
+        raise failed(tail)
     lab_proxy = LabProxy(
         writer_port=_published(c, 3306),
         reader_port=_published(c, 3307),
@@ -1042,17 +1065,17 @@ def _start_proxy(
         container=c,
     )
 
-    def up() -> bool:
-        wrapped = c.get_wrapped_container()
-        wrapped.reload()
-        if wrapped.status not in ("created", "running"):
-            tail = wrapped.logs(tail=20).decode(errors="replace")
-            raise RuntimeError(f"{cluster.name}/proxy exited during start-up:\n{tail}")
+    def up() -> str | None:
+        # "exited" ends the wait at once (an exception would only count as "not yet").
+        if exited() is not None:
+            return "exited"
         servers = lab_proxy.servers()
         wanted = [("writer", cluster.source.name)] + [("readers", r.name) for r in cluster.replicas]
-        return all(servers[w]["status"] == "UP" for w in wanted)
+        return "up" if all(servers[w]["status"] == "UP" for w in wanted) else None
 
-    wait_for(f"HAProxy of {cluster.name} reporting its servers UP", up, timeout=timeout)
+    state = wait_for(f"HAProxy of {cluster.name} reporting its servers UP", up, timeout=timeout)
+    if state == "exited":
+        raise failed(exited() or "")
     return replace(cluster, proxy=lab_proxy)
 
 

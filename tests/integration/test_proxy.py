@@ -223,6 +223,21 @@ def test_drain_that_cannot_finish_fails_the_hook(cluster: LabCluster) -> None:
         assert "FAILED: timed out after 2s waiting for readers/db2" in result.stderr
         assert "1 current sessions" in result.stderr
         assert time.monotonic() - started < 30
+        assert proxy.status("readers", "db2") == "DRAIN"
+
+        # With HAPROXY_DRAIN_CUT the hook cuts the session left at the timeout and succeeds.
+        cut = run_hook(
+            cluster, "before_node_restart", "db2", HAPROXY_DRAIN_TIMEOUT="1", HAPROXY_DRAIN_CUT="1"
+        )
+        assert cut.returncode == 0, cut.stderr
+        assert "sessions left cut (HAPROXY_DRAIN_CUT)" in cut.stdout
+        wait_for(
+            "no session left on readers/db2",
+            lambda: proxy.servers()[("readers", "db2")]["scur"] == "0",
+            timeout=10,
+        )
+        with pytest.raises(pymysql.err.OperationalError), held[-1].cursor() as cur:
+            cur.execute("SELECT 1")
     finally:
         for conn in held:
             conn.close()
