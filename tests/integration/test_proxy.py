@@ -141,8 +141,8 @@ class Reader:
                 self.failures.append(f"{time.monotonic():.3f} {type(exc).__name__}: {exc}")
             self.stop.wait(QUERY_INTERVAL)
 
-    def served_by(self, sid: int, since: float) -> int:
-        return sum(1 for t, s in self.served if s == sid and t >= since)
+    def served_by(self, sid: int, since: float, until: float = float("inf")) -> int:
+        return sum(1 for t, s in self.served if s == sid and since <= t <= until)
 
 
 def test_writer_frontend_reaches_the_source_and_writes(cluster: LabCluster) -> None:
@@ -200,7 +200,8 @@ def test_drained_replica_restarts_without_failed_reads(cluster: LabCluster) -> N
         reader.join()
     assert lab.ready_count(cluster, "db2") == before + 1, "db2's mysqld did not restart once"
     assert reader.failures == [], reader.failures
-    assert len(reader.served) > 50
+    # Reads went on while db2's mysqld was down (a busy machine may run only a few per second).
+    assert reader.served_by(3, drained_at, restarted_at) >= 1
 
 
 def test_drain_that_cannot_finish_fails_the_hook(cluster: LabCluster) -> None:
