@@ -7,10 +7,12 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image lint unit integration test demo bench bench-scale clean
+.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-scale clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
+	@echo "make demo-switchover  the same lab behind HAProxy: a writer through the proxy, a switchover run with"
+	@echo "                      the lab/hooks scripts, the write gaps printed (DEMO_STRATEGY=restart to compare)"
 	@echo "make test   lint + unit + integration tests (real MariaDB/MySQL + MHA containers)"
 	@echo "make lab    prepare the compose lab (Docker engine, both images, keys); then docker-compose up -d"
 	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql), then bench-scale"
@@ -52,6 +54,12 @@ test: venv lint lab-image
 
 demo: venv lab
 	LAB_FLAVOR=$(FLAVOR) bash lab/demo.sh
+
+# The lab behind HAProxy (docker-compose profile "proxy"), a writer through its writer frontend,
+# `harestart run --source-strategy switchover` with lab/hooks/lab-haproxy.yml; prints the write
+# gaps. DEMO_STRATEGY=restart runs the seed's procedure the same way. MariaDB lab only.
+demo-switchover: venv lab
+	bash lab/demo-switchover.sh
 
 bench: venv lab-image
 	$(PY) -m bench --flavor $(FLAVOR) $(BENCH_ARGS)

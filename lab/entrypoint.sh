@@ -14,11 +14,16 @@
 #
 # Environment contract (docker-compose.yml and tests/integration/lab.py use these names):
 #   LAB_FLAVOR          mariadb | mysql (set by the image; default mariadb)
-#   LAB_ROLE            source | replica | manager | bastion
+#   LAB_ROLE            source | replica | manager | bastion | proxy
 #                       (bastion: sshd only, no database; the SSH jump host in front of a group)
+#                       (proxy: HAProxy in front of a group, MariaDB image only; see setup_proxy)
 #   LAB_SERVER_ID       unique integer (source/replica)
-#   LAB_SOURCE          hostname of the source on the lab network (replica, manager)
-#   LAB_REPLICAS        space-separated replica hostnames (manager)
+#   LAB_SOURCE          hostname of the source on the lab network (replica, manager, proxy)
+#   LAB_REPLICAS        space-separated replica hostnames (manager, proxy)
+#   LAB_PROXY_API_PORT  proxy: TCP port of HAProxy's runtime API in the container (default 9999)
+#   LAB_PROXY_CHECK     proxy: health check, mysql (log in as haproxy_check: MariaDB) or greeting
+#                       (the server's handshake names caching_sha2_password: Oracle MySQL 8+,
+#                       whose only password plugin HAProxy's mysql-check cannot speak)
 #   LAB_ADMIN_USER      admin account harestart uses (default: harestart)
 #   LAB_ADMIN_PASSWORD, LAB_REPL_PASSWORD, LAB_MHA_PASSWORD   (required)
 #   LAB_CONNECT_RETRY   optional MASTER_/SOURCE_CONNECT_RETRY for replicas (default 60 s)
@@ -225,6 +230,9 @@ mysqlx                   = OFF
 innodb_redo_log_capacity = 32M
 # mbind() is not permitted in a container: NUMA interleaving only fills the log with warnings.
 innodb_numa_interleave   = OFF
+# The lab proxy's health check (LAB_PROXY_CHECK=greeting) leaves after the server's greeting,
+# which MySQL counts as an interrupted connection: at the default 100 it would block the proxy.
+max_connect_errors       = 1000000000
 
 [client]
 socket                   = /run/mysqld/mysqld.sock
@@ -255,10 +263,13 @@ CREATE USER IF NOT EXISTS ${admin}@'%' IDENTIFIED BY $(sql_str "$LAB_ADMIN_PASSW
 GRANT ALL PRIVILEGES ON *.* TO ${admin}@'%';
 CREATE USER IF NOT EXISTS 'mha'@'%' IDENTIFIED BY $(sql_str "$LAB_MHA_PASSWORD");
 GRANT ALL PRIVILEGES ON *.* TO 'mha'@'%' WITH GRANT OPTION;
+-- The lab proxy's health check (option mysql-check): it only logs in and quits, so no
+-- password and no privileges (USAGE only).
+CREATE USER IF NOT EXISTS 'haproxy_check'@'%';
 CREATE DATABASE IF NOT EXISTS labdb;
 SQL
   touch "$MARKER"
-  log "source initialised: users repl, ${LAB_ADMIN_USER}, mha; database labdb"
+  log "source initialised: users repl, ${LAB_ADMIN_USER}, mha, haproxy_check; database labdb"
 }
 
 # Option file holding a password, so it never appears in argv or the log.
@@ -374,13 +385,105 @@ setup_manager() {
   ( manager_bootstrap ) &
 }
 
+# ---- proxy: HAProxy in front of the group (the lab's stand-in for a production proxy)
+#
+#   frontend writer_in  :3306 -> backend writer:  every db node, only LAB_SOURCE enabled, the
+#                                others in maintenance (the writer moves with `set server`)
+#   frontend readers_in :3307 -> backend readers: LAB_REPLICAS, round robin
+#   runtime API (level admin): /run/haproxy/admin.sock and TCP :LAB_PROXY_API_PORT (9999)
+# Server names are the node names (db1, db2, ...), as in the inventory: lab/hooks/ scripts
+# address them as writer/<node> and readers/<node>. Health checks log in as haproxy_check
+# (created on the source, see setup_source) and quit: a node is UP once mysqld accepts logins.
+write_haproxy_config() {
+  local api_port=${LAB_PROXY_API_PORT:-9999} host state check
+  [[ $api_port =~ ^[0-9]+$ ]] || die "LAB_PROXY_API_PORT must be an integer"
+  case "${LAB_PROXY_CHECK:-mysql}" in
+    mysql) check='option mysql-check user haproxy_check post-41' ;;
+    # MySQL 9 answers mysql-check's login with error 1251 (no caching_sha2_password in HAProxy)
+    # and counts it as an aborted connect: check that mysqld sends its greeting instead.
+    greeting) check=$'option tcp-check\n    tcp-check connect\n    tcp-check expect string caching_sha2_password' ;;
+    *) die "LAB_PROXY_CHECK must be mysql or greeting (got '${LAB_PROXY_CHECK}')" ;;
+  esac
+  install -d -m 0755 /run/haproxy
+  {
+    cat <<CONF
+# Written by the harestart lab entrypoint (role proxy): source ${LAB_SOURCE}, replicas ${LAB_REPLICAS}.
+global
+    log stdout format raw local0 info
+    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners
+    # The same API on TCP, published on 127.0.0.1 only, for hook scripts on the bastion.
+    stats socket ipv4@0.0.0.0:${api_port} level admin
+    stats timeout 30s
+    maxconn 2000
+
+defaults
+    mode tcp
+    log global
+    option tcplog
+    option dontlognull
+    timeout connect 3s
+    timeout client 1h
+    timeout server 1h
+    timeout check 2s
+    # A client retried once on another server if its connection attempt fails.
+    retries 1
+    option redispatch
+    # init-addr: start even if a name does not resolve yet; check every second, 2 to flip.
+    default-server init-addr last,libc,none inter 1s fall 2 rise 2
+
+frontend writer_in
+    bind :3306
+    default_backend writer
+
+backend writer
+    ${check}
+    # A writer that goes down takes its client connections with it: clients reconnect and
+    # land on the next writer instead of writing into a dead or read-only node.
+    default-server on-marked-down shutdown-sessions
+CONF
+    for host in $LAB_SOURCE $LAB_REPLICAS; do
+      state=""
+      [[ $host == "$LAB_SOURCE" ]] || state=" disabled"
+      printf '    server %s %s:3306 check%s\n' "$host" "$host" "$state"
+    done
+    cat <<CONF
+
+frontend readers_in
+    bind :3307
+    default_backend readers
+
+backend readers
+    balance roundrobin
+    ${check}
+CONF
+    for host in $LAB_REPLICAS; do
+      printf '    server %s %s:3306 check\n' "$host" "$host"
+    done
+  } > /etc/haproxy/haproxy.cfg
+  haproxy -c -q -f /etc/haproxy/haproxy.cfg || die "haproxy rejects the generated /etc/haproxy/haproxy.cfg"
+}
+
+setup_proxy() {
+  require LAB_SOURCE LAB_REPLICAS
+  command -v haproxy >/dev/null 2>&1 || die "no haproxy in this image (the proxy role runs on harestart-lab:mariadb)"
+  write_haproxy_config
+  log "proxy: writer :3306 -> ${LAB_SOURCE} (others in maint), readers :3307 -> ${LAB_REPLICAS}, API :${LAB_PROXY_API_PORT:-9999}"
+}
+
 main() {
   rm -f "$READY" "$SETUP_FAILED"
   case "${LAB_ROLE:-}" in
-    source | replica | manager | bastion) ;;
-    *) die "LAB_ROLE must be source, replica, manager or bastion (got '${LAB_ROLE:-}')" ;;
+    source | replica | manager | bastion | proxy) ;;
+    *) die "LAB_ROLE must be source, replica, manager, bastion or proxy (got '${LAB_ROLE:-}')" ;;
   esac
   flavor_settings
+  if [[ $LAB_ROLE == proxy ]]; then
+    # No sshd and no keys: HAProxy (master-worker, foreground) is the container's main process.
+    setup_proxy
+    touch "$READY"
+    log "starting haproxy"
+    exec haproxy -W -db -f /etc/haproxy/haproxy.cfg
+  fi
   setup_ssh
   case "$LAB_ROLE" in
     source) setup_source; touch "$READY" ;;

@@ -19,6 +19,13 @@ the flavour's client (``mariadb`` or ``mysql``) as root on the node's local sock
 sshd from inside the bastion (which proves the hop's network path too). The fixture never
 uses harestart's own SSH code to look at a cluster it is testing.
 
+Proxy mode (``start_cluster(proxy=True)``): an HAProxy container (``LAB_ROLE=proxy``, always
+from the MariaDB image) in front of the group, ``cluster.proxy``: a writer frontend (backend
+``writer``: every db node, only the source enabled), a reader frontend (backend ``readers``:
+the replicas) and its runtime API (level admin), each published on 127.0.0.1
+(``writer_port``, ``reader_port``, ``api_port``; ``api`` is the ``HAPROXY_API`` value for
+lab/hooks/haproxy_hook.py). It is stopped with the cluster.
+
 Containers and networks carry the labels ``harestart.lab=test``, ``harestart.lab.session``
 and ``harestart.lab.pid`` so a sweep can remove what a session (or a dead one) left behind.
 """
@@ -48,7 +55,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar
 
@@ -284,6 +291,56 @@ class LabNode:
         return str(self.container.get_container_id())
 
 
+PROXY_API_PORT = 9999  # HAProxy's runtime API in the proxy container (lab/entrypoint.sh)
+
+
+@dataclass(frozen=True, eq=False)
+class LabProxy:
+    """The lab's HAProxy: writer/reader frontends and the runtime API on 127.0.0.1."""
+
+    writer_port: int
+    reader_port: int
+    api_port: int
+    container: DockerContainer = field(repr=False)
+    name: str = "proxy"
+
+    @property
+    def api(self) -> str:
+        """``host:port`` of the runtime API (the hook scripts' ``HAPROXY_API``)."""
+        return f"{HOST}:{self.api_port}"
+
+    def command(self, command: str) -> str:
+        """One runtime API request (e.g. ``show stat``); the answer as text."""
+        with socket.create_connection((HOST, self.api_port), timeout=5) as s:
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+
+    def servers(self) -> dict[tuple[str, str], dict[str, str]]:
+        """``show stat`` server lines: {(backend, server): row}, row keys as HAProxy names them
+        (``status``, ``scur``, ...)."""
+        lines = [ln for ln in self.command("show stat").splitlines() if ln.strip()]
+        if not lines or not lines[0].startswith("# "):
+            raise RuntimeError(f"unexpected 'show stat' answer: {lines[:2]!r}")
+        header = lines[0][2:].split(",")
+        rows = [dict(zip(header, ln.split(","), strict=False)) for ln in lines[1:]]
+        return {
+            (r["pxname"], r["svname"]): r
+            for r in rows
+            if r.get("svname") not in ("FRONTEND", "BACKEND")
+        }
+
+    def status(self, backend: str, server: str) -> str:
+        """A server's ``show stat`` status: UP, DOWN, DRAIN, MAINT, "UP 1/2", ..."""
+        return self.servers()[(backend, server)]["status"]
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.stop(force=True, delete_volume=True)
+
+
 @dataclass(frozen=True, eq=False)
 class LabCluster:
     """A running lab group. Ports are docker-assigned: restart mysqld (``restart_command``
@@ -307,6 +364,7 @@ class LabCluster:
     restart_command: str = ""  # "": the flavour's (RESTART_COMMANDS)
     bastion: LabNode | None = None  # the jump host; then the group's nodes publish nothing
     flavor: Flavor = DEFAULT_FLAVOR
+    proxy: LabProxy | None = None  # HAProxy in front of the group (start_cluster(proxy=True))
 
     def __post_init__(self) -> None:
         check_flavor(self.flavor)
@@ -698,10 +756,16 @@ class LabCluster:
                     argv = [self.client, "-E", "-e", self.replica_status_statement]
                     _, text = self.exec(node, argv)
                     (out / f"{node.name}.replica-status.txt").write_text(text)
+        if self.proxy is not None:
+            with contextlib.suppress(Exception):
+                logs = self.proxy.container.get_wrapped_container().logs(timestamps=True)
+                (out / "proxy.container.log").write_bytes(logs)
         return out
 
     def stop(self) -> None:
         """Remove the containers and the network (best effort, idempotent)."""
+        if self.proxy is not None:
+            self.proxy.stop()
         for node in reversed(self.containers):
             with contextlib.suppress(Exception):
                 node.container.stop(force=True, delete_volume=True)
@@ -774,6 +838,7 @@ def start_cluster(  # noqa: C901
     timeout: float = START_TIMEOUT,
     bastion: bool = False,
     flavor: str = DEFAULT_FLAVOR,
+    proxy: bool = False,
 ) -> LabCluster:
     """Start 1 source + ``replicas`` replicas + the MHA manager on a new network and wait until
     the group is really up: MySQL answers on every published port, every replica runs both
@@ -783,6 +848,9 @@ def start_cluster(  # noqa: C901
 
     ``bastion``: also start a ``bastion`` container (the SSH jump host), the only one that
     publishes a port; the group's nodes publish nothing (see the module docstring).
+
+    ``proxy``: also start HAProxy in front of the group (``cluster.proxy``, see the module
+    docstring), once the group is up; ready when every enabled server is UP.
 
     On a start-up failure the logs go to ``artifacts`` (if given) and everything is removed.
     """
@@ -918,16 +986,97 @@ def start_cluster(  # noqa: C901
             flavor=flavor,
         )
         _wait_ready(cluster, timeout)
+        if proxy:
+            # The proxy container is part of the cluster from here on: cleanup() and stop().
+            cluster = _start_proxy(cluster, containers, timeout)
         return cluster
     except BaseException:
         if artifacts is not None and cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.save_logs(Path(artifacts) / f"{name}-startup")
+            if "proxy" in containers and cluster.proxy is None:  # it failed to come up
+                with contextlib.suppress(Exception):
+                    _save_raw_logs(
+                        {"proxy": containers["proxy"]}, Path(artifacts) / f"{name}-startup"
+                    )
         elif artifacts is not None:
             with contextlib.suppress(Exception):
                 _save_raw_logs(containers, Path(artifacts) / f"{name}-startup")
         cleanup()
         raise
+
+
+def _start_proxy(
+    cluster: LabCluster, containers: dict[str, DockerContainer], timeout: float
+) -> LabCluster:
+    """Start HAProxy (always the MariaDB image: the MySQL one has no haproxy) on the cluster's
+    network (health checks: a login as haproxy_check on MariaDB, the server's greeting on MySQL,
+    see lab/entrypoint.sh) and wait until it reports the source UP in ``writer`` and every replica UP in
+    ``readers``; returns the cluster with ``proxy`` set."""
+    image = ensure_lab_image("mariadb")
+    replica_names = " ".join(r.name for r in cluster.replicas)
+    c = DockerContainer(image)
+    for key, value in {
+        "LAB_ROLE": "proxy",
+        "LAB_SOURCE": cluster.source.name,
+        "LAB_REPLICAS": replica_names,
+        "LAB_PROXY_API_PORT": str(PROXY_API_PORT),
+        # HAProxy's mysql-check cannot log in to MySQL 9 (caching_sha2_password only).
+        "LAB_PROXY_CHECK": "greeting" if cluster.flavor == "mysql" else "mysql",
+    }.items():
+        c.with_env(key, value)
+    c.with_network(cluster.network).with_network_aliases("proxy")
+    for port in (3306, 3307, PROXY_API_PORT):
+        c.ports[f"{port}/tcp"] = (HOST, None)  # type: ignore[assignment]
+    c.with_name(f"harestart-{cluster.name}-{SESSION_ID}-proxy")
+    c.with_kwargs(
+        hostname="proxy",
+        labels={**_labels(), "harestart.lab.cluster": cluster.name, "harestart.lab.role": "proxy"},
+    )
+    containers["proxy"] = c
+    c.start()
+
+    def exited() -> str | None:
+        wrapped = c.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("created", "running"):
+            return None
+        return str(wrapped.logs(tail=20).decode(errors="replace"))
+
+    def failed(tail: str) -> RuntimeError:
+        # An image built from a tree without the proxy role exits at once: say so.
+        hint = (
+            f" ({image} has no proxy role: rebuild it from this tree, lab/setup.sh image mariadb)"
+            if "LAB_ROLE must be" in tail
+            else ""
+        )
+        return RuntimeError(f"{cluster.name}/proxy exited during start-up{hint}:\n{tail}")
+
+    def up_or_exited() -> bool:
+        return exited() is not None or bool(c.get_wrapped_container().ports)
+
+    wait_for(f"{cluster.name}/proxy running", up_or_exited, timeout=timeout)
+    if (tail := exited()) is not None:
+        raise failed(tail)
+    lab_proxy = LabProxy(
+        writer_port=_published(c, 3306),
+        reader_port=_published(c, 3307),
+        api_port=_published(c, PROXY_API_PORT),
+        container=c,
+    )
+
+    def up() -> str | None:
+        # "exited" ends the wait at once (an exception would only count as "not yet").
+        if exited() is not None:
+            return "exited"
+        servers = lab_proxy.servers()
+        wanted = [("writer", cluster.source.name)] + [("readers", r.name) for r in cluster.replicas]
+        return "up" if all(servers[w]["status"] == "UP" for w in wanted) else None
+
+    state = wait_for(f"HAProxy of {cluster.name} reporting its servers UP", up, timeout=timeout)
+    if state == "exited":
+        raise failed(exited() or "")
+    return replace(cluster, proxy=lab_proxy)
 
 
 def _save_raw_logs(containers: dict[str, DockerContainer], dest: Path) -> None:

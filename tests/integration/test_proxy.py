@@ -1,0 +1,311 @@
+"""The lab's HAProxy and the example hook script (lab/hooks/haproxy_hook.py) on a real cluster.
+
+A cluster of each flavour (db1 source, db2 + db3 replicas) with ``start_cluster(proxy=True)``
+(HAProxy checks MariaDB by logging in, MySQL 9 by its greeting; see lab/entrypoint.sh):
+- the writer frontend reaches the source and writes work; the reader frontend reaches only the
+  replicas;
+- the hook script, run by hand with harestart's hook environment, drains a replica before its
+  mysqld restarts: a reader querying through the reader frontend the whole time sees no failed
+  query; after the restart the hook makes it ready and HAProxy reports it UP;
+- a drain that cannot finish (a client holds a session) fails the hook with a clear message;
+- after_switch moves the writer: writes through the writer frontend land on the new source.
+
+The tests run in file order and put the cluster back as they found it (the switch is undone).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+import pytest
+
+from . import lab
+from .lab import HOST, LabCluster, LabProxy, wait_for
+
+pytestmark = pytest.mark.integration
+
+HOOK = lab.REPO_ROOT / "lab" / "hooks" / "haproxy_hook.py"
+QUERY_INTERVAL = 0.02  # seconds between the reader's queries
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_docker: None, flavor: str, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    artifacts = lab.ARTIFACTS_DIR / lab._safe_name(f"{request.node.name}-proxy-{flavor}")
+    c = lab.start_cluster(2, artifacts=artifacts, proxy=True, flavor=flavor)
+    try:
+        yield c
+    finally:
+        if request.session.testsfailed:
+            c.save_logs(artifacts)
+        c.stop()
+
+
+def proxy_of(cluster: LabCluster) -> LabProxy:
+    assert cluster.proxy is not None
+    return cluster.proxy
+
+
+def connect(cluster: LabCluster, port: int, **kw: Any) -> pymysql.connections.Connection[Any]:
+    return pymysql.connect(
+        host=HOST,
+        port=port,
+        user=cluster.admin_user,
+        password=cluster.admin_password,
+        connect_timeout=3,
+        read_timeout=10,
+        write_timeout=10,
+        autocommit=True,
+        **kw,
+    )
+
+
+def server_id(cluster: LabCluster, port: int) -> int:
+    conn = connect(cluster, port)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@server_id")
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+    finally:
+        conn.close()
+
+
+def run_hook(
+    cluster: LabCluster, hook: str, node: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """The hook script as harestart runs it: the hook environment, HAPROXY_API the published
+    runtime API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARESTART_", "HAPROXY_"))}
+    env.update(
+        {
+            "HARESTART_HOOK": hook,
+            "HARESTART_ACCOUNT": "100001",
+            "HARESTART_GROUP": "lab",
+            "HARESTART_RUN_ID": "test-proxy",
+            "HARESTART_NODE": node,
+            "HARESTART_NODE_HOST": node,
+            "HARESTART_ROLE": "source" if node == cluster.source.name else "replica",
+            "HARESTART_OLD_SOURCE": cluster.source.name,
+            "HARESTART_NEW_SOURCE": "",
+            "HARESTART_STRATEGY": "restart",
+            "HAPROXY_API": proxy_of(cluster).api,
+            **extra,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, str(HOOK)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@dataclass
+class Reader:
+    """Queries ``SELECT @@server_id`` through the reader frontend, a new connection each time
+    (as a pooled client reconnecting would), until ``stop`` is set."""
+
+    cluster: LabCluster
+    port: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    served: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, server_id)
+    failures: list[str] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reader", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "reader thread did not stop"
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.served.append((time.monotonic(), server_id(self.cluster, self.port)))
+            except Exception as exc:
+                self.failures.append(f"{time.monotonic():.3f} {type(exc).__name__}: {exc}")
+            self.stop.wait(QUERY_INTERVAL)
+
+    def served_by(self, sid: int, since: float, until: float = float("inf")) -> int:
+        return sum(1 for t, s in self.served if s == sid and since <= t <= until)
+
+
+def test_writer_frontend_reaches_the_source_and_writes(cluster: LabCluster) -> None:
+    proxy = proxy_of(cluster)
+    assert server_id(cluster, proxy.writer_port) == 1
+    conn = connect(cluster, proxy.writer_port)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS labdb.proxy_t (id INT PRIMARY KEY, sid INT)")
+            cur.execute("INSERT INTO labdb.proxy_t VALUES (1, @@server_id)")
+    finally:
+        conn.close()
+    assert cluster.sql("db1", "SELECT sid FROM labdb.proxy_t WHERE id = 1") == [{"sid": 1}]
+    servers = proxy.servers()
+    assert servers[("writer", "db1")]["status"] == "UP"
+    assert servers[("writer", "db2")]["status"] == "MAINT"
+    assert servers[("writer", "db3")]["status"] == "MAINT"
+
+
+def test_reader_frontend_reaches_only_replicas(cluster: LabCluster) -> None:
+    proxy = proxy_of(cluster)
+    seen = [server_id(cluster, proxy.reader_port) for _ in range(12)]
+    assert set(seen) == {2, 3}, seen  # round robin over both replicas, never the source
+
+
+def test_drained_replica_restarts_without_failed_reads(cluster: LabCluster) -> None:
+    proxy = proxy_of(cluster)
+    before = lab.ready_count(cluster, "db2")
+    reader = Reader(cluster, proxy.reader_port)
+    reader.start()
+    try:
+        wait_for("reads served by db2 before the drain", lambda: reader.served_by(2, 0) >= 3)
+        drain = run_hook(cluster, "before_node_restart", "db2")
+        assert drain.returncode == 0, drain.stderr
+        assert "readers/db2 drained" in drain.stdout
+        drained_at = time.monotonic()
+        assert proxy.status("readers", "db2") == "DRAIN"
+        assert proxy.servers()[("readers", "db2")]["scur"] == "0"
+
+        code, out = cluster.exec("db2", cluster.restart_command)
+        assert code == 0, out
+        wait_for("db2's mysqld answering again", lambda: cluster.sql("db2", "SELECT 1"))
+        restarted_at = time.monotonic()
+        # The reader keeps going through the restart and after it, all on db3.
+        wait_for("reads after the restart", lambda: reader.served_by(3, restarted_at) >= 10)
+        assert reader.served_by(2, drained_at) == 0, "a drained server got new connections"
+
+        ready = run_hook(cluster, "after_node_restart", "db2")
+        assert ready.returncode == 0, ready.stderr
+        assert "readers/db2 ready and UP" in ready.stdout
+        assert proxy.status("readers", "db2") == "UP"
+        back_at = time.monotonic()
+        wait_for("reads served by db2 again", lambda: reader.served_by(2, back_at) >= 3)
+    finally:
+        reader.join()
+    assert lab.ready_count(cluster, "db2") == before + 1, "db2's mysqld did not restart once"
+    assert reader.failures == [], reader.failures
+    # Reads went on while db2's mysqld was down (a busy machine may run only a few per second).
+    assert reader.served_by(3, drained_at, restarted_at) >= 1
+
+
+def test_drain_that_cannot_finish_fails_the_hook(cluster: LabCluster) -> None:
+    proxy = proxy_of(cluster)
+    held: list[pymysql.connections.Connection[Any]] = []
+    try:
+        # A client session on db2 that stays open through the drain.
+        def on_db2() -> bool:
+            conn = connect(cluster, proxy.reader_port)
+            held.append(conn)
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@server_id")
+                row = cur.fetchone()
+            return row is not None and int(row[0]) == 2
+
+        wait_for("a session through the reader frontend on db2", on_db2, timeout=30)
+        started = time.monotonic()
+        result = run_hook(cluster, "before_node_restart", "db2", HAPROXY_DRAIN_TIMEOUT="2")
+        assert result.returncode == 1
+        assert "FAILED: timed out after 2s waiting for readers/db2" in result.stderr
+        assert "1 current sessions" in result.stderr
+        assert time.monotonic() - started < 30
+        assert proxy.status("readers", "db2") == "DRAIN"
+
+        # With HAPROXY_DRAIN_CUT the hook cuts the session left at the timeout and succeeds.
+        cut = run_hook(
+            cluster, "before_node_restart", "db2", HAPROXY_DRAIN_TIMEOUT="1", HAPROXY_DRAIN_CUT="1"
+        )
+        assert cut.returncode == 0, cut.stderr
+        assert "sessions left cut (HAPROXY_DRAIN_CUT)" in cut.stdout
+        wait_for(
+            "no session left on readers/db2",
+            lambda: proxy.servers()[("readers", "db2")]["scur"] == "0",
+            timeout=10,
+        )
+        with pytest.raises(pymysql.err.OperationalError), held[-1].cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        for conn in held:
+            conn.close()
+        assert run_hook(cluster, "after_node_restart", "db2").returncode == 0
+    assert proxy.status("readers", "db2") == "UP"
+
+
+def test_switch_hook_refuses_an_unknown_node(cluster: LabCluster) -> None:
+    result = run_hook(
+        cluster, "before_switch", "db1", HARESTART_OLD_SOURCE="db1", HARESTART_NEW_SOURCE="db9"
+    )
+    assert result.returncode == 1
+    assert "not a server of backend writer: db9" in result.stderr
+    assert proxy_of(cluster).status("writer", "db1") == "UP"
+
+
+def write_through(cluster: LabCluster, port: int, row_id: int) -> int:
+    """Insert a row through the writer frontend; the server_id that took it."""
+    conn = connect(cluster, port)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO labdb.proxy_t VALUES (%s, @@server_id)", (row_id,))
+            cur.execute("SELECT @@server_id")
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+    finally:
+        conn.close()
+
+
+def set_writable(cluster: LabCluster, node: str, writable: bool) -> None:
+    """read_only off/on; on MySQL super_read_only too (turning read_only off turns it off, and
+    turning super_read_only on turns read_only on)."""
+    if cluster.flavor == "mysql" and not writable:
+        cluster.sql(node, "SET GLOBAL super_read_only = 1")
+    else:
+        cluster.sql(node, f"SET GLOBAL read_only = {0 if writable else 1}")
+
+
+def switch(cluster: LabCluster, old: str, new: str) -> None:
+    """What a switchover does to the servers, by hand: old read-only, new writable, then the
+    hooks move the writer."""
+    env = {"HARESTART_OLD_SOURCE": old, "HARESTART_NEW_SOURCE": new}
+    env["HARESTART_STRATEGY"] = "switchover"
+    before = run_hook(cluster, "before_switch", old, **env)
+    assert before.returncode == 0, before.stderr
+    set_writable(cluster, old, False)
+    set_writable(cluster, new, True)
+    after = run_hook(cluster, "after_switch", old, **env)
+    assert after.returncode == 0, after.stderr
+    assert f"writer moved: writer/{new} UP, writer/{old} in maintenance" in after.stdout
+
+
+def test_after_switch_moves_the_writer(cluster: LabCluster) -> None:
+    proxy = proxy_of(cluster)
+    read_only_before = {n: cluster.read_only_state(n) for n in ("db1", "db2")}
+    try:
+        switch(cluster, "db1", "db2")
+        assert proxy.status("writer", "db2") == "UP"
+        assert proxy.status("writer", "db1") == "MAINT"
+        assert write_through(cluster, proxy.writer_port, 2) == 2
+        assert cluster.sql("db2", "SELECT sid FROM labdb.proxy_t WHERE id = 2") == [{"sid": 2}]
+    finally:
+        switch(cluster, "db2", "db1")
+    assert proxy.status("writer", "db1") == "UP"
+    assert proxy.status("writer", "db2") == "MAINT"
+    assert write_through(cluster, proxy.writer_port, 3) == 1
+    assert {n: cluster.read_only_state(n) for n in ("db1", "db2")} == read_only_before
+    assert read_only_before["db1"][0] is False
+    assert read_only_before["db2"][0] is True
