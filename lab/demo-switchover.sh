@@ -44,6 +44,11 @@ teardown() {
 }
 trap teardown EXIT
 
+# A switchover restarts the old source as a replica: its option file must say read_only
+# (harestart refuses the switch otherwise); the lab makes the running source writable.
+if [[ $STRATEGY == switchover ]]; then export LAB_SOURCE_READ_ONLY=1; fi
+# The replication account's password (the inventory's replication.password_env).
+set -a; . lab/.secrets/lab.env; set +a
 echo "== starting the lab behind HAProxy (db1 source, db2 + db3 replicas, mha, proxy)"
 compose up -d
 deadline=$((SECONDS + 240))

@@ -26,6 +26,8 @@
 #                       whose only password plugin HAProxy's mysql-check cannot speak)
 #   LAB_ADMIN_USER      admin account harestart uses (default: harestart)
 #   LAB_ADMIN_PASSWORD, LAB_REPL_PASSWORD, LAB_MHA_PASSWORD   (required)
+#   LAB_SOURCE_READ_ONLY 1: the source's option file says read_only (switchover-ready); the
+#                       entrypoint makes the running source writable (source)
 #   LAB_CONNECT_RETRY   optional MASTER_/SOURCE_CONNECT_RETRY for replicas (default 60 s)
 #   LAB_WAIT_TIMEOUT    optional deadline in seconds for waiting on other nodes (default 300)
 # Keys, mounted read-only at /lab/keys/: id_ed25519(.pub) = client key for root/ops logins
@@ -247,8 +249,17 @@ start_mysqld() {
 
 setup_source() {
   require LAB_SERVER_ID LAB_ADMIN_PASSWORD LAB_REPL_PASSWORD LAB_MHA_PASSWORD
-  write_mysql_config 0
+  # LAB_SOURCE_READ_ONLY=1: the source's option file says read-only, as a switchover wants
+  # of a source (restarted as a replica, it must not come back writable), and the running
+  # source is made writable once started, as an orchestrator does.
+  local configured=0
+  [[ ${LAB_SOURCE_READ_ONLY:-0} == 1 ]] && configured=1
+  write_mysql_config "$configured"
   start_mysqld
+  if ((configured)); then
+    sql_root <<<"SET GLOBAL read_only = OFF;"
+    log "source configured read-only (LAB_SOURCE_READ_ONLY=1), made writable once started"
+  fi
   if [[ -f $MARKER ]]; then
     log "datadir already initialised; skipping user setup"
     return
