@@ -39,11 +39,19 @@ compose() {
 writer_pid=""
 teardown() {
   [[ -z $writer_pid ]] || kill "$writer_pid" 2>/dev/null || true
+  [[ -z ${app_password_file:-} ]] || rm -f "$app_password_file"
+  [[ -z ${demo_state:-} ]] || rm -rf "$demo_state"
   echo "== tearing the lab down"
   compose down -v --remove-orphans >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 
+# The run's journal, lock and log in a directory of the demo's own (the lab is torn down at
+# the end, so there is nothing to resume later).
+if [[ -z ${HARESTART_STATE_DIR:-} ]]; then
+  demo_state=$(mktemp -d)
+  export HARESTART_STATE_DIR=$demo_state
+fi
 # A switchover restarts the old source as a replica: its option file must say read_only
 # (harestart refuses the switch otherwise); the lab makes the running source writable.
 if [[ $STRATEGY == switchover ]]; then export LAB_SOURCE_READ_ONLY=1; fi
@@ -71,8 +79,24 @@ python3 lab/hooks/haproxy_hook.py status | sed 's/^/   /'
 echo "== harestart plan $INVENTORY ${strategy_args[*]}"
 "$HARESTART" plan "$INVENTORY" "${strategy_args[@]}" >/dev/null
 
-echo "== writer: one insert every ~10 ms through the writer frontend (127.0.0.1:3320)"
-"$PYTHON" lab/demo_writer.py 127.0.0.1 3320 harestart lab/.secrets/mysql_password &
+# The writer is an application account (no SUPER, no admin): read_only stops it, as it stops
+# a real application, so a write can only land on the writable source.
+app_password_file=$(mktemp)
+"$PYTHON" - "$app_password_file" <<'PY'
+import os, secrets, sys
+from pathlib import Path
+import pymysql
+password = secrets.token_hex(16)
+Path(sys.argv[1]).write_text(password)
+# The lab's mha account holds GRANT OPTION (the harestart account does not).
+admin = os.environ["LAB_MHA_PASSWORD"]
+with pymysql.connect(host="127.0.0.1", port=3311, user="mha", password=admin) as c:
+    with c.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS 'demo_app'@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute("GRANT SELECT, INSERT, CREATE, DROP ON labdb.* TO 'demo_app'@'%'")
+PY
+echo "== writer: one insert every ~10 ms through the writer frontend (127.0.0.1:3320), as demo_app"
+"$PYTHON" lab/demo_writer.py 127.0.0.1 3320 demo_app "$app_password_file" &
 writer_pid=$!
 sleep 3   # a few seconds of undisturbed writes first: the baseline
 
