@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harestart.domain.actions import RepointReplica
+from harestart.domain.hooks import HookPoint, RunHook
 from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
 from harestart.domain.plan import Action, Step
 from harestart.domain.result import GroupStatus, StepStatus
@@ -146,7 +147,10 @@ class StepRunner:
             # The interrupted attempt made the candidate the writable source: finish it.
             try:
                 for act in step.actions:
-                    if isinstance(act, RepointReplica):
+                    # the re-pointing, and the after_switch hook (the proxy's writer moves)
+                    if isinstance(act, RepointReplica) or (
+                        isinstance(act, RunHook) and act.point is HookPoint.AFTER_SWITCH
+                    ):
                         perform(self.waits, act, st)
                         for gate in act.then:
                             evaluate(self.waits, gate, st)

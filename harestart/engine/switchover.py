@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 READY_TIMEOUT = 10.0
 # Seconds the killed sessions' transactions get to roll back and disappear.
 KILL_TIMEOUT = 10.0
+# Seconds a resumed promotion waits to see the candidate holding the read-only source's GTIDs
+# (it has, unless the killed attempt stopped its replication early: then the step fails and
+# its cleanup makes the source writable again).
+PROMOTION_CHECK_TIMEOUT = 10.0
 
 
 # --- memory ----------------------------------------------------------------------------------
@@ -88,17 +92,22 @@ def promote_candidate(w: Waiter, act: PromoteCandidate, st: StepRun) -> None:
     sw = w.scope.memory.switch
     if sw is None or sw.candidate != act.host:  # the plan puts SetSourceReadOnly first
         raise RuntimeError(f"{act.host}: promoted before its source was made read-only")
-    _phase(w, sw.source, act.host, "promoting")
-    probe = w.scope.sql(act.host)
+    _promote(w, sw, act.host)
+
+
+def _promote(w: Waiter, sw: SwitchMemory, host: str) -> None:
+    """The candidate leaves replication and becomes writable (the source is read-only)."""
+    _phase(w, sw.source, host, "promoting")
+    probe = w.scope.sql(host)
     if probe.replica_status() is not None:
         probe.stop_replica()
         probe.reset_replica_all()
     now = probe.read_only()
     probe.set_read_only(ReadOnlyState(False, None if now.super_read_only is None else False))
-    w.scope.remember(lambda m: replace(m, source=act.host))
-    _phase(w, sw.source, act.host, "promoted")
-    w.scope.log.info("switch.promoted", host=act.host, old_source=sw.source)
-    w.scope.progress(act.host, f"is the writable source now ({sw.source} is read-only)")
+    w.scope.remember(lambda m: replace(m, source=host))
+    _phase(w, sw.source, host, "promoted")
+    w.scope.log.info("switch.promoted", host=host, old_source=sw.source)
+    w.scope.progress(host, f"is the writable source now ({sw.source} is read-only)")
 
 
 def repoint_replica(w: Waiter, act: RepointReplica, st: StepRun) -> None:
@@ -147,10 +156,11 @@ def resume_at_repointing(w: Waiter, step: Step) -> bool:
     """On resume: does the interrupted switch of ``step`` continue from the re-pointing?
 
     Yes when the journal says this switch began and the live servers show the candidate
-    writable and the source read-only (the switch happened). Both writable: refuse, changing
-    nothing. Otherwise (the candidate still read-only) the step runs again from its gates: a
-    candidate that already left replication fails them, and the cleanup makes the source
-    writable again."""
+    writable and the source read-only (the switch happened), and when it was killed while
+    promoting (the source read-only, the candidate maybe out of replication already): the
+    promotion is finished once the candidate is seen holding the source's GTIDs. Both
+    writable: refuse, changing nothing. Otherwise (the candidate still read-only, the
+    promotion not begun) the step runs again from its gates."""
     sw, scope = w.scope.memory.switch, w.scope
     if sw is None or sw.candidate != step.host or sw.phase not in IN_FLUX:
         return False
@@ -163,6 +173,25 @@ def resume_at_repointing(w: Waiter, step: Step) -> bool:
             f"{sw.source} and {sw.candidate} are both writable: make one of them read-only by "
             "hand (the one the application does not write to), then resume",
         )
+    if candidate.read_only and sw.phase == "promoting" and source.read_only:
+        # Killed while promoting: the candidate may have left replication already, so the
+        # switch cannot start over from its gates. The source is still read-only: once the
+        # candidate holds everything it has, finish the promotion (the step's own statements).
+        position = scope.sql(sw.source).gtid_position()
+        if position and not scope.sql(sw.candidate).wait_for_gtid(
+            position, PROMOTION_CHECK_TIMEOUT
+        ):
+            raise GateFailed(
+                "candidate applied",
+                sw.candidate,
+                f"{sw.candidate} does not hold everything the read-only {sw.source} has "
+                f"({position}) and no longer replicates: the switch cannot be finished; "
+                f"make {sw.source} writable again by hand (SET GLOBAL read_only = OFF) and "
+                f"restart replication on {sw.candidate}",
+            )
+        scope.progress(sw.candidate, "the interrupted promotion is finished now")
+        _promote(w, sw, sw.candidate)
+        return True
     if candidate.read_only:
         scope.progress(sw.candidate, "the interrupted switch did not make it writable: redoing it")
         return False

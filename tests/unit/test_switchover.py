@@ -448,3 +448,34 @@ def test_a_failing_before_switch_hook_leaves_the_source_the_writable_source() ->
     assert world.mha_state is MhaState.PING_OK  # the failure policy started MHA again
     kinds = [k for k, _h, _ in world.events]
     assert "set_read_only" not in kinds and "reset_replica" not in kinds
+
+
+def test_killed_while_promoting_resume_finishes_the_promotion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 after db3 stopped replicating but before it became writable: no cleanup ran
+    (a killed process runs none), so db1 is read-only and db3 out of replication. resume
+    sees db3 holding everything read-only db1 has, finishes the promotion, and the run ends
+    as planned (one writable node at every step)."""
+    from harestart.domain.actions import RestoreSourceWritable
+    from harestart.engine import actions as engine_actions
+
+    world = source_world()
+    journal = _journal(tmp_path)
+    killed = {**engine_actions.PERFORMERS, RestoreSourceWritable: lambda w, act, st: None}
+    monkeypatch.setattr(engine_actions, "PERFORMERS", killed)  # a kill runs no cleanup
+    _interrupt_once(world, "reset_replica_all", "db3")
+    try:
+        first = _run_journalled(world, journal, resume=False)
+    finally:
+        world.restore()  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    assert first.interrupted
+    assert [n.name for n in world.nodes.values() if not n.read_only] == []  # both read-only
+    loaded = Journal.load(journal.path)
+    assert loaded is not None
+    result = _run_journalled(world, loaded, resume=True)
+    assert result.ok, result.failure
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
+    assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
+    assert all(n.restarts == 1 for n in world.nodes.values())
