@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.prometheus_text import samples, value
 
 from . import harestart_cli
 from .conftest import ClusterFactory
@@ -28,20 +29,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "metrics-integration-token-0123456789"
 ACCOUNT = "4242"
 HA = "metrics-ha"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def value(found: Samples, name: str, **labels: str) -> float | None:
-    return found.get((name, frozenset(labels.items())))
 
 
 @pytest.fixture

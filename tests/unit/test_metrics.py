@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from prometheus_client.parser import text_string_to_metric_families
 
 from harestart.domain.plan import Action
 from harestart.domain.result import GroupStatus, RunResult, StepRecord, StepStatus
@@ -21,6 +20,7 @@ from harestart.http.api import TokenMap, route_template
 from harestart.http.server import ApiServer, build_api
 from harestart.inventory.load import load_inventory
 from harestart.views.metrics import Metrics, result_label
+from tests.prometheus_text import samples, value
 
 from .test_api import DETAIL, LIST, SEED_HA, make_env
 from .test_cli_run import ACCOUNT, Harestart, Lab, harestart, lab
@@ -28,21 +28,6 @@ from .test_cli_run import ACCOUNT, Harestart, Lab, harestart, lab
 __all__ = ["harestart", "lab"]  # the fixtures
 
 TOKEN = "metrics-test-token-0123456789"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(text: str) -> Samples:
-    """Every sample of an exposition, by name and labels (parsed by prometheus_client)."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def value(found: Samples, name: str, **labels: str) -> float | None:
-    return found.get((name, frozenset(labels.items())))
 
 
 @pytest.fixture(autouse=True)

@@ -31,11 +31,13 @@ U1 = "3E11FA47-71CA-11E1-9E33-C80AA9429562"
 U2 = "8a94f357-aab4-11df-86ab-c80aa9429562"
 
 
-def switch_group(candidate: str | None = "db3") -> Group:
+def switch_group(candidate: str | None = "db3", defaults: str = "") -> Group:
+    """The lab-like 1+2 group; ``defaults``: more ``defaults:`` entries (``key: value, ``)."""
     cand = f"    candidate: {candidate}\n" if candidate else ""
     text = (
         "defaults: {mysql: {user: harestart, password: pw-for-tests}, "
         "replication: {user: repl, password: repl-secret}, "
+        f"{defaults}"
         "health: {restart_timeout: 30, catchup_timeout: 30, failover_timeout: 20}}\n"
         "groups:\n  - id: lab\n    account: '1'\n"
         "    source: {name: db1, address: 127.0.0.1, replication_host: db1}\n"
@@ -141,14 +143,18 @@ def test_restart_strategy_plan_is_unchanged_by_default() -> None:
 # --- executor on fakes -----------------------------------------------------------------------
 
 
-def run(world: FakeWorld, opts: PlanOptions = SWITCH) -> RunResult:
-    group = switch_group()
+def run(
+    world: FakeWorld, opts: PlanOptions = SWITCH, *, group: Group | None = None, **kw: Any
+) -> RunResult:
+    """The executor on the fakes (``kw``: more Executor arguments: journal, hooks...)."""
+    group = group or switch_group()
     return Executor(
         group,
         build_plan(group, opts),
         FakeConnector(world),
         FakeMha(world, FakeShell(world, "mha")),
         clock=world.clock,
+        **kw,
     ).run()
 
 
@@ -283,17 +289,7 @@ def _interrupt_once(world: FakeWorld, method: str, host: str) -> None:
 
 
 def _run_journalled(world: FakeWorld, journal: Journal, *, resume: bool) -> RunResult:
-    group = switch_group()
-    return Executor(
-        group,
-        build_plan(group, SWITCH),
-        FakeConnector(world),
-        FakeMha(world, FakeShell(world, "mha")),
-        clock=world.clock,
-        wall=world.clock.now,
-        journal=journal,
-        resume=resume,
-    ).run()
+    return run(world, wall=world.clock.now, journal=journal, resume=resume)
 
 
 def _journal(tmp_path: Path) -> Journal:
@@ -361,13 +357,7 @@ def test_a_missing_replication_password_refuses_before_any_change(
         group, replication=Replication("repl", PasswordSource(env="NO_SUCH_REPL_PW"))
     )
     world = source_world()
-    result = Executor(
-        group,
-        build_plan(group, SWITCH),
-        FakeConnector(world),
-        FakeMha(world, FakeShell(world, "mha")),
-        clock=world.clock,
-    ).run()
+    result = run(world, group=group)
     assert result.failure is not None and "NO_SUCH_REPL_PW" in result.failure.reason
     assert not world.nodes["db1"].read_only and world.mha_state is MhaState.PING_OK
 
@@ -381,31 +371,11 @@ HOOKS = (
 
 
 def hooked_switch_group() -> Group:
-    text = (
-        "defaults: {mysql: {user: harestart, password: pw-for-tests}, "
-        "replication: {user: repl, password: repl-secret}, " + HOOKS + "health: "
-        "{restart_timeout: 30, catchup_timeout: 30, failover_timeout: 20}}\n"
-        "groups:\n  - id: lab\n    account: '1'\n"
-        "    source: {name: db1, address: 127.0.0.1, replication_host: db1}\n"
-        "    replicas:\n"
-        "      - {name: db2, address: 10.0.0.2}\n"
-        "      - {name: db3, address: 10.0.0.3, replication_host: db3}\n"
-        "    candidate: db3\n"
-        "    mha: {manager: {name: mha, address: 10.0.0.9}, config: /etc/mha/app1.cnf}\n"
-    )
-    return parse_inventory(text, "inv.yml").groups[0]
+    return switch_group(defaults=HOOKS)
 
 
 def run_hooked(world: FakeWorld, hooks: Any) -> RunResult:
-    group = hooked_switch_group()
-    return Executor(
-        group,
-        build_plan(group, SWITCH),
-        FakeConnector(world),
-        FakeMha(world, FakeShell(world, "mha")),
-        clock=world.clock,
-        hooks=hooks,
-    ).run()
+    return run(world, group=hooked_switch_group(), hooks=hooks)
 
 
 def test_switch_hooks_run_around_each_switch_with_the_old_and_new_source() -> None:
