@@ -19,6 +19,7 @@ class HookFailed(GateFailed):
     def __init__(self, step: str, act: RunHook, reason: str) -> None:
         super().__init__(step, act.host, reason)
         self.point = act.point
+        self.old_source, self.new_source = act.old_source, act.new_source
 
 
 def run_hook(w: Waiter, act: RunHook, st: StepRun) -> None:

@@ -103,8 +103,13 @@ def failure_hints(
 
 
 def _hook_hint(error: HookFailed, step: Step) -> str:
+    old, new = error.old_source, error.new_source
     if error.point is HookPoint.BEFORE_NODE_RESTART:
         done = f"{step.host} was not restarted"
+    elif error.point is HookPoint.BEFORE_SWITCH:
+        done = f"the switch from {old} to {new} did not begin: {old} is still the writable source"
+    elif error.point is HookPoint.AFTER_SWITCH:
+        done = f"the switch is done: {new} is the writable source, the others replicate from it"
     else:
         done = f"{step.host} was restarted and passed its checks"
     return (

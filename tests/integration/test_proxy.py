@@ -8,13 +8,17 @@ A cluster of each flavour (db1 source, db2 + db3 replicas) with ``start_cluster(
   mysqld restarts: a reader querying through the reader frontend the whole time sees no failed
   query; after the restart the hook makes it ready and HAProxy reports it UP;
 - a drain that cannot finish (a client holds a session) fails the hook with a clear message;
-- after_switch moves the writer: writes through the writer frontend land on the new source.
+- after_switch moves the writer: writes through the writer frontend land on the new source;
+- last, `harestart run --source-strategy switchover` with those hooks: an application writing
+  through the writer frontend loses no acknowledged write and follows the source away and
+  back, and readers through the reader frontend see no failed query.
 
 The tests run in file order and put the cluster back as they found it (the switch is undone).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -22,13 +26,17 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
+import yaml
 
 from . import lab
-from .lab import HOST, LabCluster, LabProxy, wait_for
+from .harestart_cli import harestart
+from .lab import HOST, LabCluster, LabProxy, ready_count, wait_for
+from .switching import APP_PASSWORD, APP_USER, prepare, switch_inventory
 
 pytestmark = pytest.mark.integration
 
@@ -309,3 +317,98 @@ def test_after_switch_moves_the_writer(cluster: LabCluster) -> None:
     assert {n: cluster.read_only_state(n) for n in ("db1", "db2")} == read_only_before
     assert read_only_before["db1"][0] is False
     assert read_only_before["db2"][0] is True
+
+
+@dataclass
+class Writer:
+    """Inserts through the writer frontend as the application account (read_only stops it),
+    one row every ~10 ms on one connection, reconnecting after any error; records when each
+    id was acknowledged."""
+
+    port: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    acked: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, id)
+    failures: int = 0
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "writer thread did not stop"
+
+    def longest_gap(self) -> float:
+        times = [t for t, _ in self.acked]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def _loop(self) -> None:
+        conn: pymysql.connections.Connection[Any] | None = None
+        next_id = 1
+        while not self.stop.is_set():
+            row_id, next_id = next_id, next_id + 1  # never reused: an unacked one may exist
+            try:
+                if conn is None:
+                    conn = pymysql.connect(
+                        host=HOST, port=self.port, user=APP_USER, password=APP_PASSWORD,
+                        autocommit=True, connect_timeout=2, read_timeout=5, write_timeout=5,
+                    )  # fmt: skip
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO labdb.writes VALUES (%s, 'proxy')", (row_id,))
+                self.acked.append((time.monotonic(), row_id))
+            except pymysql.MySQLError:
+                self.failures += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.stop.wait(0.01)
+
+
+def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
+    cluster: LabCluster, tmp_path: Path
+) -> None:
+    proxy = proxy_of(cluster)
+    prepare(cluster)
+    inventory = switch_inventory(cluster, tmp_path / "inv.yml")
+    doc = yaml.safe_load(inventory.read_text())
+    command = f"HAPROXY_API={proxy.api} {sys.executable} {HOOK}"
+    points = ("before_node_restart", "after_node_restart", "before_switch", "after_switch")
+    doc["defaults"]["hooks"] = {p: {"command": command, "timeout": 60} for p in points}
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    writer, reader = Writer(proxy.writer_port), Reader(cluster, proxy.reader_port)
+    writer.start()
+    reader.start()
+    try:
+        wait_for("the first write through the proxy", lambda: writer.acked, timeout=60)
+        out = harestart(
+            "run", str(inventory), "--yes", "--format", "json",
+            "--source-strategy", "switchover", "--log-file", str(tmp_path / "run.jsonl"),
+            state_dir=tmp_path / "state", env={"LAB_REPL_PASSWORD": cluster.repl_password},
+        )  # fmt: skip
+        done = len(writer.acked)
+        wait_for("writes after the run", lambda: len(writer.acked) > done + 5, timeout=30)
+    finally:
+        writer.join()
+        reader.join()
+    print(
+        f"\nswitchover through HAProxy: {len(writer.acked)} writes acknowledged, "
+        f"{writer.failures} failed, longest gap {writer.longest_gap():.3f} s; "
+        f"{len(reader.served)} reads"
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.json()["state"] == "ACTIVE"
+    for n in cluster.db_nodes:  # every node restarted once, the old source as a replica
+        assert ready_count(cluster, n.name) == starts[n.name] + 1, n.name
+    assert reader.failures == []
+    assert proxy.status("writer", "db1") == "UP" and proxy.status("writer", "db2") == "MAINT"
+    assert {sid for _, sid in reader.served} <= {2, 3}  # the readers backend: db2 and db3
+    cluster.wait_replicated(timeout=120)
+    acked = {row_id for _, row_id in writer.acked}
+    for n in cluster.db_nodes:
+        present = {int(r["id"]) for r in cluster.sql(n.name, "SELECT id FROM labdb.writes")}
+        assert not acked - present, f"{n.name} lacks {sorted(acked - present)[:10]}"
+    assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,56 +23,13 @@ import pymysql
 import pytest
 import yaml
 
+from . import lab
 from .conftest import ClusterFactory
 from .harestart_cli import Outcome, harestart, start_harestart
 from .lab import HOST, LabCluster, ready_count, wait_for
+from .switching import APP_PASSWORD, APP_USER, prepare, switch_inventory
 
 pytestmark = pytest.mark.integration
-
-APP_USER, APP_PASSWORD = "app", "app-Pw-4-switch"
-
-
-def switch_inventory(cluster: LabCluster, path: Path) -> Path:
-    """The cluster's inventory with what switchover needs: the replication account and each
-    node's address on the lab network."""
-    cluster.write_inventory(path)
-    doc = yaml.safe_load(path.read_text())
-    doc["defaults"]["replication"] = {"user": "repl", "password_env": "LAB_REPL_PASSWORD"}
-    group = doc["groups"][0]
-    for node in (group["source"], *group["replicas"]):
-        node["replication_host"] = node["name"]
-        node["replication_port"] = 3306
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def configure_source_read_only(cluster: LabCluster) -> None:
-    """A switchover-ready source starts read-only from its configuration (the running one
-    stays writable): restarted as a replica it is never a second writable node. The lab's
-    source is configured writable, so the test changes its file (not the running server)."""
-    conf = f"{cluster.config_dir}/60-lab.cnf"
-    code, out = cluster.exec(
-        "db1",
-        f"sed -i -E 's/^(super_)?read_only( *)=.*/\\1read_only\\2= ON/' {conf} && "
-        f"grep -E '^(super_)?read_only' {conf}",
-    )
-    assert code == 0 and "= ON" in out, out
-
-
-def prepare(cluster: LabCluster) -> None:
-    configure_source_read_only(cluster)
-    cluster.sql(
-        "db1",
-        "CREATE TABLE labdb.writes (id BIGINT PRIMARY KEY, payload VARCHAR(64)) ENGINE=InnoDB",
-    )
-    # As root on the socket (the admin account has no GRANT OPTION); replicated to all.
-    cluster._sql_exec(
-        cluster.source,
-        f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'; "
-        f"GRANT SELECT, INSERT ON labdb.* TO '{APP_USER}'@'%'",
-        None,
-    )
-    cluster.wait_replicated(timeout=120)
 
 
 def _connect(port: int, user: str, password: str) -> pymysql.connections.Connection[Any]:
@@ -105,6 +63,7 @@ class Background:
     errors: int = 0
     overlaps: list[str] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
+    first_id: int = 1  # a shared cluster's table already holds earlier tests' rows
 
     def ports(self) -> dict[str, int]:
         return {n.name: int(n.mysql_port or 0) for n in self.cluster.db_nodes}
@@ -124,7 +83,7 @@ class Background:
             t.join(timeout=30)
 
     def _write(self) -> None:
-        next_id = 1
+        next_id = self.first_id
         conn = None
         while not self.stop.is_set():
             try:
@@ -217,12 +176,71 @@ def test_switchover_runs_move_the_source_away_and_back(
     check_end_state(cluster, bg)
 
 
-def test_a_long_transaction_on_the_source_is_refused_or_killed(
-    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
+@pytest.fixture(scope="module")
+def refusing(lab_docker: None, flavor: str, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    """One switchover-ready cluster per flavour for the tests whose switch must not happen:
+    each leaves db1 the writable source, MHA PING_OK and replication running."""
+    artifacts = lab.ARTIFACTS_DIR / lab._safe_name(f"{request.node.name}-refusing-{flavor}")
+    cluster = lab.start_cluster(2, artifacts=artifacts, flavor=flavor)
+    try:
+        prepare(cluster)
+        yield cluster
+    finally:
+        if request.session.testsfailed:
+            cluster.save_logs(artifacts)
+        cluster.stop()
+
+
+def writer_from(cluster: LabCluster) -> Background:
+    rows = cluster.sql("db1", "SELECT COALESCE(MAX(id), 0) + 1 AS next_id FROM labdb.writes")
+    return Background(cluster, first_id=int(rows[0]["next_id"]))
+
+
+def test_a_failing_before_switch_hook_stops_the_run_with_the_old_source_writable(
+    refusing: LabCluster, tmp_path: Path
 ) -> None:
-    cluster = cluster_factory(2, flavor=flavor)
+    """The hook that would move the VIP fails: the replicas were restarted, the switch never
+    began (db1 still the writable source, never restarted), exit 1 with the hook's output."""
+    cluster = refusing
     inventory = switch_inventory(cluster, tmp_path / "inv.yml")
-    prepare(cluster)
+    doc = yaml.safe_load(inventory.read_text())
+    doc["defaults"]["hooks"] = {
+        "before_switch": {"command": "echo moving the VIP to $HARESTART_NEW_SOURCE; exit 5",
+                          "timeout": 20}}  # fmt: skip
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    bg = writer_from(cluster)
+    bg.start()
+    try:
+        wait_for("the first acknowledged write", lambda: bg.acked, timeout=60)
+        out = run_switchover(cluster, inventory, tmp_path, "hook")
+        acked_before = len(bg.acked)
+        wait_for("writes after the run", lambda: len(bg.acked) > acked_before + 5, timeout=30)
+    finally:
+        bg.join()
+    assert out.returncode == 1, out.stderr[-4000:]
+    result = out.json()
+    failure = result["failure"]
+    assert failure["step"] == "switchover:db2", failure
+    assert "hook before_switch" in failure["reason"], failure
+    assert "moving the VIP to db2" in failure["reason"], failure
+    assert "db1 is still the writable source" in failure["next_steps"][0], failure
+    assert bg.overlaps == []
+    assert bg.writable() == ["db1"]
+    assert ready_count(cluster, "db1") == starts["db1"]  # the old source was not restarted
+    for name in ("db2", "db3"):
+        assert ready_count(cluster, name) == starts[name] + 1, name
+    assert result["state"] == "ERROR" and "PING_OK" in result["mha_after"]
+    present = {int(r["id"]) for r in cluster.sql("db1", "SELECT id FROM labdb.writes")}
+    assert not set(bg.acked) - present
+    assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)
+
+
+def test_a_long_transaction_on_the_source_is_refused_or_killed(
+    refusing: LabCluster, tmp_path: Path
+) -> None:
+    cluster = refusing
+    inventory = switch_inventory(cluster, tmp_path / "inv.yml")
     port = int(cluster.source.mysql_port or 0)
     held = _connect(port, APP_USER, APP_PASSWORD)
     held.autocommit(False)
@@ -250,21 +268,21 @@ def test_a_long_transaction_on_the_source_is_refused_or_killed(
 
 
 def test_a_lagging_candidate_is_refused_before_any_switch(
-    cluster_factory: ClusterFactory, tmp_path: Path, flavor: str
+    refusing: LabCluster, tmp_path: Path
 ) -> None:
     """db2 (the candidate) applies 3 s late with writes flowing: within max_lag (5 s) for the
     restarts, over --switch-max-lag (1 s): the switch is refused before it changes anything."""
-    cluster = cluster_factory(2, flavor=flavor)
+    cluster = refusing
     inventory = switch_inventory(cluster, tmp_path / "inv.yml")
-    prepare(cluster)
     cluster.set_delay("db2", 3)
-    bg = Background(cluster)
-    bg.start()
+    bg = writer_from(cluster)
     try:
+        bg.start()
         wait_for("the first acknowledged write", lambda: bg.acked, timeout=60)
         out = run_switchover(cluster, inventory, tmp_path, "lagging")
     finally:
         bg.join()
+        cluster.set_delay("db2", 0)
     assert out.returncode == 1, out.stderr[-4000:]
     failure = out.json()["failure"]
     assert failure["step"] == "switchover:db2", failure

@@ -412,6 +412,10 @@ def test_a_failing_before_switch_hook_leaves_the_source_the_writable_source() ->
     result = run_hooked(world, hooks)
     assert not result.ok and result.failure is not None
     assert "before_switch" in result.failure.reason and "VIP busy" in result.failure.reason
+    assert (
+        "the before_switch hook failed (the switch from db1 to db3 did not begin: db1 is still "
+        "the writable source)" in result.failure.next_steps[0]
+    )
     assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
     assert world.nodes["db1"].role == "source" and world.nodes["db1"].restarts == 0
     assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
