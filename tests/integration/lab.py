@@ -1212,6 +1212,15 @@ def uptime(cluster: LabCluster, node: str) -> int:
 
 
 def ready_count(cluster: LabCluster, node: str) -> int:
-    """How many times mysqld started on ``node``: 'ready for connections' lines in its log."""
-    _, out = cluster.exec(node, ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"])
-    return int(out.strip() or 0)
+    """How many times mysqld started on ``node``: 'ready for connections' lines in its log.
+
+    grep -c prints a count even when it is 0; an empty answer is docker exec losing a short
+    command's output (seen on a loaded machine), so it is asked again, never read as 0."""
+    argv = ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"]
+
+    def count() -> tuple[int] | None:  # a tuple: a count of 0 is an answer too
+        code, out = cluster.exec(node, argv)
+        text = out.strip()
+        return (int(text),) if code in (0, 1) and text.isdigit() else None
+
+    return wait_for(f"a count of mysqld starts on {node}", count, timeout=30, interval=0.2)[0]
