@@ -73,13 +73,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         base, sep, _ = item.nodeid.partition("::")
         if sep and item.name.endswith("]") and not item.nodeid.endswith("]"):
-            setattr(item, "_nodeid", f"{base}::{item.name}")  # noqa: B010 - private, untyped
+            _set_node_id(item, f"{base}::{item.name}")
+    ids = [item.nodeid for item in items]
+    if len(set(ids)) != len(ids):  # a worker would silently run fewer tests than collected
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise pytest.UsageError(f"tests collected under the same node id: {twice}")
 
     def weight(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=weight)  # stable: a module's tests keep their order
+
+
+def _set_node_id(item: pytest.Item, node_id: str) -> None:
+    """pytest's private node id: structured (``_id``) since pytest 9, a string before."""
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import coerce_node_id  # type: ignore[import-not-found,unused-ignore]
+
+        item._id = coerce_node_id(node_id)
+    else:
+        setattr(item, "_nodeid", node_id)  # noqa: B010 - private, untyped
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
