@@ -112,6 +112,49 @@ def latency_summary(latencies: list[float]) -> dict[str, float | None]:
         "p99_s": ms(percentile(latencies, 0.99)),
         "max_s": ms(max(latencies) if latencies else None),
         "mean_s": ms(statistics.fmean(latencies) if latencies else None),
+        "over_0_5_s": sum(1 for x in latencies if x > 0.5),
+        "over_1_s": sum(1 for x in latencies if x > 1.0),
+    }
+
+
+def tcp_counters() -> dict[str, int]:
+    """This network namespace's listen-queue counters (/proc/net/netstat; the whole machine's
+    host namespace: other processes count too): connections the kernel dropped because an
+    accept queue was full, and SYNs sent again (a dropped SYN costs its client 1 s)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return {}
+    wanted = ("ListenOverflows", "ListenDrops", "TCPSynRetrans")
+    out: dict[str, int] = {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            out = {k: int(row[k]) for k in wanted if k in row}
+    return out
+
+
+def counters_delta(before: dict[str, int]) -> dict[str, int]:
+    after = tcp_counters()
+    return {k: after[k] - before[k] for k in after if k in before}
+
+
+def server_side(log: Path, start: int, end: int | None = None) -> dict[str, Any]:
+    """The server's own view of a phase: its access log between two byte offsets, the
+    requests' durations inside the server (parsing to answer written) by status."""
+    with log.open("rb") as f:
+        f.seek(start)
+        chunk = f.read() if end is None else f.read(end - start)
+    durations: dict[str, list[float]] = collections.defaultdict(list)
+    for line in chunk.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("event") == "api.request":
+            durations[str(e.get("status"))].append(float(e.get("duration_ms") or 0.0) / 1000)
+    return {
+        status: {"count": len(d), **latency_summary(d)} for status, d in sorted(durations.items())
     }
 
 
@@ -168,8 +211,8 @@ def start_server(cluster: lab.LabCluster, tmp: Path) -> tuple[harestart_cli.Serv
 class Load:
     """``clients`` threads, each with its own keep-alive session, GET ``url`` until stopped."""
 
-    def __init__(self, url: str, clients: int) -> None:
-        self.url = url
+    def __init__(self, url: str, clients: int, log: Path) -> None:
+        self.url, self.log = url, log
         self.stop = threading.Event()
         self.latencies: list[list[float]] = [[] for _ in range(clients)]
         self.errors: list[collections.Counter[str]] = [
@@ -204,7 +247,8 @@ class Load:
             http.close()
 
     def run(self, duration: float) -> dict[str, Any]:
-        load_before = loadavg()
+        load_before, tcp_before = loadavg(), tcp_counters()
+        log_start = self.log.stat().st_size
         t0 = now()
         for t in self.threads:
             t.start()
@@ -215,7 +259,10 @@ class Load:
             for t in self.threads:
                 t.join(timeout=REQUEST_TIMEOUT + 5)
         elapsed = now() - t0
-        return self.summary(elapsed, load_before)
+        result = self.summary(elapsed, load_before)
+        result["tcp_counters_delta"] = counters_delta(tcp_before)
+        result["server_side"] = server_side(self.log, log_start, self.log.stat().st_size)
+        return result
 
     def summary(self, elapsed: float, load_before: list[float]) -> dict[str, Any]:
         latencies = [x for per_client in self.latencies for x in per_client]
@@ -299,12 +346,14 @@ def sample_of(doc: dict[str, Any], replica: str) -> dict[str, Any]:
 # --- phases ----------------------------------------------------------------------------------
 
 
-def healthy_phase(url: str, clients: int, duration: float) -> dict[str, Any]:
-    return Load(url, clients).run(duration)
+def healthy_phase(
+    served: harestart_cli.Served, url: str, clients: int, duration: float
+) -> dict[str, Any]:
+    return Load(url, clients, served.log).run(duration)
 
 
 def paused_phase(
-    cluster: lab.LabCluster, url: str, clients: int, duration: float
+    cluster: lab.LabCluster, served: harestart_cli.Served, url: str, clients: int, duration: float
 ) -> dict[str, Any]:
     """One replica paused: wait until the server shows it unreachable, then the same load."""
     replica = cluster.replicas[0]
@@ -331,7 +380,7 @@ def paused_phase(
             seen = None
         waited = now() - paused_at
         with Watcher(url, replica.name) as watcher:
-            result = Load(url, clients).run(duration)
+            result = Load(url, clients, served.log).run(duration)
         result["watcher"] = watcher.summary()
     finally:
         container.unpause()
@@ -431,7 +480,7 @@ def new_client_gets(url: str, count: int) -> tuple[list[float], dict[str, int]]:
 def idle_phase(served: harestart_cli.Served, url: str, idle: int) -> dict[str, Any]:
     """``idle`` silent keep-alive connections held open while a new client GETs."""
     path = url.removeprefix(f"http://127.0.0.1:{served.port}")
-    load_before = loadavg()
+    load_before, tcp_before = loadavg(), tcp_counters()
     t0 = now()
     kept, open_failures = open_idle(served.port, path, idle)
     opened_in = now() - t0
@@ -464,6 +513,7 @@ def idle_phase(served: harestart_cli.Served, url: str, idle: int) -> dict[str, A
         "idle_states_after": dict(states),
         "closed_early": sum(n for state, n in states.items() if state != "open"),
         "second_get_on_idle": dict(reuse),
+        "tcp_counters_delta": counters_delta(tcp_before),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
@@ -488,8 +538,21 @@ def load_rows(name: str, ph: dict[str, Any], bounded: bool) -> list[Row]:
             "answers, bounded (< 1 s)" if bounded else "",
         ),
         (f"{name}: errors", f"{ph['errors']} {ph['errors_by_kind'] or ''}", "0"),
+        (f"{name}: answers over 1 s", str(ph["over_1_s"]), "0" if bounded else ""),
+        (f"{name}: in the server p50 / p99 (200)", server_200(ph), ""),
+        (f"{name}: kernel listen overflows, SYN resent", tcp(ph), "0"),
         (f"{name}: loadavg before, after", f"{ph['loadavg_before']} {ph['loadavg_after']}", ""),
     ]
+
+
+def server_200(ph: dict[str, Any]) -> str:
+    ok = ph.get("server_side", {}).get("200")
+    return "-" if not ok else f"{_s(ok['p50_s'])} / {_s(ok['p99_s'])}"
+
+
+def tcp(ph: dict[str, Any]) -> str:
+    d = ph.get("tcp_counters_delta", {})
+    return f"{d.get('ListenOverflows', '-')}, {d.get('TCPSynRetrans', '-')} (machine-wide)"
 
 
 def paused_rows(p: dict[str, Any]) -> list[Row]:
@@ -511,6 +574,7 @@ def idle_rows(i: dict[str, Any]) -> list[Row]:
         ("idle: new client errors", f"{i['errors']} {i['errors_by_kind'] or ''}", "0"),
         ("idle: closed early by the server", f"{i['closed_early']}", "0"),
         ("idle: a second GET on 1 in 10 idle", str(i["second_get_on_idle"]), "all 200"),
+        ("idle: kernel listen overflows, SYN resent", tcp(i), "0"),
         ("idle: loadavg before, after", f"{i['loadavg_before']} {i['loadavg_after']}", ""),
     ]
 
@@ -546,9 +610,9 @@ def measure(args: argparse.Namespace, result: dict[str, Any], tmp: Path) -> None
         result["cluster_start_s"] = round(now() - t0, 1)
         served, url = start_server(cluster, tmp)
         print(f"harestart serve on port {served.port}; healthy phase ...", flush=True)
-        result["healthy"] = healthy_phase(url, args.clients, args.duration)
+        result["healthy"] = healthy_phase(served, url, args.clients, args.duration)
         print("paused phase ...", flush=True)
-        result["paused"] = paused_phase(cluster, url, args.clients, args.duration)
+        result["paused"] = paused_phase(cluster, served, url, args.clients, args.duration)
         print(f"idle phase: {args.idle} idle connections ...", flush=True)
         result["idle"] = idle_phase(served, url, args.idle)
     finally:
