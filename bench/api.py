@@ -316,7 +316,10 @@ class Watcher:
 
     def summary(self) -> dict[str, Any]:
         ages = [s["observation_age_s"] for s in self.seen if s.get("observation_age_s") is not None]
-        statuses = collections.Counter(str(s.get("replica_status")) for s in self.seen)
+        statuses = collections.Counter(
+            str(s["replica_status"]) if "error" not in s else f"error {s['error']}"
+            for s in self.seen
+        )
         return {
             "samples": len(self.seen),
             "observation_age_s_min": min(ages, default=None),
