@@ -462,7 +462,8 @@ class ApiHttpServer(ThreadingHTTPServer):
 
     def _busy(self, conn: socket.socket, address: Any) -> None:
         """Every worker is busy: 503 at once, then close (the request is not read). A TLS
-        connection not through its handshake yet is closed without an answer."""
+        connection not through its handshake yet is closed without an answer; one its client
+        closed (an idle keep-alive connection ending) is closed without a 503 counted."""
         if self.tls is not None and not isinstance(conn, ssl.SSLSocket):
             self.count_request("OTHER", "unmatched", 503)
             access.info("api.request", status=503, client=address[0], busy=True, tls=True)
@@ -483,7 +484,10 @@ class ApiHttpServer(ThreadingHTTPServer):
         try:
             conn.setblocking(False)
             with contextlib.suppress(BlockingIOError):
-                conn.recv(65536)  # what arrived: closing over unread bytes would reset
+                # what arrived: closing over unread bytes would reset
+                if not conn.recv(65536):  # the client closed its idle connection: no request
+                    self.shutdown_request(conn)
+                    return
             conn.settimeout(1.0)
             conn.sendall(head.encode() + resp.body)
         except OSError:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+import structlog.testing
 
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group
@@ -147,6 +148,41 @@ def test_one_worker_answers_a_keep_alive_client_s_every_request(tmp_path: Path) 
         c.close()
         e.server.stop()
     assert set(statuses) == {200}
+
+
+def test_a_client_closing_its_connection_while_the_pool_is_full_is_no_503(
+    tmp_path: Path,
+) -> None:
+    """50 clients ending their keep-alive connections at once (EOF, no request) while every
+    worker is busy: closed quietly, not logged or counted as 503s; a real request still is."""
+    world = FakeWorld.create(replicas=1)
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def blocking_observe(g: Group) -> GroupState:
+        inside.release()
+        release.wait(30)
+        return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
+
+    e, _ = make_env(tmp_path, observe=blocking_observe)
+    e.server.stop()
+    e.server = ApiServer(e.api, max_workers=1, worker_wait=0.0).start()
+    busy = threading.Thread(target=lambda: e.request("GET", DETAIL))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            busy.start()
+            assert inside.acquire(timeout=10)  # the one worker is taken
+            silent = socket.create_connection(e.server.address, timeout=10)
+            silent.close()  # EOF without a request
+            status, _, _ = e.request("GET", LIST)
+            assert status == 503
+            release.set()
+            busy.join(10)
+    finally:
+        release.set()
+        e.server.stop()
+    refused = [x for x in logs if x["event"] == "api.request" and x.get("status") == 503]
+    assert len(refused) == 1
 
 
 def test_500_idle_keep_alive_connections_do_not_block_a_new_get(tmp_path: Path) -> None:
