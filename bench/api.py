@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import socket
 import statistics
 import sys
@@ -638,6 +639,17 @@ def serve_log_summary(log: Path) -> dict[str, Any]:
     return {"events": dict(events), "access_statuses": dict(statuses)}
 
 
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so the ``finally`` blocks stop the server and
+    the cluster (also when started in the background, where a shell ignores SIGINT)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.api", description=__doc__.split("\n\n")[0])
     ap.add_argument("--flavor", choices=lab.FLAVORS, default=lab.DEFAULT_FLAVOR)
@@ -658,17 +670,23 @@ def main(argv: list[str] | None = None) -> int:
         "paused": {},
         "idle": {},
     }
+    interrupt_on_signals()
     lab.ensure_lab_image(args.flavor)
     with tempfile.TemporaryDirectory(prefix="harestart-bench-api-") as tmp:
+        code = 0
         try:
             measure(args, result, Path(tmp))
+        except KeyboardInterrupt as exc:
+            print(f"interrupted ({exc}): server and cluster stopped", file=sys.stderr)
+            result["interrupted"] = str(exc)
+            code = 130
         finally:
             result["loadavg_at_end"] = loadavg()
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
     print(f"\nJSON: {json_path}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":
