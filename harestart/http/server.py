@@ -440,7 +440,7 @@ class ApiHttpServer(ThreadingHTTPServer):
             if not full:
                 self._waiting_count += 1
         if full:
-            self._busy(conn, address)
+            self._busy(conn, address, f"{self.max_waiting} requests wait for one")
         else:
             self._waiting.put((conn, address, time.monotonic() + self.worker_wait))
 
@@ -458,9 +458,9 @@ class ApiHttpServer(ThreadingHTTPServer):
             elif got:
                 self._work.put((conn, address))
             else:
-                self._busy(conn, address)
+                self._busy(conn, address, f"waited {self.worker_wait:g} s for one")
 
-    def _busy(self, conn: socket.socket, address: Any) -> None:
+    def _busy(self, conn: socket.socket, address: Any, why: str = "") -> None:
         """Every worker is busy: 503 at once, then close (the request is not read). A TLS
         connection not through its handshake yet is closed without an answer; one its client
         closed (an idle keep-alive connection ending) is closed without a 503 counted."""
@@ -472,8 +472,9 @@ class ApiHttpServer(ThreadingHTTPServer):
         rid = request_id_for(None)
         resp = fault_response(
             503,
-            f"the server is busy: all {self.max_workers} workers are answering requests "
-            f"(waited {self.worker_wait:g} s for one); retry",
+            f"the server is busy: all {self.max_workers} workers are answering requests"
+            + (f" ({why})" if why else "")
+            + "; retry",
             rid,
         )
         head = (
