@@ -47,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import docker.errors  # type: ignore[import-untyped]
 import requests
 
 from tests.integration import harestart_cli, lab
@@ -356,6 +357,31 @@ def healthy_phase(
     return Load(url, clients, served.log).run(duration)
 
 
+def pause(container: Any, timeout: float = 60.0) -> None:
+    """``docker pause``, again until it holds: under load the cgroup freezer can fail
+    ("OCI runtime pause failed: unable to freeze")."""
+
+    def paused() -> bool:
+        try:
+            container.pause()
+        except docker.errors.APIError as exc:
+            print(f"docker pause failed, again: {exc.explanation}", file=sys.stderr)
+        container.reload()
+        return bool(container.status == "paused")
+
+    lab.wait_for("the container paused", paused, timeout=timeout, interval=1.0)
+
+
+def unpause(container: Any) -> None:
+    """Unpause if paused (the cluster is removed afterwards anyway)."""
+    try:
+        container.reload()
+        if container.status == "paused":
+            container.unpause()
+    except docker.errors.APIError as exc:
+        print(f"warning: docker unpause failed: {exc.explanation}", file=sys.stderr)
+
+
 def paused_phase(
     cluster: lab.LabCluster, served: harestart_cli.Served, url: str, clients: int, duration: float
 ) -> dict[str, Any]:
@@ -372,8 +398,8 @@ def paused_phase(
         s = sample_of(doc, replica.name)
         return s if s["replica_reachable"] is False else None
 
-    container.pause()
     try:
+        pause(container)
         paused_at = now()
         try:
             seen = wait_until(
@@ -387,7 +413,7 @@ def paused_phase(
             result = Load(url, clients, served.log).run(duration)
         result["watcher"] = watcher.summary()
     finally:
-        container.unpause()
+        unpause(container)
         http.close()
     result.update(
         paused_node=replica.name,
