@@ -16,7 +16,8 @@ default) of silence; once it has bytes to read it goes to one of ``max_workers``
 threads for one request (and any request already pipelined behind it), then back to the
 selector. A worker reads and writes with the same socket timeout, so a client that stalls
 mid-request frees its worker after ``idle_timeout``. When every worker is busy, the request
-is answered 503 ``serviceUnavailable`` at once and the connection closed: nothing queues.
+waits for one at most ``WORKER_WAIT`` (0.25 s; at most ``WAITING_PER_WORKER`` per worker wait),
+then is answered 503 ``serviceUnavailable`` and the connection closed.
 
 With ``--tls-cert/--tls-key`` (``tls_context``) it serves HTTPS through the standard library's
 ``ssl`` (TLS 1.2 at least); a connection's handshake runs in the worker that first takes it,
@@ -77,7 +78,16 @@ access = structlog.get_logger("harestart.access")
 # Seconds a connection may stay silent (before a request, inside one, or idle between two on a
 # keep-alive connection) before the server closes it and frees its thread.
 DEFAULT_IDLE_TIMEOUT = 30.0
-DEFAULT_MAX_WORKERS = 16  # requests handled at once; more get 503 at once
+DEFAULT_MAX_WORKERS = 16  # requests handled at once; more wait WORKER_WAIT, then get 503
+# Seconds a request that found every worker busy waits for one before its 503, and how many may
+# wait (per worker): a burst of short requests (50 clients polling 16 workers, a worker that
+# answered a keep-alive client a moment before it freed its slot) is answered, not refused; a
+# pool stuck on slow requests still answers 503 after this bound.
+WORKER_WAIT = 0.25
+WAITING_PER_WORKER = 4
+# The listen backlog (socketserver's default is 5): clients that connect at the same moment
+# (those a 503 closed reconnect together) would otherwise see SYNs dropped and pay 1 s each.
+LISTEN_BACKLOG = 128
 DEFAULT_OBSERVE_INTERVAL = 10.0  # seconds between two background observations of a group
 STARTUP_OBSERVE_WAIT = 5.0  # at most this long before listening, for the first observations
 
@@ -321,12 +331,14 @@ class ApiHttpServer(ThreadingHTTPServer):
     """http.server with a fixed pool of worker threads and a selector for idle connections.
 
     ``process_request`` (called for each accepted connection) parks it in the selector; a
-    parked connection with bytes to read is handed to a free worker, or answered 503 when
-    none is free; one silent for ``idle_timeout`` is closed.
+    parked connection with bytes to read is handed to a free worker, or waits for one (in
+    the ``api-waiting`` thread, oldest first) at most ``worker_wait`` before a 503; one silent
+    for ``idle_timeout`` is closed.
     """
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self,
@@ -337,11 +349,19 @@ class ApiHttpServer(ThreadingHTTPServer):
         max_workers: int = DEFAULT_MAX_WORKERS,
         metrics: Metrics | None = None,
         tls: ssl.SSLContext | None = None,
+        worker_wait: float = WORKER_WAIT,
     ) -> None:
         self.api = api
         self.idle_timeout = idle_timeout
         self.tls = tls
         self.max_workers = max_workers
+        self.worker_wait = worker_wait
+        self.max_waiting = WAITING_PER_WORKER * max_workers
+        self._waiting: queue.SimpleQueue[tuple[socket.socket, Any, float] | None] = (
+            queue.SimpleQueue()
+        )
+        self._waiting_count = 0  # changed by the selector thread and the waiting thread
+        self._waiting_lock = threading.Lock()
         self.metrics = metrics if metrics is not None else api.metrics
         self._free = threading.Semaphore(max_workers)
         self._work: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
@@ -355,7 +375,10 @@ class ApiHttpServer(ThreadingHTTPServer):
         self._pool_threads = [
             threading.Thread(target=self._worker, name=f"api-worker-{i}", daemon=True)
             for i in range(max_workers)
-        ] + [threading.Thread(target=self._park_loop, name="api-connections", daemon=True)]
+        ] + [
+            threading.Thread(target=self._wait_loop, name="api-waiting", daemon=True),
+            threading.Thread(target=self._park_loop, name="api-connections", daemon=True),
+        ]
         for t in self._pool_threads:
             t.start()
 
@@ -408,14 +431,39 @@ class ApiHttpServer(ThreadingHTTPServer):
             self.shutdown_request(conn)
 
     def _hand_over(self, conn: socket.socket, address: Any) -> None:
-        if self._free.acquire(blocking=False):
-            self._work.put((conn, address))
+        """To a free worker; else to the waiting line (oldest first); when that is full, 503."""
+        with self._waiting_lock:
+            if self._waiting_count == 0 and self._free.acquire(blocking=False):
+                self._work.put((conn, address))
+                return
+            full = self._waiting_count >= self.max_waiting
+            if not full:
+                self._waiting_count += 1
+        if full:
+            self._busy(conn, address, f"{self.max_waiting} requests wait for one")
         else:
-            self._busy(conn, address)
+            self._waiting.put((conn, address, time.monotonic() + self.worker_wait))
 
-    def _busy(self, conn: socket.socket, address: Any) -> None:
+    def _wait_loop(self) -> None:
+        """The waiting line: each connection gets the next free worker, or 503 at its deadline."""
+        while (item := self._waiting.get()) is not None:
+            conn, address, deadline = item
+            got = self._free.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            with self._waiting_lock:
+                self._waiting_count -= 1
+            if self._closing.is_set():  # the workers are gone
+                if got:
+                    self._free.release()
+                self.shutdown_request(conn)
+            elif got:
+                self._work.put((conn, address))
+            else:
+                self._busy(conn, address, f"waited {self.worker_wait:g} s for one")
+
+    def _busy(self, conn: socket.socket, address: Any, why: str = "") -> None:
         """Every worker is busy: 503 at once, then close (the request is not read). A TLS
-        connection not through its handshake yet is closed without an answer."""
+        connection not through its handshake yet is closed without an answer; one its client
+        closed (an idle keep-alive connection ending) is closed without a 503 counted."""
         if self.tls is not None and not isinstance(conn, ssl.SSLSocket):
             self.count_request("OTHER", "unmatched", 503)
             access.info("api.request", status=503, client=address[0], busy=True, tls=True)
@@ -424,7 +472,9 @@ class ApiHttpServer(ThreadingHTTPServer):
         rid = request_id_for(None)
         resp = fault_response(
             503,
-            f"the server is busy: all {self.max_workers} workers are answering requests; retry",
+            f"the server is busy: all {self.max_workers} workers are answering requests"
+            + (f" ({why})" if why else "")
+            + "; retry",
             rid,
         )
         head = (
@@ -435,7 +485,10 @@ class ApiHttpServer(ThreadingHTTPServer):
         try:
             conn.setblocking(False)
             with contextlib.suppress(BlockingIOError):
-                conn.recv(65536)  # what arrived: closing over unread bytes would reset
+                # what arrived: closing over unread bytes would reset
+                if not conn.recv(65536):  # the client closed its idle connection: no request
+                    self.shutdown_request(conn)
+                    return
             conn.settimeout(1.0)
             conn.sendall(head.encode() + resp.body)
         except OSError:
@@ -447,19 +500,21 @@ class ApiHttpServer(ThreadingHTTPServer):
     def _worker(self) -> None:
         while (item := self._work.get()) is not None:
             conn, address = item
+            keep = False
             try:
                 conn = self._secured(conn, address)
                 handler = _Handler(conn, address, self)
+                keep = getattr(handler, "keep_open", False) and not self._closing.is_set()
             except Exception:
                 self.handle_error(conn, address)
-                self.shutdown_request(conn)
-            else:
-                if getattr(handler, "keep_open", False) and not self._closing.is_set():
-                    self._park(conn, address)
-                else:
-                    self.shutdown_request(conn)
             finally:
+                # Free the slot before parking: the client, answered, may send its next
+                # request before this thread runs again.
                 self._free.release()
+            if keep:
+                self._park(conn, address)
+            else:
+                self.shutdown_request(conn)
 
     def _secured(self, conn: socket.socket, address: Any) -> socket.socket:
         """With TLS, a connection's first turn in a worker is its handshake, under the socket
@@ -491,6 +546,7 @@ class ApiHttpServer(ThreadingHTTPServer):
             self._wake_w.send(b"x")
         for _ in range(self.max_workers):
             self._work.put(None)
+        self._waiting.put(None)
         self._pool_threads[-1].join(timeout=5)
         self._selector.close()
         self._wake_r.close()
@@ -509,9 +565,15 @@ class ApiServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_workers: int = DEFAULT_MAX_WORKERS,
         tls: ssl.SSLContext | None = None,
+        worker_wait: float = WORKER_WAIT,
     ) -> None:
         self.httpd = ApiHttpServer(
-            (host, port), api, idle_timeout=idle_timeout, max_workers=max_workers, tls=tls
+            (host, port),
+            api,
+            idle_timeout=idle_timeout,
+            max_workers=max_workers,
+            tls=tls,
+            worker_wait=worker_wait,
         )
         self._thread: threading.Thread | None = None
 

@@ -1,5 +1,5 @@
-"""serve never stalls: a fixed worker pool (503 at once when full), idle connections that
-hold no worker, and GET answered from the background observer while a host hangs."""
+"""serve never stalls: a fixed worker pool (503 after a short wait when full), idle connections
+that hold no worker, and GET answered from the background observer while a host hangs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+import structlog.testing
 
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group
@@ -91,6 +92,97 @@ def test_a_full_worker_pool_answers_503_at_once_and_recovers(tmp_path: Path) -> 
     finally:
         release.set()
         e.server.stop()
+
+
+def test_a_request_finding_every_worker_busy_waits_briefly_for_one(tmp_path: Path) -> None:
+    """A burst (50 clients polling 16 workers) is answered, not refused: a request that finds
+    every worker busy waits for one, up to the server's worker_wait, before a 503."""
+    world = FakeWorld.create(replicas=1)
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def blocking_observe(g: Group) -> GroupState:
+        inside.release()
+        release.wait(30)
+        return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
+
+    e, _ = make_env(tmp_path, observe=blocking_observe)
+    e.server.stop()
+    e.server = ApiServer(e.api, max_workers=1, worker_wait=30.0).start()
+    answers: dict[str, int] = {}
+    busy = threading.Thread(target=lambda: answers.update(detail=e.request("GET", DETAIL)[0]))
+    waiting = threading.Thread(target=lambda: answers.update(list=e.request("GET", LIST)[0]))
+    try:
+        busy.start()
+        assert inside.acquire(timeout=10)  # the one worker is taken
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while e.server.httpd._waiting_count != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert e.server.httpd._waiting_count == 1  # the second request waits for the worker
+        release.set()
+        busy.join(10)
+        waiting.join(10)
+        assert answers == {"detail": 200, "list": 200}
+    finally:
+        release.set()
+        e.server.stop()
+
+
+def test_one_worker_answers_a_keep_alive_client_s_every_request(tmp_path: Path) -> None:
+    """The worker frees its slot before the connection goes back to the selector: a client
+    that sends its next request at once never finds the worker it just left still taken."""
+    e, _ = make_env(tmp_path)
+    e.server.stop()
+    e.server = ApiServer(e.api, max_workers=1, worker_wait=0.0).start()
+    assert e.server.httpd.request_queue_size >= 128  # clients reconnecting at once: no SYN drop
+    c = http.client.HTTPConnection(*e.server.address, timeout=10)
+    statuses = []
+    try:
+        for _ in range(300):
+            c.request("GET", LIST, headers={"X-Auth-Token": SEED_TOKEN})
+            r = c.getresponse()
+            r.read()
+            statuses.append(r.status)
+    finally:
+        c.close()
+        e.server.stop()
+    assert set(statuses) == {200}
+
+
+def test_a_client_closing_its_connection_while_the_pool_is_full_is_no_503(
+    tmp_path: Path,
+) -> None:
+    """50 clients ending their keep-alive connections at once (EOF, no request) while every
+    worker is busy: closed quietly, not logged or counted as 503s; a real request still is."""
+    world = FakeWorld.create(replicas=1)
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def blocking_observe(g: Group) -> GroupState:
+        inside.release()
+        release.wait(30)
+        return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
+
+    e, _ = make_env(tmp_path, observe=blocking_observe)
+    e.server.stop()
+    e.server = ApiServer(e.api, max_workers=1, worker_wait=0.0).start()
+    busy = threading.Thread(target=lambda: e.request("GET", DETAIL))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            busy.start()
+            assert inside.acquire(timeout=10)  # the one worker is taken
+            silent = socket.create_connection(e.server.address, timeout=10)
+            silent.close()  # EOF without a request
+            status, _, _ = e.request("GET", LIST)
+            assert status == 503
+            release.set()
+            busy.join(10)
+    finally:
+        release.set()
+        e.server.stop()
+    refused = [x for x in logs if x["event"] == "api.request" and x.get("status") == 503]
+    assert len(refused) == 1
 
 
 def test_500_idle_keep_alive_connections_do_not_block_a_new_get(tmp_path: Path) -> None:
