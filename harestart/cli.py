@@ -621,8 +621,8 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
         default=16,
         show_default=True,
         metavar="N",
-        help="Requests handled at once; when all N are busy a request gets 503 at once. Idle "
-        "keep-alive connections hold no worker.",
+        help="Requests handled at once; when all N are busy a request waits up to 0.25 s for "
+        "one, then gets 503. Idle keep-alive connections hold no worker.",
     )(f)
     return click.option(
         "--observe-interval",

@@ -103,18 +103,24 @@ class PyMysqlProbe:
         host, port = self._address()
         started = time.monotonic()
         try:
+            # The handshake (the server's greeting, authentication) under connect_timeout: a
+            # frozen host accepts TCP and never greets, and pymysql would wait read_timeout
+            # (30 s) for it. Queries get read_timeout once connected.
             conn = pymysql.connect(
                 host=host,
                 port=port,
                 user=ep.user,
                 password=ep.password.reveal() if ep.password else "",
                 connect_timeout=ep.connect_timeout,
-                read_timeout=ep.read_timeout,
-                write_timeout=ep.read_timeout,
+                read_timeout=ep.connect_timeout,
+                write_timeout=ep.connect_timeout,
                 cursorclass=pymysql.cursors.DictCursor,
                 autocommit=True,
                 charset="utf8mb4",
+                defer_connect=True,
             )
+            conn.connect()
+            _set_timeouts(conn, ep.read_timeout)
         except pymysql.MySQLError as exc:
             raise self._error(f"connect to {ep.describe()}", exc) from exc
         except OSError as exc:  # pragma: no cover - pymysql wraps these as OperationalError
@@ -451,3 +457,10 @@ def _require_identifier(name: str) -> None:
     """Variable names are interpolated into SQL: only plain identifiers are accepted."""
     if not name.replace("_", "").isalnum():
         raise ValueError(f"not a plain variable name: {name!r}")
+
+
+def _set_timeouts(conn: pymysql.connections.Connection[Any], seconds: float) -> None:
+    """Read and write timeouts of an open connection (pymysql has no public setter; it applies
+    ``_read_timeout``/``_write_timeout`` to the socket before each read and write)."""
+    conn._read_timeout = seconds  # type: ignore[attr-defined]
+    conn._write_timeout = seconds  # type: ignore[attr-defined]

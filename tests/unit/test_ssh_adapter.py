@@ -7,6 +7,7 @@ import contextlib
 import shlex
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -432,6 +433,22 @@ def test_mysql_connect_refused_names_host_and_hides_password(closed_port: int) -
     assert "hunter2" not in str(info.value)
     assert "hunter2" not in repr(probe)
     assert probe.ping() is False
+
+
+def test_mysql_server_that_never_greets_fails_within_connect_timeout() -> None:
+    """A frozen host (docker pause) accepts TCP and never sends the greeting: the handshake is
+    bounded by connect_timeout (1 s here), not by the queries' read_timeout (30 s)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        probe = PyMysqlProbe(
+            "db1", mysql_at("127.0.0.1", "harestart", port=port, connect_timeout=1)
+        )
+        started = time.monotonic()
+        with pytest.raises(MysqlError) as info:
+            probe.server_info()
+        took = time.monotonic() - started
+    assert info.value.action == f"connect to harestart@127.0.0.1:{port}"
+    assert took < 10, f"the handshake waited {took:.1f} s (read_timeout is 30 s)"
 
 
 def test_mysql_tunnel_without_factory() -> None:
