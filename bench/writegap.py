@@ -367,9 +367,13 @@ def phases(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "step.finished" and step.startswith("restart_source:") and out:
             out[-1]["to"] = wall(e)
         elif kind == "switch.source_read_only":
-            out.append({"what": f"switch away from {e.get('host')}", "from": wall(e), "to": None})
+            out.append({"what": f"switch from {e.get('host')}", "from": wall(e), "to": None})
+        elif kind == "switch.promoted" and out:
+            out[-1]["what"] += f" to {e.get('host')}"
+            out[-1]["promoted"] = wall(e)
         elif kind == "hook.finished" and e.get("point") == "after_switch" and out:
             out[-1]["to"] = out[-1]["to"] or wall(e)
+            out[-1]["hook_s"] = e.get("duration_s")
     return out
 
 
@@ -395,6 +399,9 @@ def per_phase(
                 "unavailable_s": round(demo_writer.unavailable_time([gaps[i] for i in inside]), 3),
             }
         )
+        if "promoted" in w:  # a switch: read-only -> candidate writable -> writer moved
+            out[-1]["candidate_writable_after_s"] = round(w["promoted"] - w["from"], 3)
+            out[-1]["after_switch_hook_s"] = w.get("hook_s")
     noise = max((g for i, (g, _) in enumerate(gaps) if i not in claimed), default=0.0)
     return out, round(noise, 3)
 
@@ -591,8 +598,14 @@ def print_table(report: dict[str, Any]) -> None:
             print(f"  {r['pool']} {r['strategy']}: exit {r.get('exit_code')} {r.get('error', '')}")
         else:
             phases_text = "; ".join(
-                f"{p['what']} at {p['at_s']} s: {p['duration_s']} s long, longest gap "
-                f"{p['longest_gap_s']} s, unavailable {p['unavailable_s']} s"
+                f"{p['what']} at {p['at_s']} s: {p['duration_s']} s long"
+                + (
+                    f" (candidate writable after {p['candidate_writable_after_s']} s, "
+                    f"after_switch hook {p['after_switch_hook_s']} s)"
+                    if "candidate_writable_after_s" in p
+                    else ""
+                )
+                + f", longest gap {p['longest_gap_s']} s, unavailable {p['unavailable_s']} s"
                 for p in r["phases"]
             )
             print(f"  {r['pool']} {r['strategy']}: {phases_text}")

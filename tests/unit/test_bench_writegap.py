@@ -36,24 +36,26 @@ def test_the_source_restart_step_and_each_switch_are_phases() -> None:
         ev("step.started", 10.0, step="restart_source:db1", host="db1"),
         ev("step.finished", 14.0, step="restart_source:db1", host="db1"),
         ev("switch.source_read_only", 20.0, host="db1"),
-        ev("hook.finished", 20.4, point="after_switch", host="db2"),
+        ev("switch.promoted", 20.1, host="db2", old_source="db1"),
+        ev("hook.finished", 20.4, point="after_switch", host="db2", duration_s=0.2),
         ev("switch.source_read_only", 30.0, host="db2"),
         ev("hook.finished", 30.3, point="after_switch", host="db1"),
     ]
     got = phases(events)
     assert [p["what"] for p in got] == [
         "source restart db1",
-        "switch away from db1",
-        "switch away from db2",
+        "switch from db1 to db2",
+        "switch from db2",
     ]
     assert got[1]["from"] == pytest.approx(T0 + 20.0)
     assert got[1]["to"] == pytest.approx(T0 + 20.4)
+    assert got[1]["promoted"] == pytest.approx(T0 + 20.1) and got[1]["hook_s"] == 0.2
 
 
 def test_each_gap_goes_to_the_phase_it_overlaps_and_the_rest_is_noise() -> None:
     windows = [
-        {"what": "switch away from db1", "from": T0 + 20.0, "to": T0 + 20.4},
-        {"what": "switch away from db2", "from": T0 + 30.0, "to": T0 + 30.3},
+        {"what": "switch from db1 to db2", "from": T0 + 20.0, "to": T0 + 20.4},
+        {"what": "switch from db2 to db1", "from": T0 + 30.0, "to": T0 + 30.3},
     ]
     gaps = [(0.45, T0 + 20.0), (0.3, T0 + 30.05), (0.2, T0 + 25.0), (0.01, T0 + 29.0)]
     out, noise = per_phase(windows, gaps, T0)
