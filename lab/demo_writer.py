@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -43,11 +44,20 @@ def connect(host: str, port: int, user: str, password: str) -> pymysql.connectio
 
 
 def write(
-    stop: threading.Event, host: str, port: int, user: str, password: str
+    stop: threading.Event,
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    acked: list[tuple[int, float]] | None = None,
+    failures: dict[str, int] | None = None,
 ) -> tuple[list[tuple[int, float]], dict[str, int]]:
-    """Insert until ``stop``; (acknowledged (id, monotonic time) in order, failures by kind)."""
-    acked: list[tuple[int, float]] = []
-    failures: dict[str, int] = {}
+    """Insert until ``stop``; (acknowledged (id, monotonic time) in order, failures by kind).
+
+    ``acked`` and ``failures``, when given, are filled as the writes happen (a caller in another
+    thread can watch them) and returned."""
+    acked = [] if acked is None else acked
+    failures = {} if failures is None else failures
     conn: pymysql.connections.Connection[Any] | None = None
     next_id = 1
     while not stop.is_set():
@@ -74,12 +84,25 @@ def write(
     return acked, failures
 
 
+def write_gaps(times: Sequence[float]) -> list[tuple[float, float]]:
+    """The gaps between consecutive moments ``times`` (in order: a start, then each acknowledged
+    write, optionally an end): (length, the moment it began), longest first."""
+    return sorted(((b - a, a) for a, b in itertools.pairwise(times)), reverse=True)
+
+
+def unavailable_time(
+    gaps: Sequence[tuple[float, float]], threshold: float = GAP_THRESHOLD
+) -> float:
+    """The write-unavailable time: the sum of the gaps longer than ``threshold``."""
+    return sum(g for g, _ in gaps if g > threshold)
+
+
 def report(
     acked: list[tuple[int, float]], failures: dict[str, int], started: float, missing: int
 ) -> str:
     times = [started] + [t for _, t in acked]
-    gaps = sorted(((b - a, a - started) for a, b in itertools.pairwise(times)), reverse=True)
-    unavailable = sum(g for g, _ in gaps if g > GAP_THRESHOLD)
+    gaps = [(g, at - started) for g, at in write_gaps(times)]
+    unavailable = unavailable_time(gaps)
     lines = [
         f"writes acknowledged: {len(acked)} in {times[-1] - started:.1f} s "
         f"(one every ~{INTERVAL * 1000:.0f} ms through the writer frontend)",
