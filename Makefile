@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-scale clean
+.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql), then bench-scale"
 	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
 	@echo "make bench-api  harestart serve under load on a lab cluster: 50 clients healthy / replica paused, 500 idle connections (API_ARGS=...)"
+	@echo "make bench-writegap  write gaps of restart vs switchover through HAProxy, 256 MB vs 4 GB dirty pool (WRITEGAP_ARGS=...)"
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -70,12 +71,18 @@ demo-switchover: venv lab
 bench: venv lab-image
 	$(PY) -m bench --flavor $(FLAVOR) $(BENCH_ARGS)
 	$(PY) -m bench.api --flavor $(FLAVOR) $(API_ARGS)
+	$(PY) -m bench.writegap $(WRITEGAP_ARGS)
 	$(PY) -m bench.scale $(SCALE_ARGS)
 
 # `harestart serve` on one lab cluster: 50 clients x 30 s polling GET /ha/{id}, healthy then with a
 # replica paused; 500 idle keep-alive connections and a new client's GET. e.g. API_ARGS="--duration 10"
 bench-api: venv lab-image
 	$(PY) -m bench.api --flavor $(FLAVOR) $(API_ARGS)
+
+# Write gaps through the lab's HAProxy: restart vs switchover with a 256 MB and a 4 GB dirty
+# source buffer pool (MariaDB lab). e.g. make bench-writegap WRITEGAP_ARGS="--pools 256M"
+bench-writegap: venv lab-image
+	$(PY) -m bench.writegap $(WRITEGAP_ARGS)
 
 # Simulated fleets of 100, 1,000 and 10,000 groups on the unit tests' fakes (no Docker):
 # CPU per group, wall time and memory at --parallel-groups 1, 50, 500, and `harestart plan`.

@@ -5,7 +5,7 @@ dirty buffer pool, through the lab's HAProxy.
 
 One MariaDB lab cluster (db1 source, db2 + db3 replicas, MHA) behind HAProxy
 (``start_cluster(2, proxy=True)``; MariaDB only: the proxy's health checks are tested on
-MariaDB), prepared for a switchover as tests/integration/test_switchover.py does it (the
+MariaDB), prepared for a switchover as tests/integration/switching.py does it (the
 source's option file read-only, the replication account in the inventory, an application
 account without SUPER that read_only stops), with lab/hooks/haproxy_hook.py as the run's hooks
 (a replica is drained from the reader backend before its restart; the writer backend moves at
@@ -61,7 +61,7 @@ import yaml
 
 from lab import demo_writer
 from tests.integration import lab
-from tests.integration.test_switchover import configure_source_read_only, switch_inventory
+from tests.integration.switching import configure_source_read_only, switch_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK = REPO / "lab" / "hooks" / "haproxy_hook.py"
@@ -168,7 +168,7 @@ def create_app_account(cluster: lab.LabCluster) -> str:
 
 
 def write_inventory(cluster: lab.LabCluster, path: Path) -> Path:
-    """test_switchover's inventory (replication account, lab-network addresses) with the
+    """The switchover tests' inventory (replication account, lab-network addresses) with the
     HAProxy hooks of lab/hooks/lab-haproxy.yml aimed at this cluster's runtime API."""
     assert cluster.proxy is not None
     switch_inventory(cluster, path)
