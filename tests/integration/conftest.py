@@ -56,13 +56,13 @@ def _failed(item: pytest.Item) -> bool:
 # modules first keeps the workers' ends close. Only the order depends on this list.
 LONGEST_FIRST = (
     "test_faults.py",
-    "test_speed.py",
     "test_switchover.py",
+    "test_speed.py",
     "test_run.py",
+    "test_no_lost_writes.py",
+    "test_fleet.py",  # one 4-minute test: it ended the first two-worker run alone
     "test_coordination.py",
     "test_proxy.py",
-    "test_no_lost_writes.py",
-    "test_fleet.py",
     "test_api.py",
 )
 

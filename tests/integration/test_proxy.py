@@ -8,10 +8,12 @@ A cluster of each flavour (db1 source, db2 + db3 replicas) with ``start_cluster(
   mysqld restarts: a reader querying through the reader frontend the whole time sees no failed
   query; after the restart the hook makes it ready and HAProxy reports it UP;
 - a drain that cannot finish (a client holds a session) fails the hook with a clear message;
-- after_switch moves the writer: writes through the writer frontend land on the new source;
-- last, `harestart run --source-strategy switchover` with those hooks: an application writing
+- `harestart run --source-strategy switchover` with those hooks: an application writing
   through the writer frontend loses no acknowledged write and follows the source away and
-  back, and readers through the reader frontend see no failed query.
+  back, and readers through the reader frontend see no failed query;
+- after_switch moves the writer: writes through the writer frontend land on the new source.
+  This hand-made switch (last: it writes on db2 while db1 does not replicate from it) leaves
+  db2 with a transaction db1 never had, which a harestart switchover rightly refuses.
 
 The tests run in file order and put the cluster back as they found it (the switch is undone).
 """
@@ -254,71 +256,6 @@ def test_drain_that_cannot_finish_fails_the_hook(cluster: LabCluster) -> None:
     assert proxy.status("readers", "db2") == "UP"
 
 
-def test_switch_hook_refuses_an_unknown_node(cluster: LabCluster) -> None:
-    result = run_hook(
-        cluster, "before_switch", "db1", HARESTART_OLD_SOURCE="db1", HARESTART_NEW_SOURCE="db9"
-    )
-    assert result.returncode == 1
-    assert "not a server of backend writer: db9" in result.stderr
-    assert proxy_of(cluster).status("writer", "db1") == "UP"
-
-
-def write_through(cluster: LabCluster, port: int, row_id: int) -> int:
-    """Insert a row through the writer frontend; the server_id that took it."""
-    conn = connect(cluster, port)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("INSERT INTO labdb.proxy_t VALUES (%s, @@server_id)", (row_id,))
-            cur.execute("SELECT @@server_id")
-            row = cur.fetchone()
-            assert row is not None
-            return int(row[0])
-    finally:
-        conn.close()
-
-
-def set_writable(cluster: LabCluster, node: str, writable: bool) -> None:
-    """read_only off/on; on MySQL super_read_only too (turning read_only off turns it off, and
-    turning super_read_only on turns read_only on)."""
-    if cluster.flavor == "mysql" and not writable:
-        cluster.sql(node, "SET GLOBAL super_read_only = 1")
-    else:
-        cluster.sql(node, f"SET GLOBAL read_only = {0 if writable else 1}")
-
-
-def switch(cluster: LabCluster, old: str, new: str) -> None:
-    """What a switchover does to the servers, by hand: old read-only, new writable, then the
-    hooks move the writer."""
-    env = {"HARESTART_OLD_SOURCE": old, "HARESTART_NEW_SOURCE": new}
-    env["HARESTART_STRATEGY"] = "switchover"
-    before = run_hook(cluster, "before_switch", old, **env)
-    assert before.returncode == 0, before.stderr
-    set_writable(cluster, old, False)
-    set_writable(cluster, new, True)
-    after = run_hook(cluster, "after_switch", old, **env)
-    assert after.returncode == 0, after.stderr
-    assert f"writer moved: writer/{new} UP, writer/{old} in maintenance" in after.stdout
-
-
-def test_after_switch_moves_the_writer(cluster: LabCluster) -> None:
-    proxy = proxy_of(cluster)
-    read_only_before = {n: cluster.read_only_state(n) for n in ("db1", "db2")}
-    try:
-        switch(cluster, "db1", "db2")
-        assert proxy.status("writer", "db2") == "UP"
-        assert proxy.status("writer", "db1") == "MAINT"
-        assert write_through(cluster, proxy.writer_port, 2) == 2
-        assert cluster.sql("db2", "SELECT sid FROM labdb.proxy_t WHERE id = 2") == [{"sid": 2}]
-    finally:
-        switch(cluster, "db2", "db1")
-    assert proxy.status("writer", "db1") == "UP"
-    assert proxy.status("writer", "db2") == "MAINT"
-    assert write_through(cluster, proxy.writer_port, 3) == 1
-    assert {n: cluster.read_only_state(n) for n in ("db1", "db2")} == read_only_before
-    assert read_only_before["db1"][0] is False
-    assert read_only_before["db2"][0] is True
-
-
 @dataclass
 class Writer:
     """Inserts through the writer frontend as the application account (read_only stops it),
@@ -412,3 +349,68 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
         present = {int(r["id"]) for r in cluster.sql(n.name, "SELECT id FROM labdb.writes")}
         assert not acked - present, f"{n.name} lacks {sorted(acked - present)[:10]}"
     assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)
+
+
+def test_switch_hook_refuses_an_unknown_node(cluster: LabCluster) -> None:
+    result = run_hook(
+        cluster, "before_switch", "db1", HARESTART_OLD_SOURCE="db1", HARESTART_NEW_SOURCE="db9"
+    )
+    assert result.returncode == 1
+    assert "not a server of backend writer: db9" in result.stderr
+    assert proxy_of(cluster).status("writer", "db1") == "UP"
+
+
+def write_through(cluster: LabCluster, port: int, row_id: int) -> int:
+    """Insert a row through the writer frontend; the server_id that took it."""
+    conn = connect(cluster, port)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO labdb.proxy_t VALUES (%s, @@server_id)", (row_id,))
+            cur.execute("SELECT @@server_id")
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+    finally:
+        conn.close()
+
+
+def set_writable(cluster: LabCluster, node: str, writable: bool) -> None:
+    """read_only off/on; on MySQL super_read_only too (turning read_only off turns it off, and
+    turning super_read_only on turns read_only on)."""
+    if cluster.flavor == "mysql" and not writable:
+        cluster.sql(node, "SET GLOBAL super_read_only = 1")
+    else:
+        cluster.sql(node, f"SET GLOBAL read_only = {0 if writable else 1}")
+
+
+def switch(cluster: LabCluster, old: str, new: str) -> None:
+    """What a switchover does to the servers, by hand: old read-only, new writable, then the
+    hooks move the writer."""
+    env = {"HARESTART_OLD_SOURCE": old, "HARESTART_NEW_SOURCE": new}
+    env["HARESTART_STRATEGY"] = "switchover"
+    before = run_hook(cluster, "before_switch", old, **env)
+    assert before.returncode == 0, before.stderr
+    set_writable(cluster, old, False)
+    set_writable(cluster, new, True)
+    after = run_hook(cluster, "after_switch", old, **env)
+    assert after.returncode == 0, after.stderr
+    assert f"writer moved: writer/{new} UP, writer/{old} in maintenance" in after.stdout
+
+
+def test_after_switch_moves_the_writer(cluster: LabCluster) -> None:
+    proxy = proxy_of(cluster)
+    read_only_before = {n: cluster.read_only_state(n) for n in ("db1", "db2")}
+    try:
+        switch(cluster, "db1", "db2")
+        assert proxy.status("writer", "db2") == "UP"
+        assert proxy.status("writer", "db1") == "MAINT"
+        assert write_through(cluster, proxy.writer_port, 2) == 2
+        assert cluster.sql("db2", "SELECT sid FROM labdb.proxy_t WHERE id = 2") == [{"sid": 2}]
+    finally:
+        switch(cluster, "db2", "db1")
+    assert proxy.status("writer", "db1") == "UP"
+    assert proxy.status("writer", "db2") == "MAINT"
+    assert write_through(cluster, proxy.writer_port, 3) == 1
+    assert {n: cluster.read_only_state(n) for n in ("db1", "db2")} == read_only_before
+    assert read_only_before["db1"][0] is False
+    assert read_only_before["db2"][0] is True
