@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -24,7 +25,7 @@ from harestart.http.server import ApiServer
 from harestart.inventory.load import load_inventory
 
 from .fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
-from .test_api import DETAIL, LIST, SEED_HA, SEED_TOKEN, fault, make_env
+from .test_api import DETAIL, LIST, SEED_HA, SEED_TOKEN, Env, fault, make_env
 
 
 @pytest.fixture(autouse=True)
@@ -45,22 +46,31 @@ def timed_get(server: ApiServer, path: str) -> tuple[int, bytes, float]:
         c.close()
 
 
-# --- the worker pool -------------------------------------------------------------------------
-
-
-def test_a_full_worker_pool_answers_503_at_once_and_recovers(tmp_path: Path) -> None:
+def blocked_server(
+    tmp_path: Path, **server: Any
+) -> tuple[Env, threading.Semaphore, threading.Event]:
+    """An API whose observations block until ``release`` is set (a handler stuck on a host;
+    each one entering releases ``inside``), served by ``ApiServer(api, **server)``."""
     world = FakeWorld.create(replicas=1)
     release = threading.Event()
     inside = threading.Semaphore(0)
 
     def blocking_observe(g: Group) -> GroupState:
         inside.release()
-        release.wait(30)  # a handler stuck on a host
+        release.wait(30)
         return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
 
     e, _ = make_env(tmp_path, observe=blocking_observe)
     e.server.stop()
-    e.server = ApiServer(e.api, max_workers=2).start()
+    e.server = ApiServer(e.api, **server).start()
+    return e, inside, release
+
+
+# --- the worker pool -------------------------------------------------------------------------
+
+
+def test_a_full_worker_pool_answers_503_at_once_and_recovers(tmp_path: Path) -> None:
+    e, inside, release = blocked_server(tmp_path, max_workers=2)
     answers: list[int] = []
     try:
         # Two requests for two groups occupy both workers.
@@ -97,18 +107,7 @@ def test_a_full_worker_pool_answers_503_at_once_and_recovers(tmp_path: Path) -> 
 def test_a_request_finding_every_worker_busy_waits_briefly_for_one(tmp_path: Path) -> None:
     """A burst (50 clients polling 16 workers) is answered, not refused: a request that finds
     every worker busy waits for one, up to the server's worker_wait, before a 503."""
-    world = FakeWorld.create(replicas=1)
-    release = threading.Event()
-    inside = threading.Semaphore(0)
-
-    def blocking_observe(g: Group) -> GroupState:
-        inside.release()
-        release.wait(30)
-        return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
-
-    e, _ = make_env(tmp_path, observe=blocking_observe)
-    e.server.stop()
-    e.server = ApiServer(e.api, max_workers=1, worker_wait=30.0).start()
+    e, inside, release = blocked_server(tmp_path, max_workers=1, worker_wait=30.0)
     answers: dict[str, int] = {}
     busy = threading.Thread(target=lambda: answers.update(detail=e.request("GET", DETAIL)[0]))
     waiting = threading.Thread(target=lambda: answers.update(list=e.request("GET", LIST)[0]))
@@ -155,18 +154,7 @@ def test_a_client_closing_its_connection_while_the_pool_is_full_is_no_503(
 ) -> None:
     """50 clients ending their keep-alive connections at once (EOF, no request) while every
     worker is busy: closed quietly, not logged or counted as 503s; a real request still is."""
-    world = FakeWorld.create(replicas=1)
-    release = threading.Event()
-    inside = threading.Semaphore(0)
-
-    def blocking_observe(g: Group) -> GroupState:
-        inside.release()
-        release.wait(30)
-        return observe_group(g, FakeConnector(world), FakeMha(world, FakeShell(world, "mha")))
-
-    e, _ = make_env(tmp_path, observe=blocking_observe)
-    e.server.stop()
-    e.server = ApiServer(e.api, max_workers=1, worker_wait=0.0).start()
+    e, inside, release = blocked_server(tmp_path, max_workers=1, worker_wait=0.0)
     busy = threading.Thread(target=lambda: e.request("GET", DETAIL))
     try:
         with structlog.testing.capture_logs() as logs:
