@@ -20,7 +20,6 @@ The tests run in file order and put the cluster back as they found it (the switc
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from . import lab
 from .harestart_cli import harestart
 from .lab import HOST, LabCluster, LabProxy, ready_count, wait_for
 from .switching import APP_PASSWORD, APP_USER, prepare, switch_inventory
+from .writer import Writer, longest_gap
 
 pytestmark = pytest.mark.integration
 
@@ -256,54 +256,6 @@ def test_drain_that_cannot_finish_fails_the_hook(cluster: LabCluster) -> None:
     assert proxy.status("readers", "db2") == "UP"
 
 
-@dataclass
-class Writer:
-    """Inserts through the writer frontend as the application account (read_only stops it),
-    one row every ~10 ms on one connection, reconnecting after any error; records when each
-    id was acknowledged."""
-
-    port: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    acked: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, id)
-    failures: int = 0
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        self.stop.set()
-        assert self._thread is not None
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "writer thread did not stop"
-
-    def longest_gap(self) -> float:
-        times = [t for t, _ in self.acked]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-    def _loop(self) -> None:
-        conn: pymysql.connections.Connection[Any] | None = None
-        next_id = 1
-        while not self.stop.is_set():
-            row_id, next_id = next_id, next_id + 1  # never reused: an unacked one may exist
-            try:
-                if conn is None:
-                    conn = pymysql.connect(
-                        host=HOST, port=self.port, user=APP_USER, password=APP_PASSWORD,
-                        autocommit=True, connect_timeout=2, read_timeout=5, write_timeout=5,
-                    )  # fmt: skip
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO labdb.writes VALUES (%s, 'proxy')", (row_id,))
-                self.acked.append((time.monotonic(), row_id))
-            except pymysql.MySQLError:
-                self.failures += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            self.stop.wait(0.01)
-
-
 def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
     cluster: LabCluster, tmp_path: Path
 ) -> None:
@@ -316,7 +268,8 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
     doc["defaults"]["hooks"] = {p: {"command": command, "timeout": 60} for p in points}
     inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
     starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
-    writer, reader = Writer(proxy.writer_port), Reader(cluster, proxy.reader_port)
+    writer = Writer(HOST, proxy.writer_port, APP_USER, APP_PASSWORD)
+    reader = Reader(cluster, proxy.reader_port)
     writer.start()
     reader.start()
     try:
@@ -333,7 +286,7 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
         reader.join()
     print(
         f"\nswitchover through HAProxy: {len(writer.acked)} writes acknowledged, "
-        f"{writer.failures} failed, longest gap {writer.longest_gap():.3f} s; "
+        f"{writer.errors} failed, longest gap {longest_gap(writer.acked):.3f} s; "
         f"{len(reader.served)} reads"
     )
     assert out.returncode == 0, out.stderr[-4000:]
@@ -344,7 +297,7 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
     assert proxy.status("writer", "db1") == "UP" and proxy.status("writer", "db2") == "MAINT"
     assert {sid for _, sid in reader.served} <= {2, 3}  # the readers backend: db2 and db3
     cluster.wait_replicated(timeout=120)
-    acked = {row_id for _, row_id in writer.acked}
+    acked = {row_id for row_id, _ in writer.acked}
     for n in cluster.db_nodes:
         present = {int(r["id"]) for r in cluster.sql(n.name, "SELECT id FROM labdb.writes")}
         assert not acked - present, f"{n.name} lacks {sorted(acked - present)[:10]}"
