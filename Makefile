@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale clean
+.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale golden clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
@@ -89,6 +89,11 @@ bench-writegap: venv lab-image
 # e.g. make bench-scale SCALE_ARGS="--groups 100,1000 --parallel 1,50"
 bench-scale: venv
 	$(PY) -m bench.scale $(SCALE_ARGS)
+
+# The golden plans (tests/data/golden/) written anew from tests/golden.py's cases: after a plan
+# change made on purpose, review the diff and commit it. Tests only compare, never write.
+golden: venv
+	$(PY) -m tests.golden
 
 clean:
 	-docker ps -aq --filter label=harestart.lab | xargs -r docker rm -f

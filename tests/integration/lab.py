@@ -94,6 +94,8 @@ SESSION_ID = uuid.uuid4().hex[:12]
 
 # Generous deadlines: several clusters may share two cores.
 START_TIMEOUT = float(os.environ.get("LAB_START_TIMEOUT", "240"))
+# A command run in a container (docker_exec) that has not ended by then is a hang, not a wait.
+EXEC_TIMEOUT = 600.0
 
 T = TypeVar("T")
 
@@ -128,6 +130,43 @@ def wait_for(
                 f"timed out after {timeout:.0f}s waiting for {description} (last: {last!r})"
             )
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a container left: its exit code, stdout and stderr (text)."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def docker_exec(
+    container: str, argv: Sequence[str], *, timeout: float = EXEC_TIMEOUT
+) -> ExecResult:
+    """Run ``argv`` in ``container`` (an id or name) as root: the lab's one way to run a
+    command in a container, for every test, fixture, bench and lab script.
+
+    It goes through the ``docker exec`` command line, which reads both streams to their end
+    before it exits, never through docker-py's exec API: under load that one sometimes returns
+    no output at all for a short command (docker/docker-py #2042, #3332), and a fixture
+    reading that empty answer failed a whole module (tests/unit/test_suite_rules.py keeps that
+    API out of tests/, bench/ and lab/). ``timeout`` bounds the command; past it the
+    client is killed and ``TimeoutError`` names the command."""
+    cmd = ["docker", "exec", container, *argv]
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TimeoutError(
+            f"docker exec {container[:12]} {' '.join(argv)!r}: no end after {timeout:.0f} s"
+        ) from exc
+    return ExecResult(
+        done.returncode,
+        done.stdout.decode(errors="replace"),
+        done.stderr.decode(errors="replace"),
+    )
 
 
 def _random_password() -> str:
@@ -425,12 +464,14 @@ class LabCluster:
 
     # ---- access
 
-    def exec(self, node: str | LabNode, cmd: str | Sequence[str]) -> tuple[int, str]:
-        """Run a command in the node's container (docker exec, as root); (exit code, output)."""
+    def exec(
+        self, node: str | LabNode, cmd: str | Sequence[str], *, timeout: float = EXEC_TIMEOUT
+    ) -> tuple[int, str]:
+        """Run a command in the node's container (``docker_exec``, as root); (exit code,
+        stdout followed by stderr)."""
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        result = self.node(node).container.get_wrapped_container().exec_run(argv)
-        output = result.output.decode(errors="replace") if result.output else ""
-        return int(result.exit_code), output
+        result = docker_exec(self.node(node).container_id, argv, timeout=timeout)
+        return result.code, result.stdout + result.stderr
 
     def connect(self, node: str | LabNode, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         """A pymysql connection as the admin user through 127.0.0.1 and the published port."""
@@ -480,11 +521,12 @@ class LabCluster:
             else:
                 query = query % tuple(escape(v, "utf8mb4") for v in args)
         argv = [self.client, "--protocol=socket", "-uroot", "--batch", "-e", query]
-        result = n.container.get_wrapped_container().exec_run(argv, demux=True)
-        out, err = (b.decode(errors="replace") if b else "" for b in result.output)
-        if result.exit_code != 0:
-            raise RuntimeError(f"{n.name}: {self.client} exited {result.exit_code}: {err or out}")
-        lines = out.splitlines()
+        result = docker_exec(n.container_id, argv)
+        if result.code != 0:
+            raise RuntimeError(
+                f"{n.name}: {self.client} exited {result.code}: {result.stderr or result.stdout}"
+            )
+        lines = result.stdout.splitlines()
         if not lines:
             return []
         header = lines[0].split("\t")
@@ -821,10 +863,8 @@ def _ssh_banner(port: int) -> bool:
 def _ssh_banner_via(bastion: LabNode, host: str, port: int = 22) -> bool:
     """Whether ``host:port`` answers with an SSH banner as seen from inside the bastion."""
     probe = f"exec 3<>/dev/tcp/{host}/{port} && head -c 4 <&3"
-    result = bastion.container.get_wrapped_container().exec_run(
-        ["timeout", "5", "bash", "-c", probe]
-    )
-    return result.exit_code == 0 and bytes(result.output or b"").startswith(b"SSH-")
+    result = docker_exec(bastion.container_id, ["timeout", "5", "bash", "-c", probe])
+    return result.code == 0 and result.stdout.startswith("SSH-")
 
 
 # Builds every container of a cluster in order (network, nodes, bastion, MHA, readiness) and
@@ -1212,15 +1252,11 @@ def uptime(cluster: LabCluster, node: str) -> int:
 
 
 def ready_count(cluster: LabCluster, node: str) -> int:
-    """How many times mysqld started on ``node``: 'ready for connections' lines in its log.
-
-    grep -c prints a count even when it is 0; an empty answer is docker exec losing a short
-    command's output (seen on a loaded machine), so it is asked again, never read as 0."""
+    """How many times mysqld started on ``node``: 'ready for connections' lines in its log
+    (``grep -c`` prints a count, 0 included, and exits 1 when it is 0)."""
     argv = ["grep", "-c", "ready for connections", "/var/log/mysql/error.log"]
-
-    def count() -> tuple[int] | None:  # a tuple: a count of 0 is an answer too
-        code, out = cluster.exec(node, argv)
-        text = out.strip()
-        return (int(text),) if code in (0, 1) and text.isdigit() else None
-
-    return wait_for(f"a count of mysqld starts on {node}", count, timeout=30, interval=0.2)[0]
+    code, out = cluster.exec(node, argv)
+    text = out.strip()
+    if code not in (0, 1) or not text.isdigit():
+        raise RuntimeError(f"{node}: counting mysqld starts: grep exited {code}: {out!r}")
+    return int(text)

@@ -11,6 +11,7 @@ import yaml
 from .lab import LabCluster
 
 APP_USER, APP_PASSWORD = "app", "app-Pw-4-switch"
+READ_ONLY_OPTIONS = ("read_only", "super_read_only")
 
 
 def switch_inventory(cluster: LabCluster, path: Path) -> Path:
@@ -33,11 +34,14 @@ def configure_source_read_only(cluster: LabCluster) -> None:
     source is configured writable, so the test changes its file (not the running server)."""
     conf = f"{cluster.config_dir}/60-lab.cnf"
     code, out = cluster.exec(
-        "db1",
-        f"sed -i -E 's/^(super_)?read_only( *)=.*/\\1read_only\\2= ON/' {conf} && "
-        f"grep -E '^(super_)?read_only' {conf}",
+        "db1", ["sed", "-i", "-E", r"s/^(super_)?read_only( *)=.*/\1read_only\2= ON/", conf]
     )
-    assert code == 0 and "= ON" in out, out
+    assert code == 0, f"sed on {conf} exited {code}: {out}"
+    # The effect, not sed's word: the file as mysqld will read it.
+    code, text = cluster.exec("db1", ["cat", conf])
+    settings = [ln.split("=") for ln in text.splitlines() if ln.startswith(READ_ONLY_OPTIONS)]
+    assert code == 0 and settings, f"{conf} sets no read_only:\n{text}"
+    assert all(value.strip() == "ON" for _, value in settings), f"{conf}:\n{text}"
 
 
 def prepare(cluster: LabCluster) -> None:

@@ -27,7 +27,7 @@ from harestart.domain.secret import Secret
 from harestart.engine.executor import Executor
 from harestart.engine.journal import Journal, journal_path
 from harestart.errors import InventoryError
-from harestart.inventory.load import load_inventory, parse_inventory
+from harestart.inventory.load import parse_inventory
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -139,15 +139,6 @@ def test_each_hook_is_an_action_of_its_nodes_step_in_order() -> None:
         "runs_on": "bastion",
     }
     assert step3["actions_after_checks"][0]["point"] == "after_node_restart"
-
-
-def test_golden_plan_with_hooks() -> None:
-    inv = load_inventory(HOOKS_INVENTORY)
-    actual = render_json([build_plan(g) for g in inv.groups]) + "\n"
-    golden = DATA / "golden" / "plan-hooks.json"
-    if os.environ.get("HARESTART_UPDATE_GOLDEN") == "1":
-        golden.write_text(actual)
-    assert actual == golden.read_text()
 
 
 def test_switch_hooks_and_their_environment() -> None:
