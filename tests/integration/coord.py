@@ -166,6 +166,17 @@ class CoordService:
             for kv in doc.get("kvs", [])
         }
 
+    def leased_keys(self, account: str, group_id: str) -> list[str]:
+        """The keys of a group's lock and of its holder record (a member of the holder's tooz
+        group) that etcd still holds: each lives on a lease, so a dead holder's disappear
+        when the leases run out. (tooz's etcd3gw driver: ``/tooz/locks<name>`` and
+        ``tooz/groups/<group>/<member>``; harestart's names: adapters/coordination.py.)"""
+        base = f"harestart~{account}~{group_id}"
+        lock, members = f"/tooz/locks{base}~lock", f"tooz/groups/{base}~holder/"
+        return sorted(
+            k for k in self.etcd_keys() if k == lock or (k.startswith(members) and k != members)
+        )
+
     def _redis(self, command: list[str]) -> bytes:
         """Send one command (after AUTH when there is a password); the raw reply."""
 

@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,17 +141,19 @@ def status_json(inv: Path, state: Path, env: dict[str, str] | None = None) -> di
     return doc
 
 
-def wait_lock_free(inv: Path, state: Path, timeout: float) -> None:
-    """Until ``status`` (from ``state``) no longer reports a live holder: the lease expired."""
-
-    def free() -> bool:
-        lock = status_json(inv, state)["lock"]
-        return lock is None or lock["alive"] is False
-
-    wait_for("the lock's lease to expire", free, timeout=timeout, interval=1.0)
-    # The holder record and the lock are two leases renewed by one heartbeat: let the second
-    # run out too.
-    time.sleep(1.5)
+def wait_lock_free(
+    service: CoordService, inv: Path, state: Path, group_id: str, timeout: float
+) -> None:
+    """Until etcd holds neither the group's lock nor its holder record: both leases ran out
+    (two leases, renewed by one heartbeat). Then ``status`` (from ``state``) shows no holder."""
+    wait_for(
+        "the lock's and the holder record's leases to expire",
+        lambda: not service.leased_keys("100001", group_id),
+        timeout=timeout,
+        interval=0.5,
+    )
+    lock = status_json(inv, state)["lock"]
+    assert lock is None or lock["alive"] is False, lock
 
 
 def test_bad_coordination_settings_are_refused_before_anything_changes(
@@ -177,14 +178,14 @@ def test_bad_coordination_settings_are_refused_before_anything_changes(
         doc = yaml.safe_load(inv.read_text())
         doc["defaults"]["coordination"] = {**settings, "lease": LEASE}
         inv.write_text(yaml.safe_dump(doc, sort_keys=False))
-        t0 = time.monotonic()
-        out = harestart("run", str(inv), "--yes", state_dir=bastions.a, env={PASSWORD_ENV: secret})
-        took = time.monotonic() - t0
+        # Refused within a generous 60 s (the subprocess deadline), not after endless retries.
+        out = harestart(
+            "run", str(inv), "--yes", state_dir=bastions.a, env={PASSWORD_ENV: secret}, timeout=60
+        )
         assert out.returncode == code, f"{what}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
         assert named in out.stderr, f"{what}: {out.stderr}"
         assert secret not in out.stdout + out.stderr, what
         assert "Traceback" not in out.stderr, what
-        assert took < 60, f"{what}: refused only after {took:.0f} s"
     assert snapshot(cluster) == before
     assert cluster.mha_status()[0] == 0
     assert journals(bastions.a) == []
@@ -217,7 +218,7 @@ def test_two_bastions_run_at_once_one_restarts_the_other_exits_4_naming_it(
 def test_kill_9_of_the_holder_then_the_other_bastion_waits_for_the_lease_then_for_resume(
     cluster: LabCluster, etcd: CoordService, bastions: Bastions, tmp_path: Path
 ) -> None:
-    lease = 10  # long enough for the other bastion's first try to land within it
+    lease = 20  # long enough for the other bastion's first try to land within it
     inv = coord_inventory(
         cluster, tmp_path / "inv.yml", etcd.url, group_id="coord-kill9", lease=lease
     )
@@ -241,12 +242,12 @@ def test_kill_9_of_the_holder_then_the_other_bastion_waits_for_the_lease_then_fo
     )
     proc.send_signal(signal.SIGKILL)  # mid-run, while db2 restarts
     proc.wait(timeout=30)
-    killed_at = time.monotonic()
     run_id = journal(bastions.a)["run_id"]
 
     # While the dead holder's lease lives: refused, naming the holder.
     held = harestart("run", str(inv), "--yes", state_dir=bastions.b)
-    assert time.monotonic() - killed_at < lease, "too slow to try within the lease"
+    # The premise, from the service (not the clock): the lease still lived after that run.
+    assert etcd.leased_keys("100001", "coord-kill9"), "the lease ran out before the second try"
     assert held.returncode == 4, held.stdout + held.stderr
     assert names_pid(held.stderr, proc.pid) and HOSTNAME in held.stderr, held.stderr
 
@@ -255,7 +256,7 @@ def test_kill_9_of_the_holder_then_the_other_bastion_waits_for_the_lease_then_fo
         lambda: ready_count(cluster, "db2") == before["db2"] + 1 and cluster.sql("db2", "SELECT 1"),
         timeout=120,
     )
-    wait_lock_free(inv, bastions.b, timeout=lease + 30)
+    wait_lock_free(etcd, inv, bastions.b, "coord-kill9", timeout=lease + 30)
 
     # The lease expired, the group is half done: refused, naming the bastion with the journal.
     refused = harestart("run", str(inv), "--yes", state_dir=bastions.b)
@@ -332,7 +333,7 @@ def _etcd_stopped_mid_run(
     assert mid["db1"] == before["db1"]  # the source comes last: not touched
 
     service.start()
-    wait_lock_free(inv, bastions.a, timeout=LEASE + 30)
+    wait_lock_free(service, inv, bastions.a, "coord-etcd-down", timeout=LEASE + 30)
     done = harestart("resume", str(inv), "--yes", "--format", "json", state_dir=bastions.a)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.json()["state"] == "ACTIVE"

@@ -30,6 +30,7 @@ from harestart.domain.observation import GroupState
 from harestart.domain.result import GroupStatus, RunResult, utc_now
 from harestart.engine.lock import GroupLock
 from harestart.engine.observe import observe_group
+from harestart.engine.waiting import poll_until
 from harestart.errors import UsageError
 from harestart.http import api as api_mod
 from harestart.http.api import (
@@ -375,9 +376,11 @@ def test_401_without_or_with_a_wrong_token_and_tokens_are_never_logged(env: Env)
         assert status == 401 and "not valid" in fault(body)["message"]
         assert env.request("GET", DETAIL)[0] == 200
         # The access line is written by the server thread just after the response is sent.
-        deadline = time.monotonic() + 5
-        while sum(e["event"] == "api.request" for e in events) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        poll_until(
+            lambda: sum(e["event"] == "api.request" for e in events) >= 3 or None,
+            what="three access lines",
+            timeout=30,
+        )
     assert env.restarter.started == []
     text = json.dumps(events, default=str)
     assert SEED_TOKEN not in text and wrong not in text
@@ -564,10 +567,8 @@ def test_silent_and_idle_keep_alive_connections_are_closed_others_still_answered
         keep_alive.sock.settimeout(20)
         for _ in range(3):  # meanwhile every other client is answered
             assert e.request("GET", LIST)[0] == 200
-        t0 = time.monotonic()
         assert silent.recv(1) == b""  # closed by the server (a hang would time out after 20 s)
         assert keep_alive.sock.recv(1) == b""
-        assert time.monotonic() - t0 < 15
         silent.close()
         keep_alive.close()
         assert e.request("GET", LIST)[0] == 200
@@ -636,10 +637,13 @@ def test_real_restarter_lock_decides_between_api_and_cli_runs(
         status, _, body = e.request("POST", ACTION, '{"restart": {}}')
         assert status == 422 and "REBOOT" in fault(body)["message"]
         fake.release.set()
-        deadline = time.monotonic() + 10
-        while json.loads(e.request("GET", DETAIL)[2])["ha_instance"]["state"] != "ACTIVE":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        poll_until(
+            lambda: (
+                json.loads(e.request("GET", DETAIL)[2])["ha_instance"]["state"] == "ACTIVE" or None
+            ),
+            what="ACTIVE again",
+            timeout=30,
+        )
         last = json.loads(e.request("GET", DETAIL)[2])["ha_instance"]["last_restart"]
         assert last["ok"] is True and last["running"] is False and last["result"]["ok"] is True
 
@@ -827,10 +831,8 @@ def test_serve_process_answers_then_exits_0_on_sigterm(tmp_path: Path) -> None:
         r = c.getresponse()
         assert r.status == 200 and len(json.loads(r.read())["ha_instances"]) == 3
         c.close()
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert time.monotonic() - t0 < 5
+        assert proc.wait(timeout=30) == 0  # stops by itself (the deadline: a generous 30 s)
     finally:
         if proc.poll() is None:
             proc.kill()

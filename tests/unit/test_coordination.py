@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from harestart.domain.judge import LockView
 from harestart.engine.coordination import is_here, my_holder, my_mark, this_host
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment
+from harestart.engine.waiting import poll_until
 from harestart.errors import ExitCode, InventoryError, LeaseLost, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination
@@ -243,6 +243,7 @@ def test_a_second_backend_object_sees_the_holder_and_cannot_take_the_lock(
 
 def test_a_holder_that_stops_heartbeating_expires_after_the_lease(coord_lab: CoordLab) -> None:
     x = coord_lab
+    x.setup(x.url, lease=5)  # seconds of margin between the last heartbeat and the check
     g = x.group()
     first, second = x.backend(), x.backend()
     held = first.acquire(
@@ -252,12 +253,12 @@ def test_a_holder_that_stops_heartbeating_expires_after_the_lease(coord_lab: Coo
         on_lost=lambda _r: None,
     )
     held._stop.set()  # type: ignore[attr-defined]  # the process "froze": no more heartbeats
-    time.sleep(0.3)
-    assert second.lock_view(g).alive
-    deadline = time.monotonic() + 10
-    while second.lock_view(g).alive and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not second.lock_view(g).held  # the holder record expired with the lease
+    assert second.lock_view(g).alive  # its last heartbeat's lease still runs
+    # the holder record expires with the lease (a generous deadline: 30 s for a 5 s lease)
+    poll_until(
+        lambda: not second.lock_view(g).alive or None, what="the holder's expiry", timeout=30
+    )
+    assert not second.lock_view(g).held
     held.release()
     first.close()
     second.close()
@@ -279,6 +280,14 @@ def test_heartbeats_that_keep_failing_report_the_lease_lost(
         lost.append(reason)
         got.set()
 
+    beats = threading.Semaphore(0)
+    beat = backend.beat
+
+    def counted_beat(*args: Any) -> None:
+        beat(*args)
+        beats.release()
+
+    monkeypatch.setattr(backend, "beat", counted_beat)
     held = backend.acquire(
         g,
         my_holder(command="harestart run", state_dir=x.tmp / "b1"),
@@ -286,8 +295,9 @@ def test_heartbeats_that_keep_failing_report_the_lease_lost(
         on_lost=on_lost,
     )
     try:
-        time.sleep(0.3)
-        assert not lost  # heartbeats succeed
+        for _ in range(3):  # heartbeats get through...
+            assert beats.acquire(timeout=30)
+        assert not got.is_set()  # ...and none reported the lease lost
         coordinator: Any = backend._coord
 
         def down() -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment, FleetOutcome, RunRequest, fleet_mode, restart_groups
 from harestart.engine.run import restart as engine_restart
 from harestart.engine.waiting import ManualClock
-from harestart.errors import CoordinationUnavailable, ExitCode
+from harestart.errors import CoordinationUnavailable, ExitCode, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination
 
@@ -255,6 +256,31 @@ def test_run_all_json_lists_the_fleet_and_continues_a_round_whose_members_all_di
     assert "restarted here: 1/a" in r.out
 
 
+class RefusalWatch:
+    """A group's real coordination backend that sets ``refused`` when it finds ``group_id``
+    locked by another run (LockHeld from acquire or check_free)."""
+
+    def __init__(self, inner: Any, group_id: str, refused: threading.Event) -> None:
+        self.inner, self.group_id, self.refused = inner, group_id, refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _watch(self, group: Group, call: Any) -> Any:
+        try:
+            return call()
+        except LockHeld:
+            if group.id == self.group_id:
+                self.refused.set()
+            raise
+
+    def acquire(self, group: Group, *args: Any, **kwargs: Any) -> Any:
+        return self._watch(group, lambda: self.inner.acquire(group, *args, **kwargs))
+
+    def check_free(self, group: Group, *args: Any, **kwargs: Any) -> Any:
+        return self._watch(group, lambda: self.inner.check_free(group, *args, **kwargs))
+
+
 def test_a_group_locked_by_another_run_is_left_for_later_then_done_once(
     fleet_lab: FleetLab,
 ) -> None:
@@ -271,13 +297,32 @@ def test_a_group_locked_by_another_run_is_left_for_later_then_done_once(
         break_stale=False,
         on_lost=lambda _r: None,
     )
-    released = threading.Timer(0.5, held.release)
+    # The other run ends once bastion1 has found b locked (not after a guessed delay).
+    refused = threading.Event()
+    bastion = x.bastion
+
+    def watched(name: str) -> Environment:
+        def coordination(group: Group, state_dir: Path) -> Any:
+            return RefusalWatch(real_coordination(group, state_dir), "b", refused)
+
+        return replace(bastion(name), coordination=coordination)
+
+    x.bastion = watched  # type: ignore[method-assign]
+
+    def release_once_refused() -> None:
+        if refused.wait(60):
+            held.release()
+
+    released = threading.Thread(target=release_once_refused)
     released.start()
     try:
         outcomes = run_bastions(x, ["bastion1"])
+        found_locked = refused.is_set()
     finally:
+        refused.set()
         released.join()
         other.close()
+    assert found_locked  # the run met b locked by the other run first
     report = outcomes["bastion1"].fleet
     assert report is not None and report.ok
     assert sorted(report.restarted) == sorted(keys(GROUPS))

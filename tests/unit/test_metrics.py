@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import structlog
 
 from harestart.domain.plan import Action
 from harestart.domain.result import GroupStatus, RunResult, StepRecord, StepStatus
+from harestart.engine.waiting import poll_until
 from harestart.errors import ExitCode
 from harestart.http.api import TokenMap, route_template
 from harestart.http.server import ApiServer, build_api
@@ -117,10 +117,7 @@ def test_metrics_after_an_api_restart_show_the_counter_durations_and_state(
         assert x.restarts("a") == [1, 1, 1]
         assert post_restart(server, f"/v1.0/{ACCOUNT}/ha/nope/action") == 404
         observer.poll_once()  # observe now (the fakes are not thread-safe during a run)
-        deadline = time.monotonic() + 10
-        while observer.latest(inv.groups[0]) is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        poll_until(lambda: observer.latest(inv.groups[0]), what="an observation", timeout=30)
 
         status, ctype, body = get(server, "/metrics")  # no token: see the README
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
