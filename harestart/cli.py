@@ -614,7 +614,26 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
 
 
 def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
-    """How ``serve`` observes and how many requests it answers at once."""
+    """How ``serve`` observes, how many requests it answers at once, and its limits on
+    connections (see the README's "Security")."""
+    f = click.option(
+        "--max-connections",
+        type=click.IntRange(min=1),
+        default=1000,
+        show_default=True,
+        metavar="N",
+        help="Connections open at once; over it a new one gets 503 (TLS: is closed). Lowered "
+        "to what the open-files limit leaves beside a restart's SSH and MySQL sessions.",
+    )(f)
+    f = click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="A whole request (headers and body, or a TLS handshake) must arrive within this "
+        "time; a client still sending then gets 400 and is disconnected.",
+    )(f)
     f = click.option(
         "--max-workers",
         type=click.IntRange(min=1, max=1024),
@@ -666,6 +685,8 @@ def serve(
     tokens_env: str | None,
     observe_interval: float,
     max_workers: int,
+    max_connections: int,
+    request_timeout: float,
     tls_cert: str | None,
     tls_key: str | None,
     verbose: bool,
@@ -689,6 +710,7 @@ def serve(
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
     _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,
                         observe_interval=observe_interval, max_workers=max_workers,
+                        max_connections=max_connections, request_timeout=request_timeout,
                         tls=tls))  # fmt: skip
 
 

@@ -161,6 +161,7 @@ def make_env(
     observe: Any = None,
     ttl: float = 5.0,
     idle_timeout: float = 30.0,
+    request_timeout: float = 10.0,
 ) -> tuple[Env, Any]:
     pw = tmp_path / "pw"
     pw.write_text("fake-password\n")
@@ -180,7 +181,7 @@ def make_env(
         observer=CachedObserver(ttl, observe=observe or fake_observe),
         shutting_down=stopping.is_set,
     )
-    server = ApiServer(api, idle_timeout=idle_timeout).start()
+    server = ApiServer(api, idle_timeout=idle_timeout, request_timeout=request_timeout).start()
     return Env(server, api, restarter, inv_path, world, stopping), restarter
 
 
@@ -577,7 +578,8 @@ def test_silent_and_idle_keep_alive_connections_are_closed_others_still_answered
 
 
 def test_a_body_that_never_arrives_gets_400_and_the_connection_is_closed(tmp_path: Path) -> None:
-    e, _ = make_env(tmp_path, idle_timeout=0.5)
+    """Since #21 the deadline is the whole request's (--request-timeout), not a read's."""
+    e, _ = make_env(tmp_path, request_timeout=0.5)
     try:
         with socket.create_connection(e.server.address, timeout=20) as s:
             s.sendall(

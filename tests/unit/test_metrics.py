@@ -172,7 +172,7 @@ def test_metrics_is_get_only_and_counts_requests_by_route_and_code(tmp_path: Pat
     e, _ = make_env(tmp_path)
     metrics = Metrics(http=True)
     e.api.metrics = metrics
-    e.server.httpd.metrics = metrics
+    e.server.app.metrics = metrics
     try:
         assert e.request("GET", DETAIL)[0] == 200
         assert e.request("GET", DETAIL)[0] == 200
