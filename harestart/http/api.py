@@ -73,6 +73,7 @@ FAULTS = {
     500: "instanceFault",
     501: "notImplemented",
     503: "serviceUnavailable",
+    505: "httpVersionNotSupported",  # not the seed's: an HTTP version other than 1.0 and 1.1
 }
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -314,6 +315,11 @@ class Route:
     authenticated: bool = True
 
     @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods answered: HEAD with every GET (RFC 9110 9.3.2: the GET's head)."""
+        return (self.method, "HEAD") if self.method == "GET" else (self.method,)
+
+    @property
     def pattern(self) -> re.Pattern[str]:
         return _compiled(self.template)
 
@@ -391,11 +397,12 @@ class Api:
         if self.shutting_down():
             raise ApiError(503, "the server is shutting down", headers=(("Retry-After", "30"),))
         route, params = self._route(req)
-        if req.method != route.method:
+        if req.method not in route.methods:
+            allowed = ", ".join(route.methods)
             raise ApiError(
                 405,
-                f"{req.method} is not allowed on {req.path}; allowed: {route.method}",
-                headers=(("Allow", route.method),),
+                f"{req.method} is not allowed on {req.path}; allowed: {allowed}",
+                headers=(("Allow", allowed),),
             )
         if not route.authenticated:
             return None, route.handler(self, req, params)

@@ -428,11 +428,11 @@ def test_404_for_unknown_account_ha_id_or_path(env: Env, path: str, token: str, 
     [
         ("GET", ACTION, "POST"),
         ("PUT", ACTION, "POST"),
-        ("DELETE", DETAIL, "GET"),
-        ("PATCH", DETAIL, "GET"),
-        ("POST", DETAIL, "GET"),
-        ("POST", LIST, "GET"),
-        ("OPTIONS", LIST, "GET"),
+        ("DELETE", DETAIL, "GET, HEAD"),
+        ("PATCH", DETAIL, "GET, HEAD"),
+        ("POST", DETAIL, "GET, HEAD"),
+        ("POST", LIST, "GET, HEAD"),
+        ("OPTIONS", LIST, "GET, HEAD"),
     ],
 )
 def test_405_with_allow_for_a_method_the_resource_does_not_allow(

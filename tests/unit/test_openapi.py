@@ -54,11 +54,11 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_every_route_is_documented_and_every_documented_operation_is_a_route() -> None:
     doc = contract()
-    routes = {(r.template, r.method.lower()) for r in ROUTES}
+    routes = {(r.template, m.lower()) for r in ROUTES for m in r.methods}
     documented = {(path, m) for path, item in doc["paths"].items() for m in item if m in METHODS}
     assert routes == documented
-    for r in ROUTES:
-        op = doc["paths"][r.template][r.method.lower()]
+    for r, method in ((route, m) for route in ROUTES for m in route.methods):
+        op = doc["paths"][r.template][method.lower()]
         # a route without a token says so; the others need the document's X-Auth-Token scheme
         security = op.get("security", doc["security"])
         assert (security == []) is (not r.authenticated), r.template
@@ -89,7 +89,7 @@ def test_get_openapi_json_needs_no_token_and_serves_the_shipped_file(env: Env) -
     assert status == 200 and headers["content-type"] == "application/json"
     assert body == openapi_document() == (REPO / "harestart/http/openapi.json").read_bytes()
     status, headers, _ = env.request("POST", "/openapi.json", "{}", token=None)
-    assert status == 405 and headers["allow"] == "GET"
+    assert status == 405 and headers["allow"] == "GET, HEAD"  # HEAD with GET since #21
 
 
 def test_the_document_ships_as_package_data() -> None:
@@ -170,7 +170,8 @@ def test_standard_methods_the_resource_does_not_take_get_405_with_allow(
     """schemathesis's unsupported_method check sent TRACE and QUERY: http.server answered
     501 (a server error) because it had no do_TRACE; a method HTTP defines is recognised, so
     the answer is 405 with Allow. A method nobody defines (BREW) still gets 501."""
-    for path, allow in [(DETAIL, "GET"), ("/openapi.json", "GET"), (f"{DETAIL}/action", "POST")]:
+    get = "GET, HEAD"  # since #21, HEAD is answered wherever GET is
+    for path, allow in [(DETAIL, get), ("/openapi.json", get), (f"{DETAIL}/action", "POST")]:
         status, headers, body = env.request(method, path)
         assert status == 405 and headers["allow"] == allow, (path, body)
         assert json.loads(body)["badMethod"]["code"] == 405
