@@ -555,11 +555,47 @@ def route_template(path: str) -> str:
     return next((r.template for r in ROUTES if r.match(path) is not None), "unmatched")
 
 
+MAX_JSON_DEPTH = 8  # nesting of a request body; {"restart": {}} has 2
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in ``text`` (JSON or not), brackets inside strings not
+    counted: checked before ``json.loads``, whose recursion ends in RecursionError (a 500)
+    for a few thousand nested ``[``."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_action(body: bytes) -> str:
-    """The action named by a POST .../action body; 400 unless it is ``{"<name>": {...}}``."""
+    """The action named by a POST .../action body; 400 unless it is ``{"<name>": {...}}``
+    (at most MAX_JSON_DEPTH deep; its size is bounded by MAX_BODY before it is read)."""
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, 'the body is not valid JSON; send {"restart": {}}') from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ApiError(
+            400, f'the body nests deeper than {MAX_JSON_DEPTH} levels; send {{"restart": {{}}}}'
+        )
+    try:
+        doc = json.loads(text)
+    except ValueError:
         raise ApiError(400, 'the body is not valid JSON; send {"restart": {}}') from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'the body must be a JSON object such as {"restart": {}}')

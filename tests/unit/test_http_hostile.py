@@ -309,3 +309,25 @@ def test_a_repeated_auth_token_header_is_refused(env: Env) -> None:
     raw = GET_LIST + "X-Auth-Token: token-of-account-5678-aaaaaaaa\r\n\r\n"
     status, _, body = exchange(env.server.address, raw.encode())
     assert status == 400 and "repeated X-Auth-Token header" in fault(body)["message"]
+
+
+# --- probe 4: input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["[" * 8000, '{"restart": ' * 600 + "{}" + "}" * 600])
+def test_a_deeply_nested_body_is_a_400_not_a_500(env: Env, body: str) -> None:
+    """#21 probe 4: an authenticated POST of 8,000 nested ``[`` was a 500 (RecursionError in
+    the body parser)."""
+    status, _, resp = env.request("POST", f"{DETAIL}/action", body)
+    assert status == 400, resp
+    assert "nests deeper than" in fault(resp)["message"]
+    assert env.restarter.started == []
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    from harestart.http.api import json_depth
+
+    assert json_depth('{"restart": {}}') == 2
+    assert json_depth('{"a": "[[[[{{{{"}') == 1
+    assert json_depth('{"a": "\\"[[["}') == 1
+    assert json_depth("[" * 8000) == 8000
