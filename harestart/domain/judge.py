@@ -40,6 +40,7 @@ class LockView:
     holder: str | None = None
     alive: bool = False
     backend: str = "local"  # where the lock lives: "local" (flock) or the service's URL scheme
+    since: str | None = None  # when the holder took it (a tenant's view shows only this)
 
     @property
     def held(self) -> bool:
@@ -52,6 +53,15 @@ class LockView:
 
     def who(self) -> str:
         return self.holder or "an unknown process"
+
+    def for_tenant(self) -> LockView:
+        """The lock as a tenant of the API sees it: that a run holds it and since when, not
+        the holder's pid, user, host, command or state directory (an operator's)."""
+        if not self.held:
+            return self
+        since = f" since {self.since}" if self.since else ""
+        run = "a restart runs" if self.alive else "a restart that died holds the lock"
+        return LockView(f"{run}{since}", self.alive, self.backend, self.since)
 
     def to_dict(self) -> dict[str, Any] | None:
         if not self.held:
@@ -96,6 +106,14 @@ class RunFacts:
     unfinished: RunSummary | None = None
     journal_error: str | None = None  # the journal exists but cannot be read
     running_here: bool = False  # a restart started by this process is running
+
+    def for_tenant(self) -> RunFacts:
+        """The facts a tenant's view is judged from: the lock without its holder's details,
+        a journal problem without its paths (see ``LockView.for_tenant``)."""
+        error = self.journal_error
+        if error is not None:
+            error = "an operator must look at it (serve's log and `harestart status` say why)"
+        return RunFacts(self.lock.for_tenant(), self.unfinished, error, self.running_here)
 
 
 @dataclass(frozen=True)

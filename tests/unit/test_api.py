@@ -55,6 +55,7 @@ SEED_ACCOUNT = "1234"
 SEED_HA = "3a493f8c-9b9c-4ca1-845b-e3689abb1f5c"
 OTHER_TOKEN = "token-of-account-5678-aaaaaaaa"
 LONELY_TOKEN = "token-of-an-account-without-groups"
+OPERATOR_TOKEN = "operator-token-0123456789abcdef"  # {operator: true}: /metrics, every account
 
 
 def inventory_text(password_file: Path) -> str:
@@ -175,7 +176,14 @@ def make_env(
     restarter = restarter if restarter is not None else FakeRestarter()
     stopping = threading.Event()
     api = Api(
-        tokens=TokenMap({SEED_TOKEN: SEED_ACCOUNT, OTHER_TOKEN: "5678", LONELY_TOKEN: "9999"}),
+        tokens=TokenMap(
+            {
+                SEED_TOKEN: SEED_ACCOUNT,
+                OTHER_TOKEN: "5678",
+                LONELY_TOKEN: "9999",
+                OPERATOR_TOKEN: api_mod.OPERATOR,
+            }
+        ),
         inventory=InventoryFile(str(inv_path), load_inventory(inv_path)),
         restarter=restarter,
         observer=CachedObserver(ttl, observe=observe or fake_observe),
@@ -696,6 +704,9 @@ def test_unfinished_journal_makes_the_group_error_and_refuses_restart(
     try:
         ha = json.loads(e.request("GET", DETAIL)[2])["ha_instance"]
         assert ha["state"] == "ERROR" and ha["unfinished_run"]["outcome"] == "failed"
+        # a tenant is not shown the server's inventory path (#21), an operator is
+        assert ha["unfinished_run"]["resume"] == f"harestart resume INVENTORY --group {SEED_HA}"
+        ha = json.loads(e.request("GET", DETAIL, token=OPERATOR_TOKEN)[2])["ha_instance"]
         assert ha["unfinished_run"]["resume"] == f"harestart resume inv.yml --group {SEED_HA}"
         status, _, body = e.request("POST", ACTION, '{"restart": {}}')
         assert status == 422 and "unfinished run" in fault(body)["message"]

@@ -9,7 +9,10 @@ happens soon, and the test waits on the event itself."""
 
 from __future__ import annotations
 
+import getpass
 import http.client
+import json
+import os
 import socket
 import ssl
 import threading
@@ -18,9 +21,27 @@ from pathlib import Path
 
 import pytest
 
+from harestart.engine.lock import GroupLock
+from harestart.engine.waiting import poll_until
+from harestart.errors import UsageError
+from harestart.http.api import json_depth, parse_tokens
+from harestart.http.jobs import BackgroundRestarter
 from harestart.http.server import ApiServer, tls_context
+from harestart.http.transport import FD_RESERVE, connection_cap
+from harestart.views.metrics import Metrics
 
-from .test_api import DETAIL, LIST, SEED_TOKEN, Env, _quiet_logs, fault, make_env  # noqa: F401 (autouse fixture)
+from .test_api import (
+    DETAIL,
+    LIST,
+    OPERATOR_TOKEN,
+    SEED_ACCOUNT,
+    SEED_HA,
+    SEED_TOKEN,
+    Env,
+    _quiet_logs,  # noqa: F401 (autouse fixture)
+    fault,
+    make_env,
+)
 from .test_tls import self_signed
 
 WAIT = 30.0  # seconds: the most any socket read in these tests waits
@@ -220,7 +241,6 @@ def test_connections_over_the_cap_get_503_and_the_cap_is_given_back(tmp_path: Pa
 def _eventually_200(e: Env) -> bool:
     """A GET is answered 200 once the server has seen a closed connection go (the close
     reaches its loop a moment after the client's)."""
-    from harestart.engine.waiting import poll_until
 
     def ok() -> bool | None:
         try:
@@ -234,9 +254,6 @@ def _eventually_200(e: Env) -> bool:
 def test_the_cap_leaves_descriptors_for_a_restart() -> None:
     """#21 probe 2: the cap is sized below the open-files limit, a reserve kept free for the
     SSH and MySQL sessions of a restart in flight; no room at all is a usage error."""
-    from harestart.errors import UsageError
-    from harestart.http.transport import FD_RESERVE, connection_cap
-
     assert connection_cap(1000, 1_048_576) == 1000
     assert connection_cap(1000, 1024) == 768  # a quarter kept
     assert connection_cap(1000, 256) == 256 - FD_RESERVE  # at least FD_RESERVE kept
@@ -325,9 +342,69 @@ def test_a_deeply_nested_body_is_a_400_not_a_500(env: Env, body: str) -> None:
 
 
 def test_json_depth_counts_brackets_outside_strings_only() -> None:
-    from harestart.http.api import json_depth
-
     assert json_depth('{"restart": {}}') == 2
     assert json_depth('{"a": "[[[[{{{{"}') == 1
     assert json_depth('{"a": "\\"[[["}') == 1
     assert json_depth("[" * 8000) == 8000
+
+
+# --- probe 5: tenancy --------------------------------------------------------------------------
+
+
+def test_metrics_need_an_operator_token(env: Env) -> None:
+    """#21 probe 5: /metrics without any token listed every account's groups and states."""
+    env.api.metrics = Metrics(http=True)
+    status, _, body = env.request("GET", "/metrics", token=None)
+    assert status == 401 and SEED_HA.encode() not in body
+    status, _, body = env.request("GET", "/metrics")  # a tenant's token
+    assert status == 403 and "operator" in fault(body)["message"]
+    assert env.request("GET", "/metrics", token=OPERATOR_TOKEN)[0] == 200
+
+
+def test_a_tenant_sees_that_a_restart_runs_not_who_runs_it_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#21 probe 5: a tenant's group details showed the operator's pid, ``user@host`` and
+    the server's paths. A tenant now reads "a restart runs since ..."; an operator's token
+    still shows the holder."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("HARESTART_STATE_DIR", str(state))
+    e, _ = make_env(tmp_path, restarter=BackgroundRestarter(str(tmp_path / "inv.yml")))
+    e.server.stop()
+    e.server = ApiServer(e.api).start()
+    try:
+        with GroupLock(state, SEED_ACCOUNT, SEED_HA, command="harestart run /srv/inv.yml"):
+            status, _, body = e.request("GET", DETAIL)
+            operator = json.loads(e.request("GET", DETAIL, token=OPERATOR_TOKEN)[2])
+    finally:
+        e.server.stop()
+    assert status == 200
+    ha = json.loads(body)["ha_instance"]
+    assert ha["state"] == "REBOOT" and ha["lock"]["holder"].startswith("a restart runs since ")
+    text = body.decode()
+    for secret in (f"pid {os.getpid()}", f"{getpass.getuser()}@", str(state), "/srv/inv.yml"):
+        assert secret not in text, secret
+    assert f"pid {os.getpid()}" in operator["ha_instance"]["lock"]["holder"]
+
+
+def test_an_operator_token_reads_every_account_a_tenant_only_its_own(env: Env) -> None:
+    other = LIST.replace("1234", "5678")
+    assert env.request("GET", other)[0] == 403  # the seed's tenant token, another account
+    status, _, body = env.request("GET", other, token=OPERATOR_TOKEN)
+    assert status == 200 and [h["id"] for h in json.loads(body)["ha_instances"]] == ["other"]
+
+
+def test_the_tokens_file_takes_operator_entries_and_refuses_look_alikes(tmp_path: Path) -> None:
+    tokens = parse_tokens(
+        '"tenant-token-0123456789": "1234"\n"operator-token-0123456789": {operator: true}\n',
+        "t.yml",
+    )
+    tenant, operator = (
+        tokens.caller("tenant-token-0123456789"),
+        tokens.caller("operator-token-0123456789"),
+    )
+    assert tenant is not None and not tenant.operator and tenant.account == "1234"
+    assert operator is not None and operator.operator
+    for bad in ("{operator: false}", "{operator: yes, account: 1}", "{admin: true}"):
+        with pytest.raises(UsageError, match=r"t.yml:1: entry 1: an operator's entry is"):
+            parse_tokens(f'"operator-token-0123456789": {bad}\n', "t.yml")

@@ -19,7 +19,16 @@ from harestart.http import api as api_mod
 from harestart.http.api import FAULTS, ROUTES, openapi_document
 from harestart.views.metrics import Metrics
 
-from .test_api import DETAIL, LIST, SEED_HA, Env, _quiet_logs, make_env  # noqa: F401 (autouse fixture)
+from .test_api import (
+    DETAIL,
+    LIST,
+    OPERATOR_TOKEN,
+    SEED_HA,
+    SEED_TOKEN,
+    Env,
+    _quiet_logs,  # noqa: F401 (autouse fixture)
+    make_env,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -62,7 +71,7 @@ def test_every_route_is_documented_and_every_documented_operation_is_a_route() -
         # a route without a token says so; the others need the document's X-Auth-Token scheme
         security = op.get("security", doc["security"])
         assert (security == []) is (not r.authenticated), r.template
-        if r.authenticated:  # the token is checked against the path's account
+        if r.authenticated and not r.operator_only:  # checked against the path's account
             assert "accountId" in r.pattern.groupindex, r.template
         names = {p["name"] for p in op.get("parameters", []) if "name" in p}
         assert set(r.pattern.groupindex) <= names, r.template  # every path parameter described
@@ -197,11 +206,16 @@ def test_a_group_not_observed_yet_conforms_too(env: Env) -> None:
 
 def test_metrics_answers_conform(env: Env) -> None:
     op = contract()["paths"]["/metrics"]["get"]
-    status, _, body = env.request("GET", "/metrics", token=None)  # an API without metrics
+    operator = OPERATOR_TOKEN
+    status, _, body = env.request("GET", "/metrics", token=operator)  # an API without metrics
     assert status == 404 and "404" in op["responses"]
     conforms(json.loads(body), "itemNotFound")
     env.api.metrics = Metrics(http=True)  # as serve builds it
-    status, headers, body = env.request("GET", "/metrics", token=None)
+    for token, code, fault_name in [(None, 401, "unauthorized"), (SEED_TOKEN, 403, "forbidden")]:
+        status, _, body = env.request("GET", "/metrics", token=token)  # since #21
+        assert status == code and str(code) in op["responses"]
+        conforms(json.loads(body), fault_name)
+    status, headers, body = env.request("GET", "/metrics", token=operator)
     assert status == 200 and "200" in op["responses"]
     assert headers["content-type"].startswith("text/plain")
     assert b"harestart_restarts_total" in body or b"# HELP" in body
