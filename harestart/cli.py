@@ -664,7 +664,8 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
     "--tokens",
     "tokens_file",
     metavar="FILE",
-    help="YAML or JSON mapping X-Auth-Token (or sha256:<hex digest>) -> account; mode 0600.",
+    help="YAML or JSON mapping X-Auth-Token (or sha256:<hex digest>) -> account (a tenant) or "
+    "{operator: true}; mode 0600.",
 )
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
@@ -696,7 +697,8 @@ def serve(
     POST /v1.0/{accountId}/ha/{haId}/action {"restart": {}} restarts a group in the
     background (202); GET /v1.0/{accountId}/ha[/{haId}] shows groups, states and the last
     restart, from observations taken in the background. GET /openapi.json (no token) is the
-    contract; GET /metrics (no token) gives Prometheus metrics. Logs are JSON lines on stderr.
+    contract; GET /metrics (an operator's token) gives Prometheus metrics. Logs are JSON lines
+    on stderr.
     SIGTERM: stop accepting work, let running restarts stop at their next safe point, exit 0.
     """
     from harestart import log

@@ -15,7 +15,8 @@ connections silent for ``idle_timeout``. On top of it, this module adds what it 
   closed at once (TLS), and counts for nothing. ``serve`` sizes the cap below the process's
   open-files limit (``connection_cap``), so descriptors stay free for the SSH and MySQL
   sessions of a restart in flight and ``accept`` never fails with "Too many open files"
-  (asyncio 3.11 spins on that error: one retry timer per queued connection).
+  (asyncio 3.11 spins on that error: it schedules a retry for every accept attempt of
+  its loop).
 - malformed requests that h11 refuses are answered with the API's JSON fault, not uvicorn's
   text, and logged and counted like every other answer.
 
