@@ -578,6 +578,7 @@ class Slowloris:
         self.ended: collections.Counter[str] = collections.Counter()
         self.connect_errors: collections.Counter[str] = collections.Counter()
         self.bytes_sent = 0
+        self.rounds = 0  # rounds of one byte to every connection sent so far
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="slowloris", daemon=True)
         self.selector = selectors.DefaultSelector()
@@ -615,6 +616,7 @@ class Slowloris:
                     self.bytes_sent += 1
                 except OSError:
                     pass  # the reader below sees why
+            self.rounds += 1
             while (left := tick - now()) > 0 and not self.stop.is_set():
                 for key, _ in self.selector.select(left):
                     self._end(key.fileobj)  # type: ignore[arg-type]
@@ -649,7 +651,8 @@ def slowloris_phase(
     t0 = now()
     slow.thread.start()
     try:
-        time.sleep(min(5.0, duration / 3))  # the trickling connections are all open by then
+        # every trickling connection open and trickling (its request arriving for a while)
+        wait_until("the trickling connections trickling", lambda: slow.rounds >= 2, timeout=120)
         latencies, errors = new_client_gets(url, NEW_CLIENT_REQUESTS)
         load.stop.wait(max(0.0, duration - (now() - t0)))
     finally:

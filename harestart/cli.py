@@ -622,8 +622,9 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
         default=1000,
         show_default=True,
         metavar="N",
-        help="Connections open at once; over it a new one gets 503 (TLS: is closed). Lowered "
-        "to what the open-files limit leaves beside a restart's SSH and MySQL sessions.",
+        help="Connections open at once; at it a new one takes the place of a request arriving "
+        "for over 1 s, else gets 503 (TLS: is closed). Lowered to what the open-files limit "
+        "leaves beside a restart's SSH and MySQL sessions.",
     )(f)
     f = click.option(
         "--request-timeout",

@@ -11,12 +11,15 @@ connections silent for ``idle_timeout``. On top of it, this module adds what it 
   closed. A connection that never sends a byte is closed after ``idle_timeout``, and a TLS
   handshake must end within ``request_timeout`` (asyncio's ``ssl_handshake_timeout``).
 - **a cap on open connections** (``max_connections``), decided when a connection is accepted,
-  before any TLS handshake: over it, the connection gets a fixed 503 (plain HTTP) or is
-  closed at once (TLS), and counts for nothing. ``serve`` sizes the cap below the process's
-  open-files limit (``connection_cap``), so descriptors stay free for the SSH and MySQL
-  sessions of a restart in flight and ``accept`` never fails with "Too many open files"
-  (asyncio 3.11 spins on that error: it schedules a retry for every accept attempt of
-  its loop).
+  before any TLS handshake. At the cap, a new connection takes the place of the one whose
+  request has been arriving longest, or that said nothing since it connected, over
+  ``EVICT_AFTER`` (a trickling client's, cut with a 400; a silent one's, closed); when there
+  is none (the connections are idle between requests or being answered), the new one gets a
+  fixed 503 (plain HTTP) or is closed at once (TLS), and counts for nothing. ``serve`` sizes
+  the cap below the process's open-files limit (``connection_cap``), so descriptors stay free
+  for the SSH and MySQL sessions of a restart in flight and ``accept`` never fails with "Too
+  many open files" (asyncio 3.11 spins on that error: it schedules a retry for every accept
+  attempt of its loop).
 - malformed requests that h11 refuses are answered with the API's JSON fault, not uvicorn's
   text, and logged and counted like every other answer.
 
@@ -64,6 +67,9 @@ FD_RESERVE = 64
 # together) would otherwise see SYNs dropped and pay 1 s each.
 LISTEN_BACKLOG = 128
 MAX_HEAD = 64 * 1024  # bytes of request line and headers (h11 answers 400 beyond)
+# Seconds a request must have been arriving before a new connection at the cap may take its
+# place (a client sending at any normal pace has sent it whole long before).
+EVICT_AFTER = 1.0
 # Seconds a graceful stop waits for requests being answered before it cancels them.
 STOP_GRACE = 5.0
 
@@ -128,12 +134,30 @@ class ConnectionGuard:
     count: Callable[[str, str, int], None] = field(default=lambda method, route, code: None)
     open: int = 0
     refused: int = 0  # connections refused over the cap since the start
+    # connections whose request is arriving -> when its first byte came (loop time)
+    arriving: dict[GuardedProtocol, float] = field(default_factory=dict)
 
-    def admit(self) -> bool:
-        if self.open >= self.max_connections:
+    def admit(self, now: float) -> bool:
+        """Count a new connection in, if under the cap or once room was made for it."""
+        if self.open >= self.max_connections and not self._make_room(now):
             self.refused += 1
             return False
         self.open += 1
+        return True
+
+    def _make_room(self, now: float) -> bool:
+        """At the cap: cut the connection whose request has been arriving longest (or that
+        has said nothing since it connected), if that is over EVICT_AFTER: a trickling or
+        silent client's; never one being answered, nor one idle between requests, nor a
+        request arriving at a normal pace. False when there is none."""
+        if not self.arriving:
+            return False
+        victim = min(self.arriving, key=self.arriving.__getitem__)
+        if now - self.arriving[victim] < EVICT_AFTER:
+            return False
+        victim.cut(
+            "the server is at its connection limit and this request was the slowest to arrive"
+        )
         return True
 
     def release(self) -> None:
@@ -206,7 +230,7 @@ class _GuardedLoop(asyncio.SelectorEventLoop):
         """asyncio's step for one accepted connection (3.11-3.13: protocol, transport, TLS
         handshake), behind the cap; the count is given back by the protocol when its
         connection ends, or here when it never started (a failed handshake)."""
-        if not self.guard.admit():
+        if not self.guard.admit(self.time()):
             self.guard.refuse(conn, tls=sslcontext is not None)
             return
         made: list[GuardedProtocol] = []
@@ -258,6 +282,9 @@ class GuardedProtocol(H11Protocol):
         self.timeout_keep_alive_task = self.loop.call_later(
             self.guard.idle_timeout, self.timeout_keep_alive_handler
         )
+        # its request is arriving from now on, as far as the cap is concerned: a connection
+        # that stays silent can give its place to a new one
+        self.guard.arriving[self] = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -286,27 +313,34 @@ class GuardedProtocol(H11Protocol):
 
     def _arm(self) -> None:
         self._deadline = self.loop.call_later(self.guard.request_timeout, self._deadline_passed)
+        self.guard.arriving.setdefault(self, self.loop.time())
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self.guard.arriving.pop(self, None)
 
     def _disarm_when_arrived(self) -> None:
         if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
             self._disarm()  # the whole request is here (or the connection is done)
 
     def _deadline_passed(self) -> None:
-        self._deadline = None
+        timeout = self.guard.request_timeout
+        self.cut(f"the request did not arrive within {timeout:g} s (headers and body)")
+
+    def cut(self, why: str) -> None:
+        """Answer the request still arriving 400 and close the connection (one that never
+        sent a byte is closed without an answer)."""
+        silent = self._deadline is None
+        self._disarm()
         if self.transport.is_closing():
             return
+        if silent:
+            self.transport.close()
+            return
         self._unset_keepalive_if_required()
-        timeout = self.guard.request_timeout
-        self.guard.answer(
-            self.transport,
-            400,
-            f"the request did not arrive within {timeout:g} s (headers and body)",
-        )
+        self.guard.answer(self.transport, 400, why)
 
     def send_400_response(self, msg: str) -> None:
         """h11 refused the request (a malformed request line or header, conflicting

@@ -238,6 +238,62 @@ def test_connections_over_the_cap_get_503_and_the_cap_is_given_back(tmp_path: Pa
         e.server.stop()
 
 
+def test_at_the_cap_a_new_client_takes_the_place_of_the_slowest_trickler(
+    tmp_path: Path,
+) -> None:
+    """#21 probes 1 and 2 together: a slowloris flood that fills the cap would lock every new
+    client out until its connections are cut at the deadline. A new connection at the cap
+    takes the place of the request that has been arriving longest (over a second), which is
+    answered 400; the new client is answered 200."""
+    e = served(tmp_path, max_connections=4, request_timeout=WAIT)
+    payload = f"GET {LIST} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode() + b"a" * 10_000
+    slow = Trickler(e.server.address, 4, payload, every=0.3)
+    try:
+        slow.wait_started()
+        # the 4 trickling requests fill the cap; once they have been arriving over EVICT_AFTER
+        # a new client takes the place of the oldest
+        poll_until(
+            lambda: len(e.server.guard.arriving) == 4 or None, what="4 arriving", timeout=WAIT
+        )
+        assert _eventually_200(e)  # a new client, at the cap, answered
+        poll_until(lambda: slow.answers or None, what="a trickler cut", timeout=WAIT)
+    finally:
+        slow.stop.set()
+        slow.join()
+        e.server.stop()
+    status, _, body = parse(slow.answers[0])
+    assert status == 400 and "connection limit" in fault(body)["message"]
+
+
+def test_at_the_cap_a_new_client_takes_the_place_of_a_silent_connection(
+    tmp_path: Path,
+) -> None:
+    """#21 probe 2 with connections that never send a byte (a cheaper slowloris): they held
+    their place until the idle timeout. One silent for over a second gives it to a new client
+    and is closed without an answer."""
+    e = served(tmp_path, max_connections=4)
+    silent = [socket.create_connection(e.server.address, timeout=WAIT) for _ in range(4)]
+    try:
+        poll_until(lambda: e.server.guard.open == 4 or None, what="4 open", timeout=WAIT)
+        assert _eventually_200(e)
+        closed = [s for s in silent if _closed_by_server(s)]
+        assert len(closed) >= 1
+    finally:
+        for s in silent:
+            s.close()
+        e.server.stop()
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def _eventually_200(e: Env) -> bool:
     """A GET is answered 200 once the server has seen a closed connection go (the close
     reaches its loop a moment after the client's)."""

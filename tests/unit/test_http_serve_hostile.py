@@ -103,8 +103,9 @@ def test_serve_under_ulimit_256_caps_376_idle_connections_and_keeps_answering(
     """#21 probe 2 on a real serve: under ``ulimit -n 256``, 376 idle connections took every
     descriptor: new requests timed out, the server spun on accept and observations failed with
     "Too many open files". Now the cap is sized below the limit (256 - 64 kept for restarts),
-    a connection over it gets 503 at once, the descriptor table never fills, and once the
-    idle connections go a request is answered 200 again."""
+    a new connection at it is answered at once (503, or in the place of a silent one), the
+    descriptor table never fills, and once the idle connections go a request is answered 200
+    again."""
     with serve(tmp_path, open_files=256) as (port, log):
         (capped,) = [e for e in events(log) if e["event"] == "api.connections.capped"]
         assert capped["cap"] == 192 and capped["open_files_limit"] == 256
@@ -112,10 +113,11 @@ def test_serve_under_ulimit_256_caps_376_idle_connections_and_keeps_answering(
         try:
             for _ in range(376):
                 held.append(socket.create_connection(("127.0.0.1", port), timeout=WAIT))
-            status, headers, _ = exchange(
-                ("127.0.0.1", port), f"GET {LIST} HTTP/1.1\r\n\r\n".encode()
-            )
-            assert status == 503 and headers["connection"] == "close"  # at once, not a timeout
+            request = f"GET {LIST} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {SEED_TOKEN}\r\n\r\n"
+            status, _, _ = exchange(("127.0.0.1", port), request.encode())
+            # at once, not a timeout: 503 over the cap, or 200 in the place of a connection
+            # silent for over a second
+            assert status in (200, 503), status
         finally:
             for s in held:
                 s.close()
