@@ -134,7 +134,8 @@ class ConnectionGuard:
     count: Callable[[str, str, int], None] = field(default=lambda method, route, code: None)
     open: int = 0
     refused: int = 0  # connections refused over the cap since the start
-    # connections whose request is arriving -> when its first byte came (loop time)
+    # connections whose request is arriving -> since when (loop time): its first byte, or
+    # its connection when it has sent nothing yet
     arriving: dict[GuardedProtocol, float] = field(default_factory=dict)
 
     def admit(self, now: float) -> bool:
