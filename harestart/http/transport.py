@@ -168,6 +168,7 @@ class ConnectionGuard:
         """Over the cap: a fixed 503 (nothing is read) on plain HTTP, a close on TLS (no
         answer can be sent before a handshake, and it is not worth one)."""
         client = _peer(conn)
+        self.count("OTHER", "unmatched", 503)  # before the answer, as asgi.py counts
         with contextlib.suppress(OSError):
             if not tls:
                 rid = request_id_for(None)
@@ -179,16 +180,15 @@ class ConnectionGuard:
                 conn.setblocking(False)
                 conn.send(raw_answer(resp, rid, (("Retry-After", "1"),)))
         conn.close()
-        self.count("OTHER", "unmatched", 503)
         access.info("api.request", status=503, client=client, busy=True, connections=self.open)
 
     def answer(self, transport: asyncio.BaseTransport, status: int, message: str) -> None:
         """The transport's own fault on a connection whose request failed or timed out."""
         rid = request_id_for(None)
+        self.count("OTHER", "unmatched", status)  # before the answer, as asgi.py counts
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             transport.write(raw_answer(fault_response(status, message, rid), rid))
         transport.close()
-        self.count("OTHER", "unmatched", status)
         peer = transport.get_extra_info("peername")
         access.info(
             "api.request",
