@@ -34,8 +34,8 @@ FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
 
 
-def _load(path: str, *, freeze: bool = True) -> Inventory:
-    inv = load_inventory(path)
+def _load(path: str, *, freeze: bool = True, secret_env: dict[str, str] | None = None) -> Inventory:
+    inv = load_inventory(path, secret_env=secret_env)
     if freeze:
         # The inventory lives as long as the command: keep the cyclic GC from walking it again
         # and again (a 10,000-group plan spends ~15% of its time there); undone on the way out.
@@ -685,11 +685,14 @@ def serve(
     log.configure_json_stream(sys.stderr, verbose=verbose)
     tokens = load_tokens(tokens_file, tokens_env)
     tls = tls_context(tls_cert, tls_key)
-    inv = _load(inventory, freeze=False)  # serve reloads it: let old ones be collected
+    # The tokens' variable holds secrets: no hook may get it (hooks.env_passthrough).
+    secret_env = {tokens_env: "serve --tokens-env names it"} if tokens_env else {}
+    # serve reloads the inventory: not frozen, so old ones can be collected.
+    inv = _load(inventory, freeze=False, secret_env=secret_env)
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
     _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,
                         observe_interval=observe_interval, max_workers=max_workers,
-                        tls=tls))  # fmt: skip
+                        tls=tls, secret_env=secret_env))  # fmt: skip
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -207,8 +207,8 @@ class HookRunner(Protocol):
     """Runs hooks on the bastion (``harestart.adapters.hooks``)."""
 
     def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
-        """Run ``command`` with ``/bin/sh -c`` in ``cwd``, stdin closed, with harestart's own
-        environment plus ``env``; kill its process group after ``timeout`` seconds. Raises
+        """Run ``command`` with ``/bin/sh -c`` in ``cwd``, stdin closed, with exactly ``env``
+        as its environment; kill its process group after ``timeout`` seconds. Raises
         ``RemoteError`` (host ``bastion``) only when it could not be started."""
         ...
 

@@ -40,7 +40,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -140,7 +140,9 @@ class InventoryFile:
 
     A file that can no longer be loaded makes ``current()`` raise InventoryUnavailable (503)
     until it can be loaded again; the last good inventory is not used in the meantime, since
-    it may describe hosts the operator meant to take out.
+    it may describe hosts the operator meant to take out. ``secret_env``: variables holding a
+    secret besides the inventory's own (the tokens' ``--tokens-env``), refused in
+    ``hooks.env_passthrough`` at every load.
     """
 
     def __init__(
@@ -149,9 +151,11 @@ class InventoryFile:
         initial: Inventory,
         *,
         prepare: Callable[[Inventory], Inventory] = lambda inv: inv,
+        secret_env: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
         self._prepare = prepare
+        self._secret_env = dict(secret_env or {})
         self._lock = threading.Lock()
         self._stamp = self._stat()
         self._inventory: Inventory | None = initial
@@ -170,7 +174,8 @@ class InventoryFile:
             if stamp != self._stamp:
                 self._stamp = stamp
                 try:
-                    self._inventory = self._prepare(load_inventory(self.path))
+                    loaded = load_inventory(self.path, secret_env=self._secret_env)
+                    self._inventory = self._prepare(loaded)
                     self._problem = None
                     log.info("api.inventory.reloaded", file=self.path)
                 except HarestartError as exc:
@@ -610,10 +615,12 @@ def serve(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     max_workers: int = DEFAULT_MAX_WORKERS,
     tls: ssl.SSLContext | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
 
-    ``tls`` (see ``tls_context``): serve HTTPS instead of HTTP."""
+    ``tls`` (see ``tls_context``): serve HTTPS instead of HTTP. ``secret_env``: see
+    ``InventoryFile``."""
     stopping = threading.Event()
     api, restarter, observer = build_api(
         inventory,
@@ -621,6 +628,7 @@ def serve(
         stopping,
         accept_new_host_keys=accept_new_host_keys,
         observe_interval=observe_interval,
+        secret_env=secret_env,
     )
     try:
         server = ApiServer(
@@ -683,9 +691,11 @@ def build_api(
     accept_new_host_keys: bool = False,
     observe_interval: float = DEFAULT_OBSERVE_INTERVAL,
     env: Environment | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> tuple[Api, BackgroundRestarter, BackgroundObserver]:
     """The API of ``serve``: background restarts and observations, and metrics in a
-    registry of its own. ``env``: the hosts and state directory (default: the real ones)."""
+    registry of its own. ``env``: the hosts and state directory (default: the real ones).
+    ``secret_env``: see ``InventoryFile``."""
     from harestart.engine.run import observe
     from harestart.http.jobs import BackgroundObserver, BackgroundRestarter
 
@@ -696,7 +706,9 @@ def build_api(
     # logging module, which without a handler prints them on stderr between serve's JSON lines;
     # the observations report them (ssh_error).
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    inventory_file = InventoryFile(inventory.path, prepare(inventory), prepare=prepare)
+    inventory_file = InventoryFile(
+        inventory.path, prepare(inventory), prepare=prepare, secret_env=secret_env
+    )
     metrics = Metrics(http=True)
     restarter = BackgroundRestarter(inventory.path, metrics=metrics, env=env)
 

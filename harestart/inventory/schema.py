@@ -213,6 +213,11 @@ class HookSpec(_Model):
 HookEntry = HookSpec | HookCommand
 
 
+# A YAML list of variable names (a tuple: specs are hashed when layered; strict=False lets the
+# list in, each name is still a strict string).
+EnvNames = Annotated[tuple[EnvName, ...], Field(strict=False)]
+
+
 class HooksSpec(_Model):
     """Hooks by point; another key is refused (extra="forbid")."""
 
@@ -220,6 +225,9 @@ class HooksSpec(_Model):
     after_node_restart: HookEntry | None = None
     before_switch: HookEntry | None = None
     after_switch: HookEntry | None = None
+    # Variables of harestart's environment every hook gets on top of the allow-list
+    # (harestart.domain.hooks); a name holding a secret is refused (inventory/passthrough.py).
+    env_passthrough: EnvNames | None = None
 
 
 class ReplicationSpec(_Model):
