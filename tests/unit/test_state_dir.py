@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +36,7 @@ from .test_cli_run import ACCOUNT, Harestart, Lab, harestart, lab
 __all__ = ["harestart", "lab"]  # the fixtures
 
 TOKEN = "state-dir-test-token-0123456789"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def private_dir(path: Path) -> Path:
@@ -134,6 +137,26 @@ def test_a_state_directory_writable_by_others_is_refused(
     assert f"{d} is writable by {says} (mode {mode:04o})" in line
     assert x.restarts("a") == [0, 0, 0]
     assert harestart(x, "status").code == ExitCode.USAGE
+
+
+def test_serve_refuses_an_untrusted_state_directory_before_listening(tmp_path: Path) -> None:
+    """#21 probe 6: ``serve`` (whose restarts keep locks and journals there) refuses a
+    group-writable state directory at start, exit 2, instead of serving from it (the real
+    process, with a deadline: without the check it would serve until stopped)."""
+    state = private_dir(tmp_path / "state")
+    state.chmod(0o775)
+    tokens = tmp_path / "tokens.yml"
+    tokens.write_text(f'"{TOKEN}": "{ACCOUNT}"\n')
+    tokens.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harestart", "serve", "inventories/lab.yml", "--port", "0",
+         "--tokens", str(tokens)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        env={**os.environ, "HARESTART_STATE_DIR": str(state)},
+    )  # fmt: skip
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert f"state directory {state} is writable by its group" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("where", ["", "journals"])
