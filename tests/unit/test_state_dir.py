@@ -203,6 +203,32 @@ def test_a_lock_file_full_of_brackets_is_no_holder_not_a_crash(
     assert harestart(x, "status").code == ExitCode.OK
 
 
+def test_a_fifo_planted_as_the_journal_is_refused_not_waited_on(
+    lab: Callable[..., Lab], harestart: Harestart
+) -> None:
+    """#21 probe 6 (same family): a FIFO at the journal's name blocked ``status`` in open()
+    until someone wrote to it; now it is opened without waiting and refused."""
+    x = lab("a")
+    path = journal_path(x.state, ACCOUNT, "a")
+    private_dir(path.parent)
+    os.mkfifo(path, 0o600)
+    refused: list[Exception] = []
+    done = threading.Event()
+
+    def load() -> None:  # in a thread: without the guard, open() waits for a writer forever
+        try:
+            Journal.load(path)
+        except StateDirError as exc:
+            refused.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=load, daemon=True).start()
+    assert done.wait(30) and "is not a regular file" in str(refused[0])
+    s = harestart(x, "status", "--format", "json").json()
+    assert s["state"] == "ERROR" and f"{path} is not a regular file" in s["state_reason"]
+
+
 # --- names -------------------------------------------------------------------------------------
 
 
