@@ -244,6 +244,16 @@ def _environment() -> Environment:
     return environment()
 
 
+def _checked_state(env: Environment, *, create: bool) -> Environment:
+    """Refuse (exit 2) a state directory that cannot be trusted before anything is done with
+    it: a symbolic link, not ours, writable by others (``engine.private``); ``create``: make
+    it (0700) when missing."""
+    from harestart.engine.private import check_state_dir
+
+    check_state_dir(env.state_dir, create=create)
+    return env
+
+
 def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     from harestart import log
 
@@ -385,7 +395,7 @@ def _execute(
     from harestart.engine.interrupts import InterruptFlag, graceful_signals
     from harestart.views.progress import TextReporter
 
-    env = _environment()
+    env = _checked_state(_environment(), create=True)
     _passwords_available(groups)
     log_path = log_file or engine.default_log_file(env, [g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
@@ -599,10 +609,10 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
 
     inv = _load(inventory)
     groups = inv.select(group_id)
-    env = _environment()
+    env = _checked_state(_environment(), create=False)
     _configure_logging(None, verbose=False)
     docs = [
-        status_document(g, st, read_run_facts(env, g), inventory=inv.path)
+        status_document(g, st, read_run_facts(env, g, inventory=inv.path), inventory=inv.path)
         for g, st in observe_groups(groups, env=env)
     ]
     if fmt == "json":
@@ -689,6 +699,7 @@ def serve(
     secret_env = {tokens_env: "serve --tokens-env names it"} if tokens_env else {}
     # serve reloads the inventory: not frozen, so old ones can be collected.
     inv = _load(inventory, freeze=False, secret_env=secret_env)
+    _checked_state(_environment(), create=True)  # where its restarts keep locks and journals
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
     _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,
                         observe_interval=observe_interval, max_workers=max_workers,

@@ -8,7 +8,8 @@ A group's state, one rule set for ``status``, ``GET /ha/{id}`` and ``GET /ha`` (
 
 1. ``REBOOT``: a restart runs: a live process holds the group's lock, or a restart started by
    this process (the API server) is running.
-2. ``ERROR``: the journal cannot be read (a human must look).
+2. ``ERROR``: the state directory cannot be trusted, or the journal cannot be used (unreadable,
+   malformed, written for another group or inventory): a human must look.
 3. ``ERROR``: the journal holds an unfinished run (failed or interrupted; ``resume`` continues
    it).
 4. ``ERROR``: a stale lock: a run died holding the group (``--break-lock`` after checking).
@@ -94,7 +95,8 @@ class RunFacts:
 
     lock: LockView = LockView()
     unfinished: RunSummary | None = None
-    journal_error: str | None = None  # the journal exists but cannot be read
+    journal_error: str | None = None  # the journal exists but cannot be used
+    state_error: str | None = None  # the state directory (or the lock file) cannot be trusted
     running_here: bool = False  # a restart started by this process is running
 
 
@@ -129,6 +131,8 @@ def judge_group(group: Group, state: GroupState | None, facts: RunFacts) -> Verd
         )
     if lock.alive:
         return verdict(GroupStatus.REBOOT, f"another harestart run holds the group ({lock.who()})")
+    if facts.state_error is not None:
+        return verdict(GroupStatus.ERROR, facts.state_error)
     if facts.journal_error is not None:
         return verdict(GroupStatus.ERROR, f"the run journal cannot be used: {facts.journal_error}")
     if facts.unfinished is not None:
