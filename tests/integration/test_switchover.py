@@ -375,7 +375,7 @@ def test_probe7_inventory_is_refused_by_plan_and_run_with_nothing_changed(
         assert "Traceback" not in out.stderr and "evil.example" not in out.stdout, args
         lines = [ln for ln in out.stderr.splitlines() if "replication_host" in ln]
         assert len(lines) == 1 and "groups[0].replicas[0].replication_host: " in lines[0], lines
-        assert "IPv6 zone id" in lines[0], lines
+        assert "IPv6 zone id" in lines[0] and lines[0].endswith("node 'db2')"), lines
     assert {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes} == starts
     assert cluster.mha_status() == mha_before
     assert Background(cluster).writable() == ["db1"]

@@ -247,6 +247,7 @@ def test_probe7_host_is_refused_at_load_by_plan_and_run(command: str, tmp_path: 
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith(f"  {inv}:13: groups[0].replicas[0].replication_host: "), lines
     assert "IPv6 zone id is letters, digits, '_', '.', '-' only" in lines[0]
+    assert lines[0].endswith(" (group 'lab', node 'db2')"), lines
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*.json"))
 
 
@@ -282,6 +283,7 @@ def test_hostile_hosts_are_refused_with_the_inventory_error(host: str) -> None:
         parse_inventory(inventory(host), "inv.yml")
     (problem,) = info.value.problems
     assert "groups[0].replicas[0].replication_host" in problem and "\n" not in problem
+    assert problem.endswith("(group 'lab', node 'db2')"), problem
 
 
 @pytest.mark.parametrize(
