@@ -91,7 +91,10 @@ def _parse_inventory(
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
-            problems.append((located.line_of(loc), _explain(err, loc)))
+            message = _explain(err, loc)
+            if err["type"] == "value_error":  # a refused string: say whose it is, by name
+                message += _owner(data, loc)
+            problems.append((located.line_of(loc), message))
     base = base_dir or Path.cwd()
     groups: tuple[Group, ...] = ()
     hosts: Iterable[Iterable[_Host]]
@@ -110,6 +113,30 @@ def _parse_inventory(
         raise InventoryError(shown, _dedupe([_at(shown, line, msg) for line, msg in problems]))
     warnings = [_at(shown, line, msg) for line, msg in _warnings(data, located)]
     return Inventory(path=shown, groups=groups, warnings=tuple(warnings))
+
+
+def _owner(data: dict[str, Any], loc: tuple[str | int, ...]) -> str:
+    """`` (group 'lab', node 'db2')`` for a field of a group (and of one of its nodes), by the
+    names the file gives them; nothing where a name is missing or not a string."""
+    if len(loc) < 3 or loc[0] != "groups" or not isinstance(loc[1], int):
+        return ""
+    groups = data.get("groups")
+    group = groups[loc[1]] if isinstance(groups, list) and loc[1] < len(groups) else None
+    if not isinstance(group, dict) or not isinstance(group.get("id"), str):
+        return ""
+    node: object = None
+    if loc[2] == "source":
+        node = group.get("source")
+    elif loc[2] == "replicas" and len(loc) > 3 and isinstance(loc[3], int):
+        replicas = group.get("replicas")
+        node = replicas[loc[3]] if isinstance(replicas, list) and loc[3] < len(replicas) else None
+    name = node.get("name") if isinstance(node, dict) else None
+    node_part = f", node {_clip(name)}" if isinstance(name, str) else ""
+    return f" (group {_clip(group['id'])}{node_part})"
+
+
+def _clip(value: str) -> str:
+    return repr(value) if len(value) <= 80 else f"{value[:80]!r}..."
 
 
 def _at(shown: str, line: int | None, message: str) -> str:
