@@ -34,8 +34,8 @@ FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
 
 
-def _load(path: str, *, freeze: bool = True) -> Inventory:
-    inv = load_inventory(path)
+def _load(path: str, *, freeze: bool = True, secret_env: dict[str, str] | None = None) -> Inventory:
+    inv = load_inventory(path, secret_env=secret_env)
     if freeze:
         # The inventory lives as long as the command: keep the cyclic GC from walking it again
         # and again (a 10,000-group plan spends ~15% of its time there); undone on the way out.
@@ -244,6 +244,16 @@ def _environment() -> Environment:
     return environment()
 
 
+def _checked_state(env: Environment, *, create: bool) -> Environment:
+    """Refuse (exit 2) a state directory that cannot be trusted before anything is done with
+    it: a symbolic link, not ours, writable by others (``engine.private``); ``create``: make
+    it (0700) when missing."""
+    from harestart.engine.private import check_state_dir
+
+    check_state_dir(env.state_dir, create=create)
+    return env
+
+
 def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     from harestart import log
 
@@ -385,7 +395,7 @@ def _execute(
     from harestart.engine.interrupts import InterruptFlag, graceful_signals
     from harestart.views.progress import TextReporter
 
-    env = _environment()
+    env = _checked_state(_environment(), create=True)
     _passwords_available(groups)
     log_path = log_file or engine.default_log_file(env, [g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
@@ -599,10 +609,10 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
 
     inv = _load(inventory)
     groups = inv.select(group_id)
-    env = _environment()
+    env = _checked_state(_environment(), create=False)
     _configure_logging(None, verbose=False)
     docs = [
-        status_document(g, st, read_run_facts(env, g), inventory=inv.path)
+        status_document(g, st, read_run_facts(env, g, inventory=inv.path), inventory=inv.path)
         for g, st in observe_groups(groups, env=env)
     ]
     if fmt == "json":
@@ -611,6 +621,18 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
         click.echo("\n\n".join(render_status_text(d) for d in docs))
     healthy = all(d["healthy"] for d in docs)
     return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
+
+
+def _tls_options(f: Callable[..., T]) -> Callable[..., T]:
+    """``serve`` over HTTPS."""
+    f = click.option(
+        "--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted)."
+    )(f)
+    return click.option(
+        "--tls-cert",
+        metavar="PATH",
+        help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
+    )(f)
 
 
 def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
@@ -672,12 +694,7 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
 )
 @_serve_options
-@click.option(
-    "--tls-cert",
-    metavar="PATH",
-    help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
-)
-@click.option("--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted).")
+@_tls_options
 @click.option("--verbose", "-v", is_flag=True, help="Also log debug events (every SQL statement).")
 def serve(
     inventory: str,
@@ -709,12 +726,16 @@ def serve(
     log.configure_json_stream(sys.stderr, verbose=verbose)
     tokens = load_tokens(tokens_file, tokens_env)
     tls = tls_context(tls_cert, tls_key)
-    inv = _load(inventory, freeze=False)  # serve reloads it: let old ones be collected
+    # The tokens' variable holds secrets: no hook may get it (hooks.env_passthrough).
+    secret_env = {tokens_env: "serve --tokens-env names it"} if tokens_env else {}
+    # serve reloads the inventory: not frozen, so old ones can be collected.
+    inv = _load(inventory, freeze=False, secret_env=secret_env)
+    _checked_state(_environment(), create=True)  # where its restarts keep locks and journals
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
     _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,
                         observe_interval=observe_interval, max_workers=max_workers,
                         max_connections=max_connections, request_timeout=request_timeout,
-                        tls=tls))  # fmt: skip
+                        tls=tls, secret_env=secret_env))  # fmt: skip
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -157,3 +157,27 @@ class CoordinationUnavailable(PreflightRefused):
 
     def __init__(self, group: str, reason: str) -> None:
         super().__init__(group, [reason])
+
+
+class StateDirError(UsageError):
+    """The state directory (or a directory or file in it) cannot be trusted: a symbolic link,
+    not a directory or regular file, not owned by this user, or writable by others (exit 2)."""
+
+    def __init__(self, root: object, path: object, why: str) -> None:
+        self.path = str(path)
+        self.why = why
+        if root is None:
+            where = f"{path}"
+        elif str(root) == str(path):
+            where = f"state directory {path}"
+        else:
+            where = f"state directory {root}: {path}"
+        super().__init__(
+            f"{where} {why}: refused (harestart keeps its state only in directories and "
+            "files of its own user that nobody else can write, and follows no symbolic link)"
+        )
+
+
+class JournalMismatch(JournalError):
+    """The group's journal was written for another group, or (unfinished) another inventory
+    file: nothing is resumed from it (exit 2)."""

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import structlog
 
 from harestart.domain.secret import MASK, Secret, scrub
-from harestart.engine.private import private_dir
+from harestart.engine.private import open_private_file
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -42,9 +42,9 @@ def _mask(value: Any) -> Any:
 
 
 def open_private(path: Path) -> TextIO:
-    """Open ``path`` for appending, created owner-only (0600) in an owner-only directory."""
-    private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    """Open ``path`` for appending, created owner-only (0600), missing directories 0700;
+    never through a symbolic link, and only a regular file of ours (StateDirError, exit 2)."""
+    fd = open_private_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
 

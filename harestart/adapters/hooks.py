@@ -5,6 +5,8 @@ stderr together into a temporary file (a pipe would block a chatty hook, and a b
 child holding it open would hang the read), in a session of its own: a terminal's Ctrl-C is
 harestart's to handle (the hook finishes like any action in flight), and on timeout the whole
 process group is killed (SIGKILL), children included. Only the end of the output is kept.
+The environment is exactly the one given (the engine builds it from an allow-list): nothing of
+harestart's own is added here.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class SubprocessHookRunner:
                 proc = subprocess.Popen(
                     [SHELL, "-c", command],
                     cwd=cwd,
-                    env={**os.environ, **env},
+                    env=dict(env),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -18,14 +18,21 @@ import structlog
 
 from harestart.domain.dialect import (
     BINLOG_DUMP_PREFIX,
-    LONG_TRANSACTIONS_QUERY,
     SET_SLAVE_POS_FROM_BINLOG,
     SHOW_PROCESSLIST,
     Dialect,
+    ReplicationSource,
     dialect_for,
+    global_status,
+    gtid_subset,
+    kill,
+    long_transactions,
+    read_global,
+    set_global,
 )
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.secret import Secret
+from harestart.domain.sql import Sql
 from harestart.domain.topology import (
     Flavor,
     ReadOnlyState,
@@ -163,27 +170,26 @@ class PyMysqlProbe:
             reason = reason.replace(secret, "***")
         return MysqlError(self._name, action, reason)
 
-    def _query(
-        self,
-        action: str,
-        sql: str,
-        args: tuple[object, ...] | None = None,
-        *,
-        shown: str | None = None,
-    ) -> list[Row]:
-        """Run one statement; retry once on a fresh connection if the old one was lost.
-        ``shown``: the statement as logged instead (a password masked), without arguments."""
+    def _query(self, action: str, statement: Sql | str) -> list[Row]:
+        """Run one statement (an ``Sql``: its text and values handed to the driver apart, the
+        driver quotes each value; a ``str``: a fixed statement without values); retry once on
+        a fresh connection if the old one was lost."""
+        sql = statement if isinstance(statement, Sql) else None
+        text = sql.text if sql is not None else str(statement)
+        args = sql.driver_args() if sql is not None else None
         for attempt in (1, 2):
             conn, fresh = self._connection()
-            # Every statement sent, with its arguments (positions, numbers, thread ids; never
-            # a secret): `plan`'s completeness is checked against these events.
-            if shown is not None:
-                log.debug("mysql.query", host=self._name, statement=shown, args=[])
-            else:
-                log.debug("mysql.query", host=self._name, statement=sql, args=list(args or ()))
+            # Every statement sent, with its values (a secret as ***): `plan`'s completeness
+            # is checked against these events.
+            log.debug(
+                "mysql.query",
+                host=self._name,
+                statement=text,
+                args=sql.logged_args() if sql is not None else [],
+            )
             try:
                 with conn.cursor() as cursor:
-                    cursor.execute(sql, args)
+                    cursor.execute(text, args)
                     return list(cursor.fetchall())
             except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
                 code, _ = _errno_message(exc)
@@ -197,10 +203,10 @@ class PyMysqlProbe:
                 raise self._error(action, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _one(self, action: str, sql: str, args: tuple[object, ...] | None = None) -> Row:
-        rows = self._query(action, sql, args)
+    def _one(self, action: str, statement: Sql | str) -> Row:
+        rows = self._query(action, statement)
         if not rows:
-            raise MysqlError(self._name, action, f"no row returned by {sql}")
+            raise MysqlError(self._name, action, f"no row returned by {statement}")
         return rows[0]
 
     # -- dialect ------------------------------------------------------------------------------
@@ -290,17 +296,14 @@ class PyMysqlProbe:
             self._query("set read_only", statement)
 
     def global_variable(self, name: str) -> str:
-        _require_identifier(name)
-        row = self._one(f"read {name}", f"SELECT @@global.{name} AS value")
+        row = self._one(f"read {name}", read_global(name))
         return _cell_text(row["value"])
 
     def set_global(self, name: str, value: float) -> None:
-        _require_identifier(name)
-        # A number, sent unquoted: numeric variables refuse strings ("Incorrect argument type").
-        self._query(f"set {name}", f"SET GLOBAL {name} = %s", (float(value),))
+        self._query(f"set {name}", set_global(name, value))
 
     def global_status(self, name: str) -> str:
-        row = self._one(f"read status {name}", "SHOW GLOBAL STATUS LIKE %s", (name,))
+        row = self._one(f"read status {name}", global_status(name))
         return _cell_text(row["Value"])
 
     def gtid_position(self) -> str:
@@ -319,9 +322,7 @@ class PyMysqlProbe:
         while True:
             remaining = deadline - time.monotonic()
             wait = max(0.0, min(slice_s, remaining))
-            row = self._one(
-                "wait for GTID", dialect.wait_for_gtid_query, (position, round(wait, 3))
-            )
+            row = self._one("wait for GTID", dialect.wait_for_gtid(position, round(wait, 3)))
             if _cell_text(row["r"]).strip() == "0":
                 return True
             if remaining <= wait:
@@ -349,16 +350,16 @@ class PyMysqlProbe:
         return ",".join(p.strip() for p in text.split(",") if p.strip())
 
     def gtid_subset(self, subset: str, superset: str) -> bool:
-        row = self._one("compare GTID sets", "SELECT GTID_SUBSET(%s, %s) AS r", (subset, superset))
+        row = self._one("compare GTID sets", gtid_subset(subset, superset))
         return _cell_text(row["r"]).strip() == "1"
 
     def long_transactions(self, older_than: float) -> list[tuple[int, int]]:
-        rows = self._query("list long transactions", LONG_TRANSACTIONS_QUERY, (older_than,))
+        rows = self._query("list long transactions", long_transactions(older_than))
         return [(int(_cell_text(r["id"])), int(_cell_text(r["age"]) or 0)) for r in rows]
 
     def kill_connection(self, thread_id: int) -> None:
         try:
-            self._query("end a long transaction", "KILL %s", (int(thread_id),))
+            self._query("end a long transaction", kill(thread_id))
         except MysqlError as exc:
             if not exc.reason.startswith(f"({_UNKNOWN_THREAD})"):  # ended by itself: fine
                 raise
@@ -370,17 +371,12 @@ class PyMysqlProbe:
         self._query("reset replication", self.dialect().reset_replica_all)
 
     def change_source(
-        self, host: str, port: int, user: str, password: Secret | None, *, was_source: bool
+        self, source: ReplicationSource, password: Secret | None, *, was_source: bool
     ) -> None:
         dialect = self.dialect()
         if was_source and dialect.flavor is Flavor.MARIADB:
             self._query("copy the binary log position", SET_SLAVE_POS_FROM_BINLOG)
-        self._query(
-            "change replication source",
-            dialect.change_source(host, port, user, "%s"),
-            (password.reveal() if password is not None else "",),
-            shown=dialect.change_source(host, port, user, "'***'"),
-        )
+        self._query("change replication source", dialect.change_source(source, password))
 
     def _binlog_dump_ids(self) -> list[int]:
         rows = self._query("list replication senders", SHOW_PROCESSLIST)
@@ -397,7 +393,7 @@ class PyMysqlProbe:
         killed = 0
         for thread_id in self._binlog_dump_ids():
             try:
-                self._query("end a replication sender", "KILL %s", (thread_id,))
+                self._query("end a replication sender", kill(thread_id))
                 killed += 1
             except MysqlError as exc:
                 if not exc.reason.startswith(f"({_UNKNOWN_THREAD})"):  # gone by itself: fine
@@ -451,12 +447,6 @@ def _default_channel(rows: list[Row]) -> Mapping[str, object]:
 
 
 __all__ = ["PyMysqlProbe", "TunnelFactory"]
-
-
-def _require_identifier(name: str) -> None:
-    """Variable names are interpolated into SQL: only plain identifiers are accepted."""
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"not a plain variable name: {name!r}")
 
 
 def _set_timeouts(conn: pymysql.connections.Connection[Any], seconds: float) -> None:

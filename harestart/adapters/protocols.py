@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harestart.domain.coordination import HolderInfo, UnfinishedMark
+from harestart.domain.dialect import ReplicationSource
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
@@ -161,10 +162,11 @@ class MysqlProbe(Protocol):
     def reset_replica_all(self) -> None: ...
 
     def change_source(
-        self, host: str, port: int, user: str, password: Secret | None, *, was_source: bool
+        self, source: ReplicationSource, password: Secret | None, *, was_source: bool
     ) -> None:
-        """Replicate from ``host:port`` with GTID auto-position (replication stopped first by
-        the caller). MariaDB: ``was_source`` copies the binary log position into
+        """Replicate from ``source`` with GTID auto-position (replication stopped first by
+        the caller), sending ``Dialect.change_source``'s statement for this server, the one
+        the plan shows. MariaDB: ``was_source`` copies the binary log position into
         ``gtid_slave_pos`` first."""
         ...
 
@@ -207,8 +209,8 @@ class HookRunner(Protocol):
     """Runs hooks on the bastion (``harestart.adapters.hooks``)."""
 
     def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
-        """Run ``command`` with ``/bin/sh -c`` in ``cwd``, stdin closed, with harestart's own
-        environment plus ``env``; kill its process group after ``timeout`` seconds. Raises
+        """Run ``command`` with ``/bin/sh -c`` in ``cwd``, stdin closed, with exactly ``env``
+        as its environment; kill its process group after ``timeout`` seconds. Raises
         ``RemoteError`` (host ``bastion``) only when it could not be started."""
         ...
 

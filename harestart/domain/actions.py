@@ -17,7 +17,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, dialect_for
+from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, ReplicationSource, dialect_for
 from harestart.domain.gates import Gate
 
 _NEW = dialect_for("8.4.0")  # REPLICA words, super_read_only
@@ -279,10 +279,14 @@ class RepointReplica(PlanAction):
     user: str
     was_source: bool = False  # MariaDB: copy the binary log position first
 
+    @property
+    def target(self) -> ReplicationSource:
+        """What the performer hands the adapter: it sends ``Dialect.change_source`` for it,
+        the statement shown here (the password a parameter, shown ``'***'``)."""
+        return ReplicationSource(self.source_host, self.source_port, self.user)
+
     def _change(self, new: bool) -> str:
-        return (_NEW if new else _MARIADB).change_source(
-            self.source_host, self.source_port, self.user, "'***'"
-        )
+        return (_NEW if new else _MARIADB).change_source(self.target, None).shown()
 
     def statements(self) -> tuple[str, ...]:
         old = (SET_SLAVE_POS_FROM_BINLOG,) if self.was_source else ()

@@ -17,12 +17,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harestart.domain.secret import Secret
+from harestart.domain.sql import Sql, identifier
 from harestart.domain.topology import Flavor, flavor_from_version, version_tuple
 
 # MySQL 8.0.22 introduced SHOW REPLICA STATUS / START REPLICA (8.4 removed the old words).
 _MYSQL_REPLICA_WORDS = (8, 0, 22)
 # MySQL 5.7.8 introduced super_read_only.
 _MYSQL_SUPER_READ_ONLY = (5, 7, 8)
+
+
+@dataclass(frozen=True)
+class ReplicationSource:
+    """Where a replica is pointed: the values of ``CHANGE MASTER TO`` / ``CHANGE REPLICATION
+    SOURCE TO`` (sent as parameters, never pasted into the statement)."""
+
+    host: str
+    port: int
+    user: str
 
 
 @dataclass(frozen=True)
@@ -65,19 +77,22 @@ class Dialect:
             return "SELECT @@global.gtid_current_pos AS pos"
         return "SELECT @@global.gtid_executed AS pos"
 
-    def change_source(self, host: str, port: int, user: str, password: str) -> str:
-        """Re-point replication with GTID (``password`` as given: the plan passes ``***``,
-        the adapter a placeholder). MariaDB: ``slave_pos`` (the old source first copies its
-        binary log position into ``gtid_slave_pos``, see ``SET_SLAVE_POS_FROM_BINLOG``)."""
+    def change_source(self, source: ReplicationSource, password: Secret | None) -> Sql:
+        """Re-point replication with GTID; every value a parameter (``password`` None: the
+        plan's view, an empty password shown ``'***'``). MariaDB: ``slave_pos`` (the old source
+        first copies its binary log position into ``gtid_slave_pos``, see
+        ``SET_SLAVE_POS_FROM_BINLOG``)."""
+        args = (source.host, source.port, source.user, password or Secret(""))
         if self.flavor is Flavor.MARIADB:
-            return (
-                f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, "
-                f"MASTER_USER='{user}', MASTER_PASSWORD={password}, MASTER_USE_GTID=slave_pos"
+            return Sql(
+                "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
+                "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos",
+                args,
             )
-        return (
-            f"CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, "
-            f"SOURCE_USER='{user}', SOURCE_PASSWORD={password}, SOURCE_AUTO_POSITION=1, "
-            "GET_SOURCE_PUBLIC_KEY=1"
+        return Sql(
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=%s, SOURCE_USER=%s, "
+            "SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1",
+            args,
         )
 
     @property
@@ -87,12 +102,12 @@ class Dialect:
             return "SELECT @@global.gtid_binlog_pos AS pos"
         return "SELECT @@global.gtid_executed AS pos"
 
-    @property
-    def wait_for_gtid_query(self) -> str:
-        """Blocks on the server for up to %s seconds; the result is 0 once applied."""
+    def wait_for_gtid(self, position: str, seconds: float) -> Sql:
+        """Blocks on the server for up to ``seconds``; the result ``r`` is 0 once applied."""
         if self.flavor is Flavor.MARIADB:  # 0: reached, -1: timed out
-            return "SELECT MASTER_GTID_WAIT(%s, %s) AS r"
-        return "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r"  # 0: reached, 1: timed out
+            return Sql("SELECT MASTER_GTID_WAIT(%s, %s) AS r", (position, seconds))
+        # 0: reached, 1: timed out
+        return Sql("SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r", (position, seconds))
 
     @property
     def read_only_query(self) -> str:
@@ -134,20 +149,55 @@ def dialect_for(version: str) -> Dialect:
 SHOW_PROCESSLIST = "SHOW PROCESSLIST"
 # MariaDB: a node that was the source continues, as a replica, from what its binary log holds.
 SET_SLAVE_POS_FROM_BINLOG = "SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos"
-# Transactions open longer than %s seconds (not harestart's own), oldest first.
-LONG_TRANSACTIONS_QUERY = (
-    "SELECT trx_mysql_thread_id AS id, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS age "
-    "FROM information_schema.innodb_trx WHERE trx_started < NOW() - INTERVAL %s SECOND "
-    "AND trx_mysql_thread_id <> CONNECTION_ID() ORDER BY trx_started"
-)
+
+
+def long_transactions(older_than: float) -> Sql:
+    """Transactions open longer than ``older_than`` seconds (not harestart's own), oldest
+    first."""
+    return Sql(
+        "SELECT trx_mysql_thread_id AS id, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS age "
+        "FROM information_schema.innodb_trx WHERE trx_started < NOW() - INTERVAL %s SECOND "
+        "AND trx_mysql_thread_id <> CONNECTION_ID() ORDER BY trx_started",
+        (float(older_than),),
+    )
+
+
+def kill(thread_id: int) -> Sql:
+    return Sql("KILL %s", (int(thread_id),))
+
+
+def gtid_subset(subset: str, superset: str) -> Sql:
+    return Sql("SELECT GTID_SUBSET(%s, %s) AS r", (subset, superset))
+
+
+def global_status(name: str) -> Sql:
+    return Sql("SHOW GLOBAL STATUS LIKE %s", (name,))
+
+
+def read_global(name: str) -> Sql:
+    return Sql(f"SELECT @@global.{identifier(name)} AS value")
+
+
+def set_global(name: str, value: float) -> Sql:
+    """A number, sent unquoted: numeric variables refuse strings ("Incorrect argument
+    type")."""
+    return Sql(f"SET GLOBAL {identifier(name)} = %s", (float(value),))
+
+
 BINLOG_DUMP_PREFIX = "Binlog Dump"
 
 
 __all__ = [
     "BINLOG_DUMP_PREFIX",
-    "LONG_TRANSACTIONS_QUERY",
     "SET_SLAVE_POS_FROM_BINLOG",
     "SHOW_PROCESSLIST",
     "Dialect",
+    "ReplicationSource",
     "dialect_for",
+    "global_status",
+    "gtid_subset",
+    "kill",
+    "long_transactions",
+    "read_global",
+    "set_global",
 ]

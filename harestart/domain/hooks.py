@@ -5,11 +5,17 @@ moves a VIP around a switchover. Each is a ``RunHook`` action of the plan (``har
 prints it); ``harestart.adapters.hooks`` runs it with ``/bin/sh -c`` in the inventory file's
 directory, stdin closed, output captured, within its timeout, and with the environment built
 here. A hook that fails or times out fails its step like any failed gate.
+
+A hook's environment is an allow-list, never harestart's whole environment (which holds every
+``password_env`` variable, the API tokens, the coordination password): its own ``HARESTART_*``
+variables, ``PATH``, ``HOME``, ``LANG``, ``LC_*``, ``TZ``, and the names the group lists under
+``hooks.env_passthrough`` (the inventory refuses a name that holds a secret there).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,6 +25,24 @@ if TYPE_CHECKING:  # group.py holds a group's Hooks
     from harestart.domain.group import Group
 
 OUTPUT_TAIL_BYTES = 4096  # how much of a failed hook's output is reported (its end)
+
+# What a hook inherits from harestart's environment besides its env_passthrough: these names
+# and every name starting with one of INHERITED_PREFIXES (the locale's LC_ALL, LC_CTYPE, ...).
+INHERITED_NAMES = frozenset({"PATH", "HOME", "LANG", "TZ"})
+INHERITED_PREFIXES = ("LC_",)
+# The variables harestart sets for each hook (hook_variables); they replace any inherited ones.
+HOOK_VARIABLES = (
+    "HARESTART_HOOK",
+    "HARESTART_ACCOUNT",
+    "HARESTART_GROUP",
+    "HARESTART_RUN_ID",
+    "HARESTART_NODE",
+    "HARESTART_NODE_HOST",
+    "HARESTART_ROLE",
+    "HARESTART_OLD_SOURCE",
+    "HARESTART_NEW_SOURCE",
+    "HARESTART_STRATEGY",
+)
 
 
 class HookPoint(enum.StrEnum):
@@ -46,12 +70,14 @@ class HookSpec:
 
 @dataclass(frozen=True)
 class Hooks:
-    """A group's hooks, one per point at most (the group's own replaces the default's)."""
+    """A group's hooks, one per point at most (the group's own replaces the default's), and
+    the names of harestart's environment they get beyond the allow-list (``env_passthrough``)."""
 
     before_node_restart: HookSpec | None = None
     after_node_restart: HookSpec | None = None
     before_switch: HookSpec | None = None
     after_switch: HookSpec | None = None
+    env_passthrough: tuple[str, ...] = ()
 
     def at(self, point: HookPoint) -> HookSpec | None:
         spec: HookSpec | None = getattr(self, point.value)
@@ -72,18 +98,22 @@ class RunHook(PlanAction):
     old_source: str
     new_source: str
     strategy: Strategy = "restart"
+    env_passthrough: tuple[str, ...] = ()  # names (never values) it gets beyond the allow-list
 
     def statements(self) -> tuple[str, ...]:
         return (self.hook.command,)
 
     def describe(self) -> str:
         command, timeout = quoted(self.hook.command), self.hook.timeout
-        text = f"hook {self.point.value}: {command} (timeout {timeout:g} s)"
+        passes = f"; passes {', '.join(self.env_passthrough)}" if self.env_passthrough else ""
+        text = f"hook {self.point.value}: {command} (timeout {timeout:g} s{passes})"
         return f"{text} (only if {self.when})" if self.when else text
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d.update(point=self.point.value, command=self.hook.command, timeout_s=self.hook.timeout)
+        if self.env_passthrough:
+            d["env_passthrough"] = list(self.env_passthrough)
         d["runs_on"] = "bastion"
         return d
 
@@ -106,7 +136,8 @@ def node_hook(
     current = source or group.source.name
     role: Role = "source" if name == current else "replica"
     return RunHook(host=name, point=point, hook=spec, role=role, old_source=current,
-                   new_source=current, strategy=strategy)  # fmt: skip
+                   new_source=current, strategy=strategy,
+                   env_passthrough=group.hooks.env_passthrough)  # fmt: skip
 
 
 def node_hooks(
@@ -136,11 +167,27 @@ def switch_hook(group: Group, point: HookPoint, old_source: str, new_source: str
         old_source=old_source,
         new_source=new_source,
         strategy="switchover",
+        env_passthrough=group.hooks.env_passthrough,
     )
 
 
-def hook_environment(group: Group, act: RunHook, run_id: str) -> dict[str, str]:
-    """The variables a hook gets on top of harestart's own environment."""
+def inherited(name: str, passthrough: Collection[str]) -> bool:
+    """Whether a hook gets variable ``name`` of harestart's environment."""
+    return name in INHERITED_NAMES or name.startswith(INHERITED_PREFIXES) or name in passthrough
+
+
+def hook_environment(
+    group: Group, act: RunHook, run_id: str, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """A hook's whole environment: the allowed part of ``environ`` (harestart's own, given by
+    the caller), then the hook's ``HARESTART_*`` variables over it."""
+    env = {k: v for k, v in environ.items() if inherited(k, act.env_passthrough)}
+    env.update(hook_variables(group, act, run_id))
+    return env
+
+
+def hook_variables(group: Group, act: RunHook, run_id: str) -> dict[str, str]:
+    """The variables harestart sets for each hook (``HOOK_VARIABLES``)."""
     node = group.node(act.host)
     return {
         "HARESTART_HOOK": act.point.value,

@@ -8,7 +8,8 @@ A group's state, one rule set for ``status``, ``GET /ha/{id}`` and ``GET /ha`` (
 
 1. ``REBOOT``: a restart runs: a live process holds the group's lock, or a restart started by
    this process (the API server) is running.
-2. ``ERROR``: the journal cannot be read (a human must look).
+2. ``ERROR``: the state directory cannot be trusted, or the journal cannot be used (unreadable,
+   malformed, written for another group or inventory): a human must look.
 3. ``ERROR``: the journal holds an unfinished run (failed or interrupted; ``resume`` continues
    it).
 4. ``ERROR``: a stale lock: a run died holding the group (``--break-lock`` after checking).
@@ -24,7 +25,7 @@ state, so a REBOOT or ERROR group still shows what is wrong with its nodes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harestart.domain.group import Group
@@ -104,16 +105,21 @@ class RunFacts:
 
     lock: LockView = LockView()
     unfinished: RunSummary | None = None
-    journal_error: str | None = None  # the journal exists but cannot be read
+    journal_error: str | None = None  # the journal exists but cannot be used
+    state_error: str | None = None  # the state directory (or the lock file) cannot be trusted
     running_here: bool = False  # a restart started by this process is running
 
     def for_tenant(self) -> RunFacts:
         """The facts a tenant's view is judged from: the lock without its holder's details,
-        a journal problem without its paths (see ``LockView.for_tenant``)."""
-        error = self.journal_error
-        if error is not None:
-            error = "an operator must look at it (serve's log and `harestart status` say why)"
-        return RunFacts(self.lock.for_tenant(), self.unfinished, error, self.running_here)
+        a journal or state directory problem without its paths (see
+        ``LockView.for_tenant``)."""
+        look = "an operator must look at it (serve's log and `harestart status` say why)"
+        return replace(
+            self,
+            lock=self.lock.for_tenant(),
+            journal_error=None if self.journal_error is None else look,
+            state_error=None if self.state_error is None else f"harestart's state: {look}",
+        )
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,8 @@ def judge_group(group: Group, state: GroupState | None, facts: RunFacts) -> Verd
         )
     if lock.alive:
         return verdict(GroupStatus.REBOOT, f"another harestart run holds the group ({lock.who()})")
+    if facts.state_error is not None:
+        return verdict(GroupStatus.ERROR, facts.state_error)
     if facts.journal_error is not None:
         return verdict(GroupStatus.ERROR, f"the run journal cannot be used: {facts.journal_error}")
     if facts.unfinished is not None:

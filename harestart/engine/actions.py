@@ -123,6 +123,8 @@ def _restore_global(w: Waiter, act: RestoreGlobal, st: StepRun) -> None:
             scope.log.info("preflush.restored", host=host, value=original)
     except HarestartError as exc:
         scope.log.warning("preflush.restore_failed", host=host, reason=str(exc))
+    except ValueError:  # a value read from the server (or the journal) that is not a number
+        scope.log.warning("preflush.restore_failed", host=host, reason="not a number")
 
 
 def _stop_io_thread(w: Waiter, act: StopIoThread, st: StepRun) -> None:

@@ -1,10 +1,13 @@
 """Carrying out a ``RunHook``: run it on the bastion, log how it ended, fail its step if it did.
 
 The hook's output is never logged; a failed hook's reason (the step's failure, the result,
-the journal) carries the end of it, scrubbed of every known secret.
+the journal) carries the end of it, scrubbed of every known secret. The runner is handed the
+hook's whole environment, built here from harestart's through the domain's allow-list.
 """
 
 from __future__ import annotations
+
+import os
 
 from harestart.domain.hooks import RunHook, hook_environment, hook_failure
 from harestart.domain.secret import scrub
@@ -28,7 +31,7 @@ def run_hook(w: Waiter, act: RunHook, st: StepRun) -> None:
     if runner is None:  # the inventory names a hook the caller gave no way to run
         raise GateFailed(st.step.key, act.host, f"hook {act.point.value}: no hook runner here")
     run_id = scope.journal.run_id if scope.journal is not None else "-"
-    env = hook_environment(scope.group, act, run_id)
+    env = hook_environment(scope.group, act, run_id, os.environ)
     scope.progress(act.host, f"hook {act.point.value}: running `{act.hook.command}`")
     outcome = runner.run(act.hook.command, cwd=act.hook.cwd, env=env, timeout=act.hook.timeout)
     fields = {

@@ -1,9 +1,15 @@
 """One run per group: a lock file per HA group, visible (who, where, since when).
 
-The lock is an ``flock`` on ``<state>/locks/<account>-<group>.lock`` held for the whole run,
-plus the holder's details written inside. The kernel drops an ``flock`` when its process dies
-(even on SIGKILL), so a lock file whose ``flock`` can be taken belongs to a dead process: that
-is a *stale* lock, reported and broken only when the operator asks (``--break-lock``).
+The lock is an ``flock`` on ``<state>/locks/<account>+<group>.lock`` (``engine.names``) held
+for the whole run, plus the holder's details written inside. The kernel drops an ``flock``
+when its process dies (even on SIGKILL), so a lock file whose ``flock`` can be taken belongs to
+a dead process: that is a *stale* lock, reported and broken only when the operator asks
+(``--break-lock``).
+
+The file is opened through the checked ``locks`` directory without following a symbolic link
+(``engine.private``): a link planted there is refused (exit 2), its target never truncated.
+A lock file of an earlier harestart (``<account>-<group>.lock``) is not looked at: upgrade when
+no run is running.
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from harestart.engine.private import private_dir, safe_name
+from pydantic import TypeAdapter, ValidationError
+
+from harestart.engine.names import state_name
+from harestart.engine.private import created_subdir, state_subdir
 from harestart.errors import LockHeld
+
+HOLDER_MAX = 4096  # bytes of a lock file read: a holder's JSON is ~200
 
 
 @dataclass(frozen=True)
@@ -35,22 +45,20 @@ class Holder:
         return f"pid {self.pid} of {self.user}@{self.host} since {self.since} ({self.command})"
 
     @classmethod
-    def parse(cls, text: str) -> Holder | None:
+    def parse(cls, data: bytes) -> Holder | None:
+        """The holder a lock file names; None when empty or not a holder (parsed with a bound
+        on nesting: a file of 4,096 ``[`` is no holder, not a crash)."""
         try:
-            d: dict[str, Any] = json.loads(text)
-            return cls(
-                pid=int(d["pid"]),
-                user=str(d["user"]),
-                host=str(d["host"]),
-                since=str(d["since"]),
-                command=str(d["command"]),
-            )
-        except (ValueError, KeyError, TypeError):
+            return _HOLDER.validate_json(data)
+        except ValidationError:
             return None
 
 
+_HOLDER = TypeAdapter(Holder)
+
+
 def lock_path(state_dir: Path, account: str, group: str) -> Path:
-    return state_dir / "locks" / f"{safe_name(account)}-{safe_name(group)}.lock"
+    return state_dir / "locks" / state_name(account, group, ".lock")
 
 
 class GroupLock:
@@ -66,15 +74,15 @@ class GroupLock:
         self._fd: int | None = None
 
     def acquire(self) -> GroupLock:
-        private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with created_subdir(self.path.parent.parent, self.path.parent.name) as locks:
+            fd = locks.open(self.path.name, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            holder = Holder.parse(os.pread(fd, HOLDER_MAX, 0))
             os.close(fd)
             raise held(self.group, holder, self.path) from None
-        previous = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        previous = Holder.parse(os.pread(fd, HOLDER_MAX, 0))
         if previous is not None and not self.break_stale:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -131,14 +139,18 @@ def check_free(state_dir: Path, account: str, group: str, *, break_stale: bool) 
 
 
 def read_holder(state_dir: Path, account: str, group: str) -> tuple[Holder | None, bool]:
-    """(holder, alive) of a group's lock, for ``status``; (None, False) when free."""
+    """(holder, alive) of a group's lock, for ``status``; (None, False) when free. Raises
+    StateDirError when the lock file or its directory cannot be trusted."""
     path = lock_path(state_dir, account, group)
+    with state_subdir(state_dir, path.parent.name, create=False) as locks:
+        if locks is None:
+            return None, False
+        try:
+            fd = locks.open(path.name, os.O_RDWR)
+        except FileNotFoundError:
+            return None, False
     try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return None, False
-    try:
-        holder = Holder.parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        holder = Holder.parse(os.pread(fd, HOLDER_MAX, 0))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

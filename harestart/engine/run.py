@@ -48,10 +48,10 @@ from harestart.engine.coordination import (
 from harestart.engine.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.fleet import FleetBoardFactory, FleetReport, fleet_name, restart_fleet
 from harestart.engine.interrupts import InterruptFlag
-from harestart.engine.journal import Journal, journal_path
+from harestart.engine.journal import Journal, find_journal, inventory_identity, journal_path
 from harestart.engine.observe import observe_group
 from harestart.engine.waiting import SYSTEM_CLOCK, Clock
-from harestart.errors import HarestartError, PreflightRefused, UsageError
+from harestart.errors import HarestartError, JournalMismatch, PreflightRefused, UsageError
 
 log = structlog.get_logger("harestart.engine.run")
 
@@ -200,9 +200,16 @@ def journal_for(
     A new run refuses (exit 2) over an unfinished one unless asked to discard it: its own
     journal, or the unfinished mark another bastion left in the coordination service (which
     ``--discard-unfinished`` then clears). A resume refuses when there is nothing to resume.
+    A journal written for another group or inventory file (JournalMismatch, exit 2) is never
+    resumed; a new run replaces it only with ``--discard-unfinished``.
     """
     path = journal_path(env.state_dir, group.account, group.id)
-    existing = Journal.load(path)
+    try:
+        existing = find_journal(env.state_dir, group.account, group.id, request.inventory)
+    except JournalMismatch:
+        if resume or not request.discard_unfinished:
+            raise
+        existing = None
     mark = coord.unfinished(group) if coord is not None else None
     elsewhere = mark if mark is not None and not is_here(mark, env.state_dir) else None
     if resume:
@@ -232,7 +239,13 @@ def journal_for(
         )
     if mark is not None and coord is not None:
         coord.clear_unfinished(group)
-    return Journal(path=path, group=group.id, account=group.account, inventory=request.inventory)
+    return Journal(
+        path=path,
+        group=group.id,
+        account=group.account,
+        inventory=request.inventory,
+        inventory_path=inventory_identity(request.inventory),
+    )
 
 
 def _elsewhere(mark: UnfinishedMark, request: RunRequest, group: Group) -> str:

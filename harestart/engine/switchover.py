@@ -118,9 +118,7 @@ def repoint_replica(w: Waiter, act: RepointReplica, st: StepRun) -> None:
     probe = w.scope.sql(act.host)
     if probe.replica_status() is not None:
         probe.stop_replica()
-    probe.change_source(
-        act.source_host, act.source_port, act.user, password, was_source=act.was_source
-    )
+    probe.change_source(act.target, password, was_source=act.was_source)
     probe.start_replica()
     w.scope.log.info("switch.repointed", host=act.host, source=act.source)
 

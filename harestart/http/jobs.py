@@ -171,7 +171,7 @@ class BackgroundRestarter:
             job = self._jobs.get((group.account, group.id))
         last = job.to_dict() if job is not None else None
         running = job is not None and not job.done.is_set()
-        facts = read_run_facts(self.env, group, running_here=running)
+        facts = read_run_facts(self.env, group, running_here=running, inventory=self.inventory_path)
         current = job.current_step if job is not None and running else None
         return RunView(facts, current, last, self.inventory_path)
 

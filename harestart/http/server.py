@@ -26,7 +26,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -109,7 +109,9 @@ class InventoryFile:
 
     A file that can no longer be loaded makes ``current()`` raise InventoryUnavailable (503)
     until it can be loaded again; the last good inventory is not used in the meantime, since
-    it may describe hosts the operator meant to take out.
+    it may describe hosts the operator meant to take out. ``secret_env``: variables holding a
+    secret besides the inventory's own (the tokens' ``--tokens-env``), refused in
+    ``hooks.env_passthrough`` at every load.
     """
 
     def __init__(
@@ -118,9 +120,11 @@ class InventoryFile:
         initial: Inventory,
         *,
         prepare: Callable[[Inventory], Inventory] = lambda inv: inv,
+        secret_env: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
         self._prepare = prepare
+        self._secret_env = dict(secret_env or {})
         self._lock = threading.Lock()
         self._stamp = self._stat()
         self._inventory: Inventory | None = initial
@@ -139,7 +143,8 @@ class InventoryFile:
             if stamp != self._stamp:
                 self._stamp = stamp
                 try:
-                    self._inventory = self._prepare(load_inventory(self.path))
+                    loaded = load_inventory(self.path, secret_env=self._secret_env)
+                    self._inventory = self._prepare(loaded)
                     self._problem = None
                     log.info("api.inventory.reloaded", file=self.path)
                 except HarestartError as exc:
@@ -169,11 +174,13 @@ def serve(
     max_workers: int = DEFAULT_MAX_WORKERS,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     tls: ssl.SSLContext | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
 
     ``tls`` (see ``tls_context``): serve HTTPS instead of HTTP. ``max_connections`` is
-    lowered to what the open-files limit leaves beside a restart's descriptors."""
+    lowered to what the open-files limit leaves beside a restart's descriptors.
+    ``secret_env``: see ``InventoryFile``."""
     cap = _sized_cap(max_connections)
     stopping = threading.Event()
     api, restarter, observer = build_api(
@@ -182,6 +189,7 @@ def serve(
         stopping,
         accept_new_host_keys=accept_new_host_keys,
         observe_interval=observe_interval,
+        secret_env=secret_env,
     )
     try:
         server = ApiServer(
@@ -196,12 +204,7 @@ def serve(
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    if not _is_loopback(host) and tls is None:
-        log.warning(
-            "api.not_loopback",
-            host=host,
-            note="tokens travel in clear text: use --tls-cert/--tls-key or a TLS reverse proxy",
-        )
+    _warn_if_exposed(host, tls)
     with _stop_signals(stopping) as signals:
         observer.start()
         _first_observations(observer, stopping)
@@ -214,6 +217,15 @@ def serve(
             observer.stop()
     log.info("api.stopped")
     return int(ExitCode.OK)
+
+
+def _warn_if_exposed(host: str, tls: ssl.SSLContext | None) -> None:
+    if not _is_loopback(host) and tls is None:
+        log.warning(
+            "api.not_loopback",
+            host=host,
+            note="tokens travel in clear text: use --tls-cert/--tls-key or a TLS reverse proxy",
+        )
 
 
 def _sized_cap(max_connections: int) -> int:
@@ -268,9 +280,11 @@ def build_api(
     accept_new_host_keys: bool = False,
     observe_interval: float = DEFAULT_OBSERVE_INTERVAL,
     env: Environment | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> tuple[Api, BackgroundRestarter, BackgroundObserver]:
     """The API of ``serve``: background restarts and observations, and metrics in a
-    registry of its own. ``env``: the hosts and state directory (default: the real ones)."""
+    registry of its own. ``env``: the hosts and state directory (default: the real ones).
+    ``secret_env``: see ``InventoryFile``."""
     from harestart.engine.run import observe
     from harestart.http.jobs import BackgroundObserver, BackgroundRestarter
 
@@ -281,7 +295,9 @@ def build_api(
     # logging module, which without a handler prints them on stderr between serve's JSON lines;
     # the observations report them (ssh_error).
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    inventory_file = InventoryFile(inventory.path, prepare(inventory), prepare=prepare)
+    inventory_file = InventoryFile(
+        inventory.path, prepare(inventory), prepare=prepare, secret_env=secret_env
+    )
     metrics = Metrics(http=True)
     restarter = BackgroundRestarter(inventory.path, metrics=metrics, env=env)
 

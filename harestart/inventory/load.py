@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from harestart.domain.group import Group
 from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
+from harestart.inventory.passthrough import passthrough_problems
 from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
 from harestart.inventory.schema import DefaultsSpec, InventorySpec, MysqlSpec, NodeSpec, SshSpec
 from harestart.inventory.yamlsafe import (
@@ -37,8 +38,14 @@ M = TypeVar("M", bound=BaseModel)
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """Read, validate and resolve an inventory; raise InventoryError listing every problem."""
+def load_inventory(
+    path: str | os.PathLike[str], *, secret_env: Mapping[str, str] | None = None
+) -> Inventory:
+    """Read, validate and resolve an inventory; raise InventoryError listing every problem.
+
+    ``secret_env``: environment variables that hold a secret besides the inventory's own
+    ``password_env`` ones (name -> what holds it, e.g. ``serve --tokens-env``): no hook may
+    get them (``hooks.env_passthrough``)."""
     p = Path(path)
     shown = str(path)
     try:
@@ -49,15 +56,23 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         raise InventoryError(shown, ["is a directory, not an inventory file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(shown, [f"cannot read: {exc}"]) from None
-    return parse_inventory(text, shown, base_dir=p.resolve().parent)
+    return parse_inventory(text, shown, base_dir=p.resolve().parent, secret_env=secret_env)
 
 
-def parse_inventory(text: str, shown: str, base_dir: Path | None = None) -> Inventory:
+def parse_inventory(
+    text: str,
+    shown: str,
+    base_dir: Path | None = None,
+    *,
+    secret_env: Mapping[str, str] | None = None,
+) -> Inventory:
     with collector_paused():  # a fleet's inventory makes many objects at once: see there
-        return _parse_inventory(text, shown, base_dir)
+        return _parse_inventory(text, shown, base_dir, secret_env or {})
 
 
-def _parse_inventory(text: str, shown: str, base_dir: Path | None) -> Inventory:
+def _parse_inventory(
+    text: str, shown: str, base_dir: Path | None, secret_env: Mapping[str, str]
+) -> Inventory:
     try:
         located = load_located(text)
     except YamlProblem as exc:
@@ -76,7 +91,10 @@ def _parse_inventory(text: str, shown: str, base_dir: Path | None) -> Inventory:
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
-            problems.append((located.line_of(loc), _explain(err, loc)))
+            message = _explain(err, loc)
+            if err["type"] == "value_error":  # a refused string: say whose it is, by name
+                message += _owner(data, loc)
+            problems.append((located.line_of(loc), message))
     base = base_dir or Path.cwd()
     groups: tuple[Group, ...] = ()
     hosts: Iterable[Iterable[_Host]]
@@ -86,6 +104,7 @@ def _parse_inventory(text: str, shown: str, base_dir: Path | None) -> Inventory:
     else:  # the valid parts of each group, layered by the same resolver
         hosts = _tolerant_hosts(data, base)
     problems.extend(_duplicate_ids(data, located))
+    problems.extend(passthrough_problems(located, secret_env))
     for group_hosts in hosts:
         problems.extend(_duplicate_hosts(group_hosts, located))
 
@@ -94,6 +113,30 @@ def _parse_inventory(text: str, shown: str, base_dir: Path | None) -> Inventory:
         raise InventoryError(shown, _dedupe([_at(shown, line, msg) for line, msg in problems]))
     warnings = [_at(shown, line, msg) for line, msg in _warnings(data, located)]
     return Inventory(path=shown, groups=groups, warnings=tuple(warnings))
+
+
+def _owner(data: dict[str, Any], loc: tuple[str | int, ...]) -> str:
+    """`` (group 'lab', node 'db2')`` for a field of a group (and of one of its nodes), by the
+    names the file gives them; nothing where a name is missing or not a string."""
+    if len(loc) < 3 or loc[0] != "groups" or not isinstance(loc[1], int):
+        return ""
+    groups = data.get("groups")
+    group = groups[loc[1]] if isinstance(groups, list) and loc[1] < len(groups) else None
+    if not isinstance(group, dict) or not isinstance(group.get("id"), str):
+        return ""
+    node: object = None
+    if loc[2] == "source":
+        node = group.get("source")
+    elif loc[2] == "replicas" and len(loc) > 3 and isinstance(loc[3], int):
+        replicas = group.get("replicas")
+        node = replicas[loc[3]] if isinstance(replicas, list) and loc[3] < len(replicas) else None
+    name = node.get("name") if isinstance(node, dict) else None
+    node_part = f", node {_clip(name)}" if isinstance(name, str) else ""
+    return f" (group {_clip(group['id'])}{node_part})"
+
+
+def _clip(value: str) -> str:
+    return repr(value) if len(value) <= 80 else f"{value[:80]!r}..."
 
 
 def _at(shown: str, line: int | None, message: str) -> str:
@@ -152,6 +195,7 @@ _TYPE_MESSAGES = {
     "model_type": "must be a mapping",
     "dict_type": "must be a mapping",
     "list_type": "must be a list",
+    "tuple_type": "must be a list",
 }
 
 _SECRET_KEYS = frozenset({"password"})

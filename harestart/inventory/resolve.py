@@ -163,7 +163,8 @@ def coordination(spec: CoordinationSpec | None) -> CoordinationSettings | None:
 
 
 def hooks(layers: Sequence[HooksSpec | None], base: Path) -> Hooks:
-    """A group's hooks: each point from the first layer that sets it (group, then defaults)."""
+    """A group's hooks: each point, and ``env_passthrough``, from the first layer that sets it
+    (group, then defaults; a group's ``env_passthrough: []`` passes nothing more)."""
     present = [layer for layer in layers if layer is not None]
     if not present:
         return Hooks()
@@ -177,7 +178,10 @@ def hooks(layers: Sequence[HooksSpec | None], base: Path) -> Hooks:
         return Hook(command=entry.command, timeout=first(entry.timeout, HOOK_TIMEOUT),
                     cwd=str(base))  # fmt: skip
 
-    return Hooks(**{p.value: hook(getattr(h, p.value)) for p in HookPoint})
+    passthrough = tuple(dict.fromkeys(h.env_passthrough or ()))  # each name once, in order
+    return Hooks(
+        **{p.value: hook(getattr(h, p.value)) for p in HookPoint}, env_passthrough=passthrough
+    )
 
 
 def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Group:

@@ -17,9 +17,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 # --- value types -----------------------------------------------------------------------------
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+# Hosts (they reach SQL statements, SSH, MHA's configuration): RFC 1123 host names, IPv4, and
+# IPv6 with an optional zone id of plain characters. Matched whole (fullmatch: `$` would let a
+# trailing newline through).
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_ZONE = re.compile(r"[A-Za-z0-9_.-]+")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+# MySQL and Linux account names: a letter or '_', then letters, digits, '_', '.', '-'; at most
+# 32 (MySQL's limit for user names, and Linux's).
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ABSPATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 # A command is plain words: no quoting, substitution, redirection, pipes or separators.
@@ -27,15 +33,46 @@ _WORD = re.compile(r"^[A-Za-z0-9_./:=@%+,-]+$")
 
 
 def _hostname(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a plain hostname or IP address "
-                "(letters, digits, '.', '-', '_' only)"
-            ) from None
+    if ":" in value:
+        _ipv6(value)
+    elif value.replace(".", "").isdigit() and value.isascii():
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(f"{_short(value)} is not an IPv4 address") from None
+    elif not _host_name(value):
+        raise ValueError(
+            f"{_short(value)} is not a plain hostname or IP address (a host name per RFC 1123: "
+            "dot-separated labels of letters, digits and inner '-', at most 63 each and 253 in "
+            "all, the last not all digits)"
+        )
     return value
+
+
+def _host_name(value: str) -> bool:
+    labels = value.split(".")
+    return (
+        len(value) <= 253
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def _ipv6(value: str) -> None:
+    """An IPv6 address, optionally with a zone id (``fe80::1%eth0``) of letters, digits, '_',
+    '.', '-' (``ipaddress`` accepts any zone id: quotes, spaces...)."""
+    address, percent, zone = value.partition("%")
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        raise ValueError(f"{_short(value)} is not an IPv6 address") from None
+    if percent and not _ZONE.fullmatch(zone):
+        raise ValueError(f"{_short(value)}: an IPv6 zone id is letters, digits, '_', '.', '-' only")
+
+
+def _short(value: str) -> str:
+    """``value`` quoted on one line (newlines and quotes escaped), long ones cut."""
+    return repr(value) if len(value) <= 80 else f"{value[:80]!r}..."
 
 
 def _name(value: str) -> str:
@@ -47,8 +84,11 @@ def _name(value: str) -> str:
 
 
 def _user(value: str) -> str:
-    if not _USER.match(value):
-        raise ValueError(f"{value!r} is not a plain user name")
+    if not _USER.fullmatch(value):
+        raise ValueError(
+            f"{_short(value)} is not a plain user name (a letter or '_', then letters, digits, "
+            "'_', '.', '-'; at most 32)"
+        )
     return value
 
 
@@ -213,6 +253,11 @@ class HookSpec(_Model):
 HookEntry = HookSpec | HookCommand
 
 
+# A YAML list of variable names (a tuple: specs are hashed when layered; strict=False lets the
+# list in, each name is still a strict string).
+EnvNames = Annotated[tuple[EnvName, ...], Field(strict=False)]
+
+
 class HooksSpec(_Model):
     """Hooks by point; another key is refused (extra="forbid")."""
 
@@ -220,6 +265,9 @@ class HooksSpec(_Model):
     after_node_restart: HookEntry | None = None
     before_switch: HookEntry | None = None
     after_switch: HookEntry | None = None
+    # Variables of harestart's environment every hook gets on top of the allow-list
+    # (harestart.domain.hooks); a name holding a secret is refused (inventory/passthrough.py).
+    env_passthrough: EnvNames | None = None
 
 
 class ReplicationSpec(_Model):

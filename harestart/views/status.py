@@ -15,26 +15,36 @@ from harestart.engine.coordination import (
     local_coordination,
     opened,
 )
-from harestart.engine.journal import Journal, journal_path
+from harestart.engine.journal import find_journal
 from harestart.engine.run import Environment
-from harestart.errors import CoordinationUnavailable, JournalError
+from harestart.errors import CoordinationUnavailable, JournalError, StateDirError
 
 
 def read_run_facts(
-    where: Environment | Path, group: Group, *, running_here: bool = False
+    where: Environment | Path,
+    group: Group,
+    *,
+    running_here: bool = False,
+    inventory: str | None = None,
 ) -> RunFacts:
     """The group's lock and unfinished run as the judge takes them: the lock and the unfinished
     mark through the group's coordination backend (every machine sees the same holder), the
     journal from the state directory (``where``: an Environment, or a state directory for the
-    local lock)."""
+    local lock), checked against the group and the ``inventory`` file it is read for.
+
+    Never raises for what is on disk: a journal that cannot be used (unreadable, malformed,
+    another group's or inventory's) or a state directory that cannot be trusted is a fact the
+    judge turns into ERROR with its reason."""
     factory: CoordinationFactory
     if isinstance(where, Path):
         state_dir, factory = where, local_coordination
     else:
         state_dir, factory = where.state_dir, where.coordination
-    lock, mark = _lock_and_mark(group, state_dir, factory)
     try:
-        journal = Journal.load(journal_path(state_dir, group.account, group.id))
+        lock, mark = _lock_and_mark(group, state_dir, factory)
+        journal = find_journal(state_dir, group.account, group.id, inventory)
+    except StateDirError as exc:
+        return RunFacts(state_error=str(exc), running_here=running_here)
     except JournalError as exc:
         return RunFacts(lock, journal_error=str(exc), running_here=running_here)
     unfinished = None

@@ -30,6 +30,8 @@ printed for the record). Settings: HAPROXY_API (required unless --api), HAPROXY_
 (30 s): keep both below the hook's own timeout in the inventory. HAPROXY_DRAIN_CUT=1: when
 the drain times out, cut the sessions left (``shutdown sessions server``) and succeed instead of
 failing - for clients with long-lived pooled connections, which a drain alone never empties.
+Run by harestart, it sees only the settings the inventory lists in hooks.env_passthrough
+(lab-haproxy.yml lists them) or its command line sets.
 
 Exit codes: 0 done, 1 the hook failed (harestart stops the run), 2 usage error.
 """

@@ -631,8 +631,11 @@ class LabCluster:
         self.sql(node, f"{change} {word}_DELAY = {int(seconds)}")
         self.start_replication(node)
 
-    def repoint(self, node: str | LabNode, source: str | LabNode) -> None:
-        """Make ``node`` replicate from ``source`` (GTID positioning, the lab's repl user)."""
+    def repoint(
+        self, node: str | LabNode, source: str | LabNode, password: str | None = None
+    ) -> None:
+        """Make ``node`` replicate from ``source`` (GTID positioning, the lab's repl user with
+        its password, or ``password`` when the test changed it)."""
         host = self.node(source).name
         self.stop_replication(node)
         if self.flavor == "mysql":
@@ -645,7 +648,7 @@ class LabCluster:
                 "CHANGE MASTER TO MASTER_HOST=%s, MASTER_USER='repl', MASTER_PASSWORD=%s, "
                 "MASTER_USE_GTID=slave_pos"
             )
-        self.sql(node, change, (host, self.repl_password))
+        self.sql(node, change, (host, self.repl_password if password is None else password))
         self.start_replication(node)
 
     def read_only_state(self, node: str | LabNode) -> tuple[bool, bool | None]:

@@ -1,10 +1,12 @@
 """Hooks on a real MariaDB lab group (1 source + 1 replica): they run on the bastion around
-each node's restart, in order, with their environment; a failing ``before_node_restart``
-stops the run before its node is touched and is reported with its (scrubbed) output."""
+each node's restart, in order, with their environment (an allow-list: no secret of harestart's
+reaches them, #21 probe 8); a failing ``before_node_restart`` stops the run before its node is
+touched and is reported with its (scrubbed) output."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,20 @@ from typing import Any
 import pytest
 import yaml
 
+from harestart.domain.hooks import HOOK_VARIABLES
+
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, log_events
 from .lab import LabCluster, ready_count
 
 pytestmark = pytest.mark.integration
 
-# Writes its HARESTART_* environment to calls/<n>-<point>-<node>.env, one file per call.
+# Writes its HARESTART_* environment to calls/<n>-<point>-<node>.env, one file per call, and
+# its whole environment (NUL-separated: a value may span lines) to envs/<point>-<node>.
 RECORD = """#!/bin/sh
 n=$(ls calls | wc -l)
 env | grep '^HARESTART_' | sort > "calls/$n-$HARESTART_HOOK-$HARESTART_NODE.env"
+env -0 > "envs/$HARESTART_HOOK-$HARESTART_NODE"
 echo "recorded $HARESTART_HOOK for $HARESTART_NODE"
 """
 
@@ -41,6 +47,11 @@ def with_hooks(cluster: LabCluster, path: Path, hooks: dict[str, Any]) -> Path:
     doc["defaults"]["hooks"] = hooks
     inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
     return inventory
+
+
+def whole_env(path: Path) -> dict[str, str]:
+    entries = path.read_bytes().decode().split("\0")
+    return dict(e.split("=", 1) for e in entries if e)
 
 
 def script(directory: Path, name: str, text: str) -> None:
@@ -73,21 +84,54 @@ def test_hooks_run_around_each_restart_and_a_failing_one_stops_the_run(
     work = tmp_path / "inv"
     work.mkdir()
     (work / "calls").mkdir()
+    (work / "envs").mkdir()
     script(work, "record.sh", RECORD)
     # Relative commands: they run in the inventory's directory (the CLI runs elsewhere).
     inventory = with_hooks(
         cluster,
         work / "inv.yml",
         {"before_node_restart": "hooks/record.sh", "after_node_restart": {
-            "command": "hooks/record.sh", "timeout": 20}},
+            "command": "hooks/record.sh", "timeout": 20}, "env_passthrough": ["PROXY_API"]},
     )  # fmt: skip
+    # The MySQL password from harestart's environment (not the file), as on a bastion.
+    doc = yaml.safe_load(inventory.read_text())
+    doc["defaults"]["mysql"] = {
+        **{k: v for k, v in doc["defaults"]["mysql"].items() if k != "password_file"},
+        "password_env": "HARESTART_MYSQL_PASSWORD",
+    }
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    token = "tok-b7e2c0d9-41f3-4a8e-9d5c"
+    secrets = {
+        "HARESTART_MYSQL_PASSWORD": cluster.admin_password,
+        "HARESTART_TOKENS": f"{token}: '100001'",  # what serve --tokens-env would read
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-3f9a",  # anything else of the bastion's
+    }
+    allowed = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC", "PROXY_API": "10.0.0.9:9999"}
     log = tmp_path / "run.jsonl"
     out = harestart(
         "run", str(inventory), "--yes", "--format", "json", "--log-file", str(log),
-        state_dir=tmp_path / "state",
+        state_dir=tmp_path / "state", env={**secrets, **allowed},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.json()["ok"] is True
+
+    # Probe 8: every hook saw the allow-list, its own variables and the passthrough; no secret.
+    dumps = sorted((work / "envs").iterdir())
+    assert [p.name for p in dumps] == [
+        "after_node_restart-db1", "after_node_restart-db2",
+        "before_node_restart-db1", "before_node_restart-db2",
+    ]  # fmt: skip
+    for dump in dumps:
+        raw, env = dump.read_bytes().decode(), whole_env(dump)
+        for name, value in secrets.items():
+            assert name not in env and value not in raw, (dump.name, name)
+        assert cluster.admin_password not in raw and token not in raw
+        assert {k: env.get(k) for k in allowed} == allowed, dump.name
+        assert env["PATH"] and env.get("HOME") == os.environ.get("HOME")
+        assert {k for k in env if k.startswith("HARESTART_")} == set(HOOK_VARIABLES)
+        inherited = {"PATH", "HOME", "TZ", "LANG"} | {k for k in env if k.startswith("LC_")}
+        extra = set(env) - set(allowed) - set(HOOK_VARIABLES) - inherited
+        assert extra <= {"PWD", "SHLVL", "_", "OLDPWD"}, extra  # what /bin/sh sets itself
 
     seen = calls(work)
     assert [name for name, _ in seen] == [

@@ -343,3 +343,94 @@ def test_sigkill_mid_switch_then_resume_finishes_it(
     for n in cluster.db_nodes:
         assert ready_count(cluster, n.name) == starts[n.name] + 1, n.name
     check_end_state(cluster, bg)
+
+
+# --- #21 probe 7: strings never reach SQL text (on the shared refusing cluster) --------------
+
+PROBE7 = "fe80::1%x', MASTER_USER='root', MASTER_HOST='evil.example"
+
+
+def test_probe7_inventory_is_refused_by_plan_and_run_with_nothing_changed(
+    refusing: LabCluster, tmp_path: Path
+) -> None:
+    """#21 probe 7 on a real lab: a replication_host carrying SQL (`'` and assignments behind
+    an IPv6 zone id) is refused at load by `plan` and `run` (exit 2, one line naming the
+    field); no node restarted, MHA untouched (same pid), db1 still the only writable node,
+    the replicas still replicate from db1, no journal written."""
+    cluster = refusing
+    inventory = switch_inventory(cluster, tmp_path / "inv.yml")
+    doc = yaml.safe_load(inventory.read_text())
+    doc["groups"][0]["replicas"][0]["replication_host"] = PROBE7
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    mha_before = cluster.mha_status()
+    assert mha_before[0] == 0 and "PING_OK" in mha_before[1], mha_before
+    state = tmp_path / "state"
+    for args in (("plan",), ("run", "--yes")):
+        out = harestart(
+            *args, str(inventory), "--source-strategy", "switchover", state_dir=state,
+            env={"LAB_REPL_PASSWORD": cluster.repl_password},
+        )  # fmt: skip
+        assert out.returncode == 2, (args, out.stdout, out.stderr[-2000:])
+        assert "Traceback" not in out.stderr and "evil.example" not in out.stdout, args
+        lines = [ln for ln in out.stderr.splitlines() if "replication_host" in ln]
+        assert len(lines) == 1 and "groups[0].replicas[0].replication_host: " in lines[0], lines
+        assert "IPv6 zone id" in lines[0] and lines[0].endswith("node 'db2')"), lines
+    assert {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes} == starts
+    assert cluster.mha_status() == mha_before
+    assert Background(cluster).writable() == ["db1"]
+    for r in cluster.replicas:
+        status = cluster.replica_status(r.name)
+        assert status["source_host"] == "db1", status["raw"]
+        assert cluster.replicating(r.name), r.name
+    assert not list(state.rglob("*.json"))
+
+
+def test_a_replication_password_with_quotes_backslash_and_percent_switches_over(
+    refusing: LabCluster, tmp_path: Path
+) -> None:
+    """#21's SQL paragraph on a real lab: the replication password holds `'`, `\\`, `%` and
+    `"` (a legitimate password). Pasted into CHANGE MASTER it would break the statement (or
+    pymysql's %-formatting); sent as a parameter, a switchover run re-points every replica with
+    it, away and back, and the replicas replicate afterwards (they authenticated with it)."""
+    cluster = refusing
+    password = f"Re'pl\\%s\"{uuid.uuid4().hex[:12]}"
+    # As root on the socket (the admin account cannot ALTER USER); replicated to every node.
+    cluster._sql_exec(cluster.source, "ALTER USER 'repl'@'%%' IDENTIFIED BY %s", (password,))
+    inventory = switch_inventory(cluster, tmp_path / "inv.yml")
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    try:
+        # The replicas use it before the run (their restarts reconnect); from the switch on,
+        # every node replicates with what harestart's CHANGE statements sent.
+        for r in cluster.replicas:
+            cluster.repoint(r.name, "db1", password)
+        cluster.wait_replicated(timeout=120)
+        out = harestart(
+            "run", str(inventory), "--yes", "--format", "json",
+            "--source-strategy", "switchover",
+            "--log-file", str(tmp_path / "run.jsonl"),
+            state_dir=tmp_path / "state", env={"LAB_REPL_PASSWORD": password},
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-4000:]
+        assert out.json()["state"] == "ACTIVE"
+        assert password not in out.stdout + out.stderr
+        assert password not in (tmp_path / "run.jsonl").read_text()
+        for n in cluster.db_nodes:  # the switch happened: every node restarted once
+            assert ready_count(cluster, n.name) == starts[n.name] + 1, n.name
+        assert Background(cluster).writable() == ["db1"]
+        # A row written now reaches both replicas: they reconnected with the new password.
+        next_id = cluster.sql("db1", "SELECT COALESCE(MAX(id), 0) + 1 AS n FROM labdb.writes")
+        row_id = int(next_id[0]["n"])
+        cluster.sql("db1", "INSERT INTO labdb.writes VALUES (%s, %s)", (row_id, password))
+        cluster.wait_replicated(timeout=120)
+        for r in cluster.replicas:
+            got = cluster.sql(r.name, "SELECT payload FROM labdb.writes WHERE id = %s", (row_id,))
+            assert got and got[0]["payload"] == password, r.name
+        assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)
+    finally:  # leave the shared cluster as the fixture promises: the lab's own password
+        cluster._sql_exec(
+            cluster.source, "ALTER USER 'repl'@'%%' IDENTIFIED BY %s", (cluster.repl_password,)
+        )
+        for r in cluster.replicas:
+            cluster.repoint(r.name, "db1")
+        cluster.wait_replicated(timeout=120)

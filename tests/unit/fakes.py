@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from harestart.adapters.protocols import CommandResult
+from harestart.domain.dialect import ReplicationSource
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.topology import (
     Flavor,
@@ -332,10 +333,11 @@ class FakeProbe:
         n.role = "source"
 
     def change_source(
-        self, host: str, port: int, user: str, password: object, *, was_source: bool
+        self, source: ReplicationSource, password: object, *, was_source: bool
     ) -> None:
         n = self._node()
         assert str(password) == "***", "the password stays wrapped until the adapter"
+        host = source.host
         target = next(x for x in self.world.nodes.values() if x.name == host)
         self.world.events.append(("change_source", f"{self.name}->{host}", self.world.clock.now()))
         n.role, n.source_id, n.io, n.sql = "replica", target.server_id, "No", "No"

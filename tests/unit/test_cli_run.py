@@ -43,7 +43,7 @@ def inventory_text(group_ids: list[str]) -> str:
         f"    replicas:\n"
         f"      - {{name: {g}2, address: 10.0.{i}.2}}\n"
         f"      - {{name: {g}3, address: 10.0.{i}.3}}\n"
-        f"    mha: {{manager: {{name: mha-{g}, address: 10.0.{i}.9}}, config: /etc/mha/{g}.cnf}}\n"
+        f"    mha: {{manager: {{name: mha-{g}, address: 10.0.{i}.9}}, config: /etc/mha/{g.replace(':', '_')}.cnf}}\n"
         for i, g in enumerate(group_ids)
     )
     return (

@@ -39,13 +39,13 @@ def test_mysql_84_and_later_never_get_a_removed_statement() -> None:
         d = dialect_for(version)
         statements = [d.show_replica_status, d.stop_io_thread, d.start_io_thread, d.start_replica]
         assert not any("SLAVE" in s or "MASTER" in s for s in statements), version
-        assert "WAIT_FOR_EXECUTED_GTID_SET" in d.wait_for_gtid_query
+        assert "WAIT_FOR_EXECUTED_GTID_SET" in d.wait_for_gtid("x", 1).text
         assert "gtid_executed" in d.gtid_position_query
 
 
 def test_mariadb_speaks_its_own_gtid() -> None:
     d = dialect_for("10.11.19-MariaDB")
-    assert "MASTER_GTID_WAIT" in d.wait_for_gtid_query
+    assert "MASTER_GTID_WAIT" in d.wait_for_gtid("x", 1).text
     assert "gtid_binlog_pos" in d.gtid_position_query
     assert "super_read_only" not in d.read_only_query
 

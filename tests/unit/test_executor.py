@@ -328,6 +328,18 @@ def test_preflush_flushes_then_the_restart_resets_the_setting() -> None:
     assert world.nodes["db1"].variables["innodb_max_dirty_pages_pct"] == "90.000000"
 
 
+def test_a_setting_before_that_is_not_a_number_is_never_sent_back() -> None:
+    """#21 SQL paragraph: `SET GLOBAL ... = <value before>` sends a number as a parameter; a
+    value read back that is no number is not sent (a warning), never a traceback."""
+    world = FakeWorld.create(1)
+    world.nodes["db1"].restart_fails = True
+    world.nodes["db1"].variables["innodb_max_dirty_pages_pct"] = "90; SET GLOBAL read_only=0"
+    result = run_with(world, 1, preflush=True)
+    assert not result.ok and failure(result).host == "db1"
+    sets = [h for k, h, _ in world.events if k == "set_global"]
+    assert sets == ["db1:innodb_max_dirty_pages_pct=0.000000"]
+
+
 def test_preflush_setting_is_restored_when_the_source_restart_fails() -> None:
     world = FakeWorld.create(1)
     world.nodes["db1"].restart_fails = True

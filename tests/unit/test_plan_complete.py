@@ -15,7 +15,7 @@ import pytest
 
 from harestart.adapters.mha import MhaManager
 from harestart.adapters.protocols import CommandResult
-from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, dialect_for
+from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, ReplicationSource, dialect_for
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
@@ -92,13 +92,11 @@ class RecordingProbe:
         self._send(f"KILL {thread_id}")
         self.inner.kill_connection(thread_id)
 
-    def change_source(
-        self, host: str, port: int, user: str, password: Any, *, was_source: bool
-    ) -> None:
+    def change_source(self, source: ReplicationSource, password: Any, *, was_source: bool) -> None:
         if was_source:
             self._send(SET_SLAVE_POS_FROM_BINLOG)
-        self._send(MARIADB.change_source(host, port, user, "'***'"))
-        self.inner.change_source(host, port, user, password, was_source=was_source)
+        self._send(MARIADB.change_source(source, password).shown())
+        self.inner.change_source(source, password, was_source=was_source)
 
     def kill_binlog_dump_threads(self) -> int:
         killed: int = self.inner.kill_binlog_dump_threads()
