@@ -285,7 +285,14 @@ def _at(where: str, line: int | None, message: str) -> str:
 
 
 class Unprocessable(HarestartError):
-    """The group cannot be restarted now (not ACTIVE, locked, unfinished run): 422."""
+    """The group cannot be restarted now (not ACTIVE, locked, unfinished run): 422.
+
+    ``tenant``: the same without what only operators see (a lock holder, paths); None when
+    the message shows none."""
+
+    def __init__(self, message: str, *, tenant: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant = tenant
 
 
 @dataclass(frozen=True)
@@ -614,7 +621,8 @@ class Api:
         try:
             self.restarter.start(group, req.request_id)
         except Unprocessable as exc:
-            raise ApiError(422, str(exc)) from None
+            shown = str(exc) if req.operator or exc.tenant is None else exc.tenant
+            raise ApiError(422, shown) from None
         # The seed's response: 202 Accepted, Content-Type: application/json, Content-Length: 0.
         return Response(202, b"", (("Content-Type", "application/json"),))
 

@@ -37,6 +37,7 @@ from .test_api import (
     SEED_ACCOUNT,
     SEED_HA,
     SEED_TOKEN,
+    BlockingRestart,
     Env,
     _quiet_logs,  # noqa: F401 (autouse fixture)
     fault,
@@ -441,6 +442,31 @@ def test_a_tenant_sees_that_a_restart_runs_not_who_runs_it_where(
     for secret in (f"pid {os.getpid()}", f"{getpass.getuser()}@", str(state), "/srv/inv.yml"):
         assert secret not in text, secret
     assert f"pid {os.getpid()}" in operator["ha_instance"]["lock"]["holder"]
+
+
+def test_a_tenant_refused_by_the_lock_is_not_told_who_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#21 probe 5 (the 422): a tenant's restart refused by another run's lock was told the
+    holder's pid, ``user@host`` and the lock file's path; an operator still is."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("HARESTART_STATE_DIR", str(state))
+    fake = BlockingRestart(state)
+    fake.release.set()  # a run that takes the lock ends at once (it never gets it here)
+    e, _ = make_env(tmp_path, restarter=BackgroundRestarter("/srv/inv.yml", restart=fake))
+    try:
+        with GroupLock(state, SEED_ACCOUNT, SEED_HA, command="harestart run /srv/inv.yml"):
+            status, _, body = e.request("POST", f"{DETAIL}/action", '{"restart": {}}')
+            op_status, _, op_body = e.request(
+                "POST", f"{DETAIL}/action", '{"restart": {}}', token=OPERATOR_TOKEN
+            )
+    finally:
+        e.server.stop()
+    assert status == 422 and "another harestart run holds group" in fault(body)["message"]
+    text = body.decode()
+    for secret in (f"pid {os.getpid()}", f"{getpass.getuser()}@", str(state), "/srv/inv.yml"):
+        assert secret not in text, secret
+    assert op_status == 422 and f"pid {os.getpid()}" in fault(op_body)["message"]
 
 
 def test_an_operator_token_reads_every_account_a_tenant_only_its_own(env: Env) -> None:
