@@ -17,7 +17,7 @@ help:
 	@echo "make lab    prepare the compose lab (Docker engine, both images, keys); then docker-compose up -d"
 	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql), then bench-scale"
 	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
-	@echo "make bench-api  harestart serve under load on a lab cluster: 50 clients healthy / replica paused, 500 idle connections (API_ARGS=...)"
+	@echo "make bench-api  harestart serve under load on a lab cluster: 50 clients healthy / replica paused, 500 idle connections, 1,000 slowloris (API_ARGS=...)"
 	@echo "make golden  write tests/data/golden/ anew from tests/golden.py (after a plan change made on purpose)"
 	@echo "make bench-writegap  write gaps of restart vs switchover through HAProxy, 256 MB vs 4 GB dirty pool (WRITEGAP_ARGS=...)"
 

@@ -2,7 +2,7 @@
 connections held open (issue #14, "Measure"), on one real lab cluster.
 
     python -m bench.api [--flavor mariadb|mysql] [--clients 50] [--duration 30] [--idle 500]
-                        [--json PATH]
+                        [--slowloris 1000] [--phases healthy,paused,idle,slowloris] [--json PATH]
 
 One lab cluster (1 source + 2 replicas + MHA) of the chosen flavour, its inventory, a tokens
 file and a real ``harestart serve`` subprocess on 127.0.0.1 (a free port, the server's
@@ -19,7 +19,12 @@ there, three phases:
 - idle: ``--idle`` raw sockets connect, each sends one keep-alive GET and reads its answer,
   then stays silent; meanwhile a new client (a new connection per request) sends 20 GETs:
   p50/max and errors; finally every idle socket is checked: still open, or closed/reset by
-  the server before its 30 s idle timeout.
+  the server before its 30 s idle timeout;
+- slowloris (issue #21): ``--clients`` keep-alive clients poll as in healthy while
+  ``--slowloris`` connections each trickle one header byte every 2 s (a cut one reconnects, as
+  an attacker would); also 20 GETs of a new client on new connections meanwhile, and how the
+  trickling connections ended (cut at the server's request deadline, refused over its
+  connection cap).
 
 Results: a table with the issue's targets beside the figures and JSON (default
 build/bench-api-FLAVOR.json), each phase with ``os.getloadavg()`` at its start and end. The
@@ -36,6 +41,7 @@ import json
 import os
 import platform
 import resource
+import selectors
 import signal
 import socket
 import statistics
@@ -94,6 +100,15 @@ def raise_nofile(wanted: int) -> dict[str, int]:
 
 def error_kind(exc: BaseException) -> str:
     return type(exc).__name__
+
+
+def why_refused(body: str) -> str:
+    """Which of serve's 503s an answer is: every worker busy, or over the connection cap."""
+    if "workers are answering" in body:
+        return " (workers busy)"
+    if "connections open, its limit" in body:
+        return " (connection cap)"
+    return ""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -182,14 +197,16 @@ def wait_until(description: str, check: Callable[[], Any], timeout: float) -> An
     return lab.wait_for(description, check, timeout=timeout, interval=0.2)
 
 
-def start_server(cluster: lab.LabCluster, tmp: Path) -> tuple[harestart_cli.Served, str]:
+def start_server(
+    cluster: lab.LabCluster, tmp: Path, args: tuple[str, ...] = ()
+) -> tuple[harestart_cli.Served, str]:
     """``harestart serve`` on the cluster's inventory (server defaults); its GET URL, once the
     group's first observation is there (``observed_at`` set, state not UNKNOWN)."""
     inventory = cluster.write_inventory(tmp / "inv.yml", group_id=HA_ID, account=ACCOUNT)
     tokens = tmp / "tokens.json"
     tokens.write_text(json.dumps({TOKEN: ACCOUNT}))
     tokens.chmod(0o600)
-    served = harestart_cli.start_serve(inventory, state_dir=tmp, tokens=tokens)
+    served = harestart_cli.start_serve(inventory, state_dir=tmp, tokens=tokens, args=args)
     url = served.url(f"/v1.0/{ACCOUNT}/ha/{HA_ID}")
     http = session()
 
@@ -243,7 +260,7 @@ class Load:
                 if r.status_code == 200:
                     ok.append(took)
                 else:
-                    errors[f"HTTP {r.status_code}"] += 1
+                    errors[f"HTTP {r.status_code}{why_refused(r.text)}"] += 1
                     self.slowest_error[i] = max(self.slowest_error[i], took)
         finally:
             http.close()
@@ -503,7 +520,7 @@ def new_client_gets(url: str, count: int) -> tuple[list[float], dict[str, int]]:
         if r.status_code == 200:
             latencies.append(now() - t0)
         else:
-            errors[f"HTTP {r.status_code}"] += 1
+            errors[f"HTTP {r.status_code}{why_refused(r.text)}"] += 1
     return latencies, dict(errors)
 
 
@@ -547,6 +564,111 @@ def idle_phase(served: harestart_cli.Served, url: str, idle: int) -> dict[str, A
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
+
+
+class Slowloris:
+    """``count`` connections, each sending one byte of a request head every ``every`` seconds
+    (one thread, non-blocking sockets); one the server answers or closes is counted (cut at
+    the request deadline: a 400; over the cap: a 503; closed: nothing) and replaced."""
+
+    HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: "
+
+    def __init__(self, port: int, count: int, every: float = 2.0) -> None:
+        self.port, self.count, self.every = port, count, every
+        self.ended: collections.Counter[str] = collections.Counter()
+        self.connect_errors: collections.Counter[str] = collections.Counter()
+        self.bytes_sent = 0
+        self.rounds = 0  # rounds of one byte to every connection sent so far
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="slowloris", daemon=True)
+        self.selector = selectors.DefaultSelector()
+
+    def _connect(self) -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=REQUEST_TIMEOUT)
+        except OSError as exc:
+            self.connect_errors[error_kind(exc)] += 1
+            return
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, [0])
+
+    def _end(self, sock: socket.socket) -> None:
+        try:
+            answer = sock.recv(4096)
+        except OSError as exc:
+            answer = error_kind(exc).encode()
+        status = answer.split(b" ", 2)[1].decode("latin-1", "replace") if b" " in answer else ""
+        self.ended[status if status.isdigit() else answer.decode("latin-1")[:20] or "closed"] += 1
+        self.selector.unregister(sock)
+        sock.close()
+
+    def _loop(self) -> None:
+        for _ in range(self.count):
+            self._connect()
+        while not self.stop.is_set():
+            tick = now() + self.every
+            for key in list(self.selector.get_map().values()):
+                sock, sent = key.fileobj, key.data
+                payload = self.HEAD + b"a" * 100_000
+                try:
+                    sock.send(payload[sent[0] : sent[0] + 1])  # type: ignore[union-attr]
+                    sent[0] += 1
+                    self.bytes_sent += 1
+                except OSError:
+                    pass  # the reader below sees why
+            self.rounds += 1
+            while (left := tick - now()) > 0 and not self.stop.is_set():
+                for key, _ in self.selector.select(left):
+                    self._end(key.fileobj)  # type: ignore[arg-type]
+            missing = self.count - len(self.selector.get_map())
+            for _ in range(missing):  # as an attacker would: keep `count` trickling
+                self._connect()
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "connections": self.count,
+            "every_s": self.every,
+            "open_at_end": len(self.selector.get_map()),
+            "ended_by_status": dict(self.ended),
+            "connect_errors": dict(self.connect_errors),
+            "bytes_trickled": self.bytes_sent,
+        }
+
+
+def slowloris_phase(
+    served: harestart_cli.Served, url: str, clients: int, duration: float, count: int
+) -> dict[str, Any]:
+    """Real clients (keep-alive, as in healthy) poll while ``count`` connections trickle."""
+    load = Load(url, clients, served.log)
+    slow = Slowloris(served.port, count)
+    load_before, tcp_before = loadavg(), tcp_counters()
+    log_start = served.log.stat().st_size
+    for t in load.threads:  # the clients first, until each was answered once: their
+        t.start()  # keep-alive connections are open before the trickling ones come
+    wait_until("every client answered once", lambda: all(load.latencies), timeout=60)
+    t0 = now()
+    slow.thread.start()
+    try:
+        # every trickling connection open and trickling (its request arriving for a while)
+        wait_until("the trickling connections trickling", lambda: slow.rounds >= 2, timeout=120)
+        latencies, errors = new_client_gets(url, NEW_CLIENT_REQUESTS)
+        load.stop.wait(max(0.0, duration - (now() - t0)))
+    finally:
+        load.stop.set()
+        slow.stop.set()
+        for t in load.threads:
+            t.join(timeout=REQUEST_TIMEOUT + 5)
+        slow.thread.join(timeout=REQUEST_TIMEOUT + 5)
+    result = load.summary(now() - t0, load_before)
+    result["tcp_counters_delta"] = counters_delta(tcp_before)
+    result["server_side"] = server_side(served.log, log_start, served.log.stat().st_size)
+    result["slowloris"] = slow.summary()
+    result["new_client_ok"] = len(latencies)
+    result.update({f"new_client_{k}": v for k, v in latency_summary(latencies).items()})
+    result["new_client_errors_by_kind"] = errors
+    return result
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -609,9 +731,25 @@ def idle_rows(i: dict[str, Any]) -> list[Row]:
     ]
 
 
+def slowloris_rows(sl: dict[str, Any]) -> list[Row]:
+    s = sl["slowloris"]
+    new = f"{sl['new_client_ok']}/{NEW_CLIENT_REQUESTS} ok, {_s(sl['new_client_p50_s'])} / "
+    return [
+        (
+            "slowloris: trickling connections, ended by",
+            f"{s['connections']}, {s['ended_by_status']}",
+            "cut (400)",
+        ),
+        ("slowloris: connect errors", str(s["connect_errors"] or 0), ""),
+        ("slowloris: new client GETs ok, p50 / max", new + _s(sl["new_client_max_s"]), ""),
+        ("slowloris: new client errors", str(sl["new_client_errors_by_kind"] or 0), ""),
+    ]
+
+
 def table(result: dict[str, Any]) -> str:
     """The figures, each with the issue's target beside it (where the issue gives one)."""
     h, p, i = result["healthy"], result["paused"], result["idle"]
+    sl = result.get("slowloris") or {}
     rows: list[Row] = []
     if h:
         rows += load_rows("healthy", h, bounded=False)
@@ -619,6 +757,8 @@ def table(result: dict[str, Any]) -> str:
         rows += load_rows(f"paused ({p['paused_node']})", p, bounded=True) + paused_rows(p)
     if i:
         rows += idle_rows(i)
+    if sl:
+        rows += load_rows("slowloris", sl, bounded=True) + slowloris_rows(sl)
     if not rows:
         return "no figures (the bench stopped before its first phase ended)"
     width = max(len(r[0]) for r in rows)
@@ -638,13 +778,24 @@ def measure(args: argparse.Namespace, result: dict[str, Any], tmp: Path) -> None
     served: harestart_cli.Served | None = None
     try:
         result["cluster_start_s"] = round(now() - t0, 1)
-        served, url = start_server(cluster, tmp)
-        print(f"harestart serve on port {served.port}; healthy phase ...", flush=True)
-        result["healthy"] = healthy_phase(served, url, args.clients, args.duration)
-        print("paused phase ...", flush=True)
-        result["paused"] = paused_phase(cluster, served, url, args.clients, args.duration)
-        print(f"idle phase: {args.idle} idle connections ...", flush=True)
-        result["idle"] = idle_phase(served, url, args.idle)
+        serve_args = ("--max-connections", str(args.max_connections))
+        served, url = start_server(cluster, tmp, serve_args if args.max_connections else ())
+        print(f"harestart serve on port {served.port}", flush=True)
+        phases = args.phases.split(",")
+        if "healthy" in phases:
+            print("healthy phase ...", flush=True)
+            result["healthy"] = healthy_phase(served, url, args.clients, args.duration)
+        if "paused" in phases:
+            print("paused phase ...", flush=True)
+            result["paused"] = paused_phase(cluster, served, url, args.clients, args.duration)
+        if "idle" in phases:
+            print(f"idle phase: {args.idle} idle connections ...", flush=True)
+            result["idle"] = idle_phase(served, url, args.idle)
+        if "slowloris" in phases:
+            print(f"slowloris phase: {args.slowloris} trickling connections ...", flush=True)
+            result["slowloris"] = slowloris_phase(
+                served, url, args.clients, args.duration, args.slowloris
+            )
     finally:
         if served is not None:
             harestart_cli.stop_serve(served.proc)
@@ -682,6 +833,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per loaded phase")
     ap.add_argument("--idle", type=int, default=500, help="idle keep-alive connections")
+    ap.add_argument("--slowloris", type=int, default=1000, help="trickling connections")
+    ap.add_argument(
+        "--max-connections", type=int, default=0, help="serve's --max-connections (0: its default)"
+    )
+    ap.add_argument(
+        "--phases", default="healthy,paused,idle,slowloris", help="which phases, in that order"
+    )
     ap.add_argument("--json", type=Path, help="default: build/bench-api-FLAVOR.json")
     args = ap.parse_args(argv)
     json_path: Path = args.json or REPO / "build" / f"bench-api-{args.flavor}.json"
@@ -689,12 +847,13 @@ def main(argv: list[str] | None = None) -> int:
         "flavor": args.flavor,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "nofile": raise_nofile(args.idle + 2 * args.clients),
+        "nofile": raise_nofile(max(args.idle, args.slowloris) + 2 * args.clients),
         "loadavg_at_start": loadavg(),
         "targets": TARGETS,
         "healthy": {},
         "paused": {},
         "idle": {},
+        "slowloris": {},
     }
     interrupt_on_signals()
     lab.ensure_lab_image(args.flavor)

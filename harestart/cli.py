@@ -623,8 +623,40 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
 
 
+def _tls_options(f: Callable[..., T]) -> Callable[..., T]:
+    """``serve`` over HTTPS."""
+    f = click.option(
+        "--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted)."
+    )(f)
+    return click.option(
+        "--tls-cert",
+        metavar="PATH",
+        help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
+    )(f)
+
+
 def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
-    """How ``serve`` observes and how many requests it answers at once."""
+    """How ``serve`` observes, how many requests it answers at once, and its limits on
+    connections (see the README's "Security")."""
+    f = click.option(
+        "--max-connections",
+        type=click.IntRange(min=1),
+        default=1000,
+        show_default=True,
+        metavar="N",
+        help="Connections open at once; at it a new one takes the place of a request arriving "
+        "for over 1 s, else gets 503 (TLS: is closed). Lowered to what the open-files limit "
+        "leaves beside a restart's SSH and MySQL sessions.",
+    )(f)
+    f = click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="A whole request (headers and body, or a TLS handshake) must arrive within this "
+        "time; a client still sending then gets 400 and is disconnected.",
+    )(f)
     f = click.option(
         "--max-workers",
         type=click.IntRange(min=1, max=1024),
@@ -655,18 +687,14 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
     "--tokens",
     "tokens_file",
     metavar="FILE",
-    help="YAML or JSON mapping X-Auth-Token (or sha256:<hex digest>) -> account; mode 0600.",
+    help="YAML or JSON mapping X-Auth-Token (or sha256:<hex digest>) -> account (a tenant) or "
+    "{operator: true}; mode 0600.",
 )
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
 )
 @_serve_options
-@click.option(
-    "--tls-cert",
-    metavar="PATH",
-    help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
-)
-@click.option("--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted).")
+@_tls_options
 @click.option("--verbose", "-v", is_flag=True, help="Also log debug events (every SQL statement).")
 def serve(
     inventory: str,
@@ -676,6 +704,8 @@ def serve(
     tokens_env: str | None,
     observe_interval: float,
     max_workers: int,
+    max_connections: int,
+    request_timeout: float,
     tls_cert: str | None,
     tls_key: str | None,
     verbose: bool,
@@ -685,7 +715,8 @@ def serve(
     POST /v1.0/{accountId}/ha/{haId}/action {"restart": {}} restarts a group in the
     background (202); GET /v1.0/{accountId}/ha[/{haId}] shows groups, states and the last
     restart, from observations taken in the background. GET /openapi.json (no token) is the
-    contract; GET /metrics (no token) gives Prometheus metrics. Logs are JSON lines on stderr.
+    contract; GET /metrics (an operator's token) gives Prometheus metrics. Logs are JSON lines
+    on stderr.
     SIGTERM: stop accepting work, let running restarts stop at their next safe point, exit 0.
     """
     from harestart import log
@@ -703,6 +734,7 @@ def serve(
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
     _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,
                         observe_interval=observe_interval, max_workers=max_workers,
+                        max_connections=max_connections, request_timeout=request_timeout,
                         tls=tls, secret_env=secret_env))  # fmt: skip
 
 

@@ -289,7 +289,7 @@ class ToozCoordination:
         holder = self._holder(group)
         if holder is None:
             return LockView(backend=self.backend)
-        return LockView(holder.describe(), True, self.backend)
+        return LockView(holder.describe(), True, self.backend, holder.since)
 
     def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
         self.clear_unfinished(group)

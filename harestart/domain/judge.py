@@ -25,7 +25,7 @@ state, so a REBOOT or ERROR group still shows what is wrong with its nodes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harestart.domain.group import Group
@@ -41,6 +41,7 @@ class LockView:
     holder: str | None = None
     alive: bool = False
     backend: str = "local"  # where the lock lives: "local" (flock) or the service's URL scheme
+    since: str | None = None  # when the holder took it (a tenant's view shows only this)
 
     @property
     def held(self) -> bool:
@@ -53,6 +54,15 @@ class LockView:
 
     def who(self) -> str:
         return self.holder or "an unknown process"
+
+    def for_tenant(self) -> LockView:
+        """The lock as a tenant of the API sees it: that a run holds it and since when, not
+        the holder's pid, user, host, command or state directory (an operator's)."""
+        if not self.held:
+            return self
+        since = f" since {self.since}" if self.since else ""
+        run = "a restart runs" if self.alive else "a restart that died holds the lock"
+        return LockView(f"{run}{since}", self.alive, self.backend, self.since)
 
     def to_dict(self) -> dict[str, Any] | None:
         if not self.held:
@@ -98,6 +108,18 @@ class RunFacts:
     journal_error: str | None = None  # the journal exists but cannot be used
     state_error: str | None = None  # the state directory (or the lock file) cannot be trusted
     running_here: bool = False  # a restart started by this process is running
+
+    def for_tenant(self) -> RunFacts:
+        """The facts a tenant's view is judged from: the lock without its holder's details,
+        a journal or state directory problem without its paths (see
+        ``LockView.for_tenant``)."""
+        look = "an operator must look at it (serve's log and `harestart status` say why)"
+        return replace(
+            self,
+            lock=self.lock.for_tenant(),
+            journal_error=None if self.journal_error is None else look,
+            state_error=None if self.state_error is None else f"harestart's state: {look}",
+        )
 
 
 @dataclass(frozen=True)

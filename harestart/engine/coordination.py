@@ -138,7 +138,9 @@ class LocalCoordination:
 
     def lock_view(self, group: Group) -> LockView:
         holder, alive = read_holder(self.state_dir, group.account, group.id)
-        return LockView(holder.describe() if holder is not None else None, alive, self.backend)
+        if holder is None:
+            return LockView(None, alive, self.backend)
+        return LockView(holder.describe(), alive, self.backend, holder.since)
 
     def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
         pass  # the journal in the state directory is the mark

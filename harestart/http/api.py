@@ -7,7 +7,11 @@ perform, with the same paths, headers, bodies and status codes:
 - ``GET  /v1.0/{accountId}/ha/{haId}`` -> ``{"ha_instance": {...}}``;
 - ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``;
 - ``GET  /openapi.json`` (no token) -> the contract, ``openapi.json`` next to this module;
-- ``GET  /metrics`` (no token) -> the Prometheus text format (see the README's "Metrics").
+- ``GET  /metrics`` (an operator's token) -> the Prometheus text format (README "Metrics").
+
+A token is a tenant's (its account: that account's groups only, in every answer, and no
+operator detail: a running restart shows as "a restart runs since ...") or an operator's
+(``{operator: true}`` in the tokens file: ``/metrics``, every account, lock holders and paths).
 
 ``ROUTES`` is the table of those resources (path template, method, token or not, handler); the
 contract documents exactly them (``tests/unit/test_openapi.py`` checks both ways), so adding a
@@ -23,6 +27,7 @@ drive this module with fakes. Faults use the seed's shape, one root key named af
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import hmac
@@ -30,7 +35,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, unquote
@@ -73,6 +78,7 @@ FAULTS = {
     500: "instanceFault",
     501: "notImplemented",
     503: "serviceUnavailable",
+    505: "httpVersionNotSupported",  # not the seed's: an HTTP version other than 1.0 and 1.1
 }
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -90,6 +96,7 @@ class Request:
     body: bytes | None = b""  # None: not read because it was over MAX_BODY
     body_length: int = 0  # the declared Content-Length
     request_id: str = ""
+    operator: bool = False  # set by Api once an operator's token was checked (never by HTTP)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -153,25 +160,56 @@ def request_id_for(given: str | None) -> str:
 # --- tokens ----------------------------------------------------------------------------------
 
 
-class TokenMap:
-    """X-Auth-Token -> account. The keys are tokens, kept as ``Secret`` (never rendered), or
-    ``sha256:<hex>`` digests of tokens (so the file on disk holds no usable secret). A given
-    token's SHA-256 digest is compared with ``hmac.compare_digest`` against every entry, so the
-    time taken does not depend on which token matched or how much of it."""
+class Operator(enum.Enum):
+    """The value of an operator's entry in the tokens file, ``{operator: true}``: ``/metrics``
+    and every account's groups, with what only operators see (a lock holder's pid, user and
+    host, the server's paths)."""
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
-        self._entries = [(token_digest(t), Secret(t), str(a)) for t, a in tokens.items()]
+    OPERATOR = "operator"
+
+
+OPERATOR = Operator.OPERATOR
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid token is: a tenant (its account) or an operator (``account`` None)."""
+
+    account: str | None
+
+    @property
+    def operator(self) -> bool:
+        return self.account is None
+
+
+class TokenMap:
+    """X-Auth-Token -> account (a tenant) or OPERATOR. The keys are tokens, kept as ``Secret``
+    (never rendered), or ``sha256:<hex>`` digests of tokens (so the file on disk holds no
+    usable secret). A given token's SHA-256 digest is compared with ``hmac.compare_digest``
+    against every entry, so the time taken does not depend on which token matched or how much
+    of it."""
+
+    def __init__(self, tokens: Mapping[str, str | Operator]) -> None:
+        self._entries = [
+            (token_digest(t), Secret(t), None if a is OPERATOR else str(a))
+            for t, a in tokens.items()
+        ]
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def account(self, token: str) -> str | None:
+    def caller(self, token: str) -> Caller | None:
         given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        found: str | None = None
+        found: Caller | None = None
         for digest, _secret, account in self._entries:
             if hmac.compare_digest(digest, given):
-                found = account
+                found = Caller(account)
         return found
+
+    def account(self, token: str) -> str | None:
+        """The tenant account of ``token`` (None: not a token, or an operator's)."""
+        caller = self.caller(token)
+        return None if caller is None else caller.account
 
 
 DIGEST_PREFIX = "sha256:"
@@ -187,9 +225,10 @@ def token_digest(entry: str) -> bytes:
 
 
 def parse_tokens(text: str, where: str) -> TokenMap:
-    """A YAML or JSON mapping ``token: account`` (JSON is YAML), read with the inventories'
-    safe loader and stricter still: no anchors or aliases, no duplicate keys, no tags or merge
-    keys. Every problem is reported with its line; no message ever shows a token."""
+    """A YAML or JSON mapping ``token: account`` (a tenant) or ``token: {operator: true}`` (an
+    operator; JSON is YAML), read with the inventories' safe loader and stricter still: no
+    anchors or aliases, no duplicate keys, no tags or merge keys. Every problem is reported
+    with its line; no message ever shows a token."""
     try:
         located = load_located(text, aliases=False, hide_keys=True)
     except YamlProblem as exc:
@@ -207,7 +246,7 @@ def parse_tokens(text: str, where: str) -> TokenMap:
     doc = located.data
     if not isinstance(doc, dict) or not doc:
         raise UsageError(_at(where, 1, "expected a non-empty mapping token: account"))
-    tokens: dict[str, str] = {}
+    tokens: dict[str, str | Operator] = {}
     seen: dict[bytes, int] = {}  # digest -> entry number: a token and its digest both listed
     for i, (token, account) in enumerate(doc.items(), start=1):
         line = located.line_of((token,))
@@ -219,7 +258,7 @@ def parse_tokens(text: str, where: str) -> TokenMap:
             seen[digest] = i
         if problem is not None:
             raise UsageError(_at(where, line, f"entry {i}: {problem}"))
-        tokens[token] = str(account)
+        tokens[token] = OPERATOR if isinstance(account, dict) else str(account)
     return TokenMap(tokens)
 
 
@@ -229,8 +268,12 @@ def _token_problem(token: object, account: object) -> str | None:
             return "a digest must be sha256: and 64 hexadecimal digits"
     elif not isinstance(token, str) or len(token) < 16 or not token.isprintable():
         return "a token must be a printable string of at least 16 characters"
+    if isinstance(account, dict):
+        if account != {"operator": True}:
+            return "an operator's entry is {operator: true}; a tenant's is its account"
+        return None
     if not isinstance(account, (str, int)) or isinstance(account, bool) or account == "":
-        return "the account must be a string or a number"
+        return "the account must be a string or a number (or {operator: true})"
     return None
 
 
@@ -242,7 +285,14 @@ def _at(where: str, line: int | None, message: str) -> str:
 
 
 class Unprocessable(HarestartError):
-    """The group cannot be restarted now (not ACTIVE, locked, unfinished run): 422."""
+    """The group cannot be restarted now (not ACTIVE, locked, unfinished run): 422.
+
+    ``tenant``: the same without what only operators see (a lock holder, paths); None when
+    the message shows none."""
+
+    def __init__(self, message: str, *, tenant: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant = tenant
 
 
 @dataclass(frozen=True)
@@ -258,6 +308,37 @@ class RunView:
     def verdict(self, group: Group, state: GroupState | None = None) -> Verdict:
         """The judge's verdict; without ``state`` the group's health is not judged."""
         return judge_group(group, state, self.facts)
+
+    def for_tenant(self) -> RunView:
+        """What a tenant's token may see: a restart runs since when, not who runs it where
+        (pid, user, host, state directory, inventory and log paths are an operator's)."""
+        return RunView(
+            self.facts.for_tenant(), self.current_step, tenant_restart(self.last_restart)
+        )
+
+
+def tenant_restart(last: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The last restart without the server's paths (log file, commands naming the inventory)
+    and without error texts, which may name a lock holder or a file: those stay in the log,
+    under the request id."""
+    if last is None:
+        return None
+    doc = dict(last)
+    result = doc.get("result")
+    if isinstance(result, dict):
+        result = {**result, **({"log_file": None} if "log_file" in result else {})}
+        for key in ("failure", "interruption"):
+            if isinstance(result.get(key), dict):
+                result[key] = {**result[key], "next_steps": []}
+        doc["result"] = result
+    error = doc.get("error")
+    if isinstance(error, dict):
+        doc["error"] = {
+            "name": error.get("name"),
+            "message": "the restart did not run to its end; an operator can read why in "
+            f"serve's log under request {doc.get('request_id')}",
+        }
+    return doc
 
 
 class Restarter(Protocol):
@@ -312,6 +393,12 @@ class Route:
     method: str
     handler: Handler
     authenticated: bool = True
+    operator_only: bool = False  # an operator's token only (a route without {accountId})
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods answered: HEAD with every GET (RFC 9110 9.3.2: the GET's head)."""
+        return (self.method, "HEAD") if self.method == "GET" else (self.method,)
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -391,15 +478,18 @@ class Api:
         if self.shutting_down():
             raise ApiError(503, "the server is shutting down", headers=(("Retry-After", "30"),))
         route, params = self._route(req)
-        if req.method != route.method:
+        if req.method not in route.methods:
+            allowed = ", ".join(route.methods)
             raise ApiError(
                 405,
-                f"{req.method} is not allowed on {req.path}; allowed: {route.method}",
-                headers=(("Allow", route.method),),
+                f"{req.method} is not allowed on {req.path}; allowed: {allowed}",
+                headers=(("Allow", allowed),),
             )
         if not route.authenticated:
             return None, route.handler(self, req, params)
-        account = self._authenticate(req, params["accountId"])
+        caller = self._authenticate(req, params.get("accountId"), route)
+        req = replace(req, operator=caller.operator)
+        account = caller.account if caller.account is not None else "operator"
         try:
             return account, route.handler(self, req, params)
         except ApiError as exc:
@@ -420,16 +510,18 @@ class Api:
             raise ApiError(404, f"unknown API version {version!r}; this server speaks {VERSION}")
         raise ApiError(404, f"no such resource: {req.path}")
 
-    def _authenticate(self, req: Request, path_account: str) -> str:
+    def _authenticate(self, req: Request, path_account: str | None, route: Route) -> Caller:
         token = req.header("X-Auth-Token")
         if not token:
             raise ApiError(401, "this request needs an X-Auth-Token header")
-        account = self.tokens.account(token)
-        if account is None:
+        caller = self.tokens.caller(token)
+        if caller is None:
             raise ApiError(401, "the X-Auth-Token is not valid")
-        if account != path_account:
+        if route.operator_only and not caller.operator:
+            raise ApiError(403, f"{route.template} needs an operator's token")
+        if path_account is not None and not caller.operator and caller.account != path_account:
             raise ApiError(403, f"this token is not allowed to act for account {path_account}")
-        return account
+        return caller
 
     def _groups(self, req: Request, account: str) -> list[Group]:
         """The account's groups, once the body is known to be small and the inventory loads."""
@@ -453,7 +545,7 @@ class Api:
     # --- handlers --------------------------------------------------------------------------
 
     def _metrics(self, req: Request, params: Mapping[str, str]) -> Response:
-        """No token, like every Prometheus exporter: bind serve to a private interface."""
+        """An operator's token only: the metrics name every account and group."""
         if self.metrics is None:
             raise ApiError(404, f"no such resource: {req.path}")
         body = self.metrics.exposition()
@@ -504,6 +596,8 @@ class Api:
         account = params["accountId"]
         group = self._group(req, account, params["haId"])
         view = self.restarter.view(group)
+        if not req.operator:
+            view = view.for_tenant()
         # A cached observation from another step or state (e.g. MHA still initializing when
         # the run had not finished) would contradict the state shown next to it.
         runs = view.verdict(group)
@@ -527,7 +621,8 @@ class Api:
         try:
             self.restarter.start(group, req.request_id)
         except Unprocessable as exc:
-            raise ApiError(422, str(exc)) from None
+            shown = str(exc) if req.operator or exc.tenant is None else exc.tenant
+            raise ApiError(422, shown) from None
         # The seed's response: 202 Accepted, Content-Type: application/json, Content-Length: 0.
         return Response(202, b"", (("Content-Type", "application/json"),))
 
@@ -535,7 +630,7 @@ class Api:
 # Every resource the server answers, in the order they are matched.
 ROUTES: tuple[Route, ...] = (
     Route("/openapi.json", "GET", Api._openapi, authenticated=False),
-    Route("/metrics", "GET", Api._metrics, authenticated=False),
+    Route("/metrics", "GET", Api._metrics, operator_only=True),
     Route(f"/{VERSION}/{{accountId}}/ha", "GET", Api._list),
     Route(f"/{VERSION}/{{accountId}}/ha/{{haId}}", "GET", Api._show),
     Route(f"/{VERSION}/{{accountId}}/ha/{{haId}}/action", "POST", Api._action),
@@ -548,11 +643,47 @@ def route_template(path: str) -> str:
     return next((r.template for r in ROUTES if r.match(path) is not None), "unmatched")
 
 
+MAX_JSON_DEPTH = 8  # nesting of a request body; {"restart": {}} has 2
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in ``text`` (JSON or not), brackets inside strings not
+    counted: checked before ``json.loads``, whose recursion ends in RecursionError (a 500)
+    for a few thousand nested ``[``."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_action(body: bytes) -> str:
-    """The action named by a POST .../action body; 400 unless it is ``{"<name>": {...}}``."""
+    """The action named by a POST .../action body; 400 unless it is ``{"<name>": {...}}``
+    (at most MAX_JSON_DEPTH deep; its size is bounded by MAX_BODY before it is read)."""
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, 'the body is not valid JSON; send {"restart": {}}') from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ApiError(
+            400, f'the body nests deeper than {MAX_JSON_DEPTH} levels; send {{"restart": {{}}}}'
+        )
+    try:
+        doc = json.loads(text)
+    except ValueError:
         raise ApiError(400, 'the body is not valid JSON; send {"restart": {}}') from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'the body must be a JSON object such as {"restart": {}}')

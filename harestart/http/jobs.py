@@ -33,7 +33,7 @@ from harestart.domain.result import RunResult, StepRecord, utc_now
 from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment, RunRequest
 from harestart.engine.run import restart as engine_restart
-from harestart.errors import HarestartError
+from harestart.errors import HarestartError, LockHeld
 from harestart.http.api import Observed, RunView, Unprocessable
 from harestart.views.metrics import Metrics
 from harestart.views.status import read_run_facts
@@ -157,7 +157,7 @@ class BackgroundRestarter:
             # Refused before its first step: the lock is held (LockHeld), an unfinished or
             # unreadable journal (UsageError, JournalError).
             if job.error is not None:
-                raise Unprocessable(str(job.error))
+                raise Unprocessable(str(job.error), tenant=refusal_for_tenant(job))
             raise RuntimeError(f"the restart failed to start: {job.error_id}")
         with self._lock:
             self._jobs[key] = job
@@ -464,3 +464,20 @@ class BackgroundObserver:
             if slot.observed is None or began >= slot.taken:  # never replace a newer one
                 slot.observed, slot.taken, slot.context = Observed(state, at), began, context
             slot.running_since = None
+
+
+def refusal_for_tenant(job: Job) -> str:
+    """Why a restart was refused before it began, as a tenant may read it: what stands in the
+    way, not the lock holder's pid, user and host nor the server's paths (serve's log has the
+    whole message under the request id)."""
+    gid = job.group.id
+    if isinstance(job.error, LockHeld):
+        if "stale lock" in str(job.error):
+            return f"group {gid} has a stale lock of a run that died: an operator must look"
+        return f"another harestart run holds group {gid}; retry once it has finished"
+    if "unfinished run" in str(job.error):
+        return f"group {gid} has an unfinished run (ERROR): an operator resumes it"
+    return (
+        f"the restart of group {gid} was refused before it began; an operator can read why in "
+        f"serve's log under request {job.request_id}"
+    )

@@ -26,6 +26,7 @@ from .lab import wait_for
 pytestmark = pytest.mark.integration
 
 TOKEN = "metrics-integration-token-0123456789"
+OPERATOR_TOKEN = "metrics-integration-operator-0123456789"  # /metrics needs one (#21)
 ACCOUNT = "4242"
 HA = "metrics-ha"
 
@@ -37,7 +38,7 @@ def served(
     cluster = cluster_factory(1)
     inventory = cluster.write_inventory(tmp_path / "inv.yml", group_id=HA, account=ACCOUNT)
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({TOKEN: ACCOUNT}))
+    tokens.write_text(json.dumps({TOKEN: ACCOUNT, OPERATOR_TOKEN: {"operator": True}}))
     tokens.chmod(0o600)
     s = harestart_cli.start_serve(
         inventory, state_dir=tmp_path, tokens=tokens, args=("--observe-interval", "1")
@@ -78,7 +79,8 @@ def test_metrics_textfile_and_a_get_while_the_replica_is_paused(
 
     after = wait_for("the API restart finished", finished, timeout=400, interval=0.5)
     assert after["last_restart"]["ok"] is True and after["state"] == "ACTIVE"
-    metrics = requests.get(s.url("/metrics"), timeout=10)  # no token
+    # an operator's token (a tenant's gets 403, none 401: #21)
+    metrics = requests.get(s.url("/metrics"), headers={"X-Auth-Token": OPERATOR_TOKEN}, timeout=10)
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     found = samples(metrics.text)

@@ -113,9 +113,7 @@ def test_a_request_finding_every_worker_busy_waits_briefly_for_one(tmp_path: Pat
         assert inside.acquire(timeout=10)  # the one worker is taken
         waiting.start()
         # the second request waits for the worker
-        poll_until(
-            lambda: e.server.httpd._waiting_count == 1 or None, what="one waiting", timeout=30
-        )
+        poll_until(lambda: e.server.waiting == 1 or None, what="one waiting", timeout=30)
         release.set()
         busy.join(10)
         waiting.join(10)
@@ -131,7 +129,7 @@ def test_one_worker_answers_a_keep_alive_client_s_every_request(tmp_path: Path) 
     e, _ = make_env(tmp_path)
     e.server.stop()
     e.server = ApiServer(e.api, max_workers=1, worker_wait=0.0).start()
-    assert e.server.httpd.request_queue_size >= 128  # clients reconnecting at once: no SYN drop
+    assert e.server.backlog >= 128  # clients reconnecting at once: no SYN drop
     c = http.client.HTTPConnection(*e.server.address, timeout=10)
     statuses = []
     try:

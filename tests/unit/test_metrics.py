@@ -16,18 +16,20 @@ from harestart.domain.plan import Action
 from harestart.domain.result import GroupStatus, RunResult, StepRecord, StepStatus
 from harestart.engine.waiting import poll_until
 from harestart.errors import ExitCode
-from harestart.http.api import TokenMap, route_template
+from harestart.http.api import OPERATOR, TokenMap, route_template
 from harestart.http.server import ApiServer, build_api
 from harestart.inventory.load import load_inventory
 from harestart.views.metrics import Metrics, result_label
 from tests.prometheus_text import samples, value
 
 from .test_api import DETAIL, LIST, SEED_HA, make_env
+from .test_api import OPERATOR_TOKEN as API_OPERATOR_TOKEN
 from .test_cli_run import ACCOUNT, Harestart, Lab, harestart, lab
 
 __all__ = ["harestart", "lab"]  # the fixtures
 
 TOKEN = "metrics-test-token-0123456789"
+OPERATOR_TOKEN = "metrics-operator-token-0123456789"
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +104,7 @@ def test_metrics_after_an_api_restart_show_the_counter_durations_and_state(
     x = lab("a")
     inv = load_inventory(x.inventory)
     api, restarter, observer = build_api(
-        inv, TokenMap({TOKEN: ACCOUNT}), threading.Event(), env=x.env
+        inv, TokenMap({TOKEN: ACCOUNT, OPERATOR_TOKEN: OPERATOR}), threading.Event(), env=x.env
     )
     server = ApiServer(api).start()
     try:
@@ -119,7 +121,8 @@ def test_metrics_after_an_api_restart_show_the_counter_durations_and_state(
         observer.poll_once()  # observe now (the fakes are not thread-safe during a run)
         poll_until(lambda: observer.latest(inv.groups[0]), what="an observation", timeout=30)
 
-        status, ctype, body = get(server, "/metrics")  # no token: see the README
+        # an operator's token (since #21: the metrics name every account and group)
+        status, ctype, body = get(server, "/metrics", OPERATOR_TOKEN)
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
         found = samples(body.decode())
         g = {"account": ACCOUNT, "group": "a"}
@@ -172,13 +175,13 @@ def test_metrics_is_get_only_and_counts_requests_by_route_and_code(tmp_path: Pat
     e, _ = make_env(tmp_path)
     metrics = Metrics(http=True)
     e.api.metrics = metrics
-    e.server.httpd.metrics = metrics
+    e.server.app.metrics = metrics
     try:
         assert e.request("GET", DETAIL)[0] == 200
         assert e.request("GET", DETAIL)[0] == 200
         assert e.request("GET", LIST.replace("1234", "0000"), token=None)[0] == 401
         assert e.request("POST", "/metrics", "{}")[0] == 405
-        status, headers, body = e.request("GET", "/metrics", token=None)
+        status, headers, body = e.request("GET", "/metrics", token=API_OPERATOR_TOKEN)
         assert status == 200 and headers["content-type"].startswith("text/plain")
         found = samples(body.decode())
         detail = "/v1.0/{accountId}/ha/{haId}"

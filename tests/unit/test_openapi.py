@@ -19,7 +19,16 @@ from harestart.http import api as api_mod
 from harestart.http.api import FAULTS, ROUTES, openapi_document
 from harestart.views.metrics import Metrics
 
-from .test_api import DETAIL, LIST, SEED_HA, Env, _quiet_logs, make_env  # noqa: F401 (autouse fixture)
+from .test_api import (
+    DETAIL,
+    LIST,
+    OPERATOR_TOKEN,
+    SEED_HA,
+    SEED_TOKEN,
+    Env,
+    _quiet_logs,  # noqa: F401 (autouse fixture)
+    make_env,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -54,15 +63,15 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_every_route_is_documented_and_every_documented_operation_is_a_route() -> None:
     doc = contract()
-    routes = {(r.template, r.method.lower()) for r in ROUTES}
+    routes = {(r.template, m.lower()) for r in ROUTES for m in r.methods}
     documented = {(path, m) for path, item in doc["paths"].items() for m in item if m in METHODS}
     assert routes == documented
-    for r in ROUTES:
-        op = doc["paths"][r.template][r.method.lower()]
+    for r, method in ((route, m) for route in ROUTES for m in route.methods):
+        op = doc["paths"][r.template][method.lower()]
         # a route without a token says so; the others need the document's X-Auth-Token scheme
         security = op.get("security", doc["security"])
         assert (security == []) is (not r.authenticated), r.template
-        if r.authenticated:  # the token is checked against the path's account
+        if r.authenticated and not r.operator_only:  # checked against the path's account
             assert "accountId" in r.pattern.groupindex, r.template
         names = {p["name"] for p in op.get("parameters", []) if "name" in p}
         assert set(r.pattern.groupindex) <= names, r.template  # every path parameter described
@@ -89,7 +98,7 @@ def test_get_openapi_json_needs_no_token_and_serves_the_shipped_file(env: Env) -
     assert status == 200 and headers["content-type"] == "application/json"
     assert body == openapi_document() == (REPO / "harestart/http/openapi.json").read_bytes()
     status, headers, _ = env.request("POST", "/openapi.json", "{}", token=None)
-    assert status == 405 and headers["allow"] == "GET"
+    assert status == 405 and headers["allow"] == "GET, HEAD"  # HEAD with GET since #21
 
 
 def test_the_document_ships_as_package_data() -> None:
@@ -170,7 +179,8 @@ def test_standard_methods_the_resource_does_not_take_get_405_with_allow(
     """schemathesis's unsupported_method check sent TRACE and QUERY: http.server answered
     501 (a server error) because it had no do_TRACE; a method HTTP defines is recognised, so
     the answer is 405 with Allow. A method nobody defines (BREW) still gets 501."""
-    for path, allow in [(DETAIL, "GET"), ("/openapi.json", "GET"), (f"{DETAIL}/action", "POST")]:
+    get = "GET, HEAD"  # since #21, HEAD is answered wherever GET is
+    for path, allow in [(DETAIL, get), ("/openapi.json", get), (f"{DETAIL}/action", "POST")]:
         status, headers, body = env.request(method, path)
         assert status == 405 and headers["allow"] == allow, (path, body)
         assert json.loads(body)["badMethod"]["code"] == 405
@@ -196,11 +206,16 @@ def test_a_group_not_observed_yet_conforms_too(env: Env) -> None:
 
 def test_metrics_answers_conform(env: Env) -> None:
     op = contract()["paths"]["/metrics"]["get"]
-    status, _, body = env.request("GET", "/metrics", token=None)  # an API without metrics
+    operator = OPERATOR_TOKEN
+    status, _, body = env.request("GET", "/metrics", token=operator)  # an API without metrics
     assert status == 404 and "404" in op["responses"]
     conforms(json.loads(body), "itemNotFound")
     env.api.metrics = Metrics(http=True)  # as serve builds it
-    status, headers, body = env.request("GET", "/metrics", token=None)
+    for token, code, fault_name in [(None, 401, "unauthorized"), (SEED_TOKEN, 403, "forbidden")]:
+        status, _, body = env.request("GET", "/metrics", token=token)  # since #21
+        assert status == code and str(code) in op["responses"]
+        conforms(json.loads(body), fault_name)
+    status, headers, body = env.request("GET", "/metrics", token=operator)
     assert status == 200 and "200" in op["responses"]
     assert headers["content-type"].startswith("text/plain")
     assert b"harestart_restarts_total" in body or b"# HELP" in body

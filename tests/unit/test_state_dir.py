@@ -26,7 +26,7 @@ from harestart.engine.journal import Journal, find_journal, journal_path
 from harestart.engine.lock import GroupLock, lock_path, read_holder
 from harestart.engine.names import legacy_name, state_name
 from harestart.errors import ExitCode, JournalError, JournalMismatch, StateDirError
-from harestart.http.api import Request, TokenMap
+from harestart.http.api import OPERATOR, Request, TokenMap
 from harestart.http.server import build_api
 from harestart.inventory.load import load_inventory
 from tests.prometheus_text import samples, value
@@ -372,12 +372,18 @@ def test_a_journal_nested_100000_deep_answers_get_ha_and_metrics_without_500(
     x = lab("a")
     plant_journal(x, "a", DEEP)
     inv = load_inventory(x.inventory)
-    api, _, _ = build_api(inv, TokenMap({TOKEN: ACCOUNT}), threading.Event(), env=x.env)
-    auth = {"x-auth-token": TOKEN, "accept": "application/json"}
+    operator = "operator-token-0123456789abcdef"  # /metrics and the journal's error (#21)
+    tokens = TokenMap({TOKEN: ACCOUNT, operator: OPERATOR})
+    api, _, _ = build_api(inv, tokens, threading.Event(), env=x.env)
+    auth = {"x-auth-token": operator, "accept": "application/json"}
     resp = api.handle(Request("GET", f"/v1.0/{ACCOUNT}/ha/a", headers=auth))
     assert resp.status == 200, resp.body
     ha = json.loads(resp.body)["ha_instance"]
     assert ha["state"] == "ERROR" and "malformed journal" in ha["state_reason"]
+    tenant = {"x-auth-token": TOKEN, "accept": "application/json"}  # ERROR, not the path
+    resp = api.handle(Request("GET", f"/v1.0/{ACCOUNT}/ha/a", headers=tenant))
+    ha = json.loads(resp.body)["ha_instance"]
+    assert ha["state"] == "ERROR" and "an operator must look" in ha["state_reason"]
     resp = api.handle(Request("GET", "/metrics", headers=auth))
     assert resp.status == 200, resp.body
     found = samples(resp.body.decode())

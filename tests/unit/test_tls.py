@@ -3,6 +3,7 @@ against the real server on 127.0.0.1:0 and a self-signed certificate made by the
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import http.client
 import ipaddress
@@ -113,16 +114,24 @@ def test_a_tls_1_1_client_is_refused_and_plain_http_gets_no_answer(
     with pytest.raises(ssl.SSLError) as exc:
         c.request("GET", "/openapi.json")
     c.close()
-    # the server refused the version with a protocol_version alert (this client does negotiate
-    # TLS 1.1 with a server that allows it: the refusal is the server's)
-    assert "ALERT_PROTOCOL_VERSION" in str(exc.value), exc.value
+    # the server refused the version: a protocol_version alert, or (asyncio's TLS, since #21
+    # moved the transport to uvicorn, drops the connection without flushing the alert) an
+    # EOF; this client does negotiate TLS 1.1 with a server that allows it, and the same
+    # client at TLS 1.2 is answered below, so the refusal is the version's
+    said = str(exc.value)
+    assert "ALERT_PROTOCOL_VERSION" in said or "UNEXPECTED_EOF" in said, said
     host, port = env.server.address
     plain = http.client.HTTPConnection(host, port, timeout=10)
     plain.request("GET", "/openapi.json")
     with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
         plain.getresponse()  # the server closes it: a plain request is not a TLS handshake
     plain.close()
-    # and the server still answers a good client afterwards
+    # and the server still answers a good client afterwards, the old one's twin at TLS 1.2
+    old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_2
+    c = https(env, old)
+    c.request("GET", "/openapi.json")
+    assert c.getresponse().status == 200
+    c.close()
     c = https(env, ssl.create_default_context(cafile=str(cert)))
     c.request("GET", "/openapi.json")
     assert c.getresponse().status == 200
@@ -216,18 +225,17 @@ def test_serve_process_listens_on_https_and_says_so(tmp_path: Path) -> None:
 def test_a_connection_that_fails_mid_request_is_one_json_event_not_a_traceback(
     tls_env: tuple[Env, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """socketserver prints a traceback on stderr for an exception that escapes a connection;
-    stderr is the JSON log, so the server logs one event instead."""
+    """asyncio prints a traceback on stderr for an error it reports from a connection; stderr
+    is the JSON log, so the server's loop logs one event instead (rewritten for uvicorn: the
+    loop's exception handler replaces socketserver's handle_error)."""
     env, _ = tls_env
+    loop = asyncio.new_event_loop()
     with capture_logs() as logs:
-        try:
-            raise ssl.SSLError("decryption failed or bad record mac")
-        except ssl.SSLError:
-            env.server.httpd.handle_error(None, ("127.0.0.1", 1234))
-        try:
-            raise RuntimeError("a bug")
-        except RuntimeError:
-            env.server.httpd.handle_error(None, ("127.0.0.1", 1234))
+        env.server.on_loop_error(
+            loop, {"message": "SSL error", "exception": ssl.SSLError("bad record mac")}
+        )
+        env.server.on_loop_error(loop, {"message": "a bug", "exception": RuntimeError("a bug")})
+    loop.close()
     assert [(e["event"], e["log_level"]) for e in logs] == [
         ("api.connection.error", "debug"),
         ("api.connection.error", "error"),
