@@ -1254,6 +1254,17 @@ def uptime(cluster: LabCluster, node: str) -> int:
     return int(cluster.sql(node, "SHOW GLOBAL STATUS LIKE 'Uptime'")[0]["Value"])
 
 
+def wait_restart_running(cluster: LabCluster, node: str, *, timeout: float = 60) -> None:
+    """Until the lab's restart command (``service mariadb|mysql restart``) runs on ``node``:
+    a run can be killed while it is in flight (the journal notes it just before sending)."""
+    wait_for(
+        f"{node}'s restart running on the host",
+        lambda: cluster.exec(node, ["pgrep", "-f", f"{cluster.service} restart"])[0] == 0,
+        timeout=timeout,
+        interval=0.02,
+    )
+
+
 def ready_count(cluster: LabCluster, node: str) -> int:
     """How many times mysqld started on ``node``: 'ready for connections' lines in its log
     (``grep -c`` prints a count, 0 included, and exits 1 when it is 0)."""

@@ -33,7 +33,7 @@ from .harestart_cli import (
     start_harestart,
     wait_for_event,
 )
-from .lab import LabCluster, ready_count, wait_for
+from .lab import LabCluster, ready_count, wait_for, wait_restart_running
 
 pytestmark = pytest.mark.integration
 
@@ -234,12 +234,7 @@ def test_kill_9_of_the_holder_then_the_other_bastion_waits_for_the_lease_then_fo
         return any(s["key"] == "restart_replica:db2" and s["restart_issued_at"] for s in steps)
 
     wait_for("db2's restart noted in the journal", issued, timeout=120, interval=0.02)
-    wait_for(
-        "db2's restart running on the host",
-        lambda: cluster.exec("db2", ["pgrep", "-f", f"{cluster.service} restart"])[0] == 0,
-        timeout=60,
-        interval=0.02,
-    )
+    wait_restart_running(cluster, "db2")
     proc.send_signal(signal.SIGKILL)  # mid-run, while db2 restarts
     proc.wait(timeout=30)
     run_id = journal(bastions.a)["run_id"]

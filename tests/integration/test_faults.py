@@ -19,7 +19,7 @@ import yaml
 
 from .conftest import ClusterFactory
 from .harestart_cli import finish, harestart, start_harestart, wait_for_event
-from .lab import LabCluster, ready_count, uptime, wait_for
+from .lab import LabCluster, ready_count, uptime, wait_for, wait_restart_running
 
 pytestmark = pytest.mark.integration
 
@@ -239,12 +239,7 @@ def test_sigkill_during_a_replica_restart_then_resume_does_not_restart_it_twice(
 
     wait_for("db2's restart noted in the journal", issued, timeout=120, interval=0.02)
     # ... and really running on db2 (the journal is written just before the command is sent).
-    wait_for(
-        "db2's restart running on the host",
-        lambda: cluster.exec("db2", ["pgrep", "-f", f"{cluster.service} restart"])[0] == 0,
-        timeout=60,
-        interval=0.02,
-    )
+    wait_restart_running(cluster, "db2")
     proc.send_signal(signal.SIGKILL)  # while db2's restart is in flight
     proc.wait(timeout=30)
     assert journal(tmp_path)["finished"] is False

@@ -21,7 +21,7 @@ from harestart.engine.lock import lock_path
 
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, start_harestart, wait_for_event
-from .lab import ready_count, wait_for
+from .lab import ready_count, wait_for, wait_restart_running
 from .test_faults import edit_inventory
 
 pytestmark = pytest.mark.integration
@@ -73,12 +73,7 @@ def test_a_group_killed_mid_run_leaves_its_journal_and_lock_to_itself_only(
 
     # Killed once db2's restart runs on the host (the journal notes it just before sending).
     wait_for("db2's restart noted in the journal", issued, timeout=120, interval=0.02)
-    wait_for(
-        "db2's restart running on the host",
-        lambda: cluster.exec("db2", ["pgrep", "-f", f"{cluster.service} restart"])[0] == 0,
-        timeout=60,
-        interval=0.02,
-    )
+    wait_restart_running(cluster, "db2")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     # The restart command outlives the killed run: let db2 come back before looking at it.
