@@ -63,7 +63,7 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.engine.coordination import local_coordination
 from harestart.engine.run import Environment
-from harestart.engine.waiting import ManualClock, poll_until
+from harestart.engine.sequencer.waiting import ManualClock, poll_until
 from tests.unit.fakes import FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
 
 REPO = Path(__file__).resolve().parents[1]

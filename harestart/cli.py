@@ -246,9 +246,9 @@ def _environment() -> Environment:
 
 def _checked_state(env: Environment, *, create: bool) -> Environment:
     """Refuse (exit 2) a state directory that cannot be trusted before anything is done with
-    it: a symbolic link, not ours, writable by others (``engine.private``); ``create``: make
+    it: a symbolic link, not ours, writable by others (``engine.state.private``); ``create``: make
     it (0700) when missing."""
-    from harestart.engine.private import check_state_dir
+    from harestart.engine.state.private import check_state_dir
 
     check_state_dir(env.state_dir, create=create)
     return env
@@ -392,7 +392,7 @@ def _execute(
     """`run` and `resume`: check, show the plan, confirm, hand the groups to the engine, render."""
     from harestart.domain.result import render_summary
     from harestart.engine import run as engine
-    from harestart.engine.interrupts import InterruptFlag, graceful_signals
+    from harestart.engine.sequencer.interrupts import InterruptFlag, graceful_signals
     from harestart.views.progress import TextReporter
 
     env = _checked_state(_environment(), create=True)

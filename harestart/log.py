@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import structlog
 
 from harestart.domain.secret import MASK, Secret, scrub
-from harestart.engine.private import open_private_file
+from harestart.engine.state.private import open_private_file
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 

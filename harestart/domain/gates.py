@@ -2,7 +2,7 @@
 
 A gate never changes anything: every statement or command a run sends is an action
 (``harestart.domain.actions``). The engine evaluates each gate type with its own evaluator
-(``harestart.engine.gates``); ``describe()`` is what people and the plan's JSON read.
+(``harestart.engine.ops.registry``); ``describe()`` is what people and the plan's JSON read.
 """
 
 from __future__ import annotations

@@ -6,12 +6,56 @@ the values of inventory/defaults.py at the bottom); everything after that reads 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Literal
 
 from harestart.domain.endpoints import SshEndpoint
-from harestart.domain.hooks import NO_HOOKS, Hooks
 from harestart.domain.secret import Secret
+
+# --- hooks: what the inventory names at each point (harestart.domain.hooks plans them) ---
+
+
+class HookPoint(enum.StrEnum):
+    """Where in a run a hook runs (the inventory's key under ``hooks:``)."""
+
+    BEFORE_NODE_RESTART = "before_node_restart"  # before the node's restart command
+    AFTER_NODE_RESTART = "after_node_restart"  # once the node is back and its checks passed
+    BEFORE_SWITCH = "before_switch"  # before the source role moves (switchover)
+    AFTER_SWITCH = "after_switch"  # once it moved
+
+
+Strategy = Literal["restart", "switchover"]
+Role = Literal["source", "replica"]
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """One hook: a shell command line, its timeout in seconds, the directory it runs in (the
+    inventory file's)."""
+
+    command: str
+    timeout: float
+    cwd: str
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """A group's hooks, one per point at most (the group's own replaces the default's), and
+    the names of harestart's environment they get beyond the allow-list (``env_passthrough``)."""
+
+    before_node_restart: HookSpec | None = None
+    after_node_restart: HookSpec | None = None
+    before_switch: HookSpec | None = None
+    after_switch: HookSpec | None = None
+    env_passthrough: tuple[str, ...] = ()
+
+    def at(self, point: HookPoint) -> HookSpec | None:
+        spec: HookSpec | None = getattr(self, point.value)
+        return spec
+
+
+NO_HOOKS = Hooks()
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,12 @@ variables, ``PATH``, ``HOME``, ``LANG``, ``LC_*``, ``TZ``, and the names the gro
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from harestart.domain.actions import PlanAction, quoted
-
-if TYPE_CHECKING:  # group.py holds a group's Hooks
-    from harestart.domain.group import Group
+from harestart.domain.group import Group, HookPoint, HookSpec, Role, Strategy
 
 OUTPUT_TAIL_BYTES = 4096  # how much of a failed hook's output is reported (its end)
 
@@ -43,48 +40,6 @@ HOOK_VARIABLES = (
     "HARESTART_NEW_SOURCE",
     "HARESTART_STRATEGY",
 )
-
-
-class HookPoint(enum.StrEnum):
-    """Where in a run a hook runs (the inventory's key under ``hooks:``)."""
-
-    BEFORE_NODE_RESTART = "before_node_restart"  # before the node's restart command
-    AFTER_NODE_RESTART = "after_node_restart"  # once the node is back and its checks passed
-    BEFORE_SWITCH = "before_switch"  # before the source role moves (switchover)
-    AFTER_SWITCH = "after_switch"  # once it moved
-
-
-Strategy = Literal["restart", "switchover"]
-Role = Literal["source", "replica"]
-
-
-@dataclass(frozen=True)
-class HookSpec:
-    """One hook: a shell command line, its timeout in seconds, the directory it runs in (the
-    inventory file's)."""
-
-    command: str
-    timeout: float
-    cwd: str
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """A group's hooks, one per point at most (the group's own replaces the default's), and
-    the names of harestart's environment they get beyond the allow-list (``env_passthrough``)."""
-
-    before_node_restart: HookSpec | None = None
-    after_node_restart: HookSpec | None = None
-    before_switch: HookSpec | None = None
-    after_switch: HookSpec | None = None
-    env_passthrough: tuple[str, ...] = ()
-
-    def at(self, point: HookPoint) -> HookSpec | None:
-        spec: HookSpec | None = getattr(self, point.value)
-        return spec
-
-
-NO_HOOKS = Hooks()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -50,8 +50,8 @@ from harestart.domain.gates import (
     TopologyMatches,
     WritableAsBefore,
 )
-from harestart.domain.group import Group
-from harestart.domain.hooks import Strategy, node_hooks
+from harestart.domain.group import Group, Strategy
+from harestart.domain.hooks import node_hooks
 from harestart.domain.switch import (
     Candidate,
     LongTransactions,

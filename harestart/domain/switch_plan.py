@@ -41,8 +41,8 @@ from harestart.domain.gates import (
     ThreadsRunning,
     WritableAsBefore,
 )
-from harestart.domain.group import Group
-from harestart.domain.hooks import HookPoint, node_hooks, switch_hook
+from harestart.domain.group import Group, HookPoint
+from harestart.domain.hooks import node_hooks, switch_hook
 from harestart.domain.plan import Action, PlanOptions, Step
 from harestart.domain.switch import Candidate, LongTransactions, replication_address
 

@@ -30,7 +30,7 @@ from harestart.adapters.protocols import Coordination, HeldLock
 from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import Group
 from harestart.domain.judge import LockView
-from harestart.engine.lock import GroupLock, check_free, read_holder
+from harestart.engine.state.lock import GroupLock, check_free, read_holder
 from harestart.errors import CoordinationUnavailable
 
 __all__ = [

@@ -36,7 +36,7 @@ from harestart.adapters.protocols import FleetBoard, FleetMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.result import RunResult, utc_now
 from harestart.engine.coordination import state_dir_text, this_host
-from harestart.engine.interrupts import InterruptFlag
+from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.errors import HarestartError, LockHeld, UsageError
 
 log = structlog.get_logger("harestart.engine.fleet")

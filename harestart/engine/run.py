@@ -45,12 +45,12 @@ from harestart.engine.coordination import (
     my_mark,
     opened,
 )
-from harestart.engine.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.fleet import FleetBoardFactory, FleetReport, fleet_name, restart_fleet
-from harestart.engine.interrupts import InterruptFlag
-from harestart.engine.journal import Journal, find_journal, inventory_identity, journal_path
 from harestart.engine.observe import observe_group
-from harestart.engine.waiting import SYSTEM_CLOCK, Clock
+from harestart.engine.sequencer.executor import Executor, FailurePolicy, Reporter
+from harestart.engine.sequencer.interrupts import InterruptFlag
+from harestart.engine.sequencer.waiting import SYSTEM_CLOCK, Clock
+from harestart.engine.state.journal import Journal, find_journal, inventory_identity, journal_path
 from harestart.errors import HarestartError, JournalMismatch, PreflightRefused, UsageError
 
 log = structlog.get_logger("harestart.engine.run")

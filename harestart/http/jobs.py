@@ -30,9 +30,9 @@ from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.plan import Step
 from harestart.domain.result import RunResult, StepRecord, utc_now
-from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment, RunRequest
 from harestart.engine.run import restart as engine_restart
+from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.errors import HarestartError, LockHeld
 from harestart.http.api import Observed, RunView, Unprocessable
 from harestart.views.metrics import Metrics

@@ -20,14 +20,15 @@ from harestart.domain.group import (
     CoordinationSettings,
     Group,
     Health,
+    HookPoint,
+    Hooks,
     Mha,
     MysqlTarget,
     Node,
     PasswordSource,
     Replication,
 )
-from harestart.domain.hooks import HookPoint, Hooks
-from harestart.domain.hooks import HookSpec as Hook
+from harestart.domain.group import HookSpec as Hook
 from harestart.domain.secret import Secret
 from harestart.inventory.defaults import (
     COORDINATION_LEASE,

@@ -15,8 +15,8 @@ from harestart.engine.coordination import (
     local_coordination,
     opened,
 )
-from harestart.engine.journal import find_journal
 from harestart.engine.run import Environment
+from harestart.engine.state.journal import find_journal
 from harestart.errors import CoordinationUnavailable, JournalError, StateDirError
 
 

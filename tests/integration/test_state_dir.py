@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from harestart.engine.journal import journal_path
-from harestart.engine.lock import lock_path
+from harestart.engine.state.journal import journal_path
+from harestart.engine.state.lock import lock_path
 
 from .conftest import ClusterFactory
 from .harestart_cli import harestart, start_harestart, wait_for_event

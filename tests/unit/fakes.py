@@ -24,7 +24,7 @@ from harestart.domain.topology import (
     ReplicaStatus,
     ServerInfo,
 )
-from harestart.engine.waiting import ManualClock
+from harestart.engine.sequencer.waiting import ManualClock
 from harestart.errors import CommandFailed, MysqlError, SshError
 
 

@@ -28,9 +28,9 @@ from harestart.domain.group import Group
 from harestart.domain.judge import RunFacts, RunSummary
 from harestart.domain.observation import GroupState
 from harestart.domain.result import GroupStatus, RunResult, utc_now
-from harestart.engine.lock import GroupLock
 from harestart.engine.observe import observe_group
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.waiting import poll_until
+from harestart.engine.state.lock import GroupLock
 from harestart.errors import UsageError
 from harestart.http import api as api_mod
 from harestart.http.api import (
@@ -684,7 +684,7 @@ def test_real_restarter_lock_decides_between_api_and_cli_runs(
 def test_unfinished_journal_makes_the_group_error_and_refuses_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harestart.engine.journal import Journal, journal_path
+    from harestart.engine.state.journal import Journal, journal_path
 
     state = tmp_path / "state"
     monkeypatch.setenv("HARESTART_STATE_DIR", str(state))

@@ -25,10 +25,10 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.result import utc_now
 from harestart.domain.topology import MhaState
-from harestart.engine.journal import Journal, journal_path
-from harestart.engine.lock import GroupLock, read_holder
 from harestart.engine.run import Environment
-from harestart.engine.waiting import ManualClock
+from harestart.engine.sequencer.waiting import ManualClock
+from harestart.engine.state.journal import Journal, journal_path
+from harestart.engine.state.lock import GroupLock, read_holder
 from harestart.errors import ExitCode
 
 from .fakes import FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld

@@ -27,9 +27,9 @@ from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
 from harestart.engine.coordination import is_here, my_holder, my_mark, this_host
-from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.interrupts import InterruptFlag
+from harestart.engine.sequencer.waiting import poll_until
 from harestart.errors import ExitCode, InventoryError, LeaseLost, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination

@@ -11,11 +11,10 @@ from harestart.domain import actions as plan_actions
 from harestart.domain import gates as plan_gates
 from harestart.domain.plan import PlanOptions, build_plan
 from harestart.domain.topology import ReadOnlyState
-from harestart.engine.actions import PERFORMERS
-from harestart.engine.gates import EVALUATORS
-from harestart.engine.journal import Journal, journal_path
-from harestart.engine.memory import NodeMemory, RunMemory
-from harestart.engine.waiting import ManualClock, StopWaiting, poll_until
+from harestart.engine.ops.registry import EVALUATORS, PERFORMERS
+from harestart.engine.sequencer.memory import NodeMemory, RunMemory
+from harestart.engine.sequencer.waiting import ManualClock, StopWaiting, poll_until
+from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import HarestartError
 from tests.unit.test_executor import lab_group
 

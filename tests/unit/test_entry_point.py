@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harestart.domain.topology import MhaState
-from harestart.engine.lock import read_holder
+from harestart.engine.state.lock import read_holder
 from harestart.http.api import Unprocessable
 from harestart.http.jobs import BackgroundRestarter
 from harestart.inventory.load import load_inventory

@@ -11,7 +11,7 @@ from harestart.domain.group import Group
 from harestart.domain.plan import PlanOptions, build_plan
 from harestart.domain.result import Failure, GroupStatus, RunResult, StepStatus
 from harestart.domain.topology import MhaState
-from harestart.engine.executor import Executor
+from harestart.engine.sequencer.executor import Executor
 from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
 from tests.unit.fakes import FakeConnector, FakeMha, FakeNode, FakeShell, FakeWorld

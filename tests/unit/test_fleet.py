@@ -24,10 +24,10 @@ from harestart.domain.group import Group
 from harestart.domain.result import RunResult
 from harestart.engine.coordination import my_mark
 from harestart.engine.fleet import FleetReport, fleet_name, owner, restart_fleet
-from harestart.engine.interrupts import InterruptFlag
 from harestart.engine.run import Environment, FleetOutcome, RunRequest, fleet_mode, restart_groups
 from harestart.engine.run import restart as engine_restart
-from harestart.engine.waiting import ManualClock
+from harestart.engine.sequencer.interrupts import InterruptFlag
+from harestart.engine.sequencer.waiting import ManualClock
 from harestart.errors import CoordinationUnavailable, ExitCode, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination

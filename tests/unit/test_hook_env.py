@@ -14,9 +14,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from harestart.adapters.hooks import SubprocessHookRunner
-from harestart.domain.hooks import HOOK_VARIABLES, HookPoint, hook_variables, node_hook
+from harestart.domain.group import HookPoint
+from harestart.domain.hooks import HOOK_VARIABLES, hook_variables, node_hook
 from harestart.domain.plan import build_plan, render_json, render_text
-from harestart.engine.executor import Executor
+from harestart.engine.sequencer.executor import Executor
 from harestart.errors import ExitCode, InventoryError
 from harestart.http.api import InventoryUnavailable
 from harestart.http.server import InventoryFile

@@ -13,10 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from harestart.adapters.hooks import SubprocessHookRunner
-from harestart.domain.group import Group
+from harestart.domain.group import Group, HookPoint
 from harestart.domain.hooks import (
     HookOutcome,
-    HookPoint,
     RunHook,
     hook_environment,
     hook_variables,
@@ -25,9 +24,9 @@ from harestart.domain.hooks import (
 from harestart.domain.plan import build_plan, render_json, render_text
 from harestart.domain.result import RunResult, StepStatus
 from harestart.domain.secret import Secret
-from harestart.engine.executor import Executor
-from harestart.engine.journal import Journal, journal_path
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.executor import Executor
+from harestart.engine.sequencer.waiting import poll_until
+from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import InventoryError
 from harestart.inventory.load import parse_inventory
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harestart.engine.lock import GroupLock
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.waiting import poll_until
+from harestart.engine.state.lock import GroupLock
 from harestart.errors import UsageError
 from harestart.http.api import json_depth, parse_tokens
 from harestart.http.jobs import BackgroundRestarter

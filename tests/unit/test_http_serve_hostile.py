@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.waiting import poll_until
 
 from .test_api import LIST, REPO, SEED_ACCOUNT, SEED_TOKEN, inventory_text
 from .test_http_hostile import WAIT, Trickler, exchange, parse

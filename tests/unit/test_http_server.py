@@ -19,7 +19,7 @@ from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.engine.observe import observe_group
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.waiting import poll_until
 from harestart.http.jobs import BackgroundObserver, CachedObserver
 from harestart.http.server import ApiServer
 from harestart.inventory.load import load_inventory

@@ -23,10 +23,10 @@ from harestart.domain.group import Group
 from harestart.domain.judge import LockView, RunFacts, RunSummary, judge_group
 from harestart.domain.observation import GroupState, NodeState
 from harestart.domain.result import GroupStatus, utc_now
-from harestart.engine.journal import Journal, journal_path
-from harestart.engine.lock import GroupLock, lock_path
 from harestart.engine.observe import observe_group
 from harestart.engine.run import Environment
+from harestart.engine.state.journal import Journal, journal_path
+from harestart.engine.state.lock import GroupLock, lock_path
 from harestart.http.jobs import BackgroundRestarter
 from harestart.inventory.load import load_inventory
 from harestart.views.status import read_run_facts

@@ -14,7 +14,7 @@ import structlog
 
 from harestart.domain.plan import Action
 from harestart.domain.result import GroupStatus, RunResult, StepRecord, StepStatus
-from harestart.engine.waiting import poll_until
+from harestart.engine.sequencer.waiting import poll_until
 from harestart.errors import ExitCode
 from harestart.http.api import OPERATOR, TokenMap, route_template
 from harestart.http.server import ApiServer, build_api

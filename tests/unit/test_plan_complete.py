@@ -21,8 +21,8 @@ from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.plan import PlanOptions, build_plan, render_text
 from harestart.domain.topology import ReadOnlyState
-from harestart.engine.executor import Executor
-from harestart.engine.journal import Journal, journal_path
+from harestart.engine.sequencer.executor import Executor
+from harestart.engine.state.journal import Journal, journal_path
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.plan_match import BASTION, changes_state, missing_from_plan
 from tests.unit.test_executor import lab_group

@@ -14,10 +14,10 @@ import pytest
 from harestart.domain.plan import build_plan
 from harestart.domain.result import GroupStatus, StepStatus, render_summary
 from harestart.domain.topology import MhaState
-from harestart.engine.executor import Executor, FailurePolicy
-from harestart.engine.interrupts import InterruptFlag
-from harestart.engine.journal import Journal, journal_path
-from harestart.engine.lock import GroupLock, read_holder
+from harestart.engine.sequencer.executor import Executor, FailurePolicy
+from harestart.engine.sequencer.interrupts import InterruptFlag
+from harestart.engine.state.journal import Journal, journal_path
+from harestart.engine.state.lock import GroupLock, read_holder
 from harestart.errors import Interrupted, LockHeld, PreflightRefused
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.test_executor import failure, lab_group
@@ -61,7 +61,7 @@ def test_second_holder_gets_the_first_ones_details(tmp_path: Path) -> None:
 
 def test_lock_of_a_killed_process_is_stale_and_broken_only_on_request(tmp_path: Path) -> None:
     code = (
-        "import os, sys; from pathlib import Path; from harestart.engine.lock import GroupLock;"
+        "import os, sys; from pathlib import Path; from harestart.engine.state.lock import GroupLock;"
         f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
         "os.kill(os.getpid(), 9)"
     )
@@ -307,7 +307,7 @@ def test_interrupted_exception_carries_exit_code_130() -> None:
 
 
 def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Path) -> None:
-    from harestart.engine.lock import check_free
+    from harestart.engine.state.lock import check_free
 
     check_free(tmp_path, "1", "lab", break_stale=False)  # no lock file: free
     with (
@@ -316,7 +316,7 @@ def test_check_free_says_what_acquire_would_without_taking_the_lock(tmp_path: Pa
     ):
         check_free(tmp_path, "1", "lab", break_stale=True)
     code = (
-        "import os; from pathlib import Path; from harestart.engine.lock import GroupLock;"
+        "import os; from pathlib import Path; from harestart.engine.state.lock import GroupLock;"
         f"GroupLock(Path({str(tmp_path)!r}), '1', 'lab', command='harestart run').acquire();"
         "os.kill(os.getpid(), 9)"
     )

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from harestart.domain.result import utc_now
-from harestart.engine.journal import Journal, find_journal, journal_path
-from harestart.engine.lock import GroupLock, lock_path, read_holder
-from harestart.engine.names import legacy_name, state_name
+from harestart.engine.state.journal import Journal, find_journal, journal_path
+from harestart.engine.state.lock import GroupLock, lock_path, read_holder
+from harestart.engine.state.names import legacy_name, state_name
 from harestart.errors import ExitCode, JournalError, JournalMismatch, StateDirError
 from harestart.http.api import OPERATOR, Request, TokenMap
 from harestart.http.server import build_api

@@ -19,8 +19,8 @@ from harestart.domain.switch import (
     with_source,
 )
 from harestart.domain.topology import Flavor, MhaState
-from harestart.engine.executor import Executor
-from harestart.engine.journal import Journal, journal_path
+from harestart.engine.sequencer.executor import Executor
+from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
 from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
@@ -260,7 +260,7 @@ def test_a_source_configured_writable_is_refused_before_any_change() -> None:
 
 
 def test_configured_read_only_parses_my_print_defaults() -> None:
-    from harestart.engine.switchover import configured_read_only
+    from harestart.engine.ops.switchover import configured_read_only
 
     assert configured_read_only("--log-bin\n--read-only=1\n") is True
     assert configured_read_only("--read_only=ON\n--read_only=0") is False
@@ -432,7 +432,7 @@ def test_killed_while_promoting_resume_finishes_the_promotion(
     sees db3 holding everything read-only db1 has, finishes the promotion, and the run ends
     as planned (one writable node at every step)."""
     from harestart.domain.actions import RestoreSourceWritable
-    from harestart.engine import actions as engine_actions
+    from harestart.engine.ops import registry as engine_actions
 
     world = source_world()
     journal = _journal(tmp_path)

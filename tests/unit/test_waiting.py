@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harestart.engine.waiting import ManualClock, SystemClock, poll_until
+from harestart.engine.sequencer.waiting import ManualClock, SystemClock, poll_until
 from harestart.errors import MysqlError, WaitTimeout
 
 

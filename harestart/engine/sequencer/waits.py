@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from harestart.domain.topology import MhaState, MhaStatus, ReplicaStatus
-from harestart.engine.scope import RunScope
-from harestart.engine.waiting import StopWaiting, poll_until
+from harestart.engine.sequencer.scope import RunScope
+from harestart.engine.sequencer.waiting import StopWaiting, poll_until
 from harestart.errors import GateFailed, WaitTimeout
 
 T = TypeVar("T")

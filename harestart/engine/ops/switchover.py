@@ -1,6 +1,6 @@
 """Carrying out a switch of the source role (``harestart.domain.switch_plan``): the performers
-of its actions and the evaluators of its gates, registered in ``engine.actions`` and
-``engine.gates``.
+of its actions and the evaluators of its gates, registered in ``engine.ops.registry``.
+
 
 Never two writable nodes: the source is made read-only (journalled first) strictly before the
 candidate is asked to become writable, and the undo (the source writable again) happens only
@@ -9,9 +9,7 @@ while the candidate is confirmed read-only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
 
 from harestart.domain.actions import (
     KillLongTransactions,
@@ -37,14 +35,12 @@ from harestart.domain.observation import GroupState
 from harestart.domain.plan import Step
 from harestart.domain.switch import IN_FLUX, errant_gtids
 from harestart.domain.topology import Flavor, ReadOnlyState, ReplicaStatus
-from harestart.engine.memory import SwitchMemory
-from harestart.engine.waiting import StopWaiting
-from harestart.engine.waits import Waiter
+from harestart.engine.ops.base import Evaluator, Performer, StepRun
+from harestart.engine.sequencer.memory import SwitchMemory
+from harestart.engine.sequencer.waiting import StopWaiting
+from harestart.engine.sequencer.waits import Waiter
 from harestart.errors import GateFailed, HarestartError
 from harestart.inventory.credentials import resolve_password
-
-if TYPE_CHECKING:
-    from harestart.engine.gates import StepRun
 
 # Seconds the gates before a switch wait for the candidate to be within the lag limit.
 READY_TIMEOUT = 10.0
@@ -351,14 +347,14 @@ def repointed_to(w: Waiter, gate: RepointedTo, st: StepRun) -> None:
     w.caught_up(gate.host, source.gtid_position(), timeout)
 
 
-PERFORMERS: dict[type[PlanAction], Callable[[Waiter, Any, StepRun], None]] = {
+PERFORMERS: dict[type[PlanAction], Performer] = {
     KillLongTransactions: kill_long_transactions,
     SetSourceReadOnly: set_source_read_only,
     PromoteCandidate: promote_candidate,
     RepointReplica: repoint_replica,
     RestoreSourceWritable: restore_source_writable,
 }
-EVALUATORS: dict[type[Gate], Callable[[Waiter, Any, StepRun], None]] = {
+EVALUATORS: dict[type[Gate], Evaluator] = {
     SwitchReady: switch_ready,
     StartsReadOnly: starts_read_only,
     NoLongTransactions: no_long_transactions,

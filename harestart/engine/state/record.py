@@ -13,8 +13,8 @@ from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.plan import Action, Plan, Step
 from harestart.domain.result import GroupStatus, StepRecord, StepStatus
-from harestart.engine.memory import RunMemory
-from harestart.engine.scope import RunScope
+from harestart.engine.sequencer.memory import RunMemory
+from harestart.engine.sequencer.scope import RunScope
 
 
 class Recorder:

@@ -27,17 +27,17 @@ from harestart.domain.result import (
     StepStatus,
     utc_now,
 )
-from harestart.engine import policy
-from harestart.engine.batches import batches, run_batch
-from harestart.engine.interrupts import InterruptFlag
-from harestart.engine.journal import Journal
 from harestart.engine.observe import observe_group
-from harestart.engine.policy import FailurePolicy
-from harestart.engine.record import Recorder
-from harestart.engine.scope import Reporter, RunScope, SilentReporter
-from harestart.engine.steps import StepRunner
-from harestart.engine.waiting import SYSTEM_CLOCK, Clock
-from harestart.engine.waits import Waiter
+from harestart.engine.sequencer import policy
+from harestart.engine.sequencer.batches import batches, run_batch
+from harestart.engine.sequencer.interrupts import InterruptFlag
+from harestart.engine.sequencer.policy import FailurePolicy
+from harestart.engine.sequencer.scope import Reporter, RunScope, SilentReporter
+from harestart.engine.sequencer.steps import StepRunner
+from harestart.engine.sequencer.waiting import SYSTEM_CLOCK, Clock
+from harestart.engine.sequencer.waits import Waiter
+from harestart.engine.state.journal import Journal
+from harestart.engine.state.record import Recorder
 from harestart.errors import GateFailed, HarestartError, Interrupted, LeaseLost, PreflightRefused
 
 __all__ = ["Executor", "FailurePolicy", "Reporter", "SilentReporter"]

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import enum
 
-from harestart.domain.group import Group
-from harestart.domain.hooks import HookPoint
+from harestart.domain.group import Group, HookPoint
 from harestart.domain.judge import mha_safe_problems
 from harestart.domain.plan import Action, Step
 from harestart.domain.result import Failure, Interruption, StepRecord, StepStatus
-from harestart.engine.hooks import HookFailed
 from harestart.engine.observe import observe_group
-from harestart.engine.waits import Waiter
+from harestart.engine.ops.hooks import HookFailed
+from harestart.engine.sequencer.waits import Waiter
 from harestart.errors import HarestartError
 
 # Steps that restart a node (each touches exactly its own host).

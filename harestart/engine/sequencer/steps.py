@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harestart.domain.actions import RepointReplica
-from harestart.domain.hooks import HookPoint, RunHook
+from harestart.domain.group import HookPoint
+from harestart.domain.hooks import RunHook
 from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
 from harestart.domain.plan import Action, Step
 from harestart.domain.result import GroupStatus, StepStatus
-from harestart.engine import switchover
-from harestart.engine.actions import perform, perform_best_effort
-from harestart.engine.gates import StepRun, evaluate
 from harestart.engine.observe import observe_group
-from harestart.engine.record import Recorder
-from harestart.engine.waits import Waiter
+from harestart.engine.ops import switchover
+from harestart.engine.ops.base import StepRun
+from harestart.engine.ops.registry import evaluate, perform, perform_best_effort
+from harestart.engine.sequencer.waits import Waiter
+from harestart.engine.state.record import Recorder
 from harestart.errors import GateFailed, PreflightRefused
 
 StepHandler = Callable[[Step, StepRun], tuple[StepStatus, str]]

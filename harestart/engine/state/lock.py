@@ -1,13 +1,13 @@
 """One run per group: a lock file per HA group, visible (who, where, since when).
 
-The lock is an ``flock`` on ``<state>/locks/<account>+<group>.lock`` (``engine.names``) held
+The lock is an ``flock`` on ``<state>/locks/<account>+<group>.lock`` (``engine.state.names``) held
 for the whole run, plus the holder's details written inside. The kernel drops an ``flock``
 when its process dies (even on SIGKILL), so a lock file whose ``flock`` can be taken belongs to
 a dead process: that is a *stale* lock, reported and broken only when the operator asks
 (``--break-lock``).
 
 The file is opened through the checked ``locks`` directory without following a symbolic link
-(``engine.private``): a link planted there is refused (exit 2), its target never truncated.
+(``engine.state.private``): a link planted there is refused (exit 2), its target never truncated.
 A lock file of an earlier harestart (``<account>-<group>.lock``) is not looked at: upgrade when
 no run is running.
 """
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from harestart.engine.names import state_name
-from harestart.engine.private import created_subdir, state_subdir
+from harestart.engine.state.names import state_name
+from harestart.engine.state.private import created_subdir, state_subdir
 from harestart.errors import LockHeld
 
 HOLDER_MAX = 4096  # bytes of a lock file read: a holder's JSON is ~200

@@ -26,10 +26,10 @@ from harestart.domain.group import Group, Node
 from harestart.domain.plan import Step
 from harestart.domain.result import GroupStatus, StepRecord
 from harestart.domain.switch import with_source
-from harestart.engine.interrupts import InterruptFlag
-from harestart.engine.journal import Journal
-from harestart.engine.memory import RunMemory
-from harestart.engine.waiting import Clock
+from harestart.engine.sequencer.interrupts import InterruptFlag
+from harestart.engine.sequencer.memory import RunMemory
+from harestart.engine.sequencer.waiting import Clock
+from harestart.engine.state.journal import Journal
 from harestart.inventory.credentials import mysql_endpoint
 
 

@@ -12,7 +12,7 @@ the pair (``#`` is encoded in every short name, so short and long names never me
 Before this, names were ``<account>-<group>`` with every other character replaced by ``_``
 (``legacy_name``): ``x:y`` and ``x_y``, or account ``a`` + group ``b-c`` and account ``a-b`` +
 group ``c``, shared one file. Those names are still looked at for a journal, which records its
-account and group, so an old file is taken only by the group it names (``engine.journal``).
+account and group, so an old file is taken only by the group it names (``engine.state.journal``).
 """
 
 from __future__ import annotations

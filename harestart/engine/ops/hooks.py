@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
+from harestart.domain.actions import PlanAction
 from harestart.domain.hooks import RunHook, hook_environment, hook_failure
 from harestart.domain.secret import scrub
-from harestart.engine.gates import StepRun
-from harestart.engine.waits import Waiter
+from harestart.engine.ops.base import Performer, StepRun
+from harestart.engine.sequencer.waits import Waiter
 from harestart.errors import GateFailed
 
 
@@ -47,3 +48,6 @@ def run_hook(w: Waiter, act: RunHook, st: StepRun) -> None:
         return
     scope.log.error("hook.failed", **fields)
     raise HookFailed(st.step.key, act, hook_failure(act, outcome, scrub(outcome.output)))
+
+
+PERFORMERS: dict[type[PlanAction], Performer] = {RunHook: run_hook}  # on the bastion

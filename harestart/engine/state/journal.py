@@ -1,11 +1,11 @@
 """The run journal: every step's progress, written durably before and after it acts.
 
-One JSON file per group (``<state>/journals/<account>+<group>.json``, ``engine.names``),
+One JSON file per group (``<state>/journals/<account>+<group>.json``, ``engine.state.names``),
 replaced atomically (write a temporary file, fsync, rename, fsync the directory) and owner-only
-(0600) in the checked ``journals`` directory (``engine.private``), so after a failure, Ctrl-C or
-``kill -9`` the file is either the previous or the next complete snapshot. ``harestart resume``
-continues from it; ``harestart status`` shows an unfinished one. No secret is ever written:
-the journal holds names, positions, timings and sentences.
+(0600) in the checked ``journals`` directory (``engine.state.private``), so after a failure,
+Ctrl-C or ``kill -9`` the file is either the previous or the next complete snapshot.
+``harestart resume`` continues from it; ``harestart status`` shows an unfinished one. No secret
+is ever written: the journal holds names, positions, timings and sentences.
 
 A journal is trusted only after it was read back (``find_journal``): at most ``MAX_BYTES``, never
 through a symbolic link, parsed with a bound on nesting into a typed model (``_JournalFile``:
@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harestart.engine.memory import RunMemory
-from harestart.engine.names import legacy_name, state_name
-from harestart.engine.private import PrivateDir, created_subdir, state_subdir
+from harestart.engine.sequencer.memory import RunMemory
+from harestart.engine.state.names import legacy_name, state_name
+from harestart.engine.state.private import PrivateDir, created_subdir, state_subdir
 from harestart.errors import JournalError, JournalMismatch
 
 VERSION = 3  # 3: records inventory_path; 2: typed run memory instead of string notes (both read)

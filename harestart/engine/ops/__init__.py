@@ -1,0 +1,3 @@
+"""The operations a run performs, one module per operation, each with its actions' performers
+and its gates' evaluators: ``mha``, ``restart``, ``preflush``, ``detach``, ``switchover``,
+``hooks``. ``registry`` looks them up by type; ``base`` is what they share."""
