@@ -18,7 +18,8 @@ import click
 
 from harestart import __version__
 from harestart.domain.group import Group
-from harestart.domain.plan import Plan, PlanOptions, build_plan, render_json, render_text
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import Plan, PlanOptions
 from harestart.domain.result import RunResult
 from harestart.domain.secret import scrub
 from harestart.domain.switch import LongTransactions, SourceStrategy, choose_candidate
@@ -26,6 +27,7 @@ from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.inventory.credentials import mysql_endpoint, resolve_password
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
+from harestart.views.plan import render_json, render_text
 
 if TYPE_CHECKING:
     from harestart.engine.run import Environment, FleetOutcome, FleetReport, RunRequest

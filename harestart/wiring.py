@@ -40,7 +40,6 @@ def failover_manager(group: Group, connector: Connector) -> FailoverManager:
         stop_command=m.stop_command,
         start_command=m.start_command,  # detached by MhaManager
         status_command=m.status_command,
-        check_repl_command=m.check_repl_command,
     )
 
 

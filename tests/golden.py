@@ -11,9 +11,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harestart.domain.plan import PlanOptions, build_plan, render_json
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.switch import SourceStrategy
 from harestart.inventory.load import load_inventory
+from harestart.views.plan import render_json
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden"

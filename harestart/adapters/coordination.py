@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import structlog
 
-from harestart.adapters.protocols import Coordination, FleetMark, HeldLock
+from harestart.adapters.protocols import FleetMark, HeldLock
 from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
@@ -666,10 +666,3 @@ class ToozFleet:
 def tooz_fleet(settings: CoordinationSettings, name: str) -> ToozFleet:
     """The fleet board of ``run --all`` on the shared service ``settings`` names."""
     return ToozFleet(settings, name)
-
-
-def tooz_coordination(group: Group) -> Coordination:
-    """The shared backend of ``group`` (which has a coordination setting)."""
-    if group.coordination is None:  # pragma: no cover - wiring picks the local one then
-        raise ValueError(f"group {group.id} has no coordination setting")
-    return ToozCoordination(group.coordination, group.id)

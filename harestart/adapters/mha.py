@@ -34,7 +34,6 @@ class MhaManager:
         stop_command: str,
         start_command: str,
         status_command: str,
-        check_repl_command: str,
     ) -> None:
         self.shell = shell
         self.config_path = config_path
@@ -42,7 +41,6 @@ class MhaManager:
         self.stop_command = stop_command
         self.start_command = detached(start_command, log_path)
         self.status_command = status_command
-        self.check_repl_command = check_repl_command
 
     def __repr__(self) -> str:
         return f"MhaManager({self.shell.host!r}, {self.config_path!r})"
@@ -62,11 +60,6 @@ class MhaManager:
         self._require_command(result, "start MHA manager")
         if result.exit_status != 0:
             raise MhaError(self.shell.host, "start MHA manager", _reason(result))
-        return result
-
-    def check_repl(self) -> CommandResult:
-        result = self.shell.run(self.check_repl_command, check=False)
-        self._require_command(result, "check MHA replication")
         return result
 
     def log_tail(self, lines: int = 20) -> str:

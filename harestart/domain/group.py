@@ -117,7 +117,6 @@ class Mha:
     stop_command: str
     start_command: str  # masterha_manager itself; the adapter starts it detached
     status_command: str
-    check_repl_command: str
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harestart.domain.plan import Action
+from harestart.domain.plan.model import Action
 
 
 class GroupStatus(enum.StrEnum):

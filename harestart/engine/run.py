@@ -32,7 +32,8 @@ from harestart.adapters.protocols import Connector, FailoverManager, HookRunner
 from harestart.domain.group import Group
 from harestart.domain.judge import preflight_problems
 from harestart.domain.observation import GroupState
-from harestart.domain.plan import Plan, PlanOptions, build_plan
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import Plan, PlanOptions
 from harestart.domain.result import RunResult, utc_now
 from harestart.engine.coordination import (
     Coordination,

@@ -28,7 +28,7 @@ import structlog
 
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
-from harestart.domain.plan import Step
+from harestart.domain.plan.model import Step
 from harestart.domain.result import RunResult, StepRecord, utc_now
 from harestart.engine.run import Environment, RunRequest
 from harestart.engine.run import restart as engine_restart

@@ -52,7 +52,6 @@ class MhaDefaults:
     stop_command: str
     start_command: str  # the manager itself; the adapter always starts it detached
     status_command: str
-    check_repl_command: str  # not settable in the file
 
 
 def app_name(config_path: str) -> str:
@@ -69,5 +68,4 @@ def mha_defaults(config_path: str) -> MhaDefaults:
         stop_command=f"masterha_stop {conf}",
         start_command=f"masterha_manager {conf} --ignore_last_failover",
         status_command=f"masterha_check_status {conf}",
-        check_repl_command=f"masterha_check_repl {conf}",
     )

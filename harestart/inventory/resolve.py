@@ -227,7 +227,6 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
             stop_command=first(m.stop_command, md.stop_command),
             start_command=first(m.start_command, md.start_command),
             status_command=first(m.status_command, md.status_command),
-            check_repl_command=md.check_repl_command,
         ),
         health=Health(
             max_lag=first(h.max_lag),

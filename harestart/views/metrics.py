@@ -53,7 +53,6 @@ __all__ = [
 
 # What generate_latest writes: the classic text format every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-RESULTS = ("ok", "failed", "interrupted", "refused")
 # A restart of a 1+2 group takes a minute or two; a large source's shutdown can take much
 # longer. Steps go from a second (stop MHA) to the minutes of a source restart.
 RESTART_BUCKETS = (10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)

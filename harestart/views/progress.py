@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TextIO
 
-from harestart.domain.plan import Step
+from harestart.domain.plan.model import Step
 from harestart.domain.result import StepRecord, StepStatus
 
 _MARK = {

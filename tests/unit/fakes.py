@@ -369,9 +369,6 @@ class FakeMha:
     def start(self) -> CommandResult:
         return self.shell.run("masterha_manager --conf=/etc/mha/app1.cnf")
 
-    def check_repl(self) -> CommandResult:
-        return CommandResult("masterha_check_repl", 0, "MySQL Replication Health is OK.", "", 0.1)
-
     def log_tail(self, lines: int = 20) -> str:
         return self.shell.run("tail -n 20 /var/log/mha/app1/manager.log").stdout
 

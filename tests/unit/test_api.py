@@ -619,7 +619,7 @@ class BlockingRestart:
     def __call__(self, group: Group, reporter: Any, options: Any, **kw: Any) -> RunResult:
         self.calls += 1
         with GroupLock(self.state_dir, group.account, group.id, command=options.command):
-            from harestart.domain.plan import build_plan
+            from harestart.domain.plan.build import build_plan
 
             step = build_plan(group).steps[2]  # restart_replica:db2
             reporter.step_started(group.id, step)

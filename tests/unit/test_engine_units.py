@@ -9,7 +9,8 @@ import pytest
 
 from harestart.domain import actions as plan_actions
 from harestart.domain import gates as plan_gates
-from harestart.domain.plan import PlanOptions, build_plan
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.topology import ReadOnlyState
 from harestart.engine.ops.registry import EVALUATORS, PERFORMERS
 from harestart.engine.sequencer.memory import NodeMemory, RunMemory

@@ -8,7 +8,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from harestart.domain.group import Group
-from harestart.domain.plan import PlanOptions, build_plan
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.result import Failure, GroupStatus, RunResult, StepStatus
 from harestart.domain.topology import MhaState
 from harestart.engine.sequencer.executor import Executor
@@ -276,7 +277,7 @@ def test_every_step_ends_in_one_logged_sentence_with_group_and_step() -> None:
 
 
 def run_with(world: FakeWorld, replicas: int, **options: Any) -> RunResult:
-    from harestart.domain.plan import PlanOptions
+    from harestart.domain.plan.model import PlanOptions
 
     group = lab_group(replicas)
     plan = build_plan(group, PlanOptions(**options))

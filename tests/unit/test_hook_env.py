@@ -16,12 +16,13 @@ from structlog.testing import capture_logs
 from harestart.adapters.hooks import SubprocessHookRunner
 from harestart.domain.group import HookPoint
 from harestart.domain.hooks import HOOK_VARIABLES, hook_variables, node_hook
-from harestart.domain.plan import build_plan, render_json, render_text
+from harestart.domain.plan.build import build_plan
 from harestart.engine.sequencer.executor import Executor
 from harestart.errors import ExitCode, InventoryError
 from harestart.http.api import InventoryUnavailable
 from harestart.http.server import InventoryFile
 from harestart.inventory.load import load_inventory, parse_inventory
+from harestart.views.plan import render_json, render_text
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 
 REPO = Path(__file__).resolve().parents[2]

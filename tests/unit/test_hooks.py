@@ -21,7 +21,7 @@ from harestart.domain.hooks import (
     hook_variables,
     switch_hook,
 )
-from harestart.domain.plan import build_plan, render_json, render_text
+from harestart.domain.plan.build import build_plan
 from harestart.domain.result import RunResult, StepStatus
 from harestart.domain.secret import Secret
 from harestart.engine.sequencer.executor import Executor
@@ -29,6 +29,7 @@ from harestart.engine.sequencer.waiting import poll_until
 from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import InventoryError
 from harestart.inventory.load import parse_inventory
+from harestart.views.plan import render_json, render_text
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -484,11 +484,10 @@ def test_an_inventory_that_sets_nothing_gets_the_defaults_table() -> None:
         failover_timeout=60.0,
         min_healthy_replicas=1,
     )
-    assert (g.mha.log, g.mha.stop_command, g.mha.status_command, g.mha.check_repl_command) == (
+    assert (g.mha.log, g.mha.stop_command, g.mha.status_command) == (
         "/var/log/mha/app1/manager.log",
         "masterha_stop --conf=/etc/mha/app1.cnf",
         "masterha_check_status --conf=/etc/mha/app1.cnf",
-        "masterha_check_repl --conf=/etc/mha/app1.cnf",
     )
     assert g.mha.start_command == "masterha_manager --conf=/etc/mha/app1.cnf --ignore_last_failover"
     assert mysql_endpoint(g.source).read_timeout == 30.0

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from harestart.domain.plan import Action
+from harestart.domain.plan.model import Action
 from harestart.domain.result import GroupStatus, RunResult, StepRecord, StepStatus
 from harestart.engine.sequencer.waiting import poll_until
 from harestart.errors import ExitCode

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harestart.domain.plan import Action, build_plan, render_json, render_text
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import Action
 from harestart.inventory.load import parse_inventory
+from harestart.views.plan import render_json, render_text
 from tests import golden
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +104,7 @@ def test_text_plan_shows_every_gate_and_every_action() -> None:
 
 def test_every_state_change_is_an_explicit_action_with_its_exact_statement() -> None:
     from harestart.domain.commands import detached, surviving_disconnect
-    from harestart.domain.plan import PlanOptions
+    from harestart.domain.plan.model import PlanOptions
 
     group = parse_inventory(inventory_text(2), "inv.yml").groups[0]
     text = render_text(build_plan(group, PlanOptions(preflush=True)))
@@ -148,7 +150,7 @@ def test_golden_switchover_plan_uses_the_lab_network() -> None:
 def test_replica_batches_respect_parallelism_and_minimum_healthy(
     n: int, k: int, min_healthy: int
 ) -> None:
-    from harestart.domain.plan import replica_batches
+    from harestart.domain.plan.build import replica_batches
 
     sizes = replica_batches(n, k, min_healthy)
     assert sum(sizes) == n and all(s >= 1 for s in sizes)
@@ -158,7 +160,7 @@ def test_replica_batches_respect_parallelism_and_minimum_healthy(
 
 
 def test_plan_shows_parallel_batches_and_keeps_the_order() -> None:
-    from harestart.domain.plan import PlanOptions
+    from harestart.domain.plan.model import PlanOptions
 
     group = parse_inventory(inventory_text(3), "inv.yml").groups[0]
     plan = build_plan(group, PlanOptions(replica_parallelism=2))

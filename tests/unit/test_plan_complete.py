@@ -19,10 +19,12 @@ from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, ReplicationSourc
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
-from harestart.domain.plan import PlanOptions, build_plan, render_text
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.topology import ReadOnlyState
 from harestart.engine.sequencer.executor import Executor
 from harestart.engine.state.journal import Journal, journal_path
+from harestart.views.plan import render_text
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.plan_match import BASTION, changes_state, missing_from_plan
 from tests.unit.test_executor import lab_group
@@ -127,7 +129,6 @@ class RecordingMha(FakeMha):
         self.real = MhaManager(
             self.shell,
             config_path=m.config,
-            check_repl_command=m.check_repl_command,
             stop_command=m.stop_command,
             start_command=m.start_command,
             status_command=m.status_command,

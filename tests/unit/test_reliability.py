@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harestart.domain.plan import build_plan
+from harestart.domain.plan.build import build_plan
 from harestart.domain.result import GroupStatus, StepStatus, render_summary
 from harestart.domain.topology import MhaState
 from harestart.engine.sequencer.executor import Executor, FailurePolicy

@@ -29,12 +29,14 @@ from harestart.adapters.mysql import PyMysqlProbe
 from harestart.domain.actions import RepointReplica
 from harestart.domain.dialect import ReplicationSource, dialect_for, set_global
 from harestart.domain.endpoints import MysqlEndpoint
-from harestart.domain.plan import PlanOptions, build_plan, render_text
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.secret import Secret
 from harestart.domain.sql import Sql, identifier, literal
 from harestart.domain.switch import SourceStrategy
 from harestart.errors import InventoryError
 from harestart.inventory.load import parse_inventory
+from harestart.views.plan import render_text
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE7 = "fe80::1%x', MASTER_USER='root', MASTER_HOST='evil.example"

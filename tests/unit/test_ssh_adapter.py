@@ -73,7 +73,6 @@ def mha_manager(
         stop_command=d.stop_command,
         start_command=d.start_command,
         status_command=d.status_command,
-        check_repl_command=d.check_repl_command,
     )
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
-from harestart.domain.plan import Action, PlanOptions, build_plan, render_text
+from harestart.domain.plan.build import build_plan
+from harestart.domain.plan.model import Action, PlanOptions
 from harestart.domain.result import RunResult, StepStatus
 from harestart.domain.switch import (
     LongTransactions,
@@ -23,6 +24,7 @@ from harestart.engine.sequencer.executor import Executor
 from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
+from harestart.views.plan import render_text
 from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
 from tests.unit.test_hooks import FakeHookRunner
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harestart.adapters.protocols import CommandResult
-from harestart.domain.plan import Step
+from harestart.domain.plan.model import Step
 from harestart.engine.sequencer.waits import Waiter
 
 

@@ -1,4 +1,4 @@
-"""Carrying out a switch of the source role (``harestart.domain.switch_plan``): the performers
+"""Carrying out a switch of the source role (``harestart.domain.plan.switchover``): the performers
 of its actions and the evaluators of its gates, registered in ``engine.ops.registry``.
 
 
@@ -32,7 +32,7 @@ from harestart.domain.gates import (
 from harestart.domain.group import Group
 from harestart.domain.judge import mha_unsafe, replication_problems, unreachable
 from harestart.domain.observation import GroupState
-from harestart.domain.plan import Step
+from harestart.domain.plan.model import Step
 from harestart.domain.switch import IN_FLUX, errant_gtids
 from harestart.domain.topology import Flavor, ReadOnlyState, ReplicaStatus
 from harestart.engine.ops.base import Evaluator, Performer, StepRun

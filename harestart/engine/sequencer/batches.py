@@ -9,7 +9,7 @@ import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from harestart.domain.plan import Plan, Step
+from harestart.domain.plan.model import Plan, Step
 
 Indexed = tuple[int, Step]
 

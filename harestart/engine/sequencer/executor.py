@@ -18,7 +18,7 @@ import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager, HookRunner
 from harestart.domain.group import Group
-from harestart.domain.plan import Action, Plan, Step
+from harestart.domain.plan.model import Action, Plan, Step
 from harestart.domain.result import (
     Failure,
     GroupStatus,

@@ -11,7 +11,7 @@ import enum
 
 from harestart.domain.group import Group, HookPoint
 from harestart.domain.judge import mha_safe_problems
-from harestart.domain.plan import Action, Step
+from harestart.domain.plan.model import Action, Step
 from harestart.domain.result import Failure, Interruption, StepRecord, StepStatus
 from harestart.engine.observe import observe_group
 from harestart.engine.ops.hooks import HookFailed

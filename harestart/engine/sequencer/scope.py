@@ -23,7 +23,7 @@ from harestart.adapters.protocols import (
 )
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.group import Group, Node
-from harestart.domain.plan import Step
+from harestart.domain.plan.model import Step
 from harestart.domain.result import GroupStatus, StepRecord
 from harestart.domain.switch import with_source
 from harestart.engine.sequencer.interrupts import InterruptFlag
@@ -55,8 +55,9 @@ class SilentReporter:
 
 
 @dataclass
-class RunFacts:
-    """What a run learned about MHA and where the group stands (not part of the plan)."""
+class RunNotes:
+    """What a run noted about MHA and where the group stands as it goes (not part of the plan;
+    ``domain.judge.RunFacts`` is what a lock and a journal say about a group)."""
 
     mha_was_running: bool = False
     mha_before: str | None = None
@@ -76,7 +77,7 @@ class RunScope:
     resume: bool = False
     journal: Journal | None = None
     hooks: HookRunner | None = None  # runs the inventory's hooks on the bastion
-    facts: RunFacts = field(default_factory=RunFacts)
+    facts: RunNotes = field(default_factory=RunNotes)
     memory: RunMemory = field(default_factory=RunMemory)
     persist: Callable[[], None] = lambda: None  # the recorder saves the journal
     source_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -14,7 +14,7 @@ from harestart.domain.actions import RepointReplica
 from harestart.domain.group import HookPoint
 from harestart.domain.hooks import RunHook
 from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
-from harestart.domain.plan import Action, Step
+from harestart.domain.plan.model import Action, Step
 from harestart.domain.result import GroupStatus, StepStatus
 from harestart.engine.observe import observe_group
 from harestart.engine.ops import switchover

@@ -1,8 +1,9 @@
 """One way to wait: ``poll_until`` with an injected clock.
 
 Workflow code never sleeps by itself; it hands a ``check`` to ``poll_until``, which asks it
-again with a growing pause until it answers or the deadline passes. ``SystemClock`` holds the
-only ``time.sleep`` in the package; tests pass a ``ManualClock`` and never really wait.
+again with a growing pause until it answers or the deadline passes. ``SystemClock`` is the run's
+only sleeper (the fleet loop and the coordination adapter poll their own conditions with
+deadlines too); tests pass a ``ManualClock`` and never really wait.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock: ``time.monotonic`` and the package's only ``time.sleep``."""
+    """The real clock: ``time.monotonic`` and the run's pause between polls."""
 
     def now(self) -> float:
         return time.monotonic()

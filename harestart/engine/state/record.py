@@ -11,7 +11,7 @@ import threading
 
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
-from harestart.domain.plan import Action, Plan, Step
+from harestart.domain.plan.model import Action, Plan, Step
 from harestart.domain.result import GroupStatus, StepRecord, StepStatus
 from harestart.engine.sequencer.memory import RunMemory
 from harestart.engine.sequencer.scope import RunScope

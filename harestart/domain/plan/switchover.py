@@ -43,7 +43,7 @@ from harestart.domain.gates import (
 )
 from harestart.domain.group import Group, HookPoint
 from harestart.domain.hooks import node_hooks, switch_hook
-from harestart.domain.plan import Action, PlanOptions, Step
+from harestart.domain.plan.model import Action, PlanOptions, Step
 from harestart.domain.switch import Candidate, LongTransactions, replication_address
 
 

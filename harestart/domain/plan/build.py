@@ -1,23 +1,7 @@
-"""The plan: pure data. ``build_plan(group, options)`` does no I/O.
-
-A plan is an immutable sequence of steps, and the complete list of what a run will do. Each
-step has three parts: gates checked before it acts, its actions (every command and statement
-it may send, typed, each with the gates that prove it), and gates checked after; plus the
-cleanup it runs at its end whatever happened (each conditional). The executor only carries
-these out: ``harestart plan`` prints every state-changing command or statement a run may issue.
-
-Safety rules the planner guarantees (unit-tested as properties):
-- preflight first, the failover manager is stopped before any mysqld restart;
-- every replica is restarted before the source, every database node exactly once;
-- the failover manager is started again after the last restart, then a final verification.
-"""
+"""The planner: ``build_plan(group, options)``, the ordered steps of one group's restart. Pure,
+no I/O: same input, same plan."""
 
 from __future__ import annotations
-
-import enum
-import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from harestart.domain.actions import (
     KillBinlogDumps,
@@ -38,7 +22,6 @@ from harestart.domain.gates import (
     CaughtUp,
     DirtyPagesFlushed,
     FailoverQuiet,
-    Gate,
     LagWithin,
     MhaRunning,
     MhaStopped,
@@ -52,106 +35,15 @@ from harestart.domain.gates import (
 )
 from harestart.domain.group import Group, Strategy
 from harestart.domain.hooks import node_hooks
+from harestart.domain.plan.model import Action, Plan, PlanOptions, Step
+from harestart.domain.plan.switchover import restart_old_source, switch_step
 from harestart.domain.switch import (
     Candidate,
-    LongTransactions,
     SourceStrategy,
     choose_candidate,
 )
 
-# --- steps -----------------------------------------------------------------------------------
-
-
-class Action(enum.StrEnum):
-    """The kind of a step (the JSON's ``action``)."""
-
-    PREFLIGHT = "preflight"
-    STOP_FAILOVER = "stop_failover"
-    RESTART_REPLICA = "restart_replica"
-    RESTART_SOURCE = "restart_source"
-    SWITCHOVER = "switchover"
-    START_FAILOVER = "start_failover"
-    VERIFY = "verify"
-
-
-StepKind = Action
 PREFLUSH_VARIABLE = "innodb_max_dirty_pages_pct"
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int
-    action: Action
-    summary: str
-    host: str | None = None
-    command: str | None = None  # the inventory's command for the step's host, if any
-    before: tuple[Gate, ...] = ()  # checked before the step acts
-    actions: tuple[PlanAction, ...] = ()  # in order, each followed by its own gates
-    after: tuple[Gate, ...] = ()  # checked once every action is done
-    cleanup: tuple[PlanAction, ...] = ()  # at the end of the step, also when it fails
-    # Once the checks after held, in order (the after_node_restart hook); not on failure.
-    closing: tuple[PlanAction, ...] = ()
-    batch: int | None = None  # replica restarts with the same batch run in parallel
-
-    @property
-    def key(self) -> str:
-        """Stable identity of the step within a plan (for journals and results)."""
-        return f"{self.action.value}:{self.host}" if self.host else self.action.value
-
-    @property
-    def gates(self) -> tuple[Gate, ...]:
-        """Every gate of the step, in the order they are evaluated."""
-        return (
-            *self.before,
-            *(g for a in self.actions for g in a.then),
-            *self.after,
-            *(g for a in self.closing for g in a.then),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"number": self.number, "action": self.action.value}
-        if self.host is not None:
-            d["host"] = self.host
-        d["summary"] = self.summary
-        if self.command is not None:
-            d["command"] = self.command
-        if self.batch is not None:
-            d["batch"] = self.batch
-        before = [g.describe() for g in self.before]
-        actions = [a.to_dict() for a in self.actions]
-        after = [g.describe() for g in self.after]
-        d["checks_before"] = before
-        d["actions"] = actions
-        d["checks_after"] = after
-        if self.closing:
-            d["actions_after_checks"] = [a.to_dict() for a in self.closing]
-        if self.cleanup:
-            d["cleanup"] = [a.to_dict() for a in self.cleanup]
-        d["gates"] = [*before, *(g for a in actions for g in a.get("then", ())), *after]
-        return d
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """Choices that change the plan."""
-
-    # How many replicas may restart at once; the group's health.min_healthy_replicas caps it.
-    replica_parallelism: int = 1
-    # Flush the source's dirty pages before restarting it (shorter shutdown, less downtime).
-    preflush: bool = False
-    preflush_max_dirty_pct: float = 1.0
-    # Stop the replicas' IO threads before the source's restart (see ReplicasDetached).
-    detach_replicas: bool = True
-    detach_timeout: float = 10.0
-    # How the source itself is restarted (harestart.domain.switch); None: the inventory's.
-    source_strategy: SourceStrategy | None = None
-    switch_back: bool = True  # switchover: end with the inventory's source
-    switch_max_lag: float = 1.0  # seconds the candidate may lag when a switch begins
-    running_updates_limit: float = 1.0  # seconds a transaction on the source may be open
-    long_transactions: LongTransactions = LongTransactions.REFUSE
-
-    def strategy(self, group: Group) -> SourceStrategy:
-        return self.source_strategy or SourceStrategy(group.source_strategy)
 
 
 def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list[int]:
@@ -164,29 +56,6 @@ def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list
         sizes.append(min(size, left))
         left -= sizes[-1]
     return sizes
-
-
-@dataclass(frozen=True)
-class Plan:
-    group: str
-    account: str
-    name: str
-    steps: tuple[Step, ...]
-    notes: tuple[str, ...] = field(default=())  # observations from --probe
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "group": self.group,
-            "account": self.account,
-            "name": self.name,
-            "steps": [s.to_dict() for s in self.steps],
-        }
-        if self.notes:
-            d["observed"] = list(self.notes)
-        return d
-
-    def with_notes(self, notes: tuple[str, ...]) -> Plan:
-        return Plan(self.group, self.account, self.name, self.steps, notes)
 
 
 def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
@@ -386,7 +255,6 @@ def _verify(number: int, group: Group, source: str | None = None) -> Step:
 def _switchover_plan(group: Group, opts: PlanOptions, batch_of: dict[str, int | None]) -> Plan:
     """MHA off; the replicas restarted as usual; the source role moved to the candidate; the
     old source restarted as a replica; (default) the role moved back; MHA on; verify."""
-    from harestart.domain.switch_plan import restart_old_source, switch_step
 
     candidate = choose_candidate(group)
     source = group.source.name
@@ -405,34 +273,3 @@ def _switchover_plan(group: Group, opts: PlanOptions, batch_of: dict[str, int | 
     steps.append(_start_failover(len(steps) + 1, group))
     steps.append(_verify(len(steps) + 1, group, final))
     return Plan(group=group.id, account=group.account, name=group.name, steps=tuple(steps))
-
-
-# --- rendering -------------------------------------------------------------------------------
-
-
-def render_text(plan: Plan) -> str:
-    """Every step with every gate (``gate:``) and every action (``do:``) in the order the run
-    evaluates and sends them, and what each step does at its end whatever happened
-    (``finally:``). Statements and commands are quoted in backticks, exactly as sent."""
-    lines = [f"Plan for group {plan.group} (account {plan.account}): {len(plan.steps)} steps"]
-    for note in plan.notes:
-        lines.append(f"  observed: {note}")
-    for s in plan.steps:
-        lines.append(f"{s.number:>3}. [{s.action.value}] {s.summary}")
-        lines += [f"       gate: {g.describe()}" for g in s.before]
-        for a in s.actions:
-            lines.append(f"       do: {a.describe()}")
-            lines += [f"       gate: {g.describe()}" for g in a.then]
-        lines += [f"       gate: {g.describe()}" for g in s.after]
-        for a in s.closing:
-            lines.append(f"       do: {a.describe()}")
-            lines += [f"       gate: {g.describe()}" for g in a.then]
-        lines += [f"       finally: {a.describe()}" for a in s.cleanup]
-    return "\n".join(lines)
-
-
-def render_json(plans: list[Plan]) -> str:
-    # Indented for a handful of groups (people read those too); compact for fleets, where the
-    # C encoder (used only without indent) keeps `plan` of 1,000 groups well under a second.
-    indent = 2 if len(plans) <= 20 else None
-    return json.dumps([p.to_dict() for p in plans], indent=indent)
