@@ -32,6 +32,7 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "gtid"
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 U2 = "4f22ab58-82db-11e1-9e33-c80aa9429563"
 U3 = "a1b2c3d4-0000-11ef-8000-000000000001"
+PROPERTY = settings(deadline=None)  # behaviour, not speed: no per-example time limit
 
 # --- strategies ------------------------------------------------------------------------------
 
@@ -68,6 +69,7 @@ def server_text(s: MysqlGtidSet) -> str:
 # --- MySQL: properties -----------------------------------------------------------------------
 
 
+@PROPERTY
 @given(mysql_sets | huge)
 def test_mysql_round_trip(x: MysqlGtidSet) -> None:
     assert MysqlGtidSet.parse(str(x)) == x
@@ -76,6 +78,7 @@ def test_mysql_round_trip(x: MysqlGtidSet) -> None:
     assert x.empty == (str(x) == "")
 
 
+@PROPERTY
 @given(mysql_sets, mysql_sets)
 def test_mysql_subset_laws(x: MysqlGtidSet, y: MysqlGtidSet) -> None:
     assert x.covers(x)
@@ -88,7 +91,7 @@ def test_mysql_subset_laws(x: MysqlGtidSet, y: MysqlGtidSet) -> None:
     assert (x - x).empty
 
 
-@settings(max_examples=200)
+@settings(PROPERTY, max_examples=200)
 @given(mysql_sets, mysql_sets)
 def test_mysql_operations_match_sets_of_transactions(x: MysqlGtidSet, y: MysqlGtidSet) -> None:
     assert members(x - y) == members(x) - members(y)
@@ -228,6 +231,7 @@ def diverged(x: MariadbGtidPos, y: MariadbGtidPos) -> bool:
     )
 
 
+@PROPERTY
 @given(mariadb_positions)
 def test_mariadb_round_trip(x: MariadbGtidPos) -> None:
     assert MariadbGtidPos.parse(str(x)) == x
@@ -235,6 +239,7 @@ def test_mariadb_round_trip(x: MariadbGtidPos) -> None:
     assert x.empty == (str(x) == "")
 
 
+@PROPERTY
 @given(mariadb_positions, mariadb_positions)
 def test_mariadb_subset_laws(x: MariadbGtidPos, y: MariadbGtidPos) -> None:
     assert x.covers(x)
