@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from harestart.domain.coordination import SCHEMES
+
 # --- value types -----------------------------------------------------------------------------
 
 # Hosts (they reach SQL statements, SSH, MHA's configuration): RFC 1123 host names, IPv4, and
@@ -141,6 +143,16 @@ def _coordination_url(value: str) -> str:
             "holds credentials: put the password in an environment variable and name it in "
             "coordination.password_env (an inventory never holds the service's password)"
         )
+    scheme = value.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        known = ", ".join(s for s in SCHEMES if s != "kazoo")
+        raise ValueError(f"unknown scheme {_short(scheme)} (known: {known})")
+    try:
+        port = urlsplit(value).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("has an invalid port (a number from 1 to 65535 after the host)")
     return value
 
 
