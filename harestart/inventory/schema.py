@@ -292,6 +292,9 @@ class ReplicationSpec(_Model):
 
 
 SourceStrategyName = Literal["restart", "switchover"]
+# The servers' kind, for the words `plan` shows without --probe (a run always speaks the words
+# of the version it finds): mariadb, or mysql (8.0.22 and later: REPLICA words).
+FlavorName = Literal["mariadb", "mysql"]
 
 
 class DefaultsSpec(_Model):
@@ -303,6 +306,7 @@ class DefaultsSpec(_Model):
     hooks: HooksSpec | None = None
     replication: ReplicationSpec | None = None
     source_strategy: SourceStrategyName | None = None
+    flavor: FlavorName | None = None
 
 
 class GroupSpec(_Model):
@@ -320,6 +324,7 @@ class GroupSpec(_Model):
     replication: ReplicationSpec | None = None
     source_strategy: SourceStrategyName | None = None
     candidate: Name | None = None  # the replica a switchover promotes
+    flavor: FlavorName | None = None
 
     @model_validator(mode="after")
     def _candidate_is_a_replica(self) -> GroupSpec:
