@@ -28,7 +28,7 @@ from harestart.inventory.credentials import mysql_endpoint, require_replication_
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 from harestart.inventory.needs import require_strategy
-from harestart.views.plan import render_json, render_text
+from harestart.views.plan import inventory_wording, observed_wording, render_json, render_text
 
 if TYPE_CHECKING:
     from harestart.engine.run import Environment, FleetOutcome, FleetReport, RunRequest
@@ -193,30 +193,43 @@ def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
     help="Also connect read-only (SSH, MySQL, MHA status), annotate the plan with what was "
     "found, and refuse (exit 3) when reality contradicts the inventory.",
 )
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Text: also every check (gate) and each command exactly as sent (its wrapper).",
+)
 @_plan_options
 def plan(
     inventory: str,
     group_id: str | None,
     fmt: str,
     probe: bool,
+    verbose: bool,
     **kw: Any,
 ) -> None:
-    """Print the restart plan for INVENTORY without touching any host (dry run)."""
+    """Print the restart plan for INVENTORY without touching any host (dry run).
+
+    Text: one line per action, in the words of the server it meets (the version found with
+    --probe, else the inventory's `flavor:`, else every server's form)."""
     inv = _load(inventory)
     groups = inv.select(group_id)
     options = plan_options(**kw)
     _strategy_checked(inv, groups, options)
     plans = [build_plan(g, options) for g in groups]
+    wordings = [inventory_wording(g) for g in groups]
     if probe:
-        from harestart.engine.run import probe_plans
+        from harestart.engine.run import probed
 
         env = _environment()  # imports the adapters only when needed
         _configure_logging(None, verbose=False)
-        plans = probe_plans(groups, plans, env=env)
+        found = probed(groups, plans, env=env)
+        plans, wordings = [p for p, _ in found], [observed_wording(st) for _, st in found]
     if fmt == "json":
         click.echo(render_json(plans))
     else:
-        click.echo("\n\n".join(render_text(p) for p in plans))
+        texts = (render_text(p, w, verbose=verbose) for p, w in zip(plans, wordings, strict=True))
+        click.echo("\n\n".join(texts))
 
 
 def _select(inv: Inventory, group_id: str | None, all_groups: bool) -> tuple[Group, ...]:
