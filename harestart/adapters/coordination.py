@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import structlog
 
 from harestart.adapters.protocols import FleetMark, HeldLock
-from harestart.domain.coordination import HolderInfo, UnfinishedMark
+from harestart.domain.coordination import SCHEMES, HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
 from harestart.domain.secret import Secret, scrub
@@ -54,16 +54,6 @@ from harestart.errors import CoordinationUnavailable, LockHeld
 log = structlog.get_logger("harestart.adapters.coordination")
 
 T = TypeVar("T")
-
-# scheme -> (the pip extra that installs its driver, the driver's module); None: tooz's own.
-SCHEMES: dict[str, tuple[str, str | None]] = {
-    "etcd3+http": ("etcd", "etcd3gw"),
-    "etcd3+https": ("etcd", "etcd3gw"),
-    "zookeeper": ("zookeeper", "kazoo"),
-    "kazoo": ("zookeeper", "kazoo"),
-    "redis": ("redis", "redis"),
-    "file": ("etcd", None),  # tooz's file driver: one machine only (tests, a local directory)
-}
 
 
 def display_url(url: str) -> str:
