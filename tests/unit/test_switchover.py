@@ -447,11 +447,18 @@ def test_killed_while_promoting_resume_finishes_the_promotion(
     assert [n.name for n in world.nodes.values() if not n.read_only] == []  # both read-only
     loaded = Journal.load(journal.path)
     assert loaded is not None
+    before = len(world.sent)
     result = _run_journalled(world, loaded, resume=True)
     assert result.ok, result.failure
     assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
     assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
     assert all(n.restarts == 1 for n in world.nodes.values())
+    # The promotion was finished with the plan's own PromoteCandidate statements.
+    from tests.unit.test_plan_complete import not_from_the_plan
+
+    resumed = [(h, s.shown()) for h, s in world.sent[before:]]
+    assert ("db3", "SET GLOBAL read_only = OFF") in resumed
+    assert not_from_the_plan(build_plan(switch_group(), SWITCH), world, []) == []
 
 
 # --- where a resumed switch goes on from: a pure question --------------------------------------
