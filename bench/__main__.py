@@ -46,6 +46,8 @@ from typing import Any
 import pymysql
 import yaml
 
+from harestart.domain.actions import RestartIoThread
+from harestart.domain.plan.build import start_mha, stop_mha
 from harestart.engine.observe import observe_group
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.load import load_inventory
@@ -163,7 +165,7 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
         t0 = now()
-        mha.stop()
+        mha.stop(stop_mha(group).command)
         poll(lambda: mha.status().stopped(), 120, 0.05)
         out["mha_stop"] = now() - t0
         for node in (*group.replicas, group.source):
@@ -176,10 +178,13 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
         # Repair what a raw source restart leaves behind (replicas waiting for Connect_Retry):
         # not part of the floor, only to hand MHA a healthy group.
         for r in group.replicas:
-            connector.mysql(r.name, mysql_endpoint(r)).restart_io_thread()
+            endpoint = mysql_endpoint(r)
+            dialect = connector.mysql(r.name, endpoint).dialect()
+            for statement in RestartIoThread(host=r.name).sql(dialect):
+                connector.commands(r.name, endpoint).execute(statement)
         poll(lambda: all(cluster.replicating(r.name) for r in group.replicas), 120, 0.05)
         t0 = now()
-        mha.start()
+        mha.start(start_mha(group).command)
         poll(lambda: mha.status().healthy(), 180, 0.05)
         out["mha_start"] = now() - t0
     finally:

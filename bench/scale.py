@@ -64,7 +64,7 @@ from harestart.domain.group import Group
 from harestart.engine.coordination import local_coordination
 from harestart.engine.run import Environment
 from harestart.engine.sequencer.waiting import ManualClock, poll_until
-from tests.unit.fakes import FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
+from tests.unit.fakes import FakeCommands, FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_ENV = "HARESTART_BENCH_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -136,6 +136,9 @@ class _Connector:
 
     def mysql(self, name: str, endpoint: MysqlEndpoint) -> FakeProbe:
         return FakeProbe(self.fleet.routes[name], name)
+
+    def commands(self, name: str, endpoint: MysqlEndpoint) -> FakeCommands:
+        return FakeCommands(self.fleet.routes[name], name)
 
     def close_all(self) -> None:
         self.fleet.session_closed()

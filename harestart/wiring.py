@@ -37,8 +37,6 @@ def failover_manager(group: Group, connector: Connector) -> FailoverManager:
         shell,
         config_path=m.config,
         log_path=m.log,
-        stop_command=m.stop_command,
-        start_command=m.start_command,  # detached by MhaManager
         status_command=m.status_command,
     )
 

@@ -8,8 +8,16 @@ from harestart.adapters.protocols import (
     CommandResult,
     Connector,
     FailoverManager,
-    MysqlProbe,
+    MysqlCommands,
+    MysqlReader,
     RemoteShell,
 )
 
-__all__ = ["CommandResult", "Connector", "FailoverManager", "MysqlProbe", "RemoteShell"]
+__all__ = [
+    "CommandResult",
+    "Connector",
+    "FailoverManager",
+    "MysqlCommands",
+    "MysqlReader",
+    "RemoteShell",
+]

@@ -1,8 +1,9 @@
 """MHA 0.58 driven with its own ``masterha_*`` commands over a ``RemoteShell``.
 
 ``masterha_stop``'s exit status is not trusted (it can report failure while the manager exits
-a moment later): callers poll ``status()``. ``masterha_manager`` is started detached (setsid,
-nohup, stdin from /dev/null) or it would die with the SSH session that started it.
+a moment later): callers poll ``status()``. The stop and start commands are the plan's
+(``StopMha``/``StartMha``: the planner detaches ``masterha_manager``, or it would die with the
+SSH session that started it); this adapter runs exactly them and reads their exit status.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import shlex
 
 from harestart.adapters.protocols import CommandResult, RemoteShell
-from harestart.domain.commands import detached
 from harestart.domain.topology import MhaStatus, parse_mha_status
 from harestart.errors import MhaError
 
@@ -20,9 +20,8 @@ _NOT_FOUND = frozenset({126, 127})  # shell: not executable / command not found
 class MhaManager:
     """``FailoverManager`` for one MHA application on its manager host.
 
-    Commands and log path arrive resolved (the inventory owns their defaults); the manager
-    command (plain words) is always started detached here: without setsid/nohup/stdin from
-    /dev/null it would die with the SSH session that started it.
+    The status command and log path arrive resolved (the inventory owns their defaults); the
+    stop and start commands come with each call, exactly as the plan shows them.
     """
 
     def __init__(
@@ -31,15 +30,11 @@ class MhaManager:
         *,
         config_path: str,
         log_path: str,
-        stop_command: str,
-        start_command: str,
         status_command: str,
     ) -> None:
         self.shell = shell
         self.config_path = config_path
         self.log_path = log_path
-        self.stop_command = stop_command
-        self.start_command = detached(start_command, log_path)
         self.status_command = status_command
 
     def __repr__(self) -> str:
@@ -50,13 +45,13 @@ class MhaManager:
         self._require_command(result, "check MHA status")
         return parse_mha_status(result.exit_status, "\n".join((result.stdout, result.stderr)))
 
-    def stop(self) -> CommandResult:
-        result = self.shell.run(self.stop_command, check=False)
+    def stop(self, command: str) -> CommandResult:
+        result = self.shell.run(command, check=False)
         self._require_command(result, "stop MHA manager")
         return result
 
-    def start(self) -> CommandResult:
-        result = self.shell.run(self.start_command, check=False)
+    def start(self, command: str) -> CommandResult:
+        result = self.shell.run(command, check=False)
         self._require_command(result, "start MHA manager")
         if result.exit_status != 0:
             raise MhaError(self.shell.host, "start MHA manager", _reason(result))

@@ -1,7 +1,10 @@
-"""MySQL / MariaDB over pymysql: the few questions and replication commands harestart needs.
+"""MySQL / MariaDB over pymysql: the questions harestart asks and the statements it sends.
 
-The only module that imports pymysql. Every pymysql error leaves as ``MysqlError`` with the
-host, the action and the server's own ``(errno) message``; the password never appears.
+The only module that imports pymysql. One ``MysqlSession`` per server (one connection,
+reopened on demand) carries both ports: ``PyMysqlReader`` (the questions gates, waits and
+observation ask) and ``PyMysqlCommands`` (sends exactly the statements an action gives it).
+Every pymysql error leaves as ``MysqlError`` with the host, the action and the server's own
+``(errno) message``; the password never appears.
 """
 
 from __future__ import annotations
@@ -18,20 +21,15 @@ import structlog
 
 from harestart.domain.dialect import (
     BINLOG_DUMP_PREFIX,
-    SET_SLAVE_POS_FROM_BINLOG,
     SHOW_PROCESSLIST,
     Dialect,
-    ReplicationSource,
     dialect_for,
     global_status,
     gtid_subset,
-    kill,
     long_transactions,
     read_global,
-    set_global,
 )
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
-from harestart.domain.secret import Secret
 from harestart.domain.sql import Sql
 from harestart.domain.topology import (
     Flavor,
@@ -49,7 +47,6 @@ log = structlog.get_logger("harestart.mysql")
 TunnelFactory = Callable[[SshEndpoint, str, int], tuple[str, int]]
 
 _CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055})  # can't connect, gone away, lost
-_UNKNOWN_THREAD = 1094
 
 Row = dict[str, Any]
 
@@ -62,8 +59,8 @@ WORKER_ERROR_QUERY = (
 )
 
 
-class PyMysqlProbe:
-    """``MysqlProbe`` over one pymysql connection (autocommit, dict rows), reopened on demand.
+class MysqlSession:
+    """One pymysql connection to a server (autocommit, dict rows), reopened on demand.
 
     A statement that fails because the connection was lost (mysqld restarted) is retried once
     on a fresh connection; if that cannot be opened, ``MysqlError`` says why.
@@ -84,7 +81,7 @@ class PyMysqlProbe:
         return self._name
 
     def __repr__(self) -> str:
-        return f"PyMysqlProbe({self._name!r}, {self.endpoint.describe()!r})"
+        return f"MysqlSession({self._name!r}, {self.endpoint.describe()!r})"
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -129,7 +126,7 @@ class PyMysqlProbe:
             conn.connect()
             _set_timeouts(conn, ep.read_timeout)
         except pymysql.MySQLError as exc:
-            raise self._error(f"connect to {ep.describe()}", exc) from exc
+            raise self.error(f"connect to {ep.describe()}", exc) from exc
         except OSError as exc:  # pragma: no cover - pymysql wraps these as OperationalError
             raise MysqlError(
                 self._name, f"connect to {ep.describe()}", str(exc.strerror or exc)
@@ -162,7 +159,7 @@ class PyMysqlProbe:
     def close(self) -> None:
         self._drop()
 
-    def _error(self, action: str, exc: BaseException) -> MysqlError:
+    def error(self, action: str, exc: BaseException) -> MysqlError:
         code, message = _errno_message(exc)
         reason = f"({code}) {message}" if code else message
         secret = self.endpoint.password.reveal() if self.endpoint.password else ""
@@ -170,7 +167,7 @@ class PyMysqlProbe:
             reason = reason.replace(secret, "***")
         return MysqlError(self._name, action, reason)
 
-    def _query(self, action: str, statement: Sql | str) -> list[Row]:
+    def query(self, action: str, statement: Sql | str) -> list[Row]:
         """Run one statement (an ``Sql``: its text and values handed to the driver apart, the
         driver quotes each value; a ``str``: a fixed statement without values); retry once on
         a fresh connection if the old one was lost."""
@@ -198,13 +195,13 @@ class PyMysqlProbe:
                     self._drop()
                     if attempt == 1 and not fresh:
                         continue
-                raise self._error(action, exc) from exc
+                raise self.error(action, exc) from exc
             except pymysql.MySQLError as exc:
-                raise self._error(action, exc) from exc
+                raise self.error(action, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _one(self, action: str, statement: Sql | str) -> Row:
-        rows = self._query(action, statement)
+    def one(self, action: str, statement: Sql | str) -> Row:
+        rows = self.query(action, statement)
         if not rows:
             raise MysqlError(self._name, action, f"no row returned by {statement}")
         return rows[0]
@@ -214,14 +211,55 @@ class PyMysqlProbe:
     def dialect(self) -> Dialect:
         """The server's own SQL, chosen from its version (see ``harestart.domain.dialect``)."""
         if self._dialect is None:
-            row = self._one("read version", "SELECT @@version AS version")
+            row = self.one("read version", "SELECT @@version AS version")
             try:
                 self._dialect = dialect_for(_cell_text(row["version"]))
             except ValueError as exc:
                 raise MysqlError(self._name, "read version", str(exc)) from exc
         return self._dialect
 
-    # -- MysqlProbe ---------------------------------------------------------------------------
+    def ping(self) -> bool:
+        """True when the server answers, reconnecting once if needed; never raises."""
+        try:
+            conn, fresh = self._connection()
+            if not fresh:
+                conn.ping(reconnect=False)
+        except pymysql.MySQLError:
+            self._drop()
+            try:
+                self._connection()
+            except HarestartError:
+                return False
+        except HarestartError:
+            self._drop()
+            return False
+        return True
+
+
+class PyMysqlReader:
+    """``MysqlReader`` over a server's session: the questions, none of which changes it."""
+
+    def __init__(self, session: MysqlSession) -> None:
+        self.session = session
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    def __repr__(self) -> str:
+        return f"PyMysqlReader({self.session!r})"
+
+    def dialect(self) -> Dialect:
+        return self.session.dialect()
+
+    def ping(self) -> bool:
+        return self.session.ping()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _one(self, action: str, statement: Sql | str) -> Row:
+        return self.session.one(action, statement)
 
     def server_info(self) -> ServerInfo:
         action = "read server info"
@@ -245,18 +283,18 @@ class PyMysqlProbe:
         try:
             return parse_server_info(row)
         except ValueError as exc:
-            raise MysqlError(self._name, action, str(exc)) from exc
+            raise MysqlError(self.name, action, str(exc)) from exc
 
     def replica_status(self) -> ReplicaStatus | None:
         action = "read replica status"
-        rows = self._query(action, self.dialect().show_replica_status)
+        rows = self.session.query(action, self.dialect().show_replica_status)
         if not rows:
             return None
         row = _default_channel(rows)
         try:
             status = parse_replica_status(row)
         except ValueError as exc:
-            raise MysqlError(self._name, action, str(exc)) from exc
+            raise MysqlError(self.name, action, str(exc)) from exc
         if WORKER_TABLE in status.last_sql_error:
             status = self._with_worker_error(status)
         return status
@@ -266,9 +304,9 @@ class PyMysqlProbe:
         performance_schema.replication_applier_status_by_worker": the worker's own error (the
         duplicate key, the missing row) is what a person needs, so read it from there."""
         try:
-            rows = self._query("read applier worker errors", WORKER_ERROR_QUERY)
+            rows = self.session.query("read applier worker errors", WORKER_ERROR_QUERY)
         except MysqlError as exc:  # e.g. performance_schema off: keep the coordinator's text
-            log.debug("mysql.worker_error_unavailable", host=self._name, reason=str(exc))
+            log.debug("mysql.worker_error_unavailable", host=self.name, reason=str(exc))
             return status
         if not rows:
             return status
@@ -283,24 +321,16 @@ class PyMysqlProbe:
         try:
             return int(_cell_text(row.get("Value")))
         except ValueError as exc:
-            raise MysqlError(self._name, "read uptime", f"not a number: {row!r}") from exc
+            raise MysqlError(self.name, "read uptime", f"not a number: {row!r}") from exc
 
     def read_only(self) -> ReadOnlyState:
         row = self._one("read read_only", self.dialect().read_only_query)
         sro = row.get("super_read_only")
         return ReadOnlyState(_on(row["read_only"]), None if sro is None else _on(sro))
 
-    def set_read_only(self, state: ReadOnlyState) -> None:
-        dialect = self.dialect()
-        for statement in dialect.set_read_only_statements(state.read_only, state.super_read_only):
-            self._query("set read_only", statement)
-
     def global_variable(self, name: str) -> str:
         row = self._one(f"read {name}", read_global(name))
         return _cell_text(row["value"])
-
-    def set_global(self, name: str, value: float) -> None:
-        self._query(f"set {name}", set_global(name, value))
 
     def global_status(self, name: str) -> str:
         row = self._one(f"read status {name}", global_status(name))
@@ -310,15 +340,14 @@ class PyMysqlProbe:
         """MariaDB ``@@gtid_binlog_pos`` (what this source wrote, what replicas receive);
         MySQL ``@@gtid_executed``. Newlines inside MySQL sets are removed."""
         sql = self.dialect().gtid_position_query
-        text = _cell_text(self._one("read GTID position", sql)["pos"])
-        return ",".join(p.strip() for p in text.split(",") if p.strip())
+        return _gtid_text(self._one("read GTID position", sql)["pos"])
 
     def wait_for_gtid(self, position: str, timeout: float) -> bool:
         """Wait on the server, in slices shorter than the read timeout so a long wait never
         looks like a dead connection. True when applied, False when ``timeout`` passed."""
         dialect = self.dialect()
         deadline = time.monotonic() + timeout
-        slice_s = max(1.0, self.endpoint.read_timeout * 0.8)
+        slice_s = max(1.0, self.session.endpoint.read_timeout * 0.8)
         while True:
             remaining = deadline - time.monotonic()
             wait = max(0.0, min(slice_s, remaining))
@@ -328,93 +357,50 @@ class PyMysqlProbe:
             if remaining <= wait:
                 return False
 
-    def stop_io_thread(self) -> None:
-        self._query("stop IO thread", self.dialect().stop_io_thread)
-
-    def start_io_thread(self) -> None:
-        self._query("start IO thread", self.dialect().start_io_thread)
-
-    def restart_io_thread(self) -> None:
-        self.stop_io_thread()
-        self.start_io_thread()
-
-    def start_replica(self) -> None:
-        self._query("start replication", self.dialect().start_replica)
-
-    # -- switchover ---------------------------------------------------------------------------
-
     def executed_gtid_set(self) -> str:
-        text = _cell_text(
-            self._one("read executed GTIDs", self.dialect().executed_set_query)["pos"]
-        )
-        return ",".join(p.strip() for p in text.split(",") if p.strip())
+        sql = self.dialect().executed_set_query
+        return _gtid_text(self._one("read executed GTIDs", sql)["pos"])
 
     def gtid_subset(self, subset: str, superset: str) -> bool:
         row = self._one("compare GTID sets", gtid_subset(subset, superset))
         return _cell_text(row["r"]).strip() == "1"
 
     def long_transactions(self, older_than: float) -> list[tuple[int, int]]:
-        rows = self._query("list long transactions", long_transactions(older_than))
+        rows = self.session.query("list long transactions", long_transactions(older_than))
         return [(int(_cell_text(r["id"])), int(_cell_text(r["age"]) or 0)) for r in rows]
 
-    def kill_connection(self, thread_id: int) -> None:
-        try:
-            self._query("end a long transaction", kill(thread_id))
-        except MysqlError as exc:
-            if not exc.reason.startswith(f"({_UNKNOWN_THREAD})"):  # ended by itself: fine
-                raise
-
-    def stop_replica(self) -> None:
-        self._query("stop replication", self.dialect().stop_replica)
-
-    def reset_replica_all(self) -> None:
-        self._query("reset replication", self.dialect().reset_replica_all)
-
-    def change_source(
-        self, source: ReplicationSource, password: Secret | None, *, was_source: bool
-    ) -> None:
-        dialect = self.dialect()
-        if was_source and dialect.flavor is Flavor.MARIADB:
-            self._query("copy the binary log position", SET_SLAVE_POS_FROM_BINLOG)
-        self._query("change replication source", dialect.change_source(source, password))
-
-    def _binlog_dump_ids(self) -> list[int]:
-        rows = self._query("list replication senders", SHOW_PROCESSLIST)
+    def binlog_dump_threads(self) -> list[int]:
+        rows = self.session.query("list replication senders", SHOW_PROCESSLIST)
         return [
             int(_cell_text(r.get("Id")))
             for r in rows
             if _cell_text(r.get("Command")).startswith(BINLOG_DUMP_PREFIX)
         ]
 
-    def binlog_dump_threads(self) -> int:
-        return len(self._binlog_dump_ids())
 
-    def kill_binlog_dump_threads(self) -> int:
-        killed = 0
-        for thread_id in self._binlog_dump_ids():
-            try:
-                self._query("end a replication sender", kill(thread_id))
-                killed += 1
-            except MysqlError as exc:
-                if not exc.reason.startswith(f"({_UNKNOWN_THREAD})"):  # gone by itself: fine
-                    raise
-        return killed
+class PyMysqlCommands:
+    """``MysqlCommands`` over a server's session: sends exactly the statement it is given."""
 
-    def ping(self) -> bool:
-        """True when the server answers, reconnecting once if needed; never raises."""
+    def __init__(self, session: MysqlSession) -> None:
+        self.session = session
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    def __repr__(self) -> str:
+        return f"PyMysqlCommands({self.session!r})"
+
+    def execute(self, statement: Sql, *, tolerate: frozenset[int] = frozenset()) -> bool:
         try:
-            conn, fresh = self._connection()
-            if not fresh:
-                conn.ping(reconnect=False)
-        except pymysql.MySQLError:
-            self._drop()
-            try:
-                self._connection()
-            except HarestartError:
+            self.session.query(f"send `{statement.shown()}`", statement)
+        except MysqlError as exc:
+            if any(exc.reason.startswith(f"({code})") for code in tolerate):
+                log.info(
+                    "mysql.tolerated", host=self.name, statement=statement.text, reason=exc.reason
+                )
                 return False
-        except HarestartError:
-            self._drop()
-            return False
+            raise
         return True
 
 
@@ -446,7 +432,7 @@ def _default_channel(rows: list[Row]) -> Mapping[str, object]:
     return rows[0]
 
 
-__all__ = ["PyMysqlProbe", "TunnelFactory"]
+__all__ = ["MysqlSession", "PyMysqlCommands", "PyMysqlReader", "TunnelFactory"]
 
 
 def _set_timeouts(conn: pymysql.connections.Connection[Any], seconds: float) -> None:
@@ -454,3 +440,8 @@ def _set_timeouts(conn: pymysql.connections.Connection[Any], seconds: float) -> 
     ``_read_timeout``/``_write_timeout`` to the socket before each read and write)."""
     conn._read_timeout = seconds  # type: ignore[attr-defined]
     conn._write_timeout = seconds  # type: ignore[attr-defined]
+
+
+def _gtid_text(value: object) -> str:
+    """A GTID position or set as one line (MySQL breaks long sets with newlines)."""
+    return ",".join(p.strip() for p in _cell_text(value).split(",") if p.strip())

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harestart.domain.coordination import HolderInfo, UnfinishedMark
-from harestart.domain.dialect import ReplicationSource
+from harestart.domain.dialect import Dialect
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
-from harestart.domain.secret import Secret
+from harestart.domain.sql import Sql
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
 
@@ -64,8 +64,8 @@ class RemoteShell(Protocol):
     def close(self) -> None: ...
 
 
-class MysqlProbe(Protocol):
-    """Questions and the few replication commands for one mysqld.
+class MysqlReader(Protocol):
+    """What gates, waits and observation ask one mysqld: questions only, it changes nothing.
 
     Reconnects transparently when the connection dropped (mysqld restarted); a failed
     (re)connect raises ``MysqlError``.
@@ -73,6 +73,11 @@ class MysqlProbe(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    def dialect(self) -> Dialect:
+        """The server's own SQL, from its version (what a performer sends it is chosen by
+        this, see ``PlanAction.sql``)."""
+        ...
 
     def server_info(self) -> ServerInfo: ...
 
@@ -86,16 +91,8 @@ class MysqlProbe(Protocol):
         """``read_only`` and, where the server has it, ``super_read_only``."""
         ...
 
-    def set_read_only(self, state: ReadOnlyState) -> None:
-        """Leave exactly ``state`` (``super_read_only`` None: left as the server decides)."""
-        ...
-
     def global_variable(self, name: str) -> str:
         """``@@global.<name>`` as text."""
-        ...
-
-    def set_global(self, name: str, value: float) -> None:
-        """``SET GLOBAL <name> = value`` for a numeric variable (a restart resets it)."""
         ...
 
     def global_status(self, name: str) -> str:
@@ -117,30 +114,9 @@ class MysqlProbe(Protocol):
         """
         ...
 
-    def stop_io_thread(self) -> None:
-        """Stop receiving from the source (what was received is still applied)."""
+    def binlog_dump_threads(self) -> list[int]:
+        """The thread ids of the replication senders (``Binlog Dump`` threads) listed."""
         ...
-
-    def start_io_thread(self) -> None:
-        """Start receiving again; with GTID auto-position it fetches what it lacks."""
-        ...
-
-    def restart_io_thread(self) -> None:
-        """Stop and start the IO thread: reconnect now instead of after ``Connect_Retry``."""
-        ...
-
-    def binlog_dump_threads(self) -> int:
-        """How many replication senders (``Binlog Dump`` threads) this server lists."""
-        ...
-
-    def kill_binlog_dump_threads(self) -> int:
-        """``KILL`` every replication sender listed (after the replicas stopped receiving: an
-        idle sender notices its replica left only at its next heartbeat); how many."""
-        ...
-
-    def start_replica(self) -> None: ...
-
-    # --- switchover ---------------------------------------------------------------------
 
     def executed_gtid_set(self) -> str:
         """Every GTID this server executed: MySQL ``@@gtid_executed``, MariaDB
@@ -155,42 +131,55 @@ class MysqlProbe(Protocol):
         """(thread id, age in s) of every transaction open longer than ``older_than`` s."""
         ...
 
-    def kill_connection(self, thread_id: int) -> None: ...
-
-    def stop_replica(self) -> None: ...
-
-    def reset_replica_all(self) -> None: ...
-
-    def change_source(
-        self, source: ReplicationSource, password: Secret | None, *, was_source: bool
-    ) -> None:
-        """Replicate from ``source`` with GTID auto-position (replication stopped first by
-        the caller), sending ``Dialect.change_source``'s statement for this server, the one
-        the plan shows. MariaDB: ``was_source`` copies the binary log position into
-        ``gtid_slave_pos`` first."""
-        ...
-
     def ping(self) -> bool:
         """True when the server answers (reconnecting if needed); never raises."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close harestart's session (the next question opens a new one)."""
+        ...
 
 
-class FailoverManager(Protocol):
-    """The failover manager (MHA) of one group."""
+# ER_NO_SUCH_THREAD: the session a KILL names ended by itself meanwhile.
+UNKNOWN_THREAD = 1094
+
+
+class MysqlCommands(Protocol):
+    """What actions send one mysqld: exactly the statements given, nothing it chooses.
+
+    The same session as the server's ``MysqlReader`` (closing that closes this one's too).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def execute(self, statement: Sql, *, tolerate: frozenset[int] = frozenset()) -> bool:
+        """Send ``statement`` (every slot filled) as it is. True when the server accepted it;
+        False when it refused it with an error number in ``tolerate`` (``UNKNOWN_THREAD``:
+        a session ended by itself); any other failure raises ``MysqlError``."""
+        ...
+
+
+class FailoverStatus(Protocol):
+    """What gates and observation ask the failover manager (MHA) of one group."""
 
     def status(self) -> MhaStatus: ...
 
-    def stop(self) -> CommandResult:
-        """Ask the manager to stop. Its exit status is not trusted: poll ``status()``."""
-        ...
-
-    def start(self) -> CommandResult:
-        """Start the manager detached; poll ``status()`` until it is healthy."""
-        ...
-
     def log_tail(self, lines: int = 20) -> str: ...
+
+
+class FailoverManager(FailoverStatus, Protocol):
+    """The failover manager (MHA) of one group, stopped and started with the plan's commands."""
+
+    def stop(self, command: str) -> CommandResult:
+        """Run exactly ``command`` (the plan's) to stop the manager. Its exit status is not
+        trusted: poll ``status()``."""
+        ...
+
+    def start(self, command: str) -> CommandResult:
+        """Run exactly ``command`` (the plan's, which detaches the manager); poll
+        ``status()`` until it is healthy."""
+        ...
 
 
 class Connector(Protocol):
@@ -198,7 +187,13 @@ class Connector(Protocol):
 
     def shell(self, name: str, endpoint: SshEndpoint) -> RemoteShell: ...
 
-    def mysql(self, name: str, endpoint: MysqlEndpoint) -> MysqlProbe: ...
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> MysqlReader:
+        """The server's reader: one session per server, reused."""
+        ...
+
+    def commands(self, name: str, endpoint: MysqlEndpoint) -> MysqlCommands:
+        """The server's commands, over the same session as its reader."""
+        ...
 
     def close_all(self) -> None: ...
 

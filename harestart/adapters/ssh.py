@@ -21,7 +21,7 @@ from pathlib import Path
 import paramiko
 import structlog
 
-from harestart.adapters.mysql import PyMysqlProbe
+from harestart.adapters.mysql import MysqlSession, PyMysqlCommands, PyMysqlReader
 from harestart.adapters.protocols import CommandResult
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.errors import CommandFailed, HarestartError, HostKeyError, SshError
@@ -483,7 +483,7 @@ class ParamikoConnector:
 
     def __init__(self) -> None:
         self._shells: dict[tuple[str, SshEndpoint], ParamikoShell] = {}
-        self._probes: dict[tuple[str, MysqlEndpoint], PyMysqlProbe] = {}
+        self._sessions: dict[tuple[str, MysqlEndpoint], MysqlSession] = {}
         self._lock = threading.Lock()  # parallel steps ask for adapters at the same time
 
     def shell(self, name: str, endpoint: SshEndpoint) -> ParamikoShell:
@@ -493,16 +493,24 @@ class ParamikoConnector:
                 self._shells[key] = ParamikoShell(name, endpoint)
             return self._shells[key]
 
-    def mysql(self, name: str, endpoint: MysqlEndpoint) -> PyMysqlProbe:
-        """One probe (one connection, reconnecting when needed) per server, reused: a new
-        connection per question costs tens of milliseconds on every poll."""
+    def mysql(self, name: str, endpoint: MysqlEndpoint) -> PyMysqlReader:
+        """The server's reader over its one session (one connection, reconnecting when
+        needed), reused: a new connection per question costs tens of milliseconds on every
+        poll."""
+        return PyMysqlReader(self._session(name, endpoint))
+
+    def commands(self, name: str, endpoint: MysqlEndpoint) -> PyMysqlCommands:
+        """The server's commands, over the same session as its reader."""
+        return PyMysqlCommands(self._session(name, endpoint))
+
+    def _session(self, name: str, endpoint: MysqlEndpoint) -> MysqlSession:
         key = (name, endpoint)
         with self._lock:
-            if key not in self._probes:
-                self._probes[key] = PyMysqlProbe(
+            if key not in self._sessions:
+                self._sessions[key] = MysqlSession(
                     name, endpoint, tunnel_factory=self._forwarder(name)
                 )
-            return self._probes[key]
+            return self._sessions[key]
 
     def _forwarder(self, name: str) -> Callable[[SshEndpoint, str, int], tuple[str, int]]:
         def forward(via: SshEndpoint, host: str, port: int) -> tuple[str, int]:
@@ -511,10 +519,10 @@ class ParamikoConnector:
         return forward
 
     def close_all(self) -> None:
-        for probe in self._probes.values():
+        for session in self._sessions.values():
             with contextlib.suppress(Exception):
-                probe.close()
-        self._probes.clear()
+                session.close()
+        self._sessions.clear()
         for shell in self._shells.values():
             with contextlib.suppress(Exception):
                 shell.close()

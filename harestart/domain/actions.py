@@ -11,6 +11,12 @@ uses first (the JSON's ``do``). ``describe(wording)`` says it in one server's wo
 the dialect of the server the action meets (``harestart plan`` for people, see
 ``harestart.views.plan``); ``brief`` leaves out the wrapper a command is sent in. Text between
 ``<`` and ``>`` is filled in at run time (a value read before, a thread id).
+
+What is sent is what is shown: ``sql(dialect)`` is every statement an SQL action sends to a
+server of that dialect, in order, as ``Sql`` (values apart from the text; a value known only at
+run time is a ``Slot``, shown ``<...>``, that the performer fills and nothing else); a command
+action sends its ``command``. The performers (``harestart.engine.ops``) send exactly these,
+through a port that can only write.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from harestart.domain.dialect import (
     Dialect,
     ReplicationSource,
     dialect_for,
+    kill,
+    set_global,
 )
 from harestart.domain.gates import Gate
+from harestart.domain.sql import Slot, Sql, identifier
 from harestart.domain.topology import Flavor
 
 _NEW = dialect_for("8.4.0")  # REPLICA words, super_read_only
@@ -44,6 +53,16 @@ def quoted(statement: str) -> str:
     return f"`{statement}`"
 
 
+# Values only the run knows, filled by the performers (``Sql.fill``).
+THREAD_ID = Slot("thread id")
+VALUE_BEFORE = Slot("its value before")
+_ON_OFF = ("ON", "OFF")
+READ_ONLY_BEFORE = Slot("ON|OFF as before", _ON_OFF, key="read_only")
+SUPER_READ_ONLY_BEFORE = Slot("ON|OFF as before", _ON_OFF, key="super_read_only")
+WRITABLE_BEFORE_SWITCH = Slot("OFF as before the switch", _ON_OFF)
+REPLICATION_PASSWORD = Slot("replication password", secret=True)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PlanAction:
     """One thing a run does to one host."""
@@ -56,6 +75,16 @@ class PlanAction:
     def kind(self) -> str:
         """``RestartMysqld`` -> ``restart_mysqld`` (the JSON's ``kind``)."""
         return _kind(type(self).__name__)
+
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        """Exactly the statements sent to a server of ``dialect``, in order (slots filled at
+        run time); none for an action that runs a command."""
+        return ()
+
+    def replica_only(self, dialect: Dialect) -> tuple[Sql, ...]:
+        """Those of ``sql(dialect)`` sent only when the server is a replica (it has a
+        replica status): the plan says "(only if it is a replica)"."""
+        return ()
 
     def statements(self) -> tuple[str, ...]:
         """Every exact form of what is sent (``<...>``: filled in at run time)."""
@@ -153,6 +182,9 @@ _START_IO = (_NEW.start_io_thread, _OLD.start_io_thread)
 
 @dataclass(frozen=True, kw_only=True)
 class StopIoThread(PlanAction):
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql(dialect.stop_io_thread),)
+
     def statements(self) -> tuple[str, ...]:
         return _STOP_IO
 
@@ -162,6 +194,9 @@ class StopIoThread(PlanAction):
 
 @dataclass(frozen=True, kw_only=True)
 class StartIoThread(PlanAction):
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql(dialect.start_io_thread),)
+
     def statements(self) -> tuple[str, ...]:
         return _START_IO
 
@@ -172,6 +207,9 @@ class StartIoThread(PlanAction):
 @dataclass(frozen=True, kw_only=True)
 class RestartIoThread(PlanAction):
     """Reconnect now instead of after ``Connect_Retry`` (60 s by default)."""
+
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql(dialect.stop_io_thread), Sql(dialect.start_io_thread))
 
     def statements(self) -> tuple[str, ...]:
         return (*_STOP_IO, *_START_IO)
@@ -185,6 +223,9 @@ class KillBinlogDumps(PlanAction):
     """End the replication senders still listed once the replicas stopped receiving (an idle
     sender notices its replica left only at its next heartbeat)."""
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (kill_thread(),)  # once per sender listed
+
     def statements(self) -> tuple[str, ...]:
         return ("KILL <thread id>",)
 
@@ -197,6 +238,9 @@ class SetGlobal(PlanAction):
     name: str
     value: float
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (set_global(self.name, self.value),)
+
     def statements(self) -> tuple[str, ...]:
         return (f"SET GLOBAL {self.name} = {self.value:g}",)
 
@@ -207,6 +251,9 @@ class RestoreGlobal(PlanAction):
 
     name: str
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql(f"SET GLOBAL {identifier(self.name)} = %s", (VALUE_BEFORE,)),)
+
     def statements(self) -> tuple[str, ...]:
         return (f"SET GLOBAL {self.name} = <its value before>",)
 
@@ -214,6 +261,12 @@ class RestoreGlobal(PlanAction):
 @dataclass(frozen=True, kw_only=True)
 class RestoreReadOnly(PlanAction):
     """Leave read_only (and super_read_only) exactly as noted before the restart."""
+
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        read_only = Sql("SET GLOBAL read_only = %s", (READ_ONLY_BEFORE,))
+        if not dialect.has_super_read_only:
+            return (read_only,)
+        return (read_only, Sql("SET GLOBAL super_read_only = %s", (SUPER_READ_ONLY_BEFORE,)))
 
     def statements(self) -> tuple[str, ...]:
         return _as_before(_NEW)
@@ -250,6 +303,9 @@ class KillLongTransactions(PlanAction):
 
     limit: float
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (kill_thread(),)  # once per session listed
+
     def statements(self) -> tuple[str, ...]:
         return ("KILL <thread id>",)
 
@@ -265,6 +321,10 @@ class SetSourceReadOnly(PlanAction):
     """The source stops taking writes before anything else of the switch (its state before
     is noted: a switch that fails before the candidate is writable restores it)."""
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        sro = True if dialect.has_super_read_only else None
+        return tuple(Sql(s) for s in dialect.set_read_only_statements(True, sro))
+
     def statements(self) -> tuple[str, ...]:
         return _NEW.set_read_only_statements(True, True)
 
@@ -279,6 +339,13 @@ class SetSourceReadOnly(PlanAction):
 class PromoteCandidate(PlanAction):
     """The candidate leaves replication and becomes writable (never before the source is
     read-only and the candidate applied everything the source had)."""
+
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        writable = dialect.set_read_only_statements(False, None)
+        return (*self.replica_only(dialect), *(Sql(s) for s in writable))
+
+    def replica_only(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql(dialect.stop_replica), Sql(dialect.reset_replica_all))
 
     def statements(self) -> tuple[str, ...]:
         writable = _NEW.set_read_only_statements(False, None)
@@ -324,6 +391,18 @@ class RepointReplica(PlanAction):
         the statement shown here (the password a parameter, shown ``'***'``)."""
         return ReplicationSource(self.source_host, self.source_port, self.user)
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        keep = self.was_source and dialect.flavor is Flavor.MARIADB
+        return (
+            *self.replica_only(dialect),
+            *((Sql(SET_SLAVE_POS_FROM_BINLOG),) if keep else ()),
+            change_source(dialect, self.target),
+            Sql(dialect.start_replica),
+        )
+
+    def replica_only(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql(dialect.stop_replica),)
+
     def _change(self, new: bool) -> str:
         return self._change_in(_NEW if new else _MARIADB)
 
@@ -366,5 +445,19 @@ class RepointReplica(PlanAction):
 class RestoreSourceWritable(PlanAction):
     """Undo a switch that failed before the candidate became writable."""
 
+    def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
+        return (Sql("SET GLOBAL read_only = %s", (WRITABLE_BEFORE_SWITCH,)),)
+
     def statements(self) -> tuple[str, ...]:
         return ("SET GLOBAL read_only = <OFF as before the switch>",)
+
+
+def kill_thread() -> Sql:
+    """``KILL <thread id>``: the id is filled for each session the performer ends."""
+    return Sql(kill(0).text, (THREAD_ID,))
+
+
+def change_source(dialect: Dialect, target: ReplicationSource) -> Sql:
+    """The dialect's re-pointing statement, its password a slot shown ``'***'``."""
+    shown = dialect.change_source(target, None)
+    return Sql(shown.text, (*shown.args[:-1], REPLICATION_PASSWORD))

@@ -116,7 +116,7 @@ class Mha:
     config: str
     log: str
     stop_command: str
-    start_command: str  # masterha_manager itself; the adapter starts it detached
+    start_command: str  # masterha_manager itself; the plan starts it detached (start_mha)
     status_command: str
 
 

@@ -6,16 +6,24 @@ IO threads sit in Connecting after the source restarts until their IO thread is 
 failures are injected by setting fields on ``FakeWorld``. Like real hosts they may be asked
 from several threads at once (parallel batches, observation): a node coming back is one atomic
 transition.
+
+Like the real adapters, a server has a reader (``FakeProbe``: questions only) and commands
+(``FakeCommands``): the commands port takes exactly the ``Sql`` an action gives it, records it
+in ``FakeWorld.sent`` and plays its effect, in either dialect's words (a node with
+``super_read_only`` speaks MySQL 8.4's, the others MariaDB's, unless ``version`` says).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 
 from harestart.adapters.protocols import CommandResult
-from harestart.domain.dialect import ReplicationSource
+from harestart.domain.dialect import Dialect, dialect_for
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.secret import Secret
+from harestart.domain.sql import Sql
 from harestart.domain.topology import (
     Flavor,
     MhaState,
@@ -57,6 +65,12 @@ class FakeNode:
     config_read_only: bool | None = None  # read_only after a restart (None: unchanged)
     errant: str = ""  # an extra GTID in its executed set ("5-9-1")
     long_trx: list[tuple[int, int]] = field(default_factory=list)  # (thread id, age s)
+    version: str | None = None  # @@version; None: MySQL 8.4 with super_read_only, else MariaDB
+
+    def dialect(self) -> Dialect:
+        if self.version is not None:
+            return dialect_for(self.version)
+        return dialect_for("8.4.0" if self.super_read_only is not None else "10.11.6-MariaDB")
 
 
 @dataclass
@@ -70,6 +84,7 @@ class FakeWorld:
     # the source keeps listing Binlog Dump threads after its replicas stopped their IO threads
     dump_threads_linger: bool = False
     events: list[tuple[str, str, float]] = field(default_factory=list)
+    sent: list[tuple[str, Sql]] = field(default_factory=list)  # every statement, by host
     # hosts whose restart commands must meet here (proves they run at the same time)
     restart_barrier: threading.Barrier | None = None
     barrier_hosts: frozenset[str] = frozenset()
@@ -177,6 +192,8 @@ class FakeShell:
 
 
 class FakeProbe:
+    """A server's reader: questions only (``MysqlReader``)."""
+
     def __init__(self, world: FakeWorld, name: str) -> None:
         self.world = world
         self.name = name
@@ -186,6 +203,9 @@ class FakeProbe:
         if not self.world.up(n):
             raise MysqlError(self.name, "connect", "(2003) Can't connect to MySQL server")
         return n
+
+    def dialect(self) -> Dialect:
+        return self._node().dialect()
 
     def server_info(self) -> ServerInfo:
         n = self._node()
@@ -230,29 +250,11 @@ class FakeProbe:
         n = self._node()
         return ReadOnlyState(n.read_only, n.super_read_only)
 
-    def set_read_only(self, state: ReadOnlyState) -> None:
-        n = self._node()
-        self.world.events.append(("set_read_only", f"{self.name}:{state.token()}", 0.0))
-        n.read_only = state.read_only
-        writable = [x.name for x in self.world.nodes.values() if not x.read_only]
-        assert len(writable) <= 1, f"two writable nodes: {writable}"
-        if n.super_read_only is not None and state.super_read_only is not None:
-            n.super_read_only = state.super_read_only and state.read_only
-
     def gtid_position(self) -> str:
         return f"0-1-{self._node().applied}"
 
     def global_variable(self, name: str) -> str:
         return self._node().variables[name]
-
-    def set_global(self, name: str, value: float) -> None:
-        assert isinstance(value, (int, float)), "numeric variables take numbers, not strings"
-        n = self._node()
-        text = f"{float(value):.6f}"  # how MariaDB shows it back
-        self.world.events.append(
-            ("set_global", f"{self.name}:{name}={text}", self.world.clock.now())
-        )
-        n.variables[name] = text
 
     def global_status(self, name: str) -> str:
         n = self._node()
@@ -275,37 +277,13 @@ class FakeProbe:
             return False
         return True
 
-    def stop_io_thread(self) -> None:
-        self._node().io = "No"
-        self.world.events.append(("io_stop", self.name, self.world.clock.now()))
-
-    def start_io_thread(self) -> None:
-        n = self._node()
-        self.world.events.append(("io_start", self.name, self.world.clock.now()))
-        n.io = "Yes" if self.world.up(self.world.source) else "Connecting"
-
-    def restart_io_thread(self) -> None:
-        n = self._node()
-        self.world.events.append(("io_restart", self.name, self.world.clock.now()))
-        if self.world.up(self.world.source):
-            n.io = "Yes"
-
-    def binlog_dump_threads(self) -> int:
+    def binlog_dump_threads(self) -> list[int]:
+        """A sender per connected replica (thread id 100 + its server_id)."""
         self._node()
-        connected = [n for n in self.world.nodes.values() if n.role == "replica" and n.io == "Yes"]
+        replicas = [n for n in self.world.nodes.values() if n.role == "replica"]
         if self.world.dump_threads_linger:
-            return len(self.world.nodes) - 1
-        return len(connected)
-
-    def kill_binlog_dump_threads(self) -> int:
-        n = self.binlog_dump_threads()
-        self.world.events.append(("kill_senders", self.name, self.world.clock.now()))
-        return n
-
-    def start_replica(self) -> None:
-        n = self._node()
-        self.world.events.append(("start_replica", self.name, self.world.clock.now()))
-        n.io = n.sql = "Yes"
+            return [100 + n.server_id for n in replicas]
+        return [100 + n.server_id for n in replicas if n.io == "Yes"]
 
     def executed_gtid_set(self) -> str:
         n = self._node()
@@ -316,31 +294,6 @@ class FakeProbe:
 
     def long_transactions(self, older_than: float) -> list[tuple[int, int]]:
         return [t for t in self._node().long_trx if t[1] > older_than]
-
-    def kill_connection(self, thread_id: int) -> None:
-        n = self._node()
-        self.world.events.append(("kill", f"{self.name}:{thread_id}", self.world.clock.now()))
-        n.long_trx = [t for t in n.long_trx if t[0] != thread_id]
-
-    def stop_replica(self) -> None:
-        n = self._node()
-        self.world.events.append(("stop_replica", self.name, self.world.clock.now()))
-        n.io = n.sql = "No"
-
-    def reset_replica_all(self) -> None:
-        n = self._node()
-        self.world.events.append(("reset_replica", self.name, self.world.clock.now()))
-        n.role = "source"
-
-    def change_source(
-        self, source: ReplicationSource, password: object, *, was_source: bool
-    ) -> None:
-        n = self._node()
-        assert str(password) == "***", "the password stays wrapped until the adapter"
-        host = source.host
-        target = next(x for x in self.world.nodes.values() if x.name == host)
-        self.world.events.append(("change_source", f"{self.name}->{host}", self.world.clock.now()))
-        n.role, n.source_id, n.io, n.sql = "replica", target.server_id, "No", "No"
 
     def ping(self) -> bool:
         try:
@@ -353,6 +306,120 @@ class FakeProbe:
         pass
 
 
+# The statements the fake servers understand (either dialect's words), to the method playing
+# each one's effect; the whole statement must match.
+_WORD = r"(?:SLAVE|REPLICA)"
+_STATEMENTS = (
+    (rf"STOP {_WORD} IO_THREAD", "stop_io_thread"),
+    (rf"START {_WORD} IO_THREAD", "start_io_thread"),
+    (rf"STOP {_WORD}", "stop_replica"),
+    (rf"START {_WORD}", "start_replica"),
+    (rf"RESET {_WORD} ALL", "reset_replica_all"),
+    (r"SET GLOBAL (super_read_only|read_only) = (ON|OFF)", "set_read_only_variable"),
+    (r"SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos", "copy_binlog_pos"),
+    (r"SET GLOBAL (\w+) = %s", "set_global"),
+    (r"CHANGE (?:MASTER|REPLICATION SOURCE) TO .*", "change_source"),
+    (r"KILL %s", "kill_connection"),
+)
+
+
+class FakeCommands:
+    """A server's commands (``MysqlCommands``): records each statement and plays it."""
+
+    def __init__(self, world: FakeWorld, name: str) -> None:
+        self.world = world
+        self.name = name
+
+    def _node(self) -> FakeNode:
+        return FakeProbe(self.world, self.name)._node()
+
+    def _event(self, kind: str, what: str | None = None) -> None:
+        self.world.events.append((kind, what or self.name, self.world.clock.now()))
+
+    def execute(self, statement: Sql, *, tolerate: frozenset[int] = frozenset()) -> bool:
+        assert not statement.slots, f"sent with a slot not filled: {statement.shown()}"
+        self._node()
+        self.world.sent.append((self.name, statement))
+        for pattern, method in _STATEMENTS:
+            m = re.fullmatch(pattern, statement.text)
+            if m:
+                try:
+                    getattr(self, method)(*m.groups(), *statement.args)
+                except MysqlError as exc:
+                    if any(exc.reason.startswith(f"({code})") for code in tolerate):
+                        return False
+                    raise
+                return True
+        raise AssertionError(f"the fake server does not know {statement.shown()!r}")
+
+    def stop_io_thread(self) -> None:
+        self._node().io = "No"
+        self._event("io_stop")
+
+    def start_io_thread(self) -> None:
+        n = self._node()
+        self._event("io_start")
+        n.io = "Yes" if self.world.up(self.world.source) else "Connecting"
+
+    def start_replica(self) -> None:
+        n = self._node()
+        self._event("start_replica")
+        n.io = n.sql = "Yes"
+
+    def stop_replica(self) -> None:
+        n = self._node()
+        self._event("stop_replica")
+        n.io = n.sql = "No"
+
+    def reset_replica_all(self) -> None:
+        n = self._node()
+        self._event("reset_replica")
+        n.role = "source"
+
+    def set_read_only_variable(self, variable: str, value: str) -> None:
+        """As the servers link them: super_read_only ON implies read_only ON, read_only OFF
+        implies super_read_only OFF."""
+        n, on = self._node(), value == "ON"
+        if variable == "read_only":
+            n.read_only = on
+            if not on and n.super_read_only is not None:
+                n.super_read_only = False
+        else:
+            assert n.super_read_only is not None, "MariaDB has no super_read_only"
+            n.super_read_only = on
+            n.read_only = n.read_only or on
+        self._event(
+            "set_read_only", f"{self.name}:{ReadOnlyState(n.read_only, n.super_read_only).token()}"
+        )
+        writable = [x.name for x in self.world.nodes.values() if not x.read_only]
+        assert len(writable) <= 1, f"two writable nodes: {writable}"
+
+    def copy_binlog_pos(self) -> None:
+        self._event("copy_binlog_pos")
+
+    def set_global(self, name: str, value: object) -> None:
+        assert isinstance(value, (int, float)), "numeric variables take numbers, not strings"
+        n = self._node()
+        text = f"{float(value):.6f}"  # how MariaDB shows it back
+        self._event("set_global", f"{self.name}:{name}={text}")
+        n.variables[name] = text
+
+    def change_source(self, host: str, port: int, user: str, password: object) -> None:
+        n = self._node()
+        assert isinstance(password, Secret), "the password stays wrapped until the adapter"
+        target = next(x for x in self.world.nodes.values() if x.name == host)
+        self._event("change_source", f"{self.name}->{host}")
+        n.role, n.source_id, n.io, n.sql = "replica", target.server_id, "No", "No"
+
+    def kill_connection(self, thread_id: int) -> None:
+        n = self._node()
+        senders = FakeProbe(self.world, self.name).binlog_dump_threads()
+        if thread_id not in senders and thread_id not in [t for t, _ in n.long_trx]:
+            raise MysqlError(self.name, "KILL", f"(1094) Unknown thread id: {thread_id}")
+        self._event("kill", f"{self.name}:{thread_id}")
+        n.long_trx = [t for t in n.long_trx if t[0] != thread_id]
+
+
 class FakeMha:
     def __init__(self, world: FakeWorld, shell: FakeShell) -> None:
         self.world = world
@@ -363,11 +430,11 @@ class FakeMha:
             state=self.world.mha_state, exit_status=self.world.mha_state.value, master="db1"
         )
 
-    def stop(self) -> CommandResult:
-        return self.shell.run("masterha_stop --conf=/etc/mha/app1.cnf", check=False)
+    def stop(self, command: str) -> CommandResult:
+        return self.shell.run(command, check=False)
 
-    def start(self) -> CommandResult:
-        return self.shell.run("masterha_manager --conf=/etc/mha/app1.cnf")
+    def start(self, command: str) -> CommandResult:
+        return self.shell.run(command)
 
     def log_tail(self, lines: int = 20) -> str:
         return self.shell.run("tail -n 20 /var/log/mha/app1/manager.log").stdout
@@ -382,6 +449,9 @@ class FakeConnector:
 
     def mysql(self, name: str, endpoint: MysqlEndpoint) -> FakeProbe:
         return FakeProbe(self.world, name)
+
+    def commands(self, name: str, endpoint: MysqlEndpoint) -> FakeCommands:
+        return FakeCommands(self.world, name)
 
     def close_all(self) -> None:
         pass

@@ -31,7 +31,7 @@ from harestart.engine.state.journal import Journal, journal_path
 from harestart.engine.state.lock import GroupLock, read_holder
 from harestart.errors import ExitCode
 
-from .fakes import FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
+from .fakes import FakeCommands, FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
 
 ACCOUNT = "1"
 
@@ -76,6 +76,9 @@ class RoutingConnector:
 
     def mysql(self, name: str, endpoint: MysqlEndpoint) -> FakeProbe:
         return FakeProbe(self._world(name), name)
+
+    def commands(self, name: str, endpoint: MysqlEndpoint) -> FakeCommands:
+        return FakeCommands(self._world(name), name)
 
     def close_all(self) -> None:
         pass

@@ -139,9 +139,13 @@ def test_mariadb_words_from_the_inventorys_flavor() -> None:
     ) in action_lines(text)
     switch = render_text(build_plan(g, SWITCH), inventory_wording(g))
     assert "REPLICA" not in switch and "SOURCE_HOST" not in switch
-    assert "do: on db1: `SET GLOBAL read_only = ON`" in action_lines(switch)
+    assert (
+        "do: on db1: `SET GLOBAL read_only = ON`"
+        " (only if not already done by the interrupted attempt being resumed)"
+    ) in action_lines(switch)
     assert (
         "do: on db2: `STOP SLAVE` then `RESET SLAVE ALL` then `SET GLOBAL read_only = OFF`"
+        " (only if not already done by the interrupted attempt being resumed)"
         in action_lines(switch)
     )
     assert (
@@ -167,12 +171,14 @@ def test_mysql_84_words_from_the_versions_found() -> None:
     ) in action_lines(text)
     switch = render_text(build_plan(g, SWITCH), wording)
     assert "SLAVE" not in switch and "MASTER" not in switch and "gtid_slave_pos" not in switch
-    assert "do: on db1: `SET GLOBAL read_only = ON` then `SET GLOBAL super_read_only = ON`" in (
-        action_lines(switch)
-    )
+    assert (
+        "do: on db1: `SET GLOBAL read_only = ON` then `SET GLOBAL super_read_only = ON`"
+        " (only if not already done by the interrupted attempt being resumed)"
+    ) in action_lines(switch)
     assert (
         "do: on db2: `STOP REPLICA` then `RESET REPLICA ALL` then `SET GLOBAL read_only = OFF` "
-        "(implies super_read_only = OFF)"
+        "(implies super_read_only = OFF) "
+        "(only if not already done by the interrupted attempt being resumed)"
     ) in action_lines(switch)
     assert (
         "do: on db1: `STOP REPLICA` (only if it is a replica) then `CHANGE REPLICATION SOURCE "
@@ -259,7 +265,26 @@ def test_the_mariadb_words_show_every_change_a_run_sends_to_mariadb(options: Pla
     mariadb = Wording({n.name: dialect_for("10.11.6-MariaDB") for n in switch_group().db_nodes})
     worded = render_text(plan, mariadb, verbose=True)
     assert "REPLICA" not in worded
-    assert missing_from_plan(worded, sent) == []
+    # The plan's actions as the worded text says them, in the shape plan_match reads.
+    said = [
+        {
+            "steps": [
+                {
+                    "actions": [
+                        {
+                            "host": a.host,
+                            "do": a.describe(mariadb.of(a.host)),
+                            "runs_on": a.to_dict().get("runs_on"),
+                        }
+                        for a in (*step.actions, *step.closing, *step.cleanup)
+                    ]
+                }
+                for step in plan.steps
+            ]
+        }
+    ]
+    assert all(str(a["do"]) in worded for st in said[0]["steps"] for a in st["actions"])
+    assert missing_from_plan(said, sent) == []
 
 
 # --- the command line ------------------------------------------------------------------------

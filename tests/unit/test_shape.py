@@ -14,12 +14,7 @@ MAX_CLASS_LINES = 300
 MAX_FUNCTION_LINES = 60
 
 # "module:qualified name" -> why it may stay longer.
-EXEMPT: dict[str, str] = {
-    "harestart.adapters.mysql:PyMysqlProbe": (
-        "the MysqlProbe Protocol's one implementation: a short method per statement it asks "
-        "for; split, the SQL of one connection would be scattered over several classes"
-    ),
-}
+EXEMPT: dict[str, str] = {}
 
 
 Unit = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef

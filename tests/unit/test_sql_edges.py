@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymysql.constants import SERVER_STATUS
 
-from harestart.adapters.mysql import PyMysqlProbe
-from harestart.domain.actions import RepointReplica
+from harestart.adapters.mysql import MysqlSession, PyMysqlCommands
+from harestart.domain.actions import REPLICATION_PASSWORD, RepointReplica, change_source
 from harestart.domain.dialect import ReplicationSource, dialect_for, set_global
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.plan.build import build_plan
@@ -93,7 +93,7 @@ class RecordingConnection:
 DEFAULT_MODE = RecordingConnection()
 
 
-def recording_probe(flavor: str, no_backslash_escapes: bool = False) -> PyMysqlProbe:
+def recording_probe(flavor: str, no_backslash_escapes: bool = False) -> MysqlSession:
     endpoint = MysqlEndpoint(
         host="127.0.0.1",
         port=3306,
@@ -103,16 +103,22 @@ def recording_probe(flavor: str, no_backslash_escapes: bool = False) -> PyMysqlP
         read_timeout=5,
         tunnel=None,
     )
-    probe = PyMysqlProbe("db1", endpoint)
-    probe._conn = RecordingConnection(no_backslash_escapes)  # type: ignore[assignment]
-    probe._dialect = dialect_for(VERSIONS[flavor])
-    return probe
+    session = MysqlSession("db1", endpoint)
+    session._conn = RecordingConnection(no_backslash_escapes)  # type: ignore[assignment]
+    session._dialect = dialect_for(VERSIONS[flavor])
+    return session
 
 
-def sent_by(probe: PyMysqlProbe) -> list[str]:
-    conn: Any = probe._conn
+def sent_by(session: MysqlSession) -> list[str]:
+    conn: Any = session._conn
     sent: list[str] = conn.sent
     return sent
+
+
+def send_change(session: MysqlSession, target: ReplicationSource, password: Secret) -> None:
+    """What the RepointReplica performer sends: the plan's statement, its password filled."""
+    statement = change_source(session.dialect(), target)
+    PyMysqlCommands(session).execute(statement.fill({REPLICATION_PASSWORD: password}))
 
 
 # --- reading a sent CHANGE statement back, as the server's lexer does ------------------------
@@ -310,7 +316,7 @@ def test_a_zone_id_host_is_accepted_and_sent_exactly(flavor: str) -> None:
     assert "SOURCE_HOST='fe80::1%eth0', SOURCE_PORT=3306" in text
     assert "MASTER_HOST='fe80::1%eth0', MASTER_PORT=3306" in text
     probe = recording_probe(flavor)
-    probe.change_source(acts[0].target, Secret("pw%s'\\\""), was_source=False)
+    send_change(probe, acts[0].target, Secret("pw%s'\\\""))
     (statement,) = sent_by(probe)
     assert assignments(statement) == expected(flavor, host, "repl", "pw%s'\\\"")
 
@@ -352,7 +358,7 @@ def test_every_accepted_host_and_user_is_sent_as_exactly_that_literal(
         return  # refused: the next property
     for act in acts:
         probe = recording_probe(flavor, no_backslash_escapes)
-        probe.change_source(act.target, Secret(password), was_source=False)
+        send_change(probe, act.target, Secret(password))
         (statement,) = sent_by(probe)
         got = assignments(statement, backslash=not no_backslash_escapes)
         assert got == expected(flavor, host, user, password)
@@ -431,7 +437,7 @@ def test_the_plan_shows_the_statement_the_adapter_sends() -> None:
     for flavor in ("mysql", "mariadb"):
         source = ReplicationSource("db2", 3306, "repl")
         probe = recording_probe(flavor)
-        probe.change_source(source, Secret(""), was_source=False)
+        send_change(probe, source, Secret(""))
         (statement,) = sent_by(probe)
         shown = dialect_for(VERSIONS[flavor]).change_source(source, None).shown()
         assert statement.replace("_PASSWORD=''", "_PASSWORD='***'") == shown

@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from harestart.adapters.mha import MhaManager
-from harestart.adapters.mysql import PyMysqlProbe
+from harestart.adapters.mysql import MysqlSession, PyMysqlReader
 from harestart.adapters.protocols import CommandResult
 from harestart.adapters.ssh import (
     ParamikoConnector,
@@ -27,6 +27,7 @@ from harestart.adapters.ssh import (
     translate,
     wrap_sudo,
 )
+from harestart.domain.commands import detached
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.secret import Secret
 from harestart.domain.topology import MhaState
@@ -67,12 +68,7 @@ def mha_manager(
     """An MHA adapter with the inventory's default commands for ``config``."""
     d = mha_defaults(config)
     return MhaManager(
-        shell,
-        config_path=config,
-        log_path=log or d.log,
-        stop_command=d.stop_command,
-        start_command=d.start_command,
-        status_command=d.status_command,
+        shell, config_path=config, log_path=log or d.log, status_command=d.status_command
     )
 
 
@@ -423,7 +419,7 @@ def test_mysql_connect_refused_names_host_and_hides_password(closed_port: int) -
         password=Secret("hunter2-secret"),
         connect_timeout=1,
     )
-    probe = PyMysqlProbe("db1", endpoint)
+    probe = PyMysqlReader(MysqlSession("db1", endpoint))
     with pytest.raises(MysqlError) as info:
         probe.server_info()
     assert info.value.host == "db1"
@@ -439,8 +435,8 @@ def test_mysql_server_that_never_greets_fails_within_connect_timeout() -> None:
     bounded by connect_timeout (1 s here), not by the queries' read_timeout (30 s)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        probe = PyMysqlProbe(
-            "db1", mysql_at("127.0.0.1", "harestart", port=port, connect_timeout=1)
+        probe = PyMysqlReader(
+            MysqlSession("db1", mysql_at("127.0.0.1", "harestart", port=port, connect_timeout=1))
         )
         started = time.monotonic()
         with pytest.raises(MysqlError) as info:
@@ -453,7 +449,7 @@ def test_mysql_server_that_never_greets_fails_within_connect_timeout() -> None:
 def test_mysql_tunnel_without_factory() -> None:
     endpoint = mysql_at("db1", "u", tunnel=ssh_at(SshSpec(host="bastion")))
     with pytest.raises(MysqlError, match="needs an SSH tunnel"):
-        PyMysqlProbe("db1", endpoint).uptime()
+        PyMysqlReader(MysqlSession("db1", endpoint)).uptime()
 
 
 def test_mysql_tunnel_failure_is_a_mysql_error(closed_port: int) -> None:
@@ -496,10 +492,11 @@ class ScriptedShell:
 
 
 def test_mha_default_commands() -> None:
-    mha = mha_manager(ScriptedShell({}), "/etc/mha/app 1.cnf")
-    assert mha.stop_command == "masterha_stop '--conf=/etc/mha/app 1.cnf'"
-    assert mha.status_command == "masterha_check_status '--conf=/etc/mha/app 1.cnf'"
-    assert mha.start_command == (
+    d = mha_defaults("/etc/mha/app 1.cnf")
+    assert d.stop_command == "masterha_stop '--conf=/etc/mha/app 1.cnf'"
+    assert d.status_command == "masterha_check_status '--conf=/etc/mha/app 1.cnf'"
+    # The plan's StartMha command (harestart.domain.plan.build.start_mha) detaches it.
+    assert detached(d.start_command, d.log) == (
         "mkdir -p '/var/log/mha/app 1'; setsid nohup masterha_manager "
         "'--conf=/etc/mha/app 1.cnf' --ignore_last_failover "
         "< /dev/null > '/var/log/mha/app 1/manager.log' 2>&1 &"
@@ -519,8 +516,11 @@ def test_mha_status_stop_start_and_log_tail() -> None:
     status = mha.status()
     assert status.state is MhaState.PING_OK
     assert status.master == "db1"
-    assert mha.stop().exit_status == 1  # not trusted, not raised: the caller polls status
-    assert mha.start().exit_status == 0
+    stop = "masterha_stop --conf=/etc/mha/app1.cnf"
+    assert mha.stop(stop).exit_status == 1  # not trusted, not raised: the caller polls status
+    start = "mkdir -p /var/log/mha; setsid nohup masterha_manager --conf=/etc/mha/app1.cnf &"
+    assert mha.start(start).exit_status == 0
+    assert shell.ran[-2:] == [stop, start]  # exactly the commands given (the plan's)
     assert mha.log_tail(5) == "line\n"
     assert shell.ran[-1] == "tail -n 5 /var/log/mha/app1/manager.log"
 

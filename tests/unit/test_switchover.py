@@ -19,13 +19,15 @@ from harestart.domain.switch import (
     errant_gtids,
     with_source,
 )
-from harestart.domain.topology import Flavor, MhaState
+from harestart.domain.topology import Flavor, MhaState, ReadOnlyState
+from harestart.engine.ops.switchover import ResumePoint, resume_point, resumed_part
 from harestart.engine.sequencer.executor import Executor
+from harestart.engine.sequencer.memory import SwitchMemory
 from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import PreflightRefused
 from harestart.inventory.load import parse_inventory
 from harestart.views.plan import render_text
-from tests.unit.fakes import FakeConnector, FakeMha, FakeProbe, FakeShell, FakeWorld
+from tests.unit.fakes import FakeCommands, FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.test_hooks import FakeHookRunner
 
 SWITCH = PlanOptions(source_strategy=SourceStrategy.SWITCHOVER)
@@ -239,23 +241,18 @@ def test_long_transaction_refused_by_default_and_killed_by_option() -> None:
 def test_failure_before_the_candidate_is_writable_makes_the_source_writable_again() -> None:
     world = source_world()
     c = world.nodes["db3"]
-    original = FakeConnector.mysql
+    original = FakeCommands.reset_replica_all
 
-    def mysql(self: FakeConnector, name: str, endpoint: object) -> object:
-        probe = original(self, name, endpoint)  # type: ignore[arg-type]
-        if name == "db3":
+    def broken(self: FakeCommands) -> None:
+        if self.name == "db3":
+            raise __import__("harestart.errors").errors.MysqlError("db3", "reset", "boom")
+        original(self)
 
-            def broken() -> None:
-                raise __import__("harestart.errors").errors.MysqlError("db3", "reset", "boom")
-
-            probe.reset_replica_all = broken  # type: ignore[method-assign]
-        return probe
-
-    FakeConnector.mysql = mysql  # type: ignore[assignment,method-assign]
+    FakeCommands.reset_replica_all = broken  # type: ignore[method-assign]
     try:
         result = run(world)
     finally:
-        FakeConnector.mysql = original  # type: ignore[method-assign]
+        FakeCommands.reset_replica_all = original  # type: ignore[method-assign]
     assert result.failure is not None and result.failure.step == "switchover:db3"
     assert not world.nodes["db1"].read_only and c.read_only
     # db3 stopped replicating before the reset failed: MHA stays off (the topology is broken).
@@ -286,19 +283,19 @@ def test_configured_read_only_parses_my_print_defaults() -> None:
 
 
 def _interrupt_once(world: FakeWorld, method: str, host: str) -> None:
-    """The first call of ``method`` on ``host``'s probe is cut short by Ctrl-C (as a kill
+    """The first statement ``method`` plays on ``host`` is cut short by Ctrl-C (as a kill
     would leave it: the journal holds what was done before)."""
-    original = getattr(FakeProbe, method)
+    original = getattr(FakeCommands, method)
     fired: list[bool] = []
 
-    def wrapped(self: FakeProbe, *a: object, **kw: object) -> object:
+    def wrapped(self: FakeCommands, *a: object, **kw: object) -> object:
         if self.name == host and not fired:
             fired.append(True)
             raise KeyboardInterrupt
         return original(self, *a, **kw)
 
-    world.restore = lambda: setattr(FakeProbe, method, original)  # type: ignore[attr-defined]
-    setattr(FakeProbe, method, wrapped)
+    world.restore = lambda: setattr(FakeCommands, method, original)  # type: ignore[attr-defined]
+    setattr(FakeCommands, method, wrapped)
 
 
 def _run_journalled(world: FakeWorld, journal: Journal, *, resume: bool) -> RunResult:
@@ -461,8 +458,56 @@ def test_killed_while_promoting_resume_finishes_the_promotion(
     assert [n.name for n in world.nodes.values() if not n.read_only] == []  # both read-only
     loaded = Journal.load(journal.path)
     assert loaded is not None
+    before = len(world.sent)
     result = _run_journalled(world, loaded, resume=True)
     assert result.ok, result.failure
     assert [n.name for n in world.nodes.values() if not n.read_only] == ["db1"]
     assert {world.nodes[r].source_id for r in ("db2", "db3")} == {1}
     assert all(n.restarts == 1 for n in world.nodes.values())
+    # The promotion was finished with the plan's own PromoteCandidate statements.
+    from tests.unit.test_plan_complete import not_from_the_plan
+
+    resumed = [(h, s.shown()) for h, s in world.sent[before:]]
+    assert ("db3", "SET GLOBAL read_only = OFF") in resumed
+    assert not_from_the_plan(build_plan(switch_group(), SWITCH), world, []) == []
+
+
+# --- where a resumed switch goes on from: a pure question --------------------------------------
+
+
+_RO, _RW = ReadOnlyState(True, None), ReadOnlyState(False, None)
+
+
+@pytest.mark.parametrize(
+    ("phase", "source", "candidate", "point"),
+    [
+        ("source_read_only", _RO, _RO, ResumePoint.REDO),  # the candidate never asked
+        ("promoting", _RO, _RO, ResumePoint.PROMOTE),  # killed while promoting
+        ("promoting", _RO, _RW, ResumePoint.REPOINT),  # it became writable before the kill
+        ("promoted", _RO, _RW, ResumePoint.REPOINT),
+        ("promoted", _RW, _RW, ResumePoint.REFUSE),  # two writable nodes: a person decides
+        ("promoting", _RW, _RO, ResumePoint.REDO),  # the source writable again (undone)
+        ("undone", _RO, _RO, ResumePoint.REDO),
+        ("done", _RO, _RW, ResumePoint.REDO),
+    ],
+)
+def test_where_a_resumed_switch_goes_on_from(
+    phase: str, source: ReadOnlyState, candidate: ReadOnlyState, point: ResumePoint
+) -> None:
+    sw = SwitchMemory("db1", "db3", phase, "0")
+    assert resume_point(sw, "db3", source, candidate) is point
+    assert resume_point(sw, "db2", source, candidate) is ResumePoint.REDO  # another switch
+    assert resume_point(None, "db3", source, candidate) is ResumePoint.REDO
+
+
+def test_a_resumed_promotion_performs_the_steps_own_actions() -> None:
+    """Killed while promoting: the candidate's proof, then PromoteCandidate and the rest of
+    the step's actions from there, all of them the plan's."""
+    step = next(
+        s for s in build_plan(switch_group(), SWITCH).steps if s.action is Action.SWITCHOVER
+    )
+    proof, actions = resumed_part(step, ResumePoint.PROMOTE)
+    assert [type(g).__name__ for g in proof] == ["CandidateApplied"]
+    assert [a.kind for a in actions] == ["promote_candidate", "repoint_replica", "repoint_replica"]
+    assert all(a in step.actions for a in actions)
+    assert [a.kind for a in resumed_part(step, ResumePoint.REPOINT)[1]] == ["repoint_replica"] * 2

@@ -109,21 +109,38 @@ def _preflight(number: int, group: Group, opts: PlanOptions) -> Step:
     )
 
 
-def _stop_failover(number: int, group: Group) -> Step:
-    manager = group.mha.manager.name
-    stop = StopMha(
-        host=manager,
+def stop_mha(group: Group) -> StopMha:
+    """The inventory's stop command, proven by MHA's status."""
+    return StopMha(
+        host=group.mha.manager.name,
         command=group.mha.stop_command,
         when="MHA is running; a failover in progress fails the step instead",
         then=(MhaStopped(),),
     )
+
+
+def start_mha(group: Group) -> StartMha:
+    """The one place MHA's start command is made: the inventory's manager command, detached
+    (it would die with the SSH session that started it otherwise)."""
+    return StartMha(
+        host=group.mha.manager.name,
+        command=detached(group.mha.start_command, group.mha.log),
+        inventory_command=group.mha.start_command,
+        when="MHA was running before the run and is not running now; also after a failed "
+        "step if the failure policy allows it and every replica replicates from the source",
+        then=(MhaRunning(),),
+    )
+
+
+def _stop_failover(number: int, group: Group) -> Step:
+    manager = group.mha.manager.name
     return Step(
         number,
         Action.STOP_FAILOVER,
         f"stop MHA on {manager} so it cannot fail over while nodes restart",
         host=manager,
         command=group.mha.stop_command,
-        actions=(stop,),
+        actions=(stop_mha(group),),
     )
 
 
@@ -218,22 +235,15 @@ def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
 
 
 def _start_failover(number: int, group: Group) -> Step:
+    """Its action is also what the failure policy performs to start MHA after a failure."""
     manager = group.mha.manager.name
-    start = StartMha(
-        host=manager,
-        command=detached(group.mha.start_command, group.mha.log),
-        inventory_command=group.mha.start_command,
-        when="MHA was running before the run and is not running now; also after a failed "
-        "step if the failure policy allows it and every replica replicates from the source",
-        then=(MhaRunning(),),
-    )
     return Step(
         number,
         Action.START_FAILOVER,
         f"start MHA on {manager} again (if it was running before)",
         host=manager,
         command=group.mha.start_command,
-        actions=(start,),
+        actions=(start_mha(group),),
     )
 
 

@@ -11,7 +11,9 @@ stopped during the run, and the plan lists each statement in each server's words
 4. C leaves replication and becomes writable;
 5. every other replica, and S, replicate from C with GTID auto-position;
 6. gates after: exactly one writable node, every replica replicating from C.
-If it fails before C is writable, S is made writable again (the step's cleanup).
+If it fails before C is writable, S is made writable again (the step's cleanup). A resumed
+switch goes on from where it stood with the same actions: from the promotion (its gate first)
+when it was killed while promoting, from the re-pointing once C is the writable source.
 """
 
 from __future__ import annotations
@@ -76,8 +78,12 @@ def switch_step(
     # The user's before_switch hook (e.g. drain the writer from a proxy): after the gates,
     # before the source becomes read-only; a failure here changed nothing on the servers.
     actions += [h for h in (switch_hook(group, HookPoint.BEFORE_SWITCH, source, c),) if h]
-    actions.append(SetSourceReadOnly(host=source, then=(CandidateApplied(c, source),)))
-    actions.append(PromoteCandidate(host=c, then=(SoleWritable(c),)))
+    resumed = "not already done by the interrupted attempt being resumed"
+    applied = CandidateApplied(c, source)
+    actions.append(SetSourceReadOnly(host=source, when=resumed, then=(applied,)))
+    # A resumed switch killed while promoting: once the candidate is seen holding everything
+    # the read-only source has (the gate above), the promotion is finished here.
+    actions.append(PromoteCandidate(host=c, when=resumed, then=(SoleWritable(c),)))
     actions += _repoint(group, source, c)
     # The user's after_switch hook (e.g. move the proxy's writer or a VIP to the new source):
     # once the new source is writable and every other node replicates from it.

@@ -1,4 +1,5 @@
-"""MHA's manager, stopped and started as the plan says, and the gates that prove it."""
+"""MHA's manager, stopped and started with exactly the plan's commands, and the gates that
+prove it."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from harestart.domain.gates import (
     MhaRunning,
     MhaStopped,
 )
-from harestart.engine.ops.base import Evaluator, Performer, StepRun
+from harestart.engine.ops.base import Evaluator, Looking, Performer, StepRun
 from harestart.engine.sequencer.waits import Waiter
 
 
 def _stop_mha(w: Waiter, act: StopMha, st: StepRun) -> None:
-    st.command_result = w.scope.mha.stop()
+    st.command_result = w.scope.mha.stop(act.command)
 
 
 def _start_mha(w: Waiter, act: StartMha, st: StepRun) -> None:
@@ -25,14 +26,14 @@ def _start_mha(w: Waiter, act: StartMha, st: StepRun) -> None:
     if status.running():  # e.g. started by an earlier, interrupted attempt: never twice
         w.scope.log.info("mha.already_running", status=status.describe())
         return
-    st.command_result = w.scope.mha.start()
+    st.command_result = w.scope.mha.start(act.command)
 
 
-def _mha_stopped(w: Waiter, gate: MhaStopped, st: StepRun) -> None:
+def _mha_stopped(w: Looking, gate: MhaStopped, st: StepRun) -> None:
     w.mha_stopped(w.scope.group.health.failover_timeout)
 
 
-def _mha_running(w: Waiter, gate: MhaRunning, st: StepRun) -> None:
+def _mha_running(w: Looking, gate: MhaRunning, st: StepRun) -> None:
     w.mha_running(w.scope.group.health.failover_timeout)
 
 

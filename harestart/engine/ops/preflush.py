@@ -4,6 +4,7 @@ back when mysqld was not restarted after it."""
 from __future__ import annotations
 
 from harestart.domain.actions import (
+    VALUE_BEFORE,
     PlanAction,
     RestoreGlobal,
     SetGlobal,
@@ -12,16 +13,15 @@ from harestart.domain.gates import (
     DirtyPagesFlushed,
     Gate,
 )
-from harestart.engine.ops.base import Evaluator, Performer, StepRun
+from harestart.engine.ops.base import Evaluator, Looking, Performer, StepRun, send
 from harestart.engine.sequencer.waits import Waiter
 from harestart.errors import HarestartError
 
 
 def _set_global(w: Waiter, act: SetGlobal, st: StepRun) -> None:
-    probe = w.scope.sql(act.host)
-    original = probe.global_variable(act.name)
+    original = w.scope.sql(act.host).global_variable(act.name)
     w.scope.remember(lambda m: m.with_node(act.host, dirty_pct=original))
-    probe.set_global(act.name, act.value)
+    send(w, act)
     w.scope.log.info("preflush.start", host=act.host, was=original)
 
 
@@ -33,9 +33,8 @@ def _restore_global(w: Waiter, act: RestoreGlobal, st: StepRun) -> None:
         return
     scope.remember(lambda m: m.with_node(host, dirty_pct=None))
     try:
-        probe = scope.sql(host)
-        if float(probe.global_variable(act.name)) != float(original):
-            probe.set_global(act.name, float(original))
+        if float(scope.sql(host).global_variable(act.name)) != float(original):
+            send(w, act, {VALUE_BEFORE: float(original)})
             scope.log.info("preflush.restored", host=host, value=original)
     except HarestartError as exc:
         scope.log.warning("preflush.restore_failed", host=host, reason=str(exc))
@@ -43,7 +42,7 @@ def _restore_global(w: Waiter, act: RestoreGlobal, st: StepRun) -> None:
         scope.log.warning("preflush.restore_failed", host=host, reason="not a number")
 
 
-def _flushed(w: Waiter, gate: DirtyPagesFlushed, st: StepRun) -> None:
+def _flushed(w: Looking, gate: DirtyPagesFlushed, st: StepRun) -> None:
     probe = w.scope.sql(gate.host)
 
     def dirty() -> tuple[int, int]:

@@ -4,6 +4,8 @@ restarted, replicating, caught up, writable as before."""
 from __future__ import annotations
 
 from harestart.domain.actions import (
+    READ_ONLY_BEFORE,
+    SUPER_READ_ONLY_BEFORE,
     PlanAction,
     RestartIoThread,
     RestartMysqld,
@@ -19,7 +21,7 @@ from harestart.domain.gates import (
     ThreadsRunning,
     WritableAsBefore,
 )
-from harestart.engine.ops.base import Evaluator, Performer, StepRun
+from harestart.engine.ops.base import Evaluator, Looking, Performer, StepRun, on_off, send
 from harestart.engine.sequencer.waits import UPTIME_SLACK, Waiter
 from harestart.errors import GateFailed, HarestartError
 
@@ -49,22 +51,25 @@ def _restart_io_thread(w: Waiter, act: RestartIoThread, st: StepRun) -> None:
     if not rs.threads_running():
         # Reconnect now instead of after Connect_Retry (60 s by default).
         w.scope.log.info("replica.reconnect", host=act.host, io=rs.io_running)
-        w.scope.sql(act.host).restart_io_thread()
+        send(w, act)
 
 
 def _restore_read_only(w: Waiter, act: RestoreReadOnly, st: StepRun) -> None:
     wanted = w.scope.memory.node(act.host).read_only
     if wanted is None:
         return  # unknown: WritableAsBefore fails the step
-    probe = w.scope.sql(act.host)
-    now = probe.read_only()
+    now = w.scope.sql(act.host).read_only()
     if now != wanted:
         w.scope.log.warning("read_only.restore", host=act.host, was=wanted.token(), now=now.token())
         w.scope.progress(act.host, f"came back {now.describe()}; restoring {wanted.describe()}")
-        probe.set_read_only(wanted)
+        before = {
+            READ_ONLY_BEFORE: on_off(wanted.read_only),
+            SUPER_READ_ONLY_BEFORE: on_off(bool(wanted.super_read_only)),
+        }
+        send(w, act, before)
 
 
-def _restarted(w: Waiter, gate: Restarted, st: StepRun) -> None:
+def _restarted(w: Looking, gate: Restarted, st: StepRun) -> None:
     if st.restarted_before:  # proven when the resumed run looked before restarting
         return
     if st.issued_at is None:
@@ -73,20 +78,20 @@ def _restarted(w: Waiter, gate: Restarted, st: StepRun) -> None:
     st.back_at = w.scope.clock.now()
 
 
-def _threads(w: Waiter, gate: ThreadsRunning, st: StepRun) -> None:
+def _threads(w: Looking, gate: ThreadsRunning, st: StepRun) -> None:
     w.threads(gate.host, w.scope.group.health.catchup_timeout)
 
 
-def _caught_up(w: Waiter, gate: CaughtUp, st: StepRun) -> None:
+def _caught_up(w: Looking, gate: CaughtUp, st: StepRun) -> None:
     position = w.scope.memory.node(gate.host).catch_up or ""
     w.caught_up(gate.host, position, w.scope.group.health.catchup_timeout)
 
 
-def _lag(w: Waiter, gate: LagWithin, st: StepRun) -> None:
+def _lag(w: Looking, gate: LagWithin, st: StepRun) -> None:
     w.lag(gate.host, gate.max_lag, w.scope.group.health.catchup_timeout)
 
 
-def _replicas_caught_up(w: Waiter, gate: Gate, st: StepRun) -> None:
+def _replicas_caught_up(w: Looking, gate: Gate, st: StepRun) -> None:
     """Every replica applied the source's position as read now (before a restart, or once
     the restarted source answers)."""
     timeout = w.scope.group.health.catchup_timeout
@@ -96,7 +101,7 @@ def _replicas_caught_up(w: Waiter, gate: Gate, st: StepRun) -> None:
         w.caught_up(r.name, position, timeout)
 
 
-def _writable(w: Waiter, gate: WritableAsBefore, st: StepRun) -> None:
+def _writable(w: Looking, gate: WritableAsBefore, st: StepRun) -> None:
     wanted = w.scope.memory.node(gate.host).read_only
     if wanted is None:
         raise GateFailed("writable", gate.host, "read_only before the restart is unknown")

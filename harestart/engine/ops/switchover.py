@@ -1,17 +1,22 @@
 """Carrying out a switch of the source role (``harestart.domain.plan.switchover``): the performers
 of its actions and the evaluators of its gates, registered in ``engine.ops.registry``.
 
-
 Never two writable nodes: the source is made read-only (journalled first) strictly before the
 candidate is asked to become writable, and the undo (the source writable again) happens only
-while the candidate is confirmed read-only.
+while the candidate is confirmed read-only. A resumed switch asks ``resume_point`` (a pure
+question) where it goes on from, and goes on with the step's own actions from there.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import replace
 
+from harestart.adapters.protocols import UNKNOWN_THREAD
 from harestart.domain.actions import (
+    REPLICATION_PASSWORD,
+    THREAD_ID,
+    WRITABLE_BEFORE_SWITCH,
     KillLongTransactions,
     PlanAction,
     PromoteCandidate,
@@ -29,13 +34,15 @@ from harestart.domain.gates import (
     StartsReadOnly,
     SwitchReady,
 )
-from harestart.domain.group import Group
+from harestart.domain.group import Group, HookPoint
+from harestart.domain.hooks import RunHook
 from harestart.domain.judge import mha_unsafe, replication_problems, unreachable
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.model import Step
+from harestart.domain.secret import Secret
 from harestart.domain.switch import IN_FLUX, errant_gtids
 from harestart.domain.topology import Flavor, ReadOnlyState, ReplicaStatus
-from harestart.engine.ops.base import Evaluator, Performer, StepRun
+from harestart.engine.ops.base import Evaluator, Looking, Performer, StepRun, on_off, send
 from harestart.engine.sequencer.memory import SwitchMemory
 from harestart.engine.sequencer.waiting import StopWaiting
 from harestart.engine.sequencer.waits import Waiter
@@ -69,53 +76,41 @@ def _phase(w: Waiter, source: str, candidate: str, phase: str, was: str | None =
 
 
 def kill_long_transactions(w: Waiter, act: KillLongTransactions, st: StepRun) -> None:
-    probe = w.scope.sql(act.host)
-    for thread_id, age in probe.long_transactions(act.limit):
+    for thread_id, age in w.scope.sql(act.host).long_transactions(act.limit):
         w.scope.log.warning("switch.kill_transaction", host=act.host, thread=thread_id, age_s=age)
         w.scope.progress(act.host, f"killing session {thread_id} (transaction open {age} s)")
-        probe.kill_connection(thread_id)
+        # A session that ended by itself meanwhile is fine.
+        send(w, act, {THREAD_ID: thread_id}, tolerate=frozenset({UNKNOWN_THREAD}))
 
 
 def set_source_read_only(w: Waiter, act: SetSourceReadOnly, st: StepRun) -> None:
-    probe = w.scope.sql(act.host)
-    was = probe.read_only()
+    was = w.scope.sql(act.host).read_only()
     _phase(w, act.host, _candidate(st), "source_read_only", was.token())
-    probe.set_read_only(ReadOnlyState(True, None if was.super_read_only is None else True))
+    send(w, act)
     w.scope.log.info("switch.source_read_only", host=act.host, was=was.token())
 
 
 def promote_candidate(w: Waiter, act: PromoteCandidate, st: StepRun) -> None:
+    """The candidate leaves replication (if it still replicates: a resumed promotion may
+    find it out already) and becomes writable; the source is read-only."""
     sw = w.scope.memory.switch
     if sw is None or sw.candidate != act.host:  # the plan puts SetSourceReadOnly first
         raise RuntimeError(f"{act.host}: promoted before its source was made read-only")
-    _promote(w, sw, act.host)
-
-
-def _promote(w: Waiter, sw: SwitchMemory, host: str) -> None:
-    """The candidate leaves replication and becomes writable (the source is read-only)."""
-    _phase(w, sw.source, host, "promoting")
-    probe = w.scope.sql(host)
-    if probe.replica_status() is not None:
-        probe.stop_replica()
-        probe.reset_replica_all()
-    now = probe.read_only()
-    probe.set_read_only(ReadOnlyState(False, None if now.super_read_only is None else False))
-    w.scope.remember(lambda m: replace(m, source=host))
-    _phase(w, sw.source, host, "promoted")
-    w.scope.log.info("switch.promoted", host=host, old_source=sw.source)
-    w.scope.progress(host, f"is the writable source now ({sw.source} is read-only)")
+    _phase(w, sw.source, act.host, "promoting")
+    send(w, act, is_replica=w.scope.sql(act.host).replica_status() is not None)
+    w.scope.remember(lambda m: replace(m, source=act.host))
+    _phase(w, sw.source, act.host, "promoted")
+    w.scope.log.info("switch.promoted", host=act.host, old_source=sw.source)
+    w.scope.progress(act.host, f"is the writable source now ({sw.source} is read-only)")
 
 
 def repoint_replica(w: Waiter, act: RepointReplica, st: StepRun) -> None:
     replication = w.scope.group.replication
     if replication is None:  # the plan cannot have this action without it
         raise RuntimeError("no replication account in the inventory")
-    password = resolve_password(replication.password, "replication")
-    probe = w.scope.sql(act.host)
-    if probe.replica_status() is not None:
-        probe.stop_replica()
-    probe.change_source(act.target, password, was_source=act.was_source)
-    probe.start_replica()
+    password = resolve_password(replication.password, "replication") or Secret("")
+    is_replica = w.scope.sql(act.host).replica_status() is not None
+    send(w, act, {REPLICATION_PASSWORD: password}, is_replica=is_replica)
     w.scope.log.info("switch.repointed", host=act.host, source=act.source)
 
 
@@ -140,61 +135,87 @@ def restore_source_writable(w: Waiter, act: RestoreSourceWritable, st: StepRun) 
     if not candidate.read_only:
         scope.log.error("switch.undo_refused", host=act.host, candidate=sw.candidate)
         return
-    scope.sql(act.host).set_read_only(ReadOnlyState.from_token(sw.source_was or "0"))
+    was = ReadOnlyState.from_token(sw.source_was or "0")
+    send(w, act, {WRITABLE_BEFORE_SWITCH: on_off(was.read_only)})
     _phase(w, sw.source, sw.candidate, "undone")
     scope.log.warning("switch.undone", host=act.host, candidate=sw.candidate)
     scope.progress(act.host, f"writable again: the switch to {sw.candidate} was undone")
 
 
-def resume_at_repointing(w: Waiter, step: Step) -> bool:
-    """On resume: does the interrupted switch of ``step`` continue from the re-pointing?
+# --- resuming a switch -----------------------------------------------------------------------
 
-    Yes when the journal says this switch began and the live servers show the candidate
-    writable and the source read-only (the switch happened), and when it was killed while
-    promoting (the source read-only, the candidate maybe out of replication already): the
-    promotion is finished once the candidate is seen holding the source's GTIDs. Both
-    writable: refuse, changing nothing. Otherwise (the candidate still read-only, the
-    promotion not begun) the step runs again from its gates."""
+
+class ResumePoint(enum.Enum):
+    """Where a resumed switch step goes on from (``resume_point``)."""
+
+    REDO = "redo"  # from its gates: the candidate was never made writable
+    PROMOTE = "promote"  # killed while promoting: prove the candidate holds it all, promote
+    REPOINT = "repoint"  # the candidate is the writable source: re-point the others
+    REFUSE = "refuse"  # both writable: a person decides which one keeps the writes
+
+
+def resume_point(
+    sw: SwitchMemory | None, candidate: str, source_ro: ReadOnlyState, candidate_ro: ReadOnlyState
+) -> ResumePoint:
+    """Where the interrupted switch to ``candidate`` goes on from, given the journal's switch
+    and both servers' read_only now. Pure: it decides, the step runner carries it out.
+
+    Killed while promoting (the source read-only, the candidate maybe out of replication
+    already): the switch cannot start over from its gates, so the promotion is finished
+    (once the candidate is seen holding the source's GTIDs, the gate after the source became
+    read-only). The candidate writable and the source read-only: the switch happened, the
+    replicas are re-pointed. Both writable: refused, nothing changed."""
+    if sw is None or sw.candidate != candidate or sw.phase not in IN_FLUX:
+        return ResumePoint.REDO
+    if not source_ro.read_only and not candidate_ro.read_only:
+        return ResumePoint.REFUSE
+    if candidate_ro.read_only:
+        promoting = sw.phase == "promoting" and source_ro.read_only
+        return ResumePoint.PROMOTE if promoting else ResumePoint.REDO
+    return ResumePoint.REPOINT
+
+
+def where_to_resume(w: Waiter, step: Step) -> ResumePoint:
+    """``resume_point`` for ``step`` with what the servers say now (reads only); refuses,
+    changing nothing, when both nodes are writable."""
     sw, scope = w.scope.memory.switch, w.scope
     if sw is None or sw.candidate != step.host or sw.phase not in IN_FLUX:
-        return False
-    source = scope.sql(sw.source).read_only()
-    candidate = scope.sql(sw.candidate).read_only()
-    if not source.read_only and not candidate.read_only:
+        return ResumePoint.REDO
+    source, candidate = scope.sql(sw.source).read_only(), scope.sql(sw.candidate).read_only()
+    point = resume_point(sw, sw.candidate, source, candidate)
+    if point is ResumePoint.REFUSE:
         raise GateFailed(
             "one writable node",
             sw.candidate,
             f"{sw.source} and {sw.candidate} are both writable: make one of them read-only by "
             "hand (the one the application does not write to), then resume",
         )
-    if candidate.read_only and sw.phase == "promoting" and source.read_only:
-        # Killed while promoting: the candidate may have left replication already, so the
-        # switch cannot start over from its gates. The source is still read-only: once the
-        # candidate holds everything it has, finish the promotion (the step's own statements).
-        position = scope.sql(sw.source).gtid_position()
-        if position and not scope.sql(sw.candidate).wait_for_gtid(
-            position, PROMOTION_CHECK_TIMEOUT
-        ):
-            raise GateFailed(
-                "candidate applied",
-                sw.candidate,
-                f"{sw.candidate} does not hold everything the read-only {sw.source} has "
-                f"({position}) and no longer replicates: the switch cannot be finished; "
-                f"make {sw.source} writable again by hand (SET GLOBAL read_only = OFF) and "
-                f"restart replication on {sw.candidate}",
-            )
-        scope.progress(sw.candidate, "the interrupted promotion is finished now")
-        _promote(w, sw, sw.candidate)
-        return True
-    if candidate.read_only:
+    if point is ResumePoint.REDO:
         scope.progress(sw.candidate, "the interrupted switch did not make it writable: redoing it")
-        return False
-    if not source.read_only:  # the candidate is writable and the source too: caught above
-        return False
-    scope.remember(lambda m: replace(m, source=sw.candidate))
-    _phase(w, sw.source, sw.candidate, "promoted")
-    scope.progress(sw.candidate, "is already the writable source: re-pointing the replicas")
-    return True
+    elif point is ResumePoint.PROMOTE:
+        scope.progress(sw.candidate, "finishing the interrupted promotion")
+    else:  # the switch happened: the run goes on with the candidate as the source
+        scope.remember(lambda m: replace(m, source=sw.candidate))
+        _phase(w, sw.source, sw.candidate, "promoted")
+        scope.progress(sw.candidate, "is already the writable source: re-pointing the replicas")
+    return point
+
+
+def resumed_part(step: Step, point: ResumePoint) -> tuple[tuple[Gate, ...], tuple[PlanAction, ...]]:
+    """The gates to see hold first and the actions a resumed switch performs from ``point``:
+    the promotion's proof and the promotion itself (``PROMOTE``), then the re-pointing and the
+    after_switch hook (the proxy's writer moves)."""
+    proof = tuple(g for a in step.actions if isinstance(a, SetSourceReadOnly) for g in a.then)
+    rest = tuple(
+        a
+        for a in step.actions
+        if isinstance(a, RepointReplica)
+        or (isinstance(a, RunHook) and a.point is HookPoint.AFTER_SWITCH)
+    )
+    if point is ResumePoint.PROMOTE:
+        promote = tuple(a for a in step.actions if isinstance(a, PromoteCandidate))
+        return proof, (*promote, *rest)
+    return (), rest
 
 
 def switch_resume_problems(group_now: Group, state: GroupState, phase: str | None) -> list[str]:
@@ -216,7 +237,7 @@ def _candidate(st: StepRun) -> str:
 # --- gates -----------------------------------------------------------------------------------
 
 
-def switch_ready(w: Waiter, gate: SwitchReady, st: StepRun) -> None:
+def switch_ready(w: Looking, gate: SwitchReady, st: StepRun) -> None:
     scope = w.scope
     if scope.group.replication is not None:  # unavailable: refused before anything changes
         resolve_password(scope.group.replication.password, "replication")
@@ -261,9 +282,8 @@ def switch_ready(w: Waiter, gate: SwitchReady, st: StepRun) -> None:
         )
 
 
-def starts_read_only(w: Waiter, gate: StartsReadOnly, st: StepRun) -> None:
-    out = w.scope.shell(gate.host).run(MY_PRINT_DEFAULTS, timeout=30).stdout
-    value = configured_read_only(out)
+def starts_read_only(w: Looking, gate: StartsReadOnly, st: StepRun) -> None:
+    value = configured_read_only(w.scope.option_file(gate.host))
     if value is not True:
         said = "not set (OFF)" if value is None else "OFF"
         raise GateFailed(
@@ -290,7 +310,7 @@ def configured_read_only(options: str) -> bool | None:
     return value
 
 
-def no_long_transactions(w: Waiter, gate: NoLongTransactions, st: StepRun) -> None:
+def no_long_transactions(w: Looking, gate: NoLongTransactions, st: StepRun) -> None:
     probe = w.scope.sql(gate.source)
     seen: list[list[tuple[int, int]]] = [[]]
 
@@ -315,12 +335,26 @@ def no_long_transactions(w: Waiter, gate: NoLongTransactions, st: StepRun) -> No
     )
 
 
-def candidate_applied(w: Waiter, gate: CandidateApplied, st: StepRun) -> None:
+def candidate_applied(w: Looking, gate: CandidateApplied, st: StepRun) -> None:
     position = w.scope.sql(gate.source).gtid_position()
-    w.caught_up(gate.candidate, position, w.scope.group.health.catchup_timeout)
+    candidate = w.scope.sql(gate.candidate)
+    if candidate.replica_status() is not None:
+        w.caught_up(gate.candidate, position, w.scope.group.health.catchup_timeout)
+        return
+    # A resumed promotion: the killed attempt may have taken it out of replication already,
+    # so it holds everything the read-only source has now, or never will.
+    if position and not candidate.wait_for_gtid(position, PROMOTION_CHECK_TIMEOUT):
+        raise GateFailed(
+            "candidate applied",
+            gate.candidate,
+            f"{gate.candidate} does not hold everything the read-only {gate.source} has "
+            f"({position}) and no longer replicates: the switch cannot be finished; "
+            f"make {gate.source} writable again by hand (SET GLOBAL read_only = OFF) and "
+            f"restart replication on {gate.candidate}",
+        )
 
 
-def sole_writable(w: Waiter, gate: SoleWritable, st: StepRun) -> None:
+def sole_writable(w: Looking, gate: SoleWritable, st: StepRun) -> None:
     writable = [
         n.name for n in w.scope.group.db_nodes if not w.scope.sql(n.name).read_only().read_only
     ]
@@ -332,7 +366,7 @@ def sole_writable(w: Waiter, gate: SoleWritable, st: StepRun) -> None:
         )
 
 
-def repointed_to(w: Waiter, gate: RepointedTo, st: StepRun) -> None:
+def repointed_to(w: Looking, gate: RepointedTo, st: StepRun) -> None:
     source = w.scope.sql(gate.source)
     source_id = source.server_info().server_id
     seen: dict[str, ReplicaStatus] = {}

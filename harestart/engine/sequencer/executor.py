@@ -3,10 +3,13 @@ a signal stops it; then the failure policy, and the result.
 
 The executor never decides *what* to do (the plan did; ``harestart plan`` prints it) and
 never imports paramiko or pymysql: steps.py carries out each step's gates, actions and cleanup,
-actions.py and gates.py (registries keyed by type) reach the adapter Protocols, so the unit
-tests drive it with scripted fakes and the integration tests with real clusters. The other
+the operations' performers and evaluators (``engine.ops``, looked up by type in its registry)
+reach the adapter Protocols, so the unit tests drive it with scripted fakes and the
+integration tests with real clusters. The other
 units: batches.py (parallel replica batches), record.py (journal), policy.py (failure policy
 and hints), memory.py (what the run learned), waits.py (polling), scope.py (what they share).
+Every change a run makes is an action of the plan performed by the registry
+(``engine.ops.registry``), the failure policy's MHA start included.
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ class Executor:
             )
             failure = failure.with_note(note)
         elif failure is not None:
-            failure = policy.apply_failure_policy(self.waits, self.failure_policy, failure)
+            failure = policy.apply_failure_policy(
+                self.waits, self.failure_policy, failure, self.plan
+            )
         else:
             scope.set_state(GroupStatus.ACTIVE)
         mha_after = policy.mha_text(self.waits)

@@ -1,7 +1,8 @@
 """Failure policy and what people are told after a failed or interrupted run.
 
-After a failure MHA is started again only when that is safe (and wanted); an interrupt leaves
-it as it is (``resume`` finishes the run). The hints name what to look at next, and never send
+After a failure MHA is started again only when that is safe (and wanted), by the plan's own
+start_failover action (its ``when`` says so) performed by the registry; an interrupt leaves it
+as it is (``resume`` finishes the run). The hints name what to look at next, and never send
 the operator to a node this run did not touch.
 """
 
@@ -11,10 +12,12 @@ import enum
 
 from harestart.domain.group import Group, HookPoint
 from harestart.domain.judge import mha_safe_problems
-from harestart.domain.plan.model import Action, Step
+from harestart.domain.plan.model import Action, Plan, Step
 from harestart.domain.result import Failure, Interruption, StepRecord, StepStatus
 from harestart.engine.observe import observe_group
+from harestart.engine.ops.base import StepRun
 from harestart.engine.ops.hooks import HookFailed
+from harestart.engine.ops.registry import evaluate, perform
 from harestart.engine.sequencer.waits import Waiter
 from harestart.errors import HarestartError
 
@@ -32,8 +35,9 @@ class FailurePolicy(enum.StrEnum):
     LEAVE_STOPPED = "leave-mha-stopped"
 
 
-def apply_failure_policy(w: Waiter, policy: FailurePolicy, failure: Failure) -> Failure:
-    """Start MHA again after a failure only when that is safe (and wanted)."""
+def apply_failure_policy(w: Waiter, policy: FailurePolicy, failure: Failure, plan: Plan) -> Failure:
+    """Start MHA again after a failure only when that is safe (and wanted), with the plan's
+    start_failover step's actions (and their gates)."""
     scope = w.scope
     if not scope.facts.mha_was_running:
         return failure.with_note("MHA was not running before the run; it stays stopped")
@@ -53,14 +57,23 @@ def apply_failure_policy(w: Waiter, policy: FailurePolicy, failure: Failure) -> 
             + f"): {_OFF}"
         )
     try:
-        scope.mha.start()  # the plan's StartMha command (the adapter sends exactly that)
-        w.mha_running(scope.group.health.failover_timeout)
+        _start_failover(w, plan)
     except HarestartError as exc:
         return failure.with_note(f"starting MHA again failed ({exc}): {_OFF}")
     return failure.with_note(
         f"every replica replicates from {group.source.name}, so MHA was started "
         "again: automatic failover is ON"
     )
+
+
+def _start_failover(w: Waiter, plan: Plan) -> None:
+    """The plan's start_failover step's actions, each followed by its gates (MHA monitoring)."""
+    step = next(s for s in plan.steps if s.action is Action.START_FAILOVER)
+    st = StepRun(step)
+    for act in step.actions:
+        perform(w, act, st)
+        for gate in act.then:
+            evaluate(w, gate, st)
 
 
 def mha_running(w: Waiter) -> bool | None:

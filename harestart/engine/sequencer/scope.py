@@ -1,7 +1,10 @@
 """What every unit of a run shares: the group, its adapters, the clock, progress, the memory.
 
 One ``RunScope`` per run. Parallel replica steps use it from several threads: the run memory
-changes under a lock, and the source's probe (shared by those steps) has its own lock.
+changes under a lock, and the source's session (shared by those steps) has its own lock.
+``sql(host)`` is a server's reader (questions only); ``commands(host)`` sends what an action
+gives it. Gate evaluators see this scope only through ``engine.ops.base.Looking``, which has
+no way to change anything.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from harestart.adapters.protocols import (
     Connector,
     FailoverManager,
     HookRunner,
-    MysqlProbe,
+    MysqlCommands,
+    MysqlReader,
     RemoteShell,
 )
 from harestart.domain.endpoints import MysqlEndpoint
+from harestart.domain.gates import MY_PRINT_DEFAULTS
 from harestart.domain.group import Group, Node
 from harestart.domain.plan.model import Step
 from harestart.domain.result import GroupStatus, StepRecord
@@ -94,11 +99,23 @@ class RunScope:
         node = self.node(name)
         return self.connector.shell(node.name, node.ssh)
 
-    def sql(self, name: str) -> MysqlProbe:
+    def _endpoint(self, name: str) -> MysqlEndpoint:
         endpoint = self._endpoints.get(name)
         if endpoint is None:  # resolve the password once per run, not on every poll
             endpoint = self._endpoints[name] = mysql_endpoint(self.node(name))
-        return self.connector.mysql(name, endpoint)
+        return endpoint
+
+    def sql(self, name: str) -> MysqlReader:
+        """The server's reader: questions only."""
+        return self.connector.mysql(name, self._endpoint(name))
+
+    def commands(self, name: str) -> MysqlCommands:
+        """The server's commands: for performers, which send exactly their action's SQL."""
+        return self.connector.commands(name, self._endpoint(name))
+
+    def option_file(self, name: str) -> str:
+        """How the node's configuration starts mysqld (``my_print_defaults``; reads only)."""
+        return self.shell(name).run(MY_PRINT_DEFAULTS, timeout=30).stdout
 
     @property
     def source_name(self) -> str:

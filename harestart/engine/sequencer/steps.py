@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harestart.domain.actions import RepointReplica
-from harestart.domain.group import HookPoint
-from harestart.domain.hooks import RunHook
+from harestart.domain.actions import PlanAction
 from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
 from harestart.domain.plan.model import Action, Step
 from harestart.domain.result import GroupStatus, StepStatus
@@ -20,6 +18,7 @@ from harestart.engine.observe import observe_group
 from harestart.engine.ops import switchover
 from harestart.engine.ops.base import StepRun
 from harestart.engine.ops.registry import evaluate, perform, perform_best_effort
+from harestart.engine.ops.switchover import ResumePoint
 from harestart.engine.sequencer.waits import Waiter
 from harestart.engine.state.record import Recorder
 from harestart.errors import GateFailed, PreflightRefused
@@ -55,21 +54,22 @@ class StepRunner:
         try:
             for gate in step.before:
                 evaluate(self.waits, gate, st)
-            for act in step.actions:
-                perform(self.waits, act, st)
-                for gate in act.then:
-                    evaluate(self.waits, gate, st)
+            self._perform(step.actions, st)
             for gate in step.after:
                 evaluate(self.waits, gate, st)
-            for act in step.closing:  # only once the checks after held
-                perform(self.waits, act, st)
-                for gate in act.then:
-                    evaluate(self.waits, gate, st)
+            self._perform(step.closing, st)  # only once the checks after held
         finally:
             # Never leave replicas detached from a source because its step failed or was
             # interrupted: they reconnect (or retry) as they would have without harestart.
             for act in step.cleanup:
                 perform_best_effort(self.waits, act, st)
+
+    def _perform(self, actions: tuple[PlanAction, ...], st: StepRun) -> None:
+        """Each action by the registry, each followed by its own gates."""
+        for act in actions:
+            perform(self.waits, act, st)
+            for gate in act.then:
+                evaluate(self.waits, gate, st)
 
     def _preflight(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
         scope = self.scope
@@ -144,17 +144,15 @@ class StepRunner:
 
     def _switchover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
         t0 = self.scope.clock.now()
-        if self.scope.resume and switchover.resume_at_repointing(self.waits, step):
-            # The interrupted attempt made the candidate the writable source: finish it.
+        point = switchover.where_to_resume(self.waits, step) if self.scope.resume else None
+        if point is not None and point is not ResumePoint.REDO:
+            # The interrupted attempt was promoting the candidate or made it the writable
+            # source: finish the switch with the step's own actions from there.
+            proof, actions = switchover.resumed_part(step, point)
             try:
-                for act in step.actions:
-                    # the re-pointing, and the after_switch hook (the proxy's writer moves)
-                    if isinstance(act, RepointReplica) or (
-                        isinstance(act, RunHook) and act.point is HookPoint.AFTER_SWITCH
-                    ):
-                        perform(self.waits, act, st)
-                        for gate in act.then:
-                            evaluate(self.waits, gate, st)
+                for gate in proof:
+                    evaluate(self.waits, gate, st)
+                self._perform(actions, st)
                 for gate in step.after:
                     evaluate(self.waits, gate, st)
             finally:
