@@ -31,6 +31,7 @@ from harestart.domain.dialect import (
     set_global,
 )
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.pending.settings import ServerSettings, parse_settings, settings_statements
 from harestart.domain.secret import Secret
 from harestart.domain.sql import Sql
 from harestart.domain.topology import (
@@ -416,6 +417,14 @@ class PyMysqlProbe:
             self._drop()
             return False
         return True
+
+    # -- pending restarts (#23): a reader's, it only reads ------------------------------------
+
+    def server_settings(self) -> ServerSettings:
+        dialect = self.dialect()
+        statements = settings_statements(dialect.flavor, dialect.version)
+        results = [self._query("read global variables", s) for s in statements]
+        return parse_settings(dialect.flavor, dialect.version, results)
 
 
 def _errno_message(exc: BaseException) -> tuple[int, str]:

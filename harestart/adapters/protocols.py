@@ -15,6 +15,7 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
+from harestart.domain.pending.settings import ServerSettings
 from harestart.domain.secret import Secret
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
@@ -175,6 +176,14 @@ class MysqlProbe(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # --- pending restarts (#23): a reader's question, it only reads ---------------------
+
+    def server_settings(self) -> ServerSettings:
+        """Every global variable (value, type, whether it can change at run time) and, on
+        MySQL, the persisted values: one statement per source of truth
+        (``harestart.domain.pending.settings``)."""
+        ...
 
 
 class FailoverManager(Protocol):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from harestart.adapters.protocols import CommandResult
 from harestart.domain.dialect import ReplicationSource
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.pending.settings import ServerSettings, parse_settings
 from harestart.domain.topology import (
     Flavor,
     MhaState,
@@ -351,6 +352,16 @@ class FakeProbe:
 
     def close(self) -> None:
         pass
+
+    def server_settings(self) -> ServerSettings:
+        """The node's variables as MariaDB reports them (all dynamic, as SET GLOBAL makes
+        them); read_only as it runs."""
+        n = self._node()
+        values = {**n.variables, "read_only": "ON" if n.read_only else "OFF"}
+        rows = [
+            {"name": k, "value": v, "read_only": "NO", "type": "VARCHAR"} for k, v in values.items()
+        ]
+        return parse_settings(Flavor.MARIADB, (10, 11, 6), [rows])
 
 
 class FakeMha:
