@@ -82,7 +82,9 @@ fi
 if out=$(my_print_defaults "$@" @GROUPS@ 2>&1); then
   printf '%s\n' "$out" | tagged opt
 else
-  say 'opt!' "my_print_defaults exited $?: $(printf '%s' "$out" | head -n 3 | tr '\n' ' ')"
+  rc=$?  # only its complaints: an option it printed may hold a password
+  said=$(printf '%s\n' "$out" | grep -v '^--' | head -n 3 | tr '\n' ' ')
+  say 'opt!' "my_print_defaults exited $rc: $said"
 fi
 dirs=$(sed -n 's/^[[:space:]]*!includedir[[:space:]]*//p' /etc/my.cnf /etc/mysql/my.cnf 2>/dev/null)
 for f in /etc/my.cnf /etc/mysql/my.cnf $(printf '%s\n' "$dirs" | sed 's|$|/*.cnf|'); do
