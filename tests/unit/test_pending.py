@@ -472,3 +472,34 @@ def test_nothing_read_is_unknown_too() -> None:
     empty = ServerSettings(Flavor.MYSQL, (9, 7, 4))
     texts = [r.text for r in judge_pending(empty, host("mysql", "fresh")).pending_restart]
     assert texts == ["the server listed no global variables"]
+
+
+def respelt(value: str, kind: VarType) -> str:
+    """The same value as another option file could write it."""
+    size = parse_size(value)
+    if kind is VarType.INT and size is not None and size > 0 and size % 1024 == 0:
+        return f"{size // 1024}K"
+    if kind is VarType.BOOL and parse_bool(value) is not None:
+        return "1" if parse_bool(value) else "off"
+    if value.startswith("/") and not value.endswith("/"):
+        return value + "/"
+    return value.lower() if kind in (VarType.ENUM, VarType.SET) else value
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("spelling", ["as it runs", "respelt"])
+def test_every_real_variable_configured_as_it_runs_is_no_difference(
+    flavor: str, spelling: str
+) -> None:
+    """The whole variable list of a real server, each written into the option file with the
+    value it runs with (or another spelling of it): nothing pending, no drift."""
+    settings, version = captured(flavor)
+    lines = [
+        f"--{v.name.replace('_', '-')}={v.value if spelling == 'as it runs' else respelt(v.value, v.type)}"
+        for v in settings.variables.values()
+        if "\n" not in v.value
+    ]
+    assert len(lines) > 500
+    report = judge_pending(settings, with_options(flavor, *lines), running_version=version)
+    assert report.pending_restart == ()
+    assert report.config_drift == ()

@@ -16,7 +16,7 @@ say, compared. Pure: ``judge_pending`` takes what detection read (``ServerSettin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from harestart.domain.pending.host import HostFacts
 from harestart.domain.pending.model import PendingReport, Reason, ReasonKind, shown, unknown
@@ -28,29 +28,23 @@ from harestart.domain.topology import version_tuple
 Reasons = tuple[list[Reason], list[Reason]]  # (pending restart, drift)
 
 
-def _pool_rounded(configured: int, running: int, variables: Mapping[str, RunningVariable]) -> bool:
+def _pool_rounded(configured: int, running: int, settings: ServerSettings) -> bool:
     """InnoDB rounds its buffer pool up to a multiple of chunk size x instances."""
-    chunk = parse_size(_value(variables, "innodb_buffer_pool_chunk_size") or "") or 0
-    instances = parse_size(_value(variables, "innodb_buffer_pool_instances") or "") or 1
+    chunk = parse_size(settings.value("innodb_buffer_pool_chunk_size") or "") or 1
+    instances = parse_size(settings.value("innodb_buffer_pool_instances") or "") or 1
     return configured <= running < configured + max(chunk, 1) * max(instances, 1)
 
 
-def _raised(configured: int, running: int, variables: Mapping[str, RunningVariable]) -> bool:
+def _raised(configured: int, running: int, settings: ServerSettings) -> bool:
     """mysqld raises open_files_limit to what its connections and tables need."""
-    del variables
     return running >= configured
 
 
 # Variables mysqld itself sets to another number than configured, and when that is fine.
-_SERVER_ADJUSTS: dict[str, Callable[[int, int, Mapping[str, RunningVariable]], bool]] = {
+_SERVER_ADJUSTS: dict[str, Callable[[int, int, ServerSettings], bool]] = {
     "innodb_buffer_pool_size": _pool_rounded,
     "open_files_limit": _raised,
 }
-
-
-def _value(variables: Mapping[str, RunningVariable], name: str) -> str | None:
-    var = variables.get(name)
-    return None if var is None else var.value
 
 
 def _same(name: str, configured: str, var: RunningVariable, settings: ServerSettings) -> bool:
@@ -58,12 +52,9 @@ def _same(name: str, configured: str, var: RunningVariable, settings: ServerSett
         return True
     adjust = _SERVER_ADJUSTS.get(name)
     left, right = parse_size(configured), parse_size(var.value)
-    return (
-        adjust is not None
-        and left is not None
-        and right is not None
-        and (adjust(left, right, settings.variables))
-    )
+    if adjust is None or left is None or right is None:
+        return False
+    return adjust(left, right, settings)
 
 
 def _flag_value(setting: Setting, var: RunningVariable) -> str | None:
