@@ -63,6 +63,7 @@ TARGETS = {
     "downtime_over_source_restart_s": 0.5,
     "overhead_per_node_s": 0.3,
     "plan_1000_groups_s": 1.0,
+    "detection_per_node_s": 0.3,  # pending restarts (#23), one extra SSH command at most
 }
 
 
@@ -192,24 +193,42 @@ def floor(cluster: lab.LabCluster, inventory: Path) -> dict[str, float]:
     return out
 
 
+# (label, workers, detect pending restarts): `status` detects, a run's observations do not.
+OBSERVATIONS = (
+    ("all at once", None, False),
+    ("one after the other", 1, False),
+    ("all at once, pending", None, True),
+    ("one after the other, pending", 1, True),
+)
+
+
 def observation_cost(inventory: Path, repeat: int = 5) -> dict[str, list[float]]:
     """One observation of the group (what preflight, verify and `status` do), on fresh
-    connections as a run makes them: every host at once (harestart) vs one after the other."""
+    connections as a run makes them: every host at once (harestart) vs one after the other,
+    without and with pending-restart detection (`status`; its cost per node is the difference
+    of the two one-after-the-other rows, divided by the nodes: ``detection_per_node``)."""
     group = load_inventory(inventory).groups[0]
-    out: dict[str, list[float]] = {"all at once": [], "one after the other": []}
+    out: dict[str, list[float]] = {label: [] for label, _, _ in OBSERVATIONS}
     for _ in range(repeat):
-        for label, workers in (("all at once", None), ("one after the other", 1)):
+        for label, workers, detect in OBSERVATIONS:
             env = environment()
             connector = env.connector()
             try:
                 mha = env.failover_manager(group, connector)
                 t0 = now()
-                state = observe_group(group, connector, mha, workers=workers)
+                state = observe_group(group, connector, mha, workers=workers, detect_pending=detect)
                 out[label].append(now() - t0)
             finally:
                 connector.close_all()
             if not all(n.reachable for n in state.nodes):
                 raise SystemExit(f"bench: a node did not answer: {state.notes()}")
+    nodes = len(group.db_nodes)
+    out["detection_per_node"] = [
+        (with_ - without) / nodes
+        for with_, without in zip(
+            out["one after the other, pending"], out["one after the other"], strict=True
+        )
+    ]
     return out
 
 
@@ -521,7 +540,13 @@ def print_report(rep: dict[str, Any]) -> None:
     if "observe_group" in rep:
         print("one observation of the group (preflight, verify, status), fresh connections")
         for k, v in rep["observe_group"].items():
-            print(f"  {k:<28} {fmt(v)}")
+            limit = t.get("detection_per_node_s") if k == "detection_per_node" else None
+            verdict = (
+                ""
+                if limit is None
+                else (f"  target < {limit} s  {'ok' if v['median'] < limit else 'MISSED'}")
+            )
+            print(f"  {k:<28} {fmt(v)}{verdict}")
     print("source restart: replicas detached first (default) / left attached")
     for k, v in rep["detach"].items():
         print(f"  {k:<28} {fmt(v)}")

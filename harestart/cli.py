@@ -609,7 +609,8 @@ def _result_code(r: RunResult) -> int:
 @click.option("--group", "group_id", metavar="ID", help="Only this group (default: all).")
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
 def status(inventory: str, group_id: str | None, fmt: str) -> int:
-    """Read-only view: every node's role, version, uptime, read_only, replication, and MHA.
+    """Read-only view: every node's role, version, uptime, read_only, replication, pending
+    restarts and configuration drift, and MHA.
 
     The group's state (ACTIVE, REBOOT, ERROR) is judged as the HTTP API judges it.
     """
@@ -622,7 +623,7 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     _configure_logging(None, verbose=False)
     docs = [
         status_document(g, st, read_run_facts(env, g, inventory=inv.path), inventory=inv.path)
-        for g, st in observe_groups(groups, env=env)
+        for g, st in observe_groups(groups, env=env, detect_pending=True)
     ]
     if fmt == "json":
         click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))

@@ -30,6 +30,7 @@ from harestart.domain.dialect import (
     read_global,
 )
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.pending.settings import ServerSettings, parse_settings, settings_statements
 from harestart.domain.sql import Sql
 from harestart.domain.topology import (
     Flavor,
@@ -376,6 +377,13 @@ class PyMysqlReader:
             for r in rows
             if _cell_text(r.get("Command")).startswith(BINLOG_DUMP_PREFIX)
         ]
+
+    def server_settings(self) -> ServerSettings:
+        """Every global variable and, on MySQL, the persisted values (pending restarts)."""
+        dialect = self.dialect()
+        statements = settings_statements(dialect.flavor, dialect.version)
+        results = [self.session.query("read global variables", s) for s in statements]
+        return parse_settings(dialect.flavor, dialect.version, results)
 
 
 class PyMysqlCommands:

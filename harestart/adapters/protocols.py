@@ -15,6 +15,7 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
+from harestart.domain.pending.settings import ServerSettings
 from harestart.domain.sql import Sql
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
 
@@ -137,6 +138,14 @@ class MysqlReader(Protocol):
 
     def close(self) -> None:
         """Close harestart's session (the next question opens a new one)."""
+        ...
+
+    # --- pending restarts (#23): a reader's question, it only reads ---------------------
+
+    def server_settings(self) -> ServerSettings:
+        """Every global variable (value, type, whether it can change at run time) and, on
+        MySQL, the persisted values: one statement per source of truth
+        (``harestart.domain.pending.settings``)."""
         ...
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harestart.domain.pending.model import PendingReport, Reason
 from harestart.domain.topology import MhaStatus, ReplicaStatus, ServerInfo
 
 
@@ -19,6 +20,16 @@ class NodeState:
     mysql_error: str | None = None
     info: ServerInfo | None = None
     replica: ReplicaStatus | None = None
+    # Pending restarts and drift (#23), when the observation looked for them (else None).
+    pending: PendingReport | None = None
+
+    @property
+    def pending_restart(self) -> tuple[Reason, ...]:
+        return () if self.pending is None else self.pending.pending_restart
+
+    @property
+    def config_drift(self) -> tuple[Reason, ...]:
+        return () if self.pending is None else self.pending.config_drift
 
     @property
     def reachable(self) -> bool:
@@ -69,6 +80,8 @@ class NodeState:
                 "source_host": r.source_host,
                 "error": r.error_text() or None,
             }
+        if self.pending is not None:
+            d.update(self.pending.to_dict())
         return d
 
 

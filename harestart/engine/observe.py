@@ -18,7 +18,9 @@ import structlog
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.domain.group import Group, Node
 from harestart.domain.observation import GroupState, NodeState
+from harestart.domain.pending import unknown_report
 from harestart.domain.topology import MhaStatus
+from harestart.engine.pending import detect_pending as detect
 from harestart.errors import HarestartError
 from harestart.inventory.credentials import mysql_endpoint
 
@@ -29,13 +31,22 @@ log = structlog.get_logger("harestart.engine.observe")
 MAX_OBSERVERS = 16
 
 
-def observe_node(node: Node, connector: Connector, *, check_ssh: bool = True) -> NodeState:
-    ssh_error = None
-    if check_ssh:
-        try:
-            connector.shell(node.name, node.ssh).run("true", timeout=node.ssh.connect_timeout * 2)
-        except HarestartError as exc:
-            ssh_error = _reason(exc)
+def _ssh_check(node: Node, connector: Connector) -> str | None:
+    try:
+        connector.shell(node.name, node.ssh).run("true", timeout=node.ssh.connect_timeout * 2)
+    except HarestartError as exc:
+        return _reason(exc)
+    return None
+
+
+def observe_node(
+    node: Node, connector: Connector, *, check_ssh: bool = True, detect_pending: bool = False
+) -> NodeState:
+    """``detect_pending``: also whether the node needs a restart (engine/pending.py); its one
+    host command is then the SSH check."""
+    if detect_pending:
+        return _observe_detecting(node, connector)
+    ssh_error = _ssh_check(node, connector) if check_ssh else None
     try:
         probe = connector.mysql(node.name, mysql_endpoint(node))
         info = probe.server_info()
@@ -43,6 +54,28 @@ def observe_node(node: Node, connector: Connector, *, check_ssh: bool = True) ->
     except HarestartError as exc:
         return NodeState(node.name, node.role, ssh_error=ssh_error, mysql_error=_reason(exc))
     return NodeState(node.name, node.role, ssh_error=ssh_error, info=info, replica=replica)
+
+
+def _observe_detecting(node: Node, connector: Connector) -> NodeState:
+    """SQL first: the host command needs the server's version (its option groups) and pid
+    file. A server that does not answer leaves only an ``unknown`` reason."""
+    try:
+        probe = connector.mysql(node.name, mysql_endpoint(node))
+        info = probe.server_info()
+        replica = probe.replica_status()
+    except HarestartError as exc:
+        why = _reason(exc)
+        return NodeState(
+            node.name,
+            node.role,
+            ssh_error=_ssh_check(node, connector),
+            mysql_error=why,
+            pending=unknown_report(f"MySQL unreachable: {why}", "mysqld"),
+        )
+    report, ssh_error = detect(node, connector.shell(node.name, node.ssh), probe, info)
+    return NodeState(
+        node.name, node.role, ssh_error=ssh_error, info=info, replica=replica, pending=report
+    )
 
 
 def observe_mha(mha: FailoverManager) -> tuple[MhaStatus | None, str | None]:
@@ -59,8 +92,10 @@ def observe_group(
     *,
     check_ssh: bool = True,
     workers: int | None = None,
+    detect_pending: bool = False,
 ) -> GroupState:
     """Every node and MHA at once; the nodes in inventory order, errors recorded per host.
+    ``detect_pending``: each node's pending restarts and drift too (``observe_node``).
 
     Each node's adapters are used by its own thread only (one shell and one probe per node);
     the caller must not use them meanwhile (the executor observes between steps).
@@ -76,7 +111,12 @@ def observe_group(
         mha_future = pool.submit(contextvars.copy_context().run, observe_mha, mha)
         node_futures = [
             pool.submit(
-                contextvars.copy_context().run, observe_node, n, connector, check_ssh=check_ssh
+                contextvars.copy_context().run,
+                observe_node,
+                n,
+                connector,
+                check_ssh=check_ssh,
+                detect_pending=detect_pending,
             )
             for n in db_nodes
         ]

@@ -124,19 +124,20 @@ def _session(group: Group, env: Environment) -> Iterator[tuple[Connector, Failov
         connector.close_all()
 
 
-def observe(group: Group, *, env: Environment) -> GroupState:
-    """One read-only look at every node of the group and at its failover manager."""
+def observe(group: Group, *, env: Environment, detect_pending: bool = False) -> GroupState:
+    """One read-only look at every node of the group and at its failover manager
+    (``detect_pending``: and whether each node needs a restart, #23)."""
     with (
         structlog.contextvars.bound_contextvars(group=group.id, step="observe"),
         _session(group, env) as (connector, mha),
     ):
-        return observe_group(group, connector, mha)
+        return observe_group(group, connector, mha, detect_pending=detect_pending)
 
 
 def observe_groups(
-    groups: tuple[Group, ...], *, env: Environment
+    groups: tuple[Group, ...], *, env: Environment, detect_pending: bool = False
 ) -> list[tuple[Group, GroupState]]:
-    return [(group, observe(group, env=env)) for group in groups]
+    return [(group, observe(group, env=env, detect_pending=detect_pending)) for group in groups]
 
 
 def probe_plans(groups: tuple[Group, ...], plans: list[Plan], *, env: Environment) -> list[Plan]:

@@ -143,6 +143,7 @@ def render_status_text(doc: dict[str, Any]) -> str:
         for row in rows
     ]
     lines.append(f"  MHA: {doc['mha']['text']}")
+    lines += _pending_lines(doc["nodes"])
     lines += [f"  problem: {p}" for p in doc["problems"]]
     if doc["unfinished_run"]:
         u = doc["unfinished_run"]
@@ -152,3 +153,23 @@ def render_status_text(doc: dict[str, Any]) -> str:
         kind = "held by a running" if doc["lock"]["alive"] else "STALE lock of a dead"
         lines.append(f"  lock: {kind} run: {doc['lock']['holder']}")
     return "\n".join(lines)
+
+
+def _pending_lines(nodes: list[dict[str, Any]]) -> list[str]:
+    """Each node's pending restarts, then its drift, one reason a line (nothing when the
+    observation did not look for them)."""
+    if not any("pending_restart" in n for n in nodes):
+        return []
+    lines = [
+        f"  pending restart: {n['name']}: {r['kind']}: {r['text']}"
+        for n in nodes
+        for r in n.get("pending_restart", [])
+    ]
+    if not lines:
+        lines.append("  pending restart: none")
+    lines += [
+        f"  config drift: {n['name']}: {r['kind']}: {r['text']}"
+        for n in nodes
+        for r in n.get("config_drift", [])
+    ]
+    return lines

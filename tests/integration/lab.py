@@ -939,6 +939,9 @@ def start_cluster(  # noqa: C901
         c.with_kwargs(
             hostname=alias,
             labels={**_labels(), "harestart.lab.cluster": name, "harestart.lab.flavor": flavor},
+            # Root on a real host may read any process's /proc/<pid>/exe and maps (harestart's
+            # pending-restart detection does, through sudo); Docker drops that capability.
+            cap_add=["SYS_PTRACE"],
         )
         containers[alias] = c
         c.start()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from harestart.adapters.protocols import CommandResult
 from harestart.domain.dialect import Dialect, dialect_for
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
+from harestart.domain.pending.settings import ServerSettings, parse_settings
 from harestart.domain.secret import Secret
 from harestart.domain.sql import Sql
 from harestart.domain.topology import (
@@ -304,6 +305,16 @@ class FakeProbe:
 
     def close(self) -> None:
         pass
+
+    def server_settings(self) -> ServerSettings:
+        """The node's variables as MariaDB reports them (all dynamic, as SET GLOBAL makes
+        them); read_only as it runs."""
+        n = self._node()
+        values = {**n.variables, "read_only": "ON" if n.read_only else "OFF"}
+        rows = [
+            {"name": k, "value": v, "read_only": "NO", "type": "VARCHAR"} for k, v in values.items()
+        ]
+        return parse_settings(Flavor.MARIADB, (10, 11, 6), [rows])
 
 
 # The statements the fake servers understand (either dialect's words), to the method playing

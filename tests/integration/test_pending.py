@@ -1,0 +1,180 @@
+"""Pending restarts found on real servers (#23), on both lab flavours: ``harestart status``
+reports nothing on a fresh lab (the false-positive check against the real servers' full
+variable lists and the lab's option files), and each change shows on the node it was made on
+only, with the right reason. Every test puts the shared cluster back as it found it: an option
+file removed, a variable set back, or mysqld restarted once its files were replaced (a running
+mysqld keeps the replaced file open: only a restart ends that reason).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harestart_cli import harestart
+from .lab import LabCluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Cannot change at run time on either flavour (MariaDB: READ_ONLY YES; MySQL: error 1238).
+READ_ONLY_VARIABLE = "table_open_cache_instances"
+# Changes at run time on both.
+DYNAMIC_VARIABLE = "max_connections"
+
+
+def status(cluster: LabCluster, tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """``harestart status --format json`` as a user runs it: each node's document by name."""
+    inventory = cluster.write_inventory(tmp_path / "inv.yml")
+    out = harestart("status", str(inventory), "--format", "json", state_dir=tmp_path / "state")
+    assert out.returncode == 0, out.stderr + out.stdout
+    return {n["name"]: n for n in out.json()["nodes"]}
+
+
+def reasons(node: dict[str, Any], key: str = "pending_restart") -> list[tuple[str, str]]:
+    return [(r["kind"], r["subject"]) for r in node[key]]
+
+
+def nothing_elsewhere(nodes: dict[str, dict[str, Any]], *changed: str) -> None:
+    for name, node in nodes.items():
+        if name not in changed:
+            assert node["pending_restart"] == [], (name, node["pending_restart"])
+            assert node["config_drift"] == [], (name, node["config_drift"])
+
+
+def restart_mysqld(cluster: LabCluster, node: str) -> None:
+    """The lab's own restart (what an operator runs), then until it replicates again."""
+    code, out = cluster.exec(node, cluster.restart_command)
+    assert code == 0, out
+    wait_for(
+        f"{node} replicating after its restart", lambda: cluster.replicating(node), timeout=120
+    )
+
+
+def server_file(cluster: LabCluster, node: str, pattern: str) -> str:
+    """The path of the running mysqld's executable (``exe``) or of a library it maps."""
+    pid = "$(cat /run/mysqld/mysqld.pid)"
+    command = (
+        f"readlink /proc/{pid}/exe"
+        if pattern == "exe"
+        else f"awk '$6 ~ /{pattern}/ {{ print $6; exit }}' /proc/{pid}/maps"
+    )
+    code, out = cluster.exec(node, command)
+    assert code == 0 and out.strip().startswith("/"), out
+    return out.strip()
+
+
+def replace_file(cluster: LabCluster, node: str, path: str) -> None:
+    """As a package upgrade does: a copy renamed over the original (a new inode)."""
+    p = shlex.quote(path)
+    code, out = cluster.exec(node, f"cp -p {p} {p}.new && mv {p}.new {p}")
+    assert code == 0, out
+
+
+@pytest.fixture
+def option_file(cluster: LabCluster) -> Iterator[str]:
+    """An extra option file the tests write on a node, removed afterwards from every node."""
+    path = f"{cluster.config_dir}/99-pending-test.cnf"
+    yield path
+    for node in cluster.db_nodes:
+        cluster.exec(node, ["rm", "-f", path])
+
+
+def test_a_fresh_lab_has_nothing_pending(cluster: LabCluster, tmp_path: Path) -> None:
+    nodes = status(cluster, tmp_path)
+    assert set(nodes) == {"db1", "db2", "db3"}
+    nothing_elsewhere(nodes)
+
+
+def test_an_option_file_change(cluster: LabCluster, tmp_path: Path, option_file: str) -> None:
+    """db2: a variable that cannot change at run time is pending; db3: a dynamic one is drift."""
+    running = {
+        node: cluster.sql(
+            node, f"SELECT @@global.{READ_ONLY_VARIABLE} AS v, @@global.{DYNAMIC_VARIABLE} AS d"
+        )[0]
+        for node in ("db2", "db3")
+    }
+    other = int(running["db2"]["v"]) + 1
+    more = int(running["db3"]["d"]) + 23
+    cluster.exec(
+        "db2",
+        [
+            "sh",
+            "-c",
+            f"printf '[mysqld]\\ntable-open-cache-instances = {other}\\n' > {option_file}",
+        ],
+    )
+    cluster.exec(
+        "db3", ["sh", "-c", f"printf '[mysqld]\\nmax_connections = {more}\\n' > {option_file}"]
+    )
+    nodes = status(cluster, tmp_path)
+    nothing_elsewhere(nodes, "db2", "db3")
+    (pending,) = nodes["db2"]["pending_restart"]
+    assert (pending["kind"], pending["subject"]) == ("config", READ_ONLY_VARIABLE)
+    assert (pending["configured"], pending["running"]) == (str(other), str(running["db2"]["v"]))
+    assert "changes only at a restart" in pending["text"]
+    assert nodes["db2"]["config_drift"] == []
+    assert nodes["db3"]["pending_restart"] == []
+    assert reasons(nodes["db3"], "config_drift") == [("config", DYNAMIC_VARIABLE)]
+    assert (
+        "set at run time, differs from the option file" in nodes["db3"]["config_drift"][0]["text"]
+    )
+
+
+def test_set_at_run_time_and_persisted(cluster: LabCluster, tmp_path: Path) -> None:
+    """db3: SET GLOBAL of a dynamic variable is drift. MySQL: SET PERSIST_ONLY of a variable
+    that cannot change at run time is a persisted pending restart; MariaDB has no SET PERSIST
+    (it refuses the statement) and so never such a reason."""
+    before = cluster.sql("db3", f"SELECT @@global.{DYNAMIC_VARIABLE} AS d")[0]["d"]
+    cluster.sql("db3", f"SET GLOBAL {DYNAMIC_VARIABLE} = %s", (int(before) + 7,))
+    persist = f"SET PERSIST_ONLY {READ_ONLY_VARIABLE} = 3"
+    try:
+        if cluster.flavor == "mysql":
+            cluster.sql("db3", persist)
+        else:
+            with pytest.raises(Exception, match="1064"):
+                cluster.sql("db3", persist)
+        nodes = status(cluster, tmp_path)
+    finally:
+        cluster.sql("db3", f"SET GLOBAL {DYNAMIC_VARIABLE} = %s", (int(before),))
+        if cluster.flavor == "mysql":
+            cluster.sql("db3", f"RESET PERSIST IF EXISTS {READ_ONLY_VARIABLE}")
+    nothing_elsewhere(nodes, "db3")
+    assert reasons(nodes["db3"], "config_drift") == [("config", DYNAMIC_VARIABLE)]
+    if cluster.flavor == "mysql":
+        (pending,) = nodes["db3"]["pending_restart"]
+        assert (pending["kind"], pending["subject"], pending["configured"]) == (
+            "persisted",
+            READ_ONLY_VARIABLE,
+            "3",
+        )
+    else:
+        assert nodes["db3"]["pending_restart"] == []
+
+
+def test_a_replaced_server_binary(cluster: LabCluster, tmp_path: Path) -> None:
+    binary = server_file(cluster, "db3", "exe")
+    replace_file(cluster, "db3", binary)
+    try:
+        nodes = status(cluster, tmp_path)
+    finally:
+        restart_mysqld(cluster, "db3")
+    nothing_elsewhere(nodes, "db3")
+    assert reasons(nodes["db3"]) == [("binary", binary)]
+    assert nodes["db3"]["config_drift"] == []
+    nothing_elsewhere(status(cluster, tmp_path))  # the restart ended it
+
+
+def test_a_replaced_shared_library(cluster: LabCluster, tmp_path: Path) -> None:
+    library = server_file(cluster, "db2", "libssl")
+    replace_file(cluster, "db2", library)
+    try:
+        nodes = status(cluster, tmp_path)
+    finally:
+        restart_mysqld(cluster, "db2")
+    nothing_elsewhere(nodes, "db2")
+    assert reasons(nodes["db2"]) == [("library", library)]
+    nothing_elsewhere(status(cluster, tmp_path))
