@@ -105,6 +105,19 @@ class GateFailed(HarestartError):
         super().__init__(f"{where}{step}: {reason}")
 
 
+class StepCrashed(HarestartError):
+    """A step met an error harestart does not know (a bug): the step fails like any other, so
+    the failure policy runs and the run ends reported; the traceback goes to the log file."""
+
+    def __init__(self, step: str, host: str | None, error: str) -> None:
+        self.step, self.host = step, host
+        self.reason = (
+            f"unexpected error (a harestart bug; its traceback is in the log file): {error}"
+        )
+        where = f"{host}: " if host else ""
+        super().__init__(f"{where}{step}: {self.reason}")
+
+
 class WaitTimeout(HarestartError):
     """poll_until gave up; ``last`` describes the last observed value."""
 

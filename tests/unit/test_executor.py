@@ -357,3 +357,30 @@ def test_preflush_setting_is_restored_when_the_source_restart_fails() -> None:
         "db1:innodb_max_dirty_pages_pct=0.000000",
         "db1:innodb_max_dirty_pages_pct=90.000000",
     ]
+
+
+def test_an_unexpected_error_in_a_step_fails_it_and_the_failure_policy_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug (here a ValueError from a gate, as the tagged-GTID parser of #22 raised) must not
+    end the run with a traceback and MHA stopped: the step fails, MHA is restored when safe,
+    and the result is reported."""
+    from harestart.engine.ops import registry
+
+    def broken(w: Any, gate: Any, st: Any) -> None:
+        raise ValueError("invalid literal for int() with base 10: 'audit'")
+
+    from harestart.domain.gates import CaughtUp
+
+    monkeypatch.setitem(registry.EVALUATORS, CaughtUp, broken)
+    world = FakeWorld.create(2)
+    with capture_logs() as logs:
+        _, result = execute(world)
+    assert not result.ok and result.state is GroupStatus.ERROR
+    assert failure(result).host == "db2"
+    assert "unexpected error (a harestart bug" in failure(result).reason
+    assert "ValueError: invalid literal for int() with base 10: 'audit'" in failure(result).reason
+    assert world.nodes["db1"].restarts == 0  # the source was never restarted
+    assert result.failover_enabled is True and world.mha_state is MhaState.PING_OK
+    crashed = [e for e in logs if e["event"] == "step.crashed.traceback"]
+    assert crashed and "Traceback" in crashed[0]["traceback"]

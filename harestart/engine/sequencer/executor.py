@@ -15,6 +15,7 @@ Every change a run makes is an action of the plan performed by the registry
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 
 import structlog
@@ -30,6 +31,7 @@ from harestart.domain.result import (
     StepStatus,
     utc_now,
 )
+from harestart.domain.secret import scrub
 from harestart.engine.observe import observe_group
 from harestart.engine.sequencer import policy
 from harestart.engine.sequencer.batches import batches, run_batch
@@ -41,7 +43,14 @@ from harestart.engine.sequencer.waiting import SYSTEM_CLOCK, Clock
 from harestart.engine.sequencer.waits import Waiter
 from harestart.engine.state.journal import Journal
 from harestart.engine.state.record import Recorder
-from harestart.errors import GateFailed, HarestartError, Interrupted, LeaseLost, PreflightRefused
+from harestart.errors import (
+    GateFailed,
+    HarestartError,
+    Interrupted,
+    LeaseLost,
+    PreflightRefused,
+    StepCrashed,
+)
 
 __all__ = ["Executor", "FailurePolicy", "Reporter", "SilentReporter"]
 
@@ -186,6 +195,11 @@ class Executor:
                 self._run_step(index, step)
         except (HarestartError, KeyboardInterrupt) as exc:
             return exc
+        except Exception as exc:  # a bug: fail the step (the policy runs), never a traceback
+            error = scrub(f"{type(exc).__name__}: {exc}")
+            self.log.error("step.crashed", step=step.key, host=step.host, error=error)
+            self.log.debug("step.crashed.traceback", traceback=traceback.format_exc())
+            return StepCrashed(step.key, step.host, error)
         return None
 
     def _run_step(self, index: int, step: Step) -> None:
@@ -207,7 +221,7 @@ class Executor:
         scope.reporter.step_finished(self.group.id, record)
 
     def _fail(self, index: int, step: Step, exc: HarestartError) -> Failure:
-        reason = exc.reason if isinstance(exc, GateFailed) else str(exc)
+        reason = exc.reason if isinstance(exc, (GateFailed, StepCrashed)) else str(exc)
         self.log.error("step.failed", step=step.key, host=step.host, reason=reason)
         record = self.recorder.update(index, status=StepStatus.FAILED, detail=reason)
         self.scope.reporter.step_finished(self.group.id, record)
