@@ -28,9 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harestart.domain.dialect import dialect_for
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.result import GroupStatus
+from harestart.domain.topology import Flavor
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,35 @@ def preflight_problems(
             problems.append(
                 f"{r.name}: lags {rs.lag_seconds} s behind the source (max {limit:g} s)"
             )
-    return problems + mha_unsafe(group, state)
+    return problems + flavor_problems(group, state) + mha_unsafe(group, state)
+
+
+# The servers each inventory `flavor:` promises: the plan's words are theirs.
+_FLAVOR_PROMISE = {
+    Flavor.MARIADB: "MariaDB",
+    Flavor.MYSQL: "MySQL 8.0.22 or later",
+}
+
+
+def flavor_problems(group: Group, state: GroupState) -> list[str]:
+    """A server that is not what the inventory's ``flavor:`` says: the plan a person read was
+    written in other words than the run would send (e.g. REPLICA to a MySQL 5.7)."""
+    if group.flavor is None:
+        return []
+    problems = []
+    for n in state.nodes:
+        if n.info is None:
+            continue
+        d = dialect_for(n.info.version)
+        kept = d.flavor is group.flavor and (
+            d.flavor is Flavor.MARIADB or d.replica_word == "REPLICA"
+        )
+        if not kept:
+            problems.append(
+                f"{n.name} runs {n.info.version}, but the inventory says `flavor: "
+                f"{group.flavor.value}` ({_FLAVOR_PROMISE[group.flavor]}): fix the inventory"
+            )
+    return problems
 
 
 def resume_problems(

@@ -384,3 +384,24 @@ def test_an_unexpected_error_in_a_step_fails_it_and_the_failure_policy_still_run
     assert result.failover_enabled is True and world.mha_state is MhaState.PING_OK
     crashed = [e for e in logs if e["event"] == "step.crashed.traceback"]
     assert crashed and "Traceback" in crashed[0]["traceback"]
+
+
+def test_a_server_that_is_not_the_inventorys_flavor_is_refused_before_any_change() -> None:
+    """`flavor: mysql` promises MySQL 8.0.22+ (the plan a person read said REPLICA); the
+    fakes are MariaDB 10.11: preflight refuses, naming each node and what it runs."""
+    from dataclasses import replace
+
+    from harestart.domain.topology import Flavor
+
+    world = FakeWorld.create(2)
+    group = replace(lab_group(2), flavor=Flavor.MYSQL)
+    ex = Executor(
+        group,
+        build_plan(group),
+        FakeConnector(world),
+        FakeMha(world, FakeShell(world, "mha")),
+        clock=world.clock,
+    )
+    with pytest.raises(PreflightRefused, match=r"db1 runs 10\.11.*`flavor: mysql`"):
+        ex.run()
+    assert world.events == []
