@@ -19,18 +19,18 @@ import click
 from harestart import __version__
 from harestart.domain.group import Group
 from harestart.domain.plan.build import build_plan
-from harestart.domain.plan.model import Plan, PlanOptions
-from harestart.domain.result import RunResult
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.secret import scrub
 from harestart.domain.switch import LongTransactions, SourceStrategy, choose_candidate
 from harestart.errors import ExitCode, HarestartError, UsageError
-from harestart.inventory.credentials import mysql_endpoint, resolve_password
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 from harestart.views.plan import render_json, render_text
 
 if TYPE_CHECKING:
-    from harestart.engine.run import Environment, FleetOutcome, FleetReport, RunRequest
+    from harestart.engine.execute import Listener, Outcome
+    from harestart.engine.run import Environment, RunRequest
+    from harestart.views.metrics import Metrics
 
 FORMAT = click.Choice(["text", "json"])
 T = TypeVar("T")
@@ -134,11 +134,9 @@ def plan_options(
     )
 
 
-def _check_switchover(
-    groups: tuple[Group, ...], options: PlanOptions, *, resolve: bool = False
-) -> None:
-    """Switchover needs the replication account (``resolve``: its password available before
-    anything starts); --no-switch-back is said loudly."""
+def _check_switchover(groups: tuple[Group, ...], options: PlanOptions) -> None:
+    """Switchover needs the replication account (its password: ``engine.prepare``);
+    --no-switch-back is said loudly."""
     for g in groups:
         if options.strategy(g) is not SourceStrategy.SWITCHOVER:
             continue
@@ -148,8 +146,6 @@ def _check_switchover(
                 "inventory: `replication: {user: repl, password_env: NAME}` (or password_file) "
                 "under defaults or the group"
             )
-        if resolve:
-            resolve_password(g.replication.password, f"group {g.id} replication")
         if not options.switch_back:
             cand = choose_candidate(g).name
             click.echo(
@@ -371,13 +367,6 @@ def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
     return _execute(inv, groups, resume=True, discard_unfinished=False, parallel_groups=1, **kw)
 
 
-def _passwords_available(groups: tuple[Group, ...]) -> None:
-    """Every MySQL password must be available before anything starts (raises otherwise)."""
-    for g in groups:
-        for n in g.db_nodes:
-            mysql_endpoint(n)
-
-
 def _execute(
     inv: Inventory,
     groups: tuple[Group, ...],
@@ -391,118 +380,65 @@ def _execute(
     metrics_textfile: Path | None = None,
     **options: Any,
 ) -> int:
-    """`run` and `resume`: check, show the plan, confirm, hand the groups to the engine, render."""
-    from harestart.domain.result import render_summary
-    from harestart.engine import run as engine
+    """`run` and `resume`: prepare (``engine.prepare``), show the plans, confirm, execute
+    (``engine.execute``), render. The engine decides; this only asks and prints."""
+    from harestart.engine.execute import execute
+    from harestart.engine.prepare import prepare
+    from harestart.engine.run import default_log_file
     from harestart.engine.sequencer.interrupts import InterruptFlag, graceful_signals
+    from harestart.views.metrics import Metrics, MetricsListener
+    from harestart.views.outcome import SummaryListener
     from harestart.views.progress import TextReporter
 
     env = _checked_state(_environment(), create=True)
-    _passwords_available(groups)
-    log_path = log_file or engine.default_log_file(env, [g.id for g in groups])
+    log_path = log_file or default_log_file(env, [g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
     request = _run_request(inv, log_path, resume=resume, **options)
-    _check_switchover(groups, request.plan, resolve=True)
-
-    plans = _preflight(groups, request, env=env, resume=resume, out=out, textfile=metrics_textfile)
-    if plans:
-        click.echo("\n\n".join(render_text(p) for p in plans), file=out)
-    if not yes and not _confirmed(groups, resume=resume, err=fmt != "text"):
-        click.echo("nothing was changed", file=out)
-        return int(ExitCode.OK)
-
-    def summary(r: RunResult) -> None:
-        if fmt == "text":
-            click.echo("\n" + render_summary(r), file=out)
-
-    def refused(x: engine.Refusal) -> None:
-        if len(groups) > 1:  # one group's refusal does not stop the others
-            click.echo(f"harestart: group {x.group.id}: {x.error}", err=True)
-
+    _check_switchover(groups, request.plan)
+    several = len(groups) > 1
+    metrics = Metrics() if metrics_textfile is not None else None
+    listeners: list[Listener] = [
+        SummaryListener(out, sys.stderr, summaries=fmt == "text", several=several)
+    ]
+    listeners += [MetricsListener(metrics)] if metrics is not None else []
     flag = InterruptFlag()
-    with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
-        outcome = engine.restart_groups(
-            groups,
-            request,
-            env=env,
-            reporter=TextReporter(out, prefix_group=len(groups) > 1),
-            interrupts=flag,
-            resume=resume,
-            parallel=parallel_groups,
-            on_result=summary,
-            on_refusal=refused,
-        )
-    if metrics_textfile is not None:
-        _write_metrics(metrics_textfile, env, groups, outcome)
+    with prepare(groups, request, env, resume=resume) as prepared:
+        if prepared.fleet:
+            click.echo(
+                "fleet mode: the groups are shared with the other bastions on the coordination "
+                "service; each is checked when this bastion takes it",
+                file=out,
+            )
+        if prepared.plans and not prepared.refusals:
+            click.echo("\n\n".join(render_text(p) for p in prepared.plans), file=out)
+        if not (prepared.refusals or yes or _confirmed(groups, resume=resume, err=fmt != "text")):
+            click.echo("nothing was changed", file=out)
+            return int(ExitCode.OK)
+        with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
+            outcome = execute(
+                prepared,
+                listeners,
+                reporter=TextReporter(out, prefix_group=several),
+                interrupts=flag,
+                parallel=parallel_groups,
+            )
+    if metrics is not None and metrics_textfile is not None:
+        _write_metrics(metrics_textfile, metrics, env, groups, outcome)
     return _report(inv, groups, outcome, fmt)
 
 
 def _write_metrics(
-    path: Path, env: Environment, groups: tuple[Group, ...], outcome: FleetOutcome | None
+    path: Path, metrics: Metrics, env: Environment, groups: tuple[Group, ...], outcome: Outcome
 ) -> None:
-    """The run's metrics for node_exporter's textfile collector (``views.metrics``): each
-    result, each refusal (``outcome`` None: every group was refused), each group's final
-    state (the result's, else judged from its lock and journal)."""
-    from harestart.domain.judge import judge_group
-    from harestart.views.metrics import GroupSnapshot, Metrics
-    from harestart.views.status import read_run_facts
+    """``--metrics-textfile``: written at the end, also when every group was refused."""
+    from harestart.views.metrics import write_run_textfile
 
-    metrics = Metrics()
-    results = {r.group: r for r in outcome.results} if outcome is not None else {}
-    refused = {x.group.id for x in outcome.refusals} if outcome is not None else set()
-    for r in results.values():
-        metrics.record_run(r)
-    snapshots = []
-    for g in groups:
-        if outcome is None or g.id in refused:
-            metrics.record_refusal(g.account, g.id)
-        facts = read_run_facts(env, g)
-        result = results.get(g.id)
-        state = result.state if result is not None else judge_group(g, None, facts).state
-        mha = result is not None and result.failover_enabled is True
-        snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
-    metrics.watch_groups(lambda: snapshots)
     try:
-        metrics.write_textfile(str(path))
+        write_run_textfile(str(path), metrics, env, groups, outcome)
     except OSError as exc:
         click.echo(f"harestart: cannot write the metrics textfile {path}: {exc}", err=True)
-
-
-def _preflight(
-    groups: tuple[Group, ...],
-    request: RunRequest,
-    *,
-    env: Environment,
-    resume: bool,
-    out: Any,
-    textfile: Path | None = None,
-) -> list[Plan]:
-    """A group another run is restarting is "locked" (4), not "unreachable" (3). In fleet
-    mode other bastions restart groups of this inventory now: each is checked when taken.
-    A refusal is written to ``textfile`` (--metrics-textfile) before it is raised."""
-    try:
-        return _checked(groups, request, env=env, resume=resume, out=out)
-    except HarestartError:
-        if textfile is not None:  # refused before anything changed
-            _write_metrics(textfile, env, groups, None)
-        raise
-
-
-def _checked(
-    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool, out: Any
-) -> list[Plan]:
-    from harestart.engine import run as engine
-
-    if engine.fleet_mode(groups, env=env, resume=resume):
-        click.echo(
-            "fleet mode: the groups are shared with the other bastions on the coordination "
-            "service; each is checked when this bastion takes it",
-            file=out,
-        )
-        return []
-    return engine.preflight(groups, request, env=env, resume=resume)
 
 
 def _run_request(
@@ -537,64 +473,20 @@ def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
     return click.confirm(f"{verb} group(s) {names} now?", default=False, err=err)
 
 
-def _report(inv: Inventory, groups: tuple[Group, ...], outcome: FleetOutcome, fmt: str) -> int:
-    """Render the results (JSON on stdout with --format json) and return the worst exit code."""
-    from harestart.domain.result import render_results_json
+def _report(inv: Inventory, groups: tuple[Group, ...], outcome: Outcome, fmt: str) -> int:
+    """Render the results (JSON on stdout with --format json); the outcome's exit code. One
+    group's refusal is the command's error (raised: one message, its exit code)."""
+    from harestart.views.outcome import interrupted_hints, outcome_json, render_fleet
 
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
-    if fmt == "json" and outcome.fleet is not None:
-        doc = {
-            "results": [r.to_dict() for r in outcome.results],
-            "fleet": outcome.fleet.to_dict(),
-        }
-        click.echo(json.dumps(doc, indent=2))
-    elif fmt == "json":
-        click.echo(render_results_json(list(outcome.results), force_list=len(groups) > 1))
+    if fmt == "json" and (outcome.results or outcome.fleet is not None or len(groups) > 1):
+        click.echo(outcome_json(outcome, several=len(groups) > 1))
     if outcome.fleet is not None and fmt == "text":
-        click.echo("\n" + _render_fleet(outcome.fleet))
-    for r in outcome.results:
-        if r.interrupted:
-            click.echo(
-                f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
-                f"`harestart resume {inv.path} --group {r.group}`",
-                err=True,
-            )
-    codes = [_result_code(r) for r in outcome.results]
-    codes += [int(x.error.exit_code) for x in outcome.refusals]
-    if outcome.fleet is not None and not outcome.fleet.ok:
-        codes.append(int(ExitCode.RUN_FAILED))  # a group failed (or was left) on some bastion
-    return max(codes, key=_SEVERITY.index) if codes else int(ExitCode.OK)
-
-
-def _render_fleet(report: FleetReport) -> str:
-    lines = [f"fleet round {report.round} (member {report.member}):"]
-    lines += [f"  restarted here: {g}" for g in report.restarted]
-    lines += [f"  skipped: {x['group']}: {x['why']}" for x in report.skipped]
-    lines += [f"  FAILED: {x['group']}: {x['why']}" for x in report.failed]
-    if report.error is not None:
-        lines.append(f"  STOPPED: {report.error}")
-    if not report.complete:
-        why = "this bastion stopped" if report.error is not None else "interrupted"
-        lines.append(f"  the round is not complete ({why}): run --all again to continue it")
-    return "\n".join(lines)
-
-
-# With several groups the exit code is the worst one, in this order.
-_SEVERITY = [
-    int(ExitCode.OK),
-    int(ExitCode.PREFLIGHT_REFUSED),
-    int(ExitCode.LOCKED),
-    int(ExitCode.USAGE),
-    int(ExitCode.RUN_FAILED),
-    int(ExitCode.INTERRUPTED),
-]
-
-
-def _result_code(r: RunResult) -> int:
-    if r.interrupted:
-        return int(ExitCode.INTERRUPTED)
-    return int(ExitCode.OK if r.ok else ExitCode.RUN_FAILED)
+        click.echo("\n" + render_fleet(outcome.fleet))
+    for line in interrupted_hints(outcome, inv.path):
+        click.echo(line, err=True)
+    return int(outcome.exit_code)
 
 
 @cli.command()

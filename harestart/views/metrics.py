@@ -40,15 +40,23 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from harestart.domain.group import Group
+from harestart.domain.judge import judge_group
 from harestart.domain.observation import GroupState
 from harestart.domain.result import GroupStatus, RunResult, StepStatus
+from harestart.engine.execute import Outcome
+from harestart.engine.prepare import Refusal
+from harestart.engine.run import Environment
+from harestart.views.status import read_run_facts
 
 __all__ = [
     "CONTENT_TYPE",
     "GroupSnapshot",
     "Metrics",
+    "MetricsListener",
     "result_label",
     "snapshot_of",
+    "write_run_textfile",
 ]
 
 # What generate_latest writes: the classic text format every Prometheus version reads.
@@ -214,3 +222,36 @@ class Metrics:
         """For node_exporter's textfile collector: written to a temporary file in the same
         directory, then renamed over ``path`` (the collector never reads half a file)."""
         write_to_textfile(path, self.registry)
+
+
+class MetricsListener:
+    """``engine.execute``'s listener that counts each group's end into ``metrics``: a result
+    (its counter and durations) or a refusal. The same for ``serve`` (``GET /metrics``) and
+    ``run/resume --metrics-textfile``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def finished(self, result: RunResult) -> None:
+        self.metrics.record_run(result)
+
+    def refused(self, refusal: Refusal) -> None:
+        self.metrics.record_refusal(refusal.group.account, refusal.group.id)
+
+
+def write_run_textfile(
+    path: str, metrics: Metrics, env: Environment, groups: tuple[Group, ...], outcome: Outcome
+) -> None:
+    """A CLI run's metrics for node_exporter's textfile collector: what ``metrics`` counted,
+    and each group's final state (its result's, else judged from its lock and journal), MHA
+    and lock gauges. Raises OSError when ``path`` cannot be written."""
+    results = {r.group: r for r in outcome.results}
+    snapshots = []
+    for g in groups:
+        facts = read_run_facts(env, g)
+        result = results.get(g.id)
+        state = result.state if result is not None else judge_group(g, None, facts).state
+        mha = result is not None and result.failover_enabled is True
+        snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
+    metrics.watch_groups(lambda: snapshots)
+    metrics.write_textfile(path)
