@@ -10,18 +10,26 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
 from harestart import __version__
+from harestart.cli_options import (
+    FORMAT,
+    plan_change_options,
+    plan_options,
+    run_options,
+    run_request,
+    serve_options,
+    tls_options,
+)
 from harestart.domain.group import Group
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import PlanOptions
 from harestart.domain.secret import scrub
-from harestart.domain.switch import LongTransactions, SourceStrategy, choose_candidate
+from harestart.domain.switch import SourceStrategy, choose_candidate
 from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
@@ -29,11 +37,7 @@ from harestart.views.plan import render_json, render_text
 
 if TYPE_CHECKING:
     from harestart.engine.execute import Listener, Outcome
-    from harestart.engine.run import Environment, RunRequest
-    from harestart.views.metrics import Metrics
-
-FORMAT = click.Choice(["text", "json"])
-T = TypeVar("T")
+    from harestart.engine.run import Environment
 
 
 def _load(path: str, *, freeze: bool = True, secret_env: dict[str, str] | None = None) -> Inventory:
@@ -68,72 +72,6 @@ def cli(accept_new_host_keys: bool) -> None:
     """
 
 
-def _switch_options(f: Callable[..., T]) -> Callable[..., T]:
-    """The switchover strategy's options (see README, "Source strategies")."""
-    f = click.option(
-        "--long-transactions",
-        type=click.Choice([x.value for x in LongTransactions]),
-        default=LongTransactions.REFUSE.value,
-        show_default=True,
-        help="switchover: a transaction on the source open longer than "
-        "--running-updates-limit refuses the switch, or its session is killed first.",
-    )(f)
-    f = click.option(
-        "--running-updates-limit",
-        type=click.FloatRange(min=0),
-        default=1.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="switchover: the longest a transaction on the source may be open (like MHA's).",
-    )(f)
-    f = click.option(
-        "--switch-max-lag",
-        type=click.FloatRange(min=0),
-        default=1.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="switchover: the most the candidate may lag when a switch begins.",
-    )(f)
-    f = click.option(
-        "--switch-back/--no-switch-back",
-        default=True,
-        show_default=True,
-        help="switchover: move the source role back at the end (the inventory's topology); "
-        "--no-switch-back keeps the candidate as the source (change the inventory after).",
-    )(f)
-    return click.option(
-        "--source-strategy",
-        type=click.Choice([x.value for x in SourceStrategy]),
-        default=None,
-        help="restart: the source restarts in place (writes stop meanwhile); switchover: the "
-        "source role moves to a replica first, the old source restarts as a replica. "
-        "Default: the inventory's `source_strategy:` (restart).",
-    )(f)
-
-
-def plan_options(
-    *,
-    replica_parallelism: int,
-    preflush: bool,
-    detach_replicas: bool,
-    source_strategy: str | None,
-    switch_back: bool,
-    switch_max_lag: float,
-    running_updates_limit: float,
-    long_transactions: str,
-) -> PlanOptions:
-    return PlanOptions(
-        replica_parallelism=replica_parallelism,
-        preflush=preflush,
-        detach_replicas=detach_replicas,
-        source_strategy=SourceStrategy(source_strategy) if source_strategy else None,
-        switch_back=switch_back,
-        switch_max_lag=switch_max_lag,
-        running_updates_limit=running_updates_limit,
-        long_transactions=LongTransactions(long_transactions),
-    )
-
-
 def _check_switchover(groups: tuple[Group, ...], options: PlanOptions) -> None:
     """Switchover needs the replication account (its password: ``engine.prepare``);
     --no-switch-back is said loudly."""
@@ -156,35 +94,6 @@ def _check_switchover(groups: tuple[Group, ...], options: PlanOptions) -> None:
             )
 
 
-def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
-    """Options that change the plan (shared by plan, run and resume)."""
-    f = _switch_options(f)
-    f = click.option(
-        "--detach-replicas/--no-detach-replicas",
-        default=True,
-        show_default=True,
-        help="Before restarting the source, stop every replica's IO thread and wait (up to "
-        "10 s) until the source lists no Binlog Dump thread, so its shutdown does not wait for "
-        "idle senders (~10 s on MySQL); start them again the moment it answers. Nothing is "
-        "lost: replicas fetch what they lack by GTID.",
-    )(f)
-    f = click.option(
-        "--preflush",
-        is_flag=True,
-        help="Before restarting the source, set innodb_max_dirty_pages_pct=0 and wait until "
-        "dirty pages are flushed (or the catch-up timeout), so its shutdown is short.",
-    )(f)
-    return click.option(
-        "--replica-parallelism",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        metavar="K",
-        help="Restart up to K replicas at once, never leaving fewer than the group's "
-        "health.min_healthy_replicas (default 1) running; the plan shows the batches.",
-    )(f)
-
-
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="Only this group (default: all groups).")
@@ -195,7 +104,7 @@ def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
     help="Also connect read-only (SSH, MySQL, MHA status), annotate the plan with what was "
     "found, and refuse (exit 3) when reality contradicts the inventory.",
 )
-@_plan_options
+@plan_change_options
 def plan(
     inventory: str,
     group_id: str | None,
@@ -258,53 +167,6 @@ def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     log.configure(log_file=log_file, verbose=verbose)
 
 
-def _run_options(f: Callable[..., int]) -> Callable[..., int]:
-    """Options shared by ``run`` and ``resume``."""
-    options = [
-        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
-        click.option(
-            "--format",
-            "fmt",
-            type=FORMAT,
-            default="text",
-            show_default=True,
-            help="json: one JSON result on stdout, progress on stderr.",
-        ),
-        click.option(
-            "--log-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="JSON log of every command, query and gate "
-            "(default: a new file under $HARESTART_STATE_DIR/logs).",
-        ),
-        click.option(
-            "--on-failure",
-            "on_failure",
-            default="restore-mha-if-healthy",
-            show_default=True,
-            type=click.Choice(["restore-mha-if-healthy", "leave-mha-stopped"]),
-            help="After a failed step, start MHA again only if every replica replicates from "
-            "the source, or always leave it stopped.",
-        ),
-        click.option(
-            "--break-lock",
-            is_flag=True,
-            help="Take over the group's lock if the run holding it has died (stale lock).",
-        ),
-        click.option("--verbose", "-v", is_flag=True, help="Also print debug events on stderr."),
-        click.option(
-            "--metrics-textfile",
-            type=click.Path(dir_okay=False, path_type=Path),
-            metavar="PATH",
-            help="At the end, write the run's Prometheus metrics (restarts by result, "
-            "durations, final state) to PATH for node_exporter's textfile collector "
-            "(atomically: a temporary file in the same directory, then renamed).",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return _plan_options(f)
-
-
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="The group to restart.")
@@ -323,7 +185,7 @@ def _run_options(f: Callable[..., int]) -> Callable[..., int]:
     help="With --all: restart up to N independent groups at the same time; one group's "
     "failure does not stop the others.",
 )
-@_run_options
+@run_options
 def run(
     inventory: str,
     group_id: str | None,
@@ -354,7 +216,7 @@ def run(
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="The group whose run to continue.")
-@_run_options
+@run_options
 def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
     """Continue the unfinished run of a group from its first unfinished step.
 
@@ -386,8 +248,8 @@ def _execute(
     from harestart.engine.prepare import prepare
     from harestart.engine.run import default_log_file
     from harestart.engine.sequencer.interrupts import InterruptFlag, graceful_signals
-    from harestart.views.metrics import Metrics, MetricsListener
-    from harestart.views.outcome import SummaryListener
+    from harestart.views.metrics import RunTextfile
+    from harestart.views.outcome import FLEET_MODE, SummaryListener
     from harestart.views.progress import TextReporter
 
     env = _checked_state(_environment(), create=True)
@@ -395,22 +257,18 @@ def _execute(
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
-    request = _run_request(inv, log_path, resume=resume, **options)
+    request = run_request(inv, log_path, resume=resume, **options)
     _check_switchover(groups, request.plan)
     several = len(groups) > 1
-    metrics = Metrics() if metrics_textfile is not None else None
+    textfile = RunTextfile(metrics_textfile) if metrics_textfile is not None else None
     listeners: list[Listener] = [
         SummaryListener(out, sys.stderr, summaries=fmt == "text", several=several)
     ]
-    listeners += [MetricsListener(metrics)] if metrics is not None else []
+    listeners += [textfile.listener] if textfile is not None else []
     flag = InterruptFlag()
     with prepare(groups, request, env, resume=resume) as prepared:
         if prepared.fleet:
-            click.echo(
-                "fleet mode: the groups are shared with the other bastions on the coordination "
-                "service; each is checked when this bastion takes it",
-                file=out,
-            )
+            click.echo(FLEET_MODE, file=out)
         if prepared.plans and not prepared.refusals:
             click.echo("\n\n".join(render_text(p) for p in prepared.plans), file=out)
         if not (prepared.refusals or yes or _confirmed(groups, resume=resume, err=fmt != "text")):
@@ -424,44 +282,10 @@ def _execute(
                 interrupts=flag,
                 parallel=parallel_groups,
             )
-    if metrics is not None and metrics_textfile is not None:
-        _write_metrics(metrics_textfile, metrics, env, groups, outcome)
+    problem = textfile.write(env, groups, outcome) if textfile is not None else None
+    if problem is not None:  # also written when every group was refused
+        click.echo(f"harestart: {problem}", err=True)
     return _report(inv, groups, outcome, fmt)
-
-
-def _write_metrics(
-    path: Path, metrics: Metrics, env: Environment, groups: tuple[Group, ...], outcome: Outcome
-) -> None:
-    """``--metrics-textfile``: written at the end, also when every group was refused."""
-    from harestart.views.metrics import write_run_textfile
-
-    try:
-        write_run_textfile(str(path), metrics, env, groups, outcome)
-    except OSError as exc:
-        click.echo(f"harestart: cannot write the metrics textfile {path}: {exc}", err=True)
-
-
-def _run_request(
-    inv: Inventory,
-    log_path: Path,
-    *,
-    resume: bool,
-    discard_unfinished: bool,
-    on_failure: str,
-    break_lock: bool,
-    **kw: Any,
-) -> RunRequest:
-    from harestart.engine.run import FailurePolicy, RunRequest
-
-    return RunRequest(
-        inventory=inv.path,
-        failure_policy=FailurePolicy(on_failure),
-        break_lock=break_lock,
-        discard_unfinished=discard_unfinished,
-        command="harestart resume" if resume else "harestart run",
-        plan=plan_options(**kw),
-        log_file=str(log_path),
-    )
 
 
 def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
@@ -517,60 +341,6 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
 
 
-def _tls_options(f: Callable[..., T]) -> Callable[..., T]:
-    """``serve`` over HTTPS."""
-    f = click.option(
-        "--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted)."
-    )(f)
-    return click.option(
-        "--tls-cert",
-        metavar="PATH",
-        help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
-    )(f)
-
-
-def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
-    """How ``serve`` observes, how many requests it answers at once, and its limits on
-    connections (see the README's "Security")."""
-    f = click.option(
-        "--max-connections",
-        type=click.IntRange(min=1),
-        default=1000,
-        show_default=True,
-        metavar="N",
-        help="Connections open at once; at it a new one takes the place of a request arriving "
-        "for over 1 s, else gets 503 (TLS: is closed). Lowered to what the open-files limit "
-        "leaves beside a restart's SSH and MySQL sessions.",
-    )(f)
-    f = click.option(
-        "--request-timeout",
-        type=click.FloatRange(min=0.1),
-        default=10.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="A whole request (headers and body, or a TLS handshake) must arrive within this "
-        "time; a client still sending then gets 400 and is disconnected.",
-    )(f)
-    f = click.option(
-        "--max-workers",
-        type=click.IntRange(min=1, max=1024),
-        default=16,
-        show_default=True,
-        metavar="N",
-        help="Requests handled at once; when all N are busy a request waits up to 0.25 s for "
-        "one, then gets 503. Idle keep-alive connections hold no worker.",
-    )(f)
-    return click.option(
-        "--observe-interval",
-        type=click.FloatRange(min=0.5),
-        default=10.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="Re-observe every group in the background this often; GET answers from the "
-        "latest observation (observed_at) and never waits on a host.",
-    )(f)
-
-
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -587,8 +357,8 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
 )
-@_serve_options
-@_tls_options
+@serve_options
+@tls_options
 @click.option("--verbose", "-v", is_flag=True, help="Also log debug events (every SQL statement).")
 def serve(
     inventory: str,

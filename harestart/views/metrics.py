@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -54,9 +55,9 @@ __all__ = [
     "GroupSnapshot",
     "Metrics",
     "MetricsListener",
+    "RunTextfile",
     "result_label",
     "snapshot_of",
-    "write_run_textfile",
 ]
 
 # What generate_latest writes: the classic text format every Prometheus version reads.
@@ -239,19 +240,29 @@ class MetricsListener:
         self.metrics.record_refusal(refusal.group.account, refusal.group.id)
 
 
-def write_run_textfile(
-    path: str, metrics: Metrics, env: Environment, groups: tuple[Group, ...], outcome: Outcome
-) -> None:
-    """A CLI run's metrics for node_exporter's textfile collector: what ``metrics`` counted,
-    and each group's final state (its result's, else judged from its lock and journal), MHA
-    and lock gauges. Raises OSError when ``path`` cannot be written."""
-    results = {r.group: r for r in outcome.results}
-    snapshots = []
-    for g in groups:
-        facts = read_run_facts(env, g)
-        result = results.get(g.id)
-        state = result.state if result is not None else judge_group(g, None, facts).state
-        mha = result is not None and result.failover_enabled is True
-        snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
-    metrics.watch_groups(lambda: snapshots)
-    metrics.write_textfile(path)
+class RunTextfile:
+    """``run/resume --metrics-textfile``: the run's metrics, counted by the same listener as
+    ``serve``'s, written at the end for node_exporter's textfile collector."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metrics = Metrics()
+        self.listener = MetricsListener(self.metrics)
+
+    def write(self, env: Environment, groups: tuple[Group, ...], outcome: Outcome) -> str | None:
+        """Write what was counted and each group's final state (its result's, else judged from
+        its lock and journal), MHA and lock gauges; why it could not be written, else None."""
+        results = {r.group: r for r in outcome.results}
+        snapshots = []
+        for g in groups:
+            facts = read_run_facts(env, g)
+            result = results.get(g.id)
+            state = result.state if result is not None else judge_group(g, None, facts).state
+            mha = result is not None and result.failover_enabled is True
+            snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
+        self.metrics.watch_groups(lambda: snapshots)
+        try:
+            self.metrics.write_textfile(str(self.path))
+        except OSError as exc:
+            return f"cannot write the metrics textfile {self.path}: {exc}"
+        return None

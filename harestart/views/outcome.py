@@ -12,6 +12,11 @@ from harestart.engine.execute import Outcome
 from harestart.engine.fleet import FleetReport
 from harestart.engine.prepare import Refusal
 
+FLEET_MODE = (
+    "fleet mode: the groups are shared with the other bastions on the coordination service; "
+    "each is checked when this bastion takes it"
+)
+
 
 class SummaryListener:
     """``engine.execute``'s listener for a terminal: each group's summary table as it ends
