@@ -304,7 +304,7 @@ def _report(inv: Inventory, groups: tuple[Group, ...], outcome: Outcome, fmt: st
 
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
-    if fmt == "json" and (outcome.results or outcome.fleet is not None or len(groups) > 1):
+    if fmt == "json":
         click.echo(outcome_json(outcome, several=len(groups) > 1))
     if outcome.fleet is not None and fmt == "text":
         click.echo("\n" + render_fleet(outcome.fleet))
