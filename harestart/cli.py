@@ -33,7 +33,14 @@ from harestart.domain.switch import SourceStrategy, choose_candidate
 from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
-from harestart.views.plan import render_json, render_text
+from harestart.inventory.needs import require_strategy
+from harestart.views.plan import (
+    inventory_wording,
+    observed_wording,
+    render_json,
+    render_text,
+    wording_for,
+)
 
 if TYPE_CHECKING:
     from harestart.engine.execute import Listener, Outcome
@@ -72,19 +79,12 @@ def cli(accept_new_host_keys: bool) -> None:
     """
 
 
-def _check_switchover(groups: tuple[Group, ...], options: PlanOptions) -> None:
-    """Switchover needs the replication account (its password: ``engine.prepare``);
-    --no-switch-back is said loudly."""
+def _strategy_checked(inv: Inventory, groups: tuple[Group, ...], options: PlanOptions) -> None:
+    """What the chosen strategy needs (``inventory.needs``, as at load; its passwords:
+    ``engine.prepare``); --no-switch-back said loudly (the inventory is wrong once it is done)."""
+    require_strategy(inv.path, groups, options.source_strategy)
     for g in groups:
-        if options.strategy(g) is not SourceStrategy.SWITCHOVER:
-            continue
-        if g.replication is None:
-            raise UsageError(
-                f"group {g.id}: the switchover strategy needs the replication account in the "
-                "inventory: `replication: {user: repl, password_env: NAME}` (or password_file) "
-                "under defaults or the group"
-            )
-        if not options.switch_back:
+        if options.strategy(g) is SourceStrategy.SWITCHOVER and not options.switch_back:
             cand = choose_candidate(g).name
             click.echo(
                 f"*** --no-switch-back: group {g.id} will END WITH {cand} AS ITS SOURCE; "
@@ -104,30 +104,43 @@ def _check_switchover(groups: tuple[Group, ...], options: PlanOptions) -> None:
     help="Also connect read-only (SSH, MySQL, MHA status), annotate the plan with what was "
     "found, and refuse (exit 3) when reality contradicts the inventory.",
 )
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Text: also every check (gate) and each command exactly as sent (its wrapper).",
+)
 @plan_change_options
 def plan(
     inventory: str,
     group_id: str | None,
     fmt: str,
     probe: bool,
+    verbose: bool,
     **kw: Any,
 ) -> None:
-    """Print the restart plan for INVENTORY without touching any host (dry run)."""
+    """Print the restart plan for INVENTORY without touching any host (dry run).
+
+    Text: one line per action, in the words of the server it meets (the version found with
+    --probe, else the inventory's `flavor:`, else every server's form)."""
     inv = _load(inventory)
     groups = inv.select(group_id)
     options = plan_options(**kw)
-    _check_switchover(groups, options)
+    _strategy_checked(inv, groups, options)
     plans = [build_plan(g, options) for g in groups]
+    wordings = [inventory_wording(g) for g in groups]
     if probe:
-        from harestart.engine.run import probe_plans
+        from harestart.engine.run import probed
 
         env = _environment()  # imports the adapters only when needed
         _configure_logging(None, verbose=False)
-        plans = probe_plans(groups, plans, env=env)
+        found = probed(groups, plans, env=env)
+        plans, wordings = [p for p, _ in found], [observed_wording(st) for _, st in found]
     if fmt == "json":
         click.echo(render_json(plans))
     else:
-        click.echo("\n\n".join(render_text(p) for p in plans))
+        texts = (render_text(p, w, verbose=verbose) for p, w in zip(plans, wordings, strict=True))
+        click.echo("\n\n".join(texts))
 
 
 def _select(inv: Inventory, group_id: str | None, all_groups: bool) -> tuple[Group, ...]:
@@ -258,7 +271,7 @@ def _execute(
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
     request = run_request(inv, log_path, resume=resume, **options)
-    _check_switchover(groups, request.plan)
+    _strategy_checked(inv, groups, request.plan)
     several = len(groups) > 1
     textfile = RunTextfile(metrics_textfile) if metrics_textfile is not None else None
     listeners: list[Listener] = [
@@ -269,8 +282,9 @@ def _execute(
     with prepare(groups, request, env, resume=resume) as prepared:
         if prepared.fleet:
             click.echo(FLEET_MODE, file=out)
-        if prepared.plans and not prepared.refusals:
-            click.echo("\n\n".join(render_text(p) for p in prepared.plans), file=out)
+        if prepared.plans and not prepared.refusals:  # in the words of the servers found
+            texts = (render_text(r.plan, wording_for(r.group, r.observed)) for r in prepared.ready)
+            click.echo("\n\n".join(texts), file=out)
         if not (prepared.refusals or yes or _confirmed(groups, resume=resume, err=fmt != "text")):
             click.echo("nothing was changed", file=out)
             return int(ExitCode.OK)
@@ -388,12 +402,13 @@ def serve(
     from harestart.http.server import serve as serve_api
 
     log.configure_json_stream(sys.stderr, verbose=verbose)
-    tokens = load_tokens(tokens_file, tokens_env)
-    tls = tls_context(tls_cert, tls_key)
     # The tokens' variable holds secrets: no hook may get it (hooks.env_passthrough).
     secret_env = {tokens_env: "serve --tokens-env names it"} if tokens_env else {}
-    # serve reloads the inventory: not frozen, so old ones can be collected.
+    # First, before listening: an inventory `plan` refuses, serve refuses too (exit 2), with
+    # the same lines. serve reloads the inventory: not frozen, so old ones can be collected.
     inv = _load(inventory, freeze=False, secret_env=secret_env)
+    tokens = load_tokens(tokens_file, tokens_env)
+    tls = tls_context(tls_cert, tls_key)
     _checked_state(_environment(), create=True)  # where its restarts keep locks and journals
     accept = bool(click.get_current_context().find_root().params.get("accept_new_host_keys"))
     _exit_now(serve_api(inv, host=host, port=port, tokens=tokens, accept_new_host_keys=accept,

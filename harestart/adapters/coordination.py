@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import structlog
 
 from harestart.adapters.protocols import FleetMark, HeldLock
-from harestart.domain.coordination import HolderInfo, UnfinishedMark
+from harestart.domain.coordination import SCHEMES, HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.judge import LockView
 from harestart.domain.secret import Secret, scrub
@@ -54,16 +54,6 @@ from harestart.errors import CoordinationUnavailable, LockHeld
 log = structlog.get_logger("harestart.adapters.coordination")
 
 T = TypeVar("T")
-
-# scheme -> (the pip extra that installs its driver, the driver's module); None: tooz's own.
-SCHEMES: dict[str, tuple[str, str | None]] = {
-    "etcd3+http": ("etcd", "etcd3gw"),
-    "etcd3+https": ("etcd", "etcd3gw"),
-    "zookeeper": ("zookeeper", "kazoo"),
-    "kazoo": ("zookeeper", "kazoo"),
-    "redis": ("redis", "redis"),
-    "file": ("etcd", None),  # tooz's file driver: one machine only (tests, a local directory)
-}
 
 
 def display_url(url: str) -> str:
@@ -144,6 +134,41 @@ def _text(name: object) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
+class _Errors:
+    """The one mapping of a coordination driver's errors: anything from tooz or the network
+    means the service cannot be used (``CoordinationUnavailable``, exit 3), named for
+    ``subject`` (a group, or a fleet) and the service's URL without its password."""
+
+    def __init__(self, subject: str, shown: str) -> None:
+        from tooz import coordination as tooz_coordination
+
+        self._tooz = tooz_coordination
+        self.subject, self.shown = subject, shown
+
+    def refused(self, exc: BaseException) -> NoReturn:
+        reason = scrub(str(exc)) or type(exc).__name__
+        raise CoordinationUnavailable(
+            self.subject,
+            f"coordination service {self.shown} refused the login (check password_env): {reason}",
+        ) from None
+
+    def down(self, exc: BaseException) -> NoReturn:
+        reason = scrub(str(exc)) or type(exc).__name__
+        raise CoordinationUnavailable(
+            self.subject, f"coordination service {self.shown} does not answer: {reason}"
+        ) from None
+
+    def call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
+        """``fn()``; the tooz errors in ``ok`` propagate, every other one means the service
+        cannot be used."""
+        try:
+            return fn()
+        except ok:
+            raise
+        except (self._tooz.ToozError, OSError) as exc:
+            self.down(exc)
+
+
 class ToozCoordination:
     """The ``Coordination`` of a shared service; one connection (tooz coordinator) each."""
 
@@ -167,6 +192,7 @@ class ToozCoordination:
         self.interval = heartbeat_interval or self.lease / 3
         self.clock = clock
         self._group_id = group_id
+        self._errors = _Errors(group_id, self.shown)
         url = connect_url(settings, group_id)
         self._probe()
         if self.backend == "redis":
@@ -218,27 +244,13 @@ class ToozCoordination:
     # --- errors ----------------------------------------------------------------------------
 
     def _refused(self, exc: BaseException) -> NoReturn:
-        reason = scrub(str(exc)) or type(exc).__name__
-        raise CoordinationUnavailable(
-            self._group_id,
-            f"coordination service {self.shown} refused the login (check password_env): {reason}",
-        ) from None
+        self._errors.refused(exc)
 
     def _down(self, exc: BaseException) -> NoReturn:
-        reason = scrub(str(exc)) or type(exc).__name__
-        raise CoordinationUnavailable(
-            self._group_id, f"coordination service {self.shown} does not answer: {reason}"
-        ) from None
+        self._errors.down(exc)
 
     def _call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
-        """``fn()``; the tooz errors in ``ok`` propagate, every other one means the service
-        cannot be used (CoordinationUnavailable)."""
-        try:
-            return fn()
-        except ok:
-            raise
-        except (self._tooz.ToozError, OSError) as exc:
-            self._down(exc)
+        return self._errors.call(fn, ok=ok)
 
     # --- names -----------------------------------------------------------------------------
 
@@ -544,6 +556,7 @@ class ToozFleet:
         self._tooz = tooz_coordination
         self.name = name
         self.shown = display_url(settings.url)
+        self._errors = _Errors(f"fleet {name}", self.shown)
         self.lease = float(settings.lease)
         url = connect_url(settings, f"fleet {name}")
         self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -555,18 +568,10 @@ class ToozFleet:
             self._down(exc)
 
     def _down(self, exc: BaseException) -> NoReturn:
-        reason = scrub(str(exc)) or type(exc).__name__
-        raise CoordinationUnavailable(
-            f"fleet {self.name}", f"coordination service {self.shown} does not answer: {reason}"
-        ) from None
+        self._errors.down(exc)
 
     def _call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
-        try:
-            return fn()
-        except ok:
-            raise
-        except (self._tooz.ToozError, OSError) as exc:
-            self._down(exc)
+        return self._errors.call(fn, ok=ok)
 
     def _name(self, suffix: str) -> str:
         return f"harestart~fleet~{self.name}~{suffix}"

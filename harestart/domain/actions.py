@@ -7,18 +7,27 @@ proven by gates right after it (``then``).
 
 SQL differs by server: the plan is built without asking the servers, so each statement is
 shown in every form the dialects (``harestart.domain.dialect``) send, the one MySQL 8.0.22+
-uses first. Text between ``<`` and ``>`` is filled in at run time (a value read before, a
-thread id).
+uses first (the JSON's ``do``). ``describe(wording)`` says it in one server's words instead:
+the dialect of the server the action meets (``harestart plan`` for people, see
+``harestart.views.plan``); ``brief`` leaves out the wrapper a command is sent in. Text between
+``<`` and ``>`` is filled in at run time (a value read before, a thread id).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG, ReplicationSource, dialect_for
+from harestart.domain.dialect import (
+    SET_SLAVE_POS_FROM_BINLOG,
+    Dialect,
+    ReplicationSource,
+    dialect_for,
+)
 from harestart.domain.gates import Gate
+from harestart.domain.topology import Flavor
 
 _NEW = dialect_for("8.4.0")  # REPLICA words, super_read_only
 _OLD = dialect_for("10.11.0-MariaDB")  # SLAVE words (also MySQL before 8.0.22)
@@ -52,12 +61,16 @@ class PlanAction:
         """Every exact form of what is sent (``<...>``: filled in at run time)."""
         raise NotImplementedError  # pragma: no cover - every subclass overrides
 
-    def what(self) -> str:
-        """The statements in words, each quoted."""
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        """The statements in words, each quoted: in the words of the server ``wording`` (None:
+        every server's form); ``brief``: a command as the inventory gives it, without the
+        wrapper it is sent in."""
         return " ; ".join(quoted(s) for s in self.statements())
 
-    def describe(self) -> str:
-        text = f"on {self.host}: {self.what()}"
+    def describe(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        """One line: where, what (``what``), and the condition. The JSON's ``do`` is the
+        default: every server's form, every wrapper."""
+        text = f"on {self.host}: {self.what(wording, brief=brief)}"
         return f"{text} (only if {self.when})" if self.when else text
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,7 +94,7 @@ class RunCommand(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return (self.command,)
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
         return f"run {quoted(self.command)}"
 
 
@@ -91,11 +104,9 @@ class RestartMysqld(RunCommand):
 
     inventory_command: str
 
-    def what(self) -> str:
-        return (
-            f"run {quoted(self.inventory_command)} (kept running if the SSH session drops) "
-            f"as {quoted(self.command)}"
-        )
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        text = f"run {quoted(self.inventory_command)} (kept running if the SSH session drops)"
+        return text if brief else f"{text} as {quoted(self.command)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,8 +120,9 @@ class StartMha(RunCommand):
 
     inventory_command: str
 
-    def what(self) -> str:
-        return f"start {quoted(self.inventory_command)} detached as {quoted(self.command)}"
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        text = f"start {quoted(self.inventory_command)} detached"
+        return text if brief else f"{text} as {quoted(self.command)}"
 
 
 # --- SQL -------------------------------------------------------------------------------------
@@ -120,10 +132,23 @@ def _forms(new: str, old: str) -> str:
     return quoted(new) if new == old else f"{quoted(new)} ({_OLD_WHO}: {quoted(old)})"
 
 
+def _said(wording: Dialect | None, statement: Callable[[Dialect], str]) -> str:
+    """A statement in the words of ``wording``; None: in both forms (see ``_forms``)."""
+    if wording is None:
+        return _forms(statement(_NEW), statement(_OLD))
+    return quoted(statement(wording))
+
+
+def _stop_io(d: Dialect) -> str:
+    return d.stop_io_thread
+
+
+def _start_io(d: Dialect) -> str:
+    return d.start_io_thread
+
+
 _STOP_IO = (_NEW.stop_io_thread, _OLD.stop_io_thread)
 _START_IO = (_NEW.start_io_thread, _OLD.start_io_thread)
-_STOP_IO_TEXT = _forms(*_STOP_IO)
-_START_IO_TEXT = _forms(*_START_IO)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,8 +156,8 @@ class StopIoThread(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return _STOP_IO
 
-    def what(self) -> str:
-        return _STOP_IO_TEXT
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        return _said(wording, _stop_io)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,8 +165,8 @@ class StartIoThread(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return _START_IO
 
-    def what(self) -> str:
-        return _START_IO_TEXT
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        return _said(wording, _start_io)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,8 +176,8 @@ class RestartIoThread(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return (*_STOP_IO, *_START_IO)
 
-    def what(self) -> str:
-        return f"{_STOP_IO_TEXT} then {_START_IO_TEXT}"
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        return f"{_said(wording, _stop_io)} then {_said(wording, _start_io)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +188,7 @@ class KillBinlogDumps(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return ("KILL <thread id>",)
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
         return "`KILL <thread id>` for each `Binlog Dump` thread listed by `SHOW PROCESSLIST`"
 
 
@@ -191,14 +216,19 @@ class RestoreReadOnly(PlanAction):
     """Leave read_only (and super_read_only) exactly as noted before the restart."""
 
     def statements(self) -> tuple[str, ...]:
-        before = "<ON|OFF as before>"
-        return tuple(
-            s.replace("= ON", f"= {before}") for s in _NEW.set_read_only_statements(True, True)
-        )
+        return _as_before(_NEW)
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        if wording is not None:
+            return " then ".join(quoted(s) for s in _as_before(wording))
         first, second = (quoted(s) for s in self.statements())
         return f"{first} then, where the server has it, {second}"
+
+
+def _as_before(d: Dialect) -> tuple[str, ...]:
+    """What ``RestoreReadOnly`` sends to a server of dialect ``d``."""
+    before = "<ON|OFF as before>"
+    return tuple(s.replace("= ON", f"= {before}") for s in d.set_read_only_statements(True, True))
 
 
 # --- switchover (harestart.domain.switch) ----------------------------------------------------
@@ -223,7 +253,7 @@ class KillLongTransactions(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return ("KILL <thread id>",)
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
         return (
             "`KILL <thread id>` for each session whose transaction is open longer than "
             f"{self.limit:g} s (information_schema.innodb_trx)"
@@ -238,7 +268,9 @@ class SetSourceReadOnly(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return _NEW.set_read_only_statements(True, True)
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        if wording is not None:
+            return " then ".join(quoted(s) for s in wording.set_read_only_statements(True, True))
         mysql = " then ".join(quoted(s) for s in self.statements())
         return f"{mysql} ({_MARIADB_WHO}: {quoted(_OLD.set_read_only_statements(True, None)[0])})"
 
@@ -258,7 +290,14 @@ class PromoteCandidate(PlanAction):
             _OLD.reset_replica_all,
         )
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        if wording is not None:
+            writable = quoted(wording.set_read_only_statements(False, None)[0])
+            implied = " (implies super_read_only = OFF)" if wording.has_super_read_only else ""
+            return (
+                f"{quoted(wording.stop_replica)} then {quoted(wording.reset_replica_all)} "
+                f"then {writable}{implied}"
+            )
         return " then ".join(
             (
                 _mysql_or_mariadb(_NEW.stop_replica, _OLD.stop_replica),
@@ -286,7 +325,10 @@ class RepointReplica(PlanAction):
         return ReplicationSource(self.source_host, self.source_port, self.user)
 
     def _change(self, new: bool) -> str:
-        return (_NEW if new else _MARIADB).change_source(self.target, None).shown()
+        return self._change_in(_NEW if new else _MARIADB)
+
+    def _change_in(self, d: Dialect) -> str:
+        return d.change_source(self.target, None).shown()
 
     def statements(self) -> tuple[str, ...]:
         old = (SET_SLAVE_POS_FROM_BINLOG,) if self.was_source else ()
@@ -300,7 +342,14 @@ class RepointReplica(PlanAction):
             _OLD.start_replica,
         )
 
-    def what(self) -> str:
+    def what(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        if wording is not None:
+            copy = self.was_source and wording.flavor is Flavor.MARIADB
+            old = f"{quoted(SET_SLAVE_POS_FROM_BINLOG)} then " if copy else ""
+            return (
+                f"{quoted(wording.stop_replica)} (only if it is a replica) then {old}"
+                f"{quoted(self._change_in(wording))} then {quoted(wording.start_replica)}"
+            )
         mysql = (
             f"{quoted(_NEW.stop_replica)} (only if it is a replica) then "
             f"{quoted(self._change(True))} then {quoted(_NEW.start_replica)}"

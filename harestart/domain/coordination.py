@@ -7,6 +7,17 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# The coordination services harestart knows, by URL scheme -> (the pip extra that installs its
+# driver, the driver's module; None: tooz's own). The inventory refuses another scheme.
+SCHEMES: dict[str, tuple[str, str | None]] = {
+    "etcd3+http": ("etcd", "etcd3gw"),
+    "etcd3+https": ("etcd", "etcd3gw"),
+    "zookeeper": ("zookeeper", "kazoo"),
+    "kazoo": ("zookeeper", "kazoo"),
+    "redis": ("redis", "redis"),
+    "file": ("etcd", None),  # tooz's file driver: one machine only (tests, a local directory)
+}
+
 
 @dataclass(frozen=True)
 class HolderInfo:

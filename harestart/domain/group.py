@@ -12,6 +12,7 @@ from typing import Literal
 
 from harestart.domain.endpoints import SshEndpoint
 from harestart.domain.secret import Secret
+from harestart.domain.topology import Flavor
 
 # --- hooks: what the inventory names at each point (harestart.domain.hooks plans them) ---
 
@@ -162,6 +163,8 @@ class Group:
     source_strategy: str = "restart"
     candidate: str | None = None
     replication: Replication | None = None
+    # The inventory's `flavor:` (None: not said): only the words `plan` shows without --probe.
+    flavor: Flavor | None = None
 
     @property
     def db_nodes(self) -> tuple[Node, ...]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harestart.domain.actions import PlanAction, quoted
+from harestart.domain.dialect import Dialect
 from harestart.domain.group import Group, HookPoint, HookSpec, Role, Strategy
 
 OUTPUT_TAIL_BYTES = 4096  # how much of a failed hook's output is reported (its end)
@@ -58,7 +59,8 @@ class RunHook(PlanAction):
     def statements(self) -> tuple[str, ...]:
         return (self.hook.command,)
 
-    def describe(self) -> str:
+    def describe(self, wording: Dialect | None = None, *, brief: bool = False) -> str:
+        """The same for every server (a hook runs on the bastion)."""
         command, timeout = quoted(self.hook.command), self.hook.timeout
         passes = f"; passes {', '.join(self.env_passthrough)}" if self.env_passthrough else ""
         text = f"hook {self.point.value}: {command} (timeout {timeout:g} s{passes})"

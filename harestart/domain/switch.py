@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, replace
 
 from harestart.domain.group import Group, Node
+from harestart.domain.gtid import gtid_minus
 from harestart.domain.topology import Flavor
 
 
@@ -72,82 +73,14 @@ def replication_address(node: Node) -> tuple[str, int]:
 IN_FLUX = ("source_read_only", "promoting", "promoted")
 
 
-# --- GTID sets -------------------------------------------------------------------------------
-
-
-def _mysql_set(text: str) -> dict[str, list[tuple[int, int]]]:
-    """``uuid:1-5:7,uuid2:1-3`` -> {uuid: [(1, 5), (7, 7)], ...} (uuids lower-cased)."""
-    out: dict[str, list[tuple[int, int]]] = {}
-    for raw in text.replace("\n", "").split(","):
-        part = raw.strip()
-        if not part:
-            continue
-        uuid, *ranges = part.split(":")
-        intervals = out.setdefault(uuid.strip().lower(), [])
-        for r in ranges:
-            lo, _, hi = r.partition("-")
-            intervals.append((int(lo), int(hi or lo)))
-    return out
-
-
-def _subtract(have: list[tuple[int, int]], known: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The numbers of ``have`` not in ``known`` (as intervals)."""
-    left = sorted(have)
-    for klo, khi in sorted(known):
-        cut: list[tuple[int, int]] = []
-        for lo, hi in left:
-            if hi < klo or lo > khi:
-                cut.append((lo, hi))
-                continue
-            if lo < klo:
-                cut.append((lo, klo - 1))
-            if hi > khi:
-                cut.append((khi + 1, hi))
-        left = cut
-    return left
-
-
-def _mysql_errant(candidate: str, source: str) -> tuple[str, ...]:
-    src = _mysql_set(source)
-    out = []
-    for uuid, intervals in _mysql_set(candidate).items():
-        extra = _subtract(intervals, src.get(uuid, []))
-        if extra:
-            out.append(uuid + "".join(f":{lo}" if lo == hi else f":{lo}-{hi}" for lo, hi in extra))
-    return tuple(out)
-
-
-def _mariadb_pos(text: str) -> dict[int, tuple[int, int]]:
-    """``0-1-100,1-2-5`` -> {domain: (server_id, seq_no)}."""
-    out = {}
-    for raw in text.split(","):
-        part = raw.strip()
-        if part:
-            domain, server, seq = (int(x) for x in part.split("-"))
-            out[domain] = (server, seq)
-    return out
-
-
-def _mariadb_errant(candidate: str, source: str) -> tuple[str, ...]:
-    """Per domain: the candidate is ahead of the source, or at the same sequence number from
-    another server (a diverged history), or in a domain the source never wrote."""
-    src = _mariadb_pos(source)
-    out = []
-    for domain, (server, seq) in sorted(_mariadb_pos(candidate).items()):
-        have = src.get(domain)
-        if have is None or seq > have[1] or (seq == have[1] and server != have[0]):
-            out.append(f"{domain}-{server}-{seq}")
-    return tuple(out)
-
-
 def errant_gtids(candidate: str, source: str, flavor: Flavor) -> tuple[str, ...]:
-    """The GTIDs the candidate executed that its source does not have (empty: none).
+    """The GTIDs the candidate executed that its source does not have (empty: none), one
+    text per server UUID (MySQL, tags included) or per replication domain (MariaDB).
 
     MySQL: ``gtid_executed`` sets, the candidate's minus the source's. MariaDB:
-    ``gtid_current_pos`` positions compared per replication domain."""
-    if flavor is Flavor.MARIADB:
-        return _mariadb_errant(candidate, source)
-    return _mysql_errant(candidate, source)
+    ``gtid_current_pos`` positions compared per replication domain (see
+    :class:`~harestart.domain.gtid.MariadbGtidPos`). ``ValueError`` on text neither reads."""
+    return gtid_minus(flavor, candidate, source).parts()
 
 
 __all__ = [

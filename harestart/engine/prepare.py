@@ -2,12 +2,11 @@
 .../action`` and fleet mode all begin with ``prepare``, then hand its result to
 ``engine.execute``.
 
-``prepare`` first checks what the run needs from this machine (``check_needs``: every MySQL
-password, the switchover's replication account and its password, a hook runner for a group
-with hooks; a usage error, exit 2), decides once whether the groups are shared with other
-bastions (fleet mode: each group is then checked when this bastion takes it, under its lock),
-then checks each group in the judge's order (``domain/judge.py``), so that a refusal names its
-first cause:
+``prepare`` first checks what the run needs (``check_needs``: what the chosen strategy needs,
+every MySQL password and the switchover's replication password, a hook runner for a group with
+hooks; exit 2), decides once whether the groups are shared with other bastions (fleet mode:
+each group is then checked when this bastion takes it, under its lock), then checks each group
+in the judge's order (``domain/judge.py``), so that a refusal names its first cause:
 
 1. a live run holds the group (LockHeld, exit 4), before any host is contacted;
 2. the journal cannot be used (exit 2);
@@ -36,15 +35,23 @@ from harestart.domain.judge import preflight_problems
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Plan, PlanOptions
-from harestart.domain.switch import SourceStrategy
 from harestart.engine.coordination import Coordination
 from harestart.engine.run import Environment, RunRequest, check_journal, observe
 from harestart.errors import HarestartError, PreflightRefused, UsageError
-from harestart.inventory.credentials import mysql_endpoint, resolve_password
+from harestart.inventory.credentials import mysql_endpoint, require_replication_passwords
+from harestart.inventory.needs import require_strategy
 
 log = structlog.get_logger("harestart.engine.prepare")
 
-__all__ = ["Prepared", "Ready", "Refusal", "check_needs", "fleet_mode", "prepare"]
+__all__ = [
+    "Prepared",
+    "Ready",
+    "Refusal",
+    "available_passwords",
+    "check_needs",
+    "fleet_mode",
+    "prepare",
+]
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ def prepare(
 ) -> Prepared:
     """Check everything before anything changes (the module's text); raises UsageError when
     the run lacks what it needs, and returns every group's refusal or readiness otherwise."""
-    check_needs(groups, request.plan, hooks=env.hooks is not None)
+    check_needs(groups, request, hooks=env.hooks is not None)
     if fleet_mode(groups, env=env, resume=resume):
         return Prepared(groups, request, env, resume, fleet=True)
     prepared = Prepared(groups, request, env, resume, fleet=False)
@@ -159,28 +166,29 @@ def _prepare_group(group: Group, request: RunRequest, env: Environment, *, resum
         raise
 
 
-def check_needs(groups: tuple[Group, ...], options: PlanOptions, *, hooks: bool = True) -> None:
-    """What a run of ``groups`` needs from this machine before anything starts (UsageError,
-    exit 2, naming the group and what is missing): every MySQL password, the switchover's
-    replication account and its password, and (``hooks``: this harestart runs hooks) a way to
-    run the hooks a group names. The API answers 503 with the same message."""
+def check_needs(groups: tuple[Group, ...], request: RunRequest, *, hooks: bool = True) -> None:
+    """What a run of ``groups`` needs before anything starts (exit 2, naming the group and
+    what is missing): what the chosen strategy needs (``inventory.needs``, the same words as
+    at load), the passwords (``available_passwords``), and (``hooks``: this harestart runs
+    hooks) a way to run the hooks a group names."""
+    require_strategy(request.inventory, groups, request.plan.source_strategy)
+    available_passwords(groups, request.plan)
     for g in groups:
-        for node in g.db_nodes:
-            mysql_endpoint(node)
-        if options.strategy(g) is SourceStrategy.SWITCHOVER:
-            if g.replication is None:
-                raise UsageError(
-                    f"group {g.id}: the switchover strategy needs the replication account in "
-                    "the inventory: `replication: {user: repl, password_env: NAME}` (or "
-                    "password_file) under defaults or the group"
-                )
-            resolve_password(g.replication.password, f"group {g.id} replication")
         named = [p.value for p in HookPoint if g.hooks.at(p) is not None]
         if named and not hooks:
             raise UsageError(
                 f"group {g.id}: the inventory names hooks ({', '.join(named)}) and this "
                 "harestart has no way to run them"
             )
+
+
+def available_passwords(groups: tuple[Group, ...], options: PlanOptions) -> None:
+    """Every MySQL password, and the switchover's replication password, readable now
+    (UsageError otherwise); the API answers 503 with the same message."""
+    for g in groups:
+        for node in g.db_nodes:
+            mysql_endpoint(node)
+    require_replication_passwords(groups, options.source_strategy)
 
 
 def fleet_mode(groups: tuple[Group, ...], *, env: Environment, resume: bool = False) -> bool:

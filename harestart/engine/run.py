@@ -137,11 +137,19 @@ def observe_groups(
 
 def probe_plans(groups: tuple[Group, ...], plans: list[Plan], *, env: Environment) -> list[Plan]:
     """Annotate plans with what is really there; refuse (exit 3) on any contradiction."""
-    out: list[Plan] = []
+    return [plan for plan, _ in probed(groups, plans, env=env)]
+
+
+def probed(
+    groups: tuple[Group, ...], plans: list[Plan], *, env: Environment
+) -> list[tuple[Plan, GroupState]]:
+    """``probe_plans``, each plan with what was observed (``plan --probe`` shows the plan in
+    the words of the versions found)."""
+    out: list[tuple[Plan, GroupState]] = []
     refusals: list[str] = []
     for group, plan in zip(groups, plans, strict=True):
         state = observe(group, env=env)
-        out.append(plan.with_notes(state.notes()))
+        out.append((plan.with_notes(state.notes()), state))
         refusals += [f"{group.id}: {p}" for p in preflight_problems(group, state)]
     if refusals:
         raise PreflightRefused(",".join(g.id for g in groups), refusals)

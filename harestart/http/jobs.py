@@ -41,7 +41,6 @@ from harestart.errors import (
     Interrupted,
     LockHeld,
     PreflightRefused,
-    UsageError,
 )
 from harestart.http.api import Observed, RunView, Unprocessable
 from harestart.views.metrics import Metrics, MetricsListener
@@ -223,7 +222,7 @@ class BackgroundRestarter:
         """``harestart run``'s way: prepare, then execute; a refusal is raised."""
         try:
             prepared = prepare((group,), request, self.env, resume=resume)
-        except UsageError as exc:  # what the run needs is missing (the door checked most)
+        except HarestartError as exc:  # what the run needs is missing (the door checked most)
             for x in self._listeners:
                 x.refused(Refusal(group, exc))
             raise

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from harestart.domain.endpoints import MysqlEndpoint
-from harestart.domain.group import Node, PasswordSource
+from harestart.domain.group import Group, Node, PasswordSource
 from harestart.domain.secret import Secret
+from harestart.domain.switch import SourceStrategy
 from harestart.errors import UsageError
 from harestart.inventory.defaults import MYSQL_READ_TIMEOUT
 
@@ -48,3 +50,13 @@ def mysql_endpoint(node: Node) -> MysqlEndpoint:
         read_timeout=MYSQL_READ_TIMEOUT,
         tunnel=tunnel,
     )
+
+
+def require_replication_passwords(groups: Iterable[Group], chosen: SourceStrategy | None) -> None:
+    """The replication account's password available now for each group that switches over
+    (``chosen`` on the command line, else its own strategy): UsageError (exit 2) otherwise,
+    before anything starts. That the account is in the inventory is ``needs``' to check."""
+    for g in groups:
+        strategy = chosen or SourceStrategy(g.source_strategy)
+        if strategy is SourceStrategy.SWITCHOVER and g.replication is not None:
+            resolve_password(g.replication.password, f"group {g.id} replication")

@@ -5,7 +5,8 @@ line and field path. Reachability is preflight's job, and a password's environme
 only required when a run needs it (``credentials.mysql_endpoint(node)``), not for ``plan``.
 
 Layering (once, on the validated models) is ``resolve.py``'s; every default is in
-``defaults.py``. The cross-checks (each host once per group) use that same layering.
+``defaults.py``. The cross-checks (each host once per group) use that same layering, and so
+does ``needs.py`` (what a group's strategy and the coordination service need).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from harestart.domain.group import Group
 from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
+from harestart.inventory.needs import load_problems
 from harestart.inventory.passthrough import passthrough_problems
 from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
 from harestart.inventory.schema import DefaultsSpec, InventorySpec, MysqlSpec, NodeSpec, SshSpec
@@ -101,6 +103,7 @@ def _parse_inventory(
     if spec is not None:
         groups = tuple(resolve_group(spec.defaults, g, base) for g in spec.groups)
         hosts = (_resolved_hosts(gi, g) for gi, g in enumerate(groups))
+        problems.extend(load_problems(spec, groups, located))  # what strategies etc. need
     else:  # the valid parts of each group, layered by the same resolver
         hosts = _tolerant_hosts(data, base)
     problems.extend(_duplicate_ids(data, located))

@@ -30,6 +30,7 @@ from harestart.domain.group import (
 )
 from harestart.domain.group import HookSpec as Hook
 from harestart.domain.secret import Secret
+from harestart.domain.topology import Flavor
 from harestart.inventory.defaults import (
     COORDINATION_LEASE,
     HEALTH,
@@ -240,7 +241,12 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
         source_strategy=first(g.source_strategy, d.source_strategy, SOURCE_STRATEGY),
         candidate=g.candidate,
         replication=replication(g.replication, d.replication, base),
+        flavor=_flavor(g.flavor or d.flavor),
     )
+
+
+def _flavor(name: str | None) -> Flavor | None:
+    return Flavor(name) if name is not None else None
 
 
 def replication(

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from harestart.domain.coordination import SCHEMES
+
 # --- value types -----------------------------------------------------------------------------
 
 # Hosts (they reach SQL statements, SSH, MHA's configuration): RFC 1123 host names, IPv4, and
@@ -141,6 +143,16 @@ def _coordination_url(value: str) -> str:
             "holds credentials: put the password in an environment variable and name it in "
             "coordination.password_env (an inventory never holds the service's password)"
         )
+    scheme = value.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        known = ", ".join(s for s in SCHEMES if s != "kazoo")
+        raise ValueError(f"unknown scheme {_short(scheme)} (known: {known})")
+    try:
+        port = urlsplit(value).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("has an invalid port (a number from 1 to 65535 after the host)")
     return value
 
 
@@ -280,6 +292,9 @@ class ReplicationSpec(_Model):
 
 
 SourceStrategyName = Literal["restart", "switchover"]
+# The servers' kind, for the words `plan` shows without --probe (a run always speaks the words
+# of the version it finds): mariadb, or mysql (8.0.22 and later: REPLICA words).
+FlavorName = Literal["mariadb", "mysql"]
 
 
 class DefaultsSpec(_Model):
@@ -291,6 +306,7 @@ class DefaultsSpec(_Model):
     hooks: HooksSpec | None = None
     replication: ReplicationSpec | None = None
     source_strategy: SourceStrategyName | None = None
+    flavor: FlavorName | None = None
 
 
 class GroupSpec(_Model):
@@ -308,6 +324,7 @@ class GroupSpec(_Model):
     replication: ReplicationSpec | None = None
     source_strategy: SourceStrategyName | None = None
     candidate: Name | None = None  # the replica a switchover promotes
+    flavor: FlavorName | None = None
 
     @model_validator(mode="after")
     def _candidate_is_a_replica(self) -> GroupSpec:

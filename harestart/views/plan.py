@@ -1,31 +1,106 @@
-"""A plan for people (text) and for tools (JSON)."""
+"""A plan for people (text) and for tools (JSON).
+
+The text says each action on one line, in the words of the server it will meet (``Wording``):
+the version ``--probe`` found, else the inventory's ``flavor:``, else every server's form. The
+checks (gates) and the wrappers commands are sent in are there with ``verbose``. The JSON is
+the whole plan, every form and wrapper, whatever the wording.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from harestart.domain.plan.model import Plan
+from harestart.domain.actions import PlanAction
+from harestart.domain.dialect import Dialect, dialect_for
+from harestart.domain.group import Group
+from harestart.domain.observation import GroupState
+from harestart.domain.plan.model import Plan, Step
+from harestart.domain.topology import Flavor
+
+# The words of each `flavor:` (MySQL: 8.0.22 and later, the REPLICA words; README "Inventory").
+FLAVOR_WORDS: Mapping[Flavor, Dialect] = {
+    Flavor.MARIADB: dialect_for("10.11.0-MariaDB"),
+    Flavor.MYSQL: dialect_for("8.0.22"),
+}
+_FLAVOR_NAMES = {Flavor.MARIADB: "MariaDB", Flavor.MYSQL: "MySQL 8.0.22 and later"}
 
 
-def render_text(plan: Plan) -> str:
-    """Every step with every gate (``gate:``) and every action (``do:``) in the order the run
-    evaluates and sends them, and what each step does at its end whatever happened
-    (``finally:``). Statements and commands are quoted in backticks, exactly as sent."""
-    lines = [f"Plan for group {plan.group} (account {plan.account}): {len(plan.steps)} steps"]
-    for note in plan.notes:
-        lines.append(f"  observed: {note}")
+@dataclass(frozen=True)
+class Wording:
+    """Whose words the text uses: each host's server where known (``dialects``), every form
+    elsewhere; ``says`` tells the reader which (empty: every form everywhere)."""
+
+    dialects: Mapping[str, Dialect] = field(default_factory=dict)
+    says: str = ""
+
+    def of(self, host: str) -> Dialect | None:
+        return self.dialects.get(host)
+
+
+EVERY_FORM = Wording()
+
+
+def inventory_wording(group: Group) -> Wording:
+    """The words of the group's ``flavor:``; every form when the inventory does not say."""
+    if group.flavor is None:
+        return EVERY_FORM
+    d = FLAVOR_WORDS[group.flavor]
+    name = _FLAVOR_NAMES[group.flavor]
+    return Wording(
+        {n.name: d for n in group.db_nodes},
+        f"in the words of {name} (`flavor: {group.flavor.value}`)",
+    )
+
+
+def observed_wording(state: GroupState) -> Wording:
+    """The words of the version each server answered with (``plan --probe``)."""
+    dialects = {n.name: dialect_for(n.info.version) for n in state.nodes if n.info is not None}
+    return Wording(dialects, "in the words of the versions found") if dialects else EVERY_FORM
+
+
+def wording_for(group: Group, observed: GroupState | None) -> Wording:
+    """The words of the versions found when the group was observed, else its ``flavor:``'s."""
+    return observed_wording(observed) if observed is not None else inventory_wording(group)
+
+
+def render_text(plan: Plan, wording: Wording = EVERY_FORM, *, verbose: bool = False) -> str:
+    """One line per action (``do:``; ``finally:`` for what a step does at its end whatever
+    happened), in the order the run sends them, each in ``wording``'s words; statements and
+    commands quoted in backticks. ``verbose``: also every gate (``gate:``) where the run
+    evaluates it, and each command exactly as sent (the wrapper around the inventory's)."""
+    head = f"Plan for group {plan.group} (account {plan.account}): {len(plan.steps)} steps"
+    says = f", {wording.says}" if wording.says else ""
+    hint = "" if verbose else "; every check and exact command: plan --verbose"
+    lines = [head + says + hint]
+    lines += [f"  observed: {note}" for note in plan.notes]
     for s in plan.steps:
-        lines.append(f"{s.number:>3}. [{s.action.value}] {s.summary}")
-        lines += [f"       gate: {g.describe()}" for g in s.before]
-        for a in s.actions:
-            lines.append(f"       do: {a.describe()}")
-            lines += [f"       gate: {g.describe()}" for g in a.then]
-        lines += [f"       gate: {g.describe()}" for g in s.after]
-        for a in s.closing:
-            lines.append(f"       do: {a.describe()}")
-            lines += [f"       gate: {g.describe()}" for g in a.then]
-        lines += [f"       finally: {a.describe()}" for a in s.cleanup]
+        lines += _step(s, wording, verbose)
     return "\n".join(lines)
+
+
+def _step(s: Step, wording: Wording, verbose: bool) -> list[str]:
+    def said(a: PlanAction) -> str:
+        return a.describe(wording.of(a.host), brief=not verbose)
+
+    def do(a: PlanAction) -> list[str]:
+        proofs = [f"       gate: {g.describe()}" for g in a.then] if verbose else []
+        return [f"       do: {said(a)}", *proofs]
+
+    n = len(s.gates)
+    checks = "" if verbose or not n else f" ({n} check{'s' if n != 1 else ''})"
+    lines = [f"{s.number:>3}. [{s.action.value}] {s.summary}{checks}"]
+    if verbose:
+        lines += [f"       gate: {g.describe()}" for g in s.before]
+    for a in s.actions:
+        lines += do(a)
+    if verbose:
+        lines += [f"       gate: {g.describe()}" for g in s.after]
+    for a in s.closing:
+        lines += do(a)
+    lines += [f"       finally: {said(a)}" for a in s.cleanup]
+    return lines
 
 
 def render_json(plans: list[Plan]) -> str:

@@ -165,7 +165,8 @@ def test_bad_coordination_settings_are_refused_before_anything_changes(
     h = lab.HOST
     cases: list[tuple[str, dict[str, Any], int, str]] = [
         # (what, coordination settings, exit code, what the message must name)
-        ("unknown scheme", {"url": f"nosuch://{h}:{closed}"}, 3, f"nosuch://{h}:{closed}"),
+        # An unknown scheme: the inventory is refused (exit 2, #22: checked at load).
+        ("unknown scheme", {"url": f"nosuch://{h}:{closed}"}, 2, "unknown scheme 'nosuch'"),
         ("etcd not answering", {"url": f"etcd3+http://{h}:{closed}"}, 3, f"etcd3+http://{h}:{closed}"),
         ("redis not answering", {"url": f"redis://{h}:{closed}", "password_env": PASSWORD_ENV}, 3, f"redis://{h}:{closed}"),
         ("password env unset", {"url": f"redis://{h}:{closed}", "password_env": PASSWORD_ENV + "_UNSET"}, 3, PASSWORD_ENV + "_UNSET"),

@@ -45,7 +45,8 @@ def test_every_change_a_lab_restart_sends_is_in_the_plan(
 ) -> None:
     cluster = cluster_factory(2, flavor="mariadb")
     inventory = cluster.write_inventory(tmp_path / "inv.yml")
-    plan = harestart("plan", str(inventory), "--preflush", state_dir=tmp_path)
+    # --verbose: each command exactly as sent (the text shows the inventory's by default).
+    plan = harestart("plan", str(inventory), "--preflush", "--verbose", state_dir=tmp_path)
     assert plan.returncode == 0, plan.stderr
 
     log_file = tmp_path / "run.jsonl"

@@ -434,3 +434,64 @@ def test_a_replication_password_with_quotes_backslash_and_percent_switches_over(
         for r in cluster.replicas:
             cluster.repoint(r.name, "db1")
         cluster.wait_replicated(timeout=120)
+
+
+# --- #22 defect 3: MySQL 8.3+ tagged GTIDs (on the shared refusing cluster) ------------------
+
+
+# MySQL only (MariaDB has no GTID tags; its switchover runs in the tests above): the module's
+# MySQL `refusing` cluster, shared with the tests above (pytest reuses the module-scoped
+# instance for the same flavour). The module's last test: the tag it leaves in the cluster's
+# history reaches no other test.
+@pytest.mark.parametrize("flavor", ["mysql"], indirect=True)
+def test_a_source_with_tagged_gtids_switches_over_and_back(
+    refusing: LabCluster, tmp_path: Path
+) -> None:
+    """#22 defect 3 on the real lab: after one transaction with
+    ``SET gtid_next='AUTOMATIC:audit'`` on the source (gtid_executed ``uuid:1-N:audit:1``),
+    `status` reads the group and a switchover run finishes (exit 0): the source role went to
+    db2 and back, every node restarted once, MHA monitors again. (Before #22 the run died
+    after the replicas' restarts with a ValueError on 'audit', MHA left stopped.)"""
+    cluster = refusing
+    assert cluster.flavor == "mysql"
+    next_id = cluster.sql("db1", "SELECT COALESCE(MAX(id), 0) + 1 AS n FROM labdb.writes")
+    # As root on the socket: the TRANSACTION_GTID_TAG privilege.
+    cluster._sql_exec(
+        cluster.source,
+        "SET gtid_next='AUTOMATIC:audit'; INSERT INTO labdb.writes VALUES (%s, 'tagged')",
+        (int(next_id[0]["n"]),),
+    )
+    executed = cluster.source_gtid()
+    assert ":audit:1" in executed, executed
+    cluster.wait_replicated(timeout=120)
+    inventory = switch_inventory(cluster, tmp_path / "inv.yml")
+    env = {"LAB_REPL_PASSWORD": cluster.repl_password}
+    state = tmp_path / "state"
+
+    status = harestart("status", str(inventory), "--format", "json", state_dir=state, env=env)
+    assert status.returncode == 0, status.stderr[-4000:]
+    doc = status.json()
+    assert doc["healthy"] is True and doc["state"] == "ACTIVE", doc
+    source = next(n for n in doc["nodes"] if n["name"] == "db1")
+    assert ":audit:1" in source["gtid_position"], source
+
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    out = run_switchover(cluster, inventory, tmp_path, "tagged")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "Traceback" not in out.stderr
+    result = out.json()
+    assert result["state"] == "ACTIVE" and result["failure"] is None, result
+    switches = [(s["host"], s["status"]) for s in result["steps"] if s["action"] == "switchover"]
+    assert switches == [("db2", "done"), ("db1", "done")], result["steps"]
+    for n in cluster.db_nodes:  # every node restarted exactly once by this run
+        assert ready_count(cluster, n.name) == starts[n.name] + 1, n.name
+    assert Background(cluster).writable() == ["db1"]
+    cluster.wait_replicated(timeout=120)
+    for n in cluster.db_nodes:  # the tagged transaction is in every node's history
+        rows = cluster.sql(
+            n.name, "SELECT GTID_SUBSET(%s, @@global.gtid_executed) AS ok", (executed,)
+        )
+        assert int(rows[0]["ok"]) == 1, n.name
+    assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)
+    status = harestart("status", str(inventory), "--format", "json", state_dir=state, env=env)
+    assert status.returncode == 0 and status.json()["state"] == "ACTIVE", status.stdout

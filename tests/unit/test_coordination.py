@@ -408,15 +408,17 @@ def _assert_no_password(lab: Lab, *outputs: str) -> None:
             assert PASSWORD.encode() not in path.read_bytes(), path
 
 
-def test_an_unknown_scheme_exits_3_without_the_password(
+def test_an_unknown_scheme_is_an_inventory_error_exit_2_without_the_password(
     tmp_path: Path, harestart: Harestart, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """#22: what a coordination setting needs is checked when the inventory is loaded (it was
+    exit 3 at connect): the same line for plan, run and serve."""
     monkeypatch.setenv("HARESTART_TEST_COORD_PW", PASSWORD)
     x = CoordLab(tmp_path, ["a"])
     x.setup("consul://c1:8500", password_env="HARESTART_TEST_COORD_PW")
     r = harestart(x, "run", "--yes")
-    assert r.code == ExitCode.PREFLIGHT_REFUSED, r.err
-    assert "unknown scheme 'consul'" in r.err and "consul://c1:8500" in r.err
+    assert r.code == ExitCode.USAGE, r.err
+    assert "defaults.coordination.url: unknown scheme 'consul' (known: etcd3+http," in r.err
     assert x.restarts("a") == [0, 0, 0]
     _assert_no_password(x, r.out, r.err)
     structlog.reset_defaults()

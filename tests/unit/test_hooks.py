@@ -122,7 +122,7 @@ def test_each_hook_is_an_action_of_its_nodes_step_in_order() -> None:
         assert first.host == step.host  # before anything of the step changes
         (last,) = step.closing  # after the checks after
         assert isinstance(last, RunHook) and last.point is HookPoint.AFTER_NODE_RESTART
-    text = render_text(plan)
+    text = render_text(plan, verbose=True)
     assert "do: hook before_node_restart: `hooks/drain.sh` (timeout 5 s)" in text
     assert "do: hook after_node_restart: `hooks/ready.sh` (timeout 60 s)" in text
     replica = text.split("[restart_replica] restart mysqld on replica db2")[1].split("  4. ")[0]

@@ -91,7 +91,7 @@ def test_json_shape_matches_documented_contract() -> None:
 def test_text_plan_shows_every_gate_and_every_action() -> None:
     group = parse_inventory(inventory_text(1), "inv.yml").groups[0]
     plan = build_plan(group)
-    text = render_text(plan)
+    text = render_text(plan, verbose=True)
     for s in plan.steps:
         assert f"{s.number:>3}. [{s.action.value}]" in text
         for g in s.gates:
@@ -107,7 +107,7 @@ def test_every_state_change_is_an_explicit_action_with_its_exact_statement() -> 
     from harestart.domain.plan.model import PlanOptions
 
     group = parse_inventory(inventory_text(2), "inv.yml").groups[0]
-    text = render_text(build_plan(group, PlanOptions(preflush=True)))
+    text = render_text(build_plan(group, PlanOptions(preflush=True)), verbose=True)
     assert f"`{surviving_disconnect(group.source.restart_command or '')}`" in text
     assert f"`{group.mha.stop_command}`" in text
     assert f"`{detached(group.mha.start_command, group.mha.log)}`" in text

@@ -177,7 +177,7 @@ def run_recorded(
         resume=resume,
         hooks=RecordingHooks(sent),
     ).run()
-    return render_text(plan), sent, result
+    return render_text(plan, verbose=True), sent, result
 
 
 def _source_comes_back_read_only(world: FakeWorld) -> None:
@@ -273,7 +273,7 @@ def test_every_hook_a_run_runs_is_in_the_plan() -> None:
     assert missing_from_plan(text, sent) == []
     # A hook command the plan does not show would be caught.
     assert missing_from_plan(text, [(BASTION, "hooks/other.sh")]) == [(BASTION, "hooks/other.sh")]
-    plain = render_text(build_plan(lab_group(2)))
+    plain = render_text(build_plan(lab_group(2)), verbose=True)
     assert missing_from_plan(plain, hooks) == hooks
 
 

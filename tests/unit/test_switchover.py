@@ -210,6 +210,17 @@ def test_errant_transactions_refuse_the_switch() -> None:
     assert not world.nodes["db1"].read_only
 
 
+def test_a_gtid_set_the_model_cannot_read_refuses_the_switch() -> None:
+    """Refused with the text named (not a ValueError traceback with MHA left stopped)."""
+    world = source_world()
+    world.nodes["db3"].errant = "0-3-x1"
+    result = run(world)
+    assert result.failure is not None and result.failure.step == "switchover:db3"
+    assert "not a MariaDB GTID position: '0-3-x1'" in result.failure.reason
+    assert "refusing the switch (nothing was changed)" in result.failure.reason
+    assert not world.nodes["db1"].read_only
+
+
 def test_long_transaction_refused_by_default_and_killed_by_option() -> None:
     world = source_world()
     world.nodes["db1"].long_trx = [(42, 30)]

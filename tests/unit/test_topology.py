@@ -5,18 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from harestart.domain.gtid import MysqlGtidSet
 from harestart.domain.topology import (
     Flavor,
     MhaState,
     ReadOnlyState,
     ReplicaStatus,
     flavor_from_version,
-    gtid_covers,
-    mariadb_gtid_covers,
-    mysql_gtid_covers,
-    parse_mariadb_gtid,
     parse_mha_status,
-    parse_mysql_gtid_set,
     parse_replica_status,
     parse_server_info,
     version_tuple,
@@ -187,7 +183,11 @@ def test_mysql_84_lagging_replica() -> None:
     assert status.lag_within(3)
     assert not status.lag_within(2)
     assert status.describe() == "IO Yes, SQL Yes, lag 3 s, from server 101 (db1:3306)"
-    assert not mysql_gtid_covers(status.executed_gtid_set, status.gtid_io_pos)
+    executed, retrieved = (
+        MysqlGtidSet.parse(status.executed_gtid_set),
+        MysqlGtidSet.parse(status.gtid_io_pos),
+    )
+    assert not executed.covers(retrieved)
 
 
 def test_old_mysql_slave_columns_and_bytes_cells() -> None:
@@ -225,64 +225,6 @@ def test_replica_status_is_hashable_and_compares_without_raw() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert isinstance(a, ReplicaStatus)
-
-
-# -- GTIDs -----------------------------------------------------------------------------------
-
-
-def test_parse_mariadb_gtid() -> None:
-    assert parse_mariadb_gtid("0-1-42,1-2-7") == {0: (1, 42), 1: (2, 7)}
-    assert parse_mariadb_gtid("") == {}
-    assert parse_mariadb_gtid(" 0-1-42,\n1-2-7 ") == {0: (1, 42), 1: (2, 7)}
-    with pytest.raises(ValueError, match="not a MariaDB GTID"):
-        parse_mariadb_gtid("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5")
-
-
-@pytest.mark.parametrize(
-    ("have", "want", "covered"),
-    [
-        ("0-1-42", "0-1-42", True),
-        ("0-1-43", "0-1-42", True),
-        ("0-1-41", "0-1-42", False),
-        ("0-2-50", "0-1-42", True),  # seq grows per domain whichever server wrote it
-        ("0-1-42", "0-1-42,1-2-7", False),  # a domain the replica has never seen
-        ("0-1-42,1-2-9", "0-1-42,1-2-7", True),
-        ("0-1-42", "", True),
-        ("", "0-1-1", False),
-    ],
-)
-def test_mariadb_gtid_covers(have: str, want: str, covered: bool) -> None:
-    assert mariadb_gtid_covers(have, want) is covered
-    assert gtid_covers(Flavor.MARIADB, have, want) is covered
-
-
-U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
-U2 = "4f22ab58-82db-11e1-9e33-c80aa9429563"
-
-
-def test_parse_mysql_gtid_set_with_tags() -> None:
-    parsed = parse_mysql_gtid_set(f"{U1}:1-5:7,\n{U2}:1-3:maint:1-2")
-    assert parsed == {(U1, ""): [(1, 5), (7, 7)], (U2, ""): [(1, 3)], (U2, "maint"): [(1, 2)]}
-    with pytest.raises(ValueError, match="not a MySQL GTID set"):
-        parse_mysql_gtid_set("0-1-42")
-
-
-@pytest.mark.parametrize(
-    ("have", "want", "covered"),
-    [
-        (f"{U1}:1-27", f"{U1}:1-27", True),
-        (f"{U1}:1-27", f"{U1}:1-28", False),
-        (f"{U1}:1-10:11-27", f"{U1}:5-20", True),
-        (f"{U1}:1-10:12-27", f"{U1}:5-20", False),
-        (f"{U1}:1-27,{U2}:1-3", f"{U2}:2", True),
-        (f"{U1}:1-27", f"{U2}:1", False),
-        (f"{U1}:1-27", "", True),
-        (f"{U1.upper()}:1-27", f"{U1}:3", True),
-    ],
-)
-def test_mysql_gtid_covers(have: str, want: str, covered: bool) -> None:
-    assert mysql_gtid_covers(have, want) is covered
-    assert gtid_covers(Flavor.MYSQL, have, want) is covered
 
 
 # -- MHA -------------------------------------------------------------------------------------
@@ -376,7 +318,8 @@ def test_mysql_97_healthy_replica() -> None:
     assert status.lag_within(0) and status.source_server_id == 1
     assert status.gtid_mode == "Auto_Position" and status.using_gtid
     assert status.source_host == "db1" and status.source_port == 3306
-    assert mysql_gtid_covers(status.executed_gtid_set, status.gtid_io_pos)
+    executed = MysqlGtidSet.parse(status.executed_gtid_set)
+    assert executed.covers(MysqlGtidSet.parse(status.gtid_io_pos))
 
 
 def test_mysql_97_detached_replica_is_stopped_not_broken() -> None:
@@ -407,3 +350,33 @@ def test_mysql_97_server_row() -> None:
     assert info.flavor is Flavor.MYSQL and info.version_tuple == (9, 7, 4)
     assert info.read_only_state == ReadOnlyState(True, True)
     assert info.gtid_position == info.gtid_executed and ":" in info.gtid_position
+
+
+# -- MySQL 9.7 with tagged GTIDs (8.3+): rows captured by python -m tests.data.gtid.capture ----
+
+GTID_DATA = DATA.parent / "gtid"
+
+
+def tagged_row(name: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(
+        (GTID_DATA / f"mysql-9.7-tagged-{name}.json").read_text()
+    )
+    return loaded
+
+
+@pytest.mark.parametrize("name", ["replica", "errant-replica"])
+def test_mysql_97_replica_rows_with_tagged_gtids_parse(name: str) -> None:
+    raw = tagged_row(name)
+    status = parse_replica_status(raw)
+    assert status.threads_running() and status.using_gtid
+    assert ":audit:1-2:maint_2:1" in status.gtid_io_pos
+    assert "\n" not in status.executed_gtid_set  # one line, as the server's text without it
+    for text, column in (
+        (status.gtid_io_pos, "Retrieved_Gtid_Set"),
+        (status.executed_gtid_set, "Executed_Gtid_Set"),
+    ):
+        parsed = MysqlGtidSet.parse(text)
+        assert parsed == MysqlGtidSet.parse(str(raw[column]))
+        assert str(parsed) == str(raw[column]).replace("\n", "")  # the server's canonical text
+    executed = MysqlGtidSet.parse(status.executed_gtid_set)
+    assert executed.covers(MysqlGtidSet.parse(status.gtid_io_pos))

@@ -244,7 +244,12 @@ def switch_ready(w: Waiter, gate: SwitchReady, st: StepRun) -> None:
         describe=lambda: seen["last"].describe() if "last" in seen else "no answer yet",
     )
     c_set, s_set = candidate.executed_gtid_set(), source.executed_gtid_set()
-    extra = errant_gtids(c_set, s_set, info.flavor)
+    try:
+        extra = errant_gtids(c_set, s_set, info.flavor)
+    except ValueError as exc:  # text the GTID model cannot read: refuse, never guess
+        reason = f"{exc}; refusing the switch (nothing was changed)"
+        raise GateFailed("errant transactions", gate.candidate, reason) from None
+    # The server's own answer as well (the authority; the model names what is errant).
     if info.flavor is Flavor.MYSQL and not extra and not source.gtid_subset(c_set, s_set):
         extra = (c_set,)
     if extra:
