@@ -166,6 +166,13 @@ def default_log_file(env: Environment, group_ids: list[str]) -> Path:
 # --- one group ------------------------------------------------------------------------------
 
 
+# Why an unfinished run is refused before the group's health is judged (#22).
+_LEFT = (
+    "The group is as that run left it (MHA may be stopped, replicas' IO threads stopped), "
+    "so its health is not judged until it is finished."
+)
+
+
 def check_journal(
     group: Group,
     request: RunRequest,
@@ -219,13 +226,6 @@ def check_journal(
             "`harestart run ... --discard-unfinished`"
         )
     return None
-
-
-# Why an unfinished run is refused before the group's health is judged (#22).
-_LEFT = (
-    "The group is as that run left it (MHA may be stopped, replicas' IO threads stopped), "
-    "so its health is not judged until it is finished."
-)
 
 
 def journal_for(

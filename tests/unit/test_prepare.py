@@ -158,6 +158,30 @@ def test_another_bastions_unfinished_run_wins_over_the_unhealthy_hosts(
 
 # --- the CLI and the API: the same refusal ----------------------------------------------------
 
+
+def test_another_bastions_unfinished_run_refuses_the_api_with_the_clis_words(
+    coord_lab: CoordLab, harestart: Harestart
+) -> None:
+    x = coord_lab
+    replica_stopped(x)
+    backend = x.backend()
+    backend.mark_unfinished(
+        x.group(),
+        my_mark(run_id="deadbeef0002", started_at="2026-12-01T11:00:00Z", state_dir=x.tmp / "b1"),
+    )
+    backend.close()
+    r = harestart(x.use("bastion2"), "run", "--yes")
+    assert r.code == ExitCode.USAGE, r.err
+    restarter = BackgroundRestarter(str(x.inventory), env=x.env)
+    with pytest.raises(Unprocessable) as refused:
+        restarter.start(x.group(), "req-1")
+    assert restarter.wait(timeout=30)
+    assert f"harestart: {refused.value}\n" in r.err and "deadbeef0002" in str(refused.value)
+    tenant = refused.value.tenant  # #21: a tenant is not told who or where
+    assert tenant == "group a has an unfinished run (ERROR): an operator resumes it"
+    assert x.worlds["a"].events == []
+
+
 SAME = [
     ("unhealthy", (), "preflight refused, nothing was changed"),
     ("live lock", (live_lock,), "another harestart run holds group a"),
