@@ -10,31 +10,41 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
 from harestart import __version__
+from harestart.cli_options import (
+    FORMAT,
+    plan_change_options,
+    plan_options,
+    run_options,
+    run_request,
+    serve_options,
+    tls_options,
+)
 from harestart.domain.group import Group
 from harestart.domain.plan.build import build_plan
-from harestart.domain.plan.model import Plan, PlanOptions
-from harestart.domain.result import RunResult
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.secret import scrub
-from harestart.domain.switch import LongTransactions, SourceStrategy, choose_candidate
+from harestart.domain.switch import SourceStrategy, choose_candidate
 from harestart.errors import ExitCode, HarestartError, UsageError
-from harestart.inventory.credentials import mysql_endpoint, require_replication_passwords
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 from harestart.inventory.needs import require_strategy
-from harestart.views.plan import inventory_wording, observed_wording, render_json, render_text
+from harestart.views.plan import (
+    inventory_wording,
+    observed_wording,
+    render_json,
+    render_text,
+    wording_for,
+)
 
 if TYPE_CHECKING:
-    from harestart.engine.run import Environment, FleetOutcome, FleetReport, RunRequest
-
-FORMAT = click.Choice(["text", "json"])
-T = TypeVar("T")
+    from harestart.engine.execute import Listener, Outcome
+    from harestart.engine.run import Environment
 
 
 def _load(path: str, *, freeze: bool = True, secret_env: dict[str, str] | None = None) -> Inventory:
@@ -69,80 +79,10 @@ def cli(accept_new_host_keys: bool) -> None:
     """
 
 
-def _switch_options(f: Callable[..., T]) -> Callable[..., T]:
-    """The switchover strategy's options (see README, "Source strategies")."""
-    f = click.option(
-        "--long-transactions",
-        type=click.Choice([x.value for x in LongTransactions]),
-        default=LongTransactions.REFUSE.value,
-        show_default=True,
-        help="switchover: a transaction on the source open longer than "
-        "--running-updates-limit refuses the switch, or its session is killed first.",
-    )(f)
-    f = click.option(
-        "--running-updates-limit",
-        type=click.FloatRange(min=0),
-        default=1.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="switchover: the longest a transaction on the source may be open (like MHA's).",
-    )(f)
-    f = click.option(
-        "--switch-max-lag",
-        type=click.FloatRange(min=0),
-        default=1.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="switchover: the most the candidate may lag when a switch begins.",
-    )(f)
-    f = click.option(
-        "--switch-back/--no-switch-back",
-        default=True,
-        show_default=True,
-        help="switchover: move the source role back at the end (the inventory's topology); "
-        "--no-switch-back keeps the candidate as the source (change the inventory after).",
-    )(f)
-    return click.option(
-        "--source-strategy",
-        type=click.Choice([x.value for x in SourceStrategy]),
-        default=None,
-        help="restart: the source restarts in place (writes stop meanwhile); switchover: the "
-        "source role moves to a replica first, the old source restarts as a replica. "
-        "Default: the inventory's `source_strategy:` (restart).",
-    )(f)
-
-
-def plan_options(
-    *,
-    replica_parallelism: int,
-    preflush: bool,
-    detach_replicas: bool,
-    source_strategy: str | None,
-    switch_back: bool,
-    switch_max_lag: float,
-    running_updates_limit: float,
-    long_transactions: str,
-) -> PlanOptions:
-    return PlanOptions(
-        replica_parallelism=replica_parallelism,
-        preflush=preflush,
-        detach_replicas=detach_replicas,
-        source_strategy=SourceStrategy(source_strategy) if source_strategy else None,
-        switch_back=switch_back,
-        switch_max_lag=switch_max_lag,
-        running_updates_limit=running_updates_limit,
-        long_transactions=LongTransactions(long_transactions),
-    )
-
-
-def _strategy_checked(
-    inv: Inventory, groups: tuple[Group, ...], options: PlanOptions, *, run: bool = False
-) -> None:
-    """What the chosen strategy needs (``inventory.needs``, as at load; ``run``: its passwords
-    available now); --no-switch-back said loudly (the inventory is wrong once it is done)."""
+def _strategy_checked(inv: Inventory, groups: tuple[Group, ...], options: PlanOptions) -> None:
+    """What the chosen strategy needs (``inventory.needs``, as at load; its passwords:
+    ``engine.prepare``); --no-switch-back said loudly (the inventory is wrong once it is done)."""
     require_strategy(inv.path, groups, options.source_strategy)
-    if run:
-        require_replication_passwords(groups, options.source_strategy)
     for g in groups:
         if options.strategy(g) is SourceStrategy.SWITCHOVER and not options.switch_back:
             cand = choose_candidate(g).name
@@ -152,35 +92,6 @@ def _strategy_checked(
                 "under `replicas:` ***",
                 err=True,
             )
-
-
-def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
-    """Options that change the plan (shared by plan, run and resume)."""
-    f = _switch_options(f)
-    f = click.option(
-        "--detach-replicas/--no-detach-replicas",
-        default=True,
-        show_default=True,
-        help="Before restarting the source, stop every replica's IO thread and wait (up to "
-        "10 s) until the source lists no Binlog Dump thread, so its shutdown does not wait for "
-        "idle senders (~10 s on MySQL); start them again the moment it answers. Nothing is "
-        "lost: replicas fetch what they lack by GTID.",
-    )(f)
-    f = click.option(
-        "--preflush",
-        is_flag=True,
-        help="Before restarting the source, set innodb_max_dirty_pages_pct=0 and wait until "
-        "dirty pages are flushed (or the catch-up timeout), so its shutdown is short.",
-    )(f)
-    return click.option(
-        "--replica-parallelism",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        metavar="K",
-        help="Restart up to K replicas at once, never leaving fewer than the group's "
-        "health.min_healthy_replicas (default 1) running; the plan shows the batches.",
-    )(f)
 
 
 @cli.command()
@@ -199,7 +110,7 @@ def _plan_options(f: Callable[..., T]) -> Callable[..., T]:
     is_flag=True,
     help="Text: also every check (gate) and each command exactly as sent (its wrapper).",
 )
-@_plan_options
+@plan_change_options
 def plan(
     inventory: str,
     group_id: str | None,
@@ -269,53 +180,6 @@ def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     log.configure(log_file=log_file, verbose=verbose)
 
 
-def _run_options(f: Callable[..., int]) -> Callable[..., int]:
-    """Options shared by ``run`` and ``resume``."""
-    options = [
-        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
-        click.option(
-            "--format",
-            "fmt",
-            type=FORMAT,
-            default="text",
-            show_default=True,
-            help="json: one JSON result on stdout, progress on stderr.",
-        ),
-        click.option(
-            "--log-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="JSON log of every command, query and gate "
-            "(default: a new file under $HARESTART_STATE_DIR/logs).",
-        ),
-        click.option(
-            "--on-failure",
-            "on_failure",
-            default="restore-mha-if-healthy",
-            show_default=True,
-            type=click.Choice(["restore-mha-if-healthy", "leave-mha-stopped"]),
-            help="After a failed step, start MHA again only if every replica replicates from "
-            "the source, or always leave it stopped.",
-        ),
-        click.option(
-            "--break-lock",
-            is_flag=True,
-            help="Take over the group's lock if the run holding it has died (stale lock).",
-        ),
-        click.option("--verbose", "-v", is_flag=True, help="Also print debug events on stderr."),
-        click.option(
-            "--metrics-textfile",
-            type=click.Path(dir_okay=False, path_type=Path),
-            metavar="PATH",
-            help="At the end, write the run's Prometheus metrics (restarts by result, "
-            "durations, final state) to PATH for node_exporter's textfile collector "
-            "(atomically: a temporary file in the same directory, then renamed).",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return _plan_options(f)
-
-
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="The group to restart.")
@@ -334,7 +198,7 @@ def _run_options(f: Callable[..., int]) -> Callable[..., int]:
     help="With --all: restart up to N independent groups at the same time; one group's "
     "failure does not stop the others.",
 )
-@_run_options
+@run_options
 def run(
     inventory: str,
     group_id: str | None,
@@ -365,7 +229,7 @@ def run(
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="The group whose run to continue.")
-@_run_options
+@run_options
 def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
     """Continue the unfinished run of a group from its first unfinished step.
 
@@ -376,13 +240,6 @@ def resume(inventory: str, group_id: str | None, **kw: Any) -> int:
     inv = _load(inventory)
     groups = _select(inv, group_id, False)
     return _execute(inv, groups, resume=True, discard_unfinished=False, parallel_groups=1, **kw)
-
-
-def _passwords_available(groups: tuple[Group, ...]) -> None:
-    """Every MySQL password must be available before anything starts (raises otherwise)."""
-    for g in groups:
-        for n in g.db_nodes:
-            mysql_endpoint(n)
 
 
 def _execute(
@@ -398,141 +255,51 @@ def _execute(
     metrics_textfile: Path | None = None,
     **options: Any,
 ) -> int:
-    """`run` and `resume`: check, show the plan, confirm, hand the groups to the engine, render."""
-    from harestart.domain.result import render_summary
-    from harestart.engine import run as engine
+    """`run` and `resume`: prepare (``engine.prepare``), show the plans, confirm, execute
+    (``engine.execute``), render. The engine decides; this only asks and prints."""
+    from harestart.engine.execute import execute
+    from harestart.engine.prepare import prepare
+    from harestart.engine.run import default_log_file
     from harestart.engine.sequencer.interrupts import InterruptFlag, graceful_signals
+    from harestart.views.metrics import RunTextfile
+    from harestart.views.outcome import FLEET_MODE, SummaryListener
     from harestart.views.progress import TextReporter
 
     env = _checked_state(_environment(), create=True)
-    _passwords_available(groups)
-    log_path = log_file or engine.default_log_file(env, [g.id for g in groups])
+    log_path = log_file or default_log_file(env, [g.id for g in groups])
     _configure_logging(log_path, verbose=verbose)
     out = sys.stdout if fmt == "text" else sys.stderr
     click.echo(f"log file: {log_path}", file=out)
-    request = _run_request(inv, log_path, resume=resume, **options)
-    _strategy_checked(inv, groups, request.plan, run=True)
-
-    plans = _preflight(groups, request, env=env, resume=resume, out=out, textfile=metrics_textfile)
-    if plans:
-        click.echo("\n\n".join(render_text(p) for p in plans), file=out)
-    if not yes and not _confirmed(groups, resume=resume, err=fmt != "text"):
-        click.echo("nothing was changed", file=out)
-        return int(ExitCode.OK)
-
-    def summary(r: RunResult) -> None:
-        if fmt == "text":
-            click.echo("\n" + render_summary(r), file=out)
-
-    def refused(x: engine.Refusal) -> None:
-        if len(groups) > 1:  # one group's refusal does not stop the others
-            click.echo(f"harestart: group {x.group.id}: {x.error}", err=True)
-
+    request = run_request(inv, log_path, resume=resume, **options)
+    _strategy_checked(inv, groups, request.plan)
+    several = len(groups) > 1
+    textfile = RunTextfile(metrics_textfile) if metrics_textfile is not None else None
+    listeners: list[Listener] = [
+        SummaryListener(out, sys.stderr, summaries=fmt == "text", several=several)
+    ]
+    listeners += [textfile.listener] if textfile is not None else []
     flag = InterruptFlag()
-    with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
-        outcome = engine.restart_groups(
-            groups,
-            request,
-            env=env,
-            reporter=TextReporter(out, prefix_group=len(groups) > 1),
-            interrupts=flag,
-            resume=resume,
-            parallel=parallel_groups,
-            on_result=summary,
-            on_refusal=refused,
-        )
-    if metrics_textfile is not None:
-        _write_metrics(metrics_textfile, env, groups, outcome)
+    with prepare(groups, request, env, resume=resume) as prepared:
+        if prepared.fleet:
+            click.echo(FLEET_MODE, file=out)
+        if prepared.plans and not prepared.refusals:  # in the words of the servers found
+            texts = (render_text(r.plan, wording_for(r.group, r.observed)) for r in prepared.ready)
+            click.echo("\n\n".join(texts), file=out)
+        if not (prepared.refusals or yes or _confirmed(groups, resume=resume, err=fmt != "text")):
+            click.echo("nothing was changed", file=out)
+            return int(ExitCode.OK)
+        with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
+            outcome = execute(
+                prepared,
+                listeners,
+                reporter=TextReporter(out, prefix_group=several),
+                interrupts=flag,
+                parallel=parallel_groups,
+            )
+    problem = textfile.write(env, groups, outcome) if textfile is not None else None
+    if problem is not None:  # also written when every group was refused
+        click.echo(f"harestart: {problem}", err=True)
     return _report(inv, groups, outcome, fmt)
-
-
-def _write_metrics(
-    path: Path, env: Environment, groups: tuple[Group, ...], outcome: FleetOutcome | None
-) -> None:
-    """The run's metrics for node_exporter's textfile collector (``views.metrics``): each
-    result, each refusal (``outcome`` None: every group was refused), each group's final
-    state (the result's, else judged from its lock and journal)."""
-    from harestart.domain.judge import judge_group
-    from harestart.views.metrics import GroupSnapshot, Metrics
-    from harestart.views.status import read_run_facts
-
-    metrics = Metrics()
-    results = {r.group: r for r in outcome.results} if outcome is not None else {}
-    refused = {x.group.id for x in outcome.refusals} if outcome is not None else set()
-    for r in results.values():
-        metrics.record_run(r)
-    snapshots = []
-    for g in groups:
-        if outcome is None or g.id in refused:
-            metrics.record_refusal(g.account, g.id)
-        facts = read_run_facts(env, g)
-        result = results.get(g.id)
-        state = result.state if result is not None else judge_group(g, None, facts).state
-        mha = result is not None and result.failover_enabled is True
-        snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
-    metrics.watch_groups(lambda: snapshots)
-    try:
-        metrics.write_textfile(str(path))
-    except OSError as exc:
-        click.echo(f"harestart: cannot write the metrics textfile {path}: {exc}", err=True)
-
-
-def _preflight(
-    groups: tuple[Group, ...],
-    request: RunRequest,
-    *,
-    env: Environment,
-    resume: bool,
-    out: Any,
-    textfile: Path | None = None,
-) -> list[Plan]:
-    """A group another run is restarting is "locked" (4), not "unreachable" (3). In fleet
-    mode other bastions restart groups of this inventory now: each is checked when taken.
-    A refusal is written to ``textfile`` (--metrics-textfile) before it is raised."""
-    try:
-        return _checked(groups, request, env=env, resume=resume, out=out)
-    except HarestartError:
-        if textfile is not None:  # refused before anything changed
-            _write_metrics(textfile, env, groups, None)
-        raise
-
-
-def _checked(
-    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool, out: Any
-) -> list[Plan]:
-    from harestart.engine import run as engine
-
-    if engine.fleet_mode(groups, env=env, resume=resume):
-        click.echo(
-            "fleet mode: the groups are shared with the other bastions on the coordination "
-            "service; each is checked when this bastion takes it",
-            file=out,
-        )
-        return []
-    return engine.preflight(groups, request, env=env, resume=resume)
-
-
-def _run_request(
-    inv: Inventory,
-    log_path: Path,
-    *,
-    resume: bool,
-    discard_unfinished: bool,
-    on_failure: str,
-    break_lock: bool,
-    **kw: Any,
-) -> RunRequest:
-    from harestart.engine.run import FailurePolicy, RunRequest
-
-    return RunRequest(
-        inventory=inv.path,
-        failure_policy=FailurePolicy(on_failure),
-        break_lock=break_lock,
-        discard_unfinished=discard_unfinished,
-        command="harestart resume" if resume else "harestart run",
-        plan=plan_options(**kw),
-        log_file=str(log_path),
-    )
 
 
 def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
@@ -544,64 +311,20 @@ def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
     return click.confirm(f"{verb} group(s) {names} now?", default=False, err=err)
 
 
-def _report(inv: Inventory, groups: tuple[Group, ...], outcome: FleetOutcome, fmt: str) -> int:
-    """Render the results (JSON on stdout with --format json) and return the worst exit code."""
-    from harestart.domain.result import render_results_json
+def _report(inv: Inventory, groups: tuple[Group, ...], outcome: Outcome, fmt: str) -> int:
+    """Render the results (JSON on stdout with --format json); the outcome's exit code. One
+    group's refusal is the command's error (raised: one message, its exit code)."""
+    from harestart.views.outcome import interrupted_hints, outcome_json, render_fleet
 
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
-    if fmt == "json" and outcome.fleet is not None:
-        doc = {
-            "results": [r.to_dict() for r in outcome.results],
-            "fleet": outcome.fleet.to_dict(),
-        }
-        click.echo(json.dumps(doc, indent=2))
-    elif fmt == "json":
-        click.echo(render_results_json(list(outcome.results), force_list=len(groups) > 1))
+    if fmt == "json":
+        click.echo(outcome_json(outcome, several=len(groups) > 1))
     if outcome.fleet is not None and fmt == "text":
-        click.echo("\n" + _render_fleet(outcome.fleet))
-    for r in outcome.results:
-        if r.interrupted:
-            click.echo(
-                f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
-                f"`harestart resume {inv.path} --group {r.group}`",
-                err=True,
-            )
-    codes = [_result_code(r) for r in outcome.results]
-    codes += [int(x.error.exit_code) for x in outcome.refusals]
-    if outcome.fleet is not None and not outcome.fleet.ok:
-        codes.append(int(ExitCode.RUN_FAILED))  # a group failed (or was left) on some bastion
-    return max(codes, key=_SEVERITY.index) if codes else int(ExitCode.OK)
-
-
-def _render_fleet(report: FleetReport) -> str:
-    lines = [f"fleet round {report.round} (member {report.member}):"]
-    lines += [f"  restarted here: {g}" for g in report.restarted]
-    lines += [f"  skipped: {x['group']}: {x['why']}" for x in report.skipped]
-    lines += [f"  FAILED: {x['group']}: {x['why']}" for x in report.failed]
-    if report.error is not None:
-        lines.append(f"  STOPPED: {report.error}")
-    if not report.complete:
-        why = "this bastion stopped" if report.error is not None else "interrupted"
-        lines.append(f"  the round is not complete ({why}): run --all again to continue it")
-    return "\n".join(lines)
-
-
-# With several groups the exit code is the worst one, in this order.
-_SEVERITY = [
-    int(ExitCode.OK),
-    int(ExitCode.PREFLIGHT_REFUSED),
-    int(ExitCode.LOCKED),
-    int(ExitCode.USAGE),
-    int(ExitCode.RUN_FAILED),
-    int(ExitCode.INTERRUPTED),
-]
-
-
-def _result_code(r: RunResult) -> int:
-    if r.interrupted:
-        return int(ExitCode.INTERRUPTED)
-    return int(ExitCode.OK if r.ok else ExitCode.RUN_FAILED)
+        click.echo("\n" + render_fleet(outcome.fleet))
+    for line in interrupted_hints(outcome, inv.path):
+        click.echo(line, err=True)
+    return int(outcome.exit_code)
 
 
 @cli.command()
@@ -633,60 +356,6 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     return int(ExitCode.OK if healthy else ExitCode.RUN_FAILED)
 
 
-def _tls_options(f: Callable[..., T]) -> Callable[..., T]:
-    """``serve`` over HTTPS."""
-    f = click.option(
-        "--tls-key", metavar="PATH", help="The PEM private key of --tls-cert (unencrypted)."
-    )(f)
-    return click.option(
-        "--tls-cert",
-        metavar="PATH",
-        help="Serve HTTPS (TLS >= 1.2) with this PEM certificate (chain); needs --tls-key.",
-    )(f)
-
-
-def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
-    """How ``serve`` observes, how many requests it answers at once, and its limits on
-    connections (see the README's "Security")."""
-    f = click.option(
-        "--max-connections",
-        type=click.IntRange(min=1),
-        default=1000,
-        show_default=True,
-        metavar="N",
-        help="Connections open at once; at it a new one takes the place of a request arriving "
-        "for over 1 s, else gets 503 (TLS: is closed). Lowered to what the open-files limit "
-        "leaves beside a restart's SSH and MySQL sessions.",
-    )(f)
-    f = click.option(
-        "--request-timeout",
-        type=click.FloatRange(min=0.1),
-        default=10.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="A whole request (headers and body, or a TLS handshake) must arrive within this "
-        "time; a client still sending then gets 400 and is disconnected.",
-    )(f)
-    f = click.option(
-        "--max-workers",
-        type=click.IntRange(min=1, max=1024),
-        default=16,
-        show_default=True,
-        metavar="N",
-        help="Requests handled at once; when all N are busy a request waits up to 0.25 s for "
-        "one, then gets 503. Idle keep-alive connections hold no worker.",
-    )(f)
-    return click.option(
-        "--observe-interval",
-        type=click.FloatRange(min=0.5),
-        default=10.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="Re-observe every group in the background this often; GET answers from the "
-        "latest observation (observed_at) and never waits on a host.",
-    )(f)
-
-
 @cli.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -703,8 +372,8 @@ def _serve_options(f: Callable[..., T]) -> Callable[..., T]:
 @click.option(
     "--tokens-env", metavar="NAME", help="Environment variable holding that mapping instead."
 )
-@_serve_options
-@_tls_options
+@serve_options
+@tls_options
 @click.option("--verbose", "-v", is_flag=True, help="Also log debug events (every SQL statement).")
 def serve(
     inventory: str,

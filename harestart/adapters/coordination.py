@@ -278,6 +278,10 @@ class ToozCoordination:
         on_lost: Callable[[str], None],
     ) -> HeldLock:
         # break_stale has nothing to do here: a dead holder's lease expires by itself.
+        # The backend may have been opened a while ago (``engine.prepare``, then a person's
+        # confirmation): renew its membership lease (tooz makes a new one when it lapsed) so
+        # that the holder record joins with a live one.
+        self._call(self._coord.heartbeat)
         lock = self._coord.get_lock(self._lock_name(group))
         if not self._call(lambda: bool(lock.acquire(blocking=False))):
             raise self._held(group)

@@ -1,11 +1,13 @@
-"""The one way into a restart: ``harestart run``/``resume`` and ``POST .../action`` call it.
+"""One group's run, and what the engine is given: ``Environment`` and ``RunRequest``.
 
-``restart`` takes the group's lock (through its coordination backend: the local flock, or a
-shared service's lease, see ``engine.coordination``), opens or creates its journal (refusing a
-second run over an unfinished one, its own or another bastion's), builds the plan and runs the
-executor. ``restart_groups`` does that for several groups (``--all``), ``preflight`` refuses
-before any confirmation (locked: exit 4, reality contradicts the inventory: exit 3),
-``observe_groups`` is the read-only look.
+Every way in (``harestart run``/``resume``, ``POST .../action``, fleet mode) goes through
+``engine.prepare`` (what is checked before anything changes, in the judge's order) and
+``engine.execute`` (the groups run); both use this module. ``restart`` runs one group under its
+lock (through its coordination backend: the local flock, or a shared service's lease, see
+``engine.coordination``): it opens or creates its journal (``journal_for``: refusing a second
+run over an unfinished one, its own or another bastion's) and runs the executor on the plan
+``prepare`` built. ``observe_groups`` and ``probe_plans`` are the read-only looks of ``status``
+and ``plan --probe``.
 
 Everything that reaches outside the process comes in an ``Environment``: how to connect to
 hosts, how to drive the failover manager, where the state directory is, what time it is.
@@ -14,13 +16,10 @@ hosts, how to drive the failover manager, where the state directory is, what tim
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager, HookRunner
 from harestart.domain.group import Group
-from harestart.domain.judge import preflight_problems
+from harestart.domain.judge import preflight_problems, resume_command
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Plan, PlanOptions
@@ -45,8 +44,10 @@ from harestart.engine.coordination import (
     my_holder,
     my_mark,
     opened,
+    state_dir_text,
+    this_host,
 )
-from harestart.engine.fleet import FleetBoardFactory, FleetReport, fleet_name, restart_fleet
+from harestart.engine.fleet import FleetBoardFactory
 from harestart.engine.observe import observe_group
 from harestart.engine.sequencer.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.sequencer.interrupts import InterruptFlag
@@ -59,20 +60,15 @@ log = structlog.get_logger("harestart.engine.run")
 __all__ = [
     "Environment",
     "FailurePolicy",
-    "FleetOutcome",
-    "FleetReport",
-    "Refusal",
+    "Guard",
     "RunRequest",
-    "check_unlocked",
+    "check_journal",
     "default_log_file",
-    "fleet_mode",
     "journal_for",
     "observe",
     "observe_groups",
-    "preflight",
     "probe_plans",
     "restart",
-    "restart_groups",
 ]
 
 
@@ -161,32 +157,6 @@ def probed(
     return out
 
 
-def check_unlocked(group: Group, *, env: Environment, break_lock: bool) -> None:
-    """Refuse (LockHeld, exit 4) before probing a group that another run is restarting.
-
-    The lock taken by ``restart`` stays the authority; this only keeps a second run from
-    probing nodes mid-restart and reporting them unreachable (exit 3) instead of "locked".
-    """
-    with opened(env.coordination, group, env.state_dir) as coord:
-        coord.check_free(group, break_stale=break_lock)
-
-
-def preflight(
-    groups: tuple[Group, ...], request: RunRequest, *, env: Environment, resume: bool = False
-) -> list[Plan]:
-    """What a run checks before asking for confirmation; nothing is changed.
-
-    Every group must be free (exit 4, checked before any host is contacted); a new run's plans
-    are then probed (exit 3 when reality contradicts the inventory) and returned for display.
-    A resume returns no plans: its executor re-checks reality against the journal.
-    """
-    for g in groups:
-        check_unlocked(g, env=env, break_lock=request.break_lock)
-    if resume:
-        return []
-    return probe_plans(groups, [build_plan(g, request.plan) for g in groups], env=env)
-
-
 def default_log_file(env: Environment, group_ids: list[str]) -> Path:
     """A new run log under the state directory: logs/run-<group|all>-<UTC stamp>-<pid>.jsonl."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -197,21 +167,30 @@ def default_log_file(env: Environment, group_ids: list[str]) -> Path:
 # --- one group ------------------------------------------------------------------------------
 
 
-def journal_for(
+# Why an unfinished run is refused before the group's health is judged (#22).
+_LEFT = (
+    "The group is as that run left it (MHA may be stopped, replicas' IO threads stopped), "
+    "so its health is not judged until it is finished."
+)
+
+
+def check_journal(
     group: Group,
     request: RunRequest,
     *,
     env: Environment,
     resume: bool,
-    coord: Coordination | None = None,
-) -> Journal:
-    """The journal a run writes: the unfinished one to resume, else a new one.
+    mark: UnfinishedMark | None,
+) -> Journal | None:
+    """The journal rules, read only: raise the refusal, else return the unfinished journal a
+    resume continues (None for a new run). ``mark``: the group's unfinished mark in its
+    coordination service (None: none, or the local backend).
 
     A new run refuses (exit 2) over an unfinished one unless asked to discard it: its own
-    journal, or the unfinished mark another bastion left in the coordination service (which
-    ``--discard-unfinished`` then clears). A resume refuses when there is nothing to resume.
-    A journal written for another group or inventory file (JournalMismatch, exit 2) is never
-    resumed; a new run replaces it only with ``--discard-unfinished``.
+    journal, or the mark another bastion left (naming that run, its bastion, its state
+    directory and the ``resume`` to run there). A resume refuses when there is nothing to
+    resume. A journal written for another group or inventory file (JournalMismatch, exit 2)
+    is never resumed; a new run replaces it only with ``--discard-unfinished``.
     """
     path = journal_path(env.state_dir, group.account, group.id)
     try:
@@ -220,7 +199,6 @@ def journal_for(
         if resume or not request.discard_unfinished:
             raise
         existing = None
-    mark = coord.unfinished(group) if coord is not None else None
     elsewhere = mark if mark is not None and not is_here(mark, env.state_dir) else None
     if resume:
         if existing is None or existing.finished:
@@ -237,9 +215,10 @@ def journal_for(
         return existing
     if existing is not None and not existing.finished and not request.discard_unfinished:
         raise UsageError(
-            f"group {group.id} has an unfinished run: {existing.describe()}. Continue it with "
-            f"`harestart resume {request.inventory} --group {group.id}`, or start over with "
-            "`harestart run ... --discard-unfinished`"
+            f"group {group.id} has an unfinished run on this bastion ({this_host()}, state "
+            f"directory {state_dir_text(env.state_dir)}): {existing.describe()}. {_LEFT} "
+            f"Continue it with `{resume_command(request.inventory, group.id)}`, or start over "
+            "with `harestart run ... --discard-unfinished`"
         )
     if elsewhere is not None and not request.discard_unfinished:
         raise UsageError(
@@ -247,10 +226,27 @@ def journal_for(
             f"{_elsewhere(elsewhere, request, group)}, or start over here with "
             "`harestart run ... --discard-unfinished`"
         )
+    return None
+
+
+def journal_for(
+    group: Group,
+    request: RunRequest,
+    *,
+    env: Environment,
+    resume: bool,
+    coord: Coordination | None = None,
+) -> Journal:
+    """The journal a run writes, under the group's lock: the unfinished one to resume, else a
+    new one (``check_journal``'s refusals first; a discarded run's mark is cleared here)."""
+    mark = coord.unfinished(group) if coord is not None else None
+    existing = check_journal(group, request, env=env, resume=resume, mark=mark)
+    if existing is not None:
+        return existing
     if mark is not None and coord is not None:
         coord.clear_unfinished(group)
     return Journal(
-        path=path,
+        path=journal_path(env.state_dir, group.account, group.id),
         group=group.id,
         account=group.account,
         inventory=request.inventory,
@@ -260,8 +256,8 @@ def journal_for(
 
 def _elsewhere(mark: UnfinishedMark, request: RunRequest, group: Group) -> str:
     return (
-        f"{mark.describe()}. Continue it there with "
-        f"`harestart resume {request.inventory} --group {group.id}` on {mark.host} "
+        f"{mark.describe()}. {_LEFT} Continue it there with "
+        f"`{resume_command(request.inventory, group.id)}` on {mark.host} "
         f"(HARESTART_STATE_DIR={mark.state_dir})"
     )
 
@@ -275,11 +271,17 @@ def restart(
     interrupts: InterruptFlag | None = None,
     resume: bool = False,
     guard: Guard | None = None,
+    plan: Plan | None = None,
+    observed: GroupState | None = None,
+    coord: Coordination | None = None,
 ) -> RunResult:
     """Run (or resume) the restart of one group under its lock, journalled.
 
-    ``guard`` (fleet mode) is asked under the lock whether the group is still to be done
-    (``claim`` raises when not) and told the result before the lock is released (``settle``).
+    ``plan``, ``observed`` and ``coord`` are what ``engine.prepare`` built, observed and
+    opened (None: built, observed by the run's preflight step, opened and closed here);
+    ``observed`` is judged by the preflight step instead of looking again. ``guard`` (fleet
+    mode) is asked under the lock whether the group is still to be done (``claim`` raises
+    when not) and told the result before the lock is released (``settle``).
 
     Raises (nothing changed) when the lock is held (LockHeld), the coordination service does
     not answer (CoordinationUnavailable), over an unfinished run or without one to resume
@@ -291,9 +293,9 @@ def restart(
     flag = (interrupts or InterruptFlag()).scoped()
     with (
         structlog.contextvars.bound_contextvars(group=group.id),
-        opened(env.coordination, group, env.state_dir) as coord,
+        _backend(env, group, coord) as backend,
     ):
-        held = coord.acquire(
+        held = backend.acquire(
             group,
             my_holder(command=request.command, state_dir=env.state_dir),
             break_stale=request.break_lock,
@@ -303,7 +305,16 @@ def restart(
             if guard is not None:
                 guard.claim(group)
             result = _run_locked(
-                group, request, env, coord, held, reporter=reporter, flag=flag, resume=resume
+                group,
+                request,
+                env,
+                backend,
+                held,
+                plan or build_plan(group, request.plan),
+                reporter=reporter,
+                flag=flag,
+                resume=resume,
+                observed=observed,
             )
             if guard is not None:
                 guard.settle(group, result)
@@ -312,21 +323,32 @@ def restart(
     return result if request.log_file is None else result.with_log_file(request.log_file)
 
 
+@contextmanager
+def _backend(env: Environment, group: Group, coord: Coordination | None) -> Iterator[Coordination]:
+    """The backend ``prepare`` opened (its owner closes it), else one for this run."""
+    if coord is not None:
+        yield coord
+        return
+    with opened(env.coordination, group, env.state_dir) as mine:
+        yield mine
+
+
 def _run_locked(
     group: Group,
     request: RunRequest,
     env: Environment,
     coord: Coordination,
     held: HeldLock,
+    plan: Plan,
     *,
     reporter: Reporter | None,
     flag: InterruptFlag,
     resume: bool,
+    observed: GroupState | None,
 ) -> RunResult:
     """The run under its lock: the journal rules, the unfinished mark, the executor."""
     journal = journal_for(group, request, env=env, resume=resume, coord=coord)
     held.publish(journal.run_id)
-    plan = build_plan(group, request.plan)
     # Before anything changes, tell every bastion a run is unfinished here (it outlives the
     # lease: a holder killed mid-run leaves it, and its journal, behind).
     coord.mark_unfinished(
@@ -352,6 +374,7 @@ def _run_locked(
                 interrupts=flag,
                 failure_policy=request.failure_policy,
                 hooks=env.hooks,
+                observed=None if resume else observed,
             ).run()
     except PreflightRefused:
         if not resume:  # nothing changed and no journal was left: nothing is unfinished
@@ -376,157 +399,3 @@ class Guard(Protocol):
     def claim(self, group: Group) -> None: ...
 
     def settle(self, group: Group, result: RunResult) -> None: ...
-
-
-# --- several groups -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A group whose run was refused or stopped by an error (the other groups went on)."""
-
-    group: Group
-    error: HarestartError
-
-
-@dataclass(frozen=True)
-class FleetOutcome:
-    """Every group's result and every refusal, each in the order the groups were given.
-
-    A group that had not started when an interrupt arrived has neither.
-    """
-
-    results: tuple[RunResult, ...]
-    refusals: tuple[Refusal, ...]
-    fleet: FleetReport | None = None  # fleet mode: this bastion's view of the round
-
-
-def restart_groups(
-    groups: tuple[Group, ...],
-    request: RunRequest,
-    *,
-    env: Environment,
-    reporter: Reporter | None = None,
-    interrupts: InterruptFlag,
-    resume: bool = False,
-    parallel: int = 1,
-    on_result: Callable[[RunResult], None] | None = None,
-    on_refusal: Callable[[Refusal], None] | None = None,
-) -> FleetOutcome:
-    """``restart`` each group, up to ``parallel`` at a time; one refusal does not stop others.
-
-    ``on_result``/``on_refusal`` are called as each group ends, one at a time. Once an
-    interrupt is requested no further group starts. Errors that are not HarestartErrors
-    (bugs) propagate.
-    """
-    if fleet_mode(groups, env=env, resume=resume):
-        return _restart_as_fleet(
-            groups, request, env, reporter, interrupts, on_result, on_refusal, parallel=parallel
-        )
-    lock = threading.Lock()
-    results: list[RunResult] = []
-    refusals: list[Refusal] = []
-
-    def one(g: Group) -> None:
-        if interrupts.requested:
-            return
-        try:
-            result = restart(
-                g, request, env=env, reporter=reporter, interrupts=interrupts, resume=resume
-            )
-        except HarestartError as exc:
-            refusal = Refusal(g, exc)
-            with lock:
-                refusals.append(refusal)
-                if on_refusal is not None:
-                    on_refusal(refusal)
-            return
-        with lock:
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-
-    if parallel > 1 and len(groups) > 1:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            for f in [pool.submit(contextvars.copy_context().run, one, g) for g in groups]:
-                f.result()
-    else:
-        for g in groups:
-            one(g)
-    order = {g.id: i for i, g in enumerate(groups)}
-    return FleetOutcome(
-        results=tuple(sorted(results, key=lambda r: order[r.group])),
-        refusals=tuple(sorted(refusals, key=lambda x: order[x.group.id])),
-    )
-
-
-def fleet_mode(groups: tuple[Group, ...], *, env: Environment, resume: bool = False) -> bool:
-    """Does ``restart_groups`` share these groups with other bastions (a shared service)?"""
-    return (
-        env.fleet is not None
-        and not resume
-        and len(groups) > 1
-        and groups[0].coordination is not None
-    )
-
-
-def _restart_as_fleet(
-    groups: tuple[Group, ...],
-    request: RunRequest,
-    env: Environment,
-    reporter: Reporter | None,
-    interrupts: InterruptFlag,
-    on_result: Callable[[RunResult], None] | None,
-    on_refusal: Callable[[Refusal], None] | None,
-    *,
-    parallel: int,
-) -> FleetOutcome:
-    """``restart_groups`` on a shared service: this bastion's share (``engine.fleet``)."""
-    settings = groups[0].coordination
-    if env.fleet is None or settings is None:  # pragma: no cover - fleet_mode() checked it
-        raise ValueError("no fleet board in this environment")
-    results: list[RunResult] = []
-    refusals: list[Refusal] = []
-    lock = threading.Lock()
-
-    def one(group: Group, guard: Guard) -> RunResult:
-        return restart(
-            group, request, env=env, reporter=reporter, interrupts=interrupts, guard=guard
-        )
-
-    def done(result: RunResult) -> None:
-        with lock:
-            results.append(result)
-        if on_result is not None:
-            on_result(result)
-
-    def refused(group: Group, error: HarestartError) -> None:
-        refusal = Refusal(group, error)
-        with lock:
-            refusals.append(refusal)
-        if on_refusal is not None:
-            on_refusal(refusal)
-
-    board = env.fleet(settings, fleet_name(groups))
-    try:
-        report = restart_fleet(
-            groups,
-            board=board,
-            restart=one,
-            state_dir=env.state_dir,
-            interrupts=interrupts,
-            sleep=env.clock.sleep,
-            now=env.clock.now,
-            poll=env.fleet_poll,
-            parallel=parallel,
-            on_result=done,
-            on_refusal=refused,
-        )
-    finally:
-        board.close()
-    order = {g.id: i for i, g in enumerate(groups)}
-    return FleetOutcome(
-        results=tuple(sorted(results, key=lambda r: order[r.group])),
-        refusals=tuple(sorted(refusals, key=lambda x: order[x.group.id])),
-        fleet=report,
-    )

@@ -45,9 +45,10 @@ import structlog
 from harestart.domain.group import Group
 from harestart.domain.judge import RunFacts, Verdict, judge_group
 from harestart.domain.observation import GroupState, NodeState
+from harestart.domain.plan.model import PlanOptions
 from harestart.domain.secret import Secret
+from harestart.engine.prepare import available_passwords
 from harestart.errors import HarestartError, UsageError
-from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.model import Inventory
 from harestart.inventory.yamlsafe import YamlProblem, load_located
 from harestart.views.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -613,9 +614,8 @@ class Api:
             if name in KNOWN_ACTIONS:
                 raise ApiError(501, f"harestart does not implement the {name!r} action")
             raise ApiError(501, f"unknown action {name!r}; harestart implements 'restart' only")
-        try:
-            for node in group.db_nodes:  # every password must be available before anything
-                mysql_endpoint(node)
+        try:  # the passwords a run needs: the same check and words as `harestart run`'s
+            available_passwords((group,), PlanOptions())
         except UsageError as exc:
             raise ApiError(503, f"HA instance {group.id} cannot be used: {exc}") from None
         try:

@@ -1,10 +1,11 @@
-"""Restarts started by the HTTP API: the same sequencer as ``harestart run``, in a thread.
+"""Restarts started by the HTTP API: the same way in as ``harestart run``, in a thread.
 
-``BackgroundRestarter.start`` runs ``engine.run.restart`` (lock, journal, executor) in a
-background thread and waits until the run either holds the group's lock and began its first
-step (the request is then answered 202) or was refused before that (another run holds the
-group, an unfinished run, a stale lock: 422). So the lock alone decides between concurrent API
-requests and ``harestart run`` in a shell.
+``BackgroundRestarter.start`` runs ``engine.prepare`` then ``engine.execute`` (the checks in
+the judge's order, then the lock, journal and executor) in a background thread and waits until
+the run either holds the group's lock and began its first step (the request is then answered
+202) or was refused before that (another run holds the group, an unfinished run, a stale lock,
+the group not healthy: 422, with the same message as ``harestart run``). So the lock alone
+decides between concurrent API requests and ``harestart run`` in a shell.
 
 ``BackgroundRestarter.view`` reads the facts the judge needs without touching a host (the lock,
 the journal, whether a restart of this server runs); the judge (``harestart.domain.judge``)
@@ -30,12 +31,19 @@ from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.model import Step
 from harestart.domain.result import RunResult, StepRecord, utc_now
+from harestart.engine.execute import Listener, execute
+from harestart.engine.prepare import Refusal, prepare
 from harestart.engine.run import Environment, RunRequest
-from harestart.engine.run import restart as engine_restart
 from harestart.engine.sequencer.interrupts import InterruptFlag
-from harestart.errors import HarestartError, LockHeld
+from harestart.errors import (
+    CoordinationUnavailable,
+    HarestartError,
+    Interrupted,
+    LockHeld,
+    PreflightRefused,
+)
 from harestart.http.api import Observed, RunView, Unprocessable
-from harestart.views.metrics import Metrics
+from harestart.views.metrics import Metrics, MetricsListener
 from harestart.views.status import read_run_facts
 from harestart.wiring import environment, observe_groups
 
@@ -105,8 +113,9 @@ RestartFn = Callable[..., RunResult]
 class BackgroundRestarter:
     """The API's ``Restarter``: one background run per group, the group lock decides.
 
-    Runs go through ``engine.run.restart`` in ``env`` (default: the real hosts); ``restart``
-    replaces that call in tests.
+    Runs go through ``engine.prepare`` and ``engine.execute`` in ``env`` (default: the real
+    hosts), told to ``metrics`` by the same listener as ``--metrics-textfile``; ``restart``
+    replaces both calls in tests.
     """
 
     def __init__(
@@ -120,6 +129,7 @@ class BackgroundRestarter:
     ) -> None:
         self.inventory_path = inventory_path
         self.metrics = metrics
+        self._listeners: list[Listener] = [MetricsListener(metrics)] if metrics else []
         self.on_finished = on_finished
         self.env = env if env is not None else environment()
         self._restart = restart if restart is not None else self._restart_in_env
@@ -209,9 +219,19 @@ class BackgroundRestarter:
         resume: bool,
         interrupts: InterruptFlag,
     ) -> RunResult:
-        return engine_restart(
-            group, request, env=self.env, reporter=reporter, interrupts=interrupts, resume=resume
-        )
+        """``harestart run``'s way: prepare, then execute; a refusal is raised."""
+        try:
+            prepared = prepare((group,), request, self.env, resume=resume)
+        except HarestartError as exc:  # what the run needs is missing (the door checked most)
+            for x in self._listeners:
+                x.refused(Refusal(group, exc))
+            raise
+        outcome = execute(prepared, self._listeners, reporter=reporter, interrupts=interrupts)
+        if outcome.refusals:
+            raise outcome.refusals[0].error
+        if not outcome.results:  # stopped (serve is shutting down) before it began
+            raise Interrupted(interrupts.requested or "SIGTERM")
+        return outcome.results[0]
 
     def _run(self, job: Job) -> None:
         g = job.group
@@ -229,12 +249,10 @@ class BackgroundRestarter:
                     interrupted=job.result.interrupted,
                     duration_s=round(job.result.duration_s, 3),
                 )
-                if self.metrics is not None:
-                    self.metrics.record_run(job.result)
             except HarestartError as exc:
-                # Refused before anything changed (lock, journal, preflight).
+                # Refused before anything changed (lock, journal, health; counted by the
+                # metrics listener).
                 job.error = exc
-                self._refused(g)
                 log.warning("api.restart.refused", error=str(exc), error_type=type(exc).__name__)
             except Exception:
                 job.error_id = "err-" + uuid.uuid4().hex[:12]
@@ -477,6 +495,10 @@ def refusal_for_tenant(job: Job) -> str:
         return f"another harestart run holds group {gid}; retry once it has finished"
     if "unfinished run" in str(job.error):
         return f"group {gid} has an unfinished run (ERROR): an operator resumes it"
+    if isinstance(job.error, PreflightRefused) and not isinstance(
+        job.error, CoordinationUnavailable
+    ):
+        return f"group {gid} is not healthy (ERROR): its problems are listed in GET .../ha/{gid}"
     return (
         f"the restart of group {gid} was refused before it began; an operator can read why in "
         f"serve's log under request {job.request_id}"

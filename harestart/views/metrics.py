@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,13 +41,21 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from harestart.domain.group import Group
+from harestart.domain.judge import judge_group
 from harestart.domain.observation import GroupState
 from harestart.domain.result import GroupStatus, RunResult, StepStatus
+from harestart.engine.execute import Outcome
+from harestart.engine.prepare import Refusal
+from harestart.engine.run import Environment
+from harestart.views.status import read_run_facts
 
 __all__ = [
     "CONTENT_TYPE",
     "GroupSnapshot",
     "Metrics",
+    "MetricsListener",
+    "RunTextfile",
     "result_label",
     "snapshot_of",
 ]
@@ -214,3 +223,46 @@ class Metrics:
         """For node_exporter's textfile collector: written to a temporary file in the same
         directory, then renamed over ``path`` (the collector never reads half a file)."""
         write_to_textfile(path, self.registry)
+
+
+class MetricsListener:
+    """``engine.execute``'s listener that counts each group's end into ``metrics``: a result
+    (its counter and durations) or a refusal. The same for ``serve`` (``GET /metrics``) and
+    ``run/resume --metrics-textfile``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def finished(self, result: RunResult) -> None:
+        self.metrics.record_run(result)
+
+    def refused(self, refusal: Refusal) -> None:
+        self.metrics.record_refusal(refusal.group.account, refusal.group.id)
+
+
+class RunTextfile:
+    """``run/resume --metrics-textfile``: the run's metrics, counted by the same listener as
+    ``serve``'s, written at the end for node_exporter's textfile collector."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metrics = Metrics()
+        self.listener = MetricsListener(self.metrics)
+
+    def write(self, env: Environment, groups: tuple[Group, ...], outcome: Outcome) -> str | None:
+        """Write what was counted and each group's final state (its result's, else judged from
+        its lock and journal), MHA and lock gauges; why it could not be written, else None."""
+        results = {r.group: r for r in outcome.results}
+        snapshots = []
+        for g in groups:
+            facts = read_run_facts(env, g)
+            result = results.get(g.id)
+            state = result.state if result is not None else judge_group(g, None, facts).state
+            mha = result is not None and result.failover_enabled is True
+            snapshots.append(GroupSnapshot(g.account, g.id, state, mha, facts.lock.held))
+        self.metrics.watch_groups(lambda: snapshots)
+        try:
+            self.metrics.write_textfile(str(self.path))
+        except OSError as exc:
+            return f"cannot write the metrics textfile {self.path}: {exc}"
+        return None

@@ -60,6 +60,11 @@ def observed_wording(state: GroupState) -> Wording:
     return Wording(dialects, "in the words of the versions found") if dialects else EVERY_FORM
 
 
+def wording_for(group: Group, observed: GroupState | None) -> Wording:
+    """The words of the versions found when the group was observed, else its ``flavor:``'s."""
+    return observed_wording(observed) if observed is not None else inventory_wording(group)
+
+
 def render_text(plan: Plan, wording: Wording = EVERY_FORM, *, verbose: bool = False) -> str:
     """One line per action (``do:``; ``finally:`` for what a step does at its end whatever
     happened), in the order the run sends them, each in ``wording``'s words; statements and

@@ -280,6 +280,53 @@ def test_kill_9_of_the_holder_then_the_other_bastion_waits_for_the_lease_then_fo
     assert snapshot(cluster) == {n: c + 2 for n, c in before.items()}
 
 
+def test_kill_9_in_the_source_step_the_other_bastion_exits_2_naming_the_run_then_resume(
+    cluster: LabCluster, etcd: CoordService, bastions: Bastions, tmp_path: Path
+) -> None:
+    """#22: A dies while the source restarts, the replicas' IO threads stopped (detached) and
+    MHA off. B's run is refused for A's unfinished run (exit 2, naming A's run, bastion, state
+    directory and the resume to run there), not for the stopped IO threads (exit 3)."""
+    group_id = "coord-kill9-source"
+    inv = coord_inventory(cluster, tmp_path / "inv.yml", etcd.url, group_id=group_id)
+    before = snapshot(cluster)
+    log = bastions.a / "run.jsonl"
+    proc = start_harestart(
+        "run", str(inv), "--yes", "--detach-replicas", "--log-file", str(log), state_dir=bastions.a
+    )
+    wait_restart_running(cluster, "db1", timeout=300)  # the replicas were restarted first
+    proc.send_signal(signal.SIGKILL)  # mid-run, while the source restarts
+    proc.wait(timeout=30)
+    run_id = journal(bastions.a)["run_id"]
+    wait_for(
+        "db1 back by itself",
+        lambda: ready_count(cluster, "db1") == before["db1"] + 1 and cluster.sql("db1", "SELECT 1"),
+        timeout=120,
+    )
+    # The premise: what B's health check sees (the run stopped these threads and died).
+    for replica in ("db2", "db3"):
+        assert cluster.replica_status(replica)["io_running"] == "No", replica
+    assert cluster.mha_status()[0] != 0  # MHA stopped by A
+    wait_lock_free(etcd, inv, bastions.b, group_id, timeout=LEASE + 30)
+
+    refused = harestart("run", str(inv), "--yes", state_dir=bastions.b)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    resume = f"harestart resume {inv} --group {group_id}"
+    for named in (run_id, HOSTNAME, str(bastions.a), resume, f"HARESTART_STATE_DIR={bastions.a}"):
+        assert named in refused.stderr, (named, refused.stderr)
+    assert "preflight refused" not in refused.stderr, refused.stderr
+    assert journals(bastions.b) == []
+    assert cluster.replica_status("db2")["io_running"] == "No"  # B changed nothing
+
+    # The resume command it names, run on A's bastion, leaves the group ACTIVE.
+    done = harestart("resume", str(inv), "--yes", "--format", "json", state_dir=bastions.a)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.json()["state"] == "ACTIVE" and done.json()["resumed"] is True
+    assert snapshot(cluster) == plus_one(before)  # nothing restarted twice
+    assert all(cluster.replicating(r) for r in ("db2", "db3"))
+    assert cluster.mha_status()[0] == 0
+    assert status_json(inv, bastions.b)["state"] == "ACTIVE"
+
+
 def test_etcd_stopped_mid_run_stops_at_a_safe_point_and_resume_finishes_after_it_returns(
     cluster: LabCluster, bastions: Bastions, tmp_path: Path
 ) -> None:

@@ -25,6 +25,8 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.result import utc_now
 from harestart.domain.topology import MhaState
+from harestart.engine import execute as execute_module
+from harestart.engine.execute import FRESH_FOR
 from harestart.engine.run import Environment
 from harestart.engine.sequencer.waiting import ManualClock
 from harestart.engine.state.journal import Journal, journal_path
@@ -353,35 +355,44 @@ def test_status_exits_0_when_healthy_and_1_when_not(
 
 # --- several groups: the worst exit code wins ------------------------------------------------
 
-# What happens to a group after the CLI's own preflight accepted every group.
+# What happens to a group after prepare accepted every group (between prepare and execute, or
+# during the run).
 FATES = ("ok", "refused", "locked", "unfinished", "failed", "interrupted")
 
 
-def destine(x: Lab, group_id: str, fate: str) -> None:
+def destine(x: Lab, group_id: str, fate: str) -> Callable[[], None] | None:
+    """Set the group's fate up; returns what happens to it between prepare and execute."""
     world = x.worlds[group_id]
-    if fate == "refused":  # reality changes between the CLI's preflight and the run's own
 
-        def break_on_run(g: Group, calls: list[int] = []) -> None:  # noqa: B006
-            if g.id == group_id:
-                calls.append(1)
-                if len(calls) == 2:  # 1: the CLI's probe, 2: the run
-                    world.nodes[f"{group_id}2"].io = "No"
+    def between() -> None:
+        if fate == "refused":  # reality changed while the person confirmed (a while)
+            world.nodes[f"{group_id}2"].io = "No"
+            x.clock.advance(FRESH_FOR + 1)  # the run looks again
+        elif fate == "locked":  # another run took the group
+            x.lock(group_id)
+        elif fate == "unfinished":  # another run failed on it meanwhile
+            unfinished_journal(x, group_id)
 
-        x.on_session.append(break_on_run)
-    elif fate == "locked":  # another run takes the group after the CLI's lock check
-
-        def lock_once(g: Group, taken: list[int] = []) -> None:  # noqa: B006
-            if g.id == group_id and not taken:
-                taken.append(1)
-                x.lock(group_id)
-
-        x.on_session.append(lock_once)
-    elif fate == "unfinished":
-        unfinished_journal(x, group_id)
-    elif fate == "failed":
+    if fate == "failed":
         world.nodes[f"{group_id}3"].restart_fails = True
     elif fate == "interrupted":
         interrupt_on_restart(world, f"{group_id}2")
+    return between if fate in ("refused", "locked", "unfinished") else None
+
+
+@pytest.fixture
+def between_prepare_and_execute(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], None]]:
+    """Callables run after ``engine.prepare`` accepted the groups, before ``engine.execute``."""
+    calls: list[Callable[[], None]] = []
+    real = execute_module.execute
+
+    def later(*args: Any, **kw: Any) -> Any:
+        for call in calls:
+            call()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(execute_module, "execute", later)
+    return calls
 
 
 @pytest.mark.parametrize(
@@ -399,12 +410,18 @@ def destine(x: Lab, group_id: str, fate: str) -> None:
     ],
 )
 def test_all_groups_the_worst_exit_code_wins(
-    lab: Callable[..., Lab], harestart: Harestart, fates: tuple[str, ...], code: ExitCode
+    lab: Callable[..., Lab],
+    harestart: Harestart,
+    between_prepare_and_execute: list[Callable[[], None]],
+    fates: tuple[str, ...],
+    code: ExitCode,
 ) -> None:
     ids = [chr(ord("a") + i) for i in range(len(fates))]
     x = lab(*ids)
     for g, fate in zip(ids, fates, strict=True):
-        destine(x, g, fate)
+        later = destine(x, g, fate)
+        if later is not None:
+            between_prepare_and_execute.append(later)
     r = harestart(x, "run", "--all", "--yes", "--format", "json")
     assert r.code == code, r.err
     docs = r.json()
@@ -427,12 +444,51 @@ def test_all_groups_the_worst_exit_code_wins(
         assert x.restarts(ids[fates.index("ok")]) == [1, 1, 1]
 
 
+# Why prepare refuses a group (#22: checked in the judge's order before anything changes).
+CAUSES: dict[str, Callable[[Lab, str], object]] = {
+    "unhealthy": lambda x, g: setattr(x.worlds[g].nodes[f"{g}2"], "io", "No"),
+    "locked": Lab.lock,
+    "unfinished": unfinished_journal,
+}
+
+
+@pytest.mark.parametrize(
+    ("causes", "code"),
+    [
+        (("ok", "unhealthy"), ExitCode.PREFLIGHT_REFUSED),
+        (("locked", "ok"), ExitCode.LOCKED),
+        (("unhealthy", "unfinished", "ok"), ExitCode.USAGE),
+        (("unfinished", "locked", "unhealthy"), ExitCode.USAGE),
+    ],
+)
+def test_all_groups_one_refused_by_prepare_refuses_the_command_and_changes_nothing(
+    lab: Callable[..., Lab], harestart: Harestart, causes: tuple[str, ...], code: ExitCode
+) -> None:
+    ids = [chr(ord("a") + i) for i in range(len(causes))]
+    x = lab(*ids)
+    for g, cause in zip(ids, causes, strict=True):
+        if cause != "ok":
+            CAUSES[cause](x, g)
+    r = harestart(x, "run", "--all", "--yes", "--format", "json")
+    assert r.code == code, r.err
+    assert r.json() == []  # nothing ran
+    for g, cause in zip(ids, causes, strict=True):
+        assert x.restarts(g) == [0, 0, 0] and x.worlds[g].events == []
+        said = f"harestart: group {g}: "
+        assert (said in r.err) is (cause != "ok"), r.err
+    assert "[stop_failover]" not in r.err  # no plan shown: nothing to confirm
+
+
 def test_parallel_groups_run_at_once_and_report_in_inventory_order(
-    lab: Callable[..., Lab], harestart: Harestart
+    lab: Callable[..., Lab],
+    harestart: Harestart,
+    between_prepare_and_execute: list[Callable[[], None]],
 ) -> None:
     x = lab("a", "b", "c")
     destine(x, "a", "failed")
-    destine(x, "b", "locked")
+    locked = destine(x, "b", "locked")  # another run takes b after prepare
+    assert locked is not None
+    between_prepare_and_execute.append(locked)
     r = harestart(x, "run", "--all", "--parallel-groups", "3", "--yes", "--format", "json")
     assert r.code == ExitCode.RUN_FAILED, r.err
     assert [(d["group"], d["ok"]) for d in r.json()] == [("a", False), ("c", True)]

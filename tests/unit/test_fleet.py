@@ -23,13 +23,17 @@ from harestart.adapters.protocols import FleetMark
 from harestart.domain.group import Group
 from harestart.domain.result import RunResult
 from harestart.engine.coordination import my_mark
+from harestart.engine.execute import Outcome as FleetOutcome
+from harestart.engine.execute import execute
 from harestart.engine.fleet import FleetReport, fleet_name, owner, restart_fleet
-from harestart.engine.run import Environment, FleetOutcome, RunRequest, fleet_mode, restart_groups
+from harestart.engine.prepare import fleet_mode, prepare
+from harestart.engine.run import Environment, RunRequest
 from harestart.engine.run import restart as engine_restart
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.waiting import ManualClock
 from harestart.errors import CoordinationUnavailable, ExitCode, LockHeld
 from harestart.inventory.load import parse_inventory
+from harestart.views.outcome import render_fleet
 from harestart.wiring import coordination as real_coordination
 
 from .test_cli_run import Lab, Outcome, inventory_text
@@ -95,7 +99,7 @@ def fleet_lab(tmp_path: Path) -> Iterator[FleetLab]:
 
 
 def run_bastions(x: FleetLab, names: list[str]) -> dict[str, FleetOutcome]:
-    """``restart_groups`` of every group on each bastion, all started together."""
+    """``run --all`` of every group on each bastion (prepare, execute), all started together."""
     groups = x.groups()
     outcomes: dict[str, FleetOutcome] = {}
     errors: list[BaseException] = []
@@ -104,12 +108,9 @@ def run_bastions(x: FleetLab, names: list[str]) -> dict[str, FleetOutcome]:
     def bastion(name: str) -> None:
         try:
             start.wait()
-            outcomes[name] = restart_groups(
-                groups,
-                RunRequest(inventory=str(x.inventory)),
-                env=x.bastion(name),
-                interrupts=InterruptFlag(),
-            )
+            request = RunRequest(inventory=str(x.inventory))
+            prepared = prepare(groups, request, x.bastion(name))
+            outcomes[name] = execute(prepared, interrupts=InterruptFlag())
         except BaseException as exc:  # reported by the test
             errors.append(exc)
 
@@ -479,6 +480,6 @@ def test_the_service_lost_mid_round_stops_this_bastion_and_keeps_what_it_did(
     assert done and len(done) < len(GROUPS)
     assert sorted(report.restarted) == sorted(keys(done))  # reported: exactly those
     assert all(x.restarts(g) in ([0, 0, 0], [1, 1, 1]) for g in GROUPS)  # none half-done
-    text = cli._render_fleet(report)
+    text = render_fleet(report)
     assert "STOPPED: coordination service lost" in text
     assert "run --all again to continue it" in text

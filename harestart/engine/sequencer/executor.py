@@ -22,6 +22,7 @@ import structlog
 
 from harestart.adapters.protocols import Connector, FailoverManager, HookRunner
 from harestart.domain.group import Group
+from harestart.domain.observation import GroupState
 from harestart.domain.plan.model import Action, Plan, Step
 from harestart.domain.result import (
     Failure,
@@ -71,7 +72,10 @@ class Executor:
         failure_policy: FailurePolicy = FailurePolicy.RESTORE_IF_HEALTHY,
         wall: Callable[[], float] = time.time,
         hooks: HookRunner | None = None,
+        observed: GroupState | None = None,
     ) -> None:
+        """``observed``: the group as ``engine.prepare`` just observed it, judged by the
+        preflight step instead of observing again (a new run only)."""
         if resume and journal is None:
             raise ValueError("resume needs the journal of the earlier attempt")
         self.group = group
@@ -92,7 +96,7 @@ class Executor:
         self.recorder = Recorder(self.scope, plan)
         self.failure_policy = failure_policy
         self.log = self.scope.log
-        self.steps = StepRunner(self.waits, self.recorder)
+        self.steps = StepRunner(self.waits, self.recorder, observed=observed)
         self.lease_lost = False  # the run stopped because its lock's lease was lost
 
     # --- the run -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from harestart.domain.actions import PlanAction
 from harestart.domain.judge import preflight_problems, resume_problems, verify_problems
+from harestart.domain.observation import GroupState
 from harestart.domain.plan.model import Action, Step
 from harestart.domain.result import GroupStatus, StepStatus
 from harestart.engine.observe import observe_group
@@ -27,8 +28,11 @@ StepHandler = Callable[[Step, StepRun], tuple[StepStatus, str]]
 
 
 class StepRunner:
-    def __init__(self, waits: Waiter, recorder: Recorder) -> None:
+    def __init__(
+        self, waits: Waiter, recorder: Recorder, *, observed: GroupState | None = None
+    ) -> None:
         self.waits = waits
+        self._observed = observed  # prepare's look, judged once by a new run's preflight
         self.scope = waits.scope
         self.group = waits.scope.group
         self.recorder = recorder
@@ -85,7 +89,9 @@ class StepRunner:
                 perform_best_effort(self.waits, act, st)
         switched = scope.resume and scope.memory.switch is not None
         group = scope.current_group() if switched else self.group
-        state = observe_group(group, scope.connector, scope.mha)
+        state, self._observed = self._observed, None
+        if state is None or scope.resume:
+            state = observe_group(group, scope.connector, scope.mha)
         if switched and scope.memory.switch is not None:
             # The run moved (or was moving) the source role: judge the group as it is now.
             problems = switchover.switch_resume_problems(group, state, scope.memory.switch.phase)

@@ -1,0 +1,72 @@
+"""A run's end for people and scripts: each group's summary as it ends, the results as JSON,
+the fleet round, the refusals and the ``resume`` hints of interrupted runs."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from harestart.domain.judge import resume_command
+from harestart.domain.result import RunResult, render_results_json, render_summary
+from harestart.engine.execute import Outcome
+from harestart.engine.fleet import FleetReport
+from harestart.engine.prepare import Refusal
+
+FLEET_MODE = (
+    "fleet mode: the groups are shared with the other bastions on the coordination service; "
+    "each is checked when this bastion takes it"
+)
+
+
+class SummaryListener:
+    """``engine.execute``'s listener for a terminal: each group's summary table as it ends
+    (``summaries``: text output only) on ``out``, and with several groups each refusal on
+    ``err`` (one group's refusal is the command's error message)."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, summaries: bool, several: bool) -> None:
+        self.out, self.err = out, err
+        self.summaries, self.several = summaries, several
+
+    def finished(self, result: RunResult) -> None:
+        if self.summaries:
+            self.out.write("\n" + render_summary(result) + "\n")
+            self.out.flush()
+
+    def refused(self, refusal: Refusal) -> None:
+        if self.several:
+            self.err.write(f"harestart: group {refusal.group.id}: {refusal.error}\n")
+            self.err.flush()
+
+
+def outcome_json(outcome: Outcome, *, several: bool) -> str:
+    """The results (one object for one group, a list with several), with the fleet round."""
+    if outcome.fleet is not None:
+        doc = {
+            "results": [r.to_dict() for r in outcome.results],
+            "fleet": outcome.fleet.to_dict(),
+        }
+        return json.dumps(doc, indent=2)
+    return render_results_json(list(outcome.results), force_list=several)
+
+
+def render_fleet(report: FleetReport) -> str:
+    lines = [f"fleet round {report.round} (member {report.member}):"]
+    lines += [f"  restarted here: {g}" for g in report.restarted]
+    lines += [f"  skipped: {x['group']}: {x['why']}" for x in report.skipped]
+    lines += [f"  FAILED: {x['group']}: {x['why']}" for x in report.failed]
+    if report.error is not None:
+        lines.append(f"  STOPPED: {report.error}")
+    if not report.complete:
+        why = "this bastion stopped" if report.error is not None else "interrupted"
+        lines.append(f"  the round is not complete ({why}): run --all again to continue it")
+    return "\n".join(lines)
+
+
+def interrupted_hints(outcome: Outcome, inventory: str) -> list[str]:
+    """One line per interrupted group: where MHA stands and the command that continues it."""
+    return [
+        f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
+        f"`{resume_command(inventory, r.group)}`"
+        for r in outcome.results
+        if r.interrupted
+    ]
