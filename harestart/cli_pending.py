@@ -78,6 +78,6 @@ def clear_pending(inventory: str, group_id: str, nodes: tuple[str, ...]) -> int:
 
     group = load_inventory(inventory).select(group_id)[0]
     gone = clear_marks(group, frozenset(nodes) or None, env=_environment(create=False))
-    where = ", ".join(f"node {n}" for n in nodes) or "the whole group"
+    where = ", ".join(f"node {n}" for n in nodes) or "every mark"
     click.echo(f"cleared {gone} mark{'s' if gone != 1 else ''} of group {group.id} ({where})")
     return 0
