@@ -25,6 +25,7 @@ from harestart.cli_options import (
     serve_options,
     tls_options,
 )
+from harestart.cli_pending import clear_pending, mark_pending
 from harestart.domain.group import Group
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import PlanOptions
@@ -325,6 +326,10 @@ def _report(inv: Inventory, groups: tuple[Group, ...], outcome: Outcome, fmt: st
     for line in interrupted_hints(outcome, inv.path):
         click.echo(line, err=True)
     return int(outcome.exit_code)
+
+
+cli.add_command(mark_pending)
+cli.add_command(clear_pending)
 
 
 @cli.command()

@@ -13,12 +13,14 @@ from pathlib import Path
 from harestart.adapters.coordination import ToozCoordination, tooz_fleet
 from harestart.adapters.hooks import SubprocessHookRunner
 from harestart.adapters.mha import MhaManager
-from harestart.adapters.protocols import Connector, FailoverManager
+from harestart.adapters.pending_marks import ToozMarks
+from harestart.adapters.protocols import Connector, FailoverManager, PendingMarks
 from harestart.adapters.ssh import ParamikoConnector
 from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.engine import run
 from harestart.engine.coordination import Coordination, LocalCoordination
+from harestart.engine.state.marks import LocalMarks
 
 
 def state_dir() -> Path:
@@ -49,6 +51,14 @@ def coordination(group: Group, state_dir: Path) -> Coordination:
     return ToozCoordination(group.coordination, group.id)
 
 
+def marks(group: Group, state_dir: Path) -> PendingMarks:
+    """Where the group's pending-restart marks are kept: its coordination service, else the
+    state directory (#23)."""
+    if group.coordination is None:
+        return LocalMarks(state_dir)
+    return ToozMarks(ToozCoordination(group.coordination, group.id))
+
+
 def environment() -> run.Environment:
     """The real hosts: SSH/MySQL through paramiko and pymysql, MHA over SSH, the real clock,
     and the state directory as the process environment names it now."""
@@ -59,11 +69,14 @@ def environment() -> run.Environment:
         coordination=coordination,
         fleet=tooz_fleet,
         hooks=SubprocessHookRunner(),
+        marks=marks,
     )
 
 
 # For callers that do not carry an Environment (the API's observer).
 
 
-def observe_groups(groups: tuple[Group, ...]) -> list[tuple[Group, GroupState]]:
-    return run.observe_groups(groups, env=environment())
+def observe_groups(
+    groups: tuple[Group, ...], *, detect_pending: bool = False
+) -> list[tuple[Group, GroupState]]:
+    return run.observe_groups(groups, env=environment(), detect_pending=detect_pending)

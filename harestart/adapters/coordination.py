@@ -309,11 +309,7 @@ class ToozCoordination:
 
     def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
         self.clear_unfinished(group)
-        name = (self._mark_prefix(group) + _b64(mark.to_json())).encode()
-        with contextlib.suppress(self._tooz.GroupAlreadyExist):
-            self._call(
-                lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
-            )
+        self.add_record(self._mark_prefix(group), mark.to_json())
 
     def unfinished(self, group: Group) -> UnfinishedMark | None:
         marks = [m for _, m in self._marks(group)]
@@ -321,9 +317,31 @@ class ToozCoordination:
 
     def clear_unfinished(self, group: Group) -> None:
         for name, _ in self._marks(group):
-            gone = (self._tooz.GroupNotCreated, self._tooz.GroupNotEmpty)
-            with contextlib.suppress(*gone):
-                self._call(lambda n=name: self._coord.delete_group(n).get(), ok=gone)  # type: ignore[misc]
+            self.remove_record(name)
+
+    # --- records: a tooz group named <prefix><base64url text>, no lease ---------------------
+
+    def add_record(self, prefix: str, text: str) -> None:
+        name = (prefix + _b64(text)).encode()
+        with contextlib.suppress(self._tooz.GroupAlreadyExist):
+            self._call(
+                lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
+            )
+
+    def records(self, prefix: str) -> list[tuple[bytes, str]]:
+        """(name, text) of every record under ``prefix``; one not base64url text is skipped."""
+        out = []
+        for raw in self._call(lambda: self._coord.get_groups().get()):
+            name = _text(raw)
+            if name.startswith(prefix):
+                with contextlib.suppress(ValueError):
+                    out.append((name.encode(), _unb64(name[len(prefix) :])))
+        return out
+
+    def remove_record(self, name: bytes) -> None:
+        gone = (self._tooz.GroupNotCreated, self._tooz.GroupNotEmpty)
+        with contextlib.suppress(*gone):
+            self._call(lambda: self._coord.delete_group(name).get(), ok=gone)
 
     def close(self) -> None:
         """Disconnect in the background: tooz's stop waits about a second for its worker
@@ -407,19 +425,10 @@ class ToozCoordination:
         return max(holders, key=lambda h: h.since) if holders else None
 
     def _marks(self, group: Group) -> list[tuple[bytes, UnfinishedMark]]:
-        prefix = self._mark_prefix(group)
-        out = []
-        for raw in self._call(lambda: self._coord.get_groups().get()):
-            name = _text(raw)
-            if not name.startswith(prefix):
-                continue
-            try:
-                mark = UnfinishedMark.from_json(_unb64(name[len(prefix) :]))
-            except ValueError:
-                mark = None
-            if mark is not None:
-                out.append((name.encode(), mark))
-        return out
+        found = (
+            (n, UnfinishedMark.from_json(t)) for n, t in self.records(self._mark_prefix(group))
+        )
+        return [(name, mark) for name, mark in found if mark is not None]
 
     def beat(self, group: Group, lock: Any) -> None:
         """One heartbeat; raises _Lost when the service says the lock is no longer ours, a

@@ -15,6 +15,7 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
+from harestart.domain.pending.marks import OperatorMark
 from harestart.domain.pending.settings import ServerSettings
 from harestart.domain.sql import Sql
 from harestart.domain.topology import MhaStatus, ReadOnlyState, ReplicaStatus, ServerInfo
@@ -261,6 +262,26 @@ class Coordination(Protocol):
 
     def close(self) -> None:
         """Disconnect; locks still held are released."""
+
+
+class PendingMarks(Protocol):
+    """Where operators' pending-restart marks of groups are kept (#23): the group's
+    coordination service, else the state directory. One mark per node and one for the whole
+    group: a new mark replaces the earlier one of the same scope."""
+
+    backend: str
+
+    def pending_marks(self, group: Group) -> tuple[OperatorMark, ...]:
+        """The group's marks; a stored record that is not a mark is refused (an error)."""
+
+    def add_pending_mark(self, group: Group, mark: OperatorMark) -> None:
+        """Store ``mark``, replacing the group's earlier mark of the same node (or group)."""
+
+    def clear_pending_marks(self, group: Group, nodes: frozenset[str] | None) -> int:
+        """Remove the marks of ``nodes`` (None: every mark of the group); how many went."""
+
+    def close(self) -> None:
+        """Disconnect."""
 
 
 @dataclass(frozen=True)

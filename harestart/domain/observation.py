@@ -53,6 +53,17 @@ class NodeState:
             text += f"; GTID {i.gtid_position}"
         return text
 
+    def pending_notes(self) -> list[str]:
+        """``<node>: pending restart: ...`` (or nothing pending) and ``<node>: config drift:
+        ...``, when the observation looked for them."""
+        if self.pending is None:
+            return []
+        notes = [f"{self.name}: pending restart: {self.pending.describe()}"]
+        if self.config_drift:
+            drift = "; ".join(r.describe() for r in self.config_drift)
+            notes.append(f"{self.name}: config drift: {drift}")
+        return notes
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "role": self.role, "reachable": self.reachable}
         if self.ssh_error:
@@ -101,7 +112,10 @@ class GroupState:
         return self.mha.describe()
 
     def notes(self) -> tuple[str, ...]:
-        return (*(n.describe() for n in self.nodes), f"MHA: {self.mha_text()}")
+        """One line per node, MHA's, then each node's pending restarts and drift (#23) when
+        the observation looked for them (``plan --probe``)."""
+        pending = [line for n in self.nodes for line in n.pending_notes()]
+        return (*(n.describe() for n in self.nodes), f"MHA: {self.mha_text()}", *pending)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -40,6 +40,7 @@ __all__ = [
     "HolderInfo",
     "LocalCoordination",
     "UnfinishedMark",
+    "current_user",
     "is_here",
     "local_coordination",
     "my_holder",
@@ -58,6 +59,11 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
+
+
+def current_user() -> str:
+    """Who this process runs as (a name, else the uid)."""
+    return _user()
 
 
 def _now() -> str:

@@ -48,6 +48,7 @@ from harestart.engine.coordination import (
     this_host,
 )
 from harestart.engine.fleet import FleetBoardFactory
+from harestart.engine.marks import MarksFactory, local_marks, with_operator_marks
 from harestart.engine.observe import observe_group
 from harestart.engine.sequencer.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.sequencer.interrupts import InterruptFlag
@@ -93,6 +94,9 @@ class Environment:
     fleet_poll: float = 2.0  # seconds between looks at the round while waiting on others
     # Runs the inventory's hooks on this machine (None: a group with hooks fails at its first).
     hooks: HookRunner | None = None
+    # Where operators' pending-restart marks are kept (group, state_dir) -> store; the default
+    # knows the state directory only, ``harestart.wiring`` adds the shared services (#23).
+    marks: MarksFactory = local_marks
 
 
 @dataclass(frozen=True)
@@ -122,12 +126,14 @@ def _session(group: Group, env: Environment) -> Iterator[tuple[Connector, Failov
 
 def observe(group: Group, *, env: Environment, detect_pending: bool = False) -> GroupState:
     """One read-only look at every node of the group and at its failover manager
-    (``detect_pending``: and whether each node needs a restart, #23)."""
+    (``detect_pending``: and whether each node needs a restart, #23, the operator's marks
+    included)."""
     with (
         structlog.contextvars.bound_contextvars(group=group.id, step="observe"),
         _session(group, env) as (connector, mha),
     ):
-        return observe_group(group, connector, mha, detect_pending=detect_pending)
+        state = observe_group(group, connector, mha, detect_pending=detect_pending)
+    return with_operator_marks(group, state, env=env) if detect_pending else state
 
 
 def observe_groups(
@@ -149,7 +155,7 @@ def probed(
     out: list[tuple[Plan, GroupState]] = []
     refusals: list[str] = []
     for group, plan in zip(groups, plans, strict=True):
-        state = observe(group, env=env)
+        state = observe(group, env=env, detect_pending=True)
         out.append((plan.with_notes(state.notes()), state))
         refusals += [f"{group.id}: {p}" for p in preflight_problems(group, state)]
     if refusals:

@@ -604,7 +604,8 @@ class Api:
         runs = view.verdict(group)
         observed = self.observer.observe(group, context=(runs.state, view.current_step))
         base = f"/{VERSION}/{quote(account, safe='')}/ha/{quote(group.id, safe='')}"
-        return Response.json(200, {"ha_instance": ha_instance(group, view, observed, base)})
+        doc = ha_instance(group, view, observed, base, tenant=not req.operator)
+        return Response.json(200, {"ha_instance": doc})
 
     def _action(self, req: Request, params: Mapping[str, str]) -> Response:
         account = params["accountId"]
@@ -713,7 +714,7 @@ def node_status(node: NodeState | None, current_step: str | None, name: str = ""
 
 
 def ha_instance(
-    group: Group, view: RunView, observed: Observed | None, base: str
+    group: Group, view: RunView, observed: Observed | None, base: str, *, tenant: bool = False
 ) -> dict[str, Any]:
     """The seed's ``ha_instance`` (id, name, tenant_id, state, datastore, replica_source,
     replicas) plus what harestart knows: MHA, health, the run lock and the last restart.
@@ -731,7 +732,8 @@ def ha_instance(
         datastore = {"type": source.info.flavor.value, "version": source.info.version}
 
     def node_doc(name: str, role: str) -> dict[str, Any]:
-        return _node_doc(group, state, name, role, view.current_step)
+        doc = _node_doc(group, state, name, role, view.current_step)
+        return tenant_pending(doc) if tenant else doc
 
     src_doc = node_doc(group.source.name, group.source.role)
     src_doc["replicas"] = [{"id": r.name, "name": r.name} for r in group.replicas]
@@ -765,6 +767,43 @@ def ha_instance(
         "lock": judged["lock"],
         "last_restart": view.last_restart,
         "links": [{"href": base, "rel": "self"}],
+    }
+
+
+# What a tenant reads of a pending restart (#23), per kind: the variable, values of its own
+# server, the package; never a path on the host, an operator's mark text or who marked it.
+_TENANT_TEXT = {
+    "config": "an option that only takes effect at start differs from the running value",
+    "persisted": "a persisted setting differs from the running value",
+    "binary": "the server's executable was replaced on disk",
+    "library": "a library the server uses was replaced on disk",
+    "package": "the installed server package is another version than the one running",
+    "mark": "an operator marked the node for a restart",
+    "unknown": "whether a restart is pending could not be checked",
+}
+_TENANT_SUBJECT = frozenset({"config", "persisted", "package"})
+
+
+def tenant_pending(node: dict[str, Any]) -> dict[str, Any]:
+    """A node document as a tenant sees its pending restarts and drift: each reason's kind,
+    a sentence per kind, and for config/persisted/package reasons the variable (or package)
+    and the values; paths, mark texts and who marked are an operator's."""
+    out = dict(node)
+    for key in ("pending_restart", "config_drift"):
+        if key in out:
+            out[key] = [_tenant_reason(r) for r in out[key]]
+    return out
+
+
+def _tenant_reason(reason: dict[str, Any]) -> dict[str, Any]:
+    kind = str(reason.get("kind"))
+    shown = kind in _TENANT_SUBJECT
+    return {
+        "kind": kind,
+        "subject": reason.get("subject", "") if shown else "",
+        "configured": reason.get("configured") if shown else None,
+        "running": reason.get("running") if shown else None,
+        "text": _TENANT_TEXT.get(kind, "a restart is pending"),
     }
 
 

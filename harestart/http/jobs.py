@@ -350,7 +350,8 @@ class BackgroundObserver:
         self.timeout = timeout
         self.parallel = parallel
         self._groups = groups
-        self._observe = observe or (lambda g: observe_groups((g,))[0][1])
+        # Each node's pending restarts too (#23): GET /ha/{id} and the metrics show them.
+        self._observe = observe or (lambda g: observe_groups((g,), detect_pending=True)[0][1])
         self._context_of = context_of
         self._clock = clock
         self._lock = threading.Lock()

@@ -13,6 +13,10 @@ paths): ``account`` and ``group`` (one series per inventory group) are the fines
   or a stale lock a dead run left), else 0;
 - ``harestart_observation_age_seconds{account,group}``: age of the observation ``serve``
   answers from (absent until the group was observed once);
+- ``harestart_node_pending_restart{account,group,node,reason}``: 1 per kind of reason a node
+  needs a restart for (config, persisted, binary, library, package, mark, unknown), as the
+  latest observation found them; a series disappears when its reason is gone (a node is a
+  label here: a group has a handful, and a node's pending restart is the question asked);
 - ``harestart_restarts_total{account,group,result}``: restarts by result
   (ok | failed | interrupted | refused);
 - ``harestart_restart_duration_seconds``: histogram of whole restarts, without labels: a
@@ -86,6 +90,8 @@ class GroupSnapshot:
     mha_running: bool
     lock_held: bool
     observation_age_s: float | None = None  # None: never observed (or not applicable)
+    # (node, reason kind) of each pending restart the latest observation found (#23).
+    pending: tuple[tuple[str, str], ...] = ()
 
 
 def snapshot_of(
@@ -98,6 +104,8 @@ def snapshot_of(
     observation_age_s: float | None = None,
 ) -> GroupSnapshot:
     mha = observed.mha if observed is not None else None
+    nodes = observed.nodes if observed is not None else ()
+    pending = tuple(dict.fromkeys((n.name, r.kind.value) for n in nodes for r in n.pending_restart))
     return GroupSnapshot(
         account,
         group,
@@ -105,6 +113,7 @@ def snapshot_of(
         mha is not None and mha.running(),
         lock_held,
         observation_age_s,
+        pending,
     )
 
 
@@ -136,15 +145,22 @@ class _GroupCollector(Collector):
             "Age of the latest observation of the group (absent until observed once)",
             labels=labels,
         )
+        pending = GaugeMetricFamily(
+            "harestart_node_pending_restart",
+            "1 per kind of reason the node needs a restart for (absent: not pending)",
+            labels=[*labels, "node", "reason"],
+        )
         for s in self._snapshots():
             key = [s.account, s.group]
+            for node, kind in s.pending:
+                pending.add_metric([*key, node, kind], 1.0)
             for status in GroupStatus:
                 state.add_metric([*key, status.value], 1.0 if s.state is status else 0.0)
             mha.add_metric(key, 1.0 if s.mha_running else 0.0)
             lock.add_metric(key, 1.0 if s.lock_held else 0.0)
             if s.observation_age_s is not None:
                 age.add_metric(key, max(0.0, s.observation_age_s))
-        yield from (state, mha, lock, age)
+        yield from (state, mha, lock, age, pending)
 
 
 class Metrics:

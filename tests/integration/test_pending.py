@@ -8,6 +8,7 @@ mysqld keeps the replaced file open: only a restart ends that reason).
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from . import harestart_cli
 from .harestart_cli import harestart
 from .lab import LabCluster, wait_for
 
@@ -178,3 +180,94 @@ def test_a_replaced_shared_library(cluster: LabCluster, tmp_path: Path) -> None:
     nothing_elsewhere(nodes, "db2")
     assert reasons(nodes["db2"]) == [("library", library)]
     nothing_elsewhere(status(cluster, tmp_path))
+
+
+def test_an_operators_mark_shows_on_its_node_only_until_cleared(
+    cluster: LabCluster, tmp_path: Path
+) -> None:
+    """mark-pending on db3 (kept in the state directory: the lab has no coordination service):
+    status shows a ``mark`` reason with its text on db3 only; a hostile reason is refused
+    with exit 2 and one line; clear-pending ends it."""
+    inventory = cluster.write_inventory(tmp_path / "inv.yml")
+    state = tmp_path / "state"
+    planted = "/tmp/harestart-pwned"  # noqa: S108 (in the lab container: must never appear)
+    why = f"kernel livepatch $(touch {planted}); DROP TABLE x; -- 'quoted'"
+    out = harestart(
+        "mark-pending", str(inventory), "--group", "lab", "--node", "db3", "--reason", why,
+        state_dir=state,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    try:
+        nodes = status(cluster, tmp_path)
+        nothing_elsewhere(nodes, "db3")
+        (mark,) = nodes["db3"]["pending_restart"]
+        assert (mark["kind"], mark["subject"]) == ("mark", "db3")
+        assert mark["text"].endswith(why)
+        assert nodes["db3"]["config_drift"] == []
+        code, _ = cluster.exec("db3", ["test", "-e", planted])
+        assert code != 0  # the text went nowhere near a shell
+
+        bad = harestart(
+            "mark-pending", str(inventory), "--group", "lab", "--node", "db2",
+            "--reason", "two\nlines", state_dir=state,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert bad.stderr.count("\n") == 1 and "printable" in bad.stderr
+    finally:
+        out = harestart(
+            "clear-pending", str(inventory), "--group", "lab", "--node", "db3", state_dir=state
+        )
+    assert out.returncode == 0 and "cleared 1 mark" in out.stdout, out.stderr
+    nothing_elsewhere(status(cluster, tmp_path))
+
+
+TENANT_TOKEN = "tenant-token-pending-0123456789"
+OPERATOR_TOKEN = "operator-token-pending-0123456789"
+
+
+def test_get_ha_shows_a_pending_option_change(
+    cluster: LabCluster, tmp_path: Path, option_file: str
+) -> None:
+    """``harestart serve`` observes with detection: GET /ha/{id} gives db2's pending restart
+    (an option file changed) in its node document, to a tenant without paths; the others have
+    empty lists."""
+    import requests
+
+    running = cluster.sql("db2", f"SELECT @@global.{READ_ONLY_VARIABLE} AS v")[0]["v"]
+    other = int(running) + 1
+    cluster.exec(
+        "db2",
+        ["sh", "-c", f"printf '[mysqld]\\n{READ_ONLY_VARIABLE} = {other}\\n' > {option_file}"],
+    )
+    inventory = cluster.write_inventory(tmp_path / "inv.yml", group_id="ha1", account="1234")
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({TENANT_TOKEN: "1234", OPERATOR_TOKEN: {"operator": True}}))
+    tokens.chmod(0o600)
+    served = harestart_cli.start_serve(
+        inventory, state_dir=tmp_path, tokens=tokens, args=("--observe-interval", "2")
+    )
+    try:
+
+        def nodes(token: str) -> dict[str, dict[str, Any]] | None:
+            r = requests.get(
+                served.url("/v1.0/1234/ha/ha1"), headers={"X-Auth-Token": token}, timeout=60
+            )
+            assert r.status_code == 200, r.text
+            doc = r.json()["ha_instance"]
+            found = {n["name"]: n for n in doc["replica_source"] + doc["replicas"]}
+            return found if all("pending_restart" in n for n in found.values()) else None
+
+        tenant = wait_for("the pending fields", lambda: nodes(TENANT_TOKEN), timeout=120)
+        operator = nodes(OPERATOR_TOKEN)
+    finally:
+        harestart_cli.stop_serve(served.proc)
+    assert operator is not None
+    for seen in (tenant, operator):
+        assert seen["db1"]["pending_restart"] == [] and seen["db3"]["pending_restart"] == []
+        (reason,) = seen["db2"]["pending_restart"]
+        assert (reason["kind"], reason["subject"]) == ("config", READ_ONLY_VARIABLE)
+        assert (reason["configured"], reason["running"]) == (str(other), str(running))
+    assert "the option file says" in operator["db2"]["pending_restart"][0]["text"]
+    assert tenant["db2"]["pending_restart"][0]["text"] == (
+        "an option that only takes effect at start differs from the running value"
+    )

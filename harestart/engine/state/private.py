@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harestart.errors import StateDirError
 
-SUBDIRS = ("locks", "journals", "logs")  # what harestart keeps in its state directory
+SUBDIRS = ("locks", "journals", "logs", "marks")  # what harestart keeps in its state directory
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted in place of a file opens at once (and is refused as not a
 # regular file) instead of blocking the open; it changes nothing for regular files.
