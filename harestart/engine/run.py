@@ -106,6 +106,11 @@ class RunRequest:
     command: str = "harestart run"  # written into the lock: who holds the group
     plan: PlanOptions = field(default_factory=PlanOptions)
     log_file: str | None = None  # recorded in each result
+    # run --only-pending (#23): restart only the nodes with a pending restart; a group with
+    # none is skipped ("nothing pending"). ``unknown_pending``: what harestart cannot tell
+    # counts as pending (--pending-unknown restart, the default).
+    only_pending: bool = False
+    unknown_pending: bool = True
 
 
 # --- read-only ------------------------------------------------------------------------------
