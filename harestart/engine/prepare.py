@@ -41,7 +41,7 @@ from harestart.domain.judge import preflight_problems
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Action, Plan, PlanOptions
-from harestart.domain.plan.only import NodePending, Only, select_pending
+from harestart.domain.plan.only import NOTHING_PENDING, NodePending, Only, select_pending
 from harestart.engine.coordination import Coordination
 from harestart.engine.run import Environment, RunRequest, check_journal, observe
 from harestart.errors import HarestartError, PreflightRefused, UsageError
@@ -49,8 +49,6 @@ from harestart.inventory.credentials import mysql_endpoint, require_replication_
 from harestart.inventory.needs import require_strategy
 
 log = structlog.get_logger("harestart.engine.prepare")
-
-NOTHING_PENDING = "nothing pending"
 
 __all__ = [
     "Prepared",

@@ -21,9 +21,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import structlog
 
@@ -33,6 +33,7 @@ from harestart.domain.judge import preflight_problems, resume_command
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Plan, PlanOptions
+from harestart.domain.plan.only import NOTHING_PENDING, select_pending
 from harestart.domain.result import RunResult, utc_now
 from harestart.engine.coordination import (
     Coordination,
@@ -309,6 +310,8 @@ def restart(
         try:
             if guard is not None:
                 guard.claim(group)
+            if plan is None and request.only_pending and not resume:  # fleet mode
+                plan, observed = _pending_plan(group, request, env, guard)
             result = _run_locked(
                 group,
                 request,
@@ -326,6 +329,21 @@ def restart(
         finally:
             held.release()
     return result if request.log_file is None else result.with_log_file(request.log_file)
+
+
+def _pending_plan(
+    group: Group, request: RunRequest, env: Environment, guard: Guard | None
+) -> tuple[Plan, GroupState]:
+    """``--only-pending`` in fleet mode, under the group's lock: one observation that detects
+    pending restarts (the run's preflight judges it), and the plan of the pending nodes; a
+    group with nothing pending is settled as such (``guard.skip`` raises: nothing changed)."""
+    state = observe(group, env=env, detect_pending=True)
+    only = select_pending(group, state, unknown_pending=request.unknown_pending)
+    if only.empty:
+        if guard is None:  # pragma: no cover - engine.prepare skips it before any run
+            raise ValueError(f"group {group.id}: nothing pending and nobody to tell")
+        guard.skip(group, NOTHING_PENDING)
+    return build_plan(group, replace(request.plan, only=only)), state
 
 
 @contextmanager
@@ -404,3 +422,6 @@ class Guard(Protocol):
     def claim(self, group: Group) -> None: ...
 
     def settle(self, group: Group, result: RunResult) -> None: ...
+
+    def skip(self, group: Group, why: str) -> NoReturn:
+        """Settle the group as left alone (``why``), then end its run: raises."""

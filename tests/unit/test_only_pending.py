@@ -28,9 +28,11 @@ from harestart.views.plan import render_text
 
 from .test_cli_run import Harestart, Lab, harestart, lab
 from .test_executor import lab_group
+from .test_fleet import FleetLab, fleet_lab
+from .test_fleet import harestart as fleet_cli
 from .test_switchover import switch_group
 
-__all__ = ["harestart", "lab"]  # the fixtures
+__all__ = ["fleet_lab", "harestart", "lab"]  # the fixtures
 
 CONFIG = Reason(
     ReasonKind.CONFIG,
@@ -266,3 +268,24 @@ def test_all_with_mixed_groups_touches_only_the_pending_one(
     assert not any(e[0].startswith("mha") for e in x.worlds["a"].events)
     docs = {doc["group"]: doc for doc in r.json()}
     assert docs["a"]["skipped"] == "nothing pending" and docs["b"]["state"] == "ACTIVE"
+
+
+def test_fleet_mode_restarts_only_the_pending_groups_and_settles_the_others(
+    fleet_lab: FleetLab,
+    capsys: pytest.CaptureFixture[str],
+    detection: Callable[[Lab], Detection],
+) -> None:
+    x = fleet_lab
+    d = detection(x)
+    d.pending["c2"] = pending(CONFIG)
+    r = fleet_cli(x, capsys, "run", "--all", "--yes", "--only-pending", "--format", "json")
+    assert r.code == ExitCode.OK, r.err
+    fleet = r.json()["fleet"]
+    assert fleet["complete"] and fleet["restarted"] == ["1/c"] and fleet["failed"] == []
+    assert len(fleet["skipped"]) == len(x.group_ids) - 1
+    assert all(s["why"].endswith(": nothing pending") for s in fleet["skipped"])
+    assert x.restarts("c") == [0, 1, 0]
+    for g in x.group_ids:
+        if g != "c":
+            assert x.restarts(g) == [0, 0, 0]
+            assert not any(e[0].startswith("mha") for e in x.worlds[g].events), g

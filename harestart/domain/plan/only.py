@@ -15,7 +15,10 @@ from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.pending.model import Reason, ReasonKind
 
-__all__ = ["CLEARED_BY_RESTART", "NodePending", "Only", "select_pending"]
+__all__ = ["CLEARED_BY_RESTART", "NOTHING_PENDING", "NodePending", "Only", "select_pending"]
+
+# What a group with no node to restart is reported as (text, JSON, the fleet round).
+NOTHING_PENDING = "nothing pending"
 
 # What a restart of mysqld ends; anything else (a mark, unknown, a package's version) it may not.
 CLEARED_BY_RESTART = frozenset(
