@@ -235,6 +235,32 @@ def test_run_only_pending_restarts_exactly_the_changed_replica(
             restart_mysqld(cluster, "db2")
 
 
+def test_a_value_mysqld_adjusts_at_start_fails_the_restarts_check(
+    cluster: LabCluster, tmp_path: Path, option_file: str
+) -> None:
+    """db3's option file asks for a value below the variable's minimum: mysqld starts with
+    the minimum instead, so the restart did not end what it was for and its step fails with
+    the reason (exit 1); the failure policy starts MHA again."""
+    running = int(cluster.sql("db3", f"SELECT @@global.{RESTART_VARIABLE} AS v")[0]["v"])
+    cluster.exec("db3", ["sh", "-c", f"printf '[mysqld]\\nft-min-word-len = 0\\n' > {option_file}"])
+    inventory = cluster.write_inventory(tmp_path / "inv.yml")
+    try:
+        out = harestart(
+            "run", str(inventory), "--yes", "--only-pending", "--format", "json",
+            state_dir=tmp_path / "state",
+        )  # fmt: skip
+        assert out.returncode == 1, out.stderr + out.stdout
+        failure = out.json()["failure"]
+        assert failure["host"] == "db3", failure
+        assert f"still pending after its restart: config: {RESTART_VARIABLE}" in failure["reason"]
+        cluster.wait_mha()
+    finally:
+        cluster.exec("db3", ["rm", "-f", option_file])
+        restart_mysqld(cluster, "db3")
+    assert int(cluster.sql("db3", f"SELECT @@global.{RESTART_VARIABLE} AS v")[0]["v"]) == running
+    nothing_elsewhere(status(cluster, tmp_path))
+
+
 def two_groups(cluster: LabCluster, other: LabCluster, path: Path) -> Path:
     """One inventory of both clusters (each group with its own connection settings)."""
     groups = []
