@@ -310,15 +310,14 @@ def restart(
         try:
             if guard is not None:
                 guard.claim(group)
-            if plan is None and request.only_pending and not resume:  # fleet mode
-                plan, observed = _pending_plan(group, request, env, guard)
+            plan, observed = _planned(group, request, env, guard, plan, observed, resume=resume)
             result = _run_locked(
                 group,
                 request,
                 env,
                 backend,
                 held,
-                plan or build_plan(group, request.plan),
+                plan,
                 reporter=reporter,
                 flag=flag,
                 resume=resume,
@@ -331,12 +330,22 @@ def restart(
     return result if request.log_file is None else result.with_log_file(request.log_file)
 
 
-def _pending_plan(
-    group: Group, request: RunRequest, env: Environment, guard: Guard | None
-) -> tuple[Plan, GroupState]:
-    """``--only-pending`` in fleet mode, under the group's lock: one observation that detects
-    pending restarts (the run's preflight judges it), and the plan of the pending nodes; a
-    group with nothing pending is settled as such (``guard.skip`` raises: nothing changed)."""
+def _planned(
+    group: Group,
+    request: RunRequest,
+    env: Environment,
+    guard: Guard | None,
+    plan: Plan | None,
+    observed: GroupState | None,
+    *,
+    resume: bool,
+) -> tuple[Plan, GroupState | None]:
+    """The plan ``prepare`` built, else the request's; ``--only-pending`` in fleet mode, under
+    the group's lock: one observation that detects pending restarts (the run's preflight
+    judges it) and the plan of the pending nodes; a group with nothing pending is settled as
+    such (``guard.skip`` raises: nothing changed)."""
+    if plan is not None or not request.only_pending or resume:
+        return plan or build_plan(group, request.plan), observed
     state = observe(group, env=env, detect_pending=True)
     only = select_pending(group, state, unknown_pending=request.unknown_pending)
     if only.empty:
