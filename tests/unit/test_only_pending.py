@@ -289,3 +289,20 @@ def test_fleet_mode_restarts_only_the_pending_groups_and_settles_the_others(
         if g != "c":
             assert x.restarts(g) == [0, 0, 0]
             assert not any(e[0].startswith("mha") for e in x.worlds[g].events), g
+
+
+def test_a_resumed_only_pending_run_restarts_only_its_own_nodes(
+    lab: Callable[..., Lab], harestart: Harestart, detection: Callable[[Lab], Detection]
+) -> None:
+    x = lab("a")
+    d = detection(x)
+    d.pending["a3"] = pending(CONFIG)
+    x.worlds["a"].nodes["a3"].restart_fails = True
+    r = harestart(x, "run", "--yes", "--only-pending", "--format", "json")
+    assert r.code == ExitCode.RUN_FAILED
+    x.worlds["a"].nodes["a3"].restart_fails = False
+    r = harestart(x, "resume", "--yes", "--format", "json")  # no --only-pending: the journal's
+    assert r.code == ExitCode.OK, r.err
+    assert r.json()["resumed"] is True
+    assert [s["host"] for s in r.json()["steps"] if s["action"].startswith("restart")] == ["a3"]
+    assert x.restarts("a") == [0, 0, 1]
