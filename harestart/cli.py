@@ -18,6 +18,7 @@ import click
 from harestart import __version__
 from harestart.cli_options import (
     FORMAT,
+    only_pending_options,
     plan_change_options,
     plan_options,
     run_options,
@@ -166,9 +167,8 @@ def _environment() -> Environment:
 
 
 def _checked_state(env: Environment, *, create: bool) -> Environment:
-    """Refuse (exit 2) a state directory that cannot be trusted before anything is done with
-    it: a symbolic link, not ours, writable by others (``engine.state.private``); ``create``: make
-    it (0700) when missing."""
+    """Refuse (exit 2) an untrusted state directory: a symbolic link, not ours, writable by
+    others (``engine.state.private``); ``create``: make it (0700) when missing."""
     from harestart.engine.state.private import check_state_dir
 
     check_state_dir(env.state_dir, create=create)
@@ -199,6 +199,7 @@ def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     help="With --all: restart up to N independent groups at the same time; one group's "
     "failure does not stop the others.",
 )
+@only_pending_options
 @run_options
 def run(
     inventory: str,
@@ -256,8 +257,7 @@ def _execute(
     metrics_textfile: Path | None = None,
     **options: Any,
 ) -> int:
-    """`run` and `resume`: prepare (``engine.prepare``), show the plans, confirm, execute
-    (``engine.execute``), render. The engine decides; this only asks and prints."""
+    """`run`/`resume`: prepare, show the plans, confirm, execute, render (the engine decides)."""
     from harestart.engine.execute import execute
     from harestart.engine.prepare import prepare
     from harestart.engine.run import default_log_file
@@ -286,7 +286,8 @@ def _execute(
         if prepared.plans and not prepared.refusals:  # in the words of the servers found
             texts = (render_text(r.plan, wording_for(r.group, r.observed)) for r in prepared.ready)
             click.echo("\n\n".join(texts), file=out)
-        if not (prepared.refusals or yes or _confirmed(groups, resume=resume, err=fmt != "text")):
+        ask = not (prepared.refusals or prepared.idle or yes)
+        if ask and not _confirmed(groups, resume=resume, err=fmt != "text"):
             click.echo("nothing was changed", file=out)
             return int(ExitCode.OK)
         with graceful_signals(flag, lambda msg: click.echo(f"harestart: {msg}", err=True)):
@@ -315,14 +316,13 @@ def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
 def _report(inv: Inventory, groups: tuple[Group, ...], outcome: Outcome, fmt: str) -> int:
     """Render the results (JSON on stdout with --format json); the outcome's exit code. One
     group's refusal is the command's error (raised: one message, its exit code)."""
-    from harestart.views.outcome import interrupted_hints, outcome_json, render_fleet
+    from harestart.views.outcome import interrupted_hints, outcome_json, text_tail
 
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
-    if fmt == "json":
-        click.echo(outcome_json(outcome, several=len(groups) > 1))
-    if outcome.fleet is not None and fmt == "text":
-        click.echo("\n" + render_fleet(outcome.fleet))
+    text = [outcome_json(outcome, several=len(groups) > 1)] if fmt == "json" else None
+    for line in text or text_tail(outcome):
+        click.echo(line)
     for line in interrupted_hints(outcome, inv.path):
         click.echo(line, err=True)
     return int(outcome.exit_code)

@@ -162,6 +162,26 @@ def run_options(f: Callable[..., int]) -> Callable[..., int]:
     return plan_change_options(f)
 
 
+def only_pending_options(f: Callable[..., int]) -> Callable[..., int]:
+    """``run --only-pending`` (#23; a resume follows its journal instead)."""
+    f = click.option(
+        "--pending-unknown",
+        type=click.Choice(["restart", "skip"]),
+        default="restart",
+        show_default=True,
+        help="--only-pending: a node whose pending restarts harestart cannot tell (a reason "
+        "`unknown: ...`) is restarted, or left running.",
+    )(f)
+    return click.option(
+        "--only-pending",
+        is_flag=True,
+        help="Restart only the nodes that need it (see `status`: an option that changes only "
+        "at a restart, a persisted setting, a replaced binary or library, a package, a mark); "
+        'a group with nothing pending is skipped ("nothing pending", exit 0, MHA untouched). '
+        "The source's step (or the switch) runs only when the source is pending.",
+    )(f)
+
+
 def run_request(
     inv: Inventory,
     log_path: Path,
@@ -170,6 +190,8 @@ def run_request(
     discard_unfinished: bool,
     on_failure: str,
     break_lock: bool,
+    only_pending: bool = False,
+    pending_unknown: str = "restart",
     **kw: Any,
 ) -> RunRequest:
     from harestart.engine.run import FailurePolicy, RunRequest
@@ -182,6 +204,8 @@ def run_request(
         command="harestart resume" if resume else "harestart run",
         plan=plan_options(**kw),
         log_file=str(log_path),
+        only_pending=only_pending,
+        unknown_pending=pending_unknown == "restart",
     )
 
 

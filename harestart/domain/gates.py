@@ -226,5 +226,18 @@ class RepointedTo(Gate):
         )
 
 
+@dataclass(frozen=True)
+class NotPending(Gate):
+    """``run --only-pending``: the restart ended what the node was restarted for (#23)."""
+
+    host: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.host}: no restart pending any more (its option files, persisted settings, "
+            "binary and libraries as mysqld now runs them)"
+        )
+
+
 # Gates whose failure to hold in time is a warning, not a failed step.
 SOFT_GATES = (DirtyPagesFlushed, SendersGone)

@@ -26,7 +26,7 @@ from harestart.domain.group import Group
 from harestart.domain.observation import GroupState
 from harestart.domain.result import RunResult
 from harestart.engine.fleet import FleetReport, fleet_name, restart_fleet
-from harestart.engine.prepare import Prepared, Ready, Refusal
+from harestart.engine.prepare import Prepared, Ready, Refusal, Skipped
 from harestart.engine.run import Guard, restart
 from harestart.engine.sequencer.executor import Reporter
 from harestart.engine.sequencer.interrupts import InterruptFlag
@@ -70,6 +70,8 @@ class Outcome:
     results: tuple[RunResult, ...]
     refusals: tuple[Refusal, ...]
     fleet: FleetReport | None = None  # fleet mode: this bastion's view of the round
+    # run --only-pending: the groups left alone, nothing in them pending (exit 0).
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
@@ -109,12 +111,18 @@ class _Tell:
             for x in self.listeners:
                 x.refused(refusal)
 
-    def outcome(self, groups: tuple[Group, ...], fleet: FleetReport | None = None) -> Outcome:
+    def outcome(
+        self,
+        groups: tuple[Group, ...],
+        fleet: FleetReport | None = None,
+        skipped: tuple[Skipped, ...] = (),
+    ) -> Outcome:
         order = {g.id: i for i, g in enumerate(groups)}
         return Outcome(
             results=tuple(sorted(self.results, key=lambda r: order[r.group])),
             refusals=tuple(sorted(self.refusals, key=lambda x: order[x.group.id])),
             fleet=fleet,
+            skipped=skipped,
         )
 
 
@@ -134,12 +142,12 @@ def execute(
         if prepared.refusals:  # refused before anything changed: nothing runs
             for refusal in prepared.refusals:
                 tell.refused(refusal)
-            return tell.outcome(prepared.groups)
+            return tell.outcome(prepared.groups, skipped=prepared.skipped)
         if prepared.fleet:
             report = _as_fleet(prepared, tell, reporter, flag, parallel)
             return tell.outcome(prepared.groups, report)
         _here(prepared, tell, reporter, flag, parallel)
-        return tell.outcome(prepared.groups)
+        return tell.outcome(prepared.groups, skipped=prepared.skipped)
     finally:
         prepared.close()
 

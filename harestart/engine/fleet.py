@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -128,6 +128,13 @@ class _Guard:
             log.warning("fleet.mark_deferred", group=group.id, error=str(exc))
             with self.lock:
                 self.unmarked.append(mark)
+
+    def skip(self, group: Group, why: str) -> NoReturn:
+        """``run --only-pending``: the group needs nothing; it is done in the round, and this
+        member's report lists it as skipped (``why``)."""
+        mark = self.mark_of(group, ok=True, detail=why)
+        self.board.mark(self.round_id, mark)
+        raise _Settled(mark)
 
     def flush(self) -> None:
         """Write the marks the service refused earlier (raises while it still refuses)."""

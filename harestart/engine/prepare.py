@@ -18,6 +18,12 @@ in the judge's order (``domain/judge.py``), so that a refusal names its first ca
 5. the group's health: its hosts observed once (PreflightRefused, exit 3). A resume is judged
    by its executor against the journal instead.
 
+``run --only-pending`` (#23): that one observation also detects each node's pending restarts
+(only then: a plain run costs nothing more). A group with nothing pending is ``Skipped``
+("nothing pending": no lock taken, MHA untouched, exit 0) before its health is judged; else
+its plan restarts only the pending nodes (``domain.plan.only``). A resume follows its journal:
+it restarts the nodes the interrupted run's plan had, whatever its options.
+
 Each group's plan is built once and its coordination backend opened once (kept open for its
 run, closed by ``Prepared.release``/``close``). Nothing here changes anything: ``execute``
 takes the lock, and re-checks under it what another run may have changed meanwhile.
@@ -25,7 +31,7 @@ takes the lock, and re-checks under it what another run may have changed meanwhi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import structlog
@@ -34,7 +40,8 @@ from harestart.domain.group import Group, HookPoint
 from harestart.domain.judge import preflight_problems
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
-from harestart.domain.plan.model import Plan, PlanOptions
+from harestart.domain.plan.model import Action, Plan, PlanOptions
+from harestart.domain.plan.only import NOTHING_PENDING, NodePending, Only, select_pending
 from harestart.engine.coordination import Coordination
 from harestart.engine.run import Environment, RunRequest, check_journal, observe
 from harestart.errors import HarestartError, PreflightRefused, UsageError
@@ -47,6 +54,7 @@ __all__ = [
     "Prepared",
     "Ready",
     "Refusal",
+    "Skipped",
     "available_passwords",
     "check_needs",
     "fleet_mode",
@@ -75,6 +83,14 @@ class Ready:
     observed_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """``run --only-pending``: a group left alone, nothing in it needing a restart."""
+
+    group: Group
+    why: str = NOTHING_PENDING
+
+
 @dataclass
 class Prepared:
     """What ``prepare`` found, for ``execute``: the groups ready to run and the refusals (in
@@ -87,7 +103,13 @@ class Prepared:
     fleet: bool
     ready: tuple[Ready, ...] = ()
     refusals: tuple[Refusal, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
     _open: dict[tuple[str, str], Coordination] = field(default_factory=dict, repr=False)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to run here: every group skipped (--only-pending) or refused."""
+        return not self.fleet and not self.ready
 
     @property
     def plans(self) -> list[Plan]:
@@ -125,6 +147,7 @@ def prepare(
     prepared = Prepared(groups, request, env, resume, fleet=False)
     ready: list[Ready] = []
     refusals: list[Refusal] = []
+    skipped: list[Skipped] = []
     try:
         for group in groups:
             with structlog.contextvars.bound_contextvars(group=group.id):
@@ -134,6 +157,10 @@ def prepare(
                     log.info("prepare.refused", error=str(exc), error_type=type(exc).__name__)
                     refusals.append(Refusal(group, exc))
                     continue
+            if isinstance(one, Skipped):
+                log.info("prepare.skipped", why=one.why)
+                skipped.append(one)
+                continue
             prepared._open[(group.account, group.id)] = one.coord
             ready.append(one)
     except BaseException:
@@ -141,29 +168,54 @@ def prepare(
             one.coord.close()
         raise
     prepared.ready, prepared.refusals = tuple(ready), tuple(refusals)
+    prepared.skipped = tuple(skipped)
     return prepared
 
 
-def _prepare_group(group: Group, request: RunRequest, env: Environment, *, resume: bool) -> Ready:
+def _prepare_group(
+    group: Group, request: RunRequest, env: Environment, *, resume: bool
+) -> Ready | Skipped:
     """One group's checks in the judge's order (raises the first refusal), its plan, its probe."""
     coord = env.coordination(group, env.state_dir)  # CoordinationUnavailable: exit 3
     try:
         coord.check_free(group, break_stale=True)  # 1. a live run holds it
         mark = coord.unfinished(group)
-        check_journal(group, request, env=env, resume=resume, mark=mark)  # 2. and 3.
+        journal = check_journal(group, request, env=env, resume=resume, mark=mark)  # 2. and 3.
         coord.check_free(group, break_stale=request.break_lock)  # 4. a stale lock
-        plan = build_plan(group, request.plan)
         if resume:
-            return Ready(group, plan, coord)
+            keys = {s.key for s in journal.steps} if journal is not None else set()
+            return Ready(group, resumed_plan(group, request.plan, keys), coord)
         at = env.clock.now()
-        state = observe(group, env=env)  # 5. the group's health
+        state = observe(group, env=env, detect_pending=request.only_pending)  # 5. its health
+        options = request.plan
+        if request.only_pending:
+            only = select_pending(group, state, unknown_pending=request.unknown_pending)
+            if only.empty:
+                coord.close()
+                return Skipped(group)
+            options = replace(options, only=only)
         problems = preflight_problems(group, state)
         if problems:
             raise PreflightRefused(group.id, problems)
+        plan = build_plan(group, options)
         return Ready(group, plan.with_notes(state.notes()), coord, state, at)
     except BaseException:
         coord.close()
         raise
+
+
+def resumed_plan(group: Group, options: PlanOptions, keys: set[str]) -> Plan:
+    """The plan a resume continues: the steps of the interrupted run's (its journal's step
+    ``keys``). A run of ``--only-pending`` restarted some nodes only: so does its resume."""
+    plan = build_plan(group, options)
+    restarts = (Action.RESTART_REPLICA, Action.RESTART_SOURCE)
+    steps = [s for s in plan.steps if s.action in restarts and s.host is not None]
+    if not keys or all(s.key in keys for s in steps):
+        return plan
+    kept = {s.host for s in steps if s.key in keys}
+    why = ("restarted by the run being resumed",)
+    only = Only(tuple(NodePending(n.name, why) for n in group.db_nodes if n.name in kept))
+    return build_plan(group, replace(options, only=only))
 
 
 def check_needs(groups: tuple[Group, ...], request: RunRequest, *, hooks: bool = True) -> None:

@@ -21,9 +21,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import structlog
 
@@ -32,7 +32,8 @@ from harestart.domain.group import Group
 from harestart.domain.judge import preflight_problems, resume_command
 from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
-from harestart.domain.plan.model import Plan, PlanOptions
+from harestart.domain.plan.model import Action, Plan, PlanOptions
+from harestart.domain.plan.only import NOTHING_PENDING, select_pending
 from harestart.domain.result import RunResult, utc_now
 from harestart.engine.coordination import (
     Coordination,
@@ -48,7 +49,7 @@ from harestart.engine.coordination import (
     this_host,
 )
 from harestart.engine.fleet import FleetBoardFactory
-from harestart.engine.marks import MarksFactory, local_marks, with_operator_marks
+from harestart.engine.marks import MarksFactory, clear_marks, local_marks, with_operator_marks
 from harestart.engine.observe import observe_group
 from harestart.engine.sequencer.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.sequencer.interrupts import InterruptFlag
@@ -110,6 +111,11 @@ class RunRequest:
     command: str = "harestart run"  # written into the lock: who holds the group
     plan: PlanOptions = field(default_factory=PlanOptions)
     log_file: str | None = None  # recorded in each result
+    # run --only-pending (#23): restart only the nodes with a pending restart; a group with
+    # none is skipped ("nothing pending"). ``unknown_pending``: what harestart cannot tell
+    # counts as pending (--pending-unknown restart, the default).
+    only_pending: bool = False
+    unknown_pending: bool = True
 
 
 # --- read-only ------------------------------------------------------------------------------
@@ -310,13 +316,14 @@ def restart(
         try:
             if guard is not None:
                 guard.claim(group)
+            plan, observed = _planned(group, request, env, guard, plan, observed, resume=resume)
             result = _run_locked(
                 group,
                 request,
                 env,
                 backend,
                 held,
-                plan or build_plan(group, request.plan),
+                plan,
                 reporter=reporter,
                 flag=flag,
                 resume=resume,
@@ -327,6 +334,31 @@ def restart(
         finally:
             held.release()
     return result if request.log_file is None else result.with_log_file(request.log_file)
+
+
+def _planned(
+    group: Group,
+    request: RunRequest,
+    env: Environment,
+    guard: Guard | None,
+    plan: Plan | None,
+    observed: GroupState | None,
+    *,
+    resume: bool,
+) -> tuple[Plan, GroupState | None]:
+    """The plan ``prepare`` built, else the request's; ``--only-pending`` in fleet mode, under
+    the group's lock: one observation that detects pending restarts (the run's preflight
+    judges it) and the plan of the pending nodes; a group with nothing pending is settled as
+    such (``guard.skip`` raises: nothing changed)."""
+    if plan is not None or not request.only_pending or resume:
+        return plan or build_plan(group, request.plan), observed
+    state = observe(group, env=env, detect_pending=True)
+    only = select_pending(group, state, unknown_pending=request.unknown_pending)
+    if only.empty:
+        if guard is None:  # pragma: no cover - engine.prepare skips it before any run
+            raise ValueError(f"group {group.id}: nothing pending and nobody to tell")
+        guard.skip(group, NOTHING_PENDING)
+    return build_plan(group, replace(request.plan, only=only)), state
 
 
 @contextmanager
@@ -388,7 +420,24 @@ def _run_locked(
         raise
     if journal.finished:
         _clear_mark(coord, group)
+        if result.ok:
+            _clear_operator_marks(group, plan, env)
     return result
+
+
+_RESTARTS = (Action.RESTART_REPLICA, Action.RESTART_SOURCE)
+
+
+def _clear_operator_marks(group: Group, plan: Plan, env: Environment) -> None:
+    """The operator's pending-restart marks of the nodes this run restarted are done with (a
+    whole-group mark too once every node was). Best effort: a mark left shows in ``status``
+    and an operator clears it with ``clear-pending``."""
+    restarted = frozenset(s.host for s in plan.steps if s.action in _RESTARTS and s.host)
+    every = {n.name for n in group.db_nodes}
+    try:
+        clear_marks(group, None if restarted >= every else restarted, env=env)
+    except HarestartError as exc:
+        log.warning("marks.clear_failed", group=group.id, reason=str(exc))
 
 
 def _clear_mark(coord: Coordination, group: Group) -> None:
@@ -405,3 +454,6 @@ class Guard(Protocol):
     def claim(self, group: Group) -> None: ...
 
     def settle(self, group: Group, result: RunResult) -> None: ...
+
+    def skip(self, group: Group, why: str) -> NoReturn:
+        """Settle the group as left alone (``why``), then end its run: raises."""

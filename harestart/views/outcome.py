@@ -4,13 +4,13 @@ the fleet round, the refusals and the ``resume`` hints of interrupted runs."""
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from typing import Any, TextIO
 
 from harestart.domain.judge import resume_command
 from harestart.domain.result import RunResult, render_results_json, render_summary
 from harestart.engine.execute import Outcome
 from harestart.engine.fleet import FleetReport
-from harestart.engine.prepare import Refusal
+from harestart.engine.prepare import Refusal, Skipped
 
 FLEET_MODE = (
     "fleet mode: the groups are shared with the other bastions on the coordination service; "
@@ -38,15 +38,34 @@ class SummaryListener:
             self.err.flush()
 
 
+def skipped_dict(skipped: Skipped) -> dict[str, Any]:
+    """A group ``run --only-pending`` left alone: ok, nothing changed, no lock taken."""
+    g = skipped.group
+    return {"group": g.id, "account": g.account, "ok": True, "skipped": skipped.why}
+
+
 def outcome_json(outcome: Outcome, *, several: bool) -> str:
-    """The results (one object for one group, a list with several), with the fleet round."""
+    """The results (one object for one group, a list with several), with the fleet round;
+    the groups ``--only-pending`` skipped are results saying so (``skipped``)."""
     if outcome.fleet is not None:
         doc = {
             "results": [r.to_dict() for r in outcome.results],
             "fleet": outcome.fleet.to_dict(),
         }
         return json.dumps(doc, indent=2)
-    return render_results_json(list(outcome.results), force_list=several)
+    if not outcome.skipped:
+        return render_results_json(list(outcome.results), force_list=several)
+    docs = [r.to_dict() for r in outcome.results] + [skipped_dict(x) for x in outcome.skipped]
+    return json.dumps(docs if several or len(docs) > 1 else docs[0], indent=2)
+
+
+def text_tail(outcome: Outcome) -> list[str]:
+    """What text output ends with: the skipped groups, and the fleet round."""
+    lines = [
+        f"group {x.group.id}: {x.why}: not restarted (no lock taken, MHA untouched)"
+        for x in outcome.skipped
+    ]
+    return lines + (["\n" + render_fleet(outcome.fleet)] if outcome.fleet is not None else [])
 
 
 def render_fleet(report: FleetReport) -> str:

@@ -75,6 +75,7 @@ def render_text(plan: Plan, wording: Wording = EVERY_FORM, *, verbose: bool = Fa
     hint = "" if verbose else "; every check and exact command: plan --verbose"
     lines = [head + says + hint]
     lines += [f"  observed: {note}" for note in plan.notes]
+    lines += [f"  not pending: left running: {node}" for node in plan.left_running]
     for s in plan.steps:
         lines += _step(s, wording, verbose)
     return "\n".join(lines)

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from harestart.engine.state.journal import journal_path
 
 from . import harestart_cli
+from .conftest import ClusterFactory
 from .harestart_cli import harestart
-from .lab import LabCluster, wait_for
+from .lab import LabCluster, ready_count, uptime, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +275,127 @@ def test_get_ha_shows_a_pending_option_change(
     assert tenant["db2"]["pending_restart"][0]["text"] == (
         "an option that only takes effect at start differs from the running value"
     )
+
+
+# --- acted on: run --only-pending -------------------------------------------------------------
+
+
+def starts(cluster: LabCluster) -> dict[str, tuple[int, int]]:
+    """Each node's mysqld starts so far and its Uptime."""
+    return {
+        n.name: (ready_count(cluster, n.name), uptime(cluster, n.name)) for n in cluster.db_nodes
+    }
+
+
+# Cannot change at run time on either flavour, and mysqld takes any value near its default as
+# it is (MariaDB lowers table_open_cache_instances at start on the lab: a refused value).
+RESTART_VARIABLE = "ft_min_word_len"
+
+
+def test_run_only_pending_restarts_exactly_the_changed_replica(
+    cluster: LabCluster, tmp_path: Path, option_file: str
+) -> None:
+    """db2's option file changes a variable that cannot change at run time: only db2
+    restarts (the others' Uptime keeps growing), checked again after, then nothing is pending."""
+
+    def value() -> int:
+        return int(cluster.sql("db2", f"SELECT @@global.{RESTART_VARIABLE} AS v")[0]["v"])
+
+    running = value()
+    line = f"[mysqld]\\nft-min-word-len = {running + 1}\\n"
+    cluster.exec("db2", ["sh", "-c", f"printf '{line}' > {option_file}"])
+    inventory = cluster.write_inventory(tmp_path / "inv.yml")
+    state = tmp_path / "state"
+    before = starts(cluster)
+    try:
+        out = harestart(
+            "run", str(inventory), "--yes", "--only-pending", "--format", "json", state_dir=state
+        )
+        assert out.returncode == 0, out.stderr + out.stdout
+        assert out.json()["ok"] is True
+        assert f"pending: config: {RESTART_VARIABLE}" in out.stderr
+        assert "not pending: left running: db1 (source)" in out.stderr
+        after = starts(cluster)
+        assert after["db2"][0] == before["db2"][0] + 1
+        for node in ("db1", "db3"):
+            assert after[node][0] == before[node][0], node  # not restarted
+            assert after[node][1] > before[node][1], node  # its Uptime kept growing
+        assert value() == running + 1
+        nothing_elsewhere(status(cluster, tmp_path))
+    finally:  # the lab as it was: the file gone, db2 back on the lab's value
+        cluster.exec("db2", ["rm", "-f", option_file])
+        if value() != running:
+            restart_mysqld(cluster, "db2")
+
+
+def test_a_value_mysqld_adjusts_at_start_fails_the_restarts_check(
+    cluster: LabCluster, tmp_path: Path, option_file: str
+) -> None:
+    """db3's option file asks for a value below the variable's minimum: mysqld starts with
+    the minimum instead, so the restart did not end what it was for and its step fails with
+    the reason (exit 1); the failure policy starts MHA again."""
+    running = int(cluster.sql("db3", f"SELECT @@global.{RESTART_VARIABLE} AS v")[0]["v"])
+    cluster.exec("db3", ["sh", "-c", f"printf '[mysqld]\\nft-min-word-len = 0\\n' > {option_file}"])
+    inventory = cluster.write_inventory(tmp_path / "inv.yml")
+    try:
+        out = harestart(
+            "run", str(inventory), "--yes", "--only-pending", "--format", "json",
+            state_dir=tmp_path / "state",
+        )  # fmt: skip
+        assert out.returncode == 1, out.stderr + out.stdout
+        failure = out.json()["failure"]
+        assert failure["host"] == "db3", failure
+        assert f"still pending after its restart: config: {RESTART_VARIABLE}" in failure["reason"]
+        cluster.wait_mha()
+    finally:
+        cluster.exec("db3", ["rm", "-f", option_file])
+        restart_mysqld(cluster, "db3")
+    assert int(cluster.sql("db3", f"SELECT @@global.{RESTART_VARIABLE} AS v")[0]["v"]) == running
+    nothing_elsewhere(status(cluster, tmp_path))
+
+
+def two_groups(cluster: LabCluster, other: LabCluster, path: Path) -> Path:
+    """One inventory of both clusters (each group with its own connection settings)."""
+    groups = []
+    for gid, c in (("big", cluster), ("small", other)):
+        doc = yaml.safe_load(
+            c.write_inventory(path.parent / f"{gid}.yml", group_id=gid).read_text()
+        )
+        g = doc["groups"][0]
+        for key in ("ssh", "mysql", "health", "restart_command"):
+            g[key] = doc["defaults"][key]
+        groups.append(g)
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    return path
+
+
+def test_run_all_only_pending_touches_only_the_group_with_something_pending(
+    cluster: LabCluster, cluster_factory: ClusterFactory, tmp_path: Path
+) -> None:
+    """Two groups; db3 of the first runs a replaced binary (as a package upgrade leaves it).
+    The second group, with nothing pending, keeps every mysqld and its MHA running."""
+    other = cluster_factory(1, flavor=cluster.flavor)
+    inventory = two_groups(cluster, other, tmp_path / "inv.yml")
+    replace_file(cluster, "db3", server_file(cluster, "db3", "exe"))
+    before, other_before = starts(cluster), starts(other)
+    try:
+        out = harestart(
+            "run", str(inventory), "--all", "--yes", "--only-pending", "--format", "json",
+            state_dir=tmp_path / "state",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr + out.stdout
+        docs = {d["group"]: d for d in out.json()}
+        assert docs["small"] == {
+            "group": "small", "account": "100001", "ok": True, "skipped": "nothing pending"
+        }  # fmt: skip
+        assert docs["big"]["ok"] is True
+        after, other_after = starts(cluster), starts(other)
+        assert [n for n in after if after[n][0] != before[n][0]] == ["db3"]
+        for node, (count, up) in other_after.items():
+            assert count == other_before[node][0] and up > other_before[node][1], node
+        assert other.mha_status()[0] == 0  # MHA running
+        assert not journal_path(tmp_path / "state", "100001", "small").exists()  # no run began
+        nothing_elsewhere(status(cluster, tmp_path))
+    finally:
+        if ready_count(cluster, "db3") == before["db3"][0]:
+            restart_mysqld(cluster, "db3")

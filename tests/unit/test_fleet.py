@@ -35,6 +35,7 @@ from harestart.errors import CoordinationUnavailable, ExitCode, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.views.outcome import render_fleet
 from harestart.wiring import coordination as real_coordination
+from harestart.wiring import marks as real_marks
 
 from .test_cli_run import Lab, Outcome, inventory_text
 
@@ -76,6 +77,7 @@ class FleetLab(Lab):
             clock=self.clock,
             wall=self.clock.now,
             coordination=real_coordination,
+            marks=real_marks,
             fleet=tooz_fleet,
             fleet_poll=0.05,
         )

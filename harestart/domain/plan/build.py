@@ -3,6 +3,8 @@ no I/O: same input, same plan."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harestart.domain.actions import (
     KillBinlogDumps,
     PlanAction,
@@ -25,6 +27,7 @@ from harestart.domain.gates import (
     LagWithin,
     MhaRunning,
     MhaStopped,
+    NotPending,
     ReplicasCaughtUp,
     ReplicasReconnected,
     Restarted,
@@ -46,12 +49,15 @@ from harestart.domain.switch import (
 PREFLUSH_VARIABLE = "innodb_max_dirty_pages_pct"
 
 
-def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list[int]:
+def replica_batches(
+    n_replicas: int, parallelism: int, min_healthy: int, restarted: int | None = None
+) -> list[int]:
     """Sizes of the replica batches: at most ``parallelism`` at once, and never fewer than
-    ``min_healthy`` replicas left running during a batch (one at a time is always allowed)."""
+    ``min_healthy`` replicas left running during a batch (one at a time is always allowed).
+    ``restarted``: how many of the ``n_replicas`` restart (--only-pending; default all)."""
     size = max(1, min(parallelism, n_replicas - min_healthy))
     sizes = []
-    left = n_replicas
+    left = n_replicas if restarted is None else restarted
     while left > 0:
         sizes.append(min(size, left))
         left -= sizes[-1]
@@ -61,30 +67,54 @@ def replica_batches(n_replicas: int, parallelism: int, min_healthy: int) -> list
 def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
     """The ordered restart plan for one group. Pure: no I/O, same input -> same plan."""
     opts = options or PlanOptions()
+    replicas = [r for r in group.replicas if opts.restarts(r.name)]
     sizes = replica_batches(
-        len(group.replicas), opts.replica_parallelism, group.health.min_healthy_replicas
+        len(group.replicas),
+        opts.replica_parallelism,
+        group.health.min_healthy_replicas,
+        len(replicas),
     )
     batch_of: dict[str, int | None] = {}
     i = 0
     for number, size in enumerate(sizes, start=1):
-        for r in group.replicas[i : i + size]:
+        for r in replicas[i : i + size]:
             batch_of[r.name] = number if max(sizes) > 1 else None
         i += size
     if opts.strategy(group) is SourceStrategy.SWITCHOVER:
-        return _switchover_plan(group, opts, batch_of)
-    n = len(group.replicas)
-    steps = (
+        return _only(_switchover_plan(group, opts, batch_of), group, opts)
+    n = len(replicas)
+    source = [_restart_source(3 + n, group, opts)] if opts.restarts(group.source.name) else []
+    steps = [
         _preflight(1, group, opts),
         _stop_failover(2, group),
-        *(
-            _restart_replica(3 + i, group, r.name, batch_of[r.name])
-            for i, r in enumerate(group.replicas)
-        ),
-        _restart_source(3 + n, group, opts),
-        _start_failover(4 + n, group),
-        _verify(5 + n, group),
-    )
-    return Plan(group=group.id, account=group.account, name=group.name, steps=steps)
+        *(_restart_replica(3 + i, group, r.name, batch_of[r.name]) for i, r in enumerate(replicas)),
+        *source,
+    ]
+    steps += [_start_failover(len(steps) + 1, group), _verify(len(steps) + 2, group)]
+    plan = Plan(group=group.id, account=group.account, name=group.name, steps=tuple(steps))
+    return _only(plan, group, opts)
+
+
+_RESTARTS = (Action.RESTART_REPLICA, Action.RESTART_SOURCE)
+
+
+def _only(plan: Plan, group: Group, opts: PlanOptions) -> Plan:
+    """--only-pending: each restart step names why it runs (and a node restarted for what a
+    restart ends is checked again after it: ``NotPending``); the other nodes are listed as
+    left running."""
+    if opts.only is None:
+        return plan
+    steps: list[Step] = []
+    for s in plan.steps:
+        why = opts.only.of(s.host) if s.action in _RESTARTS and s.host is not None else None
+        if why is None:
+            steps.append(s)
+            continue
+        again = (NotPending(why.node),) if why.recheck else ()
+        summary = f"{s.summary}; pending: {why.why()}"
+        steps.append(replace(s, summary=summary, after=(*s.after, *again)))
+    left = tuple(f"{n.name} ({n.role})" for n in group.db_nodes if not opts.restarts(n.name))
+    return replace(plan, steps=tuple(steps), left_running=left)
 
 
 def _preflight(number: int, group: Group, opts: PlanOptions) -> Step:
@@ -272,7 +302,12 @@ def _switchover_plan(group: Group, opts: PlanOptions, batch_of: dict[str, int | 
     steps += [
         _restart_replica(len(steps) + 1 + i, group, r.name, batch_of[r.name], "switchover")
         for i, r in enumerate(group.replicas)
+        if opts.restarts(r.name)
     ]
+    if not opts.restarts(source):  # --only-pending: the source has nothing pending
+        steps.append(_start_failover(len(steps) + 1, group))
+        steps.append(_verify(len(steps) + 1, group))
+        return Plan(group=group.id, account=group.account, name=group.name, steps=tuple(steps))
     steps.append(switch_step(len(steps) + 1, group, source, candidate, opts, restarts_source=True))
     steps.append(restart_old_source(len(steps) + 1, group, source, candidate.name))
     final = candidate.name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harestart.domain.actions import (
@@ -13,6 +13,7 @@ from harestart.domain.gates import (
     Gate,
 )
 from harestart.domain.group import Group
+from harestart.domain.plan.only import Only
 from harestart.domain.switch import (
     LongTransactions,
     SourceStrategy,
@@ -102,6 +103,11 @@ class PlanOptions:
     switch_max_lag: float = 1.0  # seconds the candidate may lag when a switch begins
     running_updates_limit: float = 1.0  # seconds a transaction on the source may be open
     long_transactions: LongTransactions = LongTransactions.REFUSE
+    # run --only-pending: restart only these nodes (None: every node).
+    only: Only | None = None
+
+    def restarts(self, name: str) -> bool:
+        return self.only is None or self.only.restarts(name)
 
     def strategy(self, group: Group) -> SourceStrategy:
         return self.source_strategy or SourceStrategy(group.source_strategy)
@@ -114,6 +120,8 @@ class Plan:
     name: str
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = field(default=())  # observations from --probe
+    # run --only-pending: the nodes not restarted, each "NAME (ROLE)".
+    left_running: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -124,7 +132,9 @@ class Plan:
         }
         if self.notes:
             d["observed"] = list(self.notes)
+        if self.left_running:
+            d["not_pending_left_running"] = list(self.left_running)
         return d
 
     def with_notes(self, notes: tuple[str, ...]) -> Plan:
-        return Plan(self.group, self.account, self.name, self.steps, notes)
+        return replace(self, notes=notes)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from harestart.adapters.protocols import CommandResult, FailoverStatus, MysqlReader
 from harestart.domain.actions import PlanAction
 from harestart.domain.group import Group
+from harestart.domain.pending import PendingReport
 from harestart.domain.plan.model import Step
 from harestart.domain.sql import Slot, SqlValue
 from harestart.domain.topology import ReplicaStatus
@@ -55,6 +56,8 @@ class LookingScope(Protocol):
     def sql(self, name: str) -> MysqlReader: ...
 
     def option_file(self, name: str) -> str: ...
+
+    def pending(self, name: str) -> PendingReport: ...
 
     def current_group(self) -> Group: ...
 

@@ -15,12 +15,14 @@ from harestart.domain.gates import (
     CaughtUp,
     Gate,
     LagWithin,
+    NotPending,
     ReplicasCaughtUp,
     ReplicasReconnected,
     Restarted,
     ThreadsRunning,
     WritableAsBefore,
 )
+from harestart.domain.plan.only import CLEARED_BY_RESTART
 from harestart.engine.ops.base import Evaluator, Looking, Performer, StepRun, on_off, send
 from harestart.engine.sequencer.waits import UPTIME_SLACK, Waiter
 from harestart.errors import GateFailed, HarestartError
@@ -112,6 +114,17 @@ def _writable(w: Looking, gate: WritableAsBefore, st: StepRun) -> None:
         )
 
 
+def _not_pending(w: Looking, gate: NotPending, st: StepRun) -> None:
+    """--only-pending: what the node was restarted for is gone (a value mysqld refused, a
+    file replaced again meanwhile: the step fails with the reason)."""
+    report = w.scope.pending(gate.host)
+    left = [r.describe() for r in report.pending_restart if r.kind in CLEARED_BY_RESTART]
+    if left:
+        raise GateFailed(
+            "not_pending", gate.host, "still pending after its restart: " + "; ".join(left)
+        )
+
+
 def _earlier_restart(w: Waiter, st: StepRun) -> float | None:
     """On resume: when the interrupted attempt sent this step's restart command, if it did."""
     if not w.scope.resume or w.scope.journal is None:
@@ -162,4 +175,5 @@ EVALUATORS: dict[type[Gate], Evaluator] = {
     ReplicasCaughtUp: _replicas_caught_up,
     ReplicasReconnected: _replicas_caught_up,
     WritableAsBefore: _writable,
+    NotPending: _not_pending,
 }

@@ -28,9 +28,11 @@ from harestart.adapters.protocols import (
 from harestart.domain.endpoints import MysqlEndpoint
 from harestart.domain.gates import MY_PRINT_DEFAULTS
 from harestart.domain.group import Group, Node
+from harestart.domain.pending import PendingReport
 from harestart.domain.plan.model import Step
 from harestart.domain.result import GroupStatus, StepRecord
 from harestart.domain.switch import with_source
+from harestart.engine.pending import detect_pending
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.memory import RunMemory
 from harestart.engine.sequencer.waiting import Clock
@@ -116,6 +118,13 @@ class RunScope:
     def option_file(self, name: str) -> str:
         """How the node's configuration starts mysqld (``my_print_defaults``; reads only)."""
         return self.shell(name).run(MY_PRINT_DEFAULTS, timeout=30).stdout
+
+    def pending(self, name: str) -> PendingReport:
+        """Whether the node needs a restart (#23; reads only: the one detection command and
+        the server's variables)."""
+        reader = self.sql(name)
+        report, _ = detect_pending(self.node(name), self.shell(name), reader, reader.server_info())
+        return report
 
     @property
     def source_name(self) -> str:
