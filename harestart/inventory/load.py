@@ -381,24 +381,31 @@ def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int
 
 
 def _warnings(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
+    """An inline MySQL password anywhere in the file, with its line (a module-level walk: a
+    nested recursive function would be a reference cycle holding the whole document until the
+    cyclic collector ran)."""
     out: list[tuple[int | None, str]] = []
-
-    def walk(value: Any, path: tuple[str | int, ...]) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if k == "password" and path and path[-1] == "mysql" and v is not None:
-                    out.append(
-                        (
-                            located.line_of((*path, k)),
-                            f"warning: {dotted((*path, k))}: "
-                            "password given inline; prefer password_env or password_file",
-                        )
-                    )
-                else:
-                    walk(v, (*path, k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, (*path, i))
-
-    walk(data, ())
+    for path in _inline_passwords(data, ()):
+        out.append(
+            (
+                located.line_of(path),
+                f"warning: {dotted(path)}: "
+                "password given inline; prefer password_env or password_file",
+            )
+        )
     return out
+
+
+def _inline_passwords(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    """The path of each ``password`` set under a ``mysql`` mapping (only collections are
+    descended into: a scalar has nothing below it)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "password" and path and path[-1] == "mysql" and v is not None:
+                yield (*path, k)
+            elif isinstance(v, dict | list):
+                yield from _inline_passwords(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list):
+                yield from _inline_passwords(v, (*path, i))

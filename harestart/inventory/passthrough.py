@@ -47,11 +47,12 @@ def _password_envs(value: Any, path: Loc) -> Iterator[tuple[str, str]]:
         for k, v in value.items():
             if k == "password_env" and isinstance(v, str):
                 yield v, f"{dotted((*path, k))} names it"
-            else:
+            elif isinstance(v, dict | list):  # a scalar has nothing below it
                 yield from _password_envs(v, (*path, str(k)))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _password_envs(v, (*path, i))
+            if isinstance(v, dict | list):
+                yield from _password_envs(v, (*path, i))
 
 
 def _entries(data: Any) -> Iterator[tuple[Loc, str]]:

@@ -211,7 +211,9 @@ class _Converter:
 
     def __init__(self, out: Located) -> None:
         self.out = out
-        self.constructor = yaml.SafeLoader("")
+        # A constructor alone: a whole SafeLoader is a reference cycle (its parser's state is a
+        # bound method) that would keep every node it constructed until the cyclic collector ran.
+        self.constructor = yaml.constructor.SafeConstructor()
         self.done: dict[int, tuple[Any, int]] = {}  # id(node) -> (data, size)
         self.open: set[int] = set()  # collections being converted
         self.through_aliases = 0

@@ -9,7 +9,7 @@ the whole plan, every form and wrapper, whatever the wording.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from harestart.domain.actions import PlanAction
@@ -104,8 +104,40 @@ def _step(s: Step, wording: Wording, verbose: bool) -> list[str]:
     return lines
 
 
+# Indented for a handful of groups (people read those too); compact for fleets, where the C
+# encoder (used only without indent) is several times faster.
+INDENTED_UP_TO = 20
+
+
 def render_json(plans: list[Plan]) -> str:
-    # Indented for a handful of groups (people read those too); compact for fleets, where the
-    # C encoder (used only without indent) keeps `plan` of 1,000 groups well under a second.
-    indent = 2 if len(plans) <= 20 else None
-    return json.dumps([p.to_dict() for p in plans], indent=indent)
+    return "".join(json_pieces(plans, len(plans)))
+
+
+def pieces(
+    plans: Iterable[Plan], wordings: Iterable[Wording], count: int, *, fmt: str, verbose: bool
+) -> Iterator[str]:
+    """What ``harestart plan`` prints for ``count`` plans (``fmt``: "json" or "text"), in
+    pieces, one plan at a time: with ``plans`` built lazily, a fleet's plans, their dicts and
+    their text need not all be alive at once (10,000 groups are 94 MB of JSON). Joined, the
+    pieces are exactly ``render_json`` of the list, or the texts separated by a blank line.
+
+    Run it with the cyclic collector paused (``inventory.yamlsafe.collector_paused``): a plan
+    makes no reference cycle, and the collections its many small objects trigger walked every
+    live object again and again (2.4 s of a 10,000-group plan)."""
+    if fmt == "json":
+        yield from json_pieces(plans, count)
+        return
+    texts = (render_text(p, w, verbose=verbose) for p, w in zip(plans, wordings, strict=True))
+    for i, text in enumerate(texts):
+        yield ("\n\n" if i else "") + text
+
+
+def json_pieces(plans: Iterable[Plan], count: int) -> Iterator[str]:
+    """``json.dumps`` of the ``count`` plans as a list, in pieces (its ", " between items)."""
+    if count <= INDENTED_UP_TO:
+        yield json.dumps([p.to_dict() for p in plans], indent=2)
+        return
+    yield "["
+    for i, p in enumerate(plans):
+        yield (", " if i else "") + json.dumps(p.to_dict())
+    yield "]"
