@@ -21,7 +21,7 @@ none (the API tokens file) passes ``aliases=False``, and ``hide_keys=True`` keep
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,10 +70,44 @@ class Located:
         return line
 
 
-# libyaml's parser when PyYAML has it (10x faster on big inventories); same nodes and marks.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
+_STR = "tag:yaml.org,2002:str"
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
+_generic_resolve: Callable[..., str] = yaml.resolver.BaseResolver.resolve
+# The first characters of every implicit tag's pattern (int, float, bool, null, merge...): a
+# plain scalar starting with any other is a string. Only true while nothing resolves by path or
+# for any first character, as for PyYAML's safe loaders (tests/unit/test_yamlsafe.py pins it).
+_IMPLICIT_FIRST = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
+
+
+def _resolve(
+    self: yaml.resolver.BaseResolver, kind: type[yaml.Node], value: Any, implicit: Any
+) -> str:
+    """``Resolver.resolve``, the same tags, without its generic walk for the scalars no
+    implicit pattern can match (``g1-db2`` is a string; ``10.0.0.1`` still goes through them):
+    the composer asks this for every value."""
+    if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in _IMPLICIT_FIRST)):
+        return _STR
+    return _generic_resolve(self, kind, value, implicit)
+
+
+class _PyLoader(yaml.SafeLoader):
+    """PyYAML's own (pure Python) safe loader, resolving as above: used without libyaml."""
+
+    resolve = _resolve
+
+
+_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = _PyLoader
+if getattr(yaml, "__with_libyaml__", False):  # PyYAML built with libyaml (its wheels are)
+
+    class _CLoader(yaml.CSafeLoader):
+        """libyaml's parser and composer (several times faster on a fleet's inventory): the
+        same nodes, tags and marks (line numbers) as ``_PyLoader``."""
+
+        resolve = _resolve
+
+    _Loader = _CLoader
 
 
 @contextmanager
@@ -257,6 +291,10 @@ class _Converter:
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
+                if type(item) is yaml.ScalarNode and item.tag == _STR:  # most values: inline
+                    items.append(item.value)
+                    size += 1
+                    continue
                 value, n = self._value(item, (*path, i))
                 items.append(value)
                 size += n
@@ -282,12 +320,16 @@ class _Converter:
                         f"{_where((*path, key), out)}duplicate key{shown}",
                     )
                 )
+            if type(value_node) is yaml.ScalarNode and value_node.tag == _STR:
+                result[key] = value_node.value
+                size += 2
+                continue
             result[key], n = self._value(value_node, (*path, key))
             size += 1 + n
         return result, size
 
     def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
-        if node.tag == "tag:yaml.org,2002:str":  # the common case, without the generic machinery
+        if node.tag == _STR:  # the common case, without the generic machinery
             return node.value
         try:
             return self.constructor.construct_object(node, deep=True)
