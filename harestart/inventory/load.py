@@ -25,7 +25,7 @@ from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
 from harestart.inventory.needs import load_problems
 from harestart.inventory.passthrough import passthrough_problems
-from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
+from harestart.inventory.resolve import Resolver, address, mysql_target, ssh_endpoint
 from harestart.inventory.schema import DefaultsSpec, InventorySpec, MysqlSpec, NodeSpec, SshSpec
 from harestart.inventory.yamlsafe import (
     Located,
@@ -101,7 +101,8 @@ def _parse_inventory(
     groups: tuple[Group, ...] = ()
     hosts: Iterable[Iterable[_Host]]
     if spec is not None:
-        groups = tuple(resolve_group(spec.defaults, g, base) for g in spec.groups)
+        resolver = Resolver(spec.defaults, base)
+        groups = tuple(resolver.group(g) for g in spec.groups)
         hosts = (_resolved_hosts(gi, g) for gi, g in enumerate(groups))
         problems.extend(load_problems(spec, groups, located))  # what strategies etc. need
     else:  # the valid parts of each group, layered by the same resolver
