@@ -27,7 +27,9 @@ def passthrough_problems(
     """(line, message) for each ``env_passthrough`` entry that names a secret or a hook's own
     variable. ``secret_env``: more names holding secrets, each with what holds it there."""
     data = located.data
-    secrets = {**dict(_password_envs(data, ())), **secret_env}
+    found: dict[str, str] = {}
+    _password_envs(data, (), found)
+    secrets = {**found, **secret_env}
     out: list[tuple[int | None, str]] = []
     for loc, name in _entries(data):
         where = dotted(loc)
@@ -41,18 +43,19 @@ def passthrough_problems(
     return out
 
 
-def _password_envs(value: Any, path: Loc) -> Iterator[tuple[str, str]]:
-    """(variable, "<field> names it") for every ``password_env`` string anywhere in the file."""
+def _password_envs(value: Any, path: Loc, out: dict[str, str]) -> None:
+    """Adds to ``out`` (variable -> "<field> names it") every ``password_env`` string anywhere
+    in the file. Called for collections only (a fleet's scalars are most of its values)."""
     if isinstance(value, dict):
         for k, v in value.items():
             if k == "password_env" and isinstance(v, str):
-                yield v, f"{dotted((*path, k))} names it"
-            elif isinstance(v, dict | list):  # a scalar has nothing below it
-                yield from _password_envs(v, (*path, str(k)))
+                out[v] = f"{dotted((*path, k))} names it"  # the last naming wins, as ever
+            elif isinstance(v, dict | list):
+                _password_envs(v, (*path, str(k)), out)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             if isinstance(v, dict | list):
-                yield from _password_envs(v, (*path, i))
+                _password_envs(v, (*path, i), out)
 
 
 def _entries(data: Any) -> Iterator[tuple[Loc, str]]:
