@@ -2,7 +2,7 @@
 
     python -m bench.scale [--groups 100,1000,10000] [--parallel 1,50,500] [--full]
                           [--json PATH] [--env-hook MODULE:FUNCTION] [--state-base DIR]
-                          [--no-plan] [--plan-repeat N] [--no-profile]
+                          [--no-plan | --plans-only] [--plan-repeat N] [--no-profile]
                           [--etcd | --coordination URL]
 
 No Docker and no hosts: every group is the unit tests' fakes (``tests/unit/fakes.py``: one
@@ -516,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=REPO / "build" / "bench-scale.json")
     ap.add_argument("--env-hook", metavar="MODULE:FUNCTION", help="Environment -> Environment")
     ap.add_argument("--no-plan", action="store_true", help="skip `harestart plan` per size")
+    ap.add_argument("--plans-only", action="store_true", help="only `harestart plan` per size")
     ap.add_argument("--full", action="store_true", help="every size at every parallelism")
     ap.add_argument("--state-base", type=Path, help="where the state directories go (a disk)")
     ap.add_argument("--coordination", metavar="URL", help="locks on this service (e.g. etcd)")
@@ -558,7 +559,7 @@ def _measure_all(args: argparse.Namespace) -> int:
         "plans": [],
         "plan_profile": None,
     }
-    for n, p in _matrix(args.groups, args.parallel, skip):
+    for n, p in [] if args.plans_only else _matrix(args.groups, args.parallel, skip):
         print(f"run --all: {n} groups, --parallel-groups {p} ...", flush=True)
         report["runs"].append(_child(n, p, args.env_hook, args.state_base))
         _write(args.json, report)  # what is measured so far survives a later failure

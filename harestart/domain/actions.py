@@ -157,6 +157,7 @@ class StartMha(RunCommand):
 # --- SQL -------------------------------------------------------------------------------------
 
 
+@functools.cache  # a few statements, said in every plan
 def _forms(new: str, old: str) -> str:
     return quoted(new) if new == old else f"{quoted(new)} ({_OLD_WHO}: {quoted(old)})"
 

