@@ -321,3 +321,14 @@ def _same_parser_words(outcomes: dict[str, object]) -> dict[str, object]:
         return item
 
     return {k: [word(i) for i in v] if isinstance(v, list) else v for k, v in outcomes.items()}
+
+
+def test_the_nodes_are_let_go_after_loading_and_a_line_composes_them_again() -> None:
+    # A fleet's composed nodes are five times its data: a valid load keeps none of them, and
+    # the first line a message asks for composes the text again (the same lines).
+    text = fleet_text(3)
+    located = load_located(text)
+    assert located._root is None
+    assert located.line_of(("groups", 2, "replicas", 1, "address")) == 34
+    assert located.line_of(("groups", 1, "mha", "config")) == 26
+    assert located.line_of(("groups", 9)) == 4  # the nearest ancestor that exists
