@@ -109,14 +109,15 @@ def _parse_inventory(
     else:  # the valid parts of each group, layered by the same resolver
         hosts = _tolerant_hosts(data, base)
     problems.extend(_duplicate_ids(data, located))
-    problems.extend(passthrough_problems(located, secret_env))
+    found = keys_in(data, ("password", "password_env"))
+    problems.extend(passthrough_problems(located, secret_env, found["password_env"]))
     for group_hosts in hosts:
         problems.extend(_duplicate_hosts(group_hosts, located))
 
     if problems:
         problems.sort(key=lambda pl: pl[0] or 0)
         raise InventoryError(shown, _dedupe([_at(shown, line, msg) for line, msg in problems]))
-    warnings = [_at(shown, line, msg) for line, msg in _warnings(data, located)]
+    warnings = [_at(shown, line, msg) for line, msg in _warnings(found["password"], located)]
     return Inventory(path=shown, groups=groups, warnings=tuple(warnings))
 
 
@@ -382,32 +383,37 @@ def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int
     return out
 
 
-def _warnings(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
-    paths: list[Loc] = []
-    _inline_passwords(data, (), paths)
+def _warnings(passwords: list[tuple[Loc, Any]], located: Located) -> list[tuple[int | None, str]]:
+    """A MySQL password given inline (``password:`` set under a ``mysql`` mapping)."""
     return [
         (
-            located.line_of(path),
-            f"warning: {dotted(path)}: password given inline; prefer password_env or password_file",
+            located.line_of(loc),
+            f"warning: {dotted(loc)}: password given inline; prefer password_env or password_file",
         )
-        for path in paths
+        for loc, value in passwords
+        if len(loc) > 1 and loc[-2] == "mysql" and value is not None
     ]
 
 
-def _inline_passwords(
-    value: Any, path: tuple[str | int, ...], out: list[tuple[str | int, ...]]
-) -> None:
-    """Adds to ``out`` the path of each ``password`` set under a ``mysql`` mapping, in document
-    order. Module-level, called for collections only: a nested recursive function would be a
+def keys_in(data: Any, keys: Iterable[str]) -> dict[str, list[tuple[Loc, Any]]]:
+    """Where each of ``keys`` is a mapping key anywhere in ``data``, in document order, with
+    its value: one walk of the raw document for every check that looks for a key anywhere."""
+    found: dict[str, list[tuple[Loc, Any]]] = {k: [] for k in keys}
+    _keys_in(data, (), found)
+    return found
+
+
+def _keys_in(value: Any, path: Loc, found: dict[str, list[tuple[Loc, Any]]]) -> None:
+    """Module-level, called for collections only: a nested recursive function would be a
     reference cycle holding the whole document, and a call per scalar or a generator per level
     cost a tenth of loading a fleet."""
     if isinstance(value, dict):
         for k, v in value.items():
-            if k == "password" and path and path[-1] == "mysql" and v is not None:
-                out.append((*path, k))
-            elif isinstance(v, dict | list):
-                _inline_passwords(v, (*path, k), out)
+            if k in found:
+                found[k].append(((*path, k), v))
+            if isinstance(v, dict | list):
+                _keys_in(v, (*path, k), found)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             if isinstance(v, dict | list):
-                _inline_passwords(v, (*path, i), out)
+                _keys_in(v, (*path, i), found)
