@@ -353,21 +353,21 @@ def _tolerant(model: type[M], raw: object) -> M | None:
 
 def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int | None, str]]:
     """The same host twice in a group: by name, or by its resolved SSH or MySQL endpoint."""
-    names: dict[str, str] = {}
+    names: dict[str, Loc] = {}  # where each name was first seen (said only in a message)
     ssh_eps: dict[tuple[str, int], str] = {}
     mysql_eps: dict[tuple[str, int], str] = {}
     out: list[tuple[int | None, str]] = []
     for h in hosts:
-        here = dotted(h.loc)
         if h.name in names:
+            here, also = dotted(h.loc), dotted(names[h.name])
             out.append(
                 (
                     located.line_of(h.loc),
-                    f"{here}: host {h.name!r} is listed twice in the group (also {names[h.name]})",
+                    f"{here}: host {h.name!r} is listed twice in the group (also {also})",
                 )
             )
             continue
-        names[h.name] = here
+        names[h.name] = h.loc
         for kind, endpoint, seen in (("SSH", h.ssh, ssh_eps), ("MySQL", h.mysql, mysql_eps)):
             if endpoint is None:
                 continue
@@ -375,8 +375,8 @@ def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int
                 out.append(
                     (
                         located.line_of(h.loc),
-                        f"{here}: {kind} endpoint {endpoint[0]}:{endpoint[1]} of {h.name!r} "
-                        f"is the same as {seen[endpoint]}'s: the same host twice?",
+                        f"{dotted(h.loc)}: {kind} endpoint {endpoint[0]}:{endpoint[1]} of "
+                        f"{h.name!r} is the same as {seen[endpoint]}'s: the same host twice?",
                     )
                 )
             seen.setdefault(endpoint, h.name)
