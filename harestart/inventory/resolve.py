@@ -210,50 +210,45 @@ class Resolver:
     def __init__(self, defaults: DefaultsSpec | None, base: Path) -> None:
         self.d = defaults or DefaultsSpec()
         self.base = base
+        self.coordination = coordination(self.d.coordination)  # the file's, for every group
         self._stacks: dict[tuple[str, int, int], tuple[object, object, Any]] = {}
 
-    def _once(self, kind: str, a: object, b: object, make: Callable[[], T]) -> T:
+    def _once(self, kind: str, a: object, b: object, make: Callable[..., T], *args: Any) -> T:
+        """``make(*args)`` for the stack of sections ``a`` and ``b`` (and the defaults')."""
         key = (kind, id(a), id(b))
         hit = self._stacks.get(key)
         if hit is None:
-            hit = self._stacks[key] = (a, b, make())
+            hit = self._stacks[key] = (a, b, make(*args))
         return cast(T, hit[2])
 
     def group(self, g: GroupSpec) -> Group:
         d, base = self.d, self.base
-        m = g.mha
-        h = self._once("health", g.health, None, lambda: _health(g.health, d.health))
         return Group(
             id=g.id,
             account=g.account,
             name=g.name or g.id,
             source=self._node(g, g.source, "source"),
             replicas=tuple(self._node(g, r, "replica") for r in g.replicas),
-            mha=self._mha(g, m),
-            health=h,
-            coordination=self._once("coord", None, None, lambda: coordination(d.coordination)),
-            hooks=self._once("hooks", g.hooks, None, lambda: hooks((g.hooks, d.hooks), base)),
+            mha=self._mha(g, g.mha),
+            health=self._once("health", g.health, None, _health, g.health, d.health),
+            coordination=self.coordination,
+            hooks=self._once("hooks", g.hooks, None, hooks, (g.hooks, d.hooks), base),
             source_strategy=first(g.source_strategy, d.source_strategy, SOURCE_STRATEGY),
             candidate=g.candidate,
             replication=self._once(
-                "replication",
-                g.replication,
-                None,
-                lambda: replication(g.replication, d.replication, base),
+                "replication", g.replication, None, replication, g.replication, d.replication, base
             ),
             flavor=_flavor(g.flavor or d.flavor),
         )
 
     def _ssh(self, n: NodeSpec | ManagerSpec, g: GroupSpec) -> SshEndpoint:
         layers = (n.ssh, g.ssh, self.d.ssh)
-        host, fields = self._once("ssh", n.ssh, g.ssh, lambda: _ssh_fields(layers, self.base))
+        host, fields = self._once("ssh", n.ssh, g.ssh, _ssh_fields, layers, self.base)
         return SshEndpoint(host=host or address(n), **fields)
 
     def _mysql(self, n: NodeSpec, g: GroupSpec) -> MysqlTarget:
         layers = (n.mysql, g.mysql, self.d.mysql)
-        host, fields = self._once(
-            "mysql", n.mysql, g.mysql, lambda: _mysql_fields(layers, self.base)
-        )
+        host, fields = self._once("mysql", n.mysql, g.mysql, _mysql_fields, layers, self.base)
         return MysqlTarget(host=host or address(n), **fields)
 
     def _node(self, g: GroupSpec, n: NodeSpec, role: Literal["source", "replica"]) -> Node:
