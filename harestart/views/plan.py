@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harestart.domain.actions import PlanAction
 from harestart.domain.dialect import Dialect, dialect_for
 from harestart.domain.group import Group
-from harestart.domain.observation import GroupState
 from harestart.domain.plan.model import Plan, Step
 from harestart.domain.topology import Flavor
+
+if TYPE_CHECKING:  # `plan` without --probe observes nothing: not imported for it
+    from harestart.domain.observation import GroupState
 
 # The words of each `flavor:` (MySQL: 8.0.22 and later, the REPLICA words; README "Inventory").
 FLAVOR_WORDS: Mapping[Flavor, Dialect] = {
