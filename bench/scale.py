@@ -2,7 +2,8 @@
 
     python -m bench.scale [--groups 100,1000,10000] [--parallel 1,50,500] [--full]
                           [--json PATH] [--env-hook MODULE:FUNCTION] [--state-base DIR]
-                          [--no-plan] [--etcd | --coordination URL]
+                          [--no-plan | --plans-only] [--plan-repeat N] [--no-profile]
+                          [--etcd | --coordination URL]
 
 No Docker and no hosts: every group is the unit tests' fakes (``tests/unit/fakes.py``: one
 FakeWorld per group, restarts that take no time, MHA that answers at once), so what is
@@ -17,7 +18,12 @@ thread, the fakes included, so an upper bound; and how much of it the kernel spe
 on the journal's atomic file replacements), peak RSS, and RSS and Python's allocated memory
 blocks after the first 10% of the groups finished and after all of them (what a finished
 group leaves behind: its RunResult, kept for the final report, and nothing else should
-grow). Then ``harestart plan`` of each N in a fresh process: wall, CPU and peak RSS.
+grow). Then ``harestart plan`` of each N in a fresh process: wall, CPU and peak RSS (the
+median of ``--plan-repeat`` runs, each with the load average beside it), and, for the largest
+N, where its time and memory go: a cProfile of the same command (the top entries by own time
+and by cumulative time in harestart's code) and tracemalloc's peak with the allocation sites
+still alive once the inventory is loaded (what the whole command carries); ``--no-profile``
+skips it.
 
 Results: a table on stdout and JSON (default build/bench-scale.json). Nothing is asserted
 but that every group ended ACTIVE; tests never assert timings.
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import dataclasses
 import datetime as dt
 import gc
@@ -44,12 +51,14 @@ import json
 import math
 import os
 import platform
+import pstats
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,6 +73,7 @@ from harestart.domain.group import Group
 from harestart.engine.coordination import local_coordination
 from harestart.engine.run import Environment
 from harestart.engine.sequencer.waiting import ManualClock, poll_until
+from harestart.inventory.load import load_inventory
 from tests.unit.fakes import FakeCommands, FakeMha, FakeNode, FakeProbe, FakeShell, FakeWorld
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,35 +318,157 @@ def _run_cli(argv: list[str], env: Environment) -> int:
 
 # --- harestart plan in a fresh process -------------------------------------------------------
 
+PLAN_PROFILE_TOP = 15  # entries of the profile shown in the report
 
-def measure_plan(groups: int) -> dict[str, Any]:
-    """``python -m harestart plan --format json`` of an N-group inventory: wall, CPU, peak RSS."""
+
+def measure_plan(groups: int, repeat: int = 1) -> dict[str, Any]:
+    """``python -m harestart plan --format json`` of an N-group inventory, ``repeat`` times in
+    fresh processes: each run's wall, CPU, peak RSS and the load average before it; the
+    headline figures are the runs' medians."""
     with tempfile.TemporaryDirectory(prefix="harestart-scale-") as tmp:
         inventory = Path(tmp) / "fleet.yml"
         inventory.write_text(fleet_inventory(groups))
-        t0 = time.perf_counter()
-        with open(os.devnull, "w") as devnull:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "harestart", "plan", str(inventory), "--format", "json"],
-                stdout=devnull,
-                stderr=subprocess.PIPE,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-            assert proc.stderr is not None
-            err = proc.stderr.read()
-            _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    cpu = usage.ru_utime + usage.ru_stime
+        runs = [_plan_once(inventory) for _ in range(max(1, repeat))]
+    failed = [r for r in runs if r["exit_code"] != 0]
+    chosen = failed[0] if failed else sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+    cpu = chosen["cpu_s"]
     return {
         "groups": groups,
+        "exit_code": chosen["exit_code"],
+        "stderr": chosen["stderr"],
+        "wall_s": chosen["wall_s"],
+        "cpu_s": cpu,
+        "cpu_ms_per_group": 1000 * cpu / groups,
+        "peak_rss_mb": chosen["peak_rss_mb"],
+        "load_avg": chosen["load_avg"],
+        "runs": runs,
+    }
+
+
+def _plan_once(inventory: Path) -> dict[str, Any]:
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    with open(os.devnull, "w") as devnull:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harestart", "plan", str(inventory), "--format", "json"],
+            stdout=devnull,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    return {
         "exit_code": os.waitstatus_to_exitcode(status),
         "stderr": err.decode(errors="replace")[-2000:],
         "wall_s": wall,
-        "cpu_s": cpu,
-        "cpu_ms_per_group": 1000 * cpu / groups,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": peak_rss_mb(usage),
+        "load_avg": [round(x, 2) for x in load],
     }
+
+
+def profile_plan(groups: int) -> dict[str, Any]:
+    """Where ``plan --format json`` of N groups spends its time and memory, in a fresh process
+    (``--profile-plan N``): its JSON on the last line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--profile-plan", str(groups)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    if done.returncode != 0:
+        return {"groups": groups, "failed": done.stderr[-3000:]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _profile_plan_here(groups: int) -> dict[str, Any]:
+    """The ``--profile-plan`` child: the real CLI under cProfile, then again under tracemalloc
+    (a snapshot once the inventory is loaded: what the whole command carries)."""
+    with tempfile.TemporaryDirectory(prefix="harestart-scale-") as tmp:
+        inventory = Path(tmp) / "fleet.yml"
+        inventory.write_text(fleet_inventory(groups))
+        argv = ["plan", str(inventory), "--format", "json"]
+        load = os.getloadavg()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        code = _run_quiet(argv)
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        memory = _traced(argv)
+    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # pstats' own table
+
+    def entry(key: Any) -> dict[str, Any]:
+        calls, _, own, cum, _ = table[key]
+        path, line, name = key
+        where = f"{_short_path(path)}:{line}({name})" if line else name
+        return {"function": where, "calls": calls, "own_s": own, "cum_s": cum}
+
+    by_own = sorted(table, key=lambda k: table[k][2], reverse=True)
+    ours = [k for k in table if "/harestart/" in k[0]]
+    by_cum = sorted(ours, key=lambda k: table[k][3], reverse=True)
+    return {
+        "groups": groups,
+        "exit_code": code,
+        "load_avg": [round(x, 2) for x in load],
+        "profiled_s": sum(v[2] for v in table.values()),
+        "top_own_time": [entry(k) for k in by_own[:PLAN_PROFILE_TOP]],
+        "top_cumulative_harestart": [entry(k) for k in by_cum[:PLAN_PROFILE_TOP]],
+        **memory,
+    }
+
+
+def _traced(argv: list[str]) -> dict[str, Any]:
+    """tracemalloc's peak over the command, and the sites alive once its inventory is loaded
+    (the same loader, called alone: what the whole command carries)."""
+    tracemalloc.start()
+    try:
+        inventory = load_inventory(argv[1])
+        snapshot = tracemalloc.take_snapshot()
+        del inventory
+        tracemalloc.reset_peak()
+        _run_quiet(argv)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {
+        "traced_peak_mb": peak / 1e6,
+        "alive_after_load_mb": sum(s.size for s in snapshot.statistics("filename")) / 1e6,
+        "top_alive_after_load": [
+            {
+                "site": f"{_short_path(s.traceback[0].filename)}:{s.traceback[0].lineno}",
+                "mb": s.size / 1e6,
+                "blocks": s.count,
+            }
+            for s in snapshot.statistics("lineno")[:PLAN_PROFILE_TOP]
+        ],
+    }
+
+
+def _short_path(path: str) -> str:
+    for marker in ("/harestart/", "/site-packages/", "/lib/python"):
+        if marker in path:
+            return marker.strip("/") + "/" + path.split(marker, 1)[1]
+    return path
+
+
+def _run_quiet(argv: list[str]) -> int:
+    """The real CLI in this process (no injected Environment), its output thrown away."""
+    with (
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stdout(devnull),
+        contextlib.redirect_stderr(devnull),
+    ):
+        try:
+            cli.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code if isinstance(code, int) else 1
 
 
 # --- the matrix, each run in its own process ------------------------------------------------
@@ -361,6 +493,7 @@ def _child(groups: int, parallel: int, hook: str | None, base: Path | None) -> d
         print(done.stderr[-3000:], file=sys.stderr)
         return {"groups": groups, "parallel": parallel, "failed": done.stderr[-3000:]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load_avg"] = [round(x, 2) for x in os.getloadavg()]  # as the run ended
     return result
 
 
@@ -383,12 +516,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=REPO / "build" / "bench-scale.json")
     ap.add_argument("--env-hook", metavar="MODULE:FUNCTION", help="Environment -> Environment")
     ap.add_argument("--no-plan", action="store_true", help="skip `harestart plan` per size")
+    ap.add_argument("--plans-only", action="store_true", help="only `harestart plan` per size")
     ap.add_argument("--full", action="store_true", help="every size at every parallelism")
     ap.add_argument("--state-base", type=Path, help="where the state directories go (a disk)")
     ap.add_argument("--coordination", metavar="URL", help="locks on this service (e.g. etcd)")
     ap.add_argument("--etcd", action="store_true", help="start a local etcd for the locks")
+    ap.add_argument("--plan-repeat", type=int, default=3, metavar="N", help="plan runs per size")
+    ap.add_argument("--no-profile", action="store_true", help="skip profiling the largest plan")
     ap.add_argument("--one", nargs=2, type=int, metavar=("N", "P"), help=argparse.SUPPRESS)
+    ap.add_argument("--profile-plan", type=int, metavar="N", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.profile_plan:
+        print(json.dumps(_profile_plan_here(args.profile_plan)))
+        return 0
     if args.one:
         run = measure_run(*args.one, hook=load_hook(args.env_hook), base=args.state_base)
         print(json.dumps(run))
@@ -417,15 +557,19 @@ def _measure_all(args: argparse.Namespace) -> int:
         "target_cpu_ms_per_group": TARGET_CPU_MS_PER_GROUP,
         "runs": [],
         "plans": [],
+        "plan_profile": None,
     }
-    for n, p in _matrix(args.groups, args.parallel, skip):
+    for n, p in [] if args.plans_only else _matrix(args.groups, args.parallel, skip):
         print(f"run --all: {n} groups, --parallel-groups {p} ...", flush=True)
         report["runs"].append(_child(n, p, args.env_hook, args.state_base))
         _write(args.json, report)  # what is measured so far survives a later failure
     if not args.no_plan:
         for n in args.groups:
             print(f"plan: {n} groups ...", flush=True)
-            report["plans"].append(measure_plan(n))
+            report["plans"].append(measure_plan(n, args.plan_repeat))
+        if not args.no_profile:
+            print(f"plan: {max(args.groups)} groups, profiled ...", flush=True)
+            report["plan_profile"] = profile_plan(max(args.groups))
     print_report(report)
     _write(args.json, report)
     print(f"\nJSON: {args.json}")
@@ -515,14 +659,52 @@ def print_report(rep: dict[str, Any]) -> None:
         "between 10% and 100%)"
     )
     if rep["plans"]:
-        print("\nharestart plan --format json (a fresh process, output discarded)")
-        print(f"{'groups':>7} {'wall s':>8} {'CPU s':>7} {'CPU ms/grp':>10} {'peak MB':>8}  ok")
-        for p in rep["plans"]:
-            print(
-                f"{p['groups']:>7} {p['wall_s']:>8.2f} {p['cpu_s']:>7.2f} "
-                f"{p['cpu_ms_per_group']:>10.2f} {p['peak_rss_mb']:>8.0f}  "
-                f"{'yes' if p['exit_code'] == 0 else 'NO: ' + p['stderr'][-200:]}"
-            )
+        print_plans(rep["plans"])
+    if rep.get("plan_profile"):
+        print_plan_profile(rep["plan_profile"])
+
+
+PLAN_TARGETS = {1_000: (0.5, None), 10_000: (3.0, 300.0)}  # groups: (wall s, peak MB)
+
+
+def print_plans(plans: list[dict[str, Any]]) -> None:
+    print("\nharestart plan --format json (a fresh process, output discarded; median of runs)")
+    print(
+        f"{'groups':>7} {'wall s':>8} {'CPU s':>7} {'CPU ms/grp':>10} {'peak MB':>8} "
+        f"{'target':>14} {'load avg (1/5/15 min)':>22}  ok"
+    )
+    for p in plans:
+        wall, mb = PLAN_TARGETS.get(p["groups"], (None, None))
+        target = (f"<{wall:g} s" if wall else "") + (f", <{mb:.0f} MB" if mb else "")
+        load = "/".join(f"{x:.1f}" for x in p.get("load_avg", ()))
+        print(
+            f"{p['groups']:>7} {p['wall_s']:>8.2f} {p['cpu_s']:>7.2f} "
+            f"{p['cpu_ms_per_group']:>10.2f} {p['peak_rss_mb']:>8.0f} {target:>14} {load:>22}  "
+            f"{'yes' if p['exit_code'] == 0 else 'NO: ' + p['stderr'][-200:]}"
+        )
+
+
+def print_plan_profile(prof: dict[str, Any]) -> None:
+    if "failed" in prof:
+        print(f"\nplan profile of {prof['groups']} groups FAILED: {prof['failed'][-300:]}")
+        return
+    load = "/".join(f"{x:.1f}" for x in prof["load_avg"])
+    print(
+        f"\nWhere `plan` of {prof['groups']} groups goes (cProfile, {prof['profiled_s']:.1f} s "
+        f"profiled, load average {load}): top by own time"
+    )
+    print(f"{'own s':>7} {'cum s':>7} {'calls':>9}  function")
+    for e in prof["top_own_time"]:
+        print(f"{e['own_s']:>7.2f} {e['cum_s']:>7.2f} {e['calls']:>9}  {e['function']}")
+    print("top by cumulative time, harestart's own functions")
+    for e in prof["top_cumulative_harestart"]:
+        print(f"{e['own_s']:>7.2f} {e['cum_s']:>7.2f} {e['calls']:>9}  {e['function']}")
+    print(
+        f"tracemalloc: peak {prof['traced_peak_mb']:.0f} MB traced; alive once the inventory "
+        f"is loaded: {prof['alive_after_load_mb']:.0f} MB, the largest sites:"
+    )
+    for m in prof["top_alive_after_load"][:8]:
+        print(f"{m['mb']:>7.1f} MB {m['blocks']:>9} blocks  {m['site']}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -29,17 +30,19 @@ from harestart.cli_options import (
 from harestart.cli_pending import clear_pending, mark_pending
 from harestart.domain.group import Group
 from harestart.domain.plan.build import build_plan
-from harestart.domain.plan.model import PlanOptions
+from harestart.domain.plan.model import Plan, PlanOptions
 from harestart.domain.secret import scrub
 from harestart.domain.switch import SourceStrategy, choose_candidate
 from harestart.errors import ExitCode, HarestartError, UsageError
 from harestart.inventory.load import load_inventory
 from harestart.inventory.model import Inventory
 from harestart.inventory.needs import require_strategy
+from harestart.inventory.yamlsafe import collector_paused
 from harestart.views.plan import (
+    Wording,
     inventory_wording,
     observed_wording,
-    render_json,
+    pieces,
     render_text,
     wording_for,
 )
@@ -129,20 +132,20 @@ def plan(
     groups = inv.select(group_id)
     options = plan_options(**kw)
     _strategy_checked(inv, groups, options)
-    plans = [build_plan(g, options) for g in groups]
-    wordings = [inventory_wording(g) for g in groups]
+    # One group's plan at a time, built as it is written (views.plan.pieces).
+    plans: Iterable[Plan] = (build_plan(g, options) for g in groups)
+    wordings: Iterable[Wording] = (inventory_wording(g) for g in groups)
     if probe:
         from harestart.engine.run import probed
 
         env = _environment()  # imports the adapters only when needed
         _configure_logging(None, verbose=False)
-        found = probed(groups, plans, env=env)
+        found = probed(groups, list(plans), env=env)
         plans, wordings = [p for p, _ in found], [observed_wording(st) for _, st in found]
-    if fmt == "json":
-        click.echo(render_json(plans))
-    else:
-        texts = (render_text(p, w, verbose=verbose) for p, w in zip(plans, wordings, strict=True))
-        click.echo("\n\n".join(texts))
+    with collector_paused():  # a plan makes no reference cycle: see views.plan.pieces
+        for piece in pieces(plans, wordings, len(groups), fmt=fmt, verbose=verbose):
+            click.echo(piece, nl=False)
+    click.echo()
 
 
 def _select(inv: Inventory, group_id: str | None, all_groups: bool) -> tuple[Group, ...]:

@@ -71,10 +71,16 @@ class PlanAction:
     when: str = ""  # the condition, in words ("" = always)
     then: tuple[Gate, ...] = ()  # gates that prove it, evaluated right after it
 
+    _kind_name = ""  # each class's own, set once when the class is made
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._kind_name = _kind(cls.__name__)
+
     @property
     def kind(self) -> str:
         """``RestartMysqld`` -> ``restart_mysqld`` (the JSON's ``kind``)."""
-        return _kind(type(self).__name__)
+        return self._kind_name
 
     def sql(self, dialect: Dialect) -> tuple[Sql, ...]:
         """Exactly the statements sent to a server of ``dialect``, in order (slots filled at
@@ -103,7 +109,7 @@ class PlanAction:
         return f"{text} (only if {self.when})" if self.when else text
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "host": self.host, "do": self.describe()}
+        d: dict[str, Any] = {"kind": self._kind_name, "host": self.host, "do": self.describe()}
         if self.when:
             d["when"] = self.when
         if self.then:
@@ -164,8 +170,13 @@ def _forms(new: str, old: str) -> str:
 def _said(wording: Dialect | None, statement: Callable[[Dialect], str]) -> str:
     """A statement in the words of ``wording``; None: in both forms (see ``_forms``)."""
     if wording is None:
-        return _forms(statement(_NEW), statement(_OLD))
+        return _every_form(statement)
     return quoted(statement(wording))
+
+
+@functools.cache  # a few statements, said in every plan
+def _every_form(statement: Callable[[Dialect], str]) -> str:
+    return _forms(statement(_NEW), statement(_OLD))
 
 
 def _stop_io(d: Dialect) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import shlex
 
@@ -22,6 +23,7 @@ def surviving_disconnect(command: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # a fleet's groups mostly share one manager command
 def detached(command: str, log_path: str) -> str:
     """Start ``command`` (a long-lived daemon such as ``masterha_manager``) so that it outlives
     the SSH session that started it: its own session (setsid), no SIGHUP (nohup), stdin from

@@ -101,6 +101,9 @@ def node_hooks(
     group: Group, name: str, *, source: str | None = None, strategy: Strategy = "restart"
 ) -> tuple[tuple[RunHook, ...], tuple[RunHook, ...]]:
     """The hooks around node ``name``'s restart: (before it, after its checks passed)."""
+    hooks = group.hooks
+    if hooks.before_node_restart is None and hooks.after_node_restart is None:
+        return (), ()  # most groups of a fleet: asked for each of their nodes
     before = node_hook(group, HookPoint.BEFORE_NODE_RESTART, name, source=source, strategy=strategy)
     after = node_hook(group, HookPoint.AFTER_NODE_RESTART, name, source=source, strategy=strategy)
     return tuple(h for h in (before,) if h), tuple(h for h in (after,) if h)

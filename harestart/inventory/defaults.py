@@ -7,6 +7,7 @@ defaults depend on the group's config file, so they are a function of it.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import shlex
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ def app_name(config_path: str) -> str:
     return base.rsplit(".", 1)[0] if "." in base else base
 
 
+@functools.lru_cache(maxsize=1024)  # a fleet's groups often share one path
 def mha_defaults(config_path: str) -> MhaDefaults:
     """MHA's own commands and log path for the application configured in ``config_path``."""
     conf = shlex.quote(f"--conf={config_path}")  # a validated path needs no quoting; be safe

@@ -25,7 +25,7 @@ from harestart.errors import InventoryError
 from harestart.inventory.model import Inventory, did_you_mean
 from harestart.inventory.needs import load_problems
 from harestart.inventory.passthrough import passthrough_problems
-from harestart.inventory.resolve import address, mysql_target, resolve_group, ssh_endpoint
+from harestart.inventory.resolve import Resolver, address, mysql_target, ssh_endpoint
 from harestart.inventory.schema import DefaultsSpec, InventorySpec, MysqlSpec, NodeSpec, SshSpec
 from harestart.inventory.yamlsafe import (
     Located,
@@ -36,6 +36,7 @@ from harestart.inventory.yamlsafe import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
 
 # --- loading ---------------------------------------------------------------------------------
 
@@ -101,20 +102,22 @@ def _parse_inventory(
     groups: tuple[Group, ...] = ()
     hosts: Iterable[Iterable[_Host]]
     if spec is not None:
-        groups = tuple(resolve_group(spec.defaults, g, base) for g in spec.groups)
+        resolver = Resolver(spec.defaults, base)
+        groups = tuple(resolver.group(g) for g in spec.groups)
         hosts = (_resolved_hosts(gi, g) for gi, g in enumerate(groups))
         problems.extend(load_problems(spec, groups, located))  # what strategies etc. need
     else:  # the valid parts of each group, layered by the same resolver
         hosts = _tolerant_hosts(data, base)
     problems.extend(_duplicate_ids(data, located))
-    problems.extend(passthrough_problems(located, secret_env))
+    found = keys_in(data, ("password", "password_env"))
+    problems.extend(passthrough_problems(located, secret_env, found["password_env"]))
     for group_hosts in hosts:
         problems.extend(_duplicate_hosts(group_hosts, located))
 
     if problems:
         problems.sort(key=lambda pl: pl[0] or 0)
         raise InventoryError(shown, _dedupe([_at(shown, line, msg) for line, msg in problems]))
-    warnings = [_at(shown, line, msg) for line, msg in _warnings(data, located)]
+    warnings = [_at(shown, line, msg) for line, msg in _warnings(found["password"], located)]
     return Inventory(path=shown, groups=groups, warnings=tuple(warnings))
 
 
@@ -258,24 +261,24 @@ def _duplicate_ids(data: dict[str, Any], located: Located) -> list[tuple[int | N
     groups = data.get("groups")
     if not isinstance(groups, list):
         return out
-    seen_ids: dict[str, int | None] = {}
+    seen_ids: dict[str, int] = {}  # id -> the index of the group that defined it first
     for gi, group in enumerate(groups):
         if not isinstance(group, dict):
             out.append((located.line_of(("groups", gi)), f"groups[{gi}]: must be a mapping"))
             continue
         gid = group.get("id")
         if isinstance(gid, str):
-            line = located.line_of(("groups", gi, "id"))
-            if gid in seen_ids:
+            if gid in seen_ids:  # lines looked up only now (a walk of the document each)
+                first = located.line_of(("groups", seen_ids[gid], "id"))
                 out.append(
                     (
-                        line,
+                        located.line_of(("groups", gi, "id")),
                         f"groups[{gi}].id: duplicate group id {gid!r} "
-                        f"(first defined at line {seen_ids[gid]})",
+                        f"(first defined at line {first})",
                     )
                 )
             else:
-                seen_ids[gid] = line
+                seen_ids[gid] = gi
     return out
 
 
@@ -350,21 +353,21 @@ def _tolerant(model: type[M], raw: object) -> M | None:
 
 def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int | None, str]]:
     """The same host twice in a group: by name, or by its resolved SSH or MySQL endpoint."""
-    names: dict[str, str] = {}
+    names: dict[str, Loc] = {}  # where each name was first seen (said only in a message)
     ssh_eps: dict[tuple[str, int], str] = {}
     mysql_eps: dict[tuple[str, int], str] = {}
     out: list[tuple[int | None, str]] = []
     for h in hosts:
-        here = dotted(h.loc)
         if h.name in names:
+            here, also = dotted(h.loc), dotted(names[h.name])
             out.append(
                 (
                     located.line_of(h.loc),
-                    f"{here}: host {h.name!r} is listed twice in the group (also {names[h.name]})",
+                    f"{here}: host {h.name!r} is listed twice in the group (also {also})",
                 )
             )
             continue
-        names[h.name] = here
+        names[h.name] = h.loc
         for kind, endpoint, seen in (("SSH", h.ssh, ssh_eps), ("MySQL", h.mysql, mysql_eps)):
             if endpoint is None:
                 continue
@@ -372,33 +375,45 @@ def _duplicate_hosts(hosts: Iterable[_Host], located: Located) -> list[tuple[int
                 out.append(
                     (
                         located.line_of(h.loc),
-                        f"{here}: {kind} endpoint {endpoint[0]}:{endpoint[1]} of {h.name!r} "
-                        f"is the same as {seen[endpoint]}'s: the same host twice?",
+                        f"{dotted(h.loc)}: {kind} endpoint {endpoint[0]}:{endpoint[1]} of "
+                        f"{h.name!r} is the same as {seen[endpoint]}'s: the same host twice?",
                     )
                 )
             seen.setdefault(endpoint, h.name)
     return out
 
 
-def _warnings(data: dict[str, Any], located: Located) -> list[tuple[int | None, str]]:
-    out: list[tuple[int | None, str]] = []
+def _warnings(passwords: list[tuple[Loc, Any]], located: Located) -> list[tuple[int | None, str]]:
+    """A MySQL password given inline (``password:`` set under a ``mysql`` mapping)."""
+    return [
+        (
+            located.line_of(loc),
+            f"warning: {dotted(loc)}: password given inline; prefer password_env or password_file",
+        )
+        for loc, value in passwords
+        if len(loc) > 1 and loc[-2] == "mysql" and value is not None
+    ]
 
-    def walk(value: Any, path: tuple[str | int, ...]) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if k == "password" and path and path[-1] == "mysql" and v is not None:
-                    out.append(
-                        (
-                            located.line_of((*path, k)),
-                            f"warning: {dotted((*path, k))}: "
-                            "password given inline; prefer password_env or password_file",
-                        )
-                    )
-                else:
-                    walk(v, (*path, k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, (*path, i))
 
-    walk(data, ())
-    return out
+def keys_in(data: Any, keys: Iterable[str]) -> dict[str, list[tuple[Loc, Any]]]:
+    """Where each of ``keys`` is a mapping key anywhere in ``data``, in document order, with
+    its value: one walk of the raw document for every check that looks for a key anywhere."""
+    found: dict[str, list[tuple[Loc, Any]]] = {k: [] for k in keys}
+    _keys_in(data, (), found)
+    return found
+
+
+def _keys_in(value: Any, path: Loc, found: dict[str, list[tuple[Loc, Any]]]) -> None:
+    """Module-level, called for collections only: a nested recursive function would be a
+    reference cycle holding the whole document, and a call per scalar or a generator per level
+    cost a tenth of loading a fleet."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in found:
+                found[k].append(((*path, k), v))
+            if isinstance(v, dict | list):
+                _keys_in(v, (*path, k), found)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list):
+                _keys_in(v, (*path, i), found)

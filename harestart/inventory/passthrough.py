@@ -12,7 +12,7 @@ Checked on the raw document, so a file with other problems still gets this one r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from harestart.domain.hooks import HOOK_VARIABLES
@@ -22,12 +22,15 @@ Loc = tuple[str | int, ...]
 
 
 def passthrough_problems(
-    located: Located, secret_env: Mapping[str, str]
+    located: Located, secret_env: Mapping[str, str], password_envs: Iterable[tuple[Loc, Any]]
 ) -> list[tuple[int | None, str]]:
     """(line, message) for each ``env_passthrough`` entry that names a secret or a hook's own
-    variable. ``secret_env``: more names holding secrets, each with what holds it there."""
+    variable. ``secret_env``: more names holding secrets, each with what holds it there;
+    ``password_envs``: every ``password_env`` key of the document, anywhere, with its value
+    (``load.keys_in``: one walk of a fleet's document serves every such check)."""
     data = located.data
-    secrets = {**dict(_password_envs(data, ())), **secret_env}
+    named = {v: f"{dotted(loc)} names it" for loc, v in password_envs if isinstance(v, str)}
+    secrets = {**named, **secret_env}
     out: list[tuple[int | None, str]] = []
     for loc, name in _entries(data):
         where = dotted(loc)
@@ -39,19 +42,6 @@ def passthrough_problems(
             continue
         out.append((located.line_of(loc), f"{where}: {name} cannot be passed to hooks: {why}"))
     return out
-
-
-def _password_envs(value: Any, path: Loc) -> Iterator[tuple[str, str]]:
-    """(variable, "<field> names it") for every ``password_env`` string anywhere in the file."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == "password_env" and isinstance(v, str):
-                yield v, f"{dotted((*path, k))} names it"
-            else:
-                yield from _password_envs(v, (*path, str(k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _password_envs(v, (*path, i))
 
 
 def _entries(data: Any) -> Iterator[tuple[Loc, str]]:

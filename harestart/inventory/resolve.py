@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -46,9 +46,11 @@ from harestart.inventory.schema import (
     CoordinationSpec,
     DefaultsSpec,
     GroupSpec,
+    HealthSpec,
     HookEntry,
     HooksSpec,
     ManagerSpec,
+    MhaSpec,
     MysqlSpec,
     NodeSpec,
     ReplicationSpec,
@@ -57,6 +59,7 @@ from harestart.inventory.schema import (
 
 S = TypeVar("S", bound=BaseModel)
 T = TypeVar("T")
+_Fields = dict[str, Any]  # an endpoint's fields but its host
 
 
 def merge(*layers: S | None) -> S:
@@ -104,6 +107,12 @@ def _path(value: str | None, base: Path) -> str | None:
 
 def ssh_endpoint(layers: Sequence[SshSpec | None], address: str, base: Path) -> SshEndpoint:
     """The SSH endpoint of a host from its layers (most specific first)."""
+    host, fields = _ssh_fields(layers, base)
+    return SshEndpoint(host=host or address, **fields)
+
+
+def _ssh_fields(layers: Sequence[SshSpec | None], base: Path) -> tuple[str | None, _Fields]:
+    """The host the layers set (None: the node's address) and every other field."""
     s = merge(*layers, SSH)
     jump = None
     if s.jump is not None:
@@ -121,36 +130,39 @@ def ssh_endpoint(layers: Sequence[SshSpec | None], address: str, base: Path) -> 
             command_timeout=first(s.command_timeout),
             jump=None,
         )
-    return SshEndpoint(
-        host=s.host or address,
-        port=first(s.port),
-        user=first(s.user),
-        key_file=_path(s.key_file, base),
-        use_agent=first(s.agent),
-        known_hosts=_path(s.known_hosts, base),
-        accept_new_host_keys=first(s.accept_new_host_keys),
-        sudo=first(s.sudo),
-        connect_timeout=first(s.connect_timeout),
-        command_timeout=first(s.command_timeout),
-        jump=jump,
-    )
+    return s.host, {
+        "port": first(s.port),
+        "user": first(s.user),
+        "key_file": _path(s.key_file, base),
+        "use_agent": first(s.agent),
+        "known_hosts": _path(s.known_hosts, base),
+        "accept_new_host_keys": first(s.accept_new_host_keys),
+        "sudo": first(s.sudo),
+        "connect_timeout": first(s.connect_timeout),
+        "command_timeout": first(s.command_timeout),
+        "jump": jump,
+    }
 
 
 def mysql_target(layers: Sequence[MysqlSpec | None], address: str, base: Path) -> MysqlTarget:
     """Where and how to reach a node's mysqld from its layers (most specific first)."""
+    host, fields = _mysql_fields(layers, base)
+    return MysqlTarget(host=host or address, **fields)
+
+
+def _mysql_fields(layers: Sequence[MysqlSpec | None], base: Path) -> tuple[str | None, _Fields]:
     m = merge(*layers, MYSQL)
-    return MysqlTarget(
-        host=m.host or address,
-        port=first(m.port),
-        user=first(m.user),
-        password=PasswordSource(
+    return m.host, {
+        "port": first(m.port),
+        "user": first(m.user),
+        "password": PasswordSource(
             env=m.password_env,
             file=_path(m.password_file, base),
             inline=Secret(m.password) if m.password is not None else None,
         ),
-        connect_timeout=first(m.connect_timeout),
-        tunnel=first(m.tunnel),
-    )
+        "connect_timeout": first(m.connect_timeout),
+        "tunnel": first(m.tunnel),
+    }
 
 
 def coordination(spec: CoordinationSpec | None) -> CoordinationSettings | None:
@@ -186,15 +198,66 @@ def hooks(layers: Sequence[HooksSpec | None], base: Path) -> Hooks:
     )
 
 
-def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Group:
-    d = defaults or DefaultsSpec()
+class Resolver:
+    """One inventory's layering (node -> group -> ``defaults`` -> the built-in table), each
+    distinct stack of sections resolved once: a fleet's nodes share a few stacks, so a node
+    costs a lookup and its own objects (the frozen settings shared by groups are one object).
 
-    def node(n: NodeSpec, role: Literal["source", "replica"]) -> Node:
+    Stacks are told apart by the identity of their sections (validated, frozen); each cache
+    entry keeps its sections alive, so an identity is never reused while the resolver lives.
+    """
+
+    def __init__(self, defaults: DefaultsSpec | None, base: Path) -> None:
+        self.d = defaults or DefaultsSpec()
+        self.base = base
+        self.coordination = coordination(self.d.coordination)  # the file's, for every group
+        self._stacks: dict[tuple[str, int, int], tuple[object, object, Any]] = {}
+
+    def _once(self, kind: str, a: object, b: object, make: Callable[..., T], *args: Any) -> T:
+        """``make(*args)`` for the stack of sections ``a`` and ``b`` (and the defaults')."""
+        key = (kind, id(a), id(b))
+        hit = self._stacks.get(key)
+        if hit is None:
+            hit = self._stacks[key] = (a, b, make(*args))
+        return cast(T, hit[2])
+
+    def group(self, g: GroupSpec) -> Group:
+        d, base = self.d, self.base
+        return Group(
+            id=g.id,
+            account=g.account,
+            name=g.name or g.id,
+            source=self._node(g, g.source, "source"),
+            replicas=tuple(self._node(g, r, "replica") for r in g.replicas),
+            mha=self._mha(g, g.mha),
+            health=self._once("health", g.health, None, _health, g.health, d.health),
+            coordination=self.coordination,
+            hooks=self._once("hooks", g.hooks, None, hooks, (g.hooks, d.hooks), base),
+            source_strategy=first(g.source_strategy, d.source_strategy, SOURCE_STRATEGY),
+            candidate=g.candidate,
+            replication=self._once(
+                "replication", g.replication, None, replication, g.replication, d.replication, base
+            ),
+            flavor=_flavor(g.flavor or d.flavor),
+        )
+
+    def _ssh(self, n: NodeSpec | ManagerSpec, g: GroupSpec) -> SshEndpoint:
+        layers = (n.ssh, g.ssh, self.d.ssh)
+        host, fields = self._once("ssh", n.ssh, g.ssh, _ssh_fields, layers, self.base)
+        return SshEndpoint(host=host or address(n), **fields)
+
+    def _mysql(self, n: NodeSpec, g: GroupSpec) -> MysqlTarget:
+        layers = (n.mysql, g.mysql, self.d.mysql)
+        host, fields = self._once("mysql", n.mysql, g.mysql, _mysql_fields, layers, self.base)
+        return MysqlTarget(host=host or address(n), **fields)
+
+    def _node(self, g: GroupSpec, n: NodeSpec, role: Literal["source", "replica"]) -> Node:
+        d = self.d
         return Node(
             name=n.name,
             role=role,
-            ssh=ssh_endpoint((n.ssh, g.ssh, d.ssh), address(n), base),
-            mysql=mysql_target((n.mysql, g.mysql, d.mysql), address(n), base),
+            ssh=self._ssh(n, g),
+            mysql=self._mysql(n, g),
             restart_command=first(
                 n.restart_command,
                 g.restart_command,
@@ -205,43 +268,33 @@ def resolve_group(defaults: DefaultsSpec | None, g: GroupSpec, base: Path) -> Gr
             replication_port=n.replication_port,
         )
 
-    m = g.mha
-    manager = Node(
-        name=m.manager.name,
-        role="manager",
-        ssh=ssh_endpoint((m.manager.ssh, g.ssh, d.ssh), address(m.manager), base),
-        mysql=None,
-        restart_command=None,
-    )
-    md = mha_defaults(m.config)
-    h = merge(g.health, d.health, HEALTH)
-    return Group(
-        id=g.id,
-        account=g.account,
-        name=g.name or g.id,
-        source=node(g.source, "source"),
-        replicas=tuple(node(r, "replica") for r in g.replicas),
-        mha=Mha(
+    def _mha(self, g: GroupSpec, m: MhaSpec) -> Mha:
+        manager = Node(
+            name=m.manager.name,
+            role="manager",
+            ssh=self._ssh(m.manager, g),
+            mysql=None,
+            restart_command=None,
+        )
+        md = mha_defaults(m.config)
+        return Mha(
             manager=manager,
             config=m.config,
             log=first(m.log, md.log),
             stop_command=first(m.stop_command, md.stop_command),
             start_command=first(m.start_command, md.start_command),
             status_command=first(m.status_command, md.status_command),
-        ),
-        health=Health(
-            max_lag=first(h.max_lag),
-            restart_timeout=first(h.restart_timeout),
-            catchup_timeout=first(h.catchup_timeout),
-            failover_timeout=first(h.failover_timeout),
-            min_healthy_replicas=first(h.min_healthy_replicas),
-        ),
-        coordination=coordination(d.coordination),
-        hooks=hooks((g.hooks, d.hooks), base),
-        source_strategy=first(g.source_strategy, d.source_strategy, SOURCE_STRATEGY),
-        candidate=g.candidate,
-        replication=replication(g.replication, d.replication, base),
-        flavor=_flavor(g.flavor or d.flavor),
+        )
+
+
+def _health(group: HealthSpec | None, defaults: HealthSpec | None) -> Health:
+    h = merge(group, defaults, HEALTH)
+    return Health(
+        max_lag=first(h.max_lag),
+        restart_timeout=first(h.restart_timeout),
+        catchup_timeout=first(h.catchup_timeout),
+        failover_timeout=first(h.failover_timeout),
+        min_healthy_replicas=first(h.min_healthy_replicas),
     )
 
 

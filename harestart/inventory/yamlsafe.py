@@ -21,7 +21,7 @@ none (the API tokens file) passes ``aliases=False``, and ``hide_keys=True`` keep
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,19 +37,28 @@ Path_ = tuple[str | int, ...]
 
 @dataclass
 class Located:
-    """The plain Python data of a YAML document, and its nodes to find any value's line."""
+    """The plain Python data of a YAML document, and its text to find any value's line.
+
+    The composed nodes (marks and all: 130 MB for a 10,000-group inventory, against 25 MB of
+    data) are let go once converted; the first line asked for composes the text again. Only
+    messages ask (problems, warnings), so a valid fleet never pays for it twice.
+    """
 
     data: Any
-    root: yaml.Node | None = None
+    text: str = ""
     problems: list[tuple[int | None, str]] = field(default_factory=list)
     hide_keys: bool = False  # messages never show a mapping key (it may be a secret)
+    _root: yaml.Node | None = field(default=None, repr=False)
 
     def line_of(self, path: Path_) -> int | None:
         """The line of ``path`` or of its nearest ancestor (looked up only for messages).
 
         A mapping key's own line is used for a key path, so "unknown key" points at the key.
         """
-        node = self.root
+        if self._root is None and self.text:
+            with collector_paused():
+                self._root = _compose(self.text)  # it composed once already: no error here
+        node = self._root
         if node is None:
             return None
         line = node.start_mark.line + 1
@@ -70,10 +79,44 @@ class Located:
         return line
 
 
-# libyaml's parser when PyYAML has it (10x faster on big inventories); same nodes and marks.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
+_STR = "tag:yaml.org,2002:str"
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
+_generic_resolve: Callable[..., str] = yaml.resolver.BaseResolver.resolve
+# The first characters of every implicit tag's pattern (int, float, bool, null, merge...): a
+# plain scalar starting with any other is a string. Only true while nothing resolves by path or
+# for any first character, as for PyYAML's safe loaders (tests/unit/test_yamlsafe.py pins it).
+_IMPLICIT_FIRST = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
+
+
+def _resolve(
+    self: yaml.resolver.BaseResolver, kind: type[yaml.Node], value: Any, implicit: Any
+) -> str:
+    """``Resolver.resolve``, the same tags, without its generic walk for the scalars no
+    implicit pattern can match (``g1-db2`` is a string; ``10.0.0.1`` still goes through them):
+    the composer asks this for every value."""
+    if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in _IMPLICIT_FIRST)):
+        return _STR
+    return _generic_resolve(self, kind, value, implicit)
+
+
+class _PyLoader(yaml.SafeLoader):
+    """PyYAML's own (pure Python) safe loader, resolving as above: used without libyaml."""
+
+    resolve = _resolve
+
+
+_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = _PyLoader
+if getattr(yaml, "__with_libyaml__", False):  # PyYAML built with libyaml (its wheels are)
+
+    class _CLoader(yaml.CSafeLoader):
+        """libyaml's parser and composer (several times faster on a fleet's inventory): the
+        same nodes, tags and marks (line numbers) as ``_PyLoader``."""
+
+        resolve = _resolve
+
+    _Loader = _CLoader
 
 
 @contextmanager
@@ -116,6 +159,20 @@ def load_located(text: str, *, aliases: bool = True, hide_keys: bool = False) ->
 
 
 def _load_located(text: str, *, aliases: bool, hide_keys: bool) -> Located:
+    node = _compose(text)
+    located = Located(data=None, text=text, hide_keys=hide_keys)
+    if not aliases:
+        located.problems.extend(_anchor_problems(text))
+    converter = _Converter(located)
+    try:
+        located.data = converter.convert(node, ())
+    except _AliasRefused as exc:
+        raise YamlProblem(_alias_line(text, exc.recursive), exc.message) from None
+    return located
+
+
+def _compose(text: str) -> yaml.Node:
+    """The document's nodes; YamlProblem when it is no YAML or empty."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -131,15 +188,7 @@ def _load_located(text: str, *, aliases: bool, hide_keys: bool) -> Located:
         loader.dispose()
     if node is None:
         raise YamlProblem(None, "the file is empty")
-    located = Located(data=None, root=node, hide_keys=hide_keys)
-    if not aliases:
-        located.problems.extend(_anchor_problems(text))
-    converter = _Converter(located)
-    try:
-        located.data = converter.convert(node, ())
-    except _AliasRefused as exc:
-        raise YamlProblem(_alias_line(text, exc.recursive), exc.message) from None
-    return located
+    return node
 
 
 def _anchor_problems(text: str) -> list[tuple[int | None, str]]:
@@ -211,7 +260,9 @@ class _Converter:
 
     def __init__(self, out: Located) -> None:
         self.out = out
-        self.constructor = yaml.SafeLoader("")
+        # A constructor alone: a whole SafeLoader is a reference cycle (its parser's state is a
+        # bound method) that would keep every node it constructed until the cyclic collector ran.
+        self.constructor = yaml.constructor.SafeConstructor()
         self.done: dict[int, tuple[Any, int]] = {}  # id(node) -> (data, size)
         self.open: set[int] = set()  # collections being converted
         self.through_aliases = 0
@@ -255,6 +306,10 @@ class _Converter:
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
+                if type(item) is yaml.ScalarNode and item.tag == _STR:  # most values: inline
+                    items.append(item.value)
+                    size += 1
+                    continue
                 value, n = self._value(item, (*path, i))
                 items.append(value)
                 size += n
@@ -280,12 +335,16 @@ class _Converter:
                         f"{_where((*path, key), out)}duplicate key{shown}",
                     )
                 )
+            if type(value_node) is yaml.ScalarNode and value_node.tag == _STR:
+                result[key] = value_node.value
+                size += 2
+                continue
             result[key], n = self._value(value_node, (*path, key))
             size += 1 + n
         return result, size
 
     def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
-        if node.tag == "tag:yaml.org,2002:str":  # the common case, without the generic machinery
+        if node.tag == _STR:  # the common case, without the generic machinery
             return node.value
         try:
             return self.constructor.construct_object(node, deep=True)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale import Fleet, fleet_inventory, measure_run
+from bench.scale import (
+    PLAN_PROFILE_TOP,
+    Fleet,
+    fleet_inventory,
+    measure_plan,
+    measure_run,
+    profile_plan,
+)
 from harestart.inventory.load import parse_inventory
 
 
@@ -33,3 +40,20 @@ def test_the_generated_inventory_is_valid_and_every_host_routes_to_its_group(
         world = fleet.worlds[g.id]
         assert all(fleet.routes[n.name] is world for n in g.db_nodes)
         assert fleet.routes[g.mha.manager.name] is world
+
+
+def test_the_plan_measure_repeats_and_records_the_load_average() -> None:
+    p = measure_plan(25, repeat=2)
+    assert p["exit_code"] == 0, p["stderr"]
+    assert len(p["runs"]) == 2 and all(len(r["load_avg"]) == 3 for r in p["runs"])
+    assert p["wall_s"] in [r["wall_s"] for r in p["runs"]] and p["peak_rss_mb"] > 0
+
+
+def test_the_plan_profile_names_where_time_and_memory_go() -> None:
+    prof = profile_plan(25)
+    assert prof["exit_code"] == 0 and len(prof["load_avg"]) == 3
+    top = [e["function"] for e in prof["top_cumulative_harestart"]]
+    assert any("cli.py" in f and "(plan)" in f for f in top), top
+    assert len(prof["top_own_time"]) == PLAN_PROFILE_TOP
+    assert prof["traced_peak_mb"] > 0 and prof["top_alive_after_load"]
+    assert any("inventory/" in m["site"] for m in prof["top_alive_after_load"])

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harestart.domain.group import Health
 from harestart.domain.secret import Secret
 from harestart.errors import InventoryError, UsageError
+from harestart.inventory import schema
 from harestart.inventory.credentials import mysql_endpoint
 from harestart.inventory.defaults import DEFAULTS, app_name, mha_defaults
 from harestart.inventory.load import load_inventory, parse_inventory
@@ -565,3 +569,71 @@ def test_readme_inventory_example_is_valid() -> None:
     g = parse_inventory(block, "README.md").groups[0]
     assert g.source.ssh.port == 2222 and g.source.ssh.jump is not None
     assert g.mha.log == "/var/log/mha/orders/manager.log"
+
+
+# --- a fleet's shared settings, resolved once ------------------------------------------------
+
+SHARING = """\
+defaults:
+  ssh: {user: ops, sudo: true}
+  mysql: {user: harestart, password_env: HS_TEST_PW}
+groups:
+  - id: a
+    account: "1"
+    ssh: &custom {port: 2222}
+    source: {name: a1, address: 10.0.0.1}
+    replicas: [{name: a2, address: 10.0.0.2, ssh: {user: other}}]
+    mha: {manager: {name: am, address: 10.0.0.9}, config: /etc/mha/a.cnf}
+  - id: b
+    account: "1"
+    source: {name: b1, address: 10.0.1.1}
+    replicas: [{name: b2}]
+    mha: {manager: {name: bm, address: 10.0.1.9}, config: /etc/mha/a.cnf}
+  - id: c
+    account: "1"
+    ssh: *custom
+    health: {max_lag: 9}
+    source: {name: c1, address: 10.0.2.1}
+    replicas: [{name: c2, address: 10.0.2.2}]
+    mha: {manager: {name: cm}, config: /etc/mha/c.cnf}
+"""
+
+
+def test_groups_resolved_from_shared_layers_keep_their_own_values() -> None:
+    # Each distinct stack of sections is resolved once for the whole file; what one group or
+    # node sets never reaches another, and every host keeps its own address.
+    a, b, c = parse_inventory(SHARING, "inv.yml").groups
+    assert [n.ssh.port for n in (*a.db_nodes, a.mha.manager)] == [2222, 2222, 2222]
+    assert [n.ssh.port for n in (*b.db_nodes, b.mha.manager)] == [22, 22, 22]
+    assert [n.ssh.port for n in (*c.db_nodes, c.mha.manager)] == [2222, 2222, 2222]
+    assert [n.ssh.user for n in a.db_nodes] == ["ops", "other"]
+    assert [n.ssh.user for n in (*b.db_nodes, *c.db_nodes)] == ["ops"] * 4
+    hosts = [(n.ssh.host, n.mysql.host if n.mysql else None) for g in (a, b, c) for n in g.db_nodes]
+    assert hosts == [
+        ("10.0.0.1", "10.0.0.1"),
+        ("10.0.0.2", "10.0.0.2"),
+        ("10.0.1.1", "10.0.1.1"),
+        ("b2", "b2"),
+        ("10.0.2.1", "10.0.2.1"),
+        ("10.0.2.2", "10.0.2.2"),
+    ]
+    assert c.mha.manager.ssh.host == "cm" and c.mha.log == "/var/log/mha/c/manager.log"
+    assert (a.health.max_lag, b.health.max_lag, c.health.max_lag) == (5.0, 5.0, 9.0)
+    assert a.health == b.health and a.health != c.health
+
+
+@given(
+    st.lists(
+        st.sampled_from(["0", "7", "10", "99", "100", "249", "255", "256", "01", "", "1000"]),
+        min_size=3,
+        max_size=5,
+    )
+)
+def test_the_quick_ipv4_check_accepts_exactly_what_ipaddress_accepts(octets: list[str]) -> None:
+    value = ".".join(octets)
+    try:
+        ipaddress.IPv4Address(value)
+        valid = True
+    except ValueError:
+        valid = False
+    assert bool(schema._IPV4.fullmatch(value)) is valid

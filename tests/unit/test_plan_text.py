@@ -7,12 +7,16 @@ keeps every form and wrapper whatever the wording (its golden files are in test_
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
 
+from bench.scale import fleet_inventory
 from harestart import cli
 from harestart.domain.commands import detached, surviving_disconnect
 from harestart.domain.dialect import dialect_for
@@ -26,9 +30,11 @@ from harestart.errors import InventoryError
 from harestart.inventory.load import parse_inventory
 from harestart.views.plan import (
     EVERY_FORM,
+    INDENTED_UP_TO,
     Wording,
     inventory_wording,
     observed_wording,
+    pieces,
     render_json,
     render_text,
 )
@@ -321,3 +327,36 @@ def test_flavor_is_an_inventory_key_checked_like_any_other() -> None:
     assert exc.value.problems == [
         "inv.yml:5: defaults.flavor: Input should be 'mariadb' or 'mysql'"
     ]
+
+
+# --- a fleet's plan, written one group at a time ----------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, INDENTED_UP_TO, INDENTED_UP_TO + 1, 45])
+def test_the_pieces_are_exactly_the_whole_json_and_text(count: int) -> None:
+    # `plan` writes each group's plan as it is built; joined, the pieces are json.dumps of the
+    # list (indented for a handful, compact beyond) and the texts with a blank line between.
+    groups = parse_inventory(fleet_inventory(count), "fleet.yml").groups
+    plans = [build_plan(g) for g in groups]
+    wordings = [inventory_wording(g) for g in groups]
+    joined = "".join(pieces(iter(plans), iter(wordings), count, fmt="json", verbose=False))
+    indent = 2 if count <= INDENTED_UP_TO else None
+    assert joined == json.dumps([p.to_dict() for p in plans], indent=indent) == render_json(plans)
+    for verbose in (False, True):
+        text = "".join(pieces(iter(plans), iter(wordings), count, fmt="text", verbose=verbose))
+        assert text == "\n\n".join(render_text(p, verbose=verbose) for p in plans)
+
+
+def test_plan_of_a_fleet_prints_every_group_once_in_order(tmp_path: Path) -> None:
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(fleet_inventory(30))
+    groups = parse_inventory(inventory.read_text(), str(inventory), tmp_path).groups
+    done = subprocess.run(
+        [sys.executable, "-m", "harestart", "plan", str(inventory), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == json.dumps([build_plan(g).to_dict() for g in groups]) + "\n"

@@ -7,9 +7,16 @@ Loaded: a plain fleet of any size, and a few aliases reusing shared settings.
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
 from harestart.errors import InventoryError
 from harestart.inventory import yamlsafe
@@ -20,6 +27,8 @@ from harestart.inventory.yamlsafe import (
     YamlProblem,
     load_located,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fleet_text(groups: int) -> str:
@@ -177,3 +186,149 @@ def test_a_problem_inside_an_aliased_value_points_at_the_anchored_line() -> None
         parse_inventory(text, "inv.yml")
     colour = [p for p in info.value.problems if "colour" in p]
     assert colour and all(p.startswith("inv.yml:6: ") for p in colour), info.value.problems
+
+
+# --- libyaml's composer, and PyYAML's own without it ------------------------------------------
+
+HAS_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
+
+
+def test_libyaml_composes_where_pyyaml_has_it() -> None:
+    # The speed of `plan` on a fleet rests on it (PyYAML's wheels bring libyaml).
+    assert HAS_LIBYAML, "PyYAML without libyaml: a fleet's inventory loads several times slower"
+    assert yamlsafe._Loader.__name__ == "_CLoader"
+
+
+def test_the_quick_resolver_tags_every_scalar_as_pyyaml_does() -> None:
+    # It skips PyYAML's walk for a plain scalar whose first character starts no implicit
+    # pattern: only right while no pattern matches any first character and none goes by path.
+    resolver = yaml.resolver.Resolver
+    assert None not in resolver.yaml_implicit_resolvers and not resolver.yaml_path_resolvers
+    starts = {chr(c) for c in range(32, 127)} | {"é", "\t"}
+    samples = [""] + [s + rest for s in starts for rest in ("", "1", "x", ".5", "rue", "ull")]
+    samples += ["10.0.0.1", "0x1F", "1_000", "2026-11-27", "<<", "=", "~", ".inf", "-.5", "+1"]
+    reference, quick = yaml.SafeLoader(""), yamlsafe._PyLoader("")
+    for kind in (yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode):
+        for value in samples:
+            for implicit in ((True, False), (False, True), (False, False)):
+                expected = reference.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                assert quick.resolve(kind, value, implicit) == expected, (kind, value, implicit)
+
+
+def test_loading_leaves_no_reference_cycle() -> None:
+    # The composed document is large (130 MB for 10,000 groups): reference counting alone
+    # must free it once the inventory is loaded. A cycle kept it until a collection, and the
+    # CLI's gc.freeze() after loading kept it for good.
+    gc.collect()
+    gc.disable()
+    try:
+        inv = parse_inventory(fleet_text(20).replace("sudo: true", "sudo: true, port: 22"), "f.yml")
+        load_located(SHARED)
+        assert len(inv.groups) == 20
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def _outcomes(cases: dict[str, str]) -> dict[str, object]:
+    """What loading each document gives: the groups (their repr), warnings and problems with
+    their lines, or the loader's refusal."""
+    out: dict[str, object] = {}
+    for name, text in cases.items():
+        try:
+            inv = parse_inventory(text, "inv.yml", Path("/inv"))
+            out[name] = [repr(inv.groups), list(inv.warnings)]
+        except InventoryError as exc:
+            out[name] = exc.problems
+    return out
+
+
+def _cases() -> dict[str, str]:
+    from tests.unit.test_inventory import MALFORMED, VALID
+
+    cases = {name: text for name, text, *_ in MALFORMED}
+    cases |= {"fleet": fleet_text(30), "shared": SHARED, "valid": VALID}
+    cases["tags and merge keys"] = VALID.replace(
+        'account: "1"', "account: !!binary MQ==\n    <<: {x: 1}"
+    )
+    cases["bomb"] = laughs(6)
+    cases["recursive"] = "x: 1\na: &a\n  - 1\n  - *a\n"
+    cases["deep"] = "x: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "\n"
+    cases["bad syntax"] = "groups:\n  - id: a\n   account: b\n"
+    return cases
+
+
+def test_lines_with_libyaml_are_those_of_the_document() -> None:
+    # libyaml's marks are 0-based like PyYAML's; every message names the line it is about.
+    text = textwrap.dedent(
+        """\
+        defaults:
+          ssh: {user: ops}
+          mysql: {user: harestart, password_env: PW}
+        groups:
+          - id: g1
+            account: "1"
+            source: {name: db1, address: 10.0.0.1, colour: red}
+            replicas:
+              - name: db2
+                ssh: {port: 0}
+              - {name: db3, address: !env DB3}
+            mha: {manager: {name: mha}, config: /etc/mha/app1.cnf}
+            mha: {manager: {name: mha}, config: /etc/mha/app1.cnf}
+        """
+    )
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inv.yml")
+    lines = {p.split(":")[1]: p for p in info.value.problems}
+    assert "unknown key 'colour'" in lines["7"]
+    assert "replicas[0].ssh.port" in lines["10"]
+    assert "unsupported YAML value" in lines["11"]
+    assert "duplicate key 'mha'" in lines["13"]
+
+
+def test_without_libyaml_the_same_groups_problems_and_lines() -> None:
+    """PyYAML's pure-Python parser (as where PyYAML was built without libyaml) gives exactly
+    what libyaml's gives: a fallback, the same results."""
+    child = (
+        "import json, sys\n"
+        "sys.modules['yaml._yaml'] = None  # as if PyYAML had no libyaml\n"
+        "from harestart.inventory import yamlsafe\n"
+        "assert yamlsafe._Loader is yamlsafe._PyLoader, yamlsafe._Loader\n"
+        "from tests.unit.test_yamlsafe import _cases, _outcomes\n"
+        "print(json.dumps(_outcomes(_cases())))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _same_parser_words(json.loads(done.stdout)) == _same_parser_words(_outcomes(_cases()))
+
+
+def _same_parser_words(outcomes: dict[str, object]) -> dict[str, object]:
+    """Syntax errors cut after their line: only their words are the parser's own (libyaml's
+    and PyYAML's differ), never the line."""
+    cut = "not valid YAML:"
+
+    def word(item: object) -> object:
+        if isinstance(item, str) and cut in item:
+            return item[: item.index(cut) + len(cut)]
+        return item
+
+    return {k: [word(i) for i in v] if isinstance(v, list) else v for k, v in outcomes.items()}
+
+
+def test_the_nodes_are_let_go_after_loading_and_a_line_composes_them_again() -> None:
+    # A fleet's composed nodes are five times its data: a valid load keeps none of them, and
+    # the first line a message asks for composes the text again (the same lines).
+    text = fleet_text(3)
+    located = load_located(text)
+    assert located._root is None
+    assert located.line_of(("groups", 2, "replicas", 1, "address")) == 34
+    assert located.line_of(("groups", 1, "mha", "config")) == 26
+    assert located.line_of(("groups", 9)) == 4  # the nearest ancestor that exists

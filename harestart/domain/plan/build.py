@@ -75,10 +75,11 @@ def build_plan(group: Group, options: PlanOptions | None = None) -> Plan:
         len(replicas),
     )
     batch_of: dict[str, int | None] = {}
+    batched = max(sizes, default=0) > 1
     i = 0
     for number, size in enumerate(sizes, start=1):
         for r in replicas[i : i + size]:
-            batch_of[r.name] = number if max(sizes) > 1 else None
+            batch_of[r.name] = number if batched else None
         i += size
     if opts.strategy(group) is SourceStrategy.SWITCHOVER:
         return _only(_switchover_plan(group, opts, batch_of), group, opts)

@@ -81,7 +81,10 @@ class Step:
             d["actions_after_checks"] = [a.to_dict() for a in self.closing]
         if self.cleanup:
             d["cleanup"] = [a.to_dict() for a in self.cleanup]
-        d["gates"] = [*before, *(g for a in actions for g in a.get("then", ())), *after]
+        gates = before.copy()
+        for a in actions:
+            gates += a.get("then", ())
+        d["gates"] = gates + after
         return d
 
 
