@@ -31,6 +31,7 @@ from harestart.domain.group import Group, Node
 from harestart.domain.plan.model import Step
 from harestart.domain.result import GroupStatus, StepRecord
 from harestart.domain.switch import with_source
+from harestart.engine.ops.programs import HookPrograms
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.memory import RunMemory
 from harestart.engine.sequencer.waiting import Clock
@@ -91,6 +92,8 @@ class RunScope:
 
     def __post_init__(self) -> None:
         self.log = structlog.get_logger("harestart.engine.executor").bind(group=self.group.id)
+        # The run's persistent hook programs (hooks.mode: persistent); the executor stops them.
+        self.programs = HookPrograms(self.group, self.log)
 
     def node(self, name: str) -> Node:
         return self.group.node(name)
