@@ -214,11 +214,13 @@ class PipeProgram:
         return answer.decode("utf-8", errors="replace"), None
 
     def _stderr_since(self) -> str:
-        """The end of what it wrote on stderr since the previous exchange."""
-        size = self._err.seek(0, os.SEEK_END)
+        """The end of what it wrote on stderr since the previous exchange. Read with pread:
+        the file's offset is the program's too (one open file), so a seek here would make a
+        write of its own land in the middle of the file."""
+        fd = self._err.fileno()
+        size = os.fstat(fd).st_size
         start = max(self._reported, size - self._runner.tail_bytes)
-        self._err.seek(start)
-        text = self._err.read(size - start).decode("utf-8", errors="replace")
+        text = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
         self._reported = size
         return text
 
