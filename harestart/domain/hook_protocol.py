@@ -11,11 +11,14 @@ of the input as the signal to exit. Here every message is one line of JSON (UTF-
    protocol's version and the points this program will get (the group's persistent hooks
    naming it). The program: ``{"harestart-hook": 1, "capabilities": [...]}``, the points it
    handles; one missing, or another version, and the program is refused (its event fails).
-2. each event: ``{"point": "after_switch", "account": ..., "group": ..., "run_id": ...,
-   "node": ..., "node_host": ..., "role": ..., "old_source": ..., "new_source": ...,
-   "strategy": ...}`` (the facts a per-event hook gets as ``HARESTART_*`` variables), answered
-   by ``{"ok": true}`` or ``{"ok": false, "message": "why"}``, within the point's timeout.
-   Unknown keys are ignored both ways (a later version may add some).
+2. each event: ``{"id": 1, "point": "after_switch", "account": ..., "group": ..., "run_id":
+   ..., "node": ..., "node_host": ..., "role": ..., "old_source": ..., "new_source": ...,
+   "strategy": ...}`` (the facts a per-event hook gets as ``HARESTART_*`` variables, and the
+   event's number in this program's life), answered by ``{"id": 1, "ok": true}`` or ``{"id":
+   1, "ok": false, "message": "why"}`` within the point's timeout. The id echoed is what ties
+   an answer to its event: a program that answered one event twice would otherwise have its
+   extra line taken for the next event's answer (JSON-RPC's id, where git relies on strict
+   turns alone). Unknown keys are ignored both ways (a later version may add some).
 3. at the end of the run harestart closes the program's stdin: it exits.
 
 The program writes nothing else on stdout (its logs go to stderr, which harestart keeps the
@@ -47,9 +50,9 @@ def hello(points: Sequence[HookPoint]) -> str:
     return json.dumps({HELLO_KEY: VERSION, "capabilities": [p.value for p in points]})
 
 
-def event_line(event: dict[str, str]) -> str:
-    """One event (``harestart.domain.hooks.hook_event``) as the line sent."""
-    return json.dumps(event, sort_keys=False)
+def event_line(event_id: int, event: dict[str, str]) -> str:
+    """Event number ``event_id`` (``harestart.domain.hooks.hook_event``) as the line sent."""
+    return json.dumps({"id": event_id, **event})
 
 
 @dataclass(frozen=True)
@@ -178,17 +181,28 @@ def _shown(line: str) -> str:
     return repr(cut) + (f" (cut at {SHOWN_CHARS} of {len(line)} characters)" if cut != line else "")
 
 
-def answer_outcome(command: str, x: Exchange, timeout: float) -> EventOutcome:
-    """Judge the exchange of one event: ``{"ok": true}`` or ``{"ok": false, "message": ...}``."""
+def answer_outcome(command: str, x: Exchange, timeout: float, event_id: int) -> EventOutcome:
+    """Judge the exchange of event ``event_id``: ``{"id": event_id, "ok": true}`` or
+    ``{"id": event_id, "ok": false, "message": ...}``."""
     during = "this event"
     if x.answer is None:
         return _no_answer(command, x, timeout, during)
     value = _parse(x.answer)
     if isinstance(value, str):
         return _outcome(command, x, timeout, Ending.MALFORMED, during, value)
-    ok, message = value.get("ok"), value.get("message", "")
+    ok, message, answered = value.get("ok"), value.get("message", ""), value.get("id")
     if not isinstance(ok, bool) or not isinstance(message, str):
-        why = 'expected {"ok": true} or {"ok": false, "message": "..."}, got ' + _shown(x.answer)
+        why = (
+            f'expected {{"id": {event_id}, "ok": true}} or {{"id": {event_id}, "ok": false, '
+            f'"message": "..."}}, got {_shown(x.answer)}'
+        )
+        return _outcome(command, x, timeout, Ending.MALFORMED, during, why)
+    if answered != event_id or isinstance(answered, bool):
+        why = (
+            f'no "id" in the answer (this event\'s is {event_id})'
+            if answered is None
+            else f"an answer to event {json.dumps(answered)[:SHOWN_CHARS]}, not to {event_id}"
+        )
         return _outcome(command, x, timeout, Ending.MALFORMED, during, why)
     return _outcome(command, x, timeout, Ending.OK if ok else Ending.ERROR, during, message)
 

@@ -26,13 +26,13 @@ each one not in maintenance is UP (1 otherwise): a readiness check for scripts.
 Persistent mode (``hooks: {mode: persistent}`` in the inventory: harestart sets
 ``HARESTART_HOOK_MODE=persistent``, or ``haproxy_hook.py persistent``): one process for the
 whole run, reading harestart's JSON lines on stdin (see ``serve``): it answers the hello with
-the four points, then each event with ``{"ok": true, "message": ...}`` or ``{"ok": false,
-"message": why}``, doing exactly what the per-event hook does for that point, and exits at the
-end of its input. Its messages go to stderr (stdout is the protocol's). It opens one runtime
-API connection per request as the per-event hook does: HAProxy closes an idle CLI session after
-its ``stats timeout`` (10 s by default), events are seconds to minutes apart, and a loopback
-connection costs well under a millisecond; what the persistent mode saves is the start of a
-Python process per event.
+the four points, then each event with ``{"id": ID, "ok": true, "message": ...}`` or ``{"id":
+ID, "ok": false, "message": why}`` (the event's id echoed), doing exactly what the per-event
+hook does for that point, and exits at the end of its input. Its messages go to stderr (stdout
+is the protocol's). It opens one runtime API connection per request as the per-event hook
+does: HAProxy closes an idle CLI session after its ``stats timeout`` (10 s by default), events
+are seconds to minutes apart, and a loopback connection costs well under a millisecond; what
+the persistent mode saves is the start of a Python process per event.
 
 Environment (set by harestart): HARESTART_HOOK, HARESTART_NODE, HARESTART_OLD_SOURCE,
 HARESTART_NEW_SOURCE (and HARESTART_ACCOUNT, _GROUP, _RUN_ID, _NODE_HOST, _ROLE, _STRATEGY,
@@ -320,20 +320,23 @@ def event_env(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str
 
 
 def handle(line: str, spec: str, env: Mapping[str, str], log: IO[str]) -> dict[str, Any]:
-    """One event line -> its answer; the per-event hook's message goes to ``log``."""
+    """One event line -> its answer (its id echoed); the hook's message also goes to ``log``."""
     event = json.loads(line)
-    if not isinstance(event, dict) or event.get("point") not in ACTIONS:
-        point = event.get("point") if isinstance(event, dict) else None
-        return {"ok": False, "message": f"not an event this hook handles: {point!r}"}
+    if not isinstance(event, dict):
+        return {"ok": False, "message": f"not an event: {line[:200]!r}"}
+    answer: dict[str, Any] = {"id": event.get("id")}
+    if event.get("point") not in ACTIONS:
+        return {**answer, "ok": False, "message": f"not an event this hook handles: "
+                f"{event.get('point')!r}"}  # fmt: skip
     hook_env = event_env(event, env)
     hook = hook_env["HARESTART_HOOK"]
     try:
         message = ACTIONS[hook](Api(spec), Settings.from_env(hook_env), hook_env)
     except HookError as exc:
         print(f"haproxy_hook {hook} [{context(hook_env)}]: FAILED: {exc}", file=log, flush=True)
-        return {"ok": False, "message": str(exc)}
+        return {**answer, "ok": False, "message": str(exc)}
     print(f"haproxy_hook {hook} [{context(hook_env)}]: {message}", file=log, flush=True)
-    return {"ok": True, "message": message}
+    return {**answer, "ok": True, "message": message}
 
 
 def serve(spec: str, env: Mapping[str, str], stdin: IO[str], stdout: IO[str], log: IO[str]) -> int:

@@ -67,7 +67,7 @@ for n, line in enumerate(sys.stdin, 1):
     if n == 2:
         print("lost the proxy's socket; giving up", file=sys.stderr, flush=True)
         sys.exit(3)
-    print(json.dumps({"ok": True}), flush=True)
+    print(json.dumps({"id": json.loads(line)["id"], "ok": True}), flush=True)
 """
 
 

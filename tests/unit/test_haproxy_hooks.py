@@ -199,12 +199,12 @@ class FakeRuntimeApi:
         self.server.server_close()
 
 
-def event(point: str, node: str, old: str = "db1", new: str = "db1") -> str:
+def event(event_id: int, point: str, node: str, old: str = "db1", new: str = "db1") -> str:
     import json
 
-    return json.dumps({"point": point, "account": "1", "group": "lab", "run_id": "r1",
-                       "node": node, "node_host": node, "role": "replica", "old_source": old,
-                       "new_source": new, "strategy": "switchover"})  # fmt: skip
+    return json.dumps({"id": event_id, "point": point, "account": "1", "group": "lab",
+                       "run_id": "r1", "node": node, "node_host": node, "role": "replica",
+                       "old_source": old, "new_source": new, "strategy": "switchover"})  # fmt: skip
 
 
 def test_the_persistent_mode_answers_each_event_from_one_process(tmp_path: Path) -> None:
@@ -227,29 +227,34 @@ def test_the_persistent_mode_answers_each_event_from_one_process(tmp_path: Path)
         assert hello_outcome("h", first, 30, points) is None
 
         def send(line: str) -> tuple[Ending, str]:
-            outcome = answer_outcome("h", prog.exchange(line, timeout=30), 30)
+            event_id = json.loads(line)["id"]
+            outcome = answer_outcome("h", prog.exchange(line, timeout=30), 30, event_id)
             return outcome.ending, outcome.message
 
-        assert send(event("before_node_restart", "db2")) == (
+        assert send(event(1, "before_node_restart", "db2")) == (
             Ending.OK,
             "readers/db2 drained (DRAIN, 0 current sessions)",
         )
-        assert send(event("after_node_restart", "db2"))[0] is Ending.OK
-        assert send(event("before_switch", "db1", "db1", "db9")) == (
+        assert send(event(2, "after_node_restart", "db2"))[0] is Ending.OK
+        assert send(event(3, "before_switch", "db1", "db1", "db9")) == (
             Ending.ERROR,
             "not a server of backend writer: db9",
         )
-        assert send(event("after_switch", "db1", "db1", "db2")) == (
+        assert send(event(4, "after_switch", "db1", "db1", "db2")) == (
             Ending.OK,
             "writer moved: writer/db2 UP, writer/db1 in maintenance",
         )
-        assert send('{"point": "after_restart"}') == (
+        assert send('{"id": 5, "point": "after_restart"}') == (
             Ending.ERROR,
             "not an event this hook handles: 'after_restart'",
         )
-        late = prog.exchange(event("after_node_restart", "db2"), timeout=30)
+        late = prog.exchange(event(6, "after_node_restart", "db2"), timeout=30)
         assert "haproxy_hook after_node_restart [group=lab node=db2" in late.output
-        assert json.loads(late.answer or "{}")["ok"] is True
+        assert json.loads(late.answer or "{}") == {
+            "id": 6,
+            "ok": True,
+            "message": "readers/db2 ready and UP; writer/db2 UP",  # db2 is the writer now
+        }
     finally:
         assert prog.stop() == "exited 0"  # the end of its input ends it
         api.close()

@@ -256,7 +256,7 @@ class FakeProgram:
         world = self.runner.world
         world.events.append((f"hook:{msg['point']}", msg["node"], world.clock.now()))
         answer = self.runner.answers.get((msg["point"], msg["node"]), {"ok": True})
-        return Exchange(json.dumps(answer), 0.01, output="event handled\n")
+        return Exchange(json.dumps({"id": msg["id"], **answer}), 0.01, output="event handled\n")
 
     def stop(self, *, polite: bool = True) -> str:
         self.stopped = "exited 0" if polite else "terminated"

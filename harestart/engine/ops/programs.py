@@ -37,6 +37,7 @@ class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     program: HookProgram | None = None
     failed: EventOutcome | None = None
+    sent: int = 0  # events sent to it (the next one's id is sent + 1)
 
 
 class HookPrograms:
@@ -66,9 +67,10 @@ class HookPrograms:
                 refused = self._hello(slot.program, act)
                 if refused is not None:
                     return self._retire(slot, refused)
-            line = event_line(hook_event(self.group, act, run_id))
+            slot.sent += 1
+            line = event_line(slot.sent, hook_event(self.group, act, run_id))
             answer = slot.program.exchange(line, timeout=spec.timeout)
-            outcome = answer_outcome(spec.command, answer, spec.timeout)
+            outcome = answer_outcome(spec.command, answer, spec.timeout, slot.sent)
             return self._retire(slot, outcome) if outcome.broken else outcome
 
     def _hello(self, program: HookProgram, act: RunHook) -> EventOutcome | None:
