@@ -517,10 +517,11 @@ class Case:
     strategy: str
     mode: str = "event"
     load: str = "quiet"
+    attempt: int = 1  # of --repeat
 
     def label(self) -> str:
         pool = size_label(self.pool).replace(" ", "")
-        return f"{pool}-{self.strategy}-{self.mode}-{self.load}"
+        return f"{pool}-{self.strategy}-{self.mode}-{self.load}-{self.attempt}"
 
 
 def measure(bench: Bench, case: Case) -> dict[str, Any]:
@@ -545,6 +546,7 @@ def measure(bench: Bench, case: Case) -> dict[str, Any]:
         "strategy": case.strategy,
         "hook_mode": case.mode,
         "load": case.load,
+        "attempt": case.attempt,
         "burner_processes": burner.count if case.load == "loaded" else 0,
         "loadavg_before": loadavg_before,
         **fill,
@@ -710,8 +712,8 @@ def cases(args: argparse.Namespace, pool: int) -> list[Case]:
     restart strategy runs with the first hook mode only: its gap is the source's own restart,
     which no hook is part of."""
     return [
-        Case(pool, strategy, mode, load)
-        for _ in range(args.repeat)
+        Case(pool, strategy, mode, load, attempt)
+        for attempt in range(1, args.repeat + 1)
         for strategy in args.strategies
         for mode in (args.hook_modes if strategy == "switchover" else args.hook_modes[:1])
         for load in args.loads

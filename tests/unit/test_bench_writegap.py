@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.writegap import Case, cases, parse_size, per_phase, phases, verdict
+from bench.writegap import cases, parse_size, per_phase, phases, verdict
 from lab.demo_writer import unavailable_time, write_gaps
 
 
@@ -88,9 +88,10 @@ def test_restart_runs_once_per_load_and_switchover_in_every_hook_mode() -> None:
         ("switchover", "persistent", "quiet"),
         ("switchover", "persistent", "loaded"),
     ]
-    assert Case(4 << 30, "switchover", "persistent", "loaded").label() == (
-        "4GB-switchover-persistent-loaded"
-    )
+    # Each run its own log file: a repeated case's phases are its own.
+    twice = cases(argparse.Namespace(**{**vars(args), "repeat": 2}), 4 << 30)
+    assert len({c.label() for c in twice}) == len(twice) == 12
+    assert twice[-1].label() == "4GB-switchover-persistent-loaded-2"
 
 
 def test_each_switchover_is_held_to_the_target_of_its_load() -> None:
