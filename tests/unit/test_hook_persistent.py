@@ -541,9 +541,13 @@ def test_a_switchover_sends_every_point_to_one_program_in_order() -> None:
     assert runner.calls == []  # no per-event process
     assert prog.env["HARESTART_HOOK_MODE"] == "persistent"
     kinds = [(k, h) for k, h, _ in world.events]
-    # before_switch before the source turns read-only; after_switch once the others re-pointed
+    # before_switch before the source turns read-only; after_switch as soon as the candidate
+    # left replication (the promotion), before the others are re-pointed to it
     assert kinds.index(("hook:before_switch", "db1")) < kinds.index(("set_read_only", "db1:1"))
     assert kinds.index(("reset_replica", "db3")) < kinds.index(("hook:after_switch", "db1"))
+    after_switch = kinds.index(("hook:after_switch", "db1"))
+    repointed = [h for k, h in kinds[after_switch:] if k == "start_replica"]
+    assert {"db1", "db2"} <= set(repointed[:2]), kinds[after_switch:]
     assert kinds.index(("hook:before_node_restart", "db2")) < kinds.index(("restart", "db2"))
     assert kinds.index(("restart", "db2")) < kinds.index(("hook:after_node_restart", "db2"))
 
