@@ -30,6 +30,7 @@ from harestart.domain.hooks import hook_event, hook_variables, node_hook
 from harestart.domain.plan.build import build_plan
 from harestart.domain.result import RunResult, StepStatus
 from harestart.domain.secret import Secret
+from harestart.domain.topology import MhaState
 from harestart.engine.sequencer.executor import Executor
 from harestart.engine.sequencer.waiting import poll_until
 from harestart.errors import InventoryError
@@ -564,3 +565,11 @@ def test_a_failed_after_switch_answer_is_reported_like_a_failed_hook() -> None:
     assert "hook after_switch for db1 failed" in result.failure.reason
     assert "answered error after 0.0 s: writer/db3 is DOWN" in result.failure.reason  # fake time
     assert "  | event handled" in result.failure.reason
+    # Right after the promotion: db3 writable, nothing re-pointed yet, so MHA stays stopped.
+    assert result.failure.next_steps[0].startswith(
+        "the after_switch hook failed (db3 is the writable source; the other nodes were not "
+        "re-pointed to it yet)"
+    )
+    assert [n.name for n in world.nodes.values() if not n.read_only] == ["db3"]
+    assert {world.nodes[r].source_id for r in ("db1", "db2")} == {1}
+    assert world.mha_state is MhaState.NOT_RUNNING
