@@ -19,7 +19,8 @@ help:
 	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
 	@echo "make bench-api  harestart serve under load on a lab cluster: 50 clients healthy / replica paused, 500 idle connections, 1,000 slowloris (API_ARGS=...)"
 	@echo "make golden  write tests/data/golden/ anew from tests/golden.py (after a plan change made on purpose)"
-	@echo "make bench-writegap  write gaps of restart vs switchover through HAProxy, 256 MB vs 4 GB dirty pool (WRITEGAP_ARGS=...)"
+	@echo "make bench-writegap  write gaps of restart vs switchover through HAProxy, 256 MB vs 4 GB dirty pool,"
+	@echo "                     per-event vs persistent hooks, quiet vs loaded (WRITEGAP_ARGS=...)"
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -81,7 +82,9 @@ bench-api: venv lab-image
 	$(PY) -m bench.api --flavor $(FLAVOR) $(API_ARGS)
 
 # Write gaps through the lab's HAProxy: restart vs switchover with a 256 MB and a 4 GB dirty
-# source buffer pool (MariaDB lab). e.g. make bench-writegap WRITEGAP_ARGS="--pools 256M"
+# source buffer pool (MariaDB lab), each switchover with per-event and persistent hooks, on the
+# machine as it is and under a CPU burner (2x the cores).
+# e.g. make bench-writegap WRITEGAP_ARGS="--pools 256M --strategies switchover --loads quiet"
 bench-writegap: venv lab-image
 	$(PY) -m bench.writegap $(WRITEGAP_ARGS)
 

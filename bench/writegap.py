@@ -1,7 +1,9 @@
 """`make bench` (issue #13, "Measure"): the write gap of each source strategy, small vs large
 dirty buffer pool, through the lab's HAProxy.
 
-    python -m bench.writegap [--pools 256M,4G] [--strategies restart,switchover] [--json PATH]
+    python -m bench.writegap [--pools 256M,4G] [--strategies restart,switchover]
+                             [--hook-modes event,persistent] [--loads quiet,loaded]
+                             [--repeat N] [--json PATH]
 
 One MariaDB lab cluster (db1 source, db2 + db3 replicas, MHA) behind HAProxy
 (``start_cluster(2, proxy=True)``; MariaDB only: the proxy's health checks are tested on
@@ -29,9 +31,16 @@ each switch). For each buffer-pool size:
   longest gap of each switch (away and back), matched to the run log's ``switch.source_read_only``
   and ``after_switch`` hook events.
 
-Results: a side-by-side table with the targets (switchover: longest gap <= 0.5 s per switch,
-the same at every pool size; restart: grows with the pool) and JSON (default
-build/bench-writegap.json), with the machine's load average. Asserts nothing.
+Each run is repeated for each hook mode (``hooks.mode``: ``event``, a python3 process per
+hook; ``persistent``, one haproxy_hook.py process per run getting each event on its stdin) and
+each load: ``quiet`` (the machine as it is: other jobs may run on it, the load average is
+recorded before and after each run) and ``loaded`` (a CPU burner: 2x the cores' busy-looping
+processes, at the bench's own niceness, for the whole run, started before the writer).
+
+Results: one table row per run with the targets (switchover, #24: the longest gap per switch
+<= 0.1 s quiet and <= 0.3 s loaded, at every pool size; restart: grows with the pool) and JSON
+(default build/bench-writegap.json), with the load average before and after every run. Asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +79,9 @@ BENCH_TABLE = "labdb.bench_dirty"  # a constant: the f-strings below never take 
 FILL_TARGET = 0.85  # fraction of the source's buffer pool filled with dirty pages
 ROW_BYTES = 1100  # a 1,000-byte payload row as InnoDB stores it (for sizing the chunks)
 MAX_CHUNK_ROWS = 50_000
-TARGET_SWITCH_GAP_S = 0.5
+TARGET_SWITCH_GAP_S = {"quiet": 0.1, "loaded": 0.3}  # issue #24, per switch
+HOOK_MODES = ("event", "persistent")
+LOADS = ("quiet", "loaded")
 READ_INTERVAL = 0.02
 RUN_TIMEOUT = 1800.0
 
@@ -167,17 +178,19 @@ def create_app_account(cluster: lab.LabCluster) -> str:
     return password
 
 
-def write_inventory(cluster: lab.LabCluster, path: Path) -> Path:
+def write_inventory(cluster: lab.LabCluster, path: Path, mode: str = "event") -> Path:
     """The switchover tests' inventory (replication account, lab-network addresses) with the
-    HAProxy hooks of lab/hooks/lab-haproxy.yml aimed at this cluster's runtime API."""
+    HAProxy hooks of lab/hooks/lab-haproxy.yml aimed at this cluster's runtime API, in hook
+    mode ``mode``."""
     assert cluster.proxy is not None
     switch_inventory(cluster, path)
     doc = yaml.safe_load(path.read_text())
     command = f"HAPROXY_API={cluster.proxy.api} {sys.executable} {HOOK}"
-    doc["defaults"]["hooks"] = {
+    hooks: dict[str, Any] = {
         point: {"command": command, "timeout": 60}
         for point in ("before_node_restart", "after_node_restart", "before_switch", "after_switch")
     }
+    doc["defaults"]["hooks"] = {**hooks, "mode": mode}
     # A dirty 4 GB source takes minutes to shut down: the run must wait for it.
     doc["defaults"]["health"]["restart_timeout"] = 900
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -330,12 +343,34 @@ class Reader:
 @dataclass(frozen=True)
 class Bench:
     cluster: lab.LabCluster
-    inventory: Path
+    inventories: dict[str, Path]  # by hook mode
     app_password: str = field(repr=False)
     tmp: Path
 
 
-def harestart_run(bench: Bench, strategy: str, log_file: Path) -> subprocess.CompletedProcess[str]:
+class Burner:
+    """The ``loaded`` runs' CPU burner: ``2 x cores`` processes busy-looping (at the bench's
+    own niceness) until ``stop``."""
+
+    def __init__(self, factor: int = 2) -> None:
+        self.count = factor * (os.cpu_count() or 1)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for _ in range(self.count):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        self.procs.clear()
+
+
+def harestart_run(
+    bench: Bench, strategy: str, log_file: Path, mode: str = "event"
+) -> subprocess.CompletedProcess[str]:
     """``harestart run`` as a user runs it (like tests/integration/harestart_cli.py), its
     journal and lock in a state directory of its own."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=bench.tmp))
@@ -345,7 +380,7 @@ def harestart_run(bench: Bench, strategy: str, log_file: Path) -> subprocess.Com
         "LAB_REPL_PASSWORD": bench.cluster.repl_password,
     }
     return subprocess.run(
-        [sys.executable, "-m", "harestart", "run", str(bench.inventory), "--yes",
+        [sys.executable, "-m", "harestart", "run", str(bench.inventories[mode]), "--yes",
          "--format", "json", "--source-strategy", strategy, "--log-file", str(log_file)],
         capture_output=True, text=True, cwd=REPO, env=env, check=False, timeout=RUN_TIMEOUT,
     )  # fmt: skip
@@ -374,6 +409,7 @@ def phases(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "hook.finished" and e.get("point") == "after_switch" and out:
             out[-1]["to"] = out[-1]["to"] or wall(e)
             out[-1]["hook_s"] = e.get("duration_s")
+            out[-1]["hook_mode"] = e.get("mode", "event")
     return out
 
 
@@ -402,6 +438,9 @@ def per_phase(
         if "promoted" in w:  # a switch: read-only -> candidate writable -> writer moved
             out[-1]["candidate_writable_after_s"] = round(w["promoted"] - w["from"], 3)
             out[-1]["after_switch_hook_s"] = w.get("hook_s")
+            if w["to"] and w.get("hook_s") is not None:  # re-pointing the other nodes
+                hook_began = w["to"] - w["hook_s"]
+                out[-1]["repoint_s"] = round(hook_began - w["promoted"], 3)
     noise = max((g for i, (g, _) in enumerate(gaps) if i not in claimed), default=0.0)
     return out, round(noise, 3)
 
@@ -427,7 +466,7 @@ class Observed:
     offset: float  # wall clock - monotonic
 
 
-def observe(bench: Bench, strategy: str, log_file: Path) -> Observed:
+def observe(bench: Bench, strategy: str, log_file: Path, mode: str = "event") -> Observed:
     proxy = bench.cluster.proxy
     assert proxy is not None
     writer = Writer(proxy.writer_port, bench.app_password)
@@ -443,7 +482,7 @@ def observe(bench: Bench, strategy: str, log_file: Path) -> Observed:
             conn.close()
         offset = time.time() - time.monotonic()
         t0 = time.monotonic()
-        proc = harestart_run(bench, strategy, log_file)
+        proc = harestart_run(bench, strategy, log_file, mode)
         t1 = time.monotonic()
         # A gap at the very end shows: wait for ~0.5 s of writes after the run.
         lab.wait_for("writes after the run", lambda: writer.acks_since(t1) >= 50, timeout=120)
@@ -470,18 +509,46 @@ def events_of(log_file: Path) -> list[dict[str, Any]]:
     return out
 
 
-def measure(bench: Bench, strategy: str, pool: int) -> dict[str, Any]:
-    """Dirty the source's pool, then one harestart run under the writer and the reader."""
+@dataclass(frozen=True)
+class Case:
+    """One run of the bench: the pool, the strategy, the hook mode, the load."""
+
+    pool: int
+    strategy: str
+    mode: str = "event"
+    load: str = "quiet"
+    attempt: int = 1  # of --repeat
+
+    def label(self) -> str:
+        pool = size_label(self.pool).replace(" ", "")
+        return f"{pool}-{self.strategy}-{self.mode}-{self.load}-{self.attempt}"
+
+
+def measure(bench: Bench, case: Case) -> dict[str, Any]:
+    """Dirty the source's pool, then one harestart run under the writer and the reader (and
+    the burner, for a loaded case)."""
     cluster = bench.cluster
     cluster.sql(cluster.source, f"TRUNCATE TABLE {demo_writer.TABLE}")  # ids restart at 1
     fill = fill_dirty(cluster)
-    log_file = bench.tmp / f"run-{size_label(pool).replace(' ', '')}-{strategy}.jsonl"
-    o = observe(bench, strategy, log_file)
+    log_file = bench.tmp / f"run-{case.label()}.jsonl"
+    burner = Burner()
+    loadavg_before = os.getloadavg()
+    if case.load == "loaded":
+        burner.start()
+    try:
+        o = observe(bench, case.strategy, log_file, case.mode)
+    finally:
+        burner.stop()
     acked = [(i, t) for i, t in o.writer.acked if o.t0 <= t <= o.t_end]
     gaps = demo_writer.write_gaps([o.t0, *(t for _, t in acked), o.t_end])
     row: dict[str, Any] = {
-        "pool": size_label(pool),
-        "strategy": strategy,
+        "pool": size_label(case.pool),
+        "strategy": case.strategy,
+        "hook_mode": case.mode,
+        "load": case.load,
+        "attempt": case.attempt,
+        "burner_processes": burner.count if case.load == "loaded" else 0,
+        "loadavg_before": loadavg_before,
         **fill,
         "dirty_bytes_at_start": o.before["dirty"] * o.before["page_size"],
         "dirty_pct_at_start": round(100 * o.before["dirty"] / o.before["total"], 1),
@@ -519,96 +586,111 @@ def mem_available_gib() -> float:
     return -1.0
 
 
-def cell(row: dict[str, Any] | None, key: str) -> str:
-    if row is None:
-        return "-"
+def phase_gaps(row: dict[str, Any]) -> str:
+    """The longest gap of each phase (source restart, or switch away/back), in seconds."""
     if "error" in row:
         return "error"
-    value = row.get(key)
-    return "-" if value is None else f"{value}"
-
-
-def phase_gaps(row: dict[str, Any] | None) -> str:
-    """The longest gap of each phase (source restart, or switch away/back), in seconds."""
-    if row is None or "error" in row:
-        return cell(row, "longest_gap_s")
     per = "/".join(f"{p['longest_gap_s']:.3f}" for p in row.get("phases", []))
-    return f"{per or '?'} s"
+    return f"{per or '?'}"
 
 
-def pair(r: dict[str, Any] | None, s: dict[str, Any] | None, key: str) -> str:
-    """restart's value / switchover's value."""
-    return f"{cell(r, key)}/{cell(s, key)}"
+def hook_times(row: dict[str, Any]) -> str:
+    """Each switch's after_switch hook duration (s), as the run log has it."""
+    times = [p.get("after_switch_hook_s") for p in row.get("phases", []) if "repoint_s" in p]
+    return "/".join(f"{t:.3f}" for t in times if t is not None) or "-"
 
 
-def dirty_cell(r: dict[str, Any] | None, s: dict[str, Any] | None) -> str:
-    return "/".join(
-        f"{x['dirty_bytes_at_start'] >> 20}" if x is not None and "error" not in x else "-"
-        for x in (r, s)
-    )
+def verdict(row: dict[str, Any]) -> str:
+    """A switchover's gaps against #24's target for its load (restart: none)."""
+    if "error" in row or row.get("exit_code"):
+        return "failed run"
+    if row["strategy"] != "switchover":
+        return "-"
+    target = TARGET_SWITCH_GAP_S[row["load"]]
+    worst = max((p["longest_gap_s"] for p in row.get("phases", [])), default=None)
+    if worst is None:
+        return "no switch seen"
+    return f"{'met' if worst <= target else 'MISSED'} (<= {target} s)"
+
+
+def loads(row: dict[str, Any]) -> str:
+    before, after = row.get("loadavg_before"), row.get("loadavg_after")
+    return f"{before[0]:.1f}/{after[0]:.1f}" if before and after else "-"
 
 
 COLUMNS = (
-    ("pool", 7),
-    ("dirty MB r/s", 11),
-    ("restart gap", 11),
-    ("switchover gap away/back", 24),
-    ("gap elsewhere r/s", 17),
-    ("failed writes r/s", 17),
-    ("failed reads r/s", 16),
-    ("lost rows r/s", 13),
-    ("run wall s r/s", 14),
+    ("pool", 6),
+    ("strategy", 10),
+    ("hooks", 10),
+    ("load", 6),
+    ("dirty MB", 8),
+    ("gap per phase s", 15),
+    ("after_switch s", 14),
+    ("elsewhere s", 11),
+    ("failed w/r", 10),
+    ("lost", 4),
+    ("wall s", 6),
+    ("load 1m b/a", 11),
+    ("target", 18),
 )
 
 
-def table_row(pool: str, r: dict[str, Any] | None, s: dict[str, Any] | None) -> str:
+def table_row(row: dict[str, Any]) -> str:
+    ok = "error" not in row
     cells = (
-        pool,
-        dirty_cell(r, s),
-        phase_gaps(r),
-        phase_gaps(s),
-        pair(r, s, "longest_gap_elsewhere_s"),
-        pair(r, s, "failed_writes"),
-        pair(r, s, "failed_reads"),
-        pair(r, s, "lost_rows"),
-        pair(r, s, "run_wall_s"),
+        row["pool"],
+        row["strategy"],
+        row.get("hook_mode", "event"),
+        row.get("load", "quiet"),
+        f"{row['dirty_bytes_at_start'] >> 20}" if ok else "-",
+        phase_gaps(row),
+        hook_times(row) if ok else "-",
+        f"{row['longest_gap_elsewhere_s']}" if ok else "-",
+        f"{row['failed_writes']}/{row['failed_reads']}" if ok else "-",
+        f"{row['lost_rows']}" if ok else "-",
+        f"{row['run_wall_s']}" if ok else "-",
+        loads(row),
+        verdict(row),
     )
     return " | ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
 
 
 def print_table(report: dict[str, Any]) -> None:
     rows: list[dict[str, Any]] = report["runs"]
-    by = {(r["pool"], r["strategy"]): r for r in rows}
     print(f"\nwrite gaps through HAProxy — {report['date']} — {report['machine']}")
     print(f"MariaDB {report.get('server', '?')}; lab: db1 source, db2 + db3 replicas, MHA, HAProxy")
     print(f"load average before/after: {report['loadavg_before']} / {report['loadavg_after']}")
     header = " | ".join(f"{name:>{w}}" for name, w in COLUMNS)
     print(header)
     print("-" * len(header))
-    for pool in dict.fromkeys(r["pool"] for r in rows):
-        print(table_row(pool, by.get((pool, "restart")), by.get((pool, "switchover"))))
+    for row in rows:
+        print(table_row(row))
     print(
-        f"targets: switchover longest gap <= {TARGET_SWITCH_GAP_S} s per switch, the same at "
-        "every pool size; restart's gap grows with the pool; 0 lost rows; 0 failed reads.\n"
+        "targets (#24): switchover longest gap per switch <= 0.1 s quiet, <= 0.3 s loaded (a "
+        "CPU burner at 2x the cores), at every pool size; restart's gap grows with the pool; 0 "
+        "lost rows; 0 failed reads.\n"
         "gap = the longest write gap overlapping the source restart step / each switch (run "
-        "log); gap elsewhere = the longest one outside them (the loaded machine's own noise)."
+        "log); elsewhere = the longest one outside them (the machine's own noise); load 1m b/a "
+        "= the 1-minute load average before / after the run ('quiet' is the shared machine as "
+        "it was)."
     )
     for r in rows:
         if "error" in r or r.get("exit_code"):
-            print(f"  {r['pool']} {r['strategy']}: exit {r.get('exit_code')} {r.get('error', '')}")
-        else:
-            phases_text = "; ".join(
-                f"{p['what']} at {p['at_s']} s: {p['duration_s']} s long"
-                + (
-                    f" (candidate writable after {p['candidate_writable_after_s']} s, "
-                    f"after_switch hook {p['after_switch_hook_s']} s)"
-                    if "candidate_writable_after_s" in p
-                    else ""
-                )
-                + f", longest gap {p['longest_gap_s']} s, unavailable {p['unavailable_s']} s"
-                for p in r["phases"]
+            print(f"  {r['pool']} {r['strategy']} {r.get('hook_mode')} {r.get('load')}: "
+                  f"exit {r.get('exit_code')} {r.get('error', '')}")  # fmt: skip
+            continue
+        phases_text = "; ".join(
+            f"{p['what']}: {p['duration_s']} s long"
+            + (
+                f" (candidate writable after {p['candidate_writable_after_s']} s, re-pointing "
+                f"{p.get('repoint_s')} s, after_switch hook {p['after_switch_hook_s']} s)"
+                if "candidate_writable_after_s" in p
+                else ""
             )
-            print(f"  {r['pool']} {r['strategy']}: {phases_text}")
+            + f", longest gap {p['longest_gap_s']} s"
+            for p in r["phases"]
+        )
+        print(f"  {r['pool']} {r['strategy']} {r['hook_mode']} {r['load']}: {phases_text}")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -621,8 +703,21 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 def prepare(cluster: lab.LabCluster, tmp: Path) -> Bench:
     configure_source_read_only(cluster)  # read by mysqld at the next restart (configure_pool)
     password = create_app_account(cluster)
-    inventory = write_inventory(cluster, tmp / "inventory.yml")
-    return Bench(cluster, inventory, password, tmp)
+    inventories = {m: write_inventory(cluster, tmp / f"inventory-{m}.yml", m) for m in HOOK_MODES}
+    return Bench(cluster, inventories, password, tmp)
+
+
+def cases(args: argparse.Namespace, pool: int) -> list[Case]:
+    """The runs at one pool size: each strategy x hook mode x load, ``--repeat`` times. The
+    restart strategy runs with the first hook mode only: its gap is the source's own restart,
+    which no hook is part of."""
+    return [
+        Case(pool, strategy, mode, load, attempt)
+        for attempt in range(1, args.repeat + 1)
+        for strategy in args.strategies
+        for mode in (args.hook_modes if strategy == "switchover" else args.hook_modes[:1])
+        for load in args.loads
+    ]
 
 
 def measure_all(bench: Bench, args: argparse.Namespace, report: dict[str, Any]) -> None:
@@ -631,29 +726,43 @@ def measure_all(bench: Bench, args: argparse.Namespace, report: dict[str, Any]) 
         t0 = time.monotonic()
         configure_pool(bench.cluster, pool)
         report["reconfigure_s"][size_label(pool)] = round(time.monotonic() - t0, 1)
-        for strategy in args.strategies:
-            print(f"== pool {size_label(pool)}: dirtying the source, {strategy} ...", flush=True)
+        for case in cases(args, pool):
+            print(f"== {case.label()}: dirtying the source, then the run ...", flush=True)
             try:
-                row = measure(bench, strategy, pool)
+                row = measure(bench, case)
             except Exception as exc:  # a bench records a failure and goes on
-                row = {"pool": size_label(pool), "strategy": strategy, "error": repr(exc)}
+                row = {"pool": size_label(pool), "strategy": case.strategy,
+                       "hook_mode": case.mode, "load": case.load, "error": repr(exc)}  # fmt: skip
             row["mem_available_gib"] = mem_available_gib()
             report["runs"].append(row)
             summary = {k: row.get(k) for k in ("exit_code", "longest_gap_s", "fill_s", "error")}
-            print(f"   {summary}", flush=True)
+            print(f"   {summary} {phase_gaps(row)} {verdict(row)}", flush=True)
             args.json.write_text(json.dumps(report, indent=2))
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.writegap", description=__doc__)
     ap.add_argument("--pools", default="256M,4G", help="buffer-pool sizes (default 256M,4G)")
     ap.add_argument("--strategies", default="restart,switchover")
+    ap.add_argument("--hook-modes", default=",".join(HOOK_MODES), help="event and/or persistent")
+    ap.add_argument("--loads", default=",".join(LOADS), help="quiet and/or loaded")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each case (default 1)")
     ap.add_argument("--json", type=Path, default=REPO / "build" / "bench-writegap.json")
     args = ap.parse_args()
     args.pools = [parse_size(p) for p in args.pools.split(",")]
-    args.strategies = [s.strip() for s in args.strategies.split(",")]
-    if not set(args.strategies) <= {"restart", "switchover"}:
-        ap.error("--strategies: restart and/or switchover")
+    for name, allowed in (("strategies", ("restart", "switchover")), ("hook_modes", HOOK_MODES),
+                          ("loads", LOADS)):  # fmt: skip
+        chosen = [s.strip() for s in getattr(args, name).split(",")]
+        if not chosen or not set(chosen) <= set(allowed):
+            ap.error(f"--{name.replace('_', '-')}: one or more of {', '.join(allowed)}")
+        setattr(args, name, chosen)
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, on_sigterm)
     report: dict[str, Any] = {

@@ -13,6 +13,7 @@ from harestart.domain.coordination import HolderInfo, UnfinishedMark
 from harestart.domain.dialect import Dialect
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
+from harestart.domain.hook_protocol import Exchange
 from harestart.domain.hooks import HookOutcome
 from harestart.domain.judge import LockView
 from harestart.domain.pending.marks import OperatorMark
@@ -208,12 +209,33 @@ class Connector(Protocol):
     def close_all(self) -> None: ...
 
 
+class HookProgram(Protocol):
+    """A persistent hook program, started by ``HookRunner.start`` (one line in, one line out)."""
+
+    def exchange(self, line: str, *, timeout: float) -> Exchange:
+        """Write ``line`` and a newline on its stdin; read one line from its stdout within
+        ``timeout`` seconds. Never raises for what the program does (it may die, hang or
+        answer anything): the ``Exchange`` says what happened."""
+        ...
+
+    def stop(self, *, polite: bool = True) -> str:
+        """End it, its process group included: close its stdin and (``polite``) give it time
+        to exit, then SIGTERM, then SIGKILL. Says how it ended. Safe to call twice."""
+        ...
+
+
 class HookRunner(Protocol):
     """Runs hooks on the bastion (``harestart.adapters.hooks``)."""
 
     def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
         """Run ``command`` with ``/bin/sh -c`` in ``cwd``, stdin closed, with exactly ``env``
         as its environment; kill its process group after ``timeout`` seconds. Raises
+        ``RemoteError`` (host ``bastion``) only when it could not be started."""
+        ...
+
+    def start(self, command: str, *, cwd: str, env: Mapping[str, str]) -> HookProgram:
+        """Start ``command`` (``/bin/sh -c``, in ``cwd``, exactly ``env``) as a persistent
+        program: its stdin and stdout are the protocol's, its stderr is kept. Raises
         ``RemoteError`` (host ``bastion``) only when it could not be started."""
         ...
 

@@ -28,16 +28,32 @@ class HookPoint(enum.StrEnum):
 
 Strategy = Literal["restart", "switchover"]
 Role = Literal["source", "replica"]
+# How a hook runs (``hooks.mode``): ``event``, a process per event (its environment carries the
+# event); ``persistent``, one process per run that gets each event as a JSON line on its stdin
+# and answers with one (harestart.domain.hook_protocol).
+HookMode = Literal["event", "persistent"]
 
 
 @dataclass(frozen=True)
 class HookSpec:
     """One hook: a shell command line, its timeout in seconds, the directory it runs in (the
-    inventory file's)."""
+    inventory file's), and its mode. In the persistent mode ``timeout`` is how long an answer
+    to one event may take, and the hooks naming the same command in the same directory share
+    one program."""
 
     command: str
     timeout: float
     cwd: str
+    mode: HookMode = "event"
+
+    @property
+    def persistent(self) -> bool:
+        return self.mode == "persistent"
+
+    @property
+    def program(self) -> tuple[str, str]:
+        """What identifies a persistent program within a run: its command and directory."""
+        return (self.command, self.cwd)
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,14 @@ class Hooks:
     def at(self, point: HookPoint) -> HookSpec | None:
         spec: HookSpec | None = getattr(self, point.value)
         return spec
+
+    def points_of(self, program: tuple[str, str]) -> tuple[HookPoint, ...]:
+        """The points whose persistent hook is ``program`` (what its hello announces)."""
+        return tuple(
+            p
+            for p in HookPoint
+            if (spec := self.at(p)) is not None and spec.persistent and spec.program == program
+        )
 
 
 NO_HOOKS = Hooks()

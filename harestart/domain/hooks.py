@@ -6,6 +6,11 @@ prints it); ``harestart.adapters.hooks`` runs it with ``/bin/sh -c`` in the inve
 directory, stdin closed, output captured, within its timeout, and with the environment built
 here. A hook that fails or times out fails its step like any failed gate.
 
+With ``hooks.mode: persistent`` each of these actions is an event sent to a program started
+once per run instead (``harestart.domain.hook_protocol``): ``hook_event`` holds the same facts
+as the variables below, and the program's environment (``program_environment``) is the same
+allow-list with ``HARESTART_HOOK_MODE=persistent`` and none of the per-event variables.
+
 A hook's environment is an allow-list, never harestart's whole environment (which holds every
 ``password_env`` variable, the API tokens, the coordination password): its own ``HARESTART_*``
 variables, ``PATH``, ``HOME``, ``LANG``, ``LC_*``, ``TZ``, and the names the group lists under
@@ -21,6 +26,7 @@ from typing import Any
 from harestart.domain.actions import PlanAction, quoted
 from harestart.domain.dialect import Dialect
 from harestart.domain.group import Group, HookPoint, HookSpec, Role, Strategy
+from harestart.domain.hook_protocol import EventOutcome
 
 OUTPUT_TAIL_BYTES = 4096  # how much of a failed hook's output is reported (its end)
 
@@ -41,6 +47,8 @@ HOOK_VARIABLES = (
     "HARESTART_NEW_SOURCE",
     "HARESTART_STRATEGY",
 )
+# What a persistent program gets instead (its events carry the rest); also never passed through.
+PROGRAM_VARIABLES = ("HARESTART_HOOK_MODE",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,12 +71,18 @@ class RunHook(PlanAction):
         """The same for every server (a hook runs on the bastion)."""
         command, timeout = quoted(self.hook.command), self.hook.timeout
         passes = f"; passes {', '.join(self.env_passthrough)}" if self.env_passthrough else ""
-        text = f"hook {self.point.value}: {command} (timeout {timeout:g} s{passes})"
+        if self.hook.persistent:
+            what = f"event sent to the persistent program {command}"
+            text = f"hook {self.point.value}: {what} (answer within {timeout:g} s{passes})"
+        else:
+            text = f"hook {self.point.value}: {command} (timeout {timeout:g} s{passes})"
         return f"{text} (only if {self.when})" if self.when else text
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d.update(point=self.point.value, command=self.hook.command, timeout_s=self.hook.timeout)
+        if self.hook.persistent:  # the per-event mode's JSON stays as it was
+            d["mode"] = self.hook.mode
         if self.env_passthrough:
             d["env_passthrough"] = list(self.env_passthrough)
         d["runs_on"] = "bastion"
@@ -146,6 +160,23 @@ def hook_environment(
     return env
 
 
+def program_environment(act: RunHook, environ: Mapping[str, str]) -> dict[str, str]:
+    """A persistent program's whole environment: the allowed part of ``environ`` and
+    ``HARESTART_HOOK_MODE=persistent`` (the per-event variables come as its events)."""
+    env = {k: v for k, v in environ.items() if inherited(k, act.env_passthrough)}
+    env.update(HARESTART_HOOK_MODE="persistent")
+    return env
+
+
+def hook_event(group: Group, act: RunHook, run_id: str) -> dict[str, str]:
+    """The event a persistent program gets: ``hook_variables``' facts under the names of the
+    protocol (``HARESTART_HOOK`` -> ``point``, ``HARESTART_NODE_HOST`` -> ``node_host``...)."""
+    return {
+        "point" if name == "HARESTART_HOOK" else name.removeprefix("HARESTART_").lower(): value
+        for name, value in hook_variables(group, act, run_id).items()
+    }
+
+
 def hook_variables(group: Group, act: RunHook, run_id: str) -> dict[str, str]:
     """The variables harestart sets for each hook (``HOOK_VARIABLES``)."""
     node = group.node(act.host)
@@ -189,15 +220,20 @@ class HookOutcome:
         return f"exited {self.exit_status} after {self.duration_s:.1f} s"
 
 
-def hook_failure(act: RunHook, outcome: HookOutcome, output: str) -> str:
+def hook_failure(act: RunHook, outcome: HookOutcome | EventOutcome, output: str) -> str:
     """Why the step failed, in one message: point, node, how it ended, its output's end
-    (``output``: already scrubbed of secrets)."""
+    (``output``: already scrubbed of secrets; a persistent program's stderr since its previous
+    answer)."""
+    persistent = isinstance(outcome, EventOutcome)
+    kind = "stderr" if persistent else "output"
     lines = output.rstrip().splitlines()
     tail = "".join(f"\n  | {line}" for line in lines)
     shown = (
-        f"; output (its last {OUTPUT_TAIL_BYTES} bytes at most):{tail}" if lines else "; no output"
+        f"; {kind} (its last {OUTPUT_TAIL_BYTES} bytes at most):{tail}" if lines else f"; no {kind}"
     )
-    return (
-        f"hook {act.point.value} for {act.host} failed: {quoted(act.hook.command)} "
-        f"{outcome.status_text()}{shown}"
+    what = (
+        f"the persistent program {quoted(act.hook.command)}"
+        if persistent
+        else quoted(act.hook.command)
     )
+    return f"hook {act.point.value} for {act.host} failed: {what} {outcome.status_text()}{shown}"

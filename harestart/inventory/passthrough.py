@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from harestart.domain.hooks import HOOK_VARIABLES
+from harestart.domain.hooks import HOOK_VARIABLES, PROGRAM_VARIABLES
 from harestart.inventory.yamlsafe import Located, dotted
 
 Loc = tuple[str | int, ...]
@@ -36,7 +36,7 @@ def passthrough_problems(
         where = dotted(loc)
         if name in secrets:
             why = f"it holds a secret ({secrets[name]})"
-        elif name in HOOK_VARIABLES:
+        elif name in HOOK_VARIABLES or name in PROGRAM_VARIABLES:
             why = "harestart sets it for each hook itself"
         else:
             continue

@@ -177,20 +177,23 @@ def coordination(spec: CoordinationSpec | None) -> CoordinationSettings | None:
 
 
 def hooks(layers: Sequence[HooksSpec | None], base: Path) -> Hooks:
-    """A group's hooks: each point, and ``env_passthrough``, from the first layer that sets it
-    (group, then defaults; a group's ``env_passthrough: []`` passes nothing more)."""
+    """A group's hooks: each point, ``env_passthrough`` and ``mode``, from the first layer that
+    sets it (group, then defaults; a group's ``env_passthrough: []`` passes nothing more). The
+    mode applies to every point of the group (default ``event``)."""
     present = [layer for layer in layers if layer is not None]
     if not present:
         return Hooks()
     h = merge(*present)
 
+    mode = h.mode or "event"
+
     def hook(entry: HookEntry | None) -> Hook | None:
         if entry is None:
             return None
         if isinstance(entry, str):
-            return Hook(command=entry, timeout=HOOK_TIMEOUT, cwd=str(base))
+            return Hook(command=entry, timeout=HOOK_TIMEOUT, cwd=str(base), mode=mode)
         return Hook(command=entry.command, timeout=first(entry.timeout, HOOK_TIMEOUT),
-                    cwd=str(base))  # fmt: skip
+                    cwd=str(base), mode=mode)  # fmt: skip
 
     passthrough = tuple(dict.fromkeys(h.env_passthrough or ()))  # each name once, in order
     return Hooks(

@@ -271,6 +271,7 @@ class HookSpec(_Model):
 
 
 # A plain string is the hook's command: ``before_node_restart: hooks/drain.sh``.
+HookModeName = Literal["event", "persistent"]
 HookEntry = HookSpec | HookCommand
 
 
@@ -289,6 +290,9 @@ class HooksSpec(_Model):
     # Variables of harestart's environment every hook gets on top of the allow-list
     # (harestart.domain.hooks); a name holding a secret is refused (inventory/passthrough.py).
     env_passthrough: EnvNames | None = None
+    # event (default): a process per event; persistent: one program per run, each event a JSON
+    # line on its stdin (harestart.domain.hook_protocol).
+    mode: HookModeName | None = None
 
 
 class ReplicationSpec(_Model):

@@ -23,6 +23,17 @@ only the source enabled) and ``readers`` (the replicas), as lab/entrypoint.sh wr
 ``haproxy_hook.py status`` (not a hook) prints every server of both backends and exits 0 when
 each one not in maintenance is UP (1 otherwise): a readiness check for scripts.
 
+Persistent mode (``hooks: {mode: persistent}`` in the inventory: harestart sets
+``HARESTART_HOOK_MODE=persistent``, or ``haproxy_hook.py persistent``): one process for the
+whole run, reading harestart's JSON lines on stdin (see ``serve``): it answers the hello with
+the four points, then each event with ``{"id": ID, "ok": true, "message": ...}`` or ``{"id":
+ID, "ok": false, "message": why}`` (the event's id echoed), doing exactly what the per-event
+hook does for that point, and exits at the end of its input. Its messages go to stderr (stdout
+is the protocol's). It opens one runtime API connection per request as the per-event hook
+does: HAProxy closes an idle CLI session after its ``stats timeout`` (10 s by default), events
+are seconds to minutes apart, and a loopback connection costs well under a millisecond; what
+the persistent mode saves is the start of a Python process per event.
+
 Environment (set by harestart): HARESTART_HOOK, HARESTART_NODE, HARESTART_OLD_SOURCE,
 HARESTART_NEW_SOURCE (and HARESTART_ACCOUNT, _GROUP, _RUN_ID, _NODE_HOST, _ROLE, _STRATEGY,
 printed for the record). Settings: HAPROXY_API (required unless --api), HAPROXY_WRITER_BACKEND
@@ -40,15 +51,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO, Any
 
 HOOKS = ("before_node_restart", "after_node_restart", "before_switch", "after_switch")
 POLL_INTERVAL = 0.2
+PROTOCOL = 1  # the persistent mode's version (harestart.domain.hook_protocol)
 
 
 class HookError(Exception):
@@ -295,22 +309,76 @@ def context(env: Mapping[str, str]) -> str:
     )
 
 
+def event_env(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """A persistent-mode event as the per-event hook's environment: ``point`` is
+    HARESTART_HOOK, every other key HARESTART_<KEY> (the script's settings stay as they are)."""
+    out = dict(env)
+    for key, value in event.items():
+        if isinstance(value, str):
+            out["HARESTART_HOOK" if key == "point" else f"HARESTART_{key.upper()}"] = value
+    return out
+
+
+def handle(line: str, spec: str, env: Mapping[str, str], log: IO[str]) -> dict[str, Any]:
+    """One event line -> its answer (its id echoed); the hook's message also goes to ``log``."""
+    event = json.loads(line)
+    if not isinstance(event, dict):
+        return {"ok": False, "message": f"not an event: {line[:200]!r}"}
+    answer: dict[str, Any] = {"id": event.get("id")}
+    if event.get("point") not in ACTIONS:
+        return {**answer, "ok": False, "message": f"not an event this hook handles: "
+                f"{event.get('point')!r}"}  # fmt: skip
+    hook_env = event_env(event, env)
+    hook = hook_env["HARESTART_HOOK"]
+    try:
+        message = ACTIONS[hook](Api(spec), Settings.from_env(hook_env), hook_env)
+    except HookError as exc:
+        print(f"haproxy_hook {hook} [{context(hook_env)}]: FAILED: {exc}", file=log, flush=True)
+        return {**answer, "ok": False, "message": str(exc)}
+    print(f"haproxy_hook {hook} [{context(hook_env)}]: {message}", file=log, flush=True)
+    return {**answer, "ok": True, "message": message}
+
+
+def serve(spec: str, env: Mapping[str, str], stdin: IO[str], stdout: IO[str], log: IO[str]) -> int:
+    """The persistent mode: answer harestart's hello, then each event, until stdin ends."""
+    hello = json.loads(stdin.readline() or "{}")
+    if hello.get("harestart-hook") != PROTOCOL:
+        print(f"haproxy_hook: not harestart's hello (version {PROTOCOL}): {hello}", file=log)
+        return 2
+    stdout.write(json.dumps({"harestart-hook": PROTOCOL, "capabilities": list(HOOKS)}) + "\n")
+    stdout.flush()
+    for line in stdin:
+        try:
+            answer = handle(line, spec, env, log)
+        except (ValueError, AttributeError) as exc:  # not JSON, or not an object
+            answer = {"ok": False, "message": f"unreadable event: {exc}"}
+        stdout.write(json.dumps(answer) + "\n")
+        stdout.flush()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
-        "hook", nargs="?", choices=(*HOOKS, "status"), help="default: $HARESTART_HOOK"
+        "hook",
+        nargs="?",
+        choices=(*HOOKS, "status", "persistent"),
+        help="default: $HARESTART_HOOK, or persistent when $HARESTART_HOOK_MODE says so",
     )
     parser.add_argument(
         "--api", help="HAProxy runtime API, host:port or socket path ($HAPROXY_API)"
     )
     args = parser.parse_args(argv)
-    hook = args.hook or env.get("HARESTART_HOOK", "")
+    persistent = env.get("HARESTART_HOOK_MODE") == "persistent" and not args.hook
+    hook = "persistent" if persistent else args.hook or env.get("HARESTART_HOOK", "")
     spec = args.api or env.get("HAPROXY_API", "")
-    if hook not in (*ACTIONS, "status"):
+    if hook not in (*ACTIONS, "status", "persistent"):
         parser.error(f"no hook point: give one of {', '.join(HOOKS)} or set HARESTART_HOOK")
     if not spec:
         parser.error("no runtime API: set HAPROXY_API (host:port or a unix socket path) or --api")
+    if hook == "persistent":
+        return serve(spec, env, sys.stdin, sys.stdout, sys.stderr)
     try:
         if hook == "status":
             ok, text = status(Api(spec), Settings.from_env(env))

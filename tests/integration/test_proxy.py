@@ -8,9 +8,15 @@ A cluster of each flavour (db1 source, db2 + db3 replicas) with ``start_cluster(
   mysqld restarts: a reader querying through the reader frontend the whole time sees no failed
   query; after the restart the hook makes it ready and HAProxy reports it UP;
 - a drain that cannot finish (a client holds a session) fails the hook with a clear message;
-- `harestart run --source-strategy switchover` with those hooks: an application writing
+- `harestart run --source-strategy switchover` with those hooks in the persistent mode (one
+  hook process for the run, each event a JSON line on its stdin, recorded with tee): the
+  program gets the hello and every event in the plan's order, once; an application writing
   through the writer frontend loses no acknowledged write and follows the source away and
-  back, and readers through the reader frontend see no failed query;
+  back (writing on db1 again at the end), and readers through the reader frontend see no
+  failed query;
+- a persistent hook program that dies mid-run (after answering db2's before_node_restart)
+  fails that event with its exit status and stderr: db2 was restarted, nothing after it, exit
+  1, the group ERROR, MHA started again (the group is healthy), the program gone;
 - after_switch moves the writer: writes through the writer frontend land on the new source.
   This hand-made switch (last: it writes on db2 while db1 does not replicate from it) leaves
   db2 with a transaction db1 never had, which a harestart switchover rightly refuses.
@@ -20,6 +26,7 @@ The tests run in file order and put the cluster back as they found it (the switc
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +42,7 @@ import pytest
 import yaml
 
 from . import lab
-from .harestart_cli import harestart
+from .harestart_cli import harestart, log_events
 from .lab import HOST, LabCluster, LabProxy, ready_count, wait_for
 from .switching import APP_PASSWORD, APP_USER, prepare, switch_inventory
 from .writer import Writer, longest_gap
@@ -44,6 +51,24 @@ pytestmark = pytest.mark.integration
 
 HOOK = lab.REPO_ROOT / "lab" / "hooks" / "haproxy_hook.py"
 QUERY_INTERVAL = 0.02  # seconds between the reader's queries
+POINTS = ("before_node_restart", "after_node_restart", "before_switch", "after_switch")
+
+# A persistent hook program that answers its hello and the first event, then dies at the second
+# (after saying so on stderr). It records what it receives and its pid.
+DYING = r"""
+import json, os, sys
+with open("program.pid", "w") as f:
+    f.write(str(os.getpid()))
+hello = json.loads(sys.stdin.readline())
+print(json.dumps({"harestart-hook": 1, "capabilities": hello["capabilities"]}), flush=True)
+for n, line in enumerate(sys.stdin, 1):
+    with open("received.jsonl", "a") as f:
+        f.write(line)
+    if n == 2:
+        print("lost the proxy's socket; giving up", file=sys.stderr, flush=True)
+        sys.exit(3)
+    print(json.dumps({"id": json.loads(line)["id"], "ok": True}), flush=True)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -263,9 +288,13 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
     prepare(cluster)
     inventory = switch_inventory(cluster, tmp_path / "inv.yml")
     doc = yaml.safe_load(inventory.read_text())
-    command = f"HAPROXY_API={proxy.api} {sys.executable} {HOOK}"
-    points = ("before_node_restart", "after_node_restart", "before_switch", "after_switch")
-    doc["defaults"]["hooks"] = {p: {"command": command, "timeout": 60} for p in points}
+    # The persistent mode: one program for the run; tee records each line it is sent.
+    received = tmp_path / "received.jsonl"
+    command = f"tee -a {received} | HAPROXY_API={proxy.api} {sys.executable} {HOOK}"
+    doc["defaults"]["hooks"] = {
+        **{p: {"command": command, "timeout": 60} for p in POINTS},
+        "mode": "persistent",
+    }
     inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
     starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
     writer = Writer(HOST, proxy.writer_port, APP_USER, APP_PASSWORD)
@@ -295,6 +324,32 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
         assert ready_count(cluster, n.name) == starts[n.name] + 1, n.name
     assert reader.failures == []
     assert proxy.status("writer", "db1") == "UP" and proxy.status("writer", "db2") == "MAINT"
+    assert server_id(cluster, proxy.writer_port) == 1  # the writer is back on db1
+    # One program got the hello, then every event in the plan's order, each once.
+    lines = [json.loads(line) for line in received.read_text().splitlines()]
+    assert lines[0] == {"harestart-hook": 1, "capabilities": list(POINTS)}
+    assert [(e["point"], e["node"], e["old_source"], e["new_source"]) for e in lines[1:]] == [
+        ("before_node_restart", "db2", "db1", "db1"),
+        ("after_node_restart", "db2", "db1", "db1"),
+        ("before_node_restart", "db3", "db1", "db1"),
+        ("after_node_restart", "db3", "db1", "db1"),
+        ("before_switch", "db1", "db1", "db2"),
+        ("after_switch", "db1", "db1", "db2"),
+        ("before_node_restart", "db1", "db2", "db2"),  # the old source, as a replica
+        ("after_node_restart", "db1", "db2", "db2"),
+        ("before_switch", "db2", "db2", "db1"),  # the switch back
+        ("after_switch", "db2", "db2", "db1"),
+    ]
+    assert {e["strategy"] for e in lines[1:]} == {"switchover"}
+    events = log_events(tmp_path / "run.jsonl")
+    assert [e["event"] for e in events if e["event"].startswith("hook.program")] == [
+        "hook.program_started",
+        "hook.program_stopped",
+    ]
+    stopped = next(e for e in events if e["event"] == "hook.program_stopped")
+    assert stopped["ended"] == "exited 0"  # it ended at the end of its input
+    finished = [e for e in events if e["event"] == "hook.finished"]
+    assert len(finished) == 10 and {e["answer"] for e in finished} == {"ok"}
     assert {sid for _, sid in reader.served} <= {2, 3}  # the readers backend: db2 and db3
     cluster.wait_replicated(timeout=120)
     acked = {row_id for row_id, _ in writer.acked}
@@ -302,6 +357,58 @@ def test_a_switchover_run_through_the_proxy_loses_no_write_and_fails_no_read(
         present = {int(r["id"]) for r in cluster.sql(n.name, "SELECT id FROM labdb.writes")}
         assert not acked - present, f"{n.name} lacks {sorted(acked - present)[:10]}"
     assert "PING_OK" in cluster.wait_mha("PING_OK", timeout=60)
+
+
+def test_a_persistent_hook_that_dies_mid_run_fails_its_event(
+    cluster: LabCluster, tmp_path: Path
+) -> None:
+    (tmp_path / "dying.py").write_text(DYING)
+    inventory = cluster.write_inventory(tmp_path / "inv.yml")
+    doc = yaml.safe_load(inventory.read_text())
+    command = f"{sys.executable} dying.py"  # run in the inventory's directory
+    doc["defaults"]["hooks"] = {
+        "mode": "persistent",
+        "before_node_restart": {"command": command, "timeout": 60},
+        "after_node_restart": {"command": command, "timeout": 60},
+    }
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    starts = {n.name: ready_count(cluster, n.name) for n in cluster.db_nodes}
+    cluster.wait_mha("PING_OK")
+    out = harestart("run", str(inventory), "--yes", "--format", "json",
+                    state_dir=tmp_path / "state")  # fmt: skip
+    assert out.returncode == 1, out.stderr[-4000:]
+    result = out.json()
+    failure = result["failure"]
+    assert failure["step"] == "restart_replica:db2" and failure["host"] == "db2"
+    assert failure["reason"].startswith(
+        f"hook after_node_restart for db2 failed: the persistent program `{command}` exited 3 "
+        "before answering this event; stderr (its last 4096 bytes at most):\n"
+        "  | lost the proxy's socket; giving up"
+    )
+    assert "db2 was restarted and passed its checks" in failure["next_steps"][0]
+    # db2 restarted once, nothing after it; the failure policy started MHA again.
+    assert ready_count(cluster, "db2") == starts["db2"] + 1
+    assert ready_count(cluster, "db3") == starts["db3"]
+    assert ready_count(cluster, "db1") == starts["db1"]
+    assert result["state"] == "ERROR" and result["failover_enabled"] is True
+    assert failure["failover"] and "PING_OK" in result["mha_after"]
+    received = [json.loads(line) for line in (tmp_path / "received.jsonl").read_text().splitlines()]
+    assert [(e["point"], e["node"]) for e in received] == [
+        ("before_node_restart", "db2"),
+        ("after_node_restart", "db2"),
+    ]
+    pid = int((tmp_path / "program.pid").read_text())
+    wait_for(f"the program ({pid}) gone", lambda: not running(pid), timeout=30)
+    cluster.wait_replicated(timeout=120)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (one its new parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_switch_hook_refuses_an_unknown_node(cluster: LabCluster) -> None:

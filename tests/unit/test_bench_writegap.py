@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.writegap import parse_size, per_phase, phases
+from bench.writegap import cases, parse_size, per_phase, phases, verdict
 from lab.demo_writer import unavailable_time, write_gaps
 
 
@@ -70,3 +70,37 @@ def test_pool_sizes_are_read_in_megabytes_or_gigabytes() -> None:
     assert parse_size("4g") == 4 << 30
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size("4T")
+
+
+def test_restart_runs_once_per_load_and_switchover_in_every_hook_mode() -> None:
+    args = argparse.Namespace(
+        repeat=1,
+        strategies=["restart", "switchover"],
+        hook_modes=["event", "persistent"],
+        loads=["quiet", "loaded"],
+    )
+    got = [(c.strategy, c.mode, c.load) for c in cases(args, 256 << 20)]
+    assert got == [
+        ("restart", "event", "quiet"),
+        ("restart", "event", "loaded"),
+        ("switchover", "event", "quiet"),
+        ("switchover", "event", "loaded"),
+        ("switchover", "persistent", "quiet"),
+        ("switchover", "persistent", "loaded"),
+    ]
+    # Each run its own log file: a repeated case's phases are its own.
+    twice = cases(argparse.Namespace(**{**vars(args), "repeat": 2}), 4 << 30)
+    assert len({c.label() for c in twice}) == len(twice) == 12
+    assert twice[-1].label() == "4GB-switchover-persistent-loaded-2"
+
+
+def test_each_switchover_is_held_to_the_target_of_its_load() -> None:
+    def row(load: str, *gaps: float) -> dict[str, Any]:
+        phases = [{"longest_gap_s": g} for g in gaps]
+        return {"strategy": "switchover", "load": load, "exit_code": 0, "phases": phases}
+
+    assert verdict(row("quiet", 0.08, 0.1)) == "met (<= 0.1 s)"
+    assert verdict(row("quiet", 0.08, 0.12)) == "MISSED (<= 0.1 s)"
+    assert verdict(row("loaded", 0.25, 0.3)) == "met (<= 0.3 s)"
+    assert verdict({"strategy": "switchover", "load": "quiet", "exit_code": 1}) == "failed run"
+    assert verdict({"strategy": "restart", "load": "quiet", "exit_code": 0}) == "-"

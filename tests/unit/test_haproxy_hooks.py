@@ -152,3 +152,129 @@ def test_status_is_a_command_too_and_fails_without_an_api(
 ) -> None:
     assert hook.main(["status", "--api", str(tmp_path / "no-such.sock")], env={}) == 1
     assert "haproxy_hook status [" in capsys.readouterr().err
+
+
+# --- the persistent mode, against a fake runtime API ---------------------------------------------
+
+
+class FakeRuntimeApi:
+    """HAProxy's runtime API on a unix socket, as far as the hook uses it: ``show stat`` (the
+    servers' status and sessions) and ``set server B/S state ready|maint|drain`` /
+    ``shutdown sessions server``, several per request separated by ``;``. Records each
+    command."""
+
+    def __init__(self, path: Path, servers: dict[tuple[str, str], str]) -> None:
+        import socketserver
+        import threading
+
+        self.servers = dict(servers)
+        self.commands: list[str] = []
+        api = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                line = self.rfile.readline().decode().strip()
+                self.wfile.write(api.answer(line).encode())
+
+        self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, request: str) -> str:
+        out = []
+        for command in (c.strip() for c in request.split(";")):
+            self.commands.append(command)
+            words = command.split()
+            if command == "show stat":
+                rows = [f"{b},{s},0,{st}" for (b, s), st in sorted(self.servers.items())]
+                out.append("# pxname,svname,scur,status\n" + "\n".join(rows) + "\n")
+            elif words[:2] == ["set", "server"] and words[3] == "state":
+                key = tuple(words[2].split("/", 1))
+                new = {"ready": "UP", "maint": "MAINT", "drain": "DRAIN"}[words[4]]
+                self.servers[key] = new  # type: ignore[index]
+        return "".join(out)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def event(event_id: int, point: str, node: str, old: str = "db1", new: str = "db1") -> str:
+    import json
+
+    return json.dumps({"id": event_id, "point": point, "account": "1", "group": "lab",
+                       "run_id": "r1", "node": node, "node_host": node, "role": "replica",
+                       "old_source": old, "new_source": new, "strategy": "switchover"})  # fmt: skip
+
+
+def test_the_persistent_mode_answers_each_event_from_one_process(tmp_path: Path) -> None:
+    import json
+
+    from harestart.adapters.hooks import SubprocessHookRunner
+    from harestart.domain.group import HookPoint
+    from harestart.domain.hook_protocol import Ending, answer_outcome, hello, hello_outcome
+
+    api = FakeRuntimeApi(
+        tmp_path / "admin.sock",
+        {("writer", "db1"): "UP", ("writer", "db2"): "MAINT", ("readers", "db2"): "UP"},
+    )
+    env = {"PATH": "/usr/bin:/bin", "HARESTART_HOOK_MODE": "persistent",
+           "HAPROXY_API": str(tmp_path / "admin.sock"), "HAPROXY_UP_TIMEOUT": "5"}  # fmt: skip
+    prog = SubprocessHookRunner().start(f"{sys.executable} {HOOK}", cwd=str(tmp_path), env=env)
+    try:
+        points = list(HookPoint)
+        first = prog.exchange(hello(points), timeout=30)
+        assert hello_outcome("h", first, 30, points) is None
+
+        def send(line: str) -> tuple[Ending, str]:
+            event_id = json.loads(line)["id"]
+            outcome = answer_outcome("h", prog.exchange(line, timeout=30), 30, event_id)
+            return outcome.ending, outcome.message
+
+        assert send(event(1, "before_node_restart", "db2")) == (
+            Ending.OK,
+            "readers/db2 drained (DRAIN, 0 current sessions)",
+        )
+        assert send(event(2, "after_node_restart", "db2"))[0] is Ending.OK
+        assert send(event(3, "before_switch", "db1", "db1", "db9")) == (
+            Ending.ERROR,
+            "not a server of backend writer: db9",
+        )
+        assert send(event(4, "after_switch", "db1", "db1", "db2")) == (
+            Ending.OK,
+            "writer moved: writer/db2 UP, writer/db1 in maintenance",
+        )
+        assert send('{"id": 5, "point": "after_restart"}') == (
+            Ending.ERROR,
+            "not an event this hook handles: 'after_restart'",
+        )
+        late = prog.exchange(event(6, "after_node_restart", "db2"), timeout=30)
+        assert "haproxy_hook after_node_restart [group=lab node=db2" in late.output
+        assert json.loads(late.answer or "{}") == {
+            "id": 6,
+            "ok": True,
+            "message": "readers/db2 ready and UP; writer/db2 UP",  # db2 is the writer now
+        }
+    finally:
+        assert prog.stop() == "exited 0"  # the end of its input ends it
+        api.close()
+    assert "set server writer/db2 state ready" in api.commands
+    moved = api.commands.index("set server writer/db2 state ready")
+    assert api.commands[moved + 1 : moved + 3] == [
+        "set server writer/db1 state maint",
+        "shutdown sessions server writer/db1",
+    ]
+    assert api.servers[("writer", "db2")] == "UP" and api.servers[("writer", "db1")] == "MAINT"
+
+
+def test_the_persistent_mode_refuses_what_is_not_harestarts_hello() -> None:
+    import io
+
+    out, log = io.StringIO(), io.StringIO()
+    assert hook.serve("/nonexistent.sock", {}, io.StringIO('{"hello": 1}\n'), out, log) == 2
+    assert out.getvalue() == "" and "not harestart's hello" in log.getvalue()
+    stdin = io.StringIO('{"harestart-hook": 1, "capabilities": []}\nnot json\n')
+    assert hook.serve("/nonexistent.sock", {}, stdin, out, log) == 0
+    hello, answer = (line for line in out.getvalue().splitlines())
+    assert '"capabilities": ["before_node_restart", "after_node_restart"' in hello
+    assert answer.startswith('{"ok": false, "message": "unreadable event: ')

@@ -8,12 +8,14 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from harestart.adapters.hooks import SubprocessHookRunner
 from harestart.domain.group import Group, HookPoint
+from harestart.domain.hook_protocol import Exchange
 from harestart.domain.hooks import (
     HookOutcome,
     RunHook,
@@ -237,13 +239,44 @@ def test_adapter_a_missing_directory_is_a_harestart_error(tmp_path: Path) -> Non
 # --- the executor, on the fakes --------------------------------------------------------------
 
 
+class FakeProgram:
+    """A persistent hook program on the fakes: answers the hello with every point, records
+    each event as the world's ``hook:<point>`` event, answers ok (or ``fail``'s answer)."""
+
+    def __init__(self, runner: FakeHookRunner, env: Mapping[str, str]) -> None:
+        self.runner, self.env = runner, dict(env)
+        self.lines: list[dict[str, Any]] = []
+        self.stopped: str | None = None
+
+    def exchange(self, line: str, *, timeout: float) -> Exchange:
+        msg = json.loads(line)
+        self.lines.append(msg)
+        if "harestart-hook" in msg:
+            return Exchange(json.dumps(msg), 0.01)
+        world = self.runner.world
+        world.events.append((f"hook:{msg['point']}", msg["node"], world.clock.now()))
+        answer = self.runner.answers.get((msg["point"], msg["node"]), {"ok": True})
+        return Exchange(json.dumps({"id": msg["id"], **answer}), 0.01, output="event handled\n")
+
+    def stop(self, *, polite: bool = True) -> str:
+        self.stopped = "exited 0" if polite else "terminated"
+        return self.stopped
+
+
 class FakeHookRunner:
-    """Records each hook with its environment as an event of the world; scripted to fail."""
+    """Records each hook with its environment as an event of the world; scripted to fail.
+    Persistent programs (``start``) are ``FakeProgram``s, kept in ``programs``."""
 
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
         self.calls: list[dict[str, str]] = []
         self.fail: dict[tuple[str, str], HookOutcome] = {}
+        self.answers: dict[tuple[str, str], dict[str, Any]] = {}  # a persistent answer
+        self.programs: list[FakeProgram] = []
+
+    def start(self, command: str, *, cwd: str, env: Mapping[str, str]) -> FakeProgram:
+        self.programs.append(FakeProgram(self, {**env, "command": command, "cwd": cwd}))
+        return self.programs[-1]
 
     def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
         point, node = env["HARESTART_HOOK"], env["HARESTART_NODE"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harestart.adapters.protocols import CommandResult
+from harestart.adapters.protocols import CommandResult, HookProgram
 from harestart.domain.actions import PlanAction, StartMha
 from harestart.domain.dialect import SET_SLAVE_POS_FROM_BINLOG
 from harestart.domain.group import Group
@@ -67,6 +67,9 @@ class RecordingHooks:
     def run(self, command: str, *, cwd: str, env: Mapping[str, str], timeout: float) -> HookOutcome:
         self.sent.append((BASTION, command))
         return HookOutcome(command, 0, 0.0, "", timeout)
+
+    def start(self, command: str, *, cwd: str, env: Mapping[str, str]) -> HookProgram:
+        raise AssertionError("these plans have no persistent hook")
 
 
 def run_recorded(

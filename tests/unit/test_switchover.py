@@ -410,9 +410,13 @@ def test_switch_hooks_run_around_each_switch_with_the_old_and_new_source() -> No
     ]
     assert {c["HARESTART_STRATEGY"] for c in hooks.calls} == {"switchover"}
     kinds = [(k, h) for k, h, _ in world.events]
-    # before_switch before the source turns read-only; after_switch once the others re-pointed
+    # before_switch before the source turns read-only; after_switch as soon as the candidate
+    # left replication (the promotion), before the others are re-pointed to it
     assert kinds.index(("hook:before_switch", "db1")) < kinds.index(("set_read_only", "db1:1"))
     assert kinds.index(("reset_replica", "db3")) < kinds.index(("hook:after_switch", "db1"))
+    after_switch = kinds.index(("hook:after_switch", "db1"))
+    repointed = [h for k, h in kinds[after_switch:] if k == "start_replica"]
+    assert {"db1", "db2"} <= set(repointed[:2]), kinds[after_switch:]
 
 
 def test_a_failing_before_switch_hook_leaves_the_source_the_writable_source() -> None:

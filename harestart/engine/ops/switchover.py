@@ -203,8 +203,8 @@ def where_to_resume(w: Waiter, step: Step) -> ResumePoint:
 
 def resumed_part(step: Step, point: ResumePoint) -> tuple[tuple[Gate, ...], tuple[PlanAction, ...]]:
     """The gates to see hold first and the actions a resumed switch performs from ``point``:
-    the promotion's proof and the promotion itself (``PROMOTE``), then the re-pointing and the
-    after_switch hook (the proxy's writer moves)."""
+    the promotion's proof and the promotion itself (``PROMOTE``), then the after_switch hook
+    (the proxy's writer moves) and the re-pointing, in the plan's order."""
     proof = tuple(g for a in step.actions if isinstance(a, SetSourceReadOnly) for g in a.then)
     rest = tuple(
         a

@@ -102,6 +102,12 @@ class Executor:
     # --- the run -------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:  # the end of the run, however it ends: its persistent hook programs too
+            self.scope.programs.stop_all()
+
+    def _run(self) -> RunResult:
         scope, facts = self.scope, self.scope.facts
         started_at, t0 = utc_now(), scope.clock.now()
         self.recorder.begin(started_at)

@@ -121,7 +121,7 @@ def _hook_hint(error: HookFailed, step: Step) -> str:
     elif error.point is HookPoint.BEFORE_SWITCH:
         done = f"the switch from {old} to {new} did not begin: {old} is still the writable source"
     elif error.point is HookPoint.AFTER_SWITCH:
-        done = f"the switch is done: {new} is the writable source, the others replicate from it"
+        done = f"{new} is the writable source; the other nodes were not re-pointed to it yet"
     else:
         done = f"{step.host} was restarted and passed its checks"
     return (

@@ -32,6 +32,7 @@ from harestart.domain.pending import PendingReport
 from harestart.domain.plan.model import Step
 from harestart.domain.result import GroupStatus, StepRecord
 from harestart.domain.switch import with_source
+from harestart.engine.ops.programs import HookPrograms
 from harestart.engine.pending import detect_pending
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.memory import RunMemory
@@ -93,6 +94,8 @@ class RunScope:
 
     def __post_init__(self) -> None:
         self.log = structlog.get_logger("harestart.engine.executor").bind(group=self.group.id)
+        # The run's persistent hook programs (hooks.mode: persistent); the executor stops them.
+        self.programs = HookPrograms(self.group, self.log)
 
     def node(self, name: str) -> Node:
         return self.group.node(name)
