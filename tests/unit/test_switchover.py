@@ -270,13 +270,21 @@ def test_a_source_configured_writable_is_refused_before_any_change() -> None:
 
 
 def test_configured_read_only_parses_my_print_defaults() -> None:
-    from harestart.engine.ops.switchover import configured_read_only
+    from harestart.domain.pending.options import configured_read_only
 
-    assert configured_read_only("--log-bin\n--read-only=1\n") is True
-    assert configured_read_only("--read_only=ON\n--read_only=0") is False
-    assert configured_read_only("--super_read_only=ON") is True
-    assert configured_read_only("--server_id=1") is None
-    assert configured_read_only("--read-only") is True
+    def configured(text: str) -> bool | None:
+        return configured_read_only(text.splitlines())
+
+    assert configured("--log-bin\n--read-only=1\n") is True
+    assert configured("--read_only=ON\n--read_only=0") is False
+    assert configured("--super_read_only=ON") is True
+    assert configured("--super_read_only=OFF") is None
+    assert configured("--server_id=1") is None
+    assert configured("--read-only") is True
+    # the same option model as pending restarts: mysqld's prefixes count
+    assert configured("--loose-read-only=ON") is True
+    assert configured("--read-only\n--skip-read-only") is False
+    assert configured("--loose-super-read-only") is True
 
 
 # --- resume mid-switch -----------------------------------------------------------------------

@@ -130,3 +130,20 @@ def effective_settings(
             for setting in _resolve(*split, origin, variables):
                 out[setting.variable] = setting
     return out
+
+
+def configured_read_only(option_lines: Iterable[str]) -> bool | None:
+    """Whether mysqld starts read-only by these ``my_print_defaults`` lines (the option model
+    above: the last setting wins, ``loose-``/``skip-``/``enable-`` prefixes, ``-`` = ``_``);
+    None when neither is set. ``super_read_only`` ON implies ``read_only``."""
+    found = effective_settings(option_lines, (), ("read_only", "super_read_only"))
+
+    def on(name: str) -> bool | None:
+        setting = found.get(name)
+        if setting is None:
+            return None
+        return True if setting.value is None else parse_bool(setting.value) is True
+
+    if on("super_read_only"):
+        return True
+    return on("read_only")

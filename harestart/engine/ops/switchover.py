@@ -38,6 +38,7 @@ from harestart.domain.group import Group, HookPoint
 from harestart.domain.hooks import RunHook
 from harestart.domain.judge import mha_unsafe, replication_problems, unreachable
 from harestart.domain.observation import GroupState
+from harestart.domain.pending.options import configured_read_only
 from harestart.domain.plan.model import Step
 from harestart.domain.secret import Secret
 from harestart.domain.switch import IN_FLUX, errant_gtids
@@ -283,7 +284,7 @@ def switch_ready(w: Looking, gate: SwitchReady, st: StepRun) -> None:
 
 
 def starts_read_only(w: Looking, gate: StartsReadOnly, st: StepRun) -> None:
-    value = configured_read_only(w.scope.option_file(gate.host))
+    value = configured_read_only(w.scope.option_file(gate.host).splitlines())
     if value is not True:
         said = "not set (OFF)" if value is None else "OFF"
         raise GateFailed(
@@ -295,19 +296,6 @@ def starts_read_only(w: Looking, gate: StartsReadOnly, st: StepRun) -> None:
             "(the running source stays writable until the switch); refusing the switch "
             "(nothing was changed)",
         )
-
-
-def configured_read_only(options: str) -> bool | None:
-    """read_only as ``my_print_defaults`` lists it (the last setting wins); None: not set.
-    ``super_read_only`` ON implies read_only."""
-    value: bool | None = None
-    for line in options.split():
-        name, _, raw = line.lstrip("-").partition("=")
-        name = name.replace("-", "_")
-        if name in ("read_only", "super_read_only"):
-            on = raw.strip().upper() in ("", "1", "ON", "TRUE")
-            value = on if name == "read_only" else (True if on else value)
-    return value
 
 
 def no_long_transactions(w: Looking, gate: NoLongTransactions, st: StepRun) -> None:
