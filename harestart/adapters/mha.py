@@ -63,6 +63,11 @@ class MhaManager:
             return f"(cannot read {self.log_path}: {_reason(result)})"
         return result.stdout
 
+    def alive(self, pid: int) -> bool | None:
+        # /proc needs no privilege (kill -0 would fail on another user's process)
+        result = self.shell.run(f"test -d /proc/{int(pid)}", check=False)
+        return {0: True, 1: False}.get(result.exit_status)
+
     def _require_command(self, result: CommandResult, action: str) -> None:
         if result.exit_status in _NOT_FOUND:
             raise MhaError(

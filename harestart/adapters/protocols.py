@@ -178,6 +178,11 @@ class FailoverStatus(Protocol):
 
     def log_tail(self, lines: int = 20) -> str: ...
 
+    def alive(self, pid: int) -> bool | None:
+        """Whether the process ``pid`` (the manager harestart started) still lives on the
+        manager host; None when that cannot be told."""
+        ...
+
 
 class FailoverManager(FailoverStatus, Protocol):
     """The failover manager (MHA) of one group, stopped and started with the plan's commands."""

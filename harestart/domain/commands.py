@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import re
 import shlex
+
+STARTED = "harestart: started pid"
+_STARTED_RE = re.compile(rf"^{STARTED} (\d+)$", re.MULTILINE)
 
 
 def surviving_disconnect(command: str) -> str:
@@ -27,7 +31,17 @@ def surviving_disconnect(command: str) -> str:
 def detached(command: str, log_path: str) -> str:
     """Start ``command`` (a long-lived daemon such as ``masterha_manager``) so that it outlives
     the SSH session that started it: its own session (setsid), no SIGHUP (nohup), stdin from
-    /dev/null, its output appended to ``log_path`` (whose directory is created first)."""
+    /dev/null, its output appended to ``log_path`` (whose directory is created first). It
+    prints the started process's id (``started_pid`` reads it): setsid and nohup exec, so it is
+    the daemon's own while it lives."""
     log = shlex.quote(log_path)
     folder = shlex.quote(posixpath.dirname(log_path) or ".")
-    return f"mkdir -p {folder}; setsid nohup {command} < /dev/null > {log} 2>&1 &"
+    return (
+        f'mkdir -p {folder}; setsid nohup {command} < /dev/null > {log} 2>&1 & echo "{STARTED} $!"'
+    )
+
+
+def started_pid(output: str) -> int | None:
+    """The process id a ``detached`` command printed; None when it printed none."""
+    found = _STARTED_RE.search(output)
+    return int(found[1]) if found else None

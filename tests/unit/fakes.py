@@ -81,6 +81,8 @@ class FakeWorld:
     mha_state: MhaState = MhaState.PING_OK
     mha_stop_ignored: bool = False
     mha_dies_on_start: bool = False
+    # status polls that still say NOT_RUNNING after a start while the manager process lives
+    mha_slow_start: int = 0
     restart_downtime: float = 2.0
     # the source keeps listing Binlog Dump threads after its replicas stopped their IO threads
     dump_threads_linger: bool = False
@@ -128,6 +130,13 @@ class FakeWorld:
                     r.io = "Connecting"
         return True
 
+    def mha_polled(self) -> None:
+        """A status poll: a slow-starting manager comes up after ``mha_slow_start`` of them."""
+        if self.mha_slow_start > 0 and not self.mha_dies_on_start:
+            self.mha_slow_start -= 1
+            if self.mha_slow_start == 0:
+                self.mha_state = MhaState.PING_OK
+
     def restart(self, name: str) -> None:
         n = self.nodes[name]
         self.events.append(("restart", name, self.clock.now()))
@@ -162,22 +171,31 @@ class FakeShell:
                 status, err = 1, "Job for mariadb.service failed"
             else:
                 w.restart(self.host)
-        elif command.startswith("masterha_stop"):
-            w.events.append(("mha_stop", self.host, w.clock.now()))
-            if not w.mha_stop_ignored:
-                w.mha_state = MhaState.NOT_RUNNING
-        elif "masterha_manager" in command:
-            w.events.append(("mha_start", self.host, w.clock.now()))
-            w.mha_state = MhaState.NOT_RUNNING if w.mha_dies_on_start else MhaState.PING_OK
-        elif command.startswith("masterha_check_status"):
-            status = w.mha_state.value
-            out = f"app1 is ({status}:{w.mha_state.name})"
+        elif "masterha_" in command:
+            status, out = self._mha(command)
         elif command.startswith(("my_print_defaults", "tail")):
             out = self._print_defaults(node) if node is not None else self._log_tail()
         result = CommandResult(command, status, out, err, 0.01)
         if check and status != 0:
             raise CommandFailed(self.host, command, status, err)
         return result
+
+    def _mha(self, command: str) -> tuple[int, str]:
+        """MHA's commands on the manager host: (exit status, stdout)."""
+        w = self.world
+        if command.startswith("masterha_stop"):
+            w.events.append(("mha_stop", self.host, w.clock.now()))
+            if not w.mha_stop_ignored:
+                w.mha_state = MhaState.NOT_RUNNING
+        elif "masterha_manager" in command:
+            w.events.append(("mha_start", self.host, w.clock.now()))
+            starting = w.mha_dies_on_start or w.mha_slow_start > 0
+            w.mha_state = MhaState.NOT_RUNNING if starting else MhaState.PING_OK
+            return 0, "harestart: started pid 4242\n"  # as detached() prints it
+        elif command.startswith("masterha_check_status"):
+            w.mha_polled()
+            return w.mha_state.value, f"app1 is ({w.mha_state.value}:{w.mha_state.name})"
+        return 0, ""
 
     @staticmethod
     def _print_defaults(node: FakeNode) -> str:
@@ -437,6 +455,7 @@ class FakeMha:
         self.shell = shell
 
     def status(self) -> MhaStatus:
+        self.world.mha_polled()
         return MhaStatus(
             state=self.world.mha_state, exit_status=self.world.mha_state.value, master="db1"
         )
@@ -449,6 +468,10 @@ class FakeMha:
 
     def log_tail(self, lines: int = 20) -> str:
         return self.shell.run("tail -n 20 /var/log/mha/app1/manager.log").stdout
+
+    def alive(self, pid: int) -> bool | None:
+        self.world.events.append(("mha_alive", str(pid), self.world.clock.now()))
+        return not self.world.mha_dies_on_start
 
 
 class FakeConnector:

@@ -232,6 +232,29 @@ def test_mha_dying_on_start_fails_with_its_log_tail() -> None:
     assert "Fake MHA log: died" in failure(result).reason
 
 
+def test_mha_dying_on_start_is_told_by_its_process_not_by_the_clock() -> None:
+    world = FakeWorld.create(1)
+    world.mha_dies_on_start = True
+    _, result = execute(world, 1)
+    assert not result.ok and "MHA died after starting" in failure(result).reason
+    # the process the start printed was asked about, before any timeout ran out
+    asked = [(pid, t) for k, pid, t in world.events if k == "mha_alive"]
+    start = next(t for k, _, t in world.events if k == "mha_start")
+    assert asked and asked[0][0] == "4242"
+    assert asked[-1][1] - start < 1  # failover_timeout is 20 s: not waited out
+
+
+def test_mha_slow_to_start_is_waited_for_while_its_process_lives() -> None:
+    # NOT_RUNNING for longer than the 10 s that used to mean "died" (a loaded manager host)
+    world = FakeWorld.create(1)
+    world.mha_slow_start = 30
+    _, result = execute(world, 1)
+    assert result.ok, result
+    start = next(t for k, _, t in world.events if k == "mha_start")
+    assert world.clock.now() - start > 10
+    assert world.mha_slow_start == 0
+
+
 def test_mha_not_running_before_is_left_stopped() -> None:
     world = FakeWorld.create(1)
     world.mha_state = MhaState.NOT_RUNNING

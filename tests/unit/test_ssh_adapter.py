@@ -4,8 +4,11 @@ a scripted shell for the MHA adapter. The real sshd / mysqld / MHA come from the
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,10 +30,11 @@ from harestart.adapters.ssh import (
     translate,
     wrap_sudo,
 )
-from harestart.domain.commands import detached
+from harestart.domain.commands import detached, started_pid
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.secret import Secret
 from harestart.domain.topology import MhaState
+from harestart.engine.sequencer.waiting import poll_until
 from harestart.errors import CommandFailed, HostKeyError, MhaError, MysqlError, SshError
 from harestart.inventory.defaults import mha_defaults
 from harestart.inventory.resolve import ssh_endpoint
@@ -499,8 +503,27 @@ def test_mha_default_commands() -> None:
     assert detached(d.start_command, d.log) == (
         "mkdir -p '/var/log/mha/app 1'; setsid nohup masterha_manager "
         "'--conf=/etc/mha/app 1.cnf' --ignore_last_failover "
-        "< /dev/null > '/var/log/mha/app 1/manager.log' 2>&1 &"
+        "< /dev/null > '/var/log/mha/app 1/manager.log' 2>&1 & "
+        'echo "harestart: started pid $!"'
     )
+
+
+def test_detached_prints_the_pid_of_the_daemon_itself(tmp_path: Path) -> None:
+    # setsid and nohup exec: the pid the shell prints is the long-lived process's own, which
+    # the MhaRunning gate asks about (alive or gone) while the status still says NOT_RUNNING.
+    command = detached("sleep 299", str(tmp_path / "log" / "out.log"))
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    pid = started_pid(out.stdout)
+    assert pid is not None, out.stdout
+
+    def cmdline() -> list[bytes]:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2]
+
+    try:  # the same process, once its execs (setsid, nohup) are done
+        poll_until(lambda: cmdline() == [b"sleep", b"299"] or None, what="exec", timeout=30)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert started_pid("no pid here\n") is None
 
 
 def test_mha_status_stop_start_and_log_tail() -> None:
@@ -542,3 +565,10 @@ def test_mha_log_tail_when_unreadable() -> None:
     shell = ScriptedShell({"tail": (1, "", "tail: cannot open 'x': No such file or directory")})
     text = mha_manager(shell, log="/x").log_tail()
     assert text.startswith("(cannot read /x: exit status 1: tail: cannot open")
+
+
+@pytest.mark.parametrize(("status", "alive"), [(0, True), (1, False), (255, None)])
+def test_mha_alive_asks_proc_for_the_started_pid(status: int, alive: bool | None) -> None:
+    shell = ScriptedShell({"test -d /proc/4242": (status, "", "")})
+    assert mha_manager(shell).alive(4242) is alive
+    assert shell.ran == ["test -d /proc/4242"]

@@ -8,6 +8,7 @@ from harestart.domain.actions import (
     StartMha,
     StopMha,
 )
+from harestart.domain.commands import started_pid
 from harestart.domain.gates import (
     Gate,
     MhaRunning,
@@ -34,7 +35,9 @@ def _mha_stopped(w: Looking, gate: MhaStopped, st: StepRun) -> None:
 
 
 def _mha_running(w: Looking, gate: MhaRunning, st: StepRun) -> None:
-    w.mha_running(w.scope.group.health.failover_timeout)
+    # the manager this step started, if it did (its detached command printed the process id)
+    started = started_pid(st.command_result.stdout) if st.command_result else None
+    w.mha_running(w.scope.group.health.failover_timeout, started)
 
 
 PERFORMERS: dict[type[PlanAction], Performer] = {

@@ -85,9 +85,12 @@ class Waiter:
             describe=lambda: _last(seen),
         )
 
-    def mha_running(self, timeout: float) -> None:
-        mha, clock = self.scope.mha, self.scope.clock
-        started = clock.now()
+    def mha_running(self, timeout: float, started: int | None = None) -> None:
+        """Until MHA monitors (PING_OK). It died once it was seen running and then stopped, or
+        once ``started`` (the manager process this run started) is gone while its status still
+        says NOT_RUNNING; slow to start is not dead (a loaded host takes seconds to compile
+        MHA's Perl). Unknown process: the status alone decides, until ``timeout``."""
+        mha = self.scope.mha
         seen_alive = [False]
         seen: dict[str, MhaStatus] = {}
 
@@ -99,7 +102,9 @@ class Waiter:
                 seen_alive[0] = True
             if st.failover_in_progress() or st.state is MhaState.FAILOVER_ERROR:
                 raise StopWaiting(f"MHA is failing over: {st.describe()}")
-            if st.stopped() and (seen_alive[0] or clock.now() - started > 10):
+            if st.stopped() and (
+                seen_alive[0] or (started is not None and mha.alive(started) is False)
+            ):
                 raise StopWaiting(
                     f"MHA died after starting ({st.describe()}); log tail:\n" + mha.log_tail(20)
                 )
