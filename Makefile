@@ -48,7 +48,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/ruff check docs/gen_ref.py && $(BIN)/ruff format --check docs/gen_ref.py
-	$(MKDOCS) build --strict --quiet
+	$(MKDOCS) build --strict
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
