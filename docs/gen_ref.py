@@ -323,6 +323,15 @@ def _contracts(pyproject: Json) -> Iterator[str]:
         yield ""
 
 
+FOLDERS = {
+    "lab": "the lab images, their entrypoint, setup and demo scripts, the HAProxy hook example",
+    "bench": "`make bench` (a lab cluster), `bench.api`, `bench.writegap`, `bench.scale`",
+    "inventories": "`lab.yml`, `lab-mysql.yml` (the compose lab), `example.yml` (production-style)",
+    "tests": "`unit/` (fakes, golden plans, shape limits), `integration/` (real clusters), `data/`",
+    "docs": "this site: hand-written pages and `gen_ref.py`, which writes the generated ones",
+}
+
+
 def modules(package: Path) -> list[Path]:
     return sorted(package.rglob("*.py"))
 
@@ -355,6 +364,12 @@ def architecture_page(package: Path | None = None) -> str:
             "| module | what it holds |",
             "| --- | --- |",
             *rows,
+            "",
+            "## Beside the package",
+            "",
+            "| folder | what it holds |",
+            "| --- | --- |",
+            *(f"| `{name}/` | {what} |" for name, what in FOLDERS.items()),
             "",
         ]
     )
