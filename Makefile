@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale golden clean
+.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale golden docs docs-serve clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
@@ -18,6 +18,8 @@ help:
 	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql), then bench-scale"
 	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
 	@echo "make bench-api  harestart serve under load on a lab cluster: 50 clients healthy / replica paused, 500 idle connections, 1,000 slowloris (API_ARGS=...)"
+	@echo "make docs   build the docs site (MkDocs + Material, reference generated from the code) into build/site"
+	@echo "make docs-serve  serve the docs site on http://127.0.0.1:8000 (DOCS_PORT=...), rebuilt on every change"
 	@echo "make golden  write tests/data/golden/ anew from tests/golden.py (after a plan change made on purpose)"
 	@echo "make bench-writegap  write gaps of restart vs switchover through HAProxy, 256 MB vs 4 GB dirty pool,"
 	@echo "                     per-event vs persistent hooks, quiet vs loaded (WRITEGAP_ARGS=...)"
@@ -26,7 +28,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -45,6 +47,8 @@ lint: venv
 	$(BIN)/ruff format --check harestart tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/ruff check docs/gen_ref.py && $(BIN)/ruff format --check docs/gen_ref.py
+	$(MKDOCS) build --strict
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -98,6 +102,17 @@ bench-scale: venv
 # change made on purpose, review the diff and commit it. Tests only compare, never write.
 golden: venv
 	$(PY) -m tests.golden
+
+# The docs site (docs/, mkdocs.yml): the reference pages are generated from the code at build
+# time (docs/gen_ref.py, mkdocs-click). Material and MkDocs print notices about their futures on
+# every build; they are not warnings of this site.
+MKDOCS := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs
+DOCS_PORT ?= 8000
+docs: venv
+	$(MKDOCS) build --strict
+
+docs-serve: venv
+	$(MKDOCS) serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 clean:
 	-docker ps -aq --filter label=harestart.lab | xargs -r docker rm -f

@@ -10,7 +10,8 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes; the README's table is generated from the same meanings."""
+    """Process exit codes; the docs' table (docs/reference/exit-codes.md) is generated from
+    ``EXIT_CODE_MEANINGS`` below."""
 
     OK = 0
     RUN_FAILED = 1  # failed during the run (a gate failed, a node did not come back)
@@ -18,6 +19,32 @@ class ExitCode(enum.IntEnum):
     PREFLIGHT_REFUSED = 3  # preflight refused; nothing was changed
     LOCKED = 4  # another run holds the group
     INTERRUPTED = 130  # SIGINT / SIGTERM
+
+
+# What each exit code tells the caller (Markdown; one entry per code, checked by a unit test).
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "done: every group `ACTIVE` again (`status`: healthy)",
+    ExitCode.RUN_FAILED: (
+        "failed during the run (a gate failed, a node did not come back, the coordination "
+        "lease was lost); `status`: not healthy"
+    ),
+    ExitCode.USAGE: (
+        "usage or inventory error (every problem listed with file:line), an unfinished run "
+        "(here, or another bastion's in the coordination service), nothing to resume, a "
+        "journal that is malformed or another group's or inventory's, a state directory that "
+        "cannot be trusted, no `--yes` without a terminal"
+    ),
+    ExitCode.PREFLIGHT_REFUSED: (
+        "preflight refused: reality contradicts the inventory or the group is unsafe, or the "
+        "coordination service is misconfigured or does not answer; **nothing was changed**"
+    ),
+    ExitCode.LOCKED: (
+        "another run holds the group (holder shown), or a stale lock needs `--break-lock`"
+    ),
+    ExitCode.INTERRUPTED: (
+        "interrupted (SIGINT/SIGTERM); the journal says where; `harestart resume` continues"
+    ),
+}
 
 
 class HarestartError(Exception):

@@ -7,7 +7,7 @@ perform, with the same paths, headers, bodies and status codes:
 - ``GET  /v1.0/{accountId}/ha/{haId}`` -> ``{"ha_instance": {...}}``;
 - ``GET  /v1.0/{accountId}/ha?limit=N&marker=ID`` -> ``{"ha_instances": [...], "links": [...]}``;
 - ``GET  /openapi.json`` (no token) -> the contract, ``openapi.json`` next to this module;
-- ``GET  /metrics`` (an operator's token) -> the Prometheus text format (README "Metrics").
+- ``GET  /metrics`` (an operator's token) -> the Prometheus text format (docs/reference/metrics.md).
 
 A token is a tenant's (its account: that account's groups only, in every answer, and no
 operator detail: a running restart shows as "a restart runs since ...") or an operator's

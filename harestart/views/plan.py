@@ -22,7 +22,7 @@ from harestart.domain.topology import Flavor
 if TYPE_CHECKING:  # `plan` without --probe observes nothing: not imported for it
     from harestart.domain.observation import GroupState
 
-# The words of each `flavor:` (MySQL: 8.0.22 and later, the REPLICA words; README "Inventory").
+# The words of each `flavor:` (MySQL: 8.0.22 and later, the REPLICA words; docs: Inventory).
 FLAVOR_WORDS: Mapping[Flavor, Dialect] = {
     Flavor.MARIADB: dialect_for("10.11.0-MariaDB"),
     Flavor.MYSQL: dialect_for("8.0.22"),

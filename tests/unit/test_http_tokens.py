@@ -39,7 +39,7 @@ def test_upper_case_hex_digest_and_json_file(tmp_path: Path) -> None:
 
 
 def test_sha256sum_output_is_what_the_file_holds() -> None:
-    """The README's recipe, ``printf %s TOKEN | sha256sum``, gives the digest entry."""
+    """The docs' recipe (docs/how-to/serve-tls.md), ``printf %s TOKEN | sha256sum``, gives the digest entry."""
     out = subprocess.run(
         ["sha256sum"], input=TOKEN.encode(), capture_output=True, check=True, timeout=10
     )
