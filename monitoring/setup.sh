@@ -4,10 +4,11 @@
 #
 #   monitoring/setup.sh          install the package when promtool or prometheus is missing
 #
-# The package's maintainer scripts start a "prometheus" service; harestart only needs the
-# binaries, and a machine without an init system (a container, CI) would fail the install on
-# that start. So the install runs with a policy-rc.d that forbids starting services (exit 101:
-# invoke-rc.d and deb-systemd-invoke then skip the start), unless the machine already has one.
+# The package's maintainer scripts start a "prometheus" service (listening on :9090); harestart
+# only needs the binaries. So the install runs with a policy-rc.d that forbids starting services
+# (exit 101: invoke-rc.d and deb-systemd-invoke skip the start), unless the machine already has
+# one. Without an init system (a container, CI) invoke-rc.d already blocks and the install exits
+# 0 either way (checked in a Debian 12 container); on a host with an init system it would start.
 # Chatter goes to stderr.
 set -euo pipefail
 
