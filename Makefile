@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale golden docs docs-serve clean
+.PHONY: help venv lab lab-image promtool lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale golden docs docs-serve clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
@@ -42,18 +42,25 @@ lab-image:
 	bash lab/setup.sh docker
 	bash lab/setup.sh image
 
-lint: venv
+# promtool and prometheus (Debian's prometheus package, installed when missing, its service
+# never started): the alerting rules in lint, the dashboard's queries in unit and integration.
+promtool:
+	bash monitoring/setup.sh
+
+lint: venv promtool
 	$(BIN)/ruff check harestart tests bench
 	$(BIN)/ruff format --check harestart tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/ruff check docs/gen_ref.py && $(BIN)/ruff format --check docs/gen_ref.py
+	promtool check rules monitoring/prometheus/harestart-rules.yml
+	promtool test rules monitoring/prometheus/harestart-rules.test.yml
 	$(MKDOCS) build --strict
 
-unit: venv
+unit: venv promtool
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: venv lab-image
+integration: venv lab-image promtool
 	$(BIN)/pytest tests/integration -m integration $(PYTEST_ARGS)
 
 # The whole suite. Integration tests are never skipped: without Docker the run fails.
@@ -62,7 +69,7 @@ integration: venv lab-image
 # process, the longest modules first (tests/integration/conftest.py). PYTEST_WORKERS=0: one
 # process, as before.
 PYTEST_WORKERS ?= 2
-test: venv lint lab-image
+test: venv lint lab-image promtool
 	$(BIN)/pytest tests -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 demo: venv lab

@@ -437,6 +437,25 @@ def openapi_document() -> bytes:
 # --- the API ---------------------------------------------------------------------------------
 
 
+_BEARER = re.compile(r"^Bearer +(\S+) *$", re.IGNORECASE)
+
+
+def _token(req: Request, route: Route) -> str | None:
+    """The request's token: ``X-Auth-Token``, or on ``/metrics`` (an operator's route) also
+    ``Authorization: Bearer TOKEN``, what Prometheus' scrape setting ``authorization`` sends:
+    Prometheus 2.42 (Debian 12's) can send no other header. Both at once is a 400."""
+    token = req.header("X-Auth-Token")
+    authorization = req.header("Authorization")
+    if not route.operator_only or authorization is None:
+        return token
+    if token is not None:
+        raise ApiError(400, "send the token once: X-Auth-Token or Authorization: Bearer")
+    bearer = _BEARER.match(authorization)
+    if bearer is None:
+        raise ApiError(401, "the Authorization header is not 'Bearer TOKEN'")
+    return bearer.group(1)
+
+
 class Api:
     def __init__(
         self,
@@ -512,7 +531,7 @@ class Api:
         raise ApiError(404, f"no such resource: {req.path}")
 
     def _authenticate(self, req: Request, path_account: str | None, route: Route) -> Caller:
-        token = req.header("X-Auth-Token")
+        token = _token(req, route)
         if not token:
             raise ApiError(401, "this request needs an X-Auth-Token header")
         caller = self.tokens.caller(token)

@@ -59,7 +59,7 @@ METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
 )
 # Headers a request may carry once: two tokens or two ids could each be read by another hop.
-SINGLE_HEADERS = ("x-auth-token", "x-request-id", "host")
+SINGLE_HEADERS = ("x-auth-token", "authorization", "x-request-id", "host")
 
 
 class Refused(Exception):

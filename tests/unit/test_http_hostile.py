@@ -418,6 +418,46 @@ def test_metrics_need_an_operator_token(env: Env) -> None:
     assert env.request("GET", "/metrics", token=OPERATOR_TOKEN)[0] == 200
 
 
+def test_metrics_take_an_operators_token_as_a_bearer_for_prometheus(env: Env) -> None:
+    """Prometheus 2.42 (Debian 12's) sends a token only as ``Authorization: Bearer`` (its
+    scrape setting ``authorization``), so /metrics takes it there too, checked as an
+    X-Auth-Token is; other routes keep to X-Auth-Token."""
+    env.api.metrics = Metrics(http=True)
+
+    def metrics(authorization: str, token: str | None = None) -> tuple[int, bytes]:
+        status, _, body = env.request(
+            "GET", "/metrics", token=token, headers={"Authorization": authorization}
+        )
+        return status, body
+
+    status, body = metrics(f"Bearer {OPERATOR_TOKEN}")
+    assert status == 200 and b"harestart_restarts_total" in body
+    assert metrics(f"bearer {OPERATOR_TOKEN}")[0] == 200  # the scheme is case-insensitive
+    status, body = metrics(f"Bearer {SEED_TOKEN}")  # a tenant's
+    assert status == 403 and "operator" in fault(body)["message"]
+    status, body = metrics("Bearer not-a-token-0123456789")
+    assert status == 401 and "not valid" in fault(body)["message"]
+    status, body = metrics(f"Basic {OPERATOR_TOKEN}")
+    assert status == 401 and "Bearer TOKEN" in fault(body)["message"]
+    assert OPERATOR_TOKEN not in body.decode()
+    status, body = metrics(f"Bearer {OPERATOR_TOKEN}", token=OPERATOR_TOKEN)  # both
+    assert status == 400 and "send the token once" in fault(body)["message"]
+    # a tenant's route: Authorization is no token there
+    status, _, body = env.request(
+        "GET", LIST, token=None, headers={"Authorization": f"Bearer {SEED_TOKEN}"}
+    )
+    assert status == 401 and "X-Auth-Token" in fault(body)["message"]
+
+
+def test_a_repeated_authorization_header_is_refused(env: Env) -> None:
+    raw = (
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {OPERATOR_TOKEN}\r\nAuthorization: Bearer {SEED_TOKEN}\r\n\r\n"
+    )
+    status, _, body = exchange(env.server.address, raw.encode())
+    assert status == 400 and "repeated Authorization header" in fault(body)["message"]
+
+
 def test_a_tenant_sees_that_a_restart_runs_not_who_runs_it_where(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
