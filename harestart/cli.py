@@ -319,14 +319,14 @@ def _confirmed(groups: tuple[Group, ...], *, resume: bool, err: bool) -> bool:
 def _report(inv: Inventory, groups: tuple[Group, ...], outcome: Outcome, fmt: str) -> int:
     """Render the results (JSON on stdout with --format json); the outcome's exit code. One
     group's refusal is the command's error (raised: one message, its exit code)."""
-    from harestart.views.outcome import interrupted_hints, outcome_json, text_tail
+    from harestart.views.outcome import outcome_json, text_tail, unfinished_hints
 
     if len(groups) == 1 and outcome.refusals:
         raise outcome.refusals[0].error
     text = [outcome_json(outcome, several=len(groups) > 1)] if fmt == "json" else None
     for line in text or text_tail(outcome):
         click.echo(line)
-    for line in interrupted_hints(outcome, inv.path):
+    for line in unfinished_hints(outcome, inv.path):
         click.echo(line, err=True)
     return int(outcome.exit_code)
 

@@ -81,11 +81,21 @@ def render_fleet(report: FleetReport) -> str:
     return "\n".join(lines)
 
 
-def interrupted_hints(outcome: Outcome, inventory: str) -> list[str]:
-    """One line per interrupted group: where MHA stands and the command that continues it."""
-    return [
-        f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; continue with "
-        f"`{resume_command(inventory, r.group)}`"
-        for r in outcome.results
-        if r.interrupted
-    ]
+def unfinished_hints(outcome: Outcome, inventory: str) -> list[str]:
+    """One line per group whose run is left unfinished (interrupted, or failed after preflight:
+    its journal waits): where it stopped or where MHA stands, and the command that continues
+    it."""
+    lines = []
+    for r in outcome.results:
+        resume = f"`{resume_command(inventory, r.group)}`"
+        if r.interrupted:
+            lines.append(
+                f"harestart: group {r.group} interrupted; MHA: {r.mha_after}; "
+                f"continue with {resume}"
+            )
+        elif r.failure is not None:
+            lines.append(
+                f"harestart: group {r.group} failed at {r.failure.step}; once the "
+                f"cause is fixed, continue with {resume}"
+            )
+    return lines

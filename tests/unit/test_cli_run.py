@@ -290,6 +290,10 @@ def test_failed_step_exits_1_then_status_shows_it_and_resume_finishes(
     assert r.code == ExitCode.RUN_FAILED
     doc = r.json()
     assert doc["ok"] is False and doc["failure"]["step"] == "restart_replica:a3"
+    assert (
+        f"group a failed at restart_replica:a3; once the cause is fixed, continue with "
+        f"`harestart resume {x.inventory} --group a`"
+    ) in r.err
     journal = x.journal("a")
     assert journal is not None and not journal.finished and journal.outcome == "failed"
 
