@@ -31,6 +31,7 @@ _READS = (
     "tail ",
     "true",
     "my_print_defaults",
+    "test -d /proc/",  # is the MHA manager harestart started still alive
 )
 
 
