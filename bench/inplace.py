@@ -49,8 +49,9 @@ def stamp(text: str) -> float:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def error_log_moments(lines: Iterable[str], since: float) -> dict[str, float]:
-    """The first line of each mark at or after ``since`` (lines without a timestamp skipped)."""
+def error_log_moments(lines: Iterable[str], since: float, until: float) -> dict[str, float]:
+    """The first line of each mark between ``since`` and ``until`` (lines without a timestamp
+    skipped): one restart's, even when the log holds earlier ones a few seconds before."""
     found: dict[str, float] = {}
     for line in lines:
         head, _, rest = line.partition(" ")
@@ -58,7 +59,7 @@ def error_log_moments(lines: Iterable[str], since: float) -> dict[str, float]:
             at = stamp(head)
         except ValueError:
             continue
-        if at < since:
+        if not since <= at <= until:
             continue
         for name, words in MARKS:
             if name not in found and words in rest:
@@ -114,6 +115,7 @@ def attribute(
         "gap_start": g0,
         "gap_end": g1,
         **run_log_moments(events, source),
-        **error_log_moments(error_log, g0 - 5.0),
+        # The last write may follow the shutdown's first line by a few ms (it was in flight).
+        **error_log_moments(error_log, g0 - 1.0, g1),
     }
     return {"gap_s": round(g1 - g0, 3), "phases": phases(moments)}

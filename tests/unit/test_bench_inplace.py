@@ -37,10 +37,16 @@ EVENTS: list[dict[str, Any]] = [
 
 
 def test_moments_are_the_first_of_each_mark_after_the_start() -> None:
-    m = inplace.error_log_moments(ERROR_LOG, since=T0 + 1.0)
+    m = inplace.error_log_moments(ERROR_LOG, since=T0 + 1.0, until=T0 + 8.0)
     assert m["shutdown_asked"] == pytest.approx(T0 + 1.30)
     assert m["closing_end"] - m["closing_start"] == pytest.approx(2.0)
     assert m["ready"] == pytest.approx(T0 + 5.0)
+    assert "shutdown_asked" not in inplace.error_log_moments(ERROR_LOG, T0 + 1.4, T0 + 8.0)
+
+
+def test_an_earlier_restart_in_the_same_log_is_not_taken_for_this_one() -> None:
+    m = inplace.error_log_moments(ERROR_LOG, since=T0 + 8.5, until=T0 + 9.5)
+    assert m == {"shutdown_asked": pytest.approx(T0 + 9.0)}
 
 
 def test_run_log_gives_offline_and_when_the_restart_command_was_sent() -> None:
