@@ -540,19 +540,25 @@ IN_PLACE_RUNS = (
 )
 
 
-def in_place_section(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def in_place_section(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each run kind's write gap and its phases (bench.inplace), median (min-max) over the
-    repetitions that showed that phase."""
-    out: dict[str, dict[str, float]] = {}
+    repetitions that showed that phase, with the load averages of those runs (``load``)."""
+    out: dict[str, dict[str, Any]] = {}
     for key, label in IN_PLACE_RUNS:
-        found = [r[key]["in_place"] for r in rows if key in r]
-        if not found:
+        runs = [r[key] for r in rows if key in r]
+        if not runs:
             continue
-        out[f"{label}: write gap"] = summary([a["gap_s"] for a in found])
-        names = list(dict.fromkeys(p for a in found for p in a["phases"]))
+        load = [run["loadavg"] for run in runs]
+        out[f"{label}: write gap"] = {
+            **summary([r["in_place"]["gap_s"] for r in runs]),
+            "load": load,
+        }
+        names = list(dict.fromkeys(p for r in runs for p in r["in_place"]["phases"]))
         for name in names:
-            values = [a["phases"][name] for a in found if name in a["phases"]]
-            out[f"{label}: {name}"] = summary(values)
+            values = [
+                r["in_place"]["phases"][name] for r in runs if name in r["in_place"]["phases"]
+            ]
+            out[f"{label}: {name}"] = {**summary(values), "load": load}
     return out
 
 

@@ -98,7 +98,8 @@ def _summary_figure(
         unit=unit,
         spread=(float(s["min"]), float(s["max"])),
         target=target,
-        load=_loads(*doc.get("loadavg", ())),
+        # A figure's own runs' loads where the bench gave them, else all of its runs'.
+        load=_loads(*s.get("load", doc.get("loadavg", ()))),
         date=str(doc.get("date", "")),
     )
 

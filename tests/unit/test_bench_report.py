@@ -45,7 +45,7 @@ RESTART: dict[str, Any] = {
     "raw_source_restart": s(2.5, 2.4, 2.6),
     "plan_1000_groups": s(0.4, 0.4, 0.5),
     "detach": {"detached: source step": s(3.0, 2.9, 3.2)},
-    "in_place": {"shutdown": s(2.2, 2.1, 2.3)},
+    "in_place": {"shutdown": {**s(2.2, 2.1, 2.3), "load": [LOAD_B]}},
 }
 API: dict[str, Any] = {
     "flavor": "mariadb",
@@ -151,6 +151,7 @@ def test_restart_figures_are_medians_with_their_spread_targets_and_loads() -> No
     assert ratio.load == (tuple(LOAD_A), tuple(LOAD_B))
     assert (ratio.flavor, ratio.bench, ratio.date) == ("mysql", "restart", RESTART["date"])
     assert figs["in_place: shutdown"].value == 2.2
+    assert figs["in_place: shutdown"].load == (tuple(LOAD_B),)  # its own runs' load
     assert figs["detach: detached: source step"].spread == (2.9, 3.2)
     assert figs["overhead db2"].target == "<= 0.3 s"
 
