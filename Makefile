@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The lab flavour for `make demo` / `make bench`: mariadb (MariaDB 10.11) or mysql (Oracle MySQL 9.7).
 FLAVOR ?= mariadb
 
-.PHONY: help venv lab lab-image promtool lint unit integration test demo demo-switchover bench bench-api bench-writegap bench-scale golden docs docs-serve clean
+.PHONY: help venv lab lab-image promtool lint unit integration test demo demo-switchover bench bench-report bench-api bench-writegap bench-scale golden docs docs-serve clean
 
 help:
 	@echo "make demo   bring up a lab cluster, restart it with harestart, tear it down (FLAVOR=mariadb|mysql)"
@@ -15,7 +15,9 @@ help:
 	@echo "                      the lab/hooks scripts, the write gaps printed (DEMO_STRATEGY=restart to compare)"
 	@echo "make test   lint + unit + integration tests (real MariaDB/MySQL + MHA containers)"
 	@echo "make lab    prepare the compose lab (Docker engine, both images, keys); then docker-compose up -d"
-	@echo "make bench  measure restart timings on a lab cluster (FLAVOR=mariadb|mysql), then bench-scale"
+	@echo "make bench  every bench (restart timings on a lab cluster, FLAVOR=mariadb|mysql; api; writegap; scale),"
+	@echo "            then one report: build/bench/report.json and report.md, each figure with its load average"
+	@echo "make bench-report  that report again from the JSON files in build/bench/"
 	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
 	@echo "make bench-api  harestart serve under load on a lab cluster: 50 clients healthy / replica paused, 500 idle connections, 1,000 slowloris (API_ARGS=...)"
 	@echo "make docs   build the docs site (MkDocs + Material, reference generated from the code) into build/site"
@@ -81,11 +83,24 @@ demo: venv lab
 demo-switchover: venv lab
 	bash lab/demo-switchover.sh
 
+# Every bench, each writing its JSON into $(BENCH_DIR), then one report of all their figures
+# (bench/report.py): $(BENCH_DIR)/report.json and report.md, each figure beside the load average
+# it was measured under, its date and flavour, and the commit. A bench that fails does not stop
+# the others or the report; make still fails at the end.
+BENCH_DIR ?= build/bench
 bench: venv lab-image
-	$(PY) -m bench --flavor $(FLAVOR) $(BENCH_ARGS)
-	$(PY) -m bench.api --flavor $(FLAVOR) $(API_ARGS)
-	$(PY) -m bench.writegap $(WRITEGAP_ARGS)
-	$(PY) -m bench.scale $(SCALE_ARGS)
+	@mkdir -p $(BENCH_DIR); failed=0; \
+	$(PY) -m bench --flavor $(FLAVOR) --json $(BENCH_DIR)/restart-$(FLAVOR).json $(BENCH_ARGS) || failed=1; \
+	$(PY) -m bench.api --flavor $(FLAVOR) --json $(BENCH_DIR)/api-$(FLAVOR).json $(API_ARGS) || failed=1; \
+	$(PY) -m bench.writegap --json $(BENCH_DIR)/writegap.json $(WRITEGAP_ARGS) || failed=1; \
+	$(PY) -m bench.scale --json $(BENCH_DIR)/scale.json $(SCALE_ARGS) || failed=1; \
+	$(PY) -m bench.report --out $(BENCH_DIR)/report || failed=1; \
+	exit $$failed
+
+# The one report again, from the JSON files already in $(BENCH_DIR) (e.g. after a single bench
+# was run with --json $(BENCH_DIR)/NAME.json).
+bench-report: venv
+	$(PY) -m bench.report --out $(BENCH_DIR)/report
 
 # `harestart serve` on one lab cluster: 50 clients x 30 s polling GET /ha/{id}, healthy then with a
 # replica paused; 500 idle keep-alive connections and a new client's GET. e.g. API_ARGS="--duration 10"

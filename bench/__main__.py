@@ -46,6 +46,8 @@ from typing import Any
 import pymysql
 import yaml
 
+from bench import inplace
+from bench.writegap import APP_USER, create_app_account
 from harestart.domain.actions import RestartIoThread
 from harestart.domain.plan.build import start_mha, stop_mha
 from harestart.engine.observe import observe_group
@@ -104,11 +106,15 @@ def answers(cluster: lab.LabCluster, node: str) -> bool:
 
 
 class Writer:
-    """Inserts a row every 50 ms on the source; records the time of each acknowledged insert."""
+    """Inserts a row every 50 ms on the source as the application account (no SUPER or
+    CONNECTION_ADMIN, as real applications run); records the time of each acknowledged
+    insert (monotonic, and wall time for matching the run's and mysqld's logs)."""
 
-    def __init__(self, cluster: lab.LabCluster) -> None:
+    def __init__(self, cluster: lab.LabCluster, password: str) -> None:
         self.cluster = cluster
+        self.password = password
         self.acks: list[float] = []
+        self.wall_acks: list[float] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.seq = 0
@@ -117,8 +123,8 @@ class Writer:
         return pymysql.connect(
             host="127.0.0.1",
             port=self.cluster.source.mysql_port or 0,
-            user=self.cluster.admin_user,
-            password=self.cluster.admin_password,
+            user=APP_USER,
+            password=self.password,
             database="labdb",
             connect_timeout=1,
             read_timeout=2,
@@ -136,6 +142,7 @@ class Writer:
                 with conn.cursor() as cur:  # ids unique across writers and repetitions
                     cur.execute("INSERT INTO bench_writes (id) VALUES (%s)", (time.time_ns(),))
                 self.acks.append(now())
+                self.wall_acks.append(time.time())
             except pymysql.MySQLError:
                 if conn is not None:
                     with contextlib.suppress(Exception):  # the connection is gone anyway
@@ -232,12 +239,18 @@ def observation_cost(inventory: Path, repeat: int = 5) -> dict[str, list[float]]
     return out
 
 
+ERROR_LOG = "/var/log/mysql/error.log"  # both flavours' lab nodes
+
+
 def harestart_run(
-    cluster: lab.LabCluster, inventory: Path, state: Path, *extra: str
+    cluster: lab.LabCluster, inventory: Path, state: Path, app_password: str, *extra: str
 ) -> dict[str, Any]:
     log_file = state / f"run-{time.time_ns()}.jsonl"
     env = {**os.environ, "HARESTART_STATE_DIR": str(state)}
-    with Writer(cluster) as writer:
+    load = os.getloadavg()
+    if cluster.flavor == "mysql":  # the shutdown's connection phase in the error log (Notes)
+        cluster.sql(cluster.source, "SET GLOBAL log_error_verbosity = 3")
+    with Writer(cluster, app_password) as writer:
         # Measure from the first acknowledged write: connecting the writer is not downtime.
         poll(lambda: bool(writer.acks), 60, 0.01)
         t0 = now()
@@ -291,7 +304,17 @@ def harestart_run(
         "replica_recovery": recovered - back,
         "write_downtime": writer.longest_gap(t0, t1),
         "acked_writes": len(writer.acks),
+        "loadavg": [round(x, 2) for x in load],
+        "in_place": attribution(cluster, writer, events),
     }
+
+
+def attribution(
+    cluster: lab.LabCluster, writer: Writer, events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The source restart's write gap, phase by phase (bench.inplace)."""
+    log = cluster.exec(cluster.source, ["cat", ERROR_LOG])[1].splitlines()
+    return inplace.attribute(writer.wall_acks, events, log, cluster.source.name)
 
 
 def dirty_buffer_pool(cluster: lab.LabCluster) -> None:
@@ -302,7 +325,9 @@ def dirty_buffer_pool(cluster: lab.LabCluster) -> None:
     )
 
 
-def prepare(cluster: lab.LabCluster, dirty: bool) -> None:
+def prepare(cluster: lab.LabCluster, dirty: bool) -> str:
+    """The bench tables (and bulk rows with ``dirty``); returns the application's password."""
+    password = create_app_account(cluster)
     cluster.sql(
         "db1",
         "CREATE TABLE IF NOT EXISTS labdb.bench_writes (id BIGINT PRIMARY KEY, "
@@ -320,6 +345,8 @@ def prepare(cluster: lab.LabCluster, dirty: bool) -> None:
             cluster.sql(
                 "db1", "INSERT INTO labdb.bench_bulk (payload) SELECT payload FROM labdb.bench_bulk"
             )
+    cluster.wait_replicated(timeout=120)
+    return password
 
 
 def plan_at_scale(tmp: Path, groups: int = 1000) -> list[float]:
@@ -388,7 +415,7 @@ def main() -> int:
     cluster = lab.start_cluster(args.replicas, name="bench", flavor=args.flavor)
     try:
         inventory = cluster.write_inventory(tmp / "inv.yml")
-        prepare(cluster, args.dirty)
+        app_password = prepare(cluster, args.dirty)
         server_version = str(cluster.sql(cluster.source, "SELECT @@version AS v")[0]["v"])
         rows: list[dict[str, Any]] = []
         for i in range(args.repeat):
@@ -397,17 +424,27 @@ def main() -> int:
             print(f"repetition {i + 1}/{args.repeat}: harestart run ...", flush=True)
             if args.dirty:
                 dirty_buffer_pool(cluster)
-            r = harestart_run(cluster, inventory, tmp)
+            r = harestart_run(cluster, inventory, tmp, app_password)
             row: dict[str, Any] = {"floor": f, "run": r}
             print(
                 f"repetition {i + 1}/{args.repeat}: harestart run --no-detach-replicas ...",
                 flush=True,
             )
-            row["run_attached"] = harestart_run(cluster, inventory, tmp, "--no-detach-replicas")
+            row["run_attached"] = harestart_run(
+                cluster, inventory, tmp, app_password, "--no-detach-replicas"
+            )
+            print(
+                f"repetition {i + 1}/{args.repeat}: harestart run --no-offline-mode ...", flush=True
+            )
+            row["run_online"] = harestart_run(
+                cluster, inventory, tmp, app_password, "--no-offline-mode"
+            )
             if args.dirty:
                 dirty_buffer_pool(cluster)
                 print(f"repetition {i + 1}/{args.repeat}: harestart run --preflush ...", flush=True)
-                row["run_preflush"] = harestart_run(cluster, inventory, tmp, "--preflush")
+                row["run_preflush"] = harestart_run(
+                    cluster, inventory, tmp, app_password, "--preflush"
+                )
             rows.append(row)
         print("observation: every host at once vs one after the other ...", flush=True)
         observing = observation_cost(inventory)
@@ -472,6 +509,8 @@ def main() -> int:
             ),
         },
     }
+    report["in_place"] = in_place_section(rows)
+    report["loadavg"] = [run["loadavg"] for r in rows for k, run in r.items() if k != "floor"]
     if args.dirty:
         report["preflush"] = {
             "without: source step": summary(
@@ -491,6 +530,36 @@ def main() -> int:
         print_side_by_side([json.loads(other.read_text()), report])
     print(f"\nJSON: {json_path}")
     return 0
+
+
+# The runs of a repetition whose source restart is attributed, and how each one differs.
+IN_PLACE_RUNS = (
+    ("run", "default"),
+    ("run_online", "--no-offline-mode"),
+    ("run_attached", "--no-detach-replicas"),
+)
+
+
+def in_place_section(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each run kind's write gap and its phases (bench.inplace), median (min-max) over the
+    repetitions that showed that phase, with the load averages of those runs (``load``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, label in IN_PLACE_RUNS:
+        runs = [r[key] for r in rows if key in r]
+        if not runs:
+            continue
+        load = [run["loadavg"] for run in runs]
+        out[f"{label}: write gap"] = {
+            **summary([r["in_place"]["gap_s"] for r in runs]),
+            "load": load,
+        }
+        names = list(dict.fromkeys(p for r in runs for p in r["in_place"]["phases"]))
+        for name in names:
+            values = [
+                r["in_place"]["phases"][name] for r in runs if name in r["in_place"]["phases"]
+            ]
+            out[f"{label}: {name}"] = {**summary(values), "load": load}
+    return out
 
 
 def print_report(rep: dict[str, Any]) -> None:
@@ -550,6 +619,10 @@ def print_report(rep: dict[str, Any]) -> None:
     print("source restart: replicas detached first (default) / left attached")
     for k, v in rep["detach"].items():
         print(f"  {k:<28} {fmt(v)}")
+    if rep.get("in_place"):
+        print("the source's write gap, phase by phase (writer, run log, mysqld's error log)")
+        for k, v in rep["in_place"].items():
+            print(f"  {k:<70} {fmt(v)}")
     if "preflush" in rep:
         print("dirty buffer pool: without / with --preflush")
         for k, v in rep["preflush"].items():

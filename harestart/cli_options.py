@@ -68,6 +68,7 @@ def plan_options(
     replica_parallelism: int,
     preflush: bool,
     detach_replicas: bool,
+    offline_mode: bool,
     source_strategy: str | None,
     switch_back: bool,
     switch_max_lag: float,
@@ -78,6 +79,7 @@ def plan_options(
         replica_parallelism=replica_parallelism,
         preflush=preflush,
         detach_replicas=detach_replicas,
+        offline_mode=offline_mode,
         source_strategy=SourceStrategy(source_strategy) if source_strategy else None,
         switch_back=switch_back,
         switch_max_lag=switch_max_lag,
@@ -97,6 +99,15 @@ def plan_change_options(f: Callable[..., T]) -> Callable[..., T]:
         "10 s) until the source lists no Binlog Dump thread, so its shutdown does not wait for "
         "idle senders (~10 s on MySQL); start them again the moment it answers. Nothing is "
         "lost: replicas fetch what they lack by GTID.",
+    )(f)
+    f = click.option(
+        "--offline-mode/--no-offline-mode",
+        default=True,
+        show_default=True,
+        help="MySQL: right before restarting the source in place, SET GLOBAL offline_mode=ON: "
+        "the application's sessions (accounts without CONNECTION_ADMIN/SUPER) are sent away, "
+        "so the shutdown skips its fixed 2 s wait for client threads. A restart clears it; a "
+        "step that fails before the restart sets it OFF again. MariaDB: nothing is sent.",
     )(f)
     f = click.option(
         "--preflush",

@@ -25,6 +25,8 @@ from harestart.domain.topology import Flavor, flavor_from_version, version_tuple
 _MYSQL_REPLICA_WORDS = (8, 0, 22)
 # MySQL 5.7.8 introduced super_read_only.
 _MYSQL_SUPER_READ_ONLY = (5, 7, 8)
+# MySQL 5.7.5 introduced offline_mode (MariaDB has none).
+_MYSQL_OFFLINE_MODE = (5, 7, 5)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Dialect:
     version: tuple[int, int, int]
     replica_word: str  # "REPLICA" or "SLAVE"
     has_super_read_only: bool
+
+    @property
+    def has_offline_mode(self) -> bool:
+        """``offline_mode`` (MySQL 5.7.5+): ON disconnects the sessions of accounts without
+        CONNECTION_ADMIN (or SUPER) and refuses new ones; MariaDB has no such variable."""
+        return self.flavor is Flavor.MYSQL and self.version >= _MYSQL_OFFLINE_MODE
 
     @property
     def show_replica_status(self) -> str:

@@ -36,6 +36,10 @@ from harestart.domain.topology import (
 from harestart.engine.sequencer.waiting import ManualClock
 from harestart.errors import CommandFailed, MysqlError, SshError
 
+# A fresh mysqld's global variables that the fakes play (MariaDB shows no offline_mode: the
+# fakes answer it for both flavours, and harestart asks only a MySQL server).
+DEFAULT_VARIABLES = {"innodb_max_dirty_pages_pct": "90.000000", "offline_mode": "OFF"}
+
 
 @dataclass
 class FakeNode:
@@ -58,9 +62,7 @@ class FakeNode:
     never_comes_back: bool = False
     break_sql_after_restart: str = ""
     ssh_unreachable: bool = False
-    variables: dict[str, str] = field(
-        default_factory=lambda: {"innodb_max_dirty_pages_pct": "90.000000"}
-    )
+    variables: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VARIABLES))
     dirty_pages: int = 500
     # switchover
     config_read_only: bool | None = None  # read_only after a restart (None: unchanged)
@@ -117,7 +119,7 @@ class FakeWorld:
         n.down_until = None
         self.events.append(("back", n.name, self.clock.now()))
         n.started_at = self.clock.now()
-        n.variables = {"innodb_max_dirty_pages_pct": "90.000000"}
+        n.variables = dict(DEFAULT_VARIABLES)  # a SET GLOBAL does not outlive mysqld
         if n.config_read_only is not None:
             n.read_only = n.config_read_only
         if n.role == "replica":
@@ -346,6 +348,7 @@ _STATEMENTS = (
     (rf"RESET {_WORD} ALL", "reset_replica_all"),
     (r"SET GLOBAL (super_read_only|read_only) = (ON|OFF)", "set_read_only_variable"),
     (r"SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos", "copy_binlog_pos"),
+    (r"SET GLOBAL (offline_mode) = (ON|OFF)", "set_switch"),
     (r"SET GLOBAL (\w+) = %s", "set_global"),
     (r"CHANGE (?:MASTER|REPLICATION SOURCE) TO .*", "change_source"),
     (r"KILL %s", "kill_connection"),
@@ -425,6 +428,11 @@ class FakeCommands:
 
     def copy_binlog_pos(self) -> None:
         self._event("copy_binlog_pos")
+
+    def set_switch(self, name: str, value: str) -> None:
+        """An ON/OFF variable (offline_mode), written into the text, not sent as a value."""
+        self._event("set_global", f"{self.name}:{name}={value}")
+        self._node().variables[name] = value
 
     def set_global(self, name: str, value: object) -> None:
         assert isinstance(value, (int, float)), "numeric variables take numbers, not strings"

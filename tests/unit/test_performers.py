@@ -29,6 +29,7 @@ from harestart.domain.actions import (
     RestoreSourceWritable,
     RunCommand,
     SetGlobal,
+    SetOfflineMode,
     SetSourceReadOnly,
     StartIoThread,
     StopIoThread,
@@ -80,6 +81,7 @@ class Case:
     memory: Callable[[RunMemory], RunMemory] = lambda m: m
     fills: list[dict[Slot, SqlValue]] = field(default_factory=lambda: [{}])
     replica: bool = True  # the host is a replica (its replica-only statements are sent)
+    mysql_only: bool = False  # MariaDB has no such setting: nothing is sent there
 
 
 def _switching(m: RunMemory) -> RunMemory:
@@ -113,6 +115,7 @@ CASES = {
         memory=lambda m: m.with_node("db1", dirty_pct="75.000000"),
         fills=[{VALUE_BEFORE: 75.0}],
     ),
+    "set_offline_mode": Case(SetOfflineMode(host="db1", on=True), mysql_only=True),
     "restore_read_only": Case(
         RestoreReadOnly(host="db1"),
         arrange=_restore_read_only,
@@ -195,7 +198,9 @@ def test_a_performer_sends_exactly_its_actions_statements(name: str, version: st
         for statement in case.act.sql(dialect)
         if statement not in skipped
     ]
-    assert expected, "a case that expects nothing proves nothing"
+    assert expected or (case.mysql_only and version.endswith("MariaDB")), (
+        "a case that expects nothing proves nothing"
+    )
     perform(w, case.act, StepRun(SWITCH_STEP))
     assert [s for h, s in world.sent if h == case.act.host] == expected
     assert [h for h, _ in world.sent] == [case.act.host] * len(expected)

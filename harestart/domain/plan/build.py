@@ -13,6 +13,7 @@ from harestart.domain.actions import (
     RestoreGlobal,
     RestoreReadOnly,
     SetGlobal,
+    SetOfflineMode,
     StartIoThread,
     StartMha,
     StopIoThread,
@@ -216,6 +217,10 @@ def _restart_replica(
     )
 
 
+# MySQL's shutdown waits a fixed 2 s whenever a client session is still there.
+_OFFLINE_WHEN = "the server has offline_mode and it is OFF"
+
+
 def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
     source = group.source.name
     command = _restart_command(group, source)
@@ -233,6 +238,11 @@ def _restart_source(number: int, group: Group, opts: PlanOptions) -> Step:
         actions += [StopIoThread(host=r) for r in replicas]
         gone = SendersGone(source, opts.detach_timeout)
         actions.append(KillBinlogDumps(host=source, when="any is still listed", then=(gone,)))
+    if opts.offline_mode:
+        # Last before the restart: the application is refused from here until mysqld is back.
+        actions.append(SetOfflineMode(host=source, on=True, when=_OFFLINE_WHEN))
+        failed = "this step turned it on and mysqld was not restarted since"
+        cleanup.append(SetOfflineMode(host=source, on=False, when=failed))
     actions.append(_restart(source, command))
     actions.append(
         RestoreReadOnly(

@@ -100,6 +100,9 @@ class PlanOptions:
     # Stop the replicas' IO threads before the source's restart (see ReplicasDetached).
     detach_replicas: bool = True
     detach_timeout: float = 10.0
+    # MySQL: offline_mode=ON right before the source's restart, so that its shutdown finds no
+    # application session and skips its fixed 2 s wait (see SetOfflineMode).
+    offline_mode: bool = True
     # How the source itself is restarted (harestart.domain.switch); None: the inventory's.
     source_strategy: SourceStrategy | None = None
     switch_back: bool = True  # switchover: end with the inventory's source

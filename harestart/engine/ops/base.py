@@ -35,6 +35,7 @@ class StepRun:
     issued_at: float | None = None  # clock time the restart command was sent
     back_at: float | None = None  # clock time the restart was proven
     restarted_before: bool = False  # resume: the interrupted attempt already restarted it
+    went_offline: bool = False  # this step set offline_mode=ON (MySQL source, in place)
     command_result: CommandResult | None = None  # of the step's MHA command, if it sent one
 
 

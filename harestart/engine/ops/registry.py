@@ -1,6 +1,6 @@
 """The registry: each action type's performer and each gate type's evaluator, gathered from
-the operation modules (``mha``, ``restart``, ``preflush``, ``detach``, ``switchover``,
-``hooks``).
+the operation modules (``mha``, ``restart``, ``preflush``, ``detach``, ``offline``,
+``switchover``, ``hooks``).
 
 A performer sends exactly what its action shows in the plan, and decides the action's
 condition (``when``) from what the run sees and remembers; it never sends anything else.
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from harestart.domain.actions import PlanAction, StartIoThread
 from harestart.domain.gates import SOFT_GATES, DirtyPagesFlushed, Gate, SendersGone
-from harestart.engine.ops import detach, hooks, mha, preflush, restart, switchover
+from harestart.engine.ops import detach, hooks, mha, offline, preflush, restart, switchover
 from harestart.engine.ops.base import Evaluator, Performer, StepRun
 from harestart.engine.sequencer.waits import Waiter
 from harestart.errors import GateFailed, HarestartError
 
-_OPERATIONS = (mha, restart, preflush, detach, switchover)
+_OPERATIONS = (mha, restart, preflush, detach, offline, switchover)
 PERFORMERS: dict[type[PlanAction], Performer] = {
     **{k: v for op in _OPERATIONS for k, v in op.PERFORMERS.items()},
     **hooks.PERFORMERS,
