@@ -4,15 +4,22 @@ wait for client threads; a failed step gives the server back online; MariaDB get
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from harestart.domain.actions import RestartMysqld, SetOfflineMode
 from harestart.domain.dialect import dialect_for
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Action, PlanOptions
 from harestart.domain.result import RunResult
+from harestart.domain.sql import Sql
 from harestart.engine.sequencer.executor import Executor
-from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
+from harestart.engine.sequencer.memory import RunMemory
+from harestart.engine.state.journal import Journal, journal_path
+from harestart.errors import MysqlError
+from tests.unit.fakes import FakeCommands, FakeConnector, FakeMha, FakeShell, FakeWorld
 from tests.unit.test_executor import lab_group
 
 
@@ -54,7 +61,9 @@ def mysql_world(replicas: int = 2) -> FakeWorld:
     return world
 
 
-def run(world: FakeWorld, **options: Any) -> RunResult:
+def run(
+    world: FakeWorld, *, journal: Journal | None = None, resume: bool = False, **options: Any
+) -> RunResult:
     group = lab_group(len(world.nodes) - 1)
     plan = build_plan(group, PlanOptions(**options))
     ex = Executor(
@@ -63,6 +72,9 @@ def run(world: FakeWorld, **options: Any) -> RunResult:
         FakeConnector(world),
         FakeMha(world, FakeShell(world, "mha")),
         clock=world.clock,
+        wall=world.clock.now,
+        journal=journal,
+        resume=resume,
     )
     return ex.run()
 
@@ -110,3 +122,35 @@ def test_mariadb_source_gets_no_offline_mode() -> None:
     world.nodes["db1"].restart_fails = True
     assert not run(world).ok
     assert sent(world) == []
+
+
+def test_a_resumed_run_still_owns_the_offline_mode_its_killed_attempt_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first attempt set offline_mode=ON, its restart failed and its cleanup could not
+    # reach db1 (as a kill -9 would leave it: ON, journalled as this run's). The resumed step
+    # must not take it for someone else's and leave the application refused by a live source.
+    world = mysql_world()
+    world.nodes["db1"].restart_fails = True
+    real = FakeCommands.execute
+
+    def off_unreachable(self: FakeCommands, statement: Sql, **kw: Any) -> bool:
+        if self.name == "db1" and statement.shown() == "SET GLOBAL offline_mode = OFF":
+            raise MysqlError("db1", "query", "Lost connection to MySQL server")
+        return real(self, statement, **kw)
+
+    monkeypatch.setattr(FakeCommands, "execute", off_unreachable)
+    journal = Journal(
+        path=journal_path(tmp_path, "1", "lab"), group="lab", account="1", inventory="inv.yml"
+    )
+    assert not run(world, journal=journal).ok
+    assert world.nodes["db1"].variables["offline_mode"] == "ON"
+    saved = Journal.load(journal.path)
+    assert saved is not None and RunMemory.from_dict(saved.memory).node("db1").offline
+
+    monkeypatch.setattr(FakeCommands, "execute", real)
+    assert not run(world, journal=saved, resume=True).ok  # the restart fails again
+    assert sent(world)[-1] == "SET GLOBAL offline_mode = OFF"
+    assert world.nodes["db1"].variables["offline_mode"] == "OFF"
+    done = Journal.load(journal.path)
+    assert done is not None and not RunMemory.from_dict(done.memory).node("db1").offline

@@ -17,22 +17,33 @@ def _is_on(text: str) -> bool:
 
 
 def _set_offline_mode(w: Waiter, act: SetOfflineMode, st: StepRun) -> None:
-    probe = w.scope.sql(act.host)
+    scope, host = w.scope, act.host
+    probe = scope.sql(host)
     if not probe.dialect().has_offline_mode:
         return  # MariaDB: the plan says nothing is sent
+    # This run's, journalled before it is sent: a run killed after it and resumed still owns
+    # it (and turns it off if the resumed step fails before mysqld is back).
+    ours = st.went_offline or scope.memory.node(host).offline
     if act.on:
-        if _is_on(probe.global_variable(OFFLINE_MODE)):
+        if _is_on(probe.global_variable(OFFLINE_MODE)) and not ours:
             # Someone else's: left as found, and not this step's to turn off.
-            w.scope.log.info("offline.already_on", host=act.host)
+            scope.log.info("offline.already_on", host=host)
             return
+        scope.remember(lambda m: m.with_node(host, offline=True), durable=True)
         send(w, act)
         st.went_offline = True
-        w.scope.log.info("offline.on", host=act.host)
+        scope.log.info("offline.on", host=host)
         return
-    # Cleanup: only what this step turned on, and only if mysqld did not restart since.
-    if st.went_offline and _is_on(probe.global_variable(OFFLINE_MODE)):
+    # Cleanup: only what this run turned on, and only if mysqld was not proven restarted since
+    # (a restart clears it; a restart command that failed leaves it ON: the application would
+    # be refused by a running source).
+    if not ours:
+        return
+    if st.back_at is None and _is_on(probe.global_variable(OFFLINE_MODE)):
         send(w, act)
-        w.scope.log.info("offline.off", host=act.host)
+        scope.log.info("offline.off", host=host)
+    st.went_offline = False
+    scope.remember(lambda m: m.with_node(host, offline=False), durable=True)
 
 
 PERFORMERS: dict[type[PlanAction], Performer] = {

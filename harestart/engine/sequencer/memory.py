@@ -20,6 +20,7 @@ class NodeMemory:
     read_only: ReadOnlyState | None = None  # before the restart
     catch_up: str | None = None  # the source's GTID position when the replica's step began
     dirty_pct: str | None = None  # innodb_max_dirty_pages_pct before a pre-flush
+    offline: bool = False  # this run set offline_mode=ON and mysqld was not proven back since
 
     def to_dict(self) -> dict[str, str]:
         d: dict[str, str] = {}
@@ -29,6 +30,8 @@ class NodeMemory:
             d["catch_up"] = self.catch_up
         if self.dirty_pct is not None:
             d["dirty_pct"] = self.dirty_pct
+        if self.offline:
+            d["offline"] = "ON"
         return d
 
     @classmethod
@@ -38,6 +41,7 @@ class NodeMemory:
             read_only=None if ro is None else ReadOnlyState.from_token(str(ro)),
             catch_up=d.get("catch_up"),
             dirty_pct=d.get("dirty_pct"),
+            offline=d.get("offline") == "ON",
         )
 
 

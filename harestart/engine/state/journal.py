@@ -282,6 +282,7 @@ class _NodeMemory(_Strict):
     read_only: str | None = None
     catch_up: str | None = None
     dirty_pct: str | None = None
+    offline: Literal["ON"] | None = None
 
 
 class _SwitchMemory(_Strict):
