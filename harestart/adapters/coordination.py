@@ -213,6 +213,10 @@ class ToozCoordination:
         self._coord = self._session.coord
         self.member = self._session.member
         self._closed = False
+        # The unfinished marks of the groups this view holds the lock of, once read: only the
+        # lock's holder writes a group's marks, so what it read and wrote stays true until it
+        # releases the lock (two requests to the service per run less).
+        self._known_marks: dict[bytes, list[tuple[bytes, UnfinishedMark]] | None] = {}
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -263,6 +267,7 @@ class ToozCoordination:
             session.unclaim(name)
             raise
         hold = session.hold(name, self._holder_group(group), lock, on_lost)
+        self._known_marks[name] = None
         log.debug("coordination.acquired", service=self.shown, member=self.member.decode())
         return _ToozHeld(self, group, hold, holder)
 
@@ -280,7 +285,8 @@ class ToozCoordination:
 
     def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
         self.clear_unfinished(group)
-        self.add_record(self._mark_prefix(group), mark.to_json())
+        name = self.add_record(self._mark_prefix(group), mark.to_json())
+        self._know(group, [(name, mark)])
 
     def unfinished(self, group: Group) -> UnfinishedMark | None:
         marks = [m for _, m in self._marks(group)]
@@ -289,15 +295,25 @@ class ToozCoordination:
     def clear_unfinished(self, group: Group) -> None:
         for name, _ in self._marks(group):
             self.remove_record(name)
+        self._know(group, [])
+
+    def _know(self, group: Group, marks: list[tuple[bytes, UnfinishedMark]]) -> None:
+        if self._lock_name(group) in self._known_marks:
+            self._known_marks[self._lock_name(group)] = marks
+
+    def forget(self, group: Group) -> None:
+        """The lock is released: the marks may change from now on."""
+        self._known_marks.pop(self._lock_name(group), None)
 
     # --- records: a tooz group named <prefix><base64url text>, no lease ---------------------
 
-    def add_record(self, prefix: str, text: str) -> None:
+    def add_record(self, prefix: str, text: str) -> bytes:
         name = (prefix + _b64(text)).encode()
         with contextlib.suppress(self._tooz.GroupAlreadyExist):
             self._call(
                 lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
             )
+        return name
 
     def records(self, prefix: str) -> list[tuple[bytes, str]]:
         """(name, text) of every record under ``prefix``; one not base64url text is skipped."""
@@ -391,10 +407,16 @@ class ToozCoordination:
         return max(holders, key=lambda h: h.since) if holders else None
 
     def _marks(self, group: Group) -> list[tuple[bytes, UnfinishedMark]]:
+        name = self._lock_name(group)
+        known = self._known_marks.get(name)
+        if known is not None and self._session.claimed(name):  # held, not lost
+            return list(known)
         found = (
             (n, UnfinishedMark.from_json(t)) for n, t in self.records(self._mark_prefix(group))
         )
-        return [(name, mark) for name, mark in found if mark is not None]
+        marks = [(name, mark) for name, mark in found if mark is not None]
+        self._know(group, marks)
+        return marks
 
 
 class _ToozHeld:
@@ -422,6 +444,7 @@ class _ToozHeld:
         then frees the lock by itself)."""
         owner = self.owner
         owner._session.drop(self.hold)
+        owner.forget(self.group)
 
         def give_up() -> None:
             owner.leave(self.group)
