@@ -280,6 +280,8 @@ def measure_run(
         run_wall = t0 + wall - (fleet.run_started or t0)
         journals = sum(1 for _ in (fleet.state).rglob("*.json"))
     restarts = sum(n.restarts for w in fleet.worlds.values() for n in w.nodes.values())
+    if not samples:  # no group ended (the run failed early): nothing to compare
+        samples.append(Sample(0, rss_mb(), sys.getallocatedblocks()))
     first, last = samples[0], samples[-1]
     finished = max(1, last.ended - first.ended)
     return {

@@ -144,6 +144,7 @@ class Session:
     holds: list[Hold] = field(default_factory=list)
     _claimed: set[bytes] = field(default_factory=set)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
+    _renewing: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -156,9 +157,10 @@ class Session:
     # --- the threads -----------------------------------------------------------------------
 
     def keep_alive(self) -> None:
-        """Start the heartbeat and the watchdog (once); renew the membership now when the
-        last heartbeat is older than an interval (the session may have been opened a while
-        ago: tooz makes a new membership lease when the old one lapsed)."""
+        """Start the heartbeat and the watchdog (once); renew the session now when the last
+        heartbeat is older than an interval (it may have been opened a while ago, e.g. before
+        a long preflight: tooz makes a new membership lease when the old one lapsed, and so
+        does the etcd lock lease, with no lock on it yet)."""
         with self._mutex:
             start = not self._threads and not self._stop.is_set()
             if start:
@@ -166,9 +168,9 @@ class Session:
                     threading.Thread(target=self._run, name="coordination-heartbeat", daemon=True),
                     threading.Thread(target=self._watch, name="coordination-watchdog", daemon=True),
                 ]
-        if self.clock() - self.last_ok >= self.interval:
-            self.coord.heartbeat()
-            self.last_ok = self.clock()
+        with self._renewing:  # one renewal for the runs that arrive together
+            if self.clock() - self.last_ok >= self.interval:
+                self.beat()
         if start:
             for t in self._threads:
                 t.start()

@@ -178,3 +178,42 @@ def test_the_last_backend_closed_ends_the_session(groups: tuple[Group, ...]) -> 
     assert session in sessions() and session.users == 2
     b.close()
     assert session not in sessions()
+
+
+def test_a_session_opened_long_before_its_first_lock_is_renewed_when_it_takes_it(
+    groups: tuple[Group, ...], tmp_path: Path
+) -> None:
+    """Opened before a long preflight (or a person's confirmation): the first acquire renews
+    the session at once (on etcd the lock lease was granted at opening and may be about to
+    expire), not an interval later."""
+    now = [1000.0]
+    g = groups[0]
+    backend = ToozCoordination(
+        g.coordination,  # type: ignore[arg-type]  # set by the fixture
+        g.id,
+        heartbeat_interval=60.0,
+        clock=lambda: now[0],
+        scope="slow-preflight",
+    )
+    try:
+        session = backend._session
+        now[0] += 59.0  # not an interval yet: nothing to renew
+        held = backend.acquire(
+            g,
+            my_holder(command="harestart run", state_dir=tmp_path),
+            break_stale=False,
+            on_lost=lambda _r: None,
+        )
+        assert session.passes == 0
+        held.release()
+        now[0] += 61.0  # the next run of this process comes more than an interval later
+        held = backend.acquire(
+            g,
+            my_holder(command="harestart run", state_dir=tmp_path),
+            break_stale=False,
+            on_lost=lambda _r: None,
+        )
+        assert session.passes == 1  # renewed there and then, before the lock was taken
+        held.release()
+    finally:
+        backend.close()
