@@ -59,6 +59,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,6 +68,8 @@ from typing import Any
 import structlog
 
 from harestart import cli, wiring
+from harestart.adapters.coordination_session import Session
+from harestart.adapters.coordination_session import sessions as coordination_sessions
 from harestart.adapters.protocols import Connector, FailoverManager
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
@@ -84,7 +87,8 @@ DEFAULT_PARALLEL = (1, 50, 500)
 # twenty atomic file replacements per group dominate): by default 10,000 runs at 500 only,
 # the others with --full.
 SKIPPED_BY_DEFAULT = frozenset({(10_000, 1), (10_000, 50)})
-TARGET_CPU_MS_PER_GROUP = 10.0
+TARGET_CPU_MS_PER_GROUP = 10.0  # the local lock
+TARGET_CPU_MS_PER_GROUP_SHARED = 20.0  # the locks on a coordination service (etcd)
 
 EnvHook = Callable[[Environment], Environment]
 # The shared lock service of the measured runs (set by --coordination or --etcd for the
@@ -252,7 +256,10 @@ def measure_run(
         sampling = [0.0]  # CPU seconds spent sampling, left out of harestart's
         marks = {max(1, math.ceil(groups / 10)), groups}
 
+        watch = SessionWatch()
+
         def sample(ended: int) -> None:
+            watch.look()
             if ended in marks:
                 c0 = time.process_time()
                 # not gc.get_objects(): it hands out objects other threads are still building
@@ -273,6 +280,8 @@ def measure_run(
         run_wall = t0 + wall - (fleet.run_started or t0)
         journals = sum(1 for _ in (fleet.state).rglob("*.json"))
     restarts = sum(n.restarts for w in fleet.worlds.values() for n in w.nodes.values())
+    if not samples:  # no group ended (the run failed early): nothing to compare
+        samples.append(Sample(0, rss_mb(), sys.getallocatedblocks()))
     first, last = samples[0], samples[-1]
     finished = max(1, last.ended - first.ended)
     return {
@@ -297,7 +306,38 @@ def measure_run(
         "blocks_after_all": last.blocks,
         "kb_per_finished_group": 1000 * (last.rss_mb - first.rss_mb) / finished,
         "blocks_per_finished_group": (last.blocks - first.blocks) / finished,
+        **watch.report(run_wall),
     }
+
+
+class SessionWatch:
+    """What keeps the coordination sessions during a run, looked at as groups end: how many
+    sessions and threads at most, and the heartbeat passes they made (each one renews every
+    group the session holds)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, Session] = {}
+        self.max_sessions = 0
+        self.max_threads = 0
+        self.max_held = 0
+
+    def look(self) -> None:
+        open_now = coordination_sessions()
+        for s in open_now:
+            self.seen[id(s)] = s
+        self.max_sessions = max(self.max_sessions, len(open_now))
+        self.max_threads = max(self.max_threads, threading.active_count())
+        self.max_held = max(self.max_held, sum(len(s.holds) for s in open_now))
+
+    def report(self, run_wall: float) -> dict[str, Any]:
+        passes = sum(s.passes for s in self.seen.values())
+        return {
+            "coordination_sessions_max": self.max_sessions,
+            "groups_held_max": self.max_held,
+            "threads_max": self.max_threads,
+            "heartbeat_passes": passes,
+            "heartbeat_passes_per_s": passes / run_wall if run_wall > 0 else 0.0,
+        }
 
 
 def _run_cli(argv: list[str], env: Environment) -> int:
@@ -554,14 +594,21 @@ def _measure_all(args: argparse.Namespace) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "env_hook": args.env_hook,
         "coordination": os.environ.get(COORDINATION_ENV) or "local (flock in the state dir)",
-        "target_cpu_ms_per_group": TARGET_CPU_MS_PER_GROUP,
+        "target_cpu_ms_per_group": (
+            TARGET_CPU_MS_PER_GROUP_SHARED
+            if os.environ.get(COORDINATION_ENV)
+            else TARGET_CPU_MS_PER_GROUP
+        ),
         "runs": [],
         "plans": [],
         "plan_profile": None,
     }
     for n, p in [] if args.plans_only else _matrix(args.groups, args.parallel, skip):
         print(f"run --all: {n} groups, --parallel-groups {p} ...", flush=True)
-        report["runs"].append(_child(n, p, args.env_hook, args.state_base))
+        before = etcd_requests(report["coordination"])
+        run = _child(n, p, args.env_hook, args.state_base)
+        run.update(etcd_traffic(before, etcd_requests(report["coordination"]), run))
+        report["runs"].append(run)
         _write(args.json, report)  # what is measured so far survives a later failure
     if not args.no_plan:
         for n in args.groups:
@@ -604,6 +651,46 @@ def local_etcd() -> Iterator[str]:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
+def etcd_requests(coordination: str) -> dict[str, float] | None:
+    """etcd's own count of the requests it handled, per method (its /metrics: gRPC's
+    ``grpc_server_started_total``, which the JSON gateway's requests go through too); None
+    when the locks are not on etcd."""
+    if not coordination.startswith("etcd3+"):
+        return None
+    parts = urllib.parse.urlsplit(coordination)
+    scheme = "https" if parts.scheme.endswith("https") else "http"
+    url = f"{scheme}://{parts.hostname}:{parts.port or 2379}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - the bench's own etcd
+            text = r.read().decode()
+    except OSError:
+        return None
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("grpc_server_started_total{"):
+            labels, _, value = line.rpartition(" ")
+            method = labels.split('grpc_method="', 1)[1].split('"', 1)[0]
+            counts[method] = counts.get(method, 0.0) + float(value)
+    return counts
+
+
+def etcd_traffic(
+    before: dict[str, float] | None, after: dict[str, float] | None, run: dict[str, Any]
+) -> dict[str, Any]:
+    """The requests etcd served during one run: per method, per group, and the heartbeat
+    rate (lease keep-alives per second of the run: constant per bastion, not per group)."""
+    if before is None or after is None or "failed" in run:
+        return {}
+    done = {m: after[m] - before.get(m, 0.0) for m in after if after[m] - before.get(m, 0.0)}
+    wall = run["wall_s"]
+    return {
+        "etcd_requests": done,
+        "etcd_requests_per_group": sum(done.values()) / run["groups"],
+        "etcd_keepalives_per_s": done.get("LeaseKeepAlive", 0.0) / wall if wall else 0.0,
+        "etcd_lease_grants": done.get("LeaseGrant", 0.0),
+    }
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our own 127.0.0.1 URL
@@ -636,7 +723,8 @@ def print_report(rep: dict[str, Any]) -> None:
     head = (
         f"{'groups':>7} {'par':>4} {'wall s':>8} {'preflight':>9} {'run':>7} {'CPU ms/grp':>10} "
         f"{'(kernel)':>8} "
-        f"{'peak MB':>8} {'MB@10%':>7} {'MB@100%':>8} {'KB/grp':>7} {'blk/grp':>8}  ok"
+        f"{'peak MB':>8} {'MB@10%':>7} {'MB@100%':>8} {'KB/grp':>7} {'blk/grp':>8} "
+        f"{'load avg':>15}  ok"
     )
     print("harestart run --all --yes --format json (output discarded)")
     print(head)
@@ -651,17 +739,50 @@ def print_report(rep: dict[str, Any]) -> None:
             f"{r['sys_ms_per_group']:>8.2f} "
             f"{r['peak_rss_mb']:>8.0f} {r['rss_mb_after_10pct']:>7.0f} "
             f"{r['rss_mb_after_all']:>8.0f} {r['kb_per_finished_group']:>7.1f} "
-            f"{r['blocks_per_finished_group']:>8.1f}  {'yes' if ok else 'NO'}"
+            f"{r['blocks_per_finished_group']:>8.1f} {_load(r):>15}  {'yes' if ok else 'NO'}"
         )
+    target = rep.get("target_cpu_ms_per_group", TARGET_CPU_MS_PER_GROUP)
     print(
-        f"(target: under {TARGET_CPU_MS_PER_GROUP:.0f} ms CPU per group, flat as N grows; "
+        f"(target: under {target:.0f} ms CPU per group, flat as N grows; "
         "KB/grp and blk/grp (Python memory blocks): what each finished group leaves behind, "
-        "between 10% and 100%)"
+        "between 10% and 100%; load average (1/5/15 min) as the run ended)"
     )
+    print_coordination(rep["runs"])
     if rep["plans"]:
         print_plans(rep["plans"])
     if rep.get("plan_profile"):
         print_plan_profile(rep["plan_profile"])
+
+
+def _load(r: dict[str, Any]) -> str:
+    return "/".join(f"{x:.1f}" for x in r.get("load_avg", ()))
+
+
+def print_coordination(runs: list[dict[str, Any]]) -> None:
+    """What kept the locks alive: sessions, threads, heartbeats (ours and etcd's count)."""
+    shown = [r for r in runs if "failed" not in r and "heartbeat_passes" in r]
+    if not shown:
+        return
+    print("\ncoordination: sessions, threads and heartbeats during the run")
+    print(
+        f"{'groups':>7} {'par':>4} {'sessions':>8} {'held max':>8} {'threads':>7} "
+        f"{'beats/s':>7} {'etcd keepalive/s':>16} {'etcd req/grp':>12} {'lease grants':>12} "
+        f"{'load avg':>15}"
+    )
+    for r in shown:
+        etcd = "etcd_requests" in r
+        print(
+            f"{r['groups']:>7} {r['parallel']:>4} {r['coordination_sessions_max']:>8} "
+            f"{r['groups_held_max']:>8} {r['threads_max']:>7} "
+            f"{r['heartbeat_passes_per_s']:>7.2f} "
+            f"{r['etcd_keepalives_per_s'] if etcd else float('nan'):>16.2f} "
+            f"{r['etcd_requests_per_group'] if etcd else float('nan'):>12.1f} "
+            f"{r['etcd_lease_grants'] if etcd else float('nan'):>12.0f} {_load(r):>15}"
+        )
+    print(
+        "(beats/s: heartbeat passes of this process's sessions, each renewing every group held; "
+        "etcd keepalive/s: lease keep-alives etcd served per second of the run)"
+    )
 
 
 PLAN_TARGETS = {1_000: (0.5, None), 10_000: (3.0, 300.0)}  # groups: (wall s, peak MB)

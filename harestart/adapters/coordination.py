@@ -1,28 +1,34 @@
 """Shared locks through OpenStack tooz: etcd (etcd3gw), ZooKeeper (kazoo), Redis, tooz's file.
 
-The only module that imports tooz. ``ToozCoordination`` is the engine's ``Coordination`` for a
-group whose inventory sets ``defaults.coordination.url``; every tooz or driver error becomes a
-harestart error here (``CoordinationUnavailable``: exit 3 before anything changed; a lost
-lease mid-run goes to the run's ``on_lost`` callback).
+With ``adapters.coordination_session`` (one session per process and service: one coordinator,
+one heartbeat thread, one watchdog) and ``adapters.coordination_etcd`` (etcd: every lock on the
+session's one lease), the only modules that import tooz. ``ToozCoordination`` is the engine's
+``Coordination`` for a group whose inventory sets ``defaults.coordination.url``: a view on the
+process's session; every tooz or driver error becomes a harestart error here
+(``CoordinationUnavailable``: exit 3 before anything changed; a lost lease mid-run goes to the
+run's ``on_lost`` callback).
 
 What is stored in the service, per group (``<a>``: account, ``<g>``: group id; ``~`` cannot
 occur in either, so the names are unambiguous):
 
-- the lock ``harestart~<a>~<g>~lock``: a tooz lock with a lease of ``lease`` seconds, renewed
-  by a heartbeat thread every ``lease/3`` seconds while the run lives;
+- the lock ``harestart~<a>~<g>~lock``: tooz's lock key (on etcd ``/tooz/locks<name>``, put on
+  the session's one lease of ``lease`` seconds; on Redis a key with its own expiry; on
+  ZooKeeper an ephemeral node of the session), renewed by the session's heartbeat every
+  ``lease/3`` seconds while the run lives;
 - the holder: a member of the tooz group ``harestart~<a>~<g>~holder`` whose capabilities are
   host, pid, user, since, command, state directory and run id (tooz locks do not say who holds
-  them); members expire with the same lease, so a dead holder disappears by itself;
+  them); members expire with the session's membership lease, so a dead holder disappears by
+  itself;
 - the unfinished mark: a tooz group ``harestart~<a>~<g>~unfinished~<base64url JSON>`` (host,
   state directory, run id, started at, user). A group has no lease: the mark outlives the
   holder, which is its point (another bastion must not start over a half-done restart). It
   only uses tooz's group API, so it works the same on every driver (etcd, Redis, ZooKeeper,
-  file), with no driver-specific client code.
+  file); on etcd the marks under a prefix are read with one range request.
 
-Lease loss: a heartbeat renews the coordinator's membership and the lock, then checks that the
-holder record is still there. The lease counts as lost when the service answers that this run
-no longer holds it (lock not owned, holder record expired), or when heartbeats have failed for
-so long that the lease may expire before the next one (two in a row with ``lease/3``).
+Lease loss (``adapters.coordination_session``): the service answers that this run no longer
+holds a lock (its key gone from the lease, the lease expired, the lock owned by another, the
+holder record expired), or heartbeats have failed for so long that the lease may expire before
+the next one (two in a row with ``lease/3``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import structlog
 
+from harestart.adapters.coordination_session import Hold, Session, SessionLocks, ToozLocks, shared
 from harestart.adapters.protocols import FleetMark, HeldLock
 from harestart.domain.coordination import SCHEMES, HolderInfo, UnfinishedMark
 from harestart.domain.group import CoordinationSettings, Group
@@ -106,7 +113,8 @@ def connect_url(settings: CoordinationSettings, group_id: str) -> str:
         netloc = f"{user}:{quote(value, safe='')}@{host}"
     lease = max(1, math.ceil(settings.lease))
     if scheme == "file":
-        options = {"timeout": str(lease)}  # the file driver's members expire after it
+        # the file driver's members expire after ``timeout``; its group calls in the caller
+        options = {"timeout": str(lease), "executor": "synchronous"}
     else:
         # timeout: each request to the service (short, so a heartbeat fails before the lease).
         request_timeout = str(max(1, min(10, lease // 3)))
@@ -115,6 +123,10 @@ def connect_url(settings: CoordinationSettings, group_id: str) -> str:
             "lock_timeout": str(lease),
             "membership_timeout": str(lease),
         }
+        if scheme not in {"zookeeper", "kazoo"}:
+            # tooz's group calls in the calling thread, not queued to one worker thread per
+            # coordinator: a session serves every group's run at once.
+            options["executor"] = "synchronous"
         if scheme == "redis":
             options["socket_connect_timeout"] = request_timeout
     query = dict(parse_qsl(parts.query))
@@ -170,7 +182,8 @@ class _Errors:
 
 
 class ToozCoordination:
-    """The ``Coordination`` of a shared service; one connection (tooz coordinator) each."""
+    """The ``Coordination`` of a shared service, for one group: a view on the process's one
+    session with that service (``adapters.coordination_session``)."""
 
     def __init__(
         self,
@@ -179,6 +192,7 @@ class ToozCoordination:
         *,
         heartbeat_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        scope: str = "",
     ) -> None:
         import tooz
         from tooz import coordination as tooz_coordination
@@ -193,61 +207,18 @@ class ToozCoordination:
         self.clock = clock
         self._group_id = group_id
         self._errors = _Errors(group_id, self.shown)
-        url = connect_url(settings, group_id)
-        self._probe()
-        if self.backend == "redis":
-            self._check_redis_login(url)
-        self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}".encode()
-        try:
-            self._coord = tooz_coordination.get_coordinator(url, self.member)
-            self._coord.start(start_heart=False)
-        except Exception as exc:  # any driver error at connect: exit 3
-            self._down(exc)
-
-    def _probe(self) -> None:
-        """Refuse at once when nothing answers at the service's address (a driver may retry
-        a refused connection for a minute before giving up)."""
-        if self.backend == "file":
-            return
-        parts = urlsplit(self.settings.url)
-        default = {"redis": 6379, "zookeeper": 2181, "kazoo": 2181}.get(self.backend, 2379)
-        try:
-            port = parts.port or default
-            with socket.create_connection((parts.hostname or "localhost", port), timeout=5):
-                pass
-        except (OSError, ValueError) as exc:
-            self._down(exc)
-
-    def _check_redis_login(self, url: str) -> None:
-        """Refuse a wrong or missing Redis password at once: tooz's driver treats the refusal
-        as a connection error and retries it 15 times (about a minute) before giving up."""
-        import redis
-
-        parts = urlsplit(url)
-        client = redis.Redis.from_url(
-            urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
-            socket_timeout=5,
-            socket_connect_timeout=5,
+        self._session = open_session(
+            settings, group_id, interval=self.interval, clock=clock, scope=scope
         )
-        try:
-            client.ping()
-        except redis.AuthenticationError as exc:
-            self._refused(exc)
-        except redis.ResponseError as exc:
-            if str(exc).startswith(("NOAUTH", "WRONGPASS")):
-                self._refused(exc)
-        except redis.RedisError:
-            pass  # not a login problem: the driver reports it with the others
-        finally:
-            client.close()
+        self._coord = self._session.coord
+        self.member = self._session.member
+        self._closed = False
+        # The unfinished marks of the groups this view holds the lock of, once read: only the
+        # lock's holder writes a group's marks, so what it read and wrote stays true until it
+        # releases the lock (two requests to the service per run less).
+        self._known_marks: dict[bytes, list[tuple[bytes, UnfinishedMark]] | None] = {}
 
     # --- errors ----------------------------------------------------------------------------
-
-    def _refused(self, exc: BaseException) -> NoReturn:
-        self._errors.refused(exc)
-
-    def _down(self, exc: BaseException) -> NoReturn:
-        self._errors.down(exc)
 
     def _call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
         return self._errors.call(fn, ok=ok)
@@ -278,28 +249,33 @@ class ToozCoordination:
         on_lost: Callable[[str], None],
     ) -> HeldLock:
         # break_stale has nothing to do here: a dead holder's lease expires by itself.
-        # The backend may have been opened a while ago (``engine.prepare``, then a person's
-        # confirmation): renew its membership lease (tooz makes a new one when it lapsed) so
-        # that the holder record joins with a live one.
-        self._call(self._coord.heartbeat)
-        lock = self._coord.get_lock(self._lock_name(group))
-        if not self._call(lambda: bool(lock.acquire(blocking=False))):
+        session = self._session
+        name = self._lock_name(group)
+        self._call(session.keep_alive)  # the membership fresh for the holder record
+        if not session.claim(name):  # a run of this process holds it
             raise self._held(group)
         try:
-            self._join(group, holder)
+            lock = self._call(lambda: session.locks.acquire(name))
+            if lock is None:
+                raise self._held(group)
+            try:
+                self._join(group, holder)
+            except BaseException:
+                self._release_quietly(lock)
+                raise
         except BaseException:
-            self._release_quietly(lock)
+            session.unclaim(name)
             raise
-        held = _ToozHeld(self, group, lock, holder, on_lost)
-        held.start()
-        log.info("coordination.acquired", service=self.shown, member=self.member.decode())
-        return held
+        hold = session.hold(name, self._holder_group(group), lock, on_lost)
+        self._known_marks[name] = None
+        log.debug("coordination.acquired", service=self.shown, member=self.member.decode())
+        return _ToozHeld(self, group, hold, holder)
 
     def check_free(self, group: Group, *, break_stale: bool) -> None:
-        lock = self._coord.get_lock(self._lock_name(group))
-        if not self._call(lambda: bool(lock.acquire(blocking=False))):
+        name = self._lock_name(group)
+        session = self._session
+        if session.claimed(name) or not self._call(lambda: session.locks.is_free(name)):
             raise self._held(group)
-        self._release_quietly(lock)
 
     def lock_view(self, group: Group) -> LockView:
         holder = self._holder(group)
@@ -309,7 +285,8 @@ class ToozCoordination:
 
     def mark_unfinished(self, group: Group, mark: UnfinishedMark) -> None:
         self.clear_unfinished(group)
-        self.add_record(self._mark_prefix(group), mark.to_json())
+        name = self.add_record(self._mark_prefix(group), mark.to_json())
+        self._know(group, [(name, mark)])
 
     def unfinished(self, group: Group) -> UnfinishedMark | None:
         marks = [m for _, m in self._marks(group)]
@@ -318,24 +295,32 @@ class ToozCoordination:
     def clear_unfinished(self, group: Group) -> None:
         for name, _ in self._marks(group):
             self.remove_record(name)
+        self._know(group, [])
+
+    def _know(self, group: Group, marks: list[tuple[bytes, UnfinishedMark]]) -> None:
+        if self._lock_name(group) in self._known_marks:
+            self._known_marks[self._lock_name(group)] = marks
+
+    def forget(self, group: Group) -> None:
+        """The lock is released: the marks may change from now on."""
+        self._known_marks.pop(self._lock_name(group), None)
 
     # --- records: a tooz group named <prefix><base64url text>, no lease ---------------------
 
-    def add_record(self, prefix: str, text: str) -> None:
+    def add_record(self, prefix: str, text: str) -> bytes:
         name = (prefix + _b64(text)).encode()
         with contextlib.suppress(self._tooz.GroupAlreadyExist):
             self._call(
                 lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
             )
+        return name
 
     def records(self, prefix: str) -> list[tuple[bytes, str]]:
         """(name, text) of every record under ``prefix``; one not base64url text is skipped."""
         out = []
-        for raw in self._call(lambda: self._coord.get_groups().get()):
-            name = _text(raw)
-            if name.startswith(prefix):
-                with contextlib.suppress(ValueError):
-                    out.append((name.encode(), _unb64(name[len(prefix) :])))
+        for name in self._call(lambda: self._session.locks.group_names(prefix)):
+            with contextlib.suppress(ValueError):
+                out.append((name.encode(), _unb64(name[len(prefix) :])))
         return out
 
     def remove_record(self, name: bytes) -> None:
@@ -344,15 +329,12 @@ class ToozCoordination:
             self._call(lambda: self._coord.delete_group(name).get(), ok=gone)
 
     def close(self) -> None:
-        """Disconnect in the background: tooz's stop waits about a second for its worker
-        threads, which a status or an API GET should not (the locks were released already)."""
-        threading.Thread(target=self._stop, name="coordination-stop", daemon=True).start()
-
-    def _stop(self) -> None:
-        try:
-            self._coord.stop()
-        except Exception as exc:  # leaving: the service may be gone
-            log.warning("coordination.stop_failed", service=self.shown, error=scrub(str(exc)))
+        """This group is done with the session; the last one out disconnects it (in the
+        background: tooz's stop waits about a second for its worker threads, which a status
+        or an API GET should not)."""
+        if not self._closed:
+            self._closed = True
+            self._session.close()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -408,7 +390,7 @@ class ToozCoordination:
 
     def _release_quietly(self, lock: Any) -> None:
         try:
-            lock.release()
+            self._session.locks.release(lock)
         except (self._tooz.ToozError, OSError) as exc:
             log.warning("coordination.release_failed", service=self.shown, error=scrub(str(exc)))
 
@@ -425,126 +407,152 @@ class ToozCoordination:
         return max(holders, key=lambda h: h.since) if holders else None
 
     def _marks(self, group: Group) -> list[tuple[bytes, UnfinishedMark]]:
+        name = self._lock_name(group)
+        known = self._known_marks.get(name)
+        if known is not None and self._session.claimed(name):  # held, not lost
+            return list(known)
         found = (
             (n, UnfinishedMark.from_json(t)) for n, t in self.records(self._mark_prefix(group))
         )
-        return [(name, mark) for name, mark in found if mark is not None]
-
-    def beat(self, group: Group, lock: Any) -> None:
-        """One heartbeat; raises _Lost when the service says the lock is no longer ours, a
-        ToozError/OSError when it could not be asked."""
-        self._coord.heartbeat()
-        renew = getattr(lock, "heartbeat", None)  # tooz's file locks have no lease to renew
-        try:
-            if renew is not None and not renew():
-                raise _Lost("the service no longer knows this run's lock")
-        except (self._tooz.ToozConnectionError, self._tooz.OperationTimedOut):
-            raise
-        except self._tooz.ToozError as exc:  # e.g. Redis: the lock is owned by another now
-            raise _Lost(f"the lock could not be renewed: {scrub(str(exc))}") from None
-        try:
-            members = self._coord.get_members(self._holder_group(group)).get()
-        except self._tooz.GroupNotCreated:
-            members = set()
-        if self.member not in {m if isinstance(m, bytes) else m.encode() for m in members}:
-            raise _Lost("this run's holder record expired (the lease ran out)")
-
-
-class _Lost(Exception):
-    """The service says this run no longer holds its lock."""
+        marks = [(name, mark) for name, mark in found if mark is not None]
+        self._know(group, marks)
+        return marks
 
 
 class _ToozHeld:
-    """A held shared lock: the heartbeat thread, the published holder, the release."""
+    """A held shared lock: its place in the session's heartbeat, the holder, the release."""
 
     def __init__(
-        self,
-        owner: ToozCoordination,
-        group: Group,
-        lock: Any,
-        holder: HolderInfo,
-        on_lost: Callable[[str], None],
+        self, owner: ToozCoordination, group: Group, hold: Hold, holder: HolderInfo
     ) -> None:
         self.owner = owner
         self.group = group
-        self.lock = lock
+        self.hold = hold
         self.holder = holder
-        self.on_lost = on_lost
-        self.lost: str | None = None
-        self.last_ok = owner.clock()  # the last heartbeat that got through (acquire counts)
-        self.last_error: str | None = None
-        self._lost_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{group.id}", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def lost(self) -> str | None:
+        return self.hold.lost
 
     def publish(self, run_id: str) -> None:
         self.holder = replace(self.holder, run_id=run_id)
         self.owner.publish(self.group, self.holder)
 
     def release(self) -> None:
-        """Stop heartbeating, leave the holder group, release the lock: waiting a few
+        """Out of the heartbeat; leave the holder group and release the lock, waiting a few
         seconds at most (a driver may retry an unreachable service for minutes; the lease
         then frees the lock by itself)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.owner.interval + 5)
+        owner = self.owner
+        owner._session.drop(self.hold)
+        owner.forget(self.group)
 
         def give_up() -> None:
-            self.owner.leave(self.group)
-            self.owner._release_quietly(self.lock)
+            owner.leave(self.group)
+            owner._release_quietly(self.hold.lock)
 
         done = threading.Thread(target=give_up, name=f"lease-release-{self.group.id}", daemon=True)
         done.start()
-        done.join(timeout=max(5.0, self.owner.interval))
+        done.join(timeout=max(5.0, owner.interval))
         if done.is_alive():
-            log.warning("coordination.release_pending", service=self.owner.shown)
+            log.warning("coordination.release_pending", service=owner.shown)
 
-    def _lose(self, reason: str) -> None:
-        with self._lost_lock:
-            if self.lost is not None or self._stop.is_set():
-                return
-            self.lost = reason
-        self._stop.set()  # no more heartbeats: the lock is not this run's any more
-        log.error("coordination.lease_lost", service=self.owner.shown, reason=reason)
-        self.on_lost(reason)
 
-    def _run(self) -> None:
-        """Heartbeats every ``interval``; the watchdog judges their silence."""
-        owner = self.owner
-        watchdog = threading.Thread(
-            target=self._watch, name=f"lease-watchdog-{self.group.id}", daemon=True
-        )
-        watchdog.start()
-        while not self._stop.wait(owner.interval):
-            try:
-                owner.beat(self.group, self.lock)
-            except _Lost as exc:
-                self._lose(f"{exc} (coordination service {owner.shown})")
-                return
-            except Exception as exc:  # any failure to reach the service
-                self.last_error = scrub(str(exc)) or type(exc).__name__
-                log.warning(
-                    "coordination.heartbeat_failed", service=owner.shown, error=self.last_error
-                )
-                continue
-            self.last_ok = owner.clock()
+def open_session(
+    settings: CoordinationSettings,
+    subject: str,
+    *,
+    interval: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    scope: str = "",
+) -> Session:
+    """The process's session with the service ``settings`` names (connected the first time,
+    refused with CoordinationUnavailable naming ``subject``); close it once when done.
 
-    def _watch(self) -> None:
-        """The lease is lost when no heartbeat got through for so long that the lease may run
-        out before the next one (a heartbeat that hangs counts as silence too)."""
-        owner = self.owner
-        while not self._stop.wait(owner.interval / 2):
-            silent = owner.clock() - self.last_ok
-            if silent + owner.interval >= owner.lease:
-                why = f": {self.last_error}" if self.last_error else ""
-                self._lose(
-                    f"no heartbeat reached the coordination service {owner.shown} for "
-                    f"{silent:.0f} s (lease {owner.lease:g} s){why}"
-                )
-                return
+    ``scope`` names the bastion when one process stands in for several (tests): each scope
+    has sessions of its own. A bastion process leaves it empty."""
+    url = connect_url(settings, subject)
+    lease = float(settings.lease)
+    every = interval or lease / 3
+    key = f"{scope}#{url}#{every:g}"
+    return shared(key, lambda: _connect(settings, url, subject, every, clock))
+
+
+def _connect(
+    settings: CoordinationSettings,
+    url: str,
+    subject: str,
+    interval: float,
+    clock: Callable[[], float],
+) -> Session:
+    from tooz import coordination as tooz_coordination
+
+    errors = _Errors(subject, display_url(settings.url))
+    _probe(settings, errors)
+    if settings.scheme == "redis":
+        _check_redis_login(url, errors)
+    member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}".encode()
+    lease = max(1, math.ceil(settings.lease))
+    try:
+        coord = tooz_coordination.get_coordinator(url, member)
+        coord.start(start_heart=False)
+        locks: SessionLocks
+        if settings.scheme.startswith("etcd3"):
+            from harestart.adapters.coordination_etcd import EtcdLeaseLocks
+
+            locks = EtcdLeaseLocks(coord, lease)
+        else:
+            locks = ToozLocks(coord)
+    except Exception as exc:  # any driver error at connect: exit 3
+        errors.down(exc)
+    return Session(
+        key="",
+        coord=coord,
+        locks=locks,
+        member=member,
+        shown=errors.shown,
+        lease=float(settings.lease),
+        interval=interval,
+        clock=clock,
+    )
+
+
+def _probe(settings: CoordinationSettings, errors: _Errors) -> None:
+    """Refuse at once when nothing answers at the service's address (a driver may retry
+    a refused connection for a minute before giving up)."""
+    if settings.scheme == "file":
+        return
+    parts = urlsplit(settings.url)
+    default = {"redis": 6379, "zookeeper": 2181, "kazoo": 2181}.get(settings.scheme, 2379)
+    try:
+        port = parts.port or default
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        errors.down(exc)
+
+
+def _check_redis_login(url: str, errors: _Errors) -> None:
+    """Refuse a wrong or missing Redis password at once: tooz's driver treats the refusal
+    as a connection error and retries it 15 times (about a minute) before giving up."""
+    import redis
+
+    parts = urlsplit(url)
+    client = redis.Redis.from_url(
+        urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+        socket_timeout=5,
+        socket_connect_timeout=5,
+    )
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        errors.refused(exc)
+    except redis.ResponseError as exc:
+        if str(exc).startswith(("NOAUTH", "WRONGPASS")):
+            errors.refused(exc)
+    except redis.RedisError:
+        pass  # not a login problem: the driver reports it with the others
+    finally:
+        client.close()
 
 
 class ToozFleet:
@@ -559,7 +567,7 @@ class ToozFleet:
     - the marks: ``harestart~fleet~<f>~<round id>~mark~<base64url JSON FleetMark>``, no lease.
     """
 
-    def __init__(self, settings: CoordinationSettings, name: str) -> None:
+    def __init__(self, settings: CoordinationSettings, name: str, *, scope: str = "") -> None:
         from tooz import coordination as tooz_coordination
 
         self._tooz = tooz_coordination
@@ -567,17 +575,13 @@ class ToozFleet:
         self.shown = display_url(settings.url)
         self._errors = _Errors(f"fleet {name}", self.shown)
         self.lease = float(settings.lease)
-        url = connect_url(settings, f"fleet {name}")
-        self.member = f"{os.uname().nodename}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        # The process's session with the service: its member id is this bastion's, and its
+        # heartbeat keeps the fleet membership alive with the groups' locks.
+        self._session = open_session(settings, f"fleet {name}", scope=scope)
+        self._coord = self._session.coord
+        self.member = self._session.member.decode()
         self._joined = False
-        try:
-            self._coord = tooz_coordination.get_coordinator(url, self.member.encode())
-            self._coord.start(start_heart=True)
-        except Exception as exc:
-            self._down(exc)
-
-    def _down(self, exc: BaseException) -> NoReturn:
-        self._errors.down(exc)
+        self._closed = False
 
     def _call(self, fn: Callable[[], T], *, ok: tuple[type[BaseException], ...] = ()) -> T:
         return self._errors.call(fn, ok=ok)
@@ -596,11 +600,11 @@ class ToozFleet:
             self._call(lambda: self._coord.delete_group(name.encode()).get(), ok=gone)
 
     def _groups(self, prefix: str) -> list[str]:
-        names = [_text(g) for g in self._call(lambda: self._coord.get_groups().get())]
-        return sorted(n for n in names if n.startswith(prefix))
+        return sorted(self._call(lambda: self._session.locks.group_names(prefix)))
 
     def join(self, capabilities: dict[str, str]) -> None:
         name = self._name("members")
+        self._call(self._session.keep_alive)  # the heartbeat keeps the membership
         self._create(name)
         with contextlib.suppress(self._tooz.MemberAlreadyExist):
             self._call(
@@ -675,10 +679,9 @@ class ToozFleet:
 
     def close(self) -> None:
         self.leave()
-        try:
-            self._coord.stop()
-        except Exception as exc:  # leaving: the service may be gone
-            log.warning("fleet.stop_failed", service=self.shown, error=scrub(str(exc)))
+        if not self._closed:
+            self._closed = True
+            self._session.close()
 
 
 def tooz_fleet(settings: CoordinationSettings, name: str) -> ToozFleet:

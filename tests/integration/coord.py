@@ -166,6 +166,38 @@ class CoordService:
             for kv in doc.get("kvs", [])
         }
 
+    def etcd_leases(self, prefix: bytes) -> dict[str, str]:
+        """The keys from ``prefix`` (to its end) and the id of the lease each hangs on ("0":
+        none), through etcd's JSON gateway."""
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        body = {
+            "key": base64.b64encode(prefix).decode(),
+            "range_end": base64.b64encode(end).decode(),
+        }
+        req = urllib.request.Request(
+            f"http://{HOST}:{self.port}/v3/kv/range",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
+            doc = json.loads(resp.read())
+        return {
+            base64.b64decode(kv["key"]).decode(errors="replace"): str(kv.get("lease", "0"))
+            for kv in doc.get("kvs", [])
+        }
+
+    def etcd_requests(self, method: str) -> float:
+        """How many requests of a gRPC ``method`` (e.g. ``LeaseKeepAlive``) etcd has served
+        (its /metrics; the JSON gateway's requests are counted there too)."""
+        with urllib.request.urlopen(f"http://{HOST}:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("grpc_server_started_total{") and f'grpc_method="{method}"' in line
+        )
+
     def leased_keys(self, account: str, group_id: str) -> list[str]:
         """The keys of a group's lock and of its holder record (a member of the holder's tooz
         group) that etcd still holds: each lives on a lease, so a dead holder's disappear

@@ -100,7 +100,10 @@ class CoordLab(Lab):
     def coordination(self, group: Group, state_dir: Path) -> Coordination:
         if group.coordination is None or group.coordination.scheme != "file":
             return real_coordination(group, state_dir)
-        inner = ToozCoordination(group.coordination, group.id, heartbeat_interval=self.interval)
+        # each state directory a bastion: a coordination session of its own
+        inner = ToozCoordination(
+            group.coordination, group.id, heartbeat_interval=self.interval, scope=str(state_dir)
+        )
         return Spy(inner, self.lost)
 
     @property
@@ -117,10 +120,10 @@ class CoordLab(Lab):
     def group(self) -> Group:
         return parse_inventory(self.inventory.read_text(), "inv.yml").groups[0]
 
-    def backend(self) -> ToozCoordination:
+    def backend(self, scope: str = "backend") -> ToozCoordination:
         g = self.group()
         assert g.coordination is not None
-        return ToozCoordination(g.coordination, g.id, heartbeat_interval=self.interval)
+        return ToozCoordination(g.coordination, g.id, heartbeat_interval=self.interval, scope=scope)
 
 
 @pytest.fixture
@@ -245,14 +248,14 @@ def test_a_holder_that_stops_heartbeating_expires_after_the_lease(coord_lab: Coo
     x = coord_lab
     x.setup(x.url, lease=5)  # seconds of margin between the last heartbeat and the check
     g = x.group()
-    first, second = x.backend(), x.backend()
+    first, second = x.backend("frozen"), x.backend()
     held = first.acquire(
         g,
         my_holder(command="harestart run", state_dir=x.tmp / "b1"),
         break_stale=False,
         on_lost=lambda _r: None,
     )
-    held._stop.set()  # type: ignore[attr-defined]  # the process "froze": no more heartbeats
+    first._session._stop.set()  # the process "froze": no more heartbeats
     assert second.lock_view(g).alive  # its last heartbeat's lease still runs
     # the holder record expires with the lease (a generous deadline: 30 s for a 5 s lease)
     poll_until(
@@ -281,13 +284,14 @@ def test_heartbeats_that_keep_failing_report_the_lease_lost(
         got.set()
 
     beats = threading.Semaphore(0)
-    beat = backend.beat
+    session = backend._session
+    beat = session.beat
 
-    def counted_beat(*args: Any) -> None:
-        beat(*args)
+    def counted_beat() -> None:
+        beat()
         beats.release()
 
-    monkeypatch.setattr(backend, "beat", counted_beat)
+    monkeypatch.setattr(session, "beat", counted_beat)
     held = backend.acquire(
         g,
         my_holder(command="harestart run", state_dir=x.tmp / "b1"),
@@ -538,4 +542,6 @@ def test_connect_url_puts_the_password_and_the_lease_in_only_at_connect_time(
     assert "lock_timeout=30" in url and "membership_timeout=30" in url and "timeout=10" in url
     assert "p@ss/w:rd" not in scrub("error: p@ss/w:rd")  # known to the scrubber from now on
     etcd = connect_url(CoordinationSettings("etcd3+http://e1:2379", 6, None), "g1")
-    assert etcd == "etcd3+http://e1:2379?timeout=2&lock_timeout=6&membership_timeout=6"
+    assert etcd == (
+        "etcd3+http://e1:2379?timeout=2&lock_timeout=6&membership_timeout=6&executor=synchronous"
+    )

@@ -18,9 +18,9 @@ import pytest
 import structlog
 
 from harestart import cli
-from harestart.adapters.coordination import ToozCoordination, ToozFleet, tooz_fleet
+from harestart.adapters.coordination import ToozCoordination, ToozFleet
 from harestart.adapters.protocols import FleetMark
-from harestart.domain.group import Group
+from harestart.domain.group import CoordinationSettings, Group
 from harestart.domain.result import RunResult
 from harestart.engine.coordination import my_mark
 from harestart.engine.execute import Outcome as FleetOutcome
@@ -34,7 +34,6 @@ from harestart.engine.sequencer.waiting import ManualClock
 from harestart.errors import CoordinationUnavailable, ExitCode, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.views.outcome import render_fleet
-from harestart.wiring import coordination as real_coordination
 from harestart.wiring import marks as real_marks
 
 from .test_cli_run import Lab, Outcome, inventory_text
@@ -71,15 +70,25 @@ class FleetLab(Lab):
         return parse_inventory(self.inventory.read_text(), str(self.inventory)).groups
 
     def bastion(self, name: str) -> Environment:
+        """A bastion: its own state directory and its own coordination session (one process
+        stands in for several bastions here)."""
+
+        def coordination(group: Group, state_dir: Path) -> Any:
+            assert group.coordination is not None
+            return ToozCoordination(group.coordination, group.id, scope=name)
+
+        def fleet(settings: CoordinationSettings, fleet: str) -> ToozFleet:
+            return ToozFleet(settings, fleet, scope=name)
+
         return Environment(
             connector=self.connector,
             failover_manager=self.failover_manager,
             state_dir=self.tmp / name,
             clock=self.clock,
             wall=self.clock.now,
-            coordination=real_coordination,
+            coordination=coordination,
             marks=real_marks,
-            fleet=tooz_fleet,
+            fleet=fleet,
             fleet_poll=0.05,
         )
 
@@ -87,10 +96,10 @@ class FleetLab(Lab):
     def env(self) -> Environment:
         return self.bastion("bastion1")
 
-    def board(self) -> ToozFleet:
+    def board(self, scope: str = "board") -> ToozFleet:
         g = self.groups()
         assert g[0].coordination is not None
-        return ToozFleet(g[0].coordination, fleet_name(g))
+        return ToozFleet(g[0].coordination, fleet_name(g), scope=scope)
 
 
 @pytest.fixture
@@ -179,11 +188,10 @@ def test_three_bastions_restart_every_group_exactly_once(fleet_lab: FleetLab) ->
 
 def test_a_dead_members_groups_are_taken_over_after_its_lease(fleet_lab: FleetLab) -> None:
     x = fleet_lab
-    ghost = x.board()  # a bastion that joined the round, then died (no heartbeat, no leave)
+    ghost = x.board("ghost")  # a bastion that joined the round, then died (no heartbeat, no leave)
     ghost.join({"host": "ghost"})
     round_id = ghost.open_round("0-ghost")
-    ghost._coord.heart.stop()
-    ghost._coord.heart.wait()
+    ghost._session._stop.set()  # its heartbeat thread stops
     outcomes = run_bastions(x, ["bastion1", "bastion2"])
     for g in GROUPS:
         assert x.restarts(g) == [1, 1, 1], g
@@ -191,7 +199,7 @@ def test_a_dead_members_groups_are_taken_over_after_its_lease(fleet_lab: FleetLa
     assert all(r is not None and r.round == round_id and r.ok for r in reports)
     restarted = sorted(k for r in reports if r is not None for k in r.restarted)
     assert restarted == sorted(keys(GROUPS))
-    ghost._coord.stop()
+    ghost.close()
 
 
 def test_a_dead_bastions_half_done_group_is_reported_blocked_not_restarted(
@@ -307,7 +315,9 @@ def test_a_group_locked_by_another_run_is_left_for_later_then_done_once(
 
     def watched(name: str) -> Environment:
         def coordination(group: Group, state_dir: Path) -> Any:
-            return RefusalWatch(real_coordination(group, state_dir), "b", refused)
+            assert group.coordination is not None
+            inner = ToozCoordination(group.coordination, group.id, scope=name)
+            return RefusalWatch(inner, "b", refused)
 
         return replace(bastion(name), coordination=coordination)
 
