@@ -244,6 +244,10 @@ class ParamikoShell:
                 raise SshError(self._name, "connect", "no transport after connecting")
             return transport
 
+    def connect(self) -> None:
+        """Open the connection now if it is not open (``SshError`` otherwise)."""
+        self.transport()
+
     def _connect(self) -> None:
         ep = self.endpoint
         started = time.monotonic()

@@ -179,6 +179,11 @@ class FakeShell:
             raise CommandFailed(self.host, command, status, err)
         return result
 
+    def connect(self) -> None:
+        node = self.world.nodes.get(self.host)
+        if node is not None and node.ssh_unreachable:
+            raise SshError(self.host, "connect", "connection refused")
+
     @staticmethod
     def _print_defaults(node: FakeNode) -> str:
         ro = node.read_only if node.config_read_only is None else node.config_read_only

@@ -487,6 +487,9 @@ class ScriptedShell:
                 return CommandResult(command, status, out, err, 0.01)
         raise AssertionError(f"unexpected command {command!r}")
 
+    def connect(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
