@@ -161,5 +161,16 @@ def observe_group(
     return state
 
 
+# A group's observation that raised what no host's error explains.
+OBSERVE_CRASHED = "not observed: unexpected error (a harestart bug)"
+
+
+def crashed_state(group: Group, error: str) -> GroupState:
+    """A group whose observation failed as a whole (``error``): every host unknown, so the
+    judge finds it unhealthy and says why."""
+    nodes = tuple(NodeState(n.name, n.role, mysql_error=error) for n in group.db_nodes)
+    return GroupState(group=group.id, nodes=nodes, mha=None, mha_error=error)
+
+
 def _reason(exc: HarestartError) -> str:
     return getattr(exc, "reason", None) or str(exc)
