@@ -72,8 +72,8 @@ def fan_out(
 
 def _abandoning(abandon: Callable[[R], None]) -> Callable[[Future[R | Exception]], None]:
     def done(future: Future[R | Exception]) -> None:
-        if future.cancelled():
-            return
+        if future.cancelled() or future.exception() is not None:
+            return  # nothing opened (the interrupt itself, in its thread)
         result = future.result()
         if not isinstance(result, Exception):
             abandon(result)

@@ -267,6 +267,26 @@ def test_connection_refused(closed_port: int) -> None:
     assert info.value.reason == f"connection refused (127.0.0.1:{closed_port})"
 
 
+def test_connect_opens_the_session_commands_then_use(lab: Lab, closed_port: int) -> None:
+    """``connect`` (an observation reaching SSH while it asks MySQL): no command is sent, the
+    next command reuses the connection; a host that does not answer is the same SshError as
+    ``run``'s."""
+    shell = ParamikoShell("db1", lab.endpoint)
+    shell.connect()
+    transport = shell.transport()
+    assert lab.sshd.commands == []
+    shell.connect()  # already open: the same connection
+    assert shell.run("after").stdout == "out:after\n" and shell.transport() is transport
+    shell.close()
+    refused = ParamikoShell("db1", ssh_at(SshSpec(host="127.0.0.1", port=closed_port)))
+    with pytest.raises(SshError) as info:
+        refused.connect()
+    assert (info.value.action, info.value.reason) == (
+        "connect",
+        f"connection refused (127.0.0.1:{closed_port})",
+    )
+
+
 def test_run_captures_output_and_logs(lab: Lab) -> None:
     shell = ParamikoShell("db1", lab.endpoint)
     with capture_logs() as logs:
