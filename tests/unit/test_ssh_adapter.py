@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import shlex
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -285,6 +287,40 @@ def test_connect_opens_the_session_commands_then_use(lab: Lab, closed_port: int)
         "connect",
         f"connection refused (127.0.0.1:{closed_port})",
     )
+
+
+SILENT_HOST = """
+import sys
+from harestart.adapters.ssh import ParamikoShell
+from harestart.errors import SshError
+from harestart.inventory.schema import SshSpec
+from tests.unit.test_ssh_adapter import ssh_at
+
+shell = ParamikoShell("db1", ssh_at(SshSpec(host="127.0.0.1", port=int(sys.argv[1]),
+                                            connect_timeout=0.5)))
+try:
+    shell.connect()
+except SshError as exc:
+    print(exc.action, exc.reason)
+"""
+
+
+def test_a_host_that_never_sends_its_banner_prints_no_traceback() -> None:
+    """paramiko's transport thread logs the failed handshake with its traceback through the
+    standard logging module; a command with no logging handler (``status``) printed it on
+    stderr. In a fresh interpreter (pytest installs logging handlers of its own)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never says a word
+        out = subprocess.run(
+            [sys.executable, "-c", SILENT_HOST, str(silent.getsockname()[1])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("connect "), out.stdout
+    assert "Traceback" not in out.stderr and "Exception" not in out.stderr, out.stderr
 
 
 def test_run_captures_output_and_logs(lab: Lab) -> None:
