@@ -61,12 +61,13 @@ def fan_out(
         futures = [pool.submit(contextvars.copy_context().run, _call, fn, i) for i in items]
         results = [f.result() for f in futures]
     except BaseException:
+        # Interrupted: do not wait for hosts (the threads end with their own timeouts).
+        pool.shutdown(wait=False, cancel_futures=True)
         if abandon is not None:
             for future in futures:
                 future.add_done_callback(_abandoning(abandon))
         raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown()  # every task is done: only the idle threads' exit is waited for
     return results
 
 
@@ -88,6 +89,9 @@ def side_by_side(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]
     try:
         other = pool.submit(contextvars.copy_context().run, first)
         mine = second()
-        return other.result(), mine
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        theirs = other.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # do not wait for a host
+        raise
+    pool.shutdown()  # done: no thread left behind
+    return theirs, mine

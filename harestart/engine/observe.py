@@ -153,9 +153,13 @@ def observe_group(
         ]
         nodes = tuple(f.result() for f in node_futures)
         status, error = mha_future.result()
-    finally:
-        # Done: the threads are idle. Interrupted (a second Ctrl-C): do not wait for hosts.
+    except BaseException:
+        # Interrupted (a second Ctrl-C): do not wait for hosts.
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    # Done: the threads are idle; their exit is waited for (none is left behind, still
+    # ending while the caller goes on: with groups probed side by side, hundreds of them).
+    pool.shutdown()
     state = GroupState(group=group.id, nodes=nodes, mha=status, mha_error=error)
     log.info("group.observed", group=group.id, nodes=[n.describe() for n in nodes])
     return state
