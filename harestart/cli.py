@@ -22,6 +22,7 @@ from harestart.cli_options import (
     only_pending_options,
     plan_change_options,
     plan_options,
+    preflight_option,
     run_options,
     run_request,
     serve_options,
@@ -115,6 +116,7 @@ def _strategy_checked(inv: Inventory, groups: tuple[Group, ...], options: PlanOp
     is_flag=True,
     help="Text: also every check (gate) and each command exactly as sent (its wrapper).",
 )
+@preflight_option
 @plan_change_options
 def plan(
     inventory: str,
@@ -122,6 +124,7 @@ def plan(
     fmt: str,
     probe: bool,
     verbose: bool,
+    preflight_parallel: int,
     **kw: Any,
 ) -> None:
     """Print the restart plan for INVENTORY without touching any host (dry run).
@@ -140,7 +143,7 @@ def plan(
 
         env = _environment()  # imports the adapters only when needed
         _configure_logging(None, verbose=False)
-        found = probed(groups, list(plans), env=env)
+        found = probed(groups, list(plans), env=env, parallel=preflight_parallel)
         plans, wordings = [p for p, _ in found], [observed_wording(st) for _, st in found]
     with collector_paused():  # a plan makes no reference cycle: see views.plan.pieces
         for piece in pieces(plans, wordings, len(groups), fmt=fmt, verbose=verbose):
@@ -202,6 +205,7 @@ def _configure_logging(log_file: Path | None, *, verbose: bool) -> None:
     help="With --all: restart up to N independent groups at the same time; one group's "
     "failure does not stop the others.",
 )
+@preflight_option
 @only_pending_options
 @run_options
 def run(
@@ -339,7 +343,8 @@ cli.add_command(clear_pending)
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--group", "group_id", metavar="ID", help="Only this group (default: all).")
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
-def status(inventory: str, group_id: str | None, fmt: str) -> int:
+@preflight_option
+def status(inventory: str, group_id: str | None, fmt: str, preflight_parallel: int) -> int:
     """Read-only view: every node's role, version, uptime, read_only, replication, pending
     restarts and configuration drift, and MHA.
 
@@ -354,7 +359,9 @@ def status(inventory: str, group_id: str | None, fmt: str) -> int:
     _configure_logging(None, verbose=False)
     docs = [
         status_document(g, st, read_run_facts(env, g, inventory=inv.path), inventory=inv.path)
-        for g, st in observe_groups(groups, env=env, detect_pending=True)
+        for g, st in observe_groups(
+            groups, env=env, detect_pending=True, parallel=preflight_parallel
+        )
     ]
     if fmt == "json":
         click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))

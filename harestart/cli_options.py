@@ -11,6 +11,7 @@ import click
 
 from harestart.domain.plan.model import PlanOptions
 from harestart.domain.switch import LongTransactions, SourceStrategy
+from harestart.engine.fanout import MAX_PREFLIGHT_PARALLEL, PREFLIGHT_PARALLEL
 from harestart.inventory.model import Inventory
 
 if TYPE_CHECKING:  # imported when a run needs it: `plan` loads no engine
@@ -193,6 +194,21 @@ def only_pending_options(f: Callable[..., int]) -> Callable[..., int]:
     )(f)
 
 
+def preflight_option(f: Callable[..., T]) -> Callable[..., T]:
+    """How many groups are probed at once (``run``, ``status``, ``plan --probe``)."""
+    return click.option(
+        "--preflight-parallel",
+        type=click.IntRange(min=1, max=MAX_PREFLIGHT_PARALLEL),
+        default=PREFLIGHT_PARALLEL,
+        show_default=True,
+        metavar="N",
+        help="Probe up to N groups at the same time (read-only: SSH, MySQL, MHA; plan: with "
+        "--probe) before "
+        f"anything changes, 1 to {MAX_PREFLIGHT_PARALLEL}; results and refusals are shown in "
+        "inventory order.",
+    )(f)
+
+
 def run_request(
     inv: Inventory,
     log_path: Path,
@@ -203,6 +219,7 @@ def run_request(
     break_lock: bool,
     only_pending: bool = False,
     pending_unknown: str = "restart",
+    preflight_parallel: int = PREFLIGHT_PARALLEL,
     **kw: Any,
 ) -> RunRequest:
     from harestart.engine.run import FailurePolicy, RunRequest
@@ -217,6 +234,7 @@ def run_request(
         log_file=str(log_path),
         only_pending=only_pending,
         unknown_pending=pending_unknown == "restart",
+        preflight_parallel=preflight_parallel,
     )
 
 

@@ -64,6 +64,11 @@ class RemoteShell(Protocol):
         """
         ...
 
+    def connect(self) -> None:
+        """Open the session now if it is not open (raises ``SshError`` as ``run`` would);
+        the next commands use it. Lets an observation reach SSH while it waits on MySQL."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import logging
 import select
 import shlex
 import socket
@@ -27,6 +28,12 @@ from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.errors import CommandFailed, HarestartError, HostKeyError, SshError
 
 log = structlog.get_logger("harestart.ssh")
+
+# paramiko's transport thread logs each failed handshake (a host whose sshd accepts and never
+# sends its banner) with its traceback through the standard logging module, which without a
+# handler prints it on stderr: a traceback in `status` and `run` output. The failure leaves
+# this module as SshError, reported per host; the handler keeps paramiko's copy quiet.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _CHUNK = 32768
 _KEEPALIVE_S = 15
@@ -243,6 +250,10 @@ class ParamikoShell:
             if transport is None:  # pragma: no cover - paramiko sets it on connect
                 raise SshError(self._name, "connect", "no transport after connecting")
             return transport
+
+    def connect(self) -> None:
+        """Open the connection now if it is not open (``SshError`` otherwise)."""
+        self.transport()
 
     def _connect(self) -> None:
         ep = self.endpoint

@@ -57,14 +57,25 @@ def _host(
 
 
 def detect_pending(
-    node: Node, shell: RemoteShell, probe: MysqlReader, info: ServerInfo
+    node: Node,
+    shell: RemoteShell,
+    probe: MysqlReader,
+    info: ServerInfo,
+    *,
+    unreachable: str | None = None,
 ) -> tuple[PendingReport, str | None]:
     """The node's report, and the SSH error if its host could not be reached (None when it
-    answered): the one host command stands in for the observation's SSH check."""
+    answered): the one host command stands in for the observation's SSH check.
+    ``unreachable``: the host is known not to answer (the observation's SSH session could not
+    open): no command is tried, the host's part is unknown for that reason."""
     settings, settings_error = _settings(probe)
-    groups = option_groups(info.flavor, info.version_tuple)
-    command = host_script(settings.pid_file if settings else "", groups)
-    host, host_error, ssh_error = _host(node, shell, command)
+    host: HostFacts | None = None
+    host_error: str | None = unreachable
+    ssh_error: str | None = unreachable
+    if unreachable is None:
+        groups = option_groups(info.flavor, info.version_tuple)
+        command = host_script(settings.pid_file if settings else "", groups)
+        host, host_error, ssh_error = _host(node, shell, command)
     report = judge_pending(
         settings,
         host,

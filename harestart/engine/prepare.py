@@ -24,6 +24,13 @@ in the judge's order (``domain/judge.py``), so that a refusal names its first ca
 its plan restarts only the pending nodes (``domain.plan.only``). A resume follows its journal:
 it restarts the nodes the interrupted run's plan had, whatever its options.
 
+The groups are checked side by side, at most ``request.preflight_parallel`` at once
+(``harestart run --preflight-parallel N``, 32 by default; ``engine.fanout``): a frozen host
+costs its own group its timeouts, not every group queued behind it. Refusals and readiness
+come out in the order the groups were given, whatever order their checks finished in; an
+error harestart does not know, in one group's checks, refuses that group only (exit 3,
+"unexpected error", the traceback in the log file).
+
 Each group's plan is built once and its coordination backend opened once (kept open for its
 run, closed by ``Prepared.release``/``close``). Nothing here changes anything: ``execute``
 takes the lock, and re-checks under it what another run may have changed meanwhile.
@@ -31,6 +38,7 @@ takes the lock, and re-checks under it what another run may have changed meanwhi
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
@@ -42,13 +50,17 @@ from harestart.domain.observation import GroupState
 from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Action, Plan, PlanOptions
 from harestart.domain.plan.only import NOTHING_PENDING, NodePending, Only, select_pending
+from harestart.domain.secret import scrub
 from harestart.engine.coordination import Coordination
+from harestart.engine.fanout import fan_out
 from harestart.engine.run import Environment, RunRequest, check_journal, observe
 from harestart.errors import HarestartError, PreflightRefused, UsageError
 from harestart.inventory.credentials import mysql_endpoint, require_replication_passwords
 from harestart.inventory.needs import require_strategy
 
 log = structlog.get_logger("harestart.engine.prepare")
+
+CRASHED = "unexpected error while checking it (a harestart bug; its traceback is in the log file)"
 
 __all__ = [
     "Prepared",
@@ -148,28 +160,47 @@ def prepare(
     ready: list[Ready] = []
     refusals: list[Refusal] = []
     skipped: list[Skipped] = []
-    try:
-        for group in groups:
-            with structlog.contextvars.bound_contextvars(group=group.id):
-                try:
-                    one = _prepare_group(group, request, env, resume=resume)
-                except HarestartError as exc:
-                    log.info("prepare.refused", error=str(exc), error_type=type(exc).__name__)
-                    refusals.append(Refusal(group, exc))
-                    continue
-            if isinstance(one, Skipped):
-                log.info("prepare.skipped", why=one.why)
-                skipped.append(one)
-                continue
-            prepared._open[(group.account, group.id)] = one.coord
-            ready.append(one)
-    except BaseException:
-        for one in ready:
-            one.coord.close()
-        raise
+
+    def one(group: Group) -> Ready | Skipped:
+        with structlog.contextvars.bound_contextvars(group=group.id):
+            return _prepare_group(group, request, env, resume=resume)
+
+    # Side by side (request.preflight_parallel at once); taken in the groups' order.
+    found = fan_out(one, groups, limit=request.preflight_parallel, abandon=_close, name="preflight")
+    for group, result in zip(groups, found, strict=True):
+        if isinstance(result, Exception):
+            refusals.append(Refusal(group, _refusal(group, result)))
+        elif isinstance(result, Skipped):
+            log.info("prepare.skipped", group=group.id, why=result.why)
+            skipped.append(result)
+        else:
+            prepared._open[(group.account, group.id)] = result.coord
+            ready.append(result)
     prepared.ready, prepared.refusals = tuple(ready), tuple(refusals)
     prepared.skipped = tuple(skipped)
     return prepared
+
+
+def _close(result: Ready | Skipped) -> None:
+    """A group prepared while the others were interrupted: its backend is not used."""
+    if isinstance(result, Ready):
+        result.coord.close()
+
+
+def _refusal(group: Group, exc: Exception) -> HarestartError:
+    """A group's refusal; an error harestart does not know (a bug) refuses that group alone,
+    reported in one line (the traceback goes to the log), never the others' end."""
+    if isinstance(exc, HarestartError):
+        log.info("prepare.refused", group=group.id, error=str(exc), error_type=type(exc).__name__)
+        return exc
+    error = scrub(f"{type(exc).__name__}: {exc}")
+    log.error("prepare.crashed", group=group.id, error=error)
+    log.debug(
+        "prepare.crashed.traceback",
+        group=group.id,
+        traceback="".join(traceback.format_exception(exc)),
+    )
+    return PreflightRefused(group.id, [f"{CRASHED}: {error}"])
 
 
 def _prepare_group(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from harestart.domain.plan.build import build_plan
 from harestart.domain.plan.model import Action, Plan, PlanOptions
 from harestart.domain.plan.only import NOTHING_PENDING, select_pending
 from harestart.domain.result import RunResult, utc_now
+from harestart.domain.secret import scrub
 from harestart.engine.coordination import (
     Coordination,
     CoordinationFactory,
@@ -48,9 +50,10 @@ from harestart.engine.coordination import (
     state_dir_text,
     this_host,
 )
+from harestart.engine.fanout import PREFLIGHT_PARALLEL, fan_out
 from harestart.engine.fleet import FleetBoardFactory
 from harestart.engine.marks import MarksFactory, clear_marks, local_marks, with_operator_marks
-from harestart.engine.observe import observe_group
+from harestart.engine.observe import OBSERVE_CRASHED, crashed_state, observe_group
 from harestart.engine.sequencer.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.waiting import SYSTEM_CLOCK, Clock
@@ -116,6 +119,8 @@ class RunRequest:
     # counts as pending (--pending-unknown restart, the default).
     only_pending: bool = False
     unknown_pending: bool = True
+    # Groups checked at once before the run (engine.prepare; --preflight-parallel).
+    preflight_parallel: int = PREFLIGHT_PARALLEL
 
 
 # --- read-only ------------------------------------------------------------------------------
@@ -143,25 +148,61 @@ def observe(group: Group, *, env: Environment, detect_pending: bool = False) -> 
 
 
 def observe_groups(
-    groups: tuple[Group, ...], *, env: Environment, detect_pending: bool = False
+    groups: tuple[Group, ...],
+    *,
+    env: Environment,
+    detect_pending: bool = False,
+    parallel: int = PREFLIGHT_PARALLEL,
 ) -> list[tuple[Group, GroupState]]:
-    return [(group, observe(group, env=env, detect_pending=detect_pending)) for group in groups]
+    """``observe`` of each group, ``parallel`` at once, in the groups' order (``status``)."""
+    found = fan_out(
+        lambda g: observe(g, env=env, detect_pending=detect_pending),
+        groups,
+        limit=parallel,
+        name="observe",
+    )
+    return [(g, _observed(g, state)) for g, state in zip(groups, found, strict=True)]
 
 
-def probe_plans(groups: tuple[Group, ...], plans: list[Plan], *, env: Environment) -> list[Plan]:
+def _observed(group: Group, state: GroupState | Exception) -> GroupState:
+    """A group's observation; one that crashed (a harestart bug, never a host's error: those
+    are recorded per host) is that group's ERROR, its reason on every host, logged."""
+    if not isinstance(state, Exception):
+        return state
+    error = scrub(f"{OBSERVE_CRASHED}: {type(state).__name__}: {state}")
+    log.error("observe.crashed", group=group.id, error=error)
+    log.debug(
+        "observe.crashed.traceback",
+        group=group.id,
+        traceback="".join(traceback.format_exception(state)),
+    )
+    return crashed_state(group, error)
+
+
+def probe_plans(
+    groups: tuple[Group, ...],
+    plans: list[Plan],
+    *,
+    env: Environment,
+    parallel: int = PREFLIGHT_PARALLEL,
+) -> list[Plan]:
     """Annotate plans with what is really there; refuse (exit 3) on any contradiction."""
-    return [plan for plan, _ in probed(groups, plans, env=env)]
+    return [plan for plan, _ in probed(groups, plans, env=env, parallel=parallel)]
 
 
 def probed(
-    groups: tuple[Group, ...], plans: list[Plan], *, env: Environment
+    groups: tuple[Group, ...],
+    plans: list[Plan],
+    *,
+    env: Environment,
+    parallel: int = PREFLIGHT_PARALLEL,
 ) -> list[tuple[Plan, GroupState]]:
     """``probe_plans``, each plan with what was observed (``plan --probe`` shows the plan in
-    the words of the versions found)."""
+    the words of the versions found); the groups observed ``parallel`` at once."""
     out: list[tuple[Plan, GroupState]] = []
     refusals: list[str] = []
-    for group, plan in zip(groups, plans, strict=True):
-        state = observe(group, env=env, detect_pending=True)
+    found = observe_groups(groups, env=env, detect_pending=True, parallel=parallel)
+    for (group, state), plan in zip(found, plans, strict=True):
         out.append((plan.with_notes(state.notes()), state))
         refusals += [f"{group.id}: {p}" for p in preflight_problems(group, state)]
     if refusals:

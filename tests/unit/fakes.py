@@ -199,6 +199,11 @@ class FakeShell:
             return w.mha_state.value, f"app1 is ({w.mha_state.value}:{w.mha_state.name})"
         return 0, ""
 
+    def connect(self) -> None:
+        node = self.world.nodes.get(self.host)
+        if node is not None and node.ssh_unreachable:
+            raise SshError(self.host, "connect", "connection refused")
+
     @staticmethod
     def _print_defaults(node: FakeNode) -> str:
         ro = node.read_only if node.config_read_only is None else node.config_read_only

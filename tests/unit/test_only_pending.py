@@ -167,7 +167,13 @@ class Detection:
     asked: list[str] = field(default_factory=list)
 
     def __call__(
-        self, node: Node, shell: RemoteShell, probe: MysqlReader, info: ServerInfo
+        self,
+        node: Node,
+        shell: RemoteShell,
+        probe: MysqlReader,
+        info: ServerInfo,
+        *,
+        unreachable: str | None = None,
     ) -> tuple[PendingReport, str | None]:
         self.asked.append(node.name)
         world = next(w for w in self.lab.worlds.values() if node.name in w.nodes)

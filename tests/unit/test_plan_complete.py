@@ -43,6 +43,9 @@ class RecordingShell:
         self.sent.append((self.host, command))
         return self.inner.run(command, **kw)
 
+    def connect(self) -> None:
+        self.inner.connect()
+
     def close(self) -> None:
         self.inner.close()
 

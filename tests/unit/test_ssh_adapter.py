@@ -9,6 +9,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -271,6 +272,60 @@ def test_connection_refused(closed_port: int) -> None:
     assert info.value.reason == f"connection refused (127.0.0.1:{closed_port})"
 
 
+def test_connect_opens_the_session_commands_then_use(lab: Lab, closed_port: int) -> None:
+    """``connect`` (an observation reaching SSH while it asks MySQL): no command is sent, the
+    next command reuses the connection; a host that does not answer is the same SshError as
+    ``run``'s."""
+    shell = ParamikoShell("db1", lab.endpoint)
+    shell.connect()
+    transport = shell.transport()
+    assert lab.sshd.commands == []
+    shell.connect()  # already open: the same connection
+    assert shell.run("after").stdout == "out:after\n" and shell.transport() is transport
+    shell.close()
+    refused = ParamikoShell("db1", ssh_at(SshSpec(host="127.0.0.1", port=closed_port)))
+    with pytest.raises(SshError) as info:
+        refused.connect()
+    assert (info.value.action, info.value.reason) == (
+        "connect",
+        f"connection refused (127.0.0.1:{closed_port})",
+    )
+
+
+SILENT_HOST = """
+import sys
+from harestart.adapters.ssh import ParamikoShell
+from harestart.errors import SshError
+from harestart.inventory.schema import SshSpec
+from tests.unit.test_ssh_adapter import ssh_at
+
+shell = ParamikoShell("db1", ssh_at(SshSpec(host="127.0.0.1", port=int(sys.argv[1]),
+                                            connect_timeout=0.5)))
+try:
+    shell.connect()
+except SshError as exc:
+    print(exc.action, exc.reason)
+"""
+
+
+def test_a_host_that_never_sends_its_banner_prints_no_traceback() -> None:
+    """paramiko's transport thread logs the failed handshake with its traceback through the
+    standard logging module; a command with no logging handler (``status``) printed it on
+    stderr. In a fresh interpreter (pytest installs logging handlers of its own)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never says a word
+        out = subprocess.run(
+            [sys.executable, "-c", SILENT_HOST, str(silent.getsockname()[1])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("connect "), out.stdout
+    assert "Traceback" not in out.stderr and "Exception" not in out.stderr, out.stderr
+
+
 def test_run_captures_output_and_logs(lab: Lab) -> None:
     shell = ParamikoShell("db1", lab.endpoint)
     with capture_logs() as logs:
@@ -490,6 +545,9 @@ class ScriptedShell:
                     raise CommandFailed(self.host, f"run `{command}`", status, err)
                 return CommandResult(command, status, out, err, 0.01)
         raise AssertionError(f"unexpected command {command!r}")
+
+    def connect(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
