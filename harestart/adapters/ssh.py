@@ -102,6 +102,11 @@ class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
 
 # One flat branch per paramiko/socket failure, each with its own sentence for people: splitting
 # the table would only hide which exception becomes which message.
+# What paramiko says when the server accepted the TCP connection but never spoke SSH: no
+# banner, or (its transport given up on) authentication asked of a session that never began.
+_NO_HANDSHAKE = ("Error reading SSH protocol banner", "No existing session")
+
+
 def translate(  # noqa: C901, PLR0912
     name: str, action: str, exc: BaseException, endpoint: SshEndpoint | None = None
 ) -> SshError:
@@ -152,6 +157,15 @@ def translate(  # noqa: C901, PLR0912
             user = endpoint.user if endpoint else "?"
             return SshError(
                 name, action, f"authentication failed for user {user} (no key file and no agent)"
+            )
+        if any(s in str(exc) for s in _NO_HANDSHAKE):
+            limit = endpoint.connect_timeout if endpoint else None
+            within = f" within {limit:g} s" if limit is not None else ""
+            return SshError(
+                name,
+                action,
+                f"no SSH handshake{within} ({where}): the port accepts connections but sshd "
+                "does not answer (host frozen or overloaded?)",
             )
         return SshError(name, action, f"SSH error: {exc}")
     if isinstance(exc, OSError):

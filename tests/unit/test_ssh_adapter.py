@@ -260,6 +260,17 @@ def test_timeout_reason() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "said", ["No existing session", "Error reading SSH protocol banner[Errno 104] reset"]
+)
+def test_a_silent_sshd_is_named_as_such(said: str) -> None:
+    endpoint = ssh_at(SshSpec(host="db1", connect_timeout=10))
+    assert translate("db1", "connect", paramiko.SSHException(said), endpoint).reason == (
+        "no SSH handshake within 10 s (db1:22): the port accepts connections but sshd does "
+        "not answer (host frozen or overloaded?)"
+    )
+
+
 # -- against the in-process server -----------------------------------------------------------
 
 
