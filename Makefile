@@ -15,7 +15,7 @@ help:
 	@echo "                      the lab/hooks scripts, the write gaps printed (DEMO_STRATEGY=restart to compare)"
 	@echo "make test   lint + unit + integration tests (real MariaDB/MySQL + MHA containers)"
 	@echo "make lab    prepare the compose lab (Docker engine, both images, keys); then docker-compose up -d"
-	@echo "make bench  every bench (restart timings on a lab cluster, FLAVOR=mariadb|mysql; api; writegap; scale),"
+	@echo "make bench  every bench (restart timings on a lab cluster, FLAVOR=mariadb|mysql; api; writegap; scale; preflight),"
 	@echo "            then one report: build/bench/report.json and report.md, each figure with its load average"
 	@echo "make bench-report  that report again from the JSON files in build/bench/"
 	@echo "make bench-scale  harestart's own cost per group on simulated fleets (no Docker; SCALE_ARGS=...)"
@@ -94,6 +94,7 @@ bench: venv lab-image
 	$(PY) -m bench.api --flavor $(FLAVOR) --json $(BENCH_DIR)/api-$(FLAVOR).json $(API_ARGS) || failed=1; \
 	$(PY) -m bench.writegap --json $(BENCH_DIR)/writegap.json $(WRITEGAP_ARGS) || failed=1; \
 	$(PY) -m bench.scale --json $(BENCH_DIR)/scale.json $(SCALE_ARGS) || failed=1; \
+	$(PY) -m bench.preflight --json $(BENCH_DIR)/preflight.json $(PREFLIGHT_ARGS) || failed=1; \
 	$(PY) -m bench.report --out $(BENCH_DIR)/report || failed=1; \
 	exit $$failed
 

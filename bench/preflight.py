@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # its reader threads' timeouts
     report: dict[str, Any] = {
+        "bench": "preflight",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "groups": [],

@@ -225,6 +225,41 @@ def scale_figures(doc: dict[str, Any]) -> list[Figure]:
     return out
 
 
+def preflight_figures(doc: dict[str, Any]) -> list[Figure]:
+    """``python -m bench.preflight``: prepare of N simulated groups per bound; a frozen host."""
+    out = []
+    for r in doc.get("groups", []):
+        name = (
+            f"preflight, {r['groups']} groups, {r['delay_s']:g} s per question, "
+            f"--preflight-parallel {r['preflight_parallel']}"
+        )
+        out.append(_row_figure(doc, "preflight", name, r.get("wall_s"), "s", "", r))
+    for r in doc.get("frozen", []):
+        name = (
+            f"a frozen host (SSH {r['ssh_timeout_s']:g} s, MySQL {r['mysql_timeout_s']:g} s): "
+            f"{r['way']}"
+        )
+        limit = max(r["ssh_timeout_s"], r["mysql_timeout_s"])
+        target = f"~ {limit:g} s (the longer timeout)" if "now" in r["way"] else ""
+        out.append(_row_figure(doc, "preflight", name, r.get("wall_s"), "s", target, r))
+    return out
+
+
+def _row_figure(
+    doc: dict[str, Any], bench: str, name: str, value: Any, unit: str, target: str, row: Any
+) -> Figure:
+    return Figure(
+        bench=bench,
+        flavor="fakes" if "delay_s" in row else "real adapters",
+        name=name,
+        value=float(value) if isinstance(value, int | float) else None,
+        unit=unit,
+        target=target,
+        load=_loads(row.get("loadavg")),
+        date=str(doc.get("date", "")),
+    )
+
+
 def _lt(limit: float | None, unit: str) -> str:
     return f"< {limit:g} {unit}" if limit is not None else ""
 
@@ -249,6 +284,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "api": api_figures,
     "writegap": writegap_figures,
     "scale": scale_figures,
+    "preflight": preflight_figures,
 }
 
 

@@ -125,9 +125,42 @@ SCALE: dict[str, Any] = {
 }
 
 
+PREFLIGHT = {
+    "bench": "preflight",
+    "date": "2026-12-07T05:48:00+00:00",
+    "groups": [
+        {"groups": 200, "delay_s": 0.05, "preflight_parallel": 1, "wall_s": 20.59,
+         "loadavg": LOAD_A},
+        {"groups": 200, "delay_s": 0.05, "preflight_parallel": 32, "wall_s": 0.97,
+         "loadavg": LOAD_B},
+    ],
+    "frozen": [
+        {"way": "together (now)", "ssh_timeout_s": 10.0, "mysql_timeout_s": 5.0,
+         "wall_s": 10.04, "loadavg": LOAD_B},
+        {"way": "ssh then mysql (before)", "ssh_timeout_s": 10.0, "mysql_timeout_s": 5.0,
+         "wall_s": 15.09, "loadavg": LOAD_B},
+    ],
+}  # fmt: skip
+
+
+def test_preflight_figures_per_bound_and_the_frozen_host_against_the_longer_timeout() -> None:
+    figs = by_name(report.preflight_figures(PREFLIGHT))
+    p32 = figs["preflight, 200 groups, 0.05 s per question, --preflight-parallel 32"]
+    assert (p32.value, p32.load, p32.flavor) == (0.97, (tuple(LOAD_B),), "fakes")
+    now = figs["a frozen host (SSH 10 s, MySQL 5 s): together (now)"]
+    assert (now.value, now.target, now.flavor) == (
+        10.04,
+        "~ 10 s (the longer timeout)",
+        "real adapters",
+    )
+    assert figs["a frozen host (SSH 10 s, MySQL 5 s): ssh then mysql (before)"].target == ""
+    assert len(figs) == 4
+
+
 @pytest.mark.parametrize(
     ("doc", "kind"),
     [
+        (PREFLIGHT, "preflight"),
         (RESTART, "restart"),
         (API, "api"),
         (WRITEGAP, "writegap"),
