@@ -153,25 +153,32 @@ def translate(  # noqa: C901, PLR0912
     if isinstance(exc, ConnectionRefusedError):
         return SshError(name, action, f"connection refused ({where})")
     if isinstance(exc, paramiko.SSHException):
-        if "No authentication methods available" in str(exc):
-            user = endpoint.user if endpoint else "?"
-            return SshError(
-                name, action, f"authentication failed for user {user} (no key file and no agent)"
-            )
-        if any(s in str(exc) for s in _NO_HANDSHAKE):
-            limit = endpoint.connect_timeout if endpoint else None
-            within = f" within {limit:g} s" if limit is not None else ""
-            return SshError(
-                name,
-                action,
-                f"no SSH handshake{within} ({where}): the port accepts connections but sshd "
-                "does not answer (host frozen or overloaded?)",
-            )
-        return SshError(name, action, f"SSH error: {exc}")
+        return _protocol_error(name, action, exc, endpoint, where)
     if isinstance(exc, OSError):
         target = f" {exc.filename}" if exc.filename else f" ({where})"
         return SshError(name, action, f"{exc.strerror or exc}{target}")
     return SshError(name, action, f"{type(exc).__name__}: {exc}")
+
+
+def _protocol_error(
+    name: str, action: str, exc: paramiko.SSHException, endpoint: SshEndpoint | None, where: str
+) -> SshError:
+    """paramiko's other SSHExceptions, in the words of what went wrong."""
+    if "No authentication methods available" in str(exc):
+        user = endpoint.user if endpoint else "?"
+        return SshError(
+            name, action, f"authentication failed for user {user} (no key file and no agent)"
+        )
+    if any(s in str(exc) for s in _NO_HANDSHAKE):
+        limit = endpoint.connect_timeout if endpoint else None
+        within = f" within {limit:g} s" if limit is not None else ""
+        return SshError(
+            name,
+            action,
+            f"no SSH handshake{within} ({where}): the port accepts connections but sshd "
+            "does not answer (host frozen or overloaded?)",
+        )
+    return SshError(name, action, f"SSH error: {exc}")
 
 
 def _load_key(name: str, endpoint: SshEndpoint) -> paramiko.PKey | None:
