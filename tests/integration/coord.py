@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -147,32 +147,27 @@ class CoordService:
 
     def etcd_keys(self, prefix: bytes = b"\0") -> dict[str, str]:
         """All keys (from ``prefix``) and values, through etcd's own JSON gateway (v3 API)."""
-        body = {
-            "key": base64.b64encode(prefix).decode(),
-            "range_end": base64.b64encode(b"\0").decode(),
-        }
-        req = urllib.request.Request(
-            f"http://{HOST}:{self.port}/v3/kv/range",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
-            doc = json.loads(resp.read())
         return {
             base64.b64decode(kv["key"]).decode(errors="replace"): base64.b64decode(
                 kv.get("value", "")
             ).decode(errors="replace")
-            for kv in doc.get("kvs", [])
+            for kv in self._etcd_range(prefix, b"\0")
         }
 
     def etcd_leases(self, prefix: bytes) -> dict[str, str]:
         """The keys from ``prefix`` (to its end) and the id of the lease each hangs on ("0":
         none), through etcd's JSON gateway."""
         end = prefix[:-1] + bytes([prefix[-1] + 1])
+        return {
+            base64.b64decode(kv["key"]).decode(errors="replace"): str(kv.get("lease", "0"))
+            for kv in self._etcd_range(prefix, end)
+        }
+
+    def _etcd_range(self, key: bytes, range_end: bytes) -> list[dict[str, Any]]:
+        """The key-value records of one v3 range request (``range_end`` as etcd reads it)."""
         body = {
-            "key": base64.b64encode(prefix).decode(),
-            "range_end": base64.b64encode(end).decode(),
+            "key": base64.b64encode(key).decode(),
+            "range_end": base64.b64encode(range_end).decode(),
         }
         req = urllib.request.Request(
             f"http://{HOST}:{self.port}/v3/kv/range",
@@ -182,10 +177,7 @@ class CoordService:
         )
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
             doc = json.loads(resp.read())
-        return {
-            base64.b64decode(kv["key"]).decode(errors="replace"): str(kv.get("lease", "0"))
-            for kv in doc.get("kvs", [])
-        }
+        return list(doc.get("kvs", []))
 
     def etcd_requests(self, method: str) -> float:
         """How many requests of a gRPC ``method`` (e.g. ``LeaseKeepAlive``) etcd has served
