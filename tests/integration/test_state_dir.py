@@ -9,14 +9,13 @@ about files, not the server: MariaDB only.
 from __future__ import annotations
 
 import copy
-import json
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harestart.engine.state.journal import journal_path
+from harestart.engine.state.journal import Journal, journal_path
 from harestart.engine.state.lock import lock_path
 
 from .conftest import ClusterFactory
@@ -63,12 +62,9 @@ def test_a_group_killed_mid_run_leaves_its_journal_and_lock_to_itself_only(
     )
 
     def issued() -> bool:
-        try:
-            doc = json.loads(journal_path(tmp_path, ACCOUNT, "x:y").read_text())
-        except (ValueError, FileNotFoundError):
-            return False
-        return any(
-            s["key"] == "restart_replica:db2" and s["restart_issued_at"] for s in doc["steps"]
+        found = Journal.load(journal_path(tmp_path, ACCOUNT, "x:y"))
+        return found is not None and any(
+            s.key == "restart_replica:db2" and s.restart_issued_at for s in found.steps
         )
 
     # Killed once db2's restart runs on the host (the journal notes it just before sending).

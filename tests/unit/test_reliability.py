@@ -276,7 +276,8 @@ def test_journal_never_contains_the_password(tmp_path: Path) -> None:
     make(world, new_journal(tmp_path)).run()
     text = journal_path(tmp_path, "1", "lab").read_text()
     assert "pw-for-tests" not in text
-    json.loads(text)
+    lines = text.splitlines()
+    assert len(lines) > 1 and all(json.loads(line)["group"] == "lab" for line in lines)
 
 
 # --- failure policy --------------------------------------------------------------------------

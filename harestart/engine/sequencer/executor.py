@@ -105,6 +105,7 @@ class Executor:
         try:
             return self._run()
         finally:  # the end of the run, however it ends: its persistent hook programs too
+            self.recorder.close()
             self.scope.programs.stop_all()
 
     def _run(self) -> RunResult:

@@ -88,13 +88,4 @@ def _read(d: PrivateDir, name: str) -> tuple[OperatorMark, ...]:
 
 
 def _write(d: PrivateDir, name: str, marks: tuple[OperatorMark, ...]) -> None:
-    data = json.dumps(marks_document(marks)).encode()
-    tmp = f".{name}.{os.getpid()}.tmp"
-    d.unlink(tmp)
-    fd = d.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    d.replace(tmp, name)
+    d.write_atomically(name, json.dumps(marks_document(marks)).encode())

@@ -68,6 +68,26 @@ class PrivateDir:
         os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         os.fsync(self.fd)
 
+    def write_atomically(self, name: str, data: bytes) -> None:
+        """Replace the file ``name`` by ``data`` (``put_atomically``)."""
+        os.close(self.put_atomically(name, data))
+
+    def put_atomically(self, name: str, data: bytes) -> int:
+        """Replace the file ``name`` by ``data``: a temporary file written and fsynced, renamed
+        over it, the directory fsynced; after a crash the file is the old or the new one. The
+        new file's descriptor, open for appending (the caller closes it)."""
+        tmp = f".{name}.{os.getpid()}.tmp"
+        self.unlink(tmp)  # a leftover of a killed process that had this pid
+        fd = self.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+            self.replace(tmp, name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def unlink(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=self.fd)
@@ -106,6 +126,13 @@ def created_subdir(root: Path, name: str) -> Iterator[PrivateDir]:
         if d is None:  # removed between its creation and its opening
             raise StateDirError(root, root / name, "disappeared while being created")
         yield d
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def check_state_dir(root: Path, *, create: bool) -> None:

@@ -72,6 +72,11 @@ class Recorder:
         self.journal.finished = outcome == "done"
         self.persist()
 
+    def close(self) -> None:
+        """The run is over: the journal's file is let go."""
+        if self.journal is not None:
+            self.journal.close()
+
     def remove(self) -> None:
         """A refused first preflight changed nothing: nothing to resume."""
         if not self.scope.resume and self.journal is not None:
