@@ -1,5 +1,5 @@
 """Waiting on several hosts at once: ``fan_out`` asks many groups side by side (at most
-``limit`` in flight), ``side_by_side`` asks two things of one node together.
+``limit`` in flight), ``Together`` makes the host calls of one observation at the same time.
 
 The adapters block (paramiko, pymysql), and a probe spends its time waiting on the network,
 so threads (``concurrent.futures``) are enough: a frozen host costs its own timeouts to its
@@ -12,22 +12,21 @@ Each task runs in a copy of the caller's context, so log events keep their bound
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["MAX_PREFLIGHT_PARALLEL", "PREFLIGHT_PARALLEL", "fan_out", "side_by_side"]
+__all__ = ["MAX_PREFLIGHT_PARALLEL", "PREFLIGHT_PARALLEL", "Together", "fan_out"]
 
 # Groups probed at once by preflight, `status` and `plan --probe` (--preflight-parallel): each
-# group's probe has a thread per node and one for MHA, so 32 groups of 3 nodes keep ~200 threads
-# waiting on the network; 256 is the most the flag accepts (thousands of threads).
+# group's probe makes two calls per node (SSH, MySQL) and one to MHA at once, so 32 groups of 3
+# nodes keep ~220 threads waiting on the network; 256 is the most the flag accepts.
 PREFLIGHT_PARALLEL = 32
 MAX_PREFLIGHT_PARALLEL = 256
 
 T = TypeVar("T")
 R = TypeVar("R")
-A = TypeVar("A")
-B = TypeVar("B")
 
 
 def _call(fn: Callable[[T], R], item: T) -> R | Exception:
@@ -82,16 +81,66 @@ def _abandoning(abandon: Callable[[R], None]) -> Callable[[Future[R | Exception]
     return done
 
 
-def side_by_side(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
-    """``first()`` on a helper thread while ``second()`` runs on this one: together they take
-    the longer of the two, not the sum. Either's exception is raised (``second``'s first)."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="side")
-    try:
-        other = pool.submit(contextvars.copy_context().run, first)
-        mine = second()
-        theirs = other.result()
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # do not wait for a host
-        raise
-    pool.shutdown()  # done: no thread left behind
-    return theirs, mine
+# Host calls made side by side within a group's observation (``Together``) run on one pool for
+# the whole process, whose threads are reused from one observation to the next: a new pool per
+# observation started ~10 threads per group run, and with hundreds of groups running, thread
+# starts and their handshakes were a fifth of harestart's CPU (``make bench-scale``). Its tasks
+# are leaves (a host call never waits on the pool), so the bound cannot deadlock it: calls
+# beyond it only wait for a free thread.
+HOST_THREADS = 2048  # 256 groups of 3 nodes probed at once: 1,792 calls
+_host_pool: ThreadPoolExecutor | None = None
+_host_pool_lock = threading.Lock()
+
+
+def _hosts() -> ThreadPoolExecutor:
+    global _host_pool  # noqa: PLW0603 - one pool per process, made on first use
+    with _host_pool_lock:
+        if _host_pool is None:
+            _host_pool = ThreadPoolExecutor(HOST_THREADS, thread_name_prefix="host")
+        return _host_pool
+
+
+class Together:
+    """Host calls started at once (``start``), on the host pool's threads, and waited for at
+    the end of the ``with`` block: together they take as long as the slowest. The caller's
+    thread only waits (so Ctrl-C reaches it). Interrupted (KeyboardInterrupt while waiting):
+    the calls not started are cancelled and the running ones are not waited for (they end with
+    their own timeouts). ``serial``: each call runs at once on the caller's thread instead (the
+    benchmark's one-after-the-other baseline)."""
+
+    def __init__(self, *, serial: bool = False) -> None:
+        self.serial = serial
+        self._futures: list[Future[object]] = []
+
+    def start(self, fn: Callable[[], R]) -> Future[R]:
+        """``fn()`` started; its result (or exception) from the future once the block ended.
+        Runs in a copy of the caller's context, so log events keep their bound fields."""
+        if self.serial:
+            done: Future[R] = Future()
+            try:
+                done.set_result(fn())
+            except Exception as exc:  # the call's result: the caller reports it
+                done.set_exception(exc)
+            return done
+        future = _hosts().submit(contextvars.copy_context().run, fn)
+        self._futures.append(future)  # type: ignore[arg-type]  # only waited on
+        return future
+
+    def __enter__(self) -> Together:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        futures, self._futures = self._futures, []
+        if kind is None:
+            try:
+                wait(futures)
+            except BaseException:
+                _cancel(futures)  # interrupted while waiting: do not wait for hosts
+                raise
+        else:
+            _cancel(futures)
+
+
+def _cancel(futures: list[Future[object]]) -> None:
+    for future in futures:
+        future.cancel()  # those not started; the running ones end with their own timeouts

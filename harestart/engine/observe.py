@@ -1,19 +1,18 @@
 """Observing a group read-only, every host at once, through the adapter Protocols.
 
 ``observe_group`` asks every node (SSH, MySQL) and the MHA manager what they are, through the
-adapter Protocols only; it never raises for an unreachable host, it records the error. The
-hosts are asked at the same time, each from its own thread with its own adapters (the
-Connector hands out one shell and one probe per node), so observing a group takes as long as
-its slowest host, not the sum of them; every probe keeps its own timeouts. Within a node, SSH
-and MySQL are asked at the same time too (the shell on a helper thread, the probe on the
-node's), so a frozen host costs the longer of its SSH and MySQL timeouts, not their sum.
+adapter Protocols only; it never raises for an unreachable host, it records the error. Every
+host call is made at the same time (``engine.fanout.Together``: threads of one pool for the
+process, reused), each node's through its own adapters (the Connector hands out one shell and
+one probe per node), so observing a group takes as long as its slowest call, not the sum; every
+probe keeps its own timeouts. A node's SSH and MySQL are separate calls, so a frozen host costs
+the longer of its SSH and MySQL timeouts, not their sum.
 The snapshot is pure data (domain/observation.py); domain/judge.py judges it.
 """
 
 from __future__ import annotations
 
-import contextvars
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import structlog
 
@@ -22,16 +21,12 @@ from harestart.domain.group import Group, Node
 from harestart.domain.observation import GroupState, NodeState
 from harestart.domain.pending import unknown_report
 from harestart.domain.topology import MhaStatus, ReplicaStatus, ServerInfo
-from harestart.engine.fanout import side_by_side
+from harestart.engine.fanout import Together
 from harestart.engine.pending import detect_pending as detect
 from harestart.errors import HarestartError
 from harestart.inventory.credentials import mysql_endpoint
 
 log = structlog.get_logger("harestart.engine.observe")
-
-# Threads of one group's observation (its nodes and MHA): a group has a handful of nodes, and a
-# thread per host only waits on the network.
-MAX_OBSERVERS = 16
 
 
 def _ssh_check(node: Node, connector: Connector) -> str | None:
@@ -67,45 +62,8 @@ def _mysql_look(node: Node, connector: Connector) -> Look | str:
 def observe_node(
     node: Node, connector: Connector, *, check_ssh: bool = True, detect_pending: bool = False
 ) -> NodeState:
-    """SSH and MySQL asked at the same time (``side_by_side``): a frozen host costs the longer
-    of the two timeouts, not their sum. ``detect_pending``: also whether the node needs a
-    restart (engine/pending.py); its one host command is then the SSH check."""
-    if detect_pending:
-        return _observe_detecting(node, connector)
-    if check_ssh:
-        ssh_error, look = side_by_side(
-            lambda: _ssh_check(node, connector), lambda: _mysql_look(node, connector)
-        )
-    else:
-        ssh_error, look = None, _mysql_look(node, connector)
-    if isinstance(look, str):
-        return NodeState(node.name, node.role, ssh_error=ssh_error, mysql_error=look)
-    _, info, replica = look
-    return NodeState(node.name, node.role, ssh_error=ssh_error, info=info, replica=replica)
-
-
-def _observe_detecting(node: Node, connector: Connector) -> NodeState:
-    """The SSH session opens while SQL is asked: the host command needs the server's version
-    (its option groups) and pid file, so it runs once both answered. A server that does not
-    answer leaves only an ``unknown`` reason (and the SSH check); a host that does not, the
-    variables' reasons and an ``unknown`` one for the host."""
-    shell = connector.shell(node.name, node.ssh)
-    ssh_error, look = side_by_side(
-        lambda: _ssh_connect(shell), lambda: _mysql_look(node, connector)
-    )
-    if isinstance(look, str):
-        return NodeState(
-            node.name,
-            node.role,
-            ssh_error=ssh_error or _ssh_check(node, connector),
-            mysql_error=look,
-            pending=unknown_report(f"MySQL unreachable: {look}", "mysqld"),
-        )
-    probe, info, replica = look
-    report, ssh_error = detect(node, shell, probe, info, unreachable=ssh_error)
-    return NodeState(
-        node.name, node.role, ssh_error=ssh_error, info=info, replica=replica, pending=report
-    )
+    """One node observed as ``observe_group`` observes each of its nodes."""
+    return _observe((node,), connector, check_ssh=check_ssh, detect_pending=detect_pending)[0]
 
 
 def observe_mha(mha: FailoverManager) -> tuple[MhaStatus | None, str | None]:
@@ -127,42 +85,98 @@ def observe_group(
     """Every node and MHA at once; the nodes in inventory order, errors recorded per host.
     ``detect_pending``: each node's pending restarts and drift too (``observe_node``).
 
-    Each node's adapters are used by its own threads only (its shell by one, its probe by
-    the other, then both by the node's); the caller must not use them meanwhile (the
+    Each node's adapters are used by one call at a time (its shell by one, its probe by
+    another, then both by its pending detection); the caller must not use them meanwhile (the
     executor observes between steps).
     ``workers=1`` asks one host after the other (the benchmark's baseline).
     """
-    db_nodes = group.db_nodes
-    pool = ThreadPoolExecutor(
-        max_workers=workers or min(MAX_OBSERVERS, len(db_nodes) + 1),
-        thread_name_prefix=f"observe-{group.id}",
+    nodes, (status, error) = _observe_with_mha(
+        group.db_nodes,
+        connector,
+        mha,
+        check_ssh=check_ssh,
+        detect_pending=detect_pending,
+        serial=workers == 1,
     )
-    try:
-        # Each task runs in its own copy of the context: log events keep group/step.
-        mha_future = pool.submit(contextvars.copy_context().run, observe_mha, mha)
-        node_futures = [
-            pool.submit(
-                contextvars.copy_context().run,
-                observe_node,
-                n,
-                connector,
-                check_ssh=check_ssh,
-                detect_pending=detect_pending,
-            )
-            for n in db_nodes
-        ]
-        nodes = tuple(f.result() for f in node_futures)
-        status, error = mha_future.result()
-    except BaseException:
-        # Interrupted (a second Ctrl-C): do not wait for hosts.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    # Done: the threads are idle; their exit is waited for (none is left behind, still
-    # ending while the caller goes on: with groups probed side by side, hundreds of them).
-    pool.shutdown()
     state = GroupState(group=group.id, nodes=nodes, mha=status, mha_error=error)
     log.info("group.observed", group=group.id, nodes=[n.describe() for n in nodes])
     return state
+
+
+MhaLook = tuple[MhaStatus | None, str | None]
+
+
+def _observe(
+    nodes: tuple[Node, ...],
+    connector: Connector,
+    *,
+    check_ssh: bool,
+    detect_pending: bool,
+    serial: bool = False,
+) -> tuple[NodeState, ...]:
+    return _observe_with_mha(
+        nodes, connector, None, check_ssh=check_ssh, detect_pending=detect_pending, serial=serial
+    )[0]
+
+
+def _observe_with_mha(
+    nodes: tuple[Node, ...],
+    connector: Connector,
+    mha: FailoverManager | None,
+    *,
+    check_ssh: bool,
+    detect_pending: bool,
+    serial: bool,
+) -> tuple[tuple[NodeState, ...], MhaLook]:
+    """Every node's SSH and MySQL, and MHA, asked at the same time (a frozen host costs the
+    longer of its timeouts, not their sum); then, ``detect_pending``, each node's host command
+    (it needs the server's version and pid file, and the SSH session just opened)."""
+    shells = [connector.shell(n.name, n.ssh) for n in nodes] if detect_pending else []
+    with Together(serial=serial) as calls:
+        looks = [calls.start(partial(_mysql_look, n, connector)) for n in nodes]
+        if detect_pending:
+            sshs = [calls.start(partial(_ssh_connect, shell)) for shell in shells]
+        else:
+            sshs = [calls.start(partial(_ssh_check, n, connector)) for n in nodes if check_ssh]
+        mha_look = calls.start(partial(observe_mha, mha)) if mha is not None else None
+    found = [(look.result(), sshs[i].result() if sshs else None) for i, look in enumerate(looks)]
+    mha_found = mha_look.result() if mha_look is not None else (None, None)
+    if not detect_pending:
+        return tuple(_state(n, *f) for n, f in zip(nodes, found, strict=True)), mha_found
+    with Together(serial=serial) as calls:
+        detected = [
+            calls.start(partial(_detect, n, shells[i], *found[i], connector))
+            for i, n in enumerate(nodes)
+        ]
+    return tuple(d.result() for d in detected), mha_found
+
+
+def _state(node: Node, look: Look | str, ssh_error: str | None) -> NodeState:
+    if isinstance(look, str):
+        return NodeState(node.name, node.role, ssh_error=ssh_error, mysql_error=look)
+    _, info, replica = look
+    return NodeState(node.name, node.role, ssh_error=ssh_error, info=info, replica=replica)
+
+
+def _detect(
+    node: Node, shell: RemoteShell, look: Look | str, ssh_error: str | None, connector: Connector
+) -> NodeState:
+    """The node with its pending restarts. A server that does not answer leaves only an
+    ``unknown`` reason (and the SSH check); a host that does not, the variables' reasons and an
+    ``unknown`` one for the host."""
+    if isinstance(look, str):
+        return NodeState(
+            node.name,
+            node.role,
+            ssh_error=ssh_error or _ssh_check(node, connector),
+            mysql_error=look,
+            pending=unknown_report(f"MySQL unreachable: {look}", "mysqld"),
+        )
+    probe, info, replica = look
+    report, ssh_error = detect(node, shell, probe, info, unreachable=ssh_error)
+    return NodeState(
+        node.name, node.role, ssh_error=ssh_error, info=info, replica=replica, pending=report
+    )
 
 
 # A group's observation that raised what no host's error explains.

@@ -106,3 +106,25 @@ def test_parallel_observation_gives_the_serial_results_in_order_with_errors_per_
     assert "Can't connect to MySQL server" in (by_name["db3"].mysql_error or "")
     assert by_name["db4"].replica is not None and by_name["db4"].replica.io_running == "Connecting"
     assert (state.mha, state.mha_error) == observe_mha(mha) == (None, "exit status 255")
+
+
+def test_observations_reuse_the_host_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host calls run on one pool for the process: observing a group again starts no new
+    threads (a pool per observation started ~7 for every group observed, thousands in a fleet
+    run)."""
+    world = FakeWorld.create(2)
+    group = lab_group(2)
+    connector = FakeConnector(world)
+    mha = FakeMha(world, FakeShell(world, "mha"))
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    calls = 2 * len(group.db_nodes) + 1  # SSH and MySQL of each node, and MHA
+    for _ in range(30):
+        observe_group(group, connector, mha)
+    assert len(started) <= 2 * calls, started  # the first observation's, give or take

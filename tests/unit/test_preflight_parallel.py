@@ -20,7 +20,8 @@ from harestart.adapters.protocols import CommandResult, Connector, FailoverManag
 from harestart.domain.endpoints import MysqlEndpoint, SshEndpoint
 from harestart.domain.group import Group
 from harestart.domain.topology import MhaStatus, ServerInfo
-from harestart.engine.fanout import PREFLIGHT_PARALLEL, fan_out
+from harestart.engine import fanout
+from harestart.engine.fanout import PREFLIGHT_PARALLEL, Together, fan_out
 from harestart.engine.observe import observe_group
 from harestart.engine.prepare import Prepared, prepare
 from harestart.engine.run import RunRequest, observe_groups
@@ -425,6 +426,47 @@ def test_an_interrupted_fan_out_hands_the_unused_results_to_abandon() -> None:
     # each result reaches abandon once, whether it was there already or arrives later
     poll_until(lambda: sorted(abandoned) == [1, 2] or None, what="results abandoned", timeout=WAIT)
     assert sorted(abandoned) == [1, 2]
+
+
+def test_together_runs_its_calls_at_once_and_gives_each_result_or_exception() -> None:
+    met = threading.Barrier(3, timeout=WAIT)  # the three calls and nobody else
+
+    def call(i: int) -> int:
+        met.wait()
+        if i == 1:
+            raise ValueError("one")
+        return i
+
+    with Together() as calls:
+        futures = [calls.start(lambda i=i: call(i)) for i in range(3)]  # type: ignore[misc]
+    assert futures[0].result() == 0 and futures[2].result() == 2
+    with pytest.raises(ValueError, match="one"):
+        futures[1].result()
+
+
+def test_an_interrupted_together_does_not_wait_for_the_host_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while waiting: the running call is left to end with its own timeout, the caller
+    goes at once."""
+    frozen, release = threading.Event(), threading.Event()
+
+    def interrupted(futures: object) -> NoReturn:
+        frozen.wait(WAIT)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fanout, "wait", interrupted)
+
+    def host() -> str:
+        frozen.set()
+        release.wait(WAIT)
+        return "late"
+
+    with pytest.raises(KeyboardInterrupt), Together() as calls:
+        late = calls.start(host)
+    assert not late.done()  # not waited for
+    release.set()
+    assert late.result(timeout=WAIT) == "late"
 
 
 # --- the flag -----------------------------------------------------------------------------------
