@@ -462,4 +462,7 @@ def main(argv: list[str] | None = None, *, env: Environment | None = None) -> No
         _fail("interrupted", ExitCode.INTERRUPTED)
     except HarestartError as exc:
         _fail(str(exc), exc.exit_code)
+    finally:  # the run log closed (only a command that logs imported it)
+        if "harestart.log" in sys.modules:
+            sys.modules["harestart.log"].close()
     sys.exit(rv if isinstance(rv, int) else ExitCode.OK)

@@ -17,6 +17,7 @@ import structlog
 
 from harestart.domain.secret import MASK, Secret, scrub
 from harestart.engine.state.private import open_private_file
+from harestart.logfile import LogFile
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -41,16 +42,24 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def open_private(path: Path) -> TextIO:
-    """Open ``path`` for appending, created owner-only (0600), missing directories 0700;
-    never through a symbolic link, and only a regular file of ours (StateDirError, exit 2)."""
-    fd = open_private_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+def open_log(path: Path) -> LogFile:
+    """The log file ``path``, appended to by the threads that log (``harestart.logfile``): created
+    owner-only (0600), missing directories 0700; never through a symbolic link, and only a
+    regular file of ours (StateDirError, exit 2)."""
+    return LogFile(open_private_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), path)
 
 
-def configure(*, log_file: Path | None = None, verbose: bool = False) -> TextIO | None:
-    """Configure structlog once per process. Returns the open log file (caller closes it)."""
-    handle = open_private(log_file) if log_file else None
+_current: LogFile | None = None  # the log file ``configure`` set up last
+
+
+def configure(*, log_file: Path | None = None, verbose: bool = False) -> LogFile | None:
+    """Configure structlog once per process (again: the previous log file is written out and
+    closed). Returns the log file being written."""
+    global _current  # noqa: PLW0603 - structlog's configuration is per process too
+    handle = open_log(log_file) if log_file else None
+    if _current is not None:
+        _current.close()
+    _current = handle
     json_renderer = structlog.processors.JSONRenderer(default=str)
     console_renderer = structlog.dev.ConsoleRenderer(colors=False)
     console_min = 10 if verbose else 30  # debug when verbose, else warnings and above
@@ -65,6 +74,14 @@ def configure(*, log_file: Path | None = None, verbose: bool = False) -> TextIO 
 
     _install(emit)
     return handle
+
+
+def close() -> None:
+    """Write out and close the log file (the command's end)."""
+    global _current  # noqa: PLW0603 - see configure
+    if _current is not None:
+        _current.close()
+        _current = None
 
 
 def configure_json_stream(stream: TextIO, *, verbose: bool = False) -> None:
