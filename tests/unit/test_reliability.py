@@ -270,6 +270,31 @@ def test_resume_refuses_when_the_topology_changed(tmp_path: Path) -> None:
         make(world, j, resume=True).run()
 
 
+def test_each_step_is_journalled_done_before_the_next_one_acts(tmp_path: Path) -> None:
+    """A lone step's "done" rides on the next save (the next step's "running"): what the
+    journal on disk says when each restart is sent, every step before it done."""
+    world = FakeWorld.create(2)
+    seen: dict[str, dict[str, str]] = {}
+    restart = world.restart
+
+    def noted(name: str) -> None:
+        j = Journal.load(journal_path(tmp_path, "1", "lab"))
+        assert j is not None
+        seen[name] = {s.key: s.status for s in j.steps}
+        restart(name)
+
+    world.restart = noted  # type: ignore[method-assign]
+    assert make(world, new_journal(tmp_path)).run().ok
+    done_before = {
+        "db2": ["stop_failover:mha"],
+        "db3": ["stop_failover:mha", "restart_replica:db2"],
+        "db1": ["stop_failover:mha", "restart_replica:db2", "restart_replica:db3"],
+    }
+    for node, steps in done_before.items():
+        assert [seen[node][k] for k in steps] == ["done"] * len(steps), seen[node]
+        assert seen[node][f"restart_{'source' if node == 'db1' else 'replica'}:{node}"] == "running"
+
+
 def test_journal_never_contains_the_password(tmp_path: Path) -> None:
     world = FakeWorld.create(1)
     world.nodes["db2"].restart_fails = True

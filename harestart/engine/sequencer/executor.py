@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 
@@ -185,7 +186,8 @@ class Executor:
                 return self._lose_lease(*todo[0], exc.reason), None
             except Interrupted as exc:
                 return None, self._interrupt(*todo[0], exc.signal_name, before=True)
-            for (index, step), error in run_batch(todo, self._guarded_step):
+            one = partial(self._guarded_step, alone=len(todo) == 1)
+            for (index, step), error in run_batch(todo, one):
                 if isinstance(error, PreflightRefused):
                     self.recorder.remove()
                     raise error
@@ -200,10 +202,10 @@ class Executor:
                 break
         return failure, stop
 
-    def _guarded_step(self, index: int, step: Step) -> BaseException | None:
+    def _guarded_step(self, index: int, step: Step, *, alone: bool) -> BaseException | None:
         try:
             with structlog.contextvars.bound_contextvars(group=self.group.id, step=step.key):
-                self._run_step(index, step)
+                self._run_step(index, step, alone=alone)
         except (HarestartError, KeyboardInterrupt) as exc:
             return exc
         except Exception as exc:  # a bug: fail the step (the policy runs), never a traceback
@@ -213,7 +215,12 @@ class Executor:
             return StepCrashed(step.key, step.host, error)
         return None
 
-    def _run_step(self, index: int, step: Step) -> None:
+    def _run_step(self, index: int, step: Step, *, alone: bool) -> None:
+        """``alone``: no other step of its batch runs meanwhile. Its "done" is then journalled
+        by the next save, which comes before anything else acts (the next step's "running",
+        a failure, an interruption, the end): a crash in between leaves it "running", as a
+        crash just before its own save would, and resume runs it again (every step finds
+        what it already did)."""
         scope = self.scope
         scope.reporter.step_started(self.group.id, step)
         self.recorder.update(index, status=StepStatus.RUNNING, started_at=utc_now())
@@ -226,8 +233,8 @@ class Executor:
         record = self.recorder.update(
             index, status=status, duration_s=scope.clock.now() - t0, detail=detail
         )
-        if step.action is not Action.PREFLIGHT or scope.resume:
-            self.recorder.persist()  # durable "done" before the next step acts
+        if not alone and (step.action is not Action.PREFLIGHT or scope.resume):
+            self.recorder.persist()  # durable "done" while the others of its batch still act
         slog.info("step.finished", status=status.value, detail=detail, duration_s=record.duration_s)
         scope.reporter.step_finished(self.group.id, record)
 
