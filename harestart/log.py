@@ -16,8 +16,8 @@ from typing import Any, TextIO
 import structlog
 
 from harestart.domain.secret import MASK, Secret, scrub
-from harestart.engine.state.private import open_private_file
-from harestart.logfile import LogFile
+from harestart.engine.state.private import open_private_file, write_all
+from harestart.group_commit import GroupCommit
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -42,11 +42,36 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def open_log(path: Path) -> LogFile:
-    """The log file ``path``, appended to by the threads that log (``harestart.logfile``): created
-    owner-only (0600), missing directories 0700; never through a symbolic link, and only a
-    regular file of ours (StateDirError, exit 2)."""
-    return LogFile(open_private_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), path)
+class LogFile:
+    """The run's JSON log file, appended to by the threads that log (``GroupCommit``). A file
+    that cannot be written (disk full) is reported once on stderr and the run goes on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # owner-only, never through a symbolic link, only a regular file of ours (exit 2)
+        self._fd = open_private_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._failed = False
+        self._lines = GroupCommit(self._write)
+
+    def write(self, line: str) -> None:
+        self._lines.write(line)
+
+    def close(self) -> None:
+        self._lines.close()
+        os.close(self._fd)
+
+    def _write(self, text: str) -> None:
+        if self._failed:
+            return
+        try:
+            write_all(self._fd, text.encode("utf-8", "backslashreplace"))
+        except OSError as exc:
+            self._failed = True  # said once; the run goes on without its log
+            print(
+                f"harestart: cannot write the log file {self.path} ({exc.strerror}); "
+                "records from now on are lost",
+                file=sys.stderr,
+            )
 
 
 _current: LogFile | None = None  # the log file ``configure`` set up last
@@ -56,7 +81,7 @@ def configure(*, log_file: Path | None = None, verbose: bool = False) -> LogFile
     """Configure structlog once per process (again: the previous log file is written out and
     closed). Returns the log file being written."""
     global _current  # noqa: PLW0603 - structlog's configuration is per process too
-    handle = open_log(log_file) if log_file else None
+    handle = LogFile(log_file) if log_file else None
     if _current is not None:
         _current.close()
     _current = handle

@@ -9,22 +9,37 @@ MASK: Final = "***"
 
 # Every secret value ever wrapped, so log and output scrubbing can catch a value that escaped
 # its wrapper (e.g. echoed back inside a server's error message). Secrets are wrapped from any
-# thread (parallel groups, API requests) while others log: adding and copying hold the lock,
-# and scrub iterates over a snapshot, so it never sees the set change size under it.
+# thread (parallel groups, API requests) while others log: adding holds the lock and publishes
+# a new tuple, which scrub reads without it (every log record scrubs its strings).
 _KNOWN: set[str] = set()
 _KNOWN_LOCK = threading.Lock()
+_SNAPSHOT: tuple[str, ...] = ()
 
 
 def _remember(value: str) -> None:
+    global _SNAPSHOT  # noqa: PLW0603 - replaced whole, read without the lock
     with _KNOWN_LOCK:
-        _KNOWN.add(value)
+        if value not in _KNOWN:
+            _KNOWN.add(value)
+            _SNAPSHOT = tuple(_KNOWN)
+
+
+def remembered() -> frozenset[str]:
+    with _KNOWN_LOCK:
+        return frozenset(_KNOWN)
+
+
+def forget_all_but(keep: frozenset[str]) -> None:
+    """Forget the secrets wrapped since ``remembered()`` gave ``keep`` (unit-test isolation)."""
+    global _SNAPSHOT  # noqa: PLW0603 - see _remember
+    with _KNOWN_LOCK:
+        _KNOWN.intersection_update(keep)
+        _SNAPSHOT = tuple(_KNOWN)
 
 
 def scrub(text: str) -> str:
     """Replace every known secret value inside ``text`` with ``***``."""
-    with _KNOWN_LOCK:
-        known = tuple(_KNOWN)
-    for value in known:
+    for value in _SNAPSHOT:
         if value in text:
             text = text.replace(value, MASK)
     return text

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harestart.engine.state.snapshots import current
+
 from .lab import REPO_ROOT, wait_for
 
 
@@ -37,6 +39,13 @@ def harestart(
         check=False,
     )
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+def journal(state_dir: Path) -> dict[str, Any]:
+    """The one journal in ``state_dir``, as its current snapshot (the file's last line)."""
+    (path,) = (state_dir / "journals").glob("*.json")
+    doc: dict[str, Any] = json.loads(current(path.read_bytes()))
+    return doc
 
 
 def log_events(path: str | Path) -> list[dict[str, Any]]:

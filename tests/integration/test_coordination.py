@@ -30,6 +30,7 @@ from .coord import CoordService
 from .harestart_cli import (
     finish,
     harestart,
+    journal,
     start_harestart,
     wait_for_event,
 )
@@ -98,11 +99,6 @@ def snapshot(cluster: LabCluster) -> dict[str, int]:
 
 def plus_one(before: dict[str, int]) -> dict[str, int]:
     return {name: count + 1 for name, count in before.items()}
-
-
-def journal(state: Path) -> dict[str, Any]:
-    (path,) = (state / "journals").glob("*.json")
-    return dict(json.loads(path.read_text()))
 
 
 def journals(state: Path) -> list[Path]:

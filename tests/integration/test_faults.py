@@ -7,7 +7,6 @@ fixture); the ones that do not (SSH, MHA, locks, signals, credentials) run on Ma
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from .conftest import ClusterFactory
-from .harestart_cli import finish, harestart, start_harestart, wait_for_event
+from .harestart_cli import finish, harestart, journal, start_harestart, wait_for_event
 from .lab import LabCluster, ready_count, uptime, wait_for, wait_restart_running
 
 pytestmark = pytest.mark.integration
@@ -29,11 +28,6 @@ def edit_inventory(path: Path, change: Any) -> Path:
     change(doc)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-def journal(state: Path) -> dict[str, Any]:
-    (path,) = (state / "journals").glob("*.json")
-    return dict(json.loads(path.read_text()))
 
 
 def step_status(doc: dict[str, Any]) -> dict[str, str]:

@@ -5,7 +5,6 @@ touched and is reported with its (scrubbed) output."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import yaml
 from harestart.domain.hooks import HOOK_VARIABLES
 
 from .conftest import ClusterFactory
-from .harestart_cli import harestart, log_events
+from .harestart_cli import harestart, journal, log_events
 from .lab import LabCluster, ready_count
 
 pytestmark = pytest.mark.integration
@@ -68,12 +67,6 @@ def calls(directory: Path) -> list[tuple[str, dict[str, str]]]:
         env = dict(line.split("=", 1) for line in f.read_text().splitlines())
         out.append((f.name.split("-", 1)[1].removesuffix(".env"), env))
     return out
-
-
-def journal(tmp_path: Path) -> dict[str, Any]:
-    (path,) = (tmp_path / "state" / "journals").glob("*.json")
-    doc: dict[str, Any] = json.loads(path.read_text())
-    return doc
 
 
 def test_hooks_run_around_each_restart_and_a_failing_one_stops_the_run(
@@ -141,7 +134,7 @@ def test_hooks_run_around_each_restart_and_a_failing_one_stops_the_run(
         "after_node_restart-db1",
     ]
     run_ids = {env["HARESTART_RUN_ID"] for _, env in seen}
-    assert run_ids == {journal(tmp_path)["run_id"]}
+    assert run_ids == {journal(tmp_path / "state")["run_id"]}
     for name, env in seen:
         node = env["HARESTART_NODE"]
         assert env["HARESTART_HOOK"] == name.split("-")[0]
@@ -195,7 +188,7 @@ def test_hooks_run_around_each_restart_and_a_failing_one_stops_the_run(
     # MHA's state is reported: the group is healthy, so the failure policy started it again.
     assert failure["failover"] and "PING_OK" in result["mha_after"]
     assert result["failover_enabled"] is True and result["state"] == "ERROR"
-    steps = {s["key"]: s for s in journal(tmp_path)["steps"]}
+    steps = {s["key"]: s for s in journal(tmp_path / "state")["steps"]}
     assert steps["restart_replica:db2"]["status"] == "failed"
     assert "hook before_node_restart for db2 failed" in steps["restart_replica:db2"]["detail"]
     print(

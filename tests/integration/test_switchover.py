@@ -23,6 +23,8 @@ import pymysql
 import pytest
 import yaml
 
+from harestart.engine.state.snapshots import current
+
 from . import lab
 from .conftest import ClusterFactory
 from .harestart_cli import Outcome, harestart, start_harestart
@@ -295,7 +297,7 @@ def test_a_lagging_candidate_is_refused_before_any_switch(
 def _switch_phase(state_dir: Path) -> str | None:
     for path in (state_dir / "journals").glob("*.json"):
         try:
-            switch = json.loads(path.read_text()).get("memory", {}).get("switch")
+            switch = json.loads(current(path.read_bytes())).get("memory", {}).get("switch")
         except (ValueError, OSError):
             return None
         if switch and switch.get("candidate") == "db2":

@@ -15,8 +15,6 @@ def _secrets_forgotten_after_each_test() -> Iterator[None]:
     A test that wraps arbitrary values (hypothesis passwords such as ``"0.se"``) would then
     mangle the messages another test on the same worker asserts (a flake that depended on
     which tests shared the worker): each test forgets the secrets it wrapped."""
-    with secret._KNOWN_LOCK:
-        before = set(secret._KNOWN)
+    before = secret.remembered()
     yield
-    with secret._KNOWN_LOCK:
-        secret._KNOWN.intersection_update(before)
+    secret.forget_all_but(before)

@@ -4,6 +4,7 @@ by a crash is not; the journals earlier harestarts wrote (one document) are stil
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -146,3 +147,13 @@ def test_a_dropped_writer_closes_its_file(tmp_path: Path) -> None:
     assert closer is not None and closer.alive and writer.fd is not None
     del writer
     assert not closer.alive  # os.close(fd) ran
+
+
+def test_appends_are_on_disk_when_the_save_returns(tmp_path: Path) -> None:
+    """The journal's descriptor is open O_DSYNC: each append is written through, as a write
+    followed by fdatasync would be (a save that returned survives a power loss)."""
+    j = journal(tmp_path)
+    j.save()
+    assert j._file is not None and j._file.fd is not None
+    assert fcntl.fcntl(j._file.fd, fcntl.F_GETFL) & os.O_DSYNC == os.O_DSYNC
+    j.close()

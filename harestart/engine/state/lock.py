@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import getpass
 import json
 import os
@@ -90,7 +91,7 @@ class GroupLock:
         me = Holder(
             pid=os.getpid(),
             user=_user(),
-            host=socket.gethostname(),
+            host=_host(),
             since=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             command=self.command,
         )
@@ -161,8 +162,14 @@ def read_holder(state_dir: Path, account: str, group: str) -> tuple[Holder | Non
         os.close(fd)
 
 
+@functools.cache  # the same for the whole process: asked once, not per group
 def _user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
+
+
+@functools.cache
+def _host() -> str:
+    return socket.gethostname()

@@ -72,13 +72,15 @@ class PrivateDir:
         """Replace the file ``name`` by ``data`` (``put_atomically``)."""
         os.close(self.put_atomically(name, data))
 
-    def put_atomically(self, name: str, data: bytes) -> int:
+    def put_atomically(self, name: str, data: bytes, *, synchronous: bool = False) -> int:
         """Replace the file ``name`` by ``data``: a temporary file written and fsynced, renamed
         over it, the directory fsynced; after a crash the file is the old or the new one. The
-        new file's descriptor, open for appending (the caller closes it)."""
+        new file's descriptor, open for appending (the caller closes it); ``synchronous``: each
+        write to it returns once its data is on disk (``O_DSYNC``, write and fdatasync in one)."""
         tmp = f".{name}.{os.getpid()}.tmp"
         self.unlink(tmp)  # a leftover of a killed process that had this pid
-        fd = self.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        fd = self.open(tmp, flags | (os.O_DSYNC if synchronous else 0))
         try:
             write_all(fd, data)
             os.fsync(fd)
@@ -189,18 +191,22 @@ def _open_dir(path: Path, parent_fd: int | None, root: Path, *, create: bool) ->
     """Open ``path`` (relative to ``parent_fd`` when given) as a checked directory."""
     name: str | Path = path.name if parent_fd is not None else path
     created = False
-    if create:
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if not create:
+            return None
         if parent_fd is None:
             private_parent(path)
         try:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
             created = True
         except FileExistsError:
-            pass
-    try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except FileNotFoundError:
-        return None
+            pass  # made meanwhile by someone else: checked below like any other
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            raise StateDirError(root, path, _open_failure(name, parent_fd, exc)) from None
     except OSError as exc:
         raise StateDirError(root, path, _open_failure(name, parent_fd, exc)) from None
     if created:

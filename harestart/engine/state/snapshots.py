@@ -1,13 +1,14 @@
 """A file of JSON snapshots, one per line, the last complete line the current one: how a run's
-journal is saved twenty times per group at the cost of one ``fdatasync`` each.
+journal is saved fourteen times per group at the cost of one synchronous ``write`` each.
 
 Replacing the file at every save (a new file, fsync, rename, fsync the directory) allocated an
 inode per save, and with hundreds of groups saving at once ext4's inode allocator, scanning
 past the inodes it had just freed, was most of harestart's CPU (``make bench-scale``). So a
 writer's first save replaces the file (whatever an earlier run left there becomes history at
-once), and each later save appends one line and fdatasyncs it; the file is replaced again
+once), and each later save appends one line, synchronously (``O_DSYNC``: the write returns
+once the line is on disk, as a write and an fdatasync would); the file is replaced again
 instead when it would grow past ``COMPACT_AT``. The writer keeps the file open between saves:
-a save is one ``write`` and one ``fdatasync``.
+a save is one ``write``.
 
 Reading (``current``): a line is a snapshot once its newline is written. A crash in the middle
 of an append leaves a last line without one: it is ignored, and the snapshot before it is the
@@ -44,14 +45,14 @@ class SnapshotFile:
     _closer: weakref.finalize[[int], SnapshotFile] | None = field(default=None, repr=False)
 
     def append(self, snapshot: bytes) -> bool:
-        """``snapshot`` (one line of JSON, no newline) appended and fdatasynced; False when
-        the file must be replaced instead (not written yet by this writer, or full)."""
+        """``snapshot`` (one line of JSON, no newline) appended, on disk when this returns
+        (the file is open ``O_DSYNC``); False when the file must be replaced instead (not
+        written yet by this writer, or full)."""
         line = snapshot + b"\n"
         if self.fd is None or self.written + len(line) > COMPACT_AT:
             return False
         try:
             write_all(self.fd, line)
-            os.fdatasync(self.fd)
         except BaseException:
             self.close()  # the next save replaces the file: no line after a torn one
             raise
@@ -62,7 +63,7 @@ class SnapshotFile:
         """The file replaced atomically by ``snapshot`` alone (in ``d``, its directory)."""
         self.close()
         line = snapshot + b"\n"
-        fd = d.put_atomically(self.path.name, line)
+        fd = d.put_atomically(self.path.name, line, synchronous=True)
         self.fd, self.written = fd, len(line)
         self._closer = weakref.finalize(self, os.close, fd)
 
