@@ -308,7 +308,7 @@ def test_sigint_during_a_wait_exits_130_and_resume_completes(
     # MHA's start takes seconds (INITIALIZING_MONITOR): interrupt while harestart waits on it.
     wait_for_event(
         log,
-        lambda e: e.get("event") == "gate.start" and e.get("step") == "start_failover:mha",
+        lambda e: e.get("event") == "wait.started" and e.get("step") == "start_failover:mha",
         proc=proc,
     )
     proc.send_signal(signal.SIGINT)

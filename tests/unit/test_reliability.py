@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from harestart.domain.plan.build import build_plan
 from harestart.domain.result import GroupStatus, StepStatus, render_summary
@@ -20,7 +21,7 @@ from harestart.engine.state.journal import Journal, journal_path
 from harestart.engine.state.lock import GroupLock, read_holder
 from harestart.errors import Interrupted, LockHeld, PreflightRefused
 from tests.unit.fakes import FakeConnector, FakeMha, FakeShell, FakeWorld
-from tests.unit.test_executor import failure, lab_group
+from tests.unit.test_executor import execute, failure, lab_group
 
 
 def make(world: FakeWorld, journal: Journal | None = None, **kw: object) -> Executor:
@@ -384,3 +385,21 @@ def test_resume_after_a_kill_between_detach_and_reattach_starts_the_io_threads_f
     assert [k for k, _, _ in world.events][:2] == ["io_start", "io_start"]  # before judging
     assert world.nodes["db1"].restarts == 1  # not restarted twice
     assert "detached" not in Journal.load(j.path).memory  # type: ignore[union-attr]
+
+
+def test_a_gate_that_waits_says_what_on_once_and_one_that_holds_says_nothing_first() -> None:
+    """The log has no record per gate start (most hold at once): a gate whose first look does
+    not hold logs "wait.started" once, with what it waits on; every gate that held, "gate.held"."""
+    world = FakeWorld.create(1)
+    world.mha_slow_start = 30  # MHA answers NOT_RUNNING for a while after its start
+    with structlog.testing.capture_logs() as events:
+        _, result = execute(world, 1)
+    assert result.ok, result
+    waits = [(e["host"], e["what"]) for e in events if e["event"] == "wait.started"]
+    assert waits == [  # what waited: mysqld coming back twice, MHA once; nothing else
+        ("db2", "db2: mysqld restarted (Uptime reset)"),
+        ("db1", "db1: mysqld restarted (Uptime reset)"),
+        ("mha", "MHA monitoring (PING_OK)"),
+    ]
+    assert not any(e["event"] == "gate.start" for e in events)
+    assert sum(e["event"] == "gate.held" for e in events) >= 5

@@ -40,9 +40,13 @@ class Waiter:
         """poll_until with progress reporting; a timeout or ``StopWaiting`` fails the gate."""
         clock = self.scope.clock
         last_report = [clock.now()]
+        waiting = [False]
 
         def on_wait(_pause: float) -> None:
             self.scope.interrupts.check()  # a safe point: between two polls
+            if not waiting[0]:  # the first look did not hold: say what the run waits on
+                waiting[0] = True
+                self.scope.log.info("wait.started", what=what, host=host, timeout_s=timeout)
             now = clock.now()
             if describe is not None and now - last_report[0] >= 2.0:
                 last_report[0] = now
