@@ -201,6 +201,7 @@ class ToozCoordination:
         self._tooz_root = tooz
         self.settings = settings
         self.backend = settings.scheme
+        self.stale_locks = False  # the lease frees the lock of a run that died
         self.shown = display_url(settings.url)
         self.lease = float(settings.lease)
         self.interval = heartbeat_interval or self.lease / 3

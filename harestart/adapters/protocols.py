@@ -265,6 +265,9 @@ class Coordination(Protocol):
 
     # "local", or the service's URL scheme ("etcd3+http", "redis", "zookeeper", "file").
     backend: str
+    # Whether a lock can outlive its run (the local flock's holder record, left by a run
+    # that died: broken with --break-lock); a service's lease frees a lock by itself.
+    stale_locks: bool
 
     def acquire(
         self,

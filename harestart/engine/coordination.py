@@ -122,6 +122,7 @@ class LocalCoordination:
     """Today's lock: an ``flock`` per group in the state directory; no shared marks."""
 
     backend = "local"
+    stale_locks = True
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir

@@ -212,7 +212,8 @@ def _prepare_group(
         coord.check_free(group, break_stale=True)  # 1. a live run holds it
         mark = coord.unfinished(group)
         journal = check_journal(group, request, env=env, resume=resume, mark=mark)  # 2. and 3.
-        coord.check_free(group, break_stale=request.break_lock)  # 4. a stale lock
+        if coord.stale_locks and not request.break_lock:
+            coord.check_free(group, break_stale=False)  # 4. a stale lock
         if resume:
             keys = {s.key for s in journal.steps} if journal is not None else set()
             return Ready(group, resumed_plan(group, request.plan, keys), coord)

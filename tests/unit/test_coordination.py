@@ -45,6 +45,7 @@ class Spy:
     def __init__(self, inner: Coordination, lost: threading.Event) -> None:
         self.inner = inner
         self.backend = inner.backend
+        self.stale_locks = inner.stale_locks
         self.lost = lost
 
     def acquire(

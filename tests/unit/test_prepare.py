@@ -371,3 +371,46 @@ def test_plans_and_observation_are_what_the_run_uses(lab: Callable[..., Lab]) ->
         s.action.value for s in ready.plan.steps
     ]
     structlog.reset_defaults()
+
+
+class LeasedLocks:
+    """The local backend as a coordination service sees its locks: no lock outlives its run
+    (a lease frees it). Counts the lock checks."""
+
+    stale_locks = False
+
+    def __init__(self, inner: Coordination) -> None:
+        self.inner, self.checks = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def check_free(self, group: Group, *, break_stale: bool) -> None:
+        self.checks += 1
+        self.inner.check_free(group, break_stale=break_stale)
+
+
+@dataclasses.dataclass
+class LeasedLab(Lab):
+    """A Lab whose groups' locks are leased (``LeasedLocks``)."""
+
+    backends: list[LeasedLocks] = dataclasses.field(default_factory=list)
+
+    def backend(self, group: Group, state_dir: Path) -> Coordination:
+        self.backends.append(LeasedLocks(local_coordination(group, state_dir)))
+        return self.backends[-1]
+
+    @property
+    def env(self) -> Environment:
+        return dataclasses.replace(super().env, coordination=self.backend)
+
+
+def test_the_lock_is_checked_once_up_front_where_no_lock_can_be_stale(
+    tmp_path: Path, harestart: Harestart
+) -> None:
+    """Judge step 4 (a stale lock) is for backends whose locks can outlive their run: against
+    a service it would ask the same question twice (one more request per group)."""
+    x = LeasedLab(tmp_path, ["a"])
+    r = harestart(x, "run", "--yes", "--format", "json")
+    assert r.code == ExitCode.OK, r.err
+    assert [b.checks for b in x.backends] == [1]
