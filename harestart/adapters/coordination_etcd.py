@@ -12,7 +12,9 @@ still on the lease (a key deleted by hand, or a lease that expired, is a lock lo
 
 The unfinished marks and fleet marks are tooz groups (``adapters.coordination``); tooz lists
 groups by reading every key under ``tooz/groups/``. ``group_names`` reads only the keys under
-the prefix asked for: one small range request instead of the whole keyspace per call.
+the prefix asked for: one small range request instead of the whole keyspace per call. The
+client's calls go through ``etcd_http.PooledSession`` (urllib3, without requests' per-call
+work).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 import requests
 from etcd3gw import exceptions as etcd3gw_exc
 from tooz import coordination as tooz_coordination
+
+from harestart.adapters.etcd_http import PooledSession
 
 LOCK_PREFIX = b"/tooz/locks"  # tooz's Etcd3Lock.LOCK_PREFIX
 GROUP_PREFIX = "tooz/groups/"  # tooz's Etcd3Driver.GROUP_PREFIX
@@ -63,6 +67,7 @@ class EtcdLeaseLocks:
         self.client = coordinator.client  # etcd3gw's client, made by tooz's driver
         self.ttl = ttl
         self._tune(self.client.session, self.client.base_url)
+        self.client.session = PooledSession(self.client.session, self.client.base_url, POOL_SIZE)
         self._mutex = threading.Lock()
         self.lease = self._call(lambda: self.client.lease(ttl))
 
