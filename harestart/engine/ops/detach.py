@@ -41,7 +41,9 @@ def _start_io_thread(w: Waiter, act: StartIoThread, st: StepRun) -> None:
         return
     send(w, act)
     w.scope.log.info("replica.reattached", host=act.host)
-    w.scope.remember(lambda m: m.without_detached(act.host), durable=True)
+    # Journalled by the next save, not one of its own: a resume after a kill in between starts
+    # this IO thread again, which is running (a no-op, best effort).
+    w.scope.remember(lambda m: m.without_detached(act.host))
 
 
 def _senders_gone(w: Looking, gate: SendersGone, st: StepRun) -> None:
