@@ -96,8 +96,10 @@ class GroupLock:
             command=self.command,
         )
         os.ftruncate(fd, 0)
+        # Not fsynced: the record names the holder for `status` and outlives a killed process
+        # in the page cache; after a power loss the journal, fsynced before the run's first
+        # action, is what refuses a new run (and points to resume), not this record.
         os.pwrite(fd, json.dumps(me.__dict__).encode(), 0)
-        os.fsync(fd)
         self._fd = fd
         return self
 
