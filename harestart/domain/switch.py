@@ -13,8 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from harestart.domain.flavor import Flavor
 from harestart.domain.group import Group, Node
-from harestart.domain.topology import Flavor
 
 
 class SourceStrategy(enum.StrEnum):
