@@ -6,6 +6,7 @@ that can touch a host is created before the plan has been built.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import os
@@ -149,6 +150,19 @@ def plan(
         for piece in pieces(plans, wordings, len(groups), fmt=fmt, verbose=verbose):
             click.echo(piece, nl=False)
     click.echo()
+    if not probe:  # --probe's connections are left to their own finalisers
+        _exit_without_collecting()
+
+
+def _exit_without_collecting() -> None:
+    """Let the interpreter's exit skip its last collections: they walk every object still
+    alive (the modules', pydantic's schemas...), ~25 ms of a 1,000-group plan's 0.5 s, after
+    its output. Frozen at exit (``atexit``), after the command: objects are still freed (their
+    modules cleared), only cyclic garbage is left to the system, and a plan without --probe
+    leaves none that needs finalising (it wrote stdout alone, which Python flushes at exit
+    all the same)."""
+    atexit.unregister(gc.freeze)  # once, however many plans a process (a test) makes
+    atexit.register(gc.freeze)
 
 
 def _select(inv: Inventory, group_id: str | None, all_groups: bool) -> tuple[Group, ...]:

@@ -11,7 +11,7 @@ import click
 
 from harestart.domain.plan.model import PlanOptions
 from harestart.domain.switch import LongTransactions, SourceStrategy
-from harestart.engine.fanout import MAX_PREFLIGHT_PARALLEL, PREFLIGHT_PARALLEL
+from harestart.engine.limits import MAX_PREFLIGHT_PARALLEL, PREFLIGHT_PARALLEL
 from harestart.inventory.model import Inventory
 
 if TYPE_CHECKING:  # imported when a run needs it: `plan` loads no engine

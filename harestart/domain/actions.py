@@ -34,9 +34,9 @@ from harestart.domain.dialect import (
     kill,
     set_global,
 )
+from harestart.domain.flavor import Flavor
 from harestart.domain.gates import Gate
 from harestart.domain.sql import Slot, Sql, identifier
-from harestart.domain.topology import Flavor
 
 _NEW = dialect_for("8.4.0")  # REPLICA words, super_read_only
 _OLD = dialect_for("10.11.0-MariaDB")  # SLAVE words (also MySQL before 8.0.22)

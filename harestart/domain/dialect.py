@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harestart.domain.flavor import Flavor, flavor_from_version, version_tuple
 from harestart.domain.secret import Secret
 from harestart.domain.sql import Sql, identifier
-from harestart.domain.topology import Flavor, flavor_from_version, version_tuple
 
 # MySQL 8.0.22 introduced SHOW REPLICA STATUS / START REPLICA (8.4 removed the old words).
 _MYSQL_REPLICA_WORDS = (8, 0, 22)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harestart.domain.endpoints import SshEndpoint
+from harestart.domain.flavor import Flavor
 from harestart.domain.secret import Secret
-from harestart.domain.topology import Flavor
 
 # --- hooks: what the inventory names at each point (harestart.domain.hooks plans them) ---
 

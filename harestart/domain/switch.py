@@ -13,9 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from harestart.domain.flavor import Flavor
 from harestart.domain.group import Group, Node
-from harestart.domain.gtid import gtid_minus
-from harestart.domain.topology import Flavor
 
 
 class SourceStrategy(enum.StrEnum):
@@ -80,6 +79,10 @@ def errant_gtids(candidate: str, source: str, flavor: Flavor) -> tuple[str, ...]
     MySQL: ``gtid_executed`` sets, the candidate's minus the source's. MariaDB:
     ``gtid_current_pos`` positions compared per replication domain (see
     :class:`~harestart.domain.gtid.MariadbGtidPos`). ``ValueError`` on text neither reads."""
+    # Imported here: only a switchover's run reads GTIDs, and `plan` (every command) imports
+    # this module for its strategies.
+    from harestart.domain.gtid import gtid_minus
+
     return gtid_minus(flavor, candidate, source).parts()
 
 

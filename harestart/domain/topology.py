@@ -16,6 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+# Re-exported (``as``: mypy's explicit re-export) where they were always imported from.
+from harestart.domain.flavor import Flavor as Flavor  # noqa: PLC0414
+from harestart.domain.flavor import flavor_from_version as flavor_from_version  # noqa: PLC0414
+from harestart.domain.flavor import version_tuple as version_tuple  # noqa: PLC0414
+
 # --------------------------------------------------------------------------------------------
 # Cell helpers: pymysql returns str, int, Decimal, bytes or None depending on column type.
 
@@ -63,31 +68,8 @@ def _normalise_keys(row: Mapping[str, object]) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------------------------
-# Server identity
-
-
-class Flavor(enum.Enum):
-    MARIADB = "mariadb"
-    MYSQL = "mysql"
-
-
-def flavor_from_version(version: str) -> Flavor:
-    """``10.11.6-MariaDB-0+deb12u1`` -> MARIADB; ``8.0.36``, ``8.4.0-log`` -> MYSQL."""
-    return Flavor.MARIADB if "mariadb" in version.lower() else Flavor.MYSQL
-
-
-_VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-
-
-def version_tuple(version: str) -> tuple[int, int, int]:
-    """``10.11.6-MariaDB-0+deb12u1`` -> (10, 11, 6); ``5.5.5-10.6.1-MariaDB`` -> (10, 6, 1)."""
-    text = version.strip()
-    if text.startswith("5.5.5-") and "mariadb" in text.lower():
-        text = text.removeprefix("5.5.5-")  # MariaDB's replication-compat prefix
-    match = _VERSION_RE.match(text)
-    if not match:
-        raise ValueError(f"unrecognised server version {version!r}")
-    return (int(match[1]), int(match[2]), int(match[3] or 0))
+# Server identity: its flavor and version are in domain.flavor (what `plan` needs, without
+# the parsers below), imported above.
 
 
 @dataclass(frozen=True)

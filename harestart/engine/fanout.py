@@ -17,13 +17,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from harestart.engine.limits import MAX_PREFLIGHT_PARALLEL, PREFLIGHT_PARALLEL
+
 __all__ = ["MAX_PREFLIGHT_PARALLEL", "PREFLIGHT_PARALLEL", "Together", "fan_out"]
 
-# Groups probed at once by preflight, `status` and `plan --probe` (--preflight-parallel): each
-# group's probe makes two calls per node (SSH, MySQL) and one to MHA at once, so 32 groups of 3
-# nodes keep ~220 threads waiting on the network; 256 is the most the flag accepts.
-PREFLIGHT_PARALLEL = 32
-MAX_PREFLIGHT_PARALLEL = 256
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 from pydantic import BaseModel
 
 from harestart.domain.endpoints import SshEndpoint
+from harestart.domain.flavor import Flavor
 from harestart.domain.group import (
     CoordinationSettings,
     Group,
@@ -30,7 +31,6 @@ from harestart.domain.group import (
 )
 from harestart.domain.group import HookSpec as Hook
 from harestart.domain.secret import Secret
-from harestart.domain.topology import Flavor
 from harestart.inventory.defaults import (
     COORDINATION_LEASE,
     HEALTH,

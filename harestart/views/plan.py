@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from harestart.domain.actions import PlanAction
 from harestart.domain.dialect import Dialect, dialect_for
+from harestart.domain.flavor import Flavor
 from harestart.domain.group import Group
 from harestart.domain.plan.model import Plan, Step
-from harestart.domain.topology import Flavor
 
 if TYPE_CHECKING:  # `plan` without --probe observes nothing: not imported for it
     from harestart.domain.observation import GroupState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harestart.domain.actions import (
     PlanAction,
@@ -13,11 +13,15 @@ from harestart.domain.gates import (
     Gate,
 )
 from harestart.domain.group import Group
-from harestart.domain.plan.only import Only
 from harestart.domain.switch import (
     LongTransactions,
     SourceStrategy,
 )
+
+if TYPE_CHECKING:
+    # Only the annotation: run --only-pending's selection (and the observation and pending
+    # models it reads) is imported by the commands that build one, never by `plan`.
+    from harestart.domain.plan.only import Only
 
 
 class Action(enum.StrEnum):
