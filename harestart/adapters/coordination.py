@@ -436,6 +436,8 @@ class _ToozHeld:
         return self.hold.lost
 
     def publish(self, run_id: str) -> None:
+        if run_id == self.holder.run_id:
+            return  # published with it when the lock was taken
         self.holder = replace(self.holder, run_id=run_id)
         self.owner.publish(self.group, self.holder)
 

@@ -75,8 +75,8 @@ def state_dir_text(state_dir: Path) -> str:
     return str(state_dir.absolute())
 
 
-def my_holder(*, command: str, state_dir: Path) -> HolderInfo:
-    """This process as the holder of a lock it takes."""
+def my_holder(*, command: str, state_dir: Path, run_id: str | None = None) -> HolderInfo:
+    """This process as the holder of a lock it takes (for the run ``run_id``, when known)."""
     return HolderInfo(
         host=this_host(),
         pid=os.getpid(),
@@ -84,6 +84,7 @@ def my_holder(*, command: str, state_dir: Path) -> HolderInfo:
         since=_now(),
         command=command,
         state_dir=state_dir_text(state_dir),
+        run_id=run_id,
     )
 
 

@@ -57,7 +57,13 @@ from harestart.engine.observe import OBSERVE_CRASHED, crashed_state, observe_gro
 from harestart.engine.sequencer.executor import Executor, FailurePolicy, Reporter
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.waiting import SYSTEM_CLOCK, Clock
-from harestart.engine.state.journal import Journal, find_journal, inventory_identity, journal_path
+from harestart.engine.state.journal import (
+    Journal,
+    find_journal,
+    inventory_identity,
+    journal_path,
+    new_run_id,
+)
 from harestart.errors import HarestartError, JournalMismatch, PreflightRefused, UsageError
 
 log = structlog.get_logger("harestart.engine.run")
@@ -289,9 +295,11 @@ def journal_for(
     env: Environment,
     resume: bool,
     coord: Coordination | None = None,
+    run_id: str | None = None,
 ) -> Journal:
     """The journal a run writes, under the group's lock: the unfinished one to resume, else a
-    new one (``check_journal``'s refusals first; a discarded run's mark is cleared here)."""
+    new one, of run ``run_id`` when given (``check_journal``'s refusals first; a discarded
+    run's mark is cleared here)."""
     mark = coord.unfinished(group) if coord is not None else None
     existing = check_journal(group, request, env=env, resume=resume, mark=mark)
     if existing is not None:
@@ -304,6 +312,7 @@ def journal_for(
         account=group.account,
         inventory=request.inventory,
         inventory_path=inventory_identity(request.inventory),
+        run_id=run_id or new_run_id(),
     )
 
 
@@ -348,12 +357,7 @@ def restart(
         structlog.contextvars.bound_contextvars(group=group.id),
         _backend(env, group, coord) as backend,
     ):
-        held = backend.acquire(
-            group,
-            my_holder(command=request.command, state_dir=env.state_dir),
-            break_stale=request.break_lock,
-            on_lost=flag.lose_lease,
-        )
+        held, run_id = _acquire(backend, group, request, env, flag, resume=resume)
         try:
             if guard is not None:
                 guard.claim(group)
@@ -369,12 +373,30 @@ def restart(
                 flag=flag,
                 resume=resume,
                 observed=observed,
+                run_id=run_id,
             )
             if guard is not None:
                 guard.settle(group, result)
         finally:
             held.release()
     return result if request.log_file is None else result.with_log_file(request.log_file)
+
+
+def _acquire(
+    backend: Coordination,
+    group: Group,
+    request: RunRequest,
+    env: Environment,
+    flag: InterruptFlag,
+    *,
+    resume: bool,
+) -> tuple[HeldLock, str | None]:
+    """The group's lock, and the new run's id: chosen now, so the holder record names it from
+    the start (against a service, no second write of the record once the journal exists)."""
+    run_id = None if resume else new_run_id()
+    holder = my_holder(command=request.command, state_dir=env.state_dir, run_id=run_id)
+    held = backend.acquire(group, holder, break_stale=request.break_lock, on_lost=flag.lose_lease)
+    return held, run_id
 
 
 def _planned(
@@ -424,9 +446,10 @@ def _run_locked(
     flag: InterruptFlag,
     resume: bool,
     observed: GroupState | None,
+    run_id: str | None = None,
 ) -> RunResult:
     """The run under its lock: the journal rules, the unfinished mark, the executor."""
-    journal = journal_for(group, request, env=env, resume=resume, coord=coord)
+    journal = journal_for(group, request, env=env, resume=resume, coord=coord, run_id=run_id)
     held.publish(journal.run_id)
     # Before anything changes, tell every bastion a run is unfinished here (it outlives the
     # lease: a holder killed mid-run leaves it, and its journal, behind).

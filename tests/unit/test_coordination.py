@@ -30,6 +30,7 @@ from harestart.engine.coordination import is_here, my_holder, my_mark, this_host
 from harestart.engine.run import Environment
 from harestart.engine.sequencer.interrupts import InterruptFlag
 from harestart.engine.sequencer.waiting import poll_until
+from harestart.engine.state.journal import Journal, journal_path
 from harestart.errors import ExitCode, InventoryError, LeaseLost, LockHeld
 from harestart.inventory.load import parse_inventory
 from harestart.wiring import coordination as real_coordination
@@ -218,6 +219,32 @@ def test_a_run_from_another_bastion_exits_4_naming_the_holder(
     assert r.code == ExitCode.OK, r.err
     assert x.restarts("a") == [1, 1, 1]
     assert x.backend().lock_view(g) == LockView(backend="file")  # released
+
+
+def test_a_new_runs_holder_record_names_its_run_from_the_start_and_is_written_once(
+    coord_lab: CoordLab, harestart: Harestart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run id is chosen before the lock is taken: the holder record is published with it
+    (no second write of the record once the journal exists: two requests per group on etcd)."""
+    x = coord_lab
+    published: list[str | None] = []
+    joined: list[str | None] = []
+    real_publish, real_join = ToozCoordination.publish, ToozCoordination._join
+
+    def publish(self: ToozCoordination, group: Group, holder: HolderInfo) -> None:
+        published.append(holder.run_id)
+        real_publish(self, group, holder)
+
+    def join(self: ToozCoordination, group: Group, holder: HolderInfo) -> None:
+        joined.append(holder.run_id)
+        real_join(self, group, holder)
+
+    monkeypatch.setattr(ToozCoordination, "publish", publish)
+    monkeypatch.setattr(ToozCoordination, "_join", join)
+    r = harestart(x, "run", "--yes", "--format", "json")
+    assert r.code == ExitCode.OK, r.err
+    journal = Journal.load(journal_path(x.state, ACCOUNT, "a"))
+    assert journal is not None and joined == [journal.run_id] and published == []
 
 
 def test_a_second_backend_object_sees_the_holder_and_cannot_take_the_lock(

@@ -40,6 +40,10 @@ MAX_BYTES = 1 << 20  # a journal of 50 steps is ~10 KiB
 SUFFIX = ".json"
 
 
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def journal_path(state_dir: Path, account: str, group: str) -> Path:
     return state_dir / "journals" / state_name(account, group, SUFFIX)
 
@@ -70,7 +74,7 @@ class Journal:
     group: str
     account: str
     inventory: str
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    run_id: str = field(default_factory=new_run_id)
     started_at: str = ""
     state: str = "ACTIVE"
     finished: bool = False
