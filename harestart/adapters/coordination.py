@@ -256,11 +256,12 @@ class ToozCoordination:
         if not session.claim(name):  # a run of this process holds it
             raise self._held(group)
         try:
-            lock = self._call(lambda: session.locks.acquire(name))
+            holders = self._holder_group(group)
+            lock = self._call(lambda: session.locks.acquire(name, holders))
             if lock is None:
                 raise self._held(group)
             try:
-                self._join(group, holder)
+                self._join(group, holder, created=session.locks.makes_groups)
             except BaseException:
                 self._release_quietly(lock)
                 raise
@@ -357,13 +358,16 @@ class ToozCoordination:
             f"lock in the coordination service {self.shown}",
         )
 
-    def _join(self, group: Group, holder: HolderInfo) -> None:
+    def _join(self, group: Group, holder: HolderInfo, *, created: bool = False) -> None:
+        """Join the holder record's group (``created``: the lock's request made it)."""
         name = self._holder_group(group)
         caps = holder.to_dict()
-        with contextlib.suppress(self._tooz.GroupAlreadyExist):
-            self._call(
-                lambda: self._coord.create_group(name).get(), ok=(self._tooz.GroupAlreadyExist,)
-            )
+        if not created:
+            with contextlib.suppress(self._tooz.GroupAlreadyExist):
+                self._call(
+                    lambda: self._coord.create_group(name).get(),
+                    ok=(self._tooz.GroupAlreadyExist,),
+                )
         try:
             self._call(
                 lambda: self._coord.join_group(name, caps).get(),

@@ -62,6 +62,7 @@ class EtcdLeaseLocks:
     """The locks of one session on one etcd lease of ``ttl`` seconds."""
 
     one_lease = True
+    makes_groups = True
 
     def __init__(self, coordinator: Any, ttl: int) -> None:
         self.client = coordinator.client  # etcd3gw's client, made by tooz's driver
@@ -91,13 +92,20 @@ class EtcdLeaseLocks:
         except etcd3gw_exc.Etcd3Exception as exc:
             raise _translated(exc) from None
 
-    def acquire(self, name: bytes) -> EtcdLock | None:
-        """The lock, or None when another holds it (one transaction)."""
+    def acquire(self, name: bytes, group: bytes | None = None) -> EtcdLock | None:
+        """The lock, or None when another holds it (one transaction). ``group``: the tooz group
+        made in the same transaction, as tooz's ``create_group`` makes it (its key, with the
+        key as value; put again when it exists, which changes nothing tooz reads): the holder
+        record's group, joined next, without a request of its own."""
         lock = EtcdLock(name)
         key = _b64(lock.key)
+        ops = [{"request_put": {"key": key, "value": lock.value, "lease": self.lease.id}}]
+        if group is not None:
+            group_key = _b64(GROUP_PREFIX.encode() + group + b"/")
+            ops.append({"request_put": {"key": group_key, "value": group_key}})
         txn = {
             "compare": [{"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": 0}],
-            "success": [{"request_put": {"key": key, "value": lock.value, "lease": self.lease.id}}],
+            "success": ops,
             "failure": [],
         }
         result = self._call(lambda: self.client.transaction(txn))

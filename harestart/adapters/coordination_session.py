@@ -41,8 +41,11 @@ class SessionLocks(Protocol):
     """How one driver keeps many locks on one session."""
 
     one_lease: bool  # every lock on one lease that a keep-alive renews (etcd)
+    makes_groups: bool  # acquire(name, group) also creates the tooz group (etcd)
 
-    def acquire(self, name: bytes) -> Any | None: ...
+    def acquire(self, name: bytes, group: bytes | None = None) -> Any | None:
+        """The lock, or None when another holds it; ``group``: a tooz group the driver may
+        create in the same request (``makes_groups``), else the caller creates it."""
 
     def is_free(self, name: bytes) -> bool: ...
 
@@ -67,6 +70,7 @@ class ToozLocks:
     """
 
     one_lease = False
+    makes_groups = False
 
     def __init__(self, coordinator: Any) -> None:
         from tooz import coordination as tooz_coordination
@@ -74,7 +78,7 @@ class ToozLocks:
         self._tooz = tooz_coordination
         self._coord = coordinator
 
-    def acquire(self, name: bytes) -> Any | None:
+    def acquire(self, name: bytes, group: bytes | None = None) -> Any | None:
         lock = self._coord.get_lock(name)
         return lock if lock.acquire(blocking=False) else None
 

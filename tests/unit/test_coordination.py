@@ -235,9 +235,9 @@ def test_a_new_runs_holder_record_names_its_run_from_the_start_and_is_written_on
         published.append(holder.run_id)
         real_publish(self, group, holder)
 
-    def join(self: ToozCoordination, group: Group, holder: HolderInfo) -> None:
+    def join(self: ToozCoordination, group: Group, holder: HolderInfo, **kw: bool) -> None:
         joined.append(holder.run_id)
-        real_join(self, group, holder)
+        real_join(self, group, holder, **kw)
 
     monkeypatch.setattr(ToozCoordination, "publish", publish)
     monkeypatch.setattr(ToozCoordination, "_join", join)
