@@ -59,6 +59,7 @@ class FakeNode:
     restarts: int = 0
     # failure injection
     restart_fails: bool = False
+    io_preparing_reads: int = 0  # after START ... IO_THREAD: "Preparing" for this many reads
     never_comes_back: bool = False
     break_sql_after_restart: str = ""
     ssh_unreachable: bool = False
@@ -254,6 +255,13 @@ class FakeProbe:
         n = self._node()
         if n.role != "replica":
             return None
+        if n.io == "Preparing":
+            n.io_preparing_reads -= 1
+            if n.io_preparing_reads <= 0:
+                n.io = "Yes"
+        return self._status(n)
+
+    def _status(self, n: FakeNode) -> ReplicaStatus:
         src = self._source_of(n)
         if self.world.up(src) and n.io == "Yes" and n.sql == "Yes":
             n.applied = max(n.applied, src.applied)
@@ -397,6 +405,8 @@ class FakeCommands:
         n = self._node()
         self._event("io_start")
         n.io = "Yes" if self.world.up(self.world.source) else "Connecting"
+        if n.io == "Yes" and n.io_preparing_reads > 0:
+            n.io = "Preparing"
 
     def start_replica(self) -> None:
         n = self._node()

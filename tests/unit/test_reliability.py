@@ -403,3 +403,24 @@ def test_a_gate_that_waits_says_what_on_once_and_one_that_holds_says_nothing_fir
     ]
     assert not any(e["event"] == "gate.start" for e in events)
     assert sum(e["event"] == "gate.held" for e in events) >= 5
+
+
+def test_a_resume_waits_for_the_io_threads_it_started_again_before_judging(
+    tmp_path: Path,
+) -> None:
+    """An IO thread just started is "Preparing" for a moment (MariaDB): the resume's preflight
+    waits until it runs instead of refusing the group (seen on the lab under load)."""
+    world = FakeWorld.create(2)
+    world.nodes["db3"].restart_fails = True
+    journal = new_journal(tmp_path)
+    assert not make(world, journal).run().ok
+    world.nodes["db3"].restart_fails = False
+    j = Journal.load(journal.path)
+    assert j is not None
+    j.memory = {**j.memory, "detached": ["db2", "db3"]}  # killed with both IO threads stopped
+    for name in ("db2", "db3"):
+        world.nodes[name].io = "No"
+        world.nodes[name].io_preparing_reads = 3
+    resumed = make(world, j, resume=True).run()
+    assert resumed.ok, resumed.failure
+    assert all(world.nodes[n].io == "Yes" for n in ("db2", "db3"))

@@ -8,6 +8,7 @@ a restart step reports how long its node was down.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from harestart.domain.actions import PlanAction
@@ -22,9 +23,13 @@ from harestart.engine.ops.registry import evaluate, perform, perform_best_effort
 from harestart.engine.ops.switchover import ResumePoint
 from harestart.engine.sequencer.waits import Waiter
 from harestart.engine.state.record import Recorder
-from harestart.errors import GateFailed, PreflightRefused
+from harestart.errors import GateFailed, HarestartError, PreflightRefused
 
 StepHandler = Callable[[Step, StepRun], tuple[StepStatus, str]]
+
+
+# How long a resume waits for the IO threads it started again to run before judging them.
+IO_SETTLE_S = 10.0
 
 
 class StepRunner:
@@ -85,8 +90,10 @@ class StepRunner:
                 "starting the IO threads the earlier attempt stopped on: "
                 + ", ".join(scope.memory.detached),
             )
+            started = scope.memory.detached
             for act in step.actions:
                 perform_best_effort(self.waits, act, st)
+            self._io_threads_settled(started)
         switched = scope.resume and scope.memory.switch is not None
         group = scope.current_group() if switched else self.group
         state, self._observed = self._observed, None
@@ -106,6 +113,24 @@ class StepRunner:
         if not scope.resume:
             self.recorder.note_preflight(state)
         return StepStatus.DONE, "; ".join(state.notes())
+
+    def _io_threads_settled(self, replicas: tuple[str, ...]) -> None:
+        """IO threads just started are "Preparing" or "Connecting" for a moment: wait (up to
+        IO_SETTLE_S) until each runs or has stopped, so the judge sees the topology, not the
+        start. A source that is down keeps them connecting: the judge then says so."""
+
+        def settled() -> bool | None:
+            for name in replicas:
+                try:
+                    rs = self.scope.sql(name).replica_status()
+                except HarestartError:
+                    continue  # unreachable: the observation reports it
+                if rs is not None and rs.io_running not in ("Yes", "No"):
+                    return None
+            return True
+
+        with contextlib.suppress(GateFailed):  # still starting: judged as they are
+            self.waits.wait(settled, what="IO threads started", host=None, timeout=IO_SETTLE_S)
 
     def _stop_failover(self, step: Step, st: StepRun) -> tuple[StepStatus, str]:
         scope = self.scope
