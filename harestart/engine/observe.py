@@ -63,7 +63,10 @@ def observe_node(
     node: Node, connector: Connector, *, check_ssh: bool = True, detect_pending: bool = False
 ) -> NodeState:
     """One node observed as ``observe_group`` observes each of its nodes."""
-    return _observe((node,), connector, check_ssh=check_ssh, detect_pending=detect_pending)[0]
+    nodes, _ = _observe_with_mha(
+        (node,), connector, None, check_ssh=check_ssh, detect_pending=detect_pending, serial=False
+    )
+    return nodes[0]
 
 
 def observe_mha(mha: FailoverManager) -> tuple[MhaStatus | None, str | None]:
@@ -104,19 +107,6 @@ def observe_group(
 
 
 MhaLook = tuple[MhaStatus | None, str | None]
-
-
-def _observe(
-    nodes: tuple[Node, ...],
-    connector: Connector,
-    *,
-    check_ssh: bool,
-    detect_pending: bool,
-    serial: bool = False,
-) -> tuple[NodeState, ...]:
-    return _observe_with_mha(
-        nodes, connector, None, check_ssh=check_ssh, detect_pending=detect_pending, serial=serial
-    )[0]
 
 
 def _observe_with_mha(

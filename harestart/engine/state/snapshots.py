@@ -1,5 +1,5 @@
 """A file of JSON snapshots, one per line, the last complete line the current one: how a run's
-journal is saved fourteen times per group at the cost of one synchronous ``write`` each.
+journal is saved twelve times per group at the cost of one synchronous ``write`` each.
 
 Replacing the file at every save (a new file, fsync, rename, fsync the directory) allocated an
 inode per save, and with hundreds of groups saving at once ext4's inode allocator, scanning
